@@ -1,0 +1,38 @@
+import type { Numeric, Params } from "./Numeric.js"
+
+/**
+ * Hyperparameters that a scheduler may drive step by step. `lr` always; `momentum` (SGD,
+ * RMSprop) or `beta1` (Adam family) when a cyclic scheduler cycles them.
+ */
+export interface Hyper {
+  readonly lr: number
+  readonly momentum?: number
+  readonly beta1?: number
+}
+
+/**
+ * Optimizer state as plain immutable data: the step count and named slots, each a parameter
+ * tree (`expAvg`, `expAvgSq`, `maxExpAvgSq`, `momentumBuffer`, `squareAvg`, `gradAvg`, `sum`).
+ * A slot that PyTorch creates lazily (SGD's `momentumBuffer`) is absent until the first step.
+ */
+export interface OptimizerState<T> {
+  readonly step: number
+  readonly slots: { readonly [slot: string]: Params<T> }
+}
+
+export interface Update<T> {
+  readonly state: OptimizerState<T>
+  readonly params: Params<T>
+}
+
+/** An optimizer on one numeric backend: optax's `init`/`update` pair, pure. */
+export interface Optimizer<T> {
+  readonly name: string
+  /** The configured hyperparameters: a scheduler's base values. */
+  readonly defaults: Hyper
+  readonly init: (params: Params<T>) => OptimizerState<T>
+  readonly update: (state: OptimizerState<T>, grads: Params<T>, params: Params<T>, hyper: Hyper) => Update<T>
+}
+
+/** An optimizer written once, instantiated on any numeric backend. */
+export type OptimizerDef = <T>(N: Numeric<T>) => Optimizer<T>
