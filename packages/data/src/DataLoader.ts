@@ -1,0 +1,94 @@
+/**
+ * Loaders: a dataset cut into batches, in an order that is a pure function of (seed, epoch).
+ *
+ * `batches(epoch)` is a `Stream`, so the training loop folds over it and a resumed run that
+ * starts at epoch k sees exactly the batches an uninterrupted run would have seen.
+ */
+import { Effect, Stream } from "effect"
+import type { Batch, Targets } from "./Batch.js"
+import * as Random from "./Random.js"
+import * as TensorDataset from "./TensorDataset.js"
+
+export interface DataLoader<Y extends Targets = Int32Array, E = never, R = never> {
+  /** Samples the loader draws from (before `dropLast`). */
+  readonly numSamples: number
+  /** Batches per epoch (after `dropLast`). */
+  readonly numBatches: number
+  readonly batchSize: number
+  /** The batches of one epoch (epochs count from 0). */
+  readonly batches: (epoch: number) => Stream.Stream<Batch<Y>, E, R>
+}
+
+export interface Options {
+  readonly batchSize: number
+  /** Reshuffle every epoch (default false: dataset order, like PyTorch's default). */
+  readonly shuffle?: boolean
+  /** Seed of the shuffle; the order of epoch e is `Random.shuffle(foldIn(make(seed), e))`. */
+  readonly seed?: number
+  /** Drop the last incomplete batch (default false). */
+  readonly dropLast?: boolean
+  /** Batches prepared ahead of the consumer (default 2; 0 disables buffering). */
+  readonly prefetch?: number
+}
+
+/** Number of batches for `n` samples. */
+export const countBatches = (n: number, batchSize: number, dropLast: boolean): number =>
+  dropLast ? Math.floor(n / batchSize) : Math.ceil(n / batchSize)
+
+/**
+ * The sample order of an epoch: identity without shuffling, otherwise a permutation that depends
+ * only on (seed, epoch).
+ */
+export const epochOrder = (
+  n: number,
+  options: { readonly shuffle?: boolean; readonly seed?: number },
+  epoch: number
+) => {
+  if (!options.shuffle) return Uint32Array.from({ length: n }, (_, i) => i)
+  const [perm] = Random.shuffle(Random.foldIn(Random.make(options.seed ?? 0), epoch), n)
+  return perm
+}
+
+/** The index lists of the batches of one epoch (pure; what `batches` gathers). */
+export const batchIndices = (n: number, options: Options, epoch: number): ReadonlyArray<Uint32Array> => {
+  const order = epochOrder(n, options, epoch)
+  const count = countBatches(n, options.batchSize, options.dropLast ?? false)
+  return Array.from({ length: count }, (_, b) =>
+    order.subarray(b * options.batchSize, Math.min(n, (b + 1) * options.batchSize))
+  )
+}
+
+const checkBatchSize = (batchSize: number) => {
+  if (!Number.isInteger(batchSize) || batchSize < 1) {
+    throw new RangeError(`DataLoader: batchSize must be a positive integer, got ${batchSize}`)
+  }
+}
+
+/** A loader over an in-memory dataset. */
+export const fromTensorDataset = <Y extends Targets>(
+  dataset: TensorDataset.TensorDataset<Y>,
+  options: Options
+): DataLoader<Y> => {
+  checkBatchSize(options.batchSize)
+  const prefetch = options.prefetch ?? 2
+  return {
+    numSamples: dataset.length,
+    numBatches: countBatches(dataset.length, options.batchSize, options.dropLast ?? false),
+    batchSize: options.batchSize,
+    batches: (epoch) => {
+      const stream = Stream.suspend(() =>
+        Stream.fromIterable(batchIndices(dataset.length, options, epoch)).pipe(
+          Stream.mapEffect((indices) => Effect.sync(() => TensorDataset.gather(dataset, indices)))
+        )
+      )
+      return prefetch > 0 ? Stream.buffer(stream, { capacity: prefetch }) : stream
+    }
+  }
+}
+
+/** Every batch of an epoch collected (convenient for small datasets and tests). */
+export const collect = <Y extends Targets, E, R>(
+  loader: DataLoader<Y, E, R>,
+  epoch = 0
+): Effect.Effect<ReadonlyArray<Batch<Y>>, E, R> =>
+  Effect.map(Stream.runCollect(loader.batches(epoch)), (chunk) => Array.from(chunk))

@@ -1,0 +1,113 @@
+/**
+ * An in-memory dataset: every sample already a float32 tensor, laid end to end.
+ * This is what `ImageFolder` decodes to once, and what loaders slice batches from.
+ */
+import { Data } from "effect"
+import type { Batch, Targets } from "./Batch.js"
+
+export interface TensorDataset<Y extends Targets = Int32Array> {
+  /** `length` samples of `sampleShape` each, row-major, one after another. */
+  readonly x: Float32Array
+  /** Targets; `length * targetSize` entries. */
+  readonly y: Y
+  /** Shape of one sample: `[c, h, w]` for images, `[features]` for tabular data. */
+  readonly sampleShape: ReadonlyArray<number>
+  readonly length: number
+  /** Class names (index = class id), when the targets are classes. */
+  readonly classes?: ReadonlyArray<string>
+}
+
+/** A dataset whose arrays disagree with its declared shape. */
+export class ShapeMismatch extends Data.TaggedError("ShapeMismatch")<{
+  readonly field: string
+  readonly expected: number
+  readonly actual: number
+}> {
+  override get message() {
+    return `TensorDataset: ${this.field} has ${this.actual} elements, expected ${this.expected}`
+  }
+}
+
+/** Elements in one sample. */
+export const sampleSize = (ds: { readonly sampleShape: ReadonlyArray<number> }): number =>
+  ds.sampleShape.reduce((a, b) => a * b, 1)
+
+/** Targets per sample (1 for class indices and for single-output regression). */
+export const targetSize = (ds: TensorDataset<Targets>): number =>
+  ds.length === 0 ? 1 : ds.y.length / ds.length
+
+/**
+ * A dataset from flat arrays, checking that `x` and `y` agree with `sampleShape`.
+ * The arrays are used as they are (not copied): treat them as immutable afterwards.
+ */
+export const make = <Y extends Targets>(args: {
+  readonly x: Float32Array
+  readonly y: Y
+  readonly sampleShape: ReadonlyArray<number>
+  readonly classes?: ReadonlyArray<string>
+}): TensorDataset<Y> => {
+  const per = sampleSize(args)
+  const length = args.y.length === 0 ? 0 : Math.floor(args.x.length / per)
+  if (per <= 0 || length * per !== args.x.length) {
+    throw new ShapeMismatch({ field: "x", expected: length * per, actual: args.x.length })
+  }
+  if (length > 0 && args.y.length % length !== 0) {
+    throw new ShapeMismatch({ field: "y", expected: length, actual: args.y.length })
+  }
+  return {
+    x: args.x,
+    y: args.y,
+    sampleShape: [...args.sampleShape],
+    length,
+    ...(args.classes ? { classes: [...args.classes] } : {})
+  }
+}
+
+/** The samples at `indices`, in that order, as one batch (the loader's gather step). */
+export const gather = <Y extends Targets>(ds: TensorDataset<Y>, indices: ArrayLike<number>): Batch<Y> => {
+  const per = sampleSize(ds)
+  const ty = targetSize(ds)
+  const n = indices.length
+  const x = new Float32Array(n * per)
+  const y = (ds.y instanceof Int32Array ? new Int32Array(n * ty) : new Float32Array(n * ty)) as Y
+  for (let k = 0; k < n; k++) {
+    const i = indices[k]
+    x.set(ds.x.subarray(i * per, (i + 1) * per), k * per)
+    for (let t = 0; t < ty; t++) y[k * ty + t] = ds.y[i * ty + t]
+  }
+  return { x, shape: [n, ...ds.sampleShape], y }
+}
+
+/** A new dataset holding the samples at `indices` (copied). */
+export const subset = <Y extends Targets>(
+  ds: TensorDataset<Y>,
+  indices: ArrayLike<number>
+): TensorDataset<Y> => {
+  const b = gather(ds, indices)
+  return {
+    x: b.x,
+    y: b.y,
+    sampleShape: ds.sampleShape,
+    length: indices.length,
+    ...(ds.classes ? { classes: ds.classes } : {})
+  }
+}
+
+/** Applies `f` to every sample's values (e.g. a `Normalize`), producing a new dataset. */
+export const mapSamples = <Y extends Targets>(
+  ds: TensorDataset<Y>,
+  f: (sample: Float32Array, shape: ReadonlyArray<number>) => Float32Array
+): TensorDataset<Y> => {
+  const per = sampleSize(ds)
+  const first = ds.length > 0 ? f(ds.x.slice(0, per), ds.sampleShape) : new Float32Array(0)
+  const outPer = ds.length > 0 ? first.length : per
+  const x = new Float32Array(ds.length * outPer)
+  if (ds.length > 0) x.set(first, 0)
+  for (let i = 1; i < ds.length; i++) {
+    const out = f(ds.x.slice(i * per, (i + 1) * per), ds.sampleShape)
+    if (out.length !== outPer)
+      throw new ShapeMismatch({ field: `sample ${i}`, expected: outPer, actual: out.length })
+    x.set(out, i * outPer)
+  }
+  return { ...ds, x, sampleShape: outPer === per ? ds.sampleShape : [outPer] }
+}
