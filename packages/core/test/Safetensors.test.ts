@@ -1,0 +1,146 @@
+import { FileSystem } from "@effect/platform"
+import { NodeFileSystem } from "@effect/platform-node"
+import { describe, expect, it } from "@effect/vitest"
+import { Effect } from "effect"
+import * as fc from "fast-check"
+import * as Safetensors from "../src/Safetensors.js"
+
+const utf8 = (s: string) => new TextEncoder().encode(s)
+
+/** A file assembled by hand, byte by byte, the way the format's README describes it. */
+const handMade = (header: string, data: Uint8Array) => {
+  const h = utf8(header)
+  const out = new Uint8Array(8 + h.length + data.length)
+  new DataView(out.buffer).setBigUint64(0, BigInt(h.length), true)
+  out.set(h, 8)
+  out.set(data, 8 + h.length)
+  return out
+}
+
+describe("Safetensors", () => {
+  it("writes the documented layout: u64 LE header length, JSON header padded to 8 bytes, raw LE data", () => {
+    const bytes = Safetensors.encode({
+      tensors: {
+        b: Safetensors.tensor(new Int32Array([7]), []),
+        a: Safetensors.tensor(new Float32Array([1, 2]), [2])
+      },
+      metadata: { format: "pt" }
+    })
+    const n = Number(new DataView(bytes.buffer).getBigUint64(0, true))
+    expect(n % 8).toBe(0)
+    const header = JSON.parse(new TextDecoder().decode(bytes.subarray(8, 8 + n)))
+    expect(header).toEqual({
+      __metadata__: { format: "pt" },
+      a: { dtype: "F32", shape: [2], data_offsets: [0, 8] },
+      b: { dtype: "I32", shape: [], data_offsets: [8, 12] }
+    })
+    // 1.0f = 0x3f800000, 2.0f = 0x40000000, little-endian; then int32 7.
+    expect([...bytes.subarray(8 + n)]).toEqual([0, 0, 0x80, 0x3f, 0, 0, 0, 0x40, 7, 0, 0, 0])
+  })
+
+  it("reads a hand-made file with an unpadded header and out-of-order entries", () => {
+    const data = new Uint8Array(new Float64Array([0.5, -3]).buffer)
+    const bytes = handMade(
+      '{"w":{"dtype":"F64","shape":[1,1],"data_offsets":[8,16]},"v":{"dtype":"F64","shape":[1],"data_offsets":[0,8]}}',
+      data
+    )
+    const file = Safetensors.decode(bytes)
+    expect(Array.from(file.tensors.v.data as Float64Array)).toEqual([0.5])
+    expect(Array.from(file.tensors.w.data as Float64Array)).toEqual([-3])
+    expect(file.tensors.w.shape).toEqual([1, 1])
+    expect(file.metadata).toEqual({})
+  })
+
+  it("round-trips any set of tensors and metadata exactly", () => {
+    const tensorArb = fc.array(fc.integer({ min: 0, max: 4 }), { maxLength: 3 }).chain((shape) => {
+      const n = shape.reduce((a, b) => a * b, 1)
+      return fc.oneof(
+        fc.float32Array({ minLength: n, maxLength: n }).map((v) => Safetensors.tensor(v, shape)),
+        fc.float64Array({ minLength: n, maxLength: n }).map((v) => Safetensors.tensor(v, shape)),
+        fc.int32Array({ minLength: n, maxLength: n }).map((v) => Safetensors.tensor(v, shape)),
+        fc.uint8Array({ minLength: n, maxLength: n }).map((v) => Safetensors.tensor(v, shape))
+      )
+    })
+    fc.assert(
+      fc.property(
+        fc.dictionary(
+          fc.string({ minLength: 1 }).filter((s) => s !== "__metadata__"),
+          tensorArb,
+          { maxKeys: 5 }
+        ),
+        fc.dictionary(fc.string(), fc.string(), { maxKeys: 3 }),
+        (tensors, metadata) => {
+          const back = Safetensors.decode(Safetensors.encode({ tensors, metadata }))
+          expect(back.metadata).toEqual(metadata)
+          expect(Object.keys(back.tensors).sort()).toEqual(Object.keys(tensors).sort())
+          for (const [name, t] of Object.entries(tensors)) {
+            expect(back.tensors[name].dtype).toBe(t.dtype)
+            expect(back.tensors[name].shape).toEqual(t.shape)
+            // Bytewise, so NaN payloads and -0 survive too.
+            const a = new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength)
+            const b = new Uint8Array(back.tensors[name].data.buffer)
+            expect(Array.from(b)).toEqual(Array.from(a))
+          }
+        }
+      )
+    )
+  })
+
+  it("rejects malformed files with a reason", () => {
+    const reason = (bytes: Uint8Array) => {
+      try {
+        Safetensors.decode(bytes, "x.safetensors")
+        return "accepted"
+      } catch (e) {
+        expect(e).toBeInstanceOf(Safetensors.SafetensorsError)
+        return (e as Safetensors.SafetensorsError).reason
+      }
+    }
+    expect(reason(new Uint8Array(4))).toMatch(/too short/)
+    expect(reason(handMade("{", new Uint8Array()))).toMatch(/not UTF-8 JSON/)
+    const big = handMade("{}", new Uint8Array())
+    new DataView(big.buffer).setBigUint64(0, 1000n, true)
+    expect(reason(big)).toMatch(/header length 1000 exceeds/)
+    expect(
+      reason(handMade('{"a":{"dtype":"F32","shape":[2],"data_offsets":[0,4]}}', new Uint8Array(4)))
+    ).toMatch(/4 bytes for F32 shape \[2\] \(needs 8\)/)
+    expect(
+      reason(handMade('{"a":{"dtype":"F32","shape":[1],"data_offsets":[4,8]}}', new Uint8Array(8)))
+    ).toMatch(/gap or overlap/)
+    expect(
+      reason(handMade('{"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}}', new Uint8Array(8)))
+    ).toMatch(/4 trailing bytes/)
+    expect(
+      reason(handMade('{"a":{"dtype":"Q7","shape":[1],"data_offsets":[0,4]}}', new Uint8Array(4)))
+    ).toMatch(/tensor a: malformed entry/)
+    expect(reason(handMade('{"__metadata__":{"k":1}}', new Uint8Array()))).toMatch(/__metadata__/)
+  })
+
+  it("refuses to encode values that disagree with their shape", () => {
+    expect(() =>
+      Safetensors.encode({ tensors: { a: Safetensors.tensor(new Float32Array(3), [2, 2]) }, metadata: {} })
+    ).toThrow(/3 F32 values for F32 shape \[2, 2\]/)
+  })
+
+  it.effect("writes atomically (no temp file left) and reads back", () =>
+    Effect.gen(function* () {
+      const fs = yield* FileSystem.FileSystem
+      const dir = yield* fs.makeTempDirectoryScoped()
+      const path = `${dir}/t.safetensors`
+      const file = {
+        tensors: { w: Safetensors.tensor(new Float32Array([1.5, -2.25]), [2]) },
+        metadata: { m: "x" }
+      }
+      yield* Safetensors.write(path, file)
+      yield* Safetensors.write(path, file)
+      expect(yield* fs.readDirectory(dir)).toEqual(["t.safetensors"])
+      const back = yield* Safetensors.read(path)
+      expect(Array.from(back.tensors.w.data as Float32Array)).toEqual([1.5, -2.25])
+      const missing = yield* Effect.flip(Safetensors.read(`${dir}/nope.safetensors`))
+      expect(missing._tag).toBe("SystemError")
+      yield* fs.writeFileString(`${dir}/bad.safetensors`, "garbage!")
+      const bad = yield* Effect.flip(Safetensors.read(`${dir}/bad.safetensors`))
+      expect(bad).toMatchObject({ _tag: "SafetensorsError", path: `${dir}/bad.safetensors` })
+    }).pipe(Effect.scoped, Effect.provide(NodeFileSystem.layer))
+  )
+})
