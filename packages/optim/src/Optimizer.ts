@@ -36,3 +36,28 @@ export interface Optimizer<T> {
 
 /** An optimizer written once, instantiated on any numeric backend. */
 export type OptimizerDef = <T>(N: Numeric<T>) => Optimizer<T>
+
+/**
+ * Runs `f` on every parameter and gathers the results: the new parameters, and for each slot
+ * name the new tree (an `undefined` slot value is left out). Keeps each optimizer's math a per-parameter function on one screen.
+ */
+export const perParameter = <T>(
+  params: Params<T>,
+  f: (
+    name: string,
+    param: T
+  ) => { readonly param: T; readonly slots: { readonly [slot: string]: T | undefined } }
+): { readonly params: Params<T>; readonly slots: { readonly [slot: string]: Params<T> } } => {
+  const nextParams: Record<string, T> = {}
+  const slots: Record<string, Record<string, T>> = {}
+  for (const name of Object.keys(params)) {
+    const out = f(name, params[name])
+    nextParams[name] = out.param
+    for (const [slot, value] of Object.entries(out.slots)) {
+      if (value === undefined) continue
+      slots[slot] ??= {}
+      slots[slot][name] = value
+    }
+  }
+  return { params: nextParams, slots }
+}

@@ -1,0 +1,60 @@
+import { Effect, Schema } from "effect"
+import * as H from "./InvalidHyperparameter.js"
+import type { Numeric } from "./Numeric.js"
+import { type Optimizer, type OptimizerDef, perParameter } from "./Optimizer.js"
+
+/** `torch.optim.Adagrad` hyperparameters, PyTorch's defaults. */
+export const Config = Schema.TaggedStruct("Adagrad", {
+  lr: Schema.optionalWith(Schema.Number, { default: () => 1e-2 }),
+  lrDecay: Schema.optionalWith(Schema.Number, { default: () => 0 }),
+  weightDecay: Schema.optionalWith(Schema.Number, { default: () => 0 }),
+  initialAccumulatorValue: Schema.optionalWith(Schema.Number, { default: () => 0 }),
+  eps: Schema.optionalWith(Schema.Number, { default: () => 1e-10 }),
+  maximize: Schema.optionalWith(Schema.Boolean, { default: () => false })
+})
+export type Config = typeof Config.Type
+
+export const validate = (c: Config): Effect.Effect<Config, H.InvalidHyperparameter> =>
+  H.check([
+    H.nonNegative("lr", c.lr),
+    H.nonNegative("lrDecay", c.lrDecay),
+    H.nonNegative("weightDecay", c.weightDecay),
+    H.nonNegative("initialAccumulatorValue", c.initialAccumulatorValue),
+    H.nonNegative("eps", c.eps)
+  ]).pipe(Effect.as(c))
+
+/**
+ * Adagrad: `sum = sum + g^2`, `p = p - clr * g / (sqrt(sum) + eps)` with the decayed rate
+ * `clr = lr / (1 + (t - 1) * lrDecay)`. The accumulator starts at `initialAccumulatorValue`.
+ */
+export const optimizer =
+  (c: Config): OptimizerDef =>
+  <T>(N: Numeric<T>): Optimizer<T> => ({
+    name: "Adagrad",
+    defaults: { lr: c.lr },
+    init: (params) => ({
+      step: 0,
+      slots: {
+        sum: Object.fromEntries(
+          Object.entries(params).map(([k, p]) => [k, N.fullLike(p, c.initialAccumulatorValue)])
+        )
+      }
+    }),
+    update: (state, grads, params, hyper) => {
+      const step = state.step + 1
+      const clr = hyper.lr / (1 + (step - 1) * c.lrDecay)
+      const next = perParameter(params, (name, p) => {
+        let g = c.maximize ? N.neg(grads[name]) : grads[name]
+        if (c.weightDecay !== 0) g = N.add(g, N.scale(p, c.weightDecay))
+        const sum = N.add(state.slots.sum[name], N.mul(g, g))
+        const std = N.addScalar(N.sqrt(sum), c.eps)
+        return { param: N.sub(p, N.scale(N.div(g, std), clr)), slots: { sum } }
+      })
+      return { state: { step, slots: next.slots }, params: next.params }
+    }
+  })
+
+export const make = (
+  input: Omit<typeof Config.Encoded, "_tag">
+): Effect.Effect<OptimizerDef, H.InvalidHyperparameter> =>
+  H.decode(Config)({ ...input, _tag: "Adagrad" }).pipe(Effect.flatMap(validate), Effect.map(optimizer))
