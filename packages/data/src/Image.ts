@@ -1,0 +1,82 @@
+/**
+ * Decoded images: 8-bit RGB pixels in row-major HWC order, the shape a PIL image has after the
+ * ImageFolder loader's `convert('RGB')`.
+ */
+import { FileSystem } from "@effect/platform"
+import { Effect } from "effect"
+import sharp from "sharp"
+import { ImageDecodeError } from "./Errors.js"
+
+export interface RgbImage {
+  readonly width: number
+  readonly height: number
+  /** `height * width * 3` bytes, HWC, R G B. */
+  readonly data: Uint8Array
+}
+
+/**
+ * Pixels with 1-4 interleaved channels to RGB the way PIL's `convert('RGB')` does: grey is
+ * replicated, and alpha is dropped, not composited (a transparent pixel keeps its colour).
+ */
+export const toRgb = (data: Uint8Array, width: number, height: number, channels: number): RgbImage => {
+  const n = width * height
+  if (channels === 3) return { width, height, data }
+  const out = new Uint8Array(n * 3)
+  if (channels === 4) {
+    for (let i = 0; i < n; i++) {
+      out[3 * i] = data[4 * i]
+      out[3 * i + 1] = data[4 * i + 1]
+      out[3 * i + 2] = data[4 * i + 2]
+    }
+  } else if (channels === 1 || channels === 2) {
+    for (let i = 0; i < n; i++) {
+      const v = data[channels * i]
+      out[3 * i] = v
+      out[3 * i + 1] = v
+      out[3 * i + 2] = v
+    }
+  } else {
+    throw new RangeError(`toRgb: unsupported channel count ${channels}`)
+  }
+  return { width, height, data: out }
+}
+
+/** Decodes encoded bytes (PNG, JPEG, WebP, GIF, TIFF...) with sharp and converts to RGB. */
+export const decode = (path: string, bytes: Uint8Array): Effect.Effect<RgbImage, ImageDecodeError> => {
+  if (bytes.length === 0) return Effect.fail(new ImageDecodeError({ path, reason: "empty file (0 bytes)" }))
+  return Effect.tryPromise({
+    try: async () => {
+      const input = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength)
+      // failOn "error": a truncated file is an error, not a half-grey image.
+      const img = sharp(input, { failOn: "error" })
+      const meta = await img.metadata()
+      // CMYK (some JPEGs) needs a real colour conversion; every other space is decoded as stored.
+      const pipeline = meta.space === "cmyk" ? img.toColourspace("srgb") : img
+      const { data, info } = await pipeline.raw({ depth: "uchar" }).toBuffer({ resolveWithObject: true })
+      return toRgb(
+        new Uint8Array(data.buffer, data.byteOffset, data.byteLength),
+        info.width,
+        info.height,
+        info.channels
+      )
+    },
+    catch: (e) => new ImageDecodeError({ path, reason: e instanceof Error ? e.message : String(e) })
+  })
+}
+
+/** The default loader: read the file through `FileSystem`, decode, convert to RGB. */
+export const load = (path: string): Effect.Effect<RgbImage, ImageDecodeError, FileSystem.FileSystem> =>
+  Effect.flatMap(FileSystem.FileSystem, (fs) =>
+    fs.readFile(path).pipe(
+      Effect.mapError((e) => new ImageDecodeError({ path, reason: `cannot read file: ${e.message}` })),
+      Effect.flatMap((bytes) => decode(path, bytes))
+    )
+  )
+
+/** Encodes an RGB image as PNG (for tests, generated data and previews). */
+export const encodePng = (img: RgbImage): Promise<Buffer> =>
+  sharp(Buffer.from(img.data.buffer, img.data.byteOffset, img.data.byteLength), {
+    raw: { width: img.width, height: img.height, channels: 3 }
+  })
+    .png()
+    .toBuffer()

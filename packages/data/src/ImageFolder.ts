@@ -1,0 +1,309 @@
+/**
+ * torchvision's `ImageFolder`: `root/<class>/.../<image>`, classes are the sorted sub-folder names
+ * (index = position), samples are the image files in the same order torchvision lists them.
+ *
+ * Listing is an Effect (so the length is known before anything is decoded); decoding is a
+ * `Stream` with bounded concurrency: sharp decodes on libuv's thread pool, so several images in
+ * flight keep both cores busy while JavaScript resizes the ones already decoded.
+ */
+
+import * as nodePath from "node:path"
+import { FileSystem } from "@effect/platform"
+import { Effect, Option, Stream } from "effect"
+import {
+  DataFileError,
+  EmptyClassFolder,
+  type ImageDecodeError,
+  type ImageFolderError,
+  ImageFolderNotFound,
+  NoClassFolders,
+  SampleShapeMismatch
+} from "./Errors.js"
+import * as Image from "./Image.js"
+import * as TensorDataset from "./TensorDataset.js"
+import {
+  Compose,
+  type ImageTensor,
+  type NormalizeParams,
+  normalizeCHW,
+  Resize,
+  ToTensor,
+  type Transform
+} from "./Transforms.js"
+
+/** The extensions torchvision's ImageFolder accepts that sharp can decode (compared lower-case). */
+export const IMAGE_EXTENSIONS: ReadonlyArray<string> = [
+  ".png",
+  ".jpg",
+  ".jpeg",
+  ".webp",
+  ".bmp",
+  ".gif",
+  ".tif",
+  ".tiff"
+]
+
+export const hasImageExtension = (path: string): boolean => {
+  const lower = path.toLowerCase()
+  return IMAGE_EXTENSIONS.some((ext) => lower.endsWith(ext))
+}
+
+export type OnError = "fail" | "skip"
+
+export interface SampleRef {
+  readonly path: string
+  readonly label: number
+}
+
+export interface Sample<A> {
+  readonly index: number
+  readonly path: string
+  readonly value: A
+  readonly label: number
+}
+
+export interface Options<A> {
+  /** Applied to each decoded RGB image (default: none, the `RgbImage` itself). */
+  readonly transform?: Transform<Image.RgbImage, A>
+  readonly targetTransform?: (label: number) => number
+  /** Reads and decodes one file (default: sharp, PIL-compatible RGB). */
+  readonly loader?: (path: string) => Effect.Effect<Image.RgbImage, ImageDecodeError, FileSystem.FileSystem>
+  /** Which files are samples (default: an image extension). Receives the full path. */
+  readonly isValidFile?: (path: string) => boolean
+  /** Images decoded at once (default 8). */
+  readonly concurrency?: number
+  /** `"skip"` leaves bad files out with a warning instead of failing (default `"fail"`). */
+  readonly onError?: OnError
+  /** Epoch passed to the transform's context by `stream` (default 0). */
+  readonly epoch?: number
+}
+
+export interface ImageFolder<A> {
+  readonly root: string
+  readonly classes: ReadonlyArray<string>
+  readonly classToIdx: Readonly<Record<string, number>>
+  readonly samples: ReadonlyArray<SampleRef>
+  readonly length: number
+  /** Decodes and transforms sample `index` for `epoch`. */
+  readonly get: (
+    index: number,
+    epoch?: number
+  ) => Effect.Effect<Sample<A>, ImageDecodeError, FileSystem.FileSystem>
+  /** Every sample in order, decoded concurrently (bad files skipped when `onError: "skip"`). */
+  readonly stream: Stream.Stream<Sample<A>, ImageDecodeError, FileSystem.FileSystem>
+  readonly onError: OnError
+}
+
+const fsError = (path: string) => (e: { readonly message: string }) =>
+  new DataFileError({ path, reason: e.message })
+
+/** Lists class folders and samples exactly as torchvision does (sorted walk, sorted names). */
+export const scan = (
+  root: string,
+  options: { readonly isValidFile?: (path: string) => boolean } = {}
+): Effect.Effect<
+  { classes: ReadonlyArray<string>; samples: ReadonlyArray<SampleRef> },
+  ImageFolderNotFound | NoClassFolders | EmptyClassFolder | DataFileError,
+  FileSystem.FileSystem
+> =>
+  Effect.gen(function* () {
+    const fs = yield* FileSystem.FileSystem
+    const rootInfo = yield* fs
+      .stat(root)
+      .pipe(Effect.mapError(() => new ImageFolderNotFound({ root, reason: "does not exist" })))
+    if (rootInfo.type !== "Directory")
+      return yield* new ImageFolderNotFound({ root, reason: "is not a folder" })
+    const isDir = (p: string) =>
+      fs.stat(p).pipe(
+        Effect.map((i) => i.type === "Directory"),
+        Effect.orElseSucceed(() => false) // a dangling symlink is neither a class nor a sample
+      )
+    const entries = yield* fs.readDirectory(root).pipe(Effect.mapError(fsError(root)))
+    const dirFlags = yield* Effect.forEach(entries, (e) => isDir(nodePath.join(root, e)), { concurrency: 16 })
+    const classes = entries.filter((_, i) => dirFlags[i]).sort(compareCodePoints)
+    if (classes.length === 0) return yield* new NoClassFolders({ root })
+    const valid = options.isValidFile ?? hasImageExtension
+    const samples: Array<SampleRef> = []
+    for (let label = 0; label < classes.length; label++) {
+      const classDir = nodePath.join(root, classes[label])
+      const files = yield* walk(fs, classDir, isDir)
+      const kept = files.filter(valid)
+      if (kept.length === 0) return yield* new EmptyClassFolder({ path: classDir, className: classes[label] })
+      for (const path of kept) samples.push({ path, label })
+    }
+    return { classes, samples }
+  })
+
+/** Python's default string order (code points), which `sorted()` uses. */
+const compareCodePoints = (a: string, b: string): number => (a < b ? -1 : a > b ? 1 : 0)
+
+/**
+ * Files under `dir`, recursively, in the order of `sorted(os.walk(dir))` then `sorted(fnames)`:
+ * folders ordered by their full path, files by name within a folder.
+ */
+const walk = (
+  fs: FileSystem.FileSystem,
+  dir: string,
+  isDir: (p: string) => Effect.Effect<boolean>
+): Effect.Effect<ReadonlyArray<string>, DataFileError> =>
+  Effect.gen(function* () {
+    const folders: Array<{ dir: string; files: Array<string> }> = []
+    const visit = (d: string): Effect.Effect<void, DataFileError> =>
+      Effect.gen(function* () {
+        const names = yield* fs.readDirectory(d).pipe(Effect.mapError(fsError(d)))
+        const flags = yield* Effect.forEach(names, (n) => isDir(nodePath.join(d, n)), { concurrency: 16 })
+        folders.push({ dir: d, files: names.filter((_, i) => !flags[i]).sort(compareCodePoints) })
+        for (const n of names.filter((_, i) => flags[i])) yield* visit(nodePath.join(d, n))
+      })
+    yield* visit(dir)
+    folders.sort((a, b) => compareCodePoints(a.dir, b.dir))
+    return folders.flatMap((f) => f.files.map((n) => nodePath.join(f.dir, n)))
+  })
+
+/** An ImageFolder: lists the files now, decodes lazily. */
+export const make = <A = Image.RgbImage>(
+  root: string,
+  options: Options<A> = {}
+): Effect.Effect<
+  ImageFolder<A>,
+  ImageFolderNotFound | NoClassFolders | EmptyClassFolder | DataFileError,
+  FileSystem.FileSystem
+> =>
+  Effect.map(scan(root, options), ({ classes, samples }) => {
+    const transform = options.transform ?? ((img: Image.RgbImage) => img as unknown as A)
+    const target = options.targetTransform ?? ((l: number) => l)
+    const load = options.loader ?? Image.load
+    const onError = options.onError ?? "fail"
+    const concurrency = options.concurrency ?? 8
+    const get = (index: number, epoch = options.epoch ?? 0) => {
+      const ref = samples[index]
+      return Effect.map(load(ref.path), (img) => ({
+        index,
+        path: ref.path,
+        value: transform(img, { epoch, index }),
+        label: target(ref.label)
+      }))
+    }
+    const indices = Array.from({ length: samples.length }, (_, i) => i)
+    const stream =
+      onError === "fail"
+        ? Stream.mapEffect(Stream.fromIterable(indices), (i) => get(i), { concurrency })
+        : Stream.filterMap(
+            Stream.mapEffect(
+              Stream.fromIterable(indices),
+              (i) =>
+                get(i).pipe(
+                  Effect.map(Option.some),
+                  Effect.catchAll((e) =>
+                    Effect.as(Effect.logWarning(`skipping ${e.path}: ${e.reason}`), Option.none<Sample<A>>())
+                  )
+                ),
+              { concurrency }
+            ),
+            (o) => o
+          )
+    return {
+      root,
+      classes,
+      classToIdx: Object.fromEntries(classes.map((c, i) => [c, i])),
+      samples,
+      length: samples.length,
+      get,
+      stream,
+      onError
+    }
+  })
+
+/** Checks that a sample has the shape the batch expects. */
+export const checkShape = (
+  path: string,
+  expected: ReadonlyArray<number>,
+  actual: ReadonlyArray<number>
+): Effect.Effect<void, SampleShapeMismatch> =>
+  expected.length === actual.length && expected.every((d, i) => d === actual[i])
+    ? Effect.void
+    : Effect.fail(new SampleShapeMismatch({ path, expected: [...expected], actual: [...actual] }))
+
+/**
+ * Decodes a whole folder of tensors into one `TensorDataset` (decode once; every later use is a
+ * memory read). Samples must all have one shape, otherwise `SampleShapeMismatch` names the first
+ * file that differs. With `onError: "skip"`, bad files are left out and listed in one warning.
+ */
+export const toTensorDataset = (
+  folder: ImageFolder<ImageTensor>
+): Effect.Effect<
+  TensorDataset.TensorDataset,
+  ImageDecodeError | SampleShapeMismatch,
+  FileSystem.FileSystem
+> =>
+  Effect.gen(function* () {
+    const skipped: Array<string> = []
+    const kept: Array<Sample<ImageTensor>> = []
+    const tagged =
+      folder.onError === "skip"
+        ? Stream.mapEffect(
+            Stream.fromIterable(folder.samples.map((_, i) => i)),
+            (i) =>
+              folder.get(i).pipe(
+                Effect.map((s): Sample<ImageTensor> | string => s),
+                Effect.catchAll((e) => Effect.succeed(`${e.path} (${e.reason})`))
+              ),
+            { concurrency: 8 }
+          )
+        : Stream.map(folder.stream, (s): Sample<ImageTensor> | string => s)
+    yield* Stream.runForEach(tagged, (s) => {
+      if (typeof s === "string") {
+        skipped.push(s)
+        return Effect.void
+      }
+      kept.push(s)
+      return kept.length === 1 ? Effect.void : checkShape(s.path, kept[0].value.shape, s.value.shape)
+    })
+    if (skipped.length > 0) {
+      yield* Effect.logWarning(`skipped ${skipped.length} unreadable image(s):\n  ${skipped.join("\n  ")}`)
+    }
+    const sampleShape = kept.length > 0 ? kept[0].value.shape : [3, 0, 0]
+    const per = sampleShape[0] * sampleShape[1] * sampleShape[2]
+    const x = new Float32Array(kept.length * per)
+    const y = new Int32Array(kept.length)
+    kept.forEach((s, k) => {
+      x.set(s.value.data, k * per)
+      y[k] = s.label
+    })
+    return { x, y, sampleShape: [...sampleShape], length: kept.length, classes: folder.classes }
+  })
+
+/**
+ * The one-call loader: `root` decoded once, resized, as CHW float32 in [0, 1] (the chapter's
+ * `Compose([Resize(28), ToTensor()])` on an `ImageFolder`).
+ */
+export const loadImageFolder = (
+  root: string,
+  options: {
+    readonly resize?: number | readonly [number, number]
+    readonly onError?: OnError
+    readonly concurrency?: number
+  } = {}
+): Effect.Effect<TensorDataset.TensorDataset, ImageFolderError, FileSystem.FileSystem> =>
+  Effect.flatMap(
+    make<ImageTensor>(root, {
+      transform: options.resize === undefined ? ToTensor() : Compose(Resize(options.resize), ToTensor()),
+      onError: options.onError ?? "fail",
+      concurrency: options.concurrency ?? 8
+    }),
+    toTensorDataset
+  )
+
+/** `Normalize(mean, std)` applied to every sample of an image dataset (a new dataset). */
+export const normalizeDataset = (
+  ds: TensorDataset.TensorDataset,
+  params: NormalizeParams
+): TensorDataset.TensorDataset => {
+  const channels = ds.sampleShape[0]
+  const per = TensorDataset.sampleSize(ds)
+  const x = new Float32Array(ds.x.length)
+  for (let i = 0; i < ds.length; i++) {
+    x.set(normalizeCHW(ds.x.subarray(i * per, (i + 1) * per), channels, params), i * per)
+  }
+  return { ...ds, x }
+}

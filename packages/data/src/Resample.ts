@@ -1,0 +1,131 @@
+/**
+ * Antialiased bilinear resampling of 8-bit images, computed the way Pillow's `Image.resize(...,
+ * BILINEAR)` does (which is what torchvision's `Resize` calls on PIL images): a separable
+ * triangle filter whose support widens with the downscale factor, weights quantised to 22-bit
+ * fixed point, a horizontal pass into an 8-bit intermediate, then a vertical pass. Matching the
+ * arithmetic, not just the idea, is what makes the pixels (and so the chapter's statistics) equal.
+ */
+
+const PRECISION_BITS = 32 - 8 - 2
+const ONE = 2 ** PRECISION_BITS
+const HALF = 2 ** (PRECISION_BITS - 1)
+
+const bilinear = (x: number): number => {
+  const a = x < 0 ? -x : x
+  return a < 1 ? 1 - a : 0
+}
+
+interface Coefficients {
+  readonly ksize: number
+  /** Per output index: first input index and number of taps. */
+  readonly bounds: Int32Array
+  /** Fixed-point weights, `ksize` per output index. */
+  readonly weights: Float64Array
+}
+
+/** Filter taps mapping input [in0, in1) of an axis of `inSize` onto `outSize` samples. */
+const coefficients = (inSize: number, in0: number, in1: number, outSize: number): Coefficients => {
+  const scale = (in1 - in0) / outSize
+  const filterScale = scale < 1 ? 1 : scale
+  const support = 1 * filterScale
+  const ksize = Math.ceil(support) * 2 + 1
+  const bounds = new Int32Array(outSize * 2)
+  const weights = new Float64Array(outSize * ksize)
+  const ss = 1 / filterScale
+  const k = new Float64Array(ksize)
+  for (let xx = 0; xx < outSize; xx++) {
+    const center = in0 + (xx + 0.5) * scale
+    let xmin = Math.trunc(center - support + 0.5)
+    if (xmin < 0) xmin = 0
+    let xmax = Math.trunc(center + support + 0.5)
+    if (xmax > inSize) xmax = inSize
+    xmax -= xmin
+    let ww = 0
+    for (let x = 0; x < xmax; x++) {
+      const w = bilinear((x + xmin - center + 0.5) * ss)
+      k[x] = w
+      ww += w
+    }
+    for (let x = 0; x < xmax; x++) {
+      const w = ww !== 0 ? k[x] / ww : k[x]
+      // Pillow rounds half away from zero when quantising (C cast of w * ONE +- 0.5).
+      weights[xx * ksize + x] = w < 0 ? Math.trunc(-0.5 + w * ONE) : Math.trunc(0.5 + w * ONE)
+    }
+    bounds[2 * xx] = xmin
+    bounds[2 * xx + 1] = xmax
+  }
+  return { ksize, bounds, weights }
+}
+
+const clip8 = (v: number): number => {
+  const r = Math.floor(v / ONE)
+  return r < 0 ? 0 : r > 255 ? 255 : r
+}
+
+/**
+ * Resizes interleaved 8-bit pixels (`channels` per pixel) from `width x height` to
+ * `outWidth x outHeight`, optionally from a source box [x0, y0, x1, y1) (for crops).
+ */
+export const resize = (
+  data: Uint8Array,
+  width: number,
+  height: number,
+  channels: number,
+  outWidth: number,
+  outHeight: number,
+  box: readonly [number, number, number, number] = [0, 0, width, height]
+): Uint8Array => {
+  const [bx0, by0, bx1, by1] = box
+  const needH = outWidth !== width || bx0 !== 0 || bx1 !== outWidth
+  const needV = outHeight !== height || by0 !== 0 || by1 !== outHeight
+  if (!needH && !needV) return data.slice()
+  const horiz = coefficients(width, bx0, bx1, outWidth)
+  const vert = coefficients(height, by0, by1, outHeight)
+  let src = data
+  let srcWidth = width
+  let vBounds = vert.bounds
+  if (needH) {
+    // Only the rows the vertical pass reads are filtered horizontally.
+    const first = vert.bounds[0]
+    const last = vert.bounds[outHeight * 2 - 2] + vert.bounds[outHeight * 2 - 1]
+    const rows = last - first
+    const tmp = new Uint8Array(rows * outWidth * channels)
+    const { ksize, bounds, weights } = horiz
+    for (let yy = 0; yy < rows; yy++) {
+      const rowIn = (yy + first) * width * channels
+      const rowOut = yy * outWidth * channels
+      for (let xx = 0; xx < outWidth; xx++) {
+        const xmin = bounds[2 * xx]
+        const taps = bounds[2 * xx + 1]
+        const kOff = xx * ksize
+        for (let c = 0; c < channels; c++) {
+          let ss = HALF
+          let p = rowIn + xmin * channels + c
+          for (let x = 0; x < taps; x++, p += channels) ss += data[p] * weights[kOff + x]
+          tmp[rowOut + xx * channels + c] = clip8(ss)
+        }
+      }
+    }
+    src = tmp
+    srcWidth = outWidth
+    vBounds = vert.bounds.slice()
+    for (let i = 0; i < outHeight; i++) vBounds[2 * i] -= first
+  }
+  if (!needV) return src
+  const out = new Uint8Array(outHeight * srcWidth * channels)
+  const { ksize, weights } = vert
+  const stride = srcWidth * channels
+  for (let yy = 0; yy < outHeight; yy++) {
+    const ymin = vBounds[2 * yy]
+    const taps = vBounds[2 * yy + 1]
+    const kOff = yy * ksize
+    const rowOut = yy * stride
+    for (let i = 0; i < stride; i++) {
+      let ss = HALF
+      let p = ymin * stride + i
+      for (let y = 0; y < taps; y++, p += stride) ss += src[p] * weights[kOff + y]
+      out[rowOut + i] = clip8(ss)
+    }
+  }
+  return out
+}

@@ -1,0 +1,249 @@
+/**
+ * torchvision's transforms as plain functions.
+ *
+ * A transform is `(input, context) => output`. The context says which sample of which epoch is
+ * being transformed; random transforms derive their randomness from (their seed, epoch, index),
+ * so an augmentation is reproducible, independent of decoding order and concurrency, and still
+ * different every epoch.
+ */
+import type { RgbImage } from "./Image.js"
+import * as Random from "./Random.js"
+import { resize } from "./Resample.js"
+
+/** A CHW float32 tensor, like torchvision's `ToTensor` output. */
+export interface ImageTensor {
+  readonly shape: readonly [number, number, number]
+  readonly data: Float32Array
+}
+
+export interface Context {
+  readonly epoch: number
+  readonly index: number
+}
+
+export type Transform<A, B> = (input: A, context: Context) => B
+
+/** The context for transforms applied outside a loader (epoch 0, index 0). */
+export const noContext: Context = { epoch: 0, index: 0 }
+
+const checkPositiveInt = (name: string, v: number) => {
+  if (!Number.isInteger(v) || v < 1)
+    throw new RangeError(`${name}: size must be a positive integer, got ${v}`)
+}
+
+/**
+ * torchvision's output size for `Resize(size)`: an int matches the smaller edge and scales the
+ * other keeping the aspect ratio (truncated, as `int(size * long / short)`); a pair is [h, w].
+ */
+export const resizedSize = (
+  width: number,
+  height: number,
+  size: number | readonly [number, number]
+): readonly [number, number] => {
+  if (typeof size !== "number") return [size[1], size[0]]
+  const [short, long] = width <= height ? [width, height] : [height, width]
+  const newLong = Math.trunc((size * long) / short)
+  return width <= height ? [size, newLong] : [newLong, size]
+}
+
+/** `Resize(size)` with antialiased bilinear interpolation (Pillow's). Returns [w, h] via `resizedSize`. */
+export const Resize =
+  (size: number | readonly [number, number]): Transform<RgbImage, RgbImage> =>
+  (img) => {
+    if (typeof size === "number") checkPositiveInt("Resize", size)
+    else size.forEach((s) => checkPositiveInt("Resize", s))
+    const [w, h] = resizedSize(img.width, img.height, size)
+    if (w === img.width && h === img.height) return img
+    return { width: w, height: h, data: resize(img.data, img.width, img.height, 3, w, h) }
+  }
+
+/** Crops the rectangle at (left, top) of the given size (pixels outside the image are black). */
+export const crop = (img: RgbImage, left: number, top: number, width: number, height: number): RgbImage => {
+  const out = new Uint8Array(width * height * 3)
+  for (let y = 0; y < height; y++) {
+    const sy = top + y
+    if (sy < 0 || sy >= img.height) continue
+    for (let x = 0; x < width; x++) {
+      const sx = left + x
+      if (sx < 0 || sx >= img.width) continue
+      const s = (sy * img.width + sx) * 3
+      const d = (y * width + x) * 3
+      out[d] = img.data[s]
+      out[d + 1] = img.data[s + 1]
+      out[d + 2] = img.data[s + 2]
+    }
+  }
+  return { width, height, data: out }
+}
+
+/** `CenterCrop(size)`: an int is a square; a pair is [h, w]. Offsets rounded like torchvision. */
+export const CenterCrop =
+  (size: number | readonly [number, number]): Transform<RgbImage, RgbImage> =>
+  (img) => {
+    const [ch, cw] = typeof size === "number" ? [size, size] : size
+    checkPositiveInt("CenterCrop", ch)
+    checkPositiveInt("CenterCrop", cw)
+    // torchvision pads with zeros when the crop is larger than the image, then crops centrally.
+    const top = Math.round((img.height - ch) / 2)
+    const left = Math.round((img.width - cw) / 2)
+    return crop(img, left, top, cw, ch)
+  }
+
+/** The generator state a random transform uses for one sample of one epoch. */
+export const sampleState = (seed: number, context: Context): Random.State =>
+  Random.foldIn(Random.foldIn(Random.make(seed), context.epoch), context.index)
+
+const flipImage = (img: RgbImage): RgbImage => {
+  const out = new Uint8Array(img.data.length)
+  for (let y = 0; y < img.height; y++) {
+    for (let x = 0; x < img.width; x++) {
+      const s = (y * img.width + x) * 3
+      const d = (y * img.width + (img.width - 1 - x)) * 3
+      out[d] = img.data[s]
+      out[d + 1] = img.data[s + 1]
+      out[d + 2] = img.data[s + 2]
+    }
+  }
+  return { width: img.width, height: img.height, data: out }
+}
+
+const flipTensor = (t: ImageTensor): ImageTensor => {
+  const [c, h, w] = t.shape
+  const out = new Float32Array(t.data.length)
+  for (let r = 0; r < c * h; r++) {
+    for (let x = 0; x < w; x++) out[r * w + (w - 1 - x)] = t.data[r * w + x]
+  }
+  return { shape: t.shape, data: out }
+}
+
+/** Mirrors left-right with probability `p`; works on decoded images and on cached tensors. */
+export const RandomHorizontalFlip =
+  <A extends RgbImage | ImageTensor>(options: {
+    readonly seed: number
+    readonly p?: number
+  }): Transform<A, A> =>
+  (input, context) => {
+    const p = options.p ?? 0.5
+    const [u] = Random.nextFloat(sampleState(options.seed, context))
+    if (!(u < p)) return input
+    return ("shape" in input ? flipTensor(input) : flipImage(input as RgbImage)) as A
+  }
+
+/**
+ * `RandomResizedCrop(size, scale, ratio)`: a crop of random area fraction and log-uniform aspect
+ * ratio (10 attempts, then the central crop fallback, as torchvision), resized to `size`.
+ */
+export const RandomResizedCrop =
+  (options: {
+    readonly seed: number
+    readonly size: number | readonly [number, number]
+    readonly scale?: readonly [number, number]
+    readonly ratio?: readonly [number, number]
+  }): Transform<RgbImage, RgbImage> =>
+  (img, context) => {
+    const [outH, outW] = typeof options.size === "number" ? [options.size, options.size] : options.size
+    const [sMin, sMax] = options.scale ?? [0.08, 1]
+    const [rMin, rMax] = options.ratio ?? [3 / 4, 4 / 3]
+    const area = img.width * img.height
+    let s = sampleState(options.seed, context)
+    let box: [number, number, number, number] | undefined
+    for (let attempt = 0; attempt < 10 && !box; attempt++) {
+      const [u1, s1] = Random.nextFloat(s)
+      const [u2, s2] = Random.nextFloat(s1)
+      s = s2
+      const target = area * (sMin + (sMax - sMin) * u1)
+      const aspect = Math.exp(Math.log(rMin) + (Math.log(rMax) - Math.log(rMin)) * u2)
+      const w = Math.round(Math.sqrt(target * aspect))
+      const h = Math.round(Math.sqrt(target / aspect))
+      if (w > 0 && h > 0 && w <= img.width && h <= img.height) {
+        const [i, s3] = Random.nextInt(s, img.height - h + 1)
+        const [j, s4] = Random.nextInt(s3, img.width - w + 1)
+        s = s4
+        box = [j, i, w, h]
+      }
+    }
+    if (!box) {
+      const inRatio = img.width / img.height
+      let w = img.width
+      let h = img.height
+      if (inRatio < rMin) h = Math.round(w / rMin)
+      else if (inRatio > rMax) w = Math.round(h * rMax)
+      box = [Math.trunc((img.width - w) / 2), Math.trunc((img.height - h) / 2), w, h]
+    }
+    const cropped = crop(img, box[0], box[1], box[2], box[3])
+    return Resize([outH, outW])(cropped, context)
+  }
+
+/** 0..255 / 255 in float32, as torchvision's `img.float().div(255)`. */
+const BYTE_TO_UNIT = Float32Array.from({ length: 256 }, (_, v) => v / 255)
+
+/** `ToTensor()`: uint8 HWC RGB -> float32 CHW in [0, 1]. */
+export const ToTensor =
+  (): Transform<RgbImage, ImageTensor> =>
+  (img): ImageTensor => {
+    const hw = img.width * img.height
+    const out = new Float32Array(3 * hw)
+    for (let i = 0; i < hw; i++) {
+      out[i] = BYTE_TO_UNIT[img.data[3 * i]]
+      out[hw + i] = BYTE_TO_UNIT[img.data[3 * i + 1]]
+      out[2 * hw + i] = BYTE_TO_UNIT[img.data[3 * i + 2]]
+    }
+    return { shape: [3, img.height, img.width], data: out }
+  }
+
+/** A per-channel standardiser: the data `Normalize` needs, reusable on samples and datasets. */
+export interface NormalizeParams {
+  readonly mean: ReadonlyArray<number>
+  readonly std: ReadonlyArray<number>
+}
+
+/**
+ * Standardises CHW values in place of a copy: `(x - mean[c]) / std[c]`, in float32 like
+ * torchvision (`sub_` then `div_`, each rounded to float32).
+ */
+export const normalizeCHW = (data: Float32Array, channels: number, params: NormalizeParams): Float32Array => {
+  if (params.mean.length !== channels || params.std.length !== channels) {
+    throw new RangeError(
+      `Normalize: expected ${channels} means and stds, got ${params.mean.length}/${params.std.length}`
+    )
+  }
+  const hw = data.length / channels
+  const out = new Float32Array(data.length)
+  for (let c = 0; c < channels; c++) {
+    const m = Math.fround(params.mean[c])
+    const s = Math.fround(params.std[c])
+    const base = c * hw
+    for (let i = 0; i < hw; i++) out[base + i] = Math.fround(data[base + i] - m) / s
+  }
+  return out
+}
+
+/** `Normalize(mean, std)` as a tensor transform. */
+export const Normalize =
+  (params: NormalizeParams): Transform<ImageTensor, ImageTensor> =>
+  (t) => ({ shape: t.shape, data: normalizeCHW(t.data, t.shape[0], params) })
+
+/** Runs transforms left to right (torchvision's `Compose`). */
+export function Compose<A, B>(t1: Transform<A, B>): Transform<A, B>
+export function Compose<A, B, C>(t1: Transform<A, B>, t2: Transform<B, C>): Transform<A, C>
+export function Compose<A, B, C, D>(
+  t1: Transform<A, B>,
+  t2: Transform<B, C>,
+  t3: Transform<C, D>
+): Transform<A, D>
+export function Compose<A, B, C, D, E>(
+  t1: Transform<A, B>,
+  t2: Transform<B, C>,
+  t3: Transform<C, D>,
+  t4: Transform<D, E>
+): Transform<A, E>
+export function Compose<A, B, C, D, E, F>(
+  t1: Transform<A, B>,
+  t2: Transform<B, C>,
+  t3: Transform<C, D>,
+  t4: Transform<D, E>,
+  t5: Transform<E, F>
+): Transform<A, F>
+export function Compose(...ts: ReadonlyArray<Transform<any, any>>): Transform<any, any> {
+  return (input, context) => ts.reduce((acc, t) => t(acc, context), input)
+}
