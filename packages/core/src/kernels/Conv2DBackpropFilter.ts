@@ -1,0 +1,96 @@
+import type { backend_util } from "@tensorflow/tfjs-core"
+
+/**
+ * The filter gradient of a 2-D convolution in NHWC with filters [kh, kw, in, out], over flat
+ * arrays: dW[kh,kw,ci,co] = sum over (b, oh, ow) of x[b, oh*sh - top + kh, ow*sw - left + kw, ci]
+ * * dy[b, oh, ow, co]. Shared by the cpu kernel and the wasm kernel's strided-and-padded case.
+ * Accumulates in float64 (one rounding at the end), which is what makes it agree with the stock
+ * kernels to float32 precision.
+ */
+export const conv2dBackpropFilterNhwc = (
+  x: Float32Array,
+  dy: Float32Array,
+  info: backend_util.Conv2DInfo
+): Float32Array => {
+  const { batchSize, inHeight, inWidth, inChannels, outHeight, outWidth, outChannels } = info
+  const { strideHeight, strideWidth, filterHeight, filterWidth, dilationHeight, dilationWidth } = info
+  const top = info.padInfo.top
+  const left = info.padInfo.left
+  const acc = new Float64Array(filterHeight * filterWidth * inChannels * outChannels)
+  const tap = inChannels * outChannels
+  for (let b = 0; b < batchSize; b++) {
+    for (let oh = 0; oh < outHeight; oh++) {
+      for (let kh = 0; kh < filterHeight; kh++) {
+        const ih = oh * strideHeight - top + kh * dilationHeight
+        if (ih < 0 || ih >= inHeight) continue
+        const xRow = (b * inHeight + ih) * inWidth
+        const dyRow = (b * outHeight + oh) * outWidth
+        for (let kw = 0; kw < filterWidth; kw++) {
+          const wOff = (kh * filterWidth + kw) * tap
+          for (let ow = 0; ow < outWidth; ow++) {
+            const iw = ow * strideWidth - left + kw * dilationWidth
+            if (iw < 0 || iw >= inWidth) continue
+            const xOff = (xRow + iw) * inChannels
+            const dyOff = (dyRow + ow) * outChannels
+            for (let ci = 0; ci < inChannels; ci++) {
+              const xv = x[xOff + ci]
+              // Inputs after a ReLU are mostly zero: skipping them is the cheapest speed-up.
+              if (xv === 0) continue
+              const o = wOff + ci * outChannels
+              for (let co = 0; co < outChannels; co++) acc[o + co] += xv * dy[dyOff + co]
+            }
+          }
+        }
+      }
+    }
+  }
+  return Float32Array.from(acc)
+}
+
+/**
+ * The gradient of a 2-D max pool in NHWC over flat arrays: each output's gradient goes to the
+ * first strictly largest input of its window (tfjs's `maxPoolPositions` tie rule).
+ */
+export const maxPoolGradNhwc = (
+  x: Float32Array,
+  dy: Float32Array,
+  info: backend_util.Conv2DInfo
+): Float32Array => {
+  const { batchSize, inHeight, inWidth, inChannels: c, outHeight, outWidth } = info
+  const { strideHeight, strideWidth, effectiveFilterHeight, effectiveFilterWidth } = info
+  const { dilationHeight, dilationWidth } = info
+  const top = info.padInfo.top
+  const left = info.padInfo.left
+  const dx = new Float32Array(batchSize * inHeight * inWidth * c)
+  for (let b = 0; b < batchSize; b++) {
+    const xBatch = b * inHeight * inWidth * c
+    for (let oh = 0; oh < outHeight; oh++) {
+      const rCorner = oh * strideHeight - top
+      let rMin = rCorner
+      while (rMin < 0) rMin += dilationHeight
+      const rMax = Math.min(inHeight, rCorner + effectiveFilterHeight)
+      for (let ow = 0; ow < outWidth; ow++) {
+        const cCorner = ow * strideWidth - left
+        let cMin = cCorner
+        while (cMin < 0) cMin += dilationWidth
+        const cMax = Math.min(inWidth, cCorner + effectiveFilterWidth)
+        const dyOff = ((b * outHeight + oh) * outWidth + ow) * c
+        for (let d = 0; d < c; d++) {
+          let best = Number.NEGATIVE_INFINITY
+          let at = -1
+          for (let r = rMin; r < rMax; r += dilationHeight) {
+            for (let q = cMin; q < cMax; q += dilationWidth) {
+              const i = xBatch + (r * inWidth + q) * c + d
+              if (x[i] > best) {
+                best = x[i]
+                at = i
+              }
+            }
+          }
+          if (at >= 0) dx[at] += dy[dyOff + d]
+        }
+      }
+    }
+  }
+  return dx
+}

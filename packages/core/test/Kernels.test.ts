@@ -1,0 +1,236 @@
+import { describe, expect, it } from "@effect/vitest"
+import * as tf from "@tensorflow/tfjs-core"
+import { Effect } from "effect"
+import * as fc from "fast-check"
+import * as Engine from "../src/Engine.js"
+import { stock } from "../src/kernels/Register.js"
+import * as Module from "../src/Module.js"
+
+const run = <A, E>(e: Effect.Effect<A, E>) => Effect.runPromise(e)
+
+interface Case {
+  readonly n: number
+  readonly h: number
+  readonly w: number
+  readonly cin: number
+  readonly cout: number
+  readonly kh: number
+  readonly kw: number
+  readonly stride: [number, number]
+  readonly pad: "valid" | "same"
+  readonly seed: number
+}
+
+const caseArb: fc.Arbitrary<Case> = fc
+  .record({
+    n: fc.integer({ min: 1, max: 3 }),
+    h: fc.integer({ min: 1, max: 9 }),
+    w: fc.integer({ min: 1, max: 9 }),
+    cin: fc.integer({ min: 1, max: 4 }),
+    cout: fc.integer({ min: 1, max: 4 }),
+    kh: fc.integer({ min: 1, max: 4 }),
+    kw: fc.integer({ min: 1, max: 4 }),
+    stride: fc.tuple(fc.integer({ min: 1, max: 3 }), fc.integer({ min: 1, max: 3 })),
+    pad: fc.constantFrom("valid" as const, "same" as const),
+    seed: fc.integer()
+  })
+  .filter((c) => c.pad === "same" || (c.kh <= c.h && c.kw <= c.w))
+
+/** Deterministic values in [-1, 1) with some exact zeros (like post-ReLU activations). */
+const values = (size: number, seed: number): Float32Array => {
+  let s = seed >>> 0 || 1
+  const out = new Float32Array(size)
+  for (let i = 0; i < size; i++) {
+    s ^= s << 13
+    s ^= s >>> 17
+    s ^= s << 5
+    const u = (s >>> 0) / 2 ** 32
+    out[i] = u < 0.2 ? 0 : 2 * u - 1
+  }
+  return out
+}
+
+const dyShape = (c: Case): [number, number, number, number] => {
+  const outH = c.pad === "same" ? Math.ceil(c.h / c.stride[0]) : Math.ceil((c.h - c.kh + 1) / c.stride[0])
+  const outW = c.pad === "same" ? Math.ceil(c.w / c.stride[1]) : Math.ceil((c.w - c.kw + 1) / c.stride[1])
+  return [c.n, outH, outW, c.cout]
+}
+
+const attrsOf = (c: Case) => ({
+  strides: c.stride,
+  pad: c.pad,
+  dataFormat: "NHWC",
+  dimRoundingMode: undefined,
+  filterShape: [c.kh, c.kw, c.cin, c.cout]
+})
+
+/** Runs a kernel function directly on the current backend and reads its output. */
+const runKernelFunc = (name: string, inputs: Record<string, tf.Tensor>, attrs: object): Float32Array => {
+  const backend = tf.backend() as any
+  const out = stock[name]({ inputs, backend, attrs: attrs as any }) as tf.TensorInfo
+  const data = Float32Array.from(backend.readSync(out.dataId) as Float32Array)
+  backend.disposeData(out.dataId)
+  return data
+}
+
+const registered = (
+  inputs: Record<string, Float32Array>,
+  shapes: Record<string, number[]>,
+  kernel: string,
+  attrs: object
+) =>
+  tf.tidy(() => {
+    const ts: Record<string, tf.Tensor> = {}
+    for (const k of Object.keys(inputs)) ts[k] = tf.tensor(inputs[k], shapes[k])
+    return (tf.engine().runKernel(kernel, ts as any, attrs as any) as tf.Tensor).dataSync() as Float32Array
+  })
+
+const expectClose = (actual: ArrayLike<number>, expected: ArrayLike<number>) => {
+  expect(actual.length).toBe(expected.length)
+  let scale = 1
+  for (let i = 0; i < expected.length; i++) scale = Math.max(scale, Math.abs(expected[i]))
+  for (let i = 0; i < expected.length; i++) {
+    if (Math.abs(actual[i] - expected[i]) > 1e-5 * scale) {
+      throw new Error(`element ${i}: ${actual[i]} vs ${expected[i]}`)
+    }
+  }
+}
+
+/** The stock cpu kernel's answer for a case (our replacement is registered in its place). */
+const stockCpuFilterGrad = (c: Case, x: Float32Array, dy: Float32Array) =>
+  tf.tidy(() =>
+    runKernelFunc(
+      "cpu/Conv2DBackpropFilter",
+      { x: tf.tensor(x, [c.n, c.h, c.w, c.cin]), dy: tf.tensor(dy, dyShape(c)) },
+      attrsOf(c)
+    )
+  )
+
+describe("Conv2DBackpropFilter", () => {
+  it("cpu: the flat-array loop equals the stock kernel", async () => {
+    await run(Engine.use("cpu"))
+    fc.assert(
+      fc.property(caseArb, (c) => {
+        const x = values(c.n * c.h * c.w * c.cin, c.seed)
+        const dy = values(
+          dyShape(c).reduce((a, b) => a * b),
+          c.seed + 1
+        )
+        const shapes = { x: [c.n, c.h, c.w, c.cin], dy: dyShape(c) }
+        const ours = registered({ x, dy }, shapes, "Conv2DBackpropFilter", attrsOf(c))
+        expectClose(ours, stockCpuFilterGrad(c, x, dy))
+      }),
+      { numRuns: 200 }
+    )
+  })
+
+  it("wasm: the registered kernel equals the stock cpu kernel, incl. stride 2 'same'", async () => {
+    const stride2same: Case = {
+      n: 2,
+      h: 7,
+      w: 8,
+      cin: 3,
+      cout: 2,
+      kh: 3,
+      kw: 3,
+      stride: [2, 2],
+      pad: "same",
+      seed: 7
+    }
+    await fc.assert(
+      fc.asyncProperty(caseArb, async (c) => {
+        const x = values(c.n * c.h * c.w * c.cin, c.seed)
+        const dy = values(
+          dyShape(c).reduce((a, b) => a * b),
+          c.seed + 1
+        )
+        await run(Engine.use("cpu"))
+        const expected = stockCpuFilterGrad(c, x, dy)
+        await run(Engine.use("wasm"))
+        const shapes = { x: [c.n, c.h, c.w, c.cin], dy: dyShape(c) }
+        expectClose(registered({ x, dy }, shapes, "Conv2DBackpropFilter", attrsOf(c)), expected)
+      }),
+      { numRuns: 200, examples: [[stride2same]] }
+    )
+  })
+
+  it("wasm: a stride-2 'same' Conv2d's weight gradient equals cpu's", async () => {
+    const conv = Module.Conv2d({ inChannels: 3, outChannels: 4, kernelSize: 3, stride: 2, padding: "same" })
+    const grad = () =>
+      tf.tidy(() => {
+        const x = tf.tensor4d(values(2 * 6 * 6 * 3, 3), [2, 6, 6, 3])
+        const params = { weight: tf.tensor4d(values(3 * 3 * 3 * 4, 4), [3, 3, 3, 4]), bias: tf.zeros([4]) }
+        const fwd = conv.forward(params, "", x, Module.ctxOf({ training: true }), true)
+        const { grads, dx } = fwd.backward(tf.onesLike(fwd.y))
+        return [...grads.weight.dataSync(), ...dx!.dataSync()]
+      })
+    await run(Engine.use("cpu"))
+    const onCpu = grad()
+    await run(Engine.use("wasm"))
+    expectClose(grad(), onCpu)
+  })
+})
+
+describe("MaxPoolGrad on cpu", () => {
+  it("the flat-array loop equals the stock kernel", async () => {
+    await run(Engine.use("cpu"))
+    fc.assert(
+      fc.property(
+        fc.record({
+          n: fc.integer({ min: 1, max: 3 }),
+          h: fc.integer({ min: 1, max: 9 }),
+          w: fc.integer({ min: 1, max: 9 }),
+          c: fc.integer({ min: 1, max: 4 }),
+          k: fc.integer({ min: 1, max: 3 }),
+          s: fc.integer({ min: 1, max: 3 }),
+          pad: fc.constantFrom("valid" as const, "same" as const),
+          ties: fc.boolean(),
+          seed: fc.integer()
+        }),
+        (p) => {
+          fc.pre(p.pad === "same" || p.k <= Math.min(p.h, p.w))
+          let x = values(p.n * p.h * p.w * p.c, p.seed)
+          // Rounded values make ties common: the first maximum must win, as in tfjs.
+          if (p.ties) x = x.map((v) => Math.round(v * 2) / 2)
+          const attrs = {
+            filterSize: [p.k, p.k],
+            strides: [p.s, p.s],
+            pad: p.pad,
+            dimRoundingMode: undefined
+          }
+          tf.tidy(() => {
+            const xt = tf.tensor4d(x, [p.n, p.h, p.w, p.c])
+            const y = tf.maxPool(xt, p.k, p.s, p.pad)
+            const dy = tf.tensor(values(y.size, p.seed + 9), y.shape)
+            const ours = (
+              tf
+                .engine()
+                .runKernel("MaxPoolGrad", { dy, input: xt, output: y } as any, attrs as any) as tf.Tensor
+            ).dataSync()
+            expectClose(ours, runKernelFunc("cpu/MaxPoolGrad", { dy, input: xt, output: y }, attrs))
+          })
+        }
+      ),
+      { numRuns: 200 }
+    )
+  })
+})
+
+describe("Engine", () => {
+  it.effect("the tensorflow backend fails with BackendUnavailable naming the package when absent", () =>
+    Effect.gen(function* () {
+      const error = yield* Engine.use("tensorflow").pipe(Effect.flip)
+      expect(error._tag).toBe("BackendUnavailable")
+      expect(error.backend).toBe("tensorflow")
+      expect(error.package).toContain("@tensorflow/tfjs-node")
+    })
+  )
+
+  it.effect("the wasm layer provides the wasm backend", () =>
+    Effect.gen(function* () {
+      const engine = yield* Engine.Engine
+      expect(engine.backend).toBe("wasm")
+      expect(engine.tf.getBackend()).toBe("wasm")
+    }).pipe(Effect.provide(Engine.wasm))
+  )
+})
