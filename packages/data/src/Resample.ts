@@ -26,7 +26,7 @@ interface Coefficients {
 /** Filter taps mapping input [in0, in1) of an axis of `inSize` onto `outSize` samples. */
 const coefficients = (inSize: number, in0: number, in1: number, outSize: number): Coefficients => {
   const scale = (in1 - in0) / outSize
-  const filterScale = scale < 1 ? 1 : scale
+  const filterScale = Math.max(scale, 1)
   const support = 1 * filterScale
   const ksize = Math.ceil(support) * 2 + 1
   const bounds = new Int32Array(outSize * 2)
@@ -59,7 +59,7 @@ const coefficients = (inSize: number, in0: number, in1: number, outSize: number)
 
 const clip8 = (v: number): number => {
   const r = Math.floor(v / ONE)
-  return r < 0 ? 0 : r > 255 ? 255 : r
+  return r < 0 ? 0 : Math.min(r, 255)
 }
 
 /**

@@ -47,15 +47,14 @@ export const resizedSize = (
 }
 
 /** `Resize(size)` with antialiased bilinear interpolation (Pillow's). Returns [w, h] via `resizedSize`. */
-export const Resize =
-  (size: number | readonly [number, number]): Transform<RgbImage, RgbImage> =>
-  (img) => {
-    if (typeof size === "number") checkPositiveInt("Resize", size)
-    else size.forEach((s) => checkPositiveInt("Resize", s))
+export const Resize = (size: number | readonly [number, number]): Transform<RgbImage, RgbImage> => {
+  for (const s of typeof size === "number" ? [size] : size) checkPositiveInt("Resize", s)
+  return (img) => {
     const [w, h] = resizedSize(img.width, img.height, size)
     if (w === img.width && h === img.height) return img
     return { width: w, height: h, data: resize(img.data, img.width, img.height, 3, w, h) }
   }
+}
 
 /** Crops the rectangle at (left, top) of the given size (pixels outside the image are black). */
 export const crop = (img: RgbImage, left: number, top: number, width: number, height: number): RgbImage => {

@@ -31,7 +31,9 @@ describe("bundled Rock Paper Scissors", () => {
       expect(totals[0]).toEqual([2520, 2520, 2520])
       const norm = yield* Statistics.makeNormalizer(loader)
       const expectClose = (a: ReadonlyArray<number>, b: ReadonlyArray<number>) =>
-        a.forEach((v, i) => expect(Math.abs(v - b[i])).toBeLessThan(1e-4))
+        a.forEach((v, i) => {
+          expect(Math.abs(v - b[i])).toBeLessThan(1e-4)
+        })
       expectClose(norm.mean, [0.8489, 0.8198, 0.8098])
       expectClose(norm.std, [0.2165, 0.26, 0.2748])
     }).pipe(Effect.provide(NodeFileSystem.layer))
