@@ -1,0 +1,160 @@
+import type { Batch } from "@stepwise/data"
+import * as tf from "@tensorflow/tfjs-core"
+import { type ApplyOptions, ctxOf, type Module, type Params } from "./Module.js"
+
+/** Targets as the data contract delivers them: class indices or float values. */
+export type Targets = Int32Array | Float32Array
+
+/**
+ * A loss on the model's raw outputs (logits), averaged over the batch like PyTorch's default
+ * `reduction='mean'`. `evaluate` is plain arithmetic on the (small) output array in float64:
+ * it returns the loss and its gradient with respect to the outputs, which the model's backward
+ * takes from there. One download and one upload a step instead of a dozen kernel calls.
+ */
+export interface Loss {
+  readonly name: string
+  readonly evaluate: (
+    outputs: Float32Array,
+    shape: ReadonlyArray<number>,
+    targets: Targets
+  ) => { readonly loss: number; readonly grad: Float32Array }
+}
+
+/** nn.CrossEntropyLoss: mean over samples of logsumexp(z) - z[y]. */
+export const crossEntropy: Loss = {
+  name: "CrossEntropyLoss",
+  evaluate: (z, shape, y) => {
+    const n = shape[0]
+    const k = z.length / n
+    if (y.length !== n) throw new RangeError(`CrossEntropyLoss: ${y.length} targets for ${n} samples`)
+    const grad = new Float32Array(z.length)
+    let total = 0
+    for (let i = 0; i < n; i++) {
+      const row = i * k
+      const label = y[i]
+      if (!Number.isInteger(label) || label < 0 || label >= k) {
+        throw new RangeError(`CrossEntropyLoss: target ${label} out of bounds for ${k} classes`)
+      }
+      let max = Number.NEGATIVE_INFINITY
+      for (let j = 0; j < k; j++) max = Math.max(max, z[row + j])
+      let sum = 0
+      for (let j = 0; j < k; j++) sum += Math.exp(z[row + j] - max)
+      const logSumExp = max + Math.log(sum)
+      total += logSumExp - z[row + label]
+      for (let j = 0; j < k; j++) {
+        grad[row + j] = (Math.exp(z[row + j] - logSumExp) - (j === label ? 1 : 0)) / n
+      }
+    }
+    return { loss: total / n, grad }
+  }
+}
+
+/** nn.MSELoss: mean over all elements of (z - t)^2. */
+export const mse: Loss = {
+  name: "MSELoss",
+  evaluate: (z, _shape, t) => {
+    if (t.length !== z.length) throw new RangeError(`MSELoss: ${t.length} targets for ${z.length} outputs`)
+    const m = z.length
+    const grad = new Float32Array(m)
+    let total = 0
+    for (let i = 0; i < m; i++) {
+      const d = z[i] - t[i]
+      total += d * d
+      grad[i] = (2 * d) / m
+    }
+    return { loss: total / m, grad }
+  }
+}
+
+/** nn.BCEWithLogitsLoss: mean of max(z, 0) - z t + log(1 + exp(-|z|)) (the stable form). */
+export const bceWithLogits: Loss = {
+  name: "BCEWithLogitsLoss",
+  evaluate: (z, _shape, t) => {
+    if (t.length !== z.length)
+      throw new RangeError(`BCEWithLogitsLoss: ${t.length} targets for ${z.length} outputs`)
+    const m = z.length
+    const grad = new Float32Array(m)
+    let total = 0
+    for (let i = 0; i < m; i++) {
+      const x = z[i]
+      total += Math.max(x, 0) - x * t[i] + Math.log1p(Math.exp(-Math.abs(x)))
+      grad[i] = (1 / (1 + Math.exp(-x)) - t[i]) / m
+    }
+    return { loss: total / m, grad }
+  }
+}
+
+/** A batch's inputs as a tensor: NCHW images become NHWC (tfjs' layout) in one pass. */
+export const inputTensor = (x: Float32Array, shape: ReadonlyArray<number>): tf.Tensor => {
+  if (shape.length !== 4) return tf.tensor(x, [...shape], "float32")
+  const [n, c, h, w] = shape
+  const hw = h * w
+  const out = new Float32Array(x.length)
+  for (let b = 0; b < n; b++) {
+    const base = b * c * hw
+    for (let ch = 0; ch < c; ch++) {
+      const src = base + ch * hw
+      for (let p = 0; p < hw; p++) out[base + p * c + ch] = x[src + p]
+    }
+  }
+  return tf.tensor4d(out, [n, h, w, c], "float32")
+}
+
+export interface LossAndGrads {
+  readonly loss: number
+  /** Same names as `params`; owned by the caller (dispose them after the optimizer update). */
+  readonly grads: Params
+}
+
+/**
+ * One forward and backward pass: the mean loss of `batch` and the gradient of every parameter.
+ * Pure in the sense that matters: same (params, batch, seed) -> same numbers; nothing mutated,
+ * every intermediate tensor disposed (only `grads` survive). `options.training` switches
+ * dropout on; `options.seed` (or `rng`) fixes its masks.
+ *
+ * For the trainer: `const { loss, grads } = lossAndGrads(model, loss, params, batch, { training:
+ * true, seed })`, then the optimizer update, then dispose `grads` (and replaced params).
+ */
+export const lossAndGrads = (
+  model: Module,
+  loss: Loss,
+  params: Params,
+  batch: Batch.Batch<Targets>,
+  options: ApplyOptions
+): LossAndGrads =>
+  tf.tidy(() => {
+    const x = inputTensor(batch.x, batch.shape)
+    const fwd = model.forward(params, "", x, ctxOf(options), false)
+    const { loss: value, grad } = loss.evaluate(fwd.y.dataSync() as Float32Array, fwd.y.shape, batch.y)
+    const { grads } = fwd.backward(tf.tensor(grad, fwd.y.shape, "float32"))
+    return { loss: value, grads } as unknown as tf.TensorContainer
+  }) as unknown as LossAndGrads
+
+/** The loss of a batch without gradients (validation: eval mode, no dropout). */
+export const lossOf = (
+  model: Module,
+  loss: Loss,
+  params: Params,
+  batch: Batch.Batch<Targets>,
+  options: ApplyOptions = { training: false }
+): number => {
+  const outputs = predict(model, params, batch, options)
+  const n = batch.shape[0]
+  return loss.evaluate(outputs, [n, outputs.length / n], batch.y).loss
+}
+
+/** The model's outputs (logits) for a batch, row-major [n, outputs], eval mode by default. */
+export const predict = (
+  model: Module,
+  params: Params,
+  batch: { readonly x: Float32Array; readonly shape: ReadonlyArray<number> },
+  options: ApplyOptions = { training: false }
+): Float32Array => {
+  const y = tf.tidy(
+    () => model.forward(params, "", inputTensor(batch.x, batch.shape), ctxOf(options), false).y
+  )
+  // A copy: the cpu backend hands out its own buffer, which dispose releases.
+  const out = (y.dataSync() as Float32Array).slice()
+  y.dispose()
+  return out
+}

@@ -1,0 +1,141 @@
+import * as tf from "@tensorflow/tfjs-core"
+import { Schema } from "effect"
+import type { Layout, Module, Params } from "./Module.js"
+
+/** A tensor in PyTorch's layout: row-major values and a shape (what `state_dict` holds). */
+export interface TorchTensor {
+  readonly shape: ReadonlyArray<number>
+  readonly data: Float32Array
+}
+
+/** Weights that do not fit the model: which parameter and why. */
+export class WeightMismatch extends Schema.TaggedError<WeightMismatch>()("WeightMismatch", {
+  parameter: Schema.String,
+  reason: Schema.String
+}) {}
+
+const sizeOf = (shape: ReadonlyArray<number>) => shape.reduce((a, b) => a * b, 1)
+
+/** Our layout -> PyTorch's for one parameter. */
+const toTorchValues = (layout: Layout, shape: ReadonlyArray<number>, v: Float32Array): TorchTensor => {
+  switch (layout._tag) {
+    case "same":
+      return { shape, data: v.slice() }
+    case "conv2d": {
+      const [kh, kw, cin, cout] = shape
+      const out = new Float32Array(v.length)
+      for (let y = 0; y < kh; y++)
+        for (let x = 0; x < kw; x++)
+          for (let i = 0; i < cin; i++)
+            for (let o = 0; o < cout; o++)
+              out[((o * cin + i) * kh + y) * kw + x] = v[((y * kw + x) * cin + i) * cout + o]
+      return { shape: [cout, cin, kh, kw], data: out }
+    }
+    case "linear":
+    case "linearAfterFlatten": {
+      const [nIn, nOut] = shape
+      const out = new Float32Array(v.length)
+      const torchIn = inputPermutation(layout, nIn)
+      for (let r = 0; r < nIn; r++) for (let o = 0; o < nOut; o++) out[o * nIn + torchIn[r]] = v[r * nOut + o]
+      return { shape: [nOut, nIn], data: out }
+    }
+  }
+}
+
+/**
+ * For each of our input rows, the PyTorch input column: identity, or for a flattened NHWC map
+ * the NCHW position of (h, w, c).
+ */
+const inputPermutation = (layout: Layout, nIn: number): Int32Array => {
+  const perm = new Int32Array(nIn)
+  if (layout._tag !== "linearAfterFlatten") {
+    for (let i = 0; i < nIn; i++) perm[i] = i
+    return perm
+  }
+  const [c, h, w] = layout.chw
+  for (let y = 0; y < h; y++)
+    for (let x = 0; x < w; x++)
+      for (let ch = 0; ch < c; ch++) perm[(y * w + x) * c + ch] = (ch * h + y) * w + x
+  return perm
+}
+
+const torchShape = (layout: Layout, shape: ReadonlyArray<number>): ReadonlyArray<number> =>
+  layout._tag === "conv2d"
+    ? [shape[3], shape[2], shape[0], shape[1]]
+    : layout._tag === "same"
+      ? shape
+      : [shape[1], shape[0]]
+
+/** PyTorch layout -> ours for one parameter (the inverse of `toTorchValues`). */
+const fromTorchValues = (layout: Layout, shape: ReadonlyArray<number>, t: Float32Array): Float32Array => {
+  switch (layout._tag) {
+    case "same":
+      return t.slice()
+    case "conv2d": {
+      const [kh, kw, cin, cout] = shape
+      const out = new Float32Array(t.length)
+      for (let y = 0; y < kh; y++)
+        for (let x = 0; x < kw; x++)
+          for (let i = 0; i < cin; i++)
+            for (let o = 0; o < cout; o++)
+              out[((y * kw + x) * cin + i) * cout + o] = t[((o * cin + i) * kh + y) * kw + x]
+      return out
+    }
+    case "linear":
+    case "linearAfterFlatten": {
+      const [nIn, nOut] = shape
+      const out = new Float32Array(t.length)
+      const torchIn = inputPermutation(layout, nIn)
+      for (let r = 0; r < nIn; r++) for (let o = 0; o < nOut; o++) out[r * nOut + o] = t[o * nIn + torchIn[r]]
+      return out
+    }
+  }
+}
+
+/** The parameters as PyTorch's `state_dict` would hold them (same names, PyTorch shapes). */
+export const toTorch = (model: Module, params: Params): Record<string, TorchTensor> => {
+  const out: Record<string, TorchTensor> = {}
+  for (const spec of model.specs) {
+    const values = params[spec.name].dataSync() as Float32Array
+    out[spec.name] = toTorchValues(spec.layout, spec.shape, values)
+  }
+  return out
+}
+
+/** The same conversion for any tree shaped like the parameters (gradients, optimizer slots). */
+export const treeToTorch = toTorch
+
+/**
+ * Parameters from a PyTorch `state_dict` (names and PyTorch shapes); every parameter of the
+ * model must be present with the right shape.
+ */
+export const fromTorch = (model: Module, weights: { readonly [name: string]: TorchTensor }): Params => {
+  for (const spec of model.specs) {
+    const w = weights[spec.name]
+    if (w === undefined) throw new WeightMismatch({ parameter: spec.name, reason: "missing" })
+    const expected = torchShape(spec.layout, spec.shape)
+    if (w.shape.length !== expected.length || w.shape.some((d, i) => d !== expected[i])) {
+      throw new WeightMismatch({
+        parameter: spec.name,
+        reason: `shape [${w.shape}] where PyTorch's layout is [${expected}]`
+      })
+    }
+    if (w.data.length !== sizeOf(expected)) {
+      throw new WeightMismatch({
+        parameter: spec.name,
+        reason: `${w.data.length} values for shape [${expected}]`
+      })
+    }
+  }
+  const out: Record<string, tf.Tensor> = {}
+  for (const spec of model.specs) {
+    out[spec.name] = tf.tensor(fromTorchValues(spec.layout, spec.shape, weights[spec.name].data), [
+      ...spec.shape
+    ])
+  }
+  return out
+}
+
+/** PyTorch's shape of each parameter (for documentation and checks). */
+export const torchShapes = (model: Module): Record<string, ReadonlyArray<number>> =>
+  Object.fromEntries(model.specs.map((s) => [s.name, torchShape(s.layout, s.shape)]))

@@ -1,0 +1,7 @@
+export * as Cnn2 from "./Cnn2.js"
+export * as Engine from "./Engine.js"
+export * as Init from "./Init.js"
+export * as Kernels from "./kernels/Register.js"
+export * as Loss from "./Loss.js"
+export * as Module from "./Module.js"
+export * as TorchWeights from "./TorchWeights.js"
