@@ -1,0 +1,135 @@
+/**
+ * What a user watches while training: a live bar per epoch on a terminal (batches done, loss,
+ * lr, throughput, ETA), one plain line per epoch otherwise so CI logs stay readable, and a
+ * summary table at the end. Formatting is pure; `Output` is the service that writes it.
+ */
+import { Context, Effect, Layer } from "effect"
+
+export interface BatchProgress {
+  readonly epoch: number
+  readonly epochs: number
+  readonly batch: number
+  readonly batches: number
+  readonly loss: number
+  readonly lr: number
+  readonly samplesPerSecond: number
+  readonly elapsedSeconds: number
+}
+
+export interface EpochRow {
+  readonly epoch: number
+  readonly loss: number
+  readonly valLoss: number | null
+  readonly lr: number
+  readonly trainAccuracy: number | null
+  readonly valAccuracy: number | null
+  readonly seconds: number
+}
+
+export const formatSeconds = (s: number): string => {
+  if (!Number.isFinite(s) || s < 0) return "--:--"
+  const total = Math.round(s)
+  const m = Math.floor(total / 60)
+  const sec = total % 60
+  return m >= 60
+    ? `${Math.floor(m / 60)}:${String(m % 60).padStart(2, "0")}:${String(sec).padStart(2, "0")}`
+    : `${m}:${String(sec).padStart(2, "0")}`
+}
+
+export const formatLr = (lr: number): string => lr.toExponential(2)
+
+const pct = (x: number | null) => (x === null ? "   -  " : `${(100 * x).toFixed(1).padStart(5)}%`)
+const num = (x: number | null) => (x === null || !Number.isFinite(x) ? "   -   " : x.toFixed(4))
+
+/** The live bar: `epoch 3/10 [#########.......]  98/158 loss 0.5123 lr 1.00e-03 812 img/s ETA 0:02`. */
+export const formatBar = (p: BatchProgress, width = 24): string => {
+  const frac = p.batches > 0 ? Math.min(1, p.batch / p.batches) : 0
+  const filled = Math.round(frac * width)
+  const eta = p.batch > 0 ? (p.elapsedSeconds / p.batch) * (p.batches - p.batch) : Number.NaN
+  const digits = String(p.batches).length
+  return (
+    `epoch ${String(p.epoch).padStart(String(p.epochs).length)}/${p.epochs} ` +
+    `[${"#".repeat(filled)}${".".repeat(width - filled)}] ` +
+    `${String(p.batch).padStart(digits)}/${p.batches} loss ${num(p.loss)} lr ${formatLr(p.lr)} ` +
+    `${Math.round(p.samplesPerSecond)} img/s ETA ${formatSeconds(eta)}`
+  )
+}
+
+/** The plain per-epoch line (also what the bar is replaced with when an epoch ends). */
+export const formatEpochLine = (row: EpochRow, epochs: number): string =>
+  `epoch ${String(row.epoch).padStart(String(epochs).length)}/${epochs} ` +
+  `loss ${num(row.loss)} val_loss ${num(row.valLoss)} ` +
+  `acc ${pct(row.trainAccuracy).trim()} val_acc ${pct(row.valAccuracy).trim()} ` +
+  `lr ${formatLr(row.lr)} ${row.seconds.toFixed(1)}s`
+
+/** The end-of-run table, one row per epoch, columns aligned. */
+export const summaryTable = (rows: ReadonlyArray<EpochRow>): string => {
+  const header = ["epoch", "loss", "val_loss", "train_acc", "val_acc", "lr", "seconds"]
+  const body = rows.map((r) => [
+    String(r.epoch),
+    num(r.loss),
+    num(r.valLoss),
+    pct(r.trainAccuracy).trim(),
+    pct(r.valAccuracy).trim(),
+    formatLr(r.lr),
+    r.seconds.toFixed(1)
+  ])
+  const widths = header.map((h, i) => Math.max(h.length, ...body.map((row) => row[i].length)))
+  const line = (cells: ReadonlyArray<string>) => cells.map((c, i) => c.padStart(widths[i])).join("  ")
+  return [line(header), widths.map((w) => "-".repeat(w)).join("  "), ...body.map(line)].join("\n")
+}
+
+/**
+ * Where output goes. Human text goes to stdout, or to stderr when `--json` reserves stdout for
+ * the final JSON object. `live` is true when that human stream is a terminal.
+ */
+export class Output extends Context.Tag("@stepwise/cli/Output")<
+  Output,
+  {
+    readonly live: boolean
+    /** A full line of human output. */
+    readonly line: (text: string) => Effect.Effect<void>
+    /** Redraws the current terminal line (only when `live`). */
+    readonly status: (text: string) => Effect.Effect<void>
+    /** Ends a status line so the next `line` starts clean. */
+    readonly clearStatus: Effect.Effect<void>
+    /** The machine-readable result: one JSON object, last line on stdout. */
+    readonly json: (value: unknown) => Effect.Effect<void>
+    readonly jsonMode: boolean
+  }
+>() {}
+
+export const makeOutput = (options: {
+  readonly json: boolean
+  readonly stdout: NodeJS.WriteStream
+  readonly stderr: NodeJS.WriteStream
+}) => {
+  const human = options.json ? options.stderr : options.stdout
+  const live = human.isTTY === true
+  let statusShown = false
+  const write = (s: string) => Effect.sync(() => void human.write(s))
+  const clearStatus = Effect.suspend(() => {
+    if (!statusShown) return Effect.void
+    statusShown = false
+    return write("\r\x1b[2K")
+  })
+  return Output.of({
+    live,
+    jsonMode: options.json,
+    line: (text) => clearStatus.pipe(Effect.zipRight(write(`${text}\n`))),
+    status: (text) =>
+      live
+        ? Effect.suspend(() => {
+            statusShown = true
+            const cols = human.columns ?? 120
+            return write(`\r\x1b[2K${text.length > cols - 1 ? text.slice(0, cols - 1) : text}`)
+          })
+        : Effect.void,
+    clearStatus,
+    json: (value) =>
+      options.json ? Effect.sync(() => void options.stdout.write(`${JSON.stringify(value)}\n`)) : Effect.void
+  })
+}
+
+export const layerOutput = (json: boolean) =>
+  Layer.sync(Output, () => makeOutput({ json, stdout: process.stdout, stderr: process.stderr }))

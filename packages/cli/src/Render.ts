@@ -1,0 +1,46 @@
+/**
+ * Vega-Lite spec -> SVG (vega's headless `renderer: "none"` view) -> PNG (sharp/libvips with the
+ * system fonts). Works offline: specs carry their data inline and nothing is fetched.
+ */
+import sharp from "sharp"
+import * as vega from "vega"
+import * as vl from "vega-lite"
+
+/** A Vega-Lite spec as plain JSON. */
+export type Spec = { readonly [key: string]: unknown }
+
+const BASE_CONFIG = {
+  font: "DejaVu Sans, Liberation Sans, Arial, sans-serif",
+  background: "white",
+  view: { stroke: "#bbb" },
+  title: { fontSize: 15, anchor: "middle" },
+  axis: { labelFontSize: 11, titleFontSize: 12 },
+  legend: { labelFontSize: 11, titleFontSize: 12 },
+  header: { labelFontSize: 12, titleFontSize: 13 }
+}
+
+/** Renders a Vega-Lite spec to an SVG string. */
+export const toSvg = async (spec: Spec): Promise<string> => {
+  const withConfig = {
+    $schema: "https://vega.github.io/schema/vega-lite/v6.json",
+    ...spec,
+    config: { ...BASE_CONFIG, ...((spec.config as object | undefined) ?? {}) }
+  }
+  const compiled = vl.compile(withConfig as any).spec
+  const view = new vega.View(vega.parse(compiled), { renderer: "none" })
+  try {
+    return await view.toSVG()
+  } finally {
+    view.finalize()
+  }
+}
+
+/** Rasterises an SVG at 2x (144 dpi) so text stays crisp. */
+export const svgToPng = (svg: string, density = 144): Promise<Uint8Array> =>
+  sharp(Buffer.from(svg), { density })
+    .flatten({ background: "#ffffff" })
+    .png()
+    .toBuffer()
+    .then((b) => new Uint8Array(b.buffer, b.byteOffset, b.byteLength))
+
+export const toPng = async (spec: Spec): Promise<Uint8Array> => svgToPng(await toSvg(spec))
