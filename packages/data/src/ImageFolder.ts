@@ -10,6 +10,8 @@
 import * as nodePath from "node:path"
 import { FileSystem } from "@effect/platform"
 import { Effect, Option, Stream } from "effect"
+import type { Batch } from "./Batch.js"
+import * as DataLoader from "./DataLoader.js"
 import {
   DataFileError,
   EmptyClassFolder,
@@ -306,4 +308,86 @@ export const normalizeDataset = (
     x.set(normalizeCHW(ds.x.subarray(i * per, (i + 1) * per), channels, params), i * per)
   }
   return { ...ds, x }
+}
+
+export interface LoaderOptions<C> extends DataLoader.Options {
+  /**
+   * Per-epoch transform run on the cached value of each sample (random augmentations go here;
+   * the folder's own `transform` runs once, at first decode). Required unless the folder already
+   * yields tensors.
+   */
+  readonly augment?: Transform<C, ImageTensor>
+  /** Images decoded at once while filling the cache (default 16). */
+  readonly concurrency?: number
+}
+
+/**
+ * A loader that decodes each image once: the first epoch decodes (concurrently, batches prepared
+ * ahead of the consumer), later epochs read the cache and only run `augment`. With the folder's
+ * `onError: "skip"`, a bad file is left out of its batch, warned about once, and never retried.
+ */
+export const loader = <C>(
+  folder: ImageFolder<C>,
+  options: LoaderOptions<C>
+): DataLoader.DataLoader<Int32Array, ImageDecodeError | SampleShapeMismatch, FileSystem.FileSystem> => {
+  if (!Number.isInteger(options.batchSize) || options.batchSize < 1) {
+    throw new RangeError(`ImageFolder.loader: batchSize must be a positive integer, got ${options.batchSize}`)
+  }
+  const cache: Array<C | undefined> = new Array(folder.length)
+  const bad = new Set<number>()
+  const labels = folder.samples.map((s) => s.label)
+  const augment = options.augment ?? ((v: C) => v as unknown as ImageTensor)
+  const concurrency = options.concurrency ?? 16
+  const prefetch = options.prefetch ?? 2
+  let sampleShape: ReadonlyArray<number> | undefined
+
+  const cached = (i: number): Effect.Effect<C | undefined, ImageDecodeError, FileSystem.FileSystem> => {
+    const hit = cache[i]
+    if (hit !== undefined || bad.has(i)) return Effect.succeed(hit)
+    const decoded = Effect.map(folder.get(i, 0), (s) => {
+      cache[i] = s.value
+      return s.value as C | undefined
+    })
+    return folder.onError === "fail"
+      ? decoded
+      : Effect.catchAll(decoded, (e) => {
+          bad.add(i)
+          return Effect.as(Effect.logWarning(`skipping ${e.path}: ${e.reason}`), undefined)
+        })
+  }
+
+  const assemble = (epoch: number, indices: Uint32Array) =>
+    Effect.gen(function* () {
+      const values = yield* Effect.forEach(indices, cached, { concurrency })
+      const tensors: Array<{ index: number; t: ImageTensor }> = []
+      values.forEach((v, k) => {
+        if (v !== undefined) tensors.push({ index: indices[k], t: augment(v, { epoch, index: indices[k] }) })
+      })
+      for (const { index, t } of tensors) {
+        sampleShape ??= t.shape
+        yield* checkShape(folder.samples[index].path, sampleShape, t.shape)
+      }
+      const per = tensors.length > 0 ? tensors[0].t.data.length : 0
+      const x = new Float32Array(tensors.length * per)
+      const y = new Int32Array(tensors.length)
+      tensors.forEach(({ index, t }, k) => {
+        x.set(t.data, k * per)
+        y[k] = labels[index]
+      })
+      return { x, y, shape: [tensors.length, ...(sampleShape ?? [3, 0, 0])] } satisfies Batch
+    })
+
+  return {
+    numSamples: folder.length,
+    numBatches: DataLoader.countBatches(folder.length, options.batchSize, options.dropLast ?? false),
+    batchSize: options.batchSize,
+    batches: (epoch) => {
+      const stream = Stream.suspend(() =>
+        Stream.mapEffect(Stream.fromIterable(DataLoader.batchIndices(folder.length, options, epoch)), (idx) =>
+          assemble(epoch, idx)
+        )
+      ).pipe(Stream.filter((b) => b.y.length > 0))
+      return prefetch > 0 ? Stream.buffer(stream, { capacity: prefetch }) : stream
+    }
+  }
 }

@@ -75,18 +75,31 @@ export const crop = (img: RgbImage, left: number, top: number, width: number, he
   return { width, height, data: out }
 }
 
-/** `CenterCrop(size)`: an int is a square; a pair is [h, w]. Offsets rounded like torchvision. */
-export const CenterCrop =
-  (size: number | readonly [number, number]): Transform<RgbImage, RgbImage> =>
-  (img) => {
-    const [ch, cw] = typeof size === "number" ? [size, size] : size
-    checkPositiveInt("CenterCrop", ch)
-    checkPositiveInt("CenterCrop", cw)
-    // torchvision pads with zeros when the crop is larger than the image, then crops centrally.
-    const top = Math.round((img.height - ch) / 2)
-    const left = Math.round((img.width - cw) / 2)
+/** Python's `round`: halves go to the even neighbour (torchvision computes crop offsets with it). */
+const roundHalfEven = (v: number): number => {
+  const f = Math.floor(v)
+  const d = v - f
+  return d > 0.5 ? f + 1 : d < 0.5 ? f : f % 2 === 0 ? f : f + 1
+}
+
+/**
+ * `CenterCrop(size)`: an int is a square; a pair is [h, w]. Like torchvision, an image smaller
+ * than the crop is first zero-padded (extra pixel on the right/bottom), then cropped centrally.
+ */
+export const CenterCrop = (size: number | readonly [number, number]): Transform<RgbImage, RgbImage> => {
+  const [ch, cw] = typeof size === "number" ? [size, size] : size
+  checkPositiveInt("CenterCrop", ch)
+  checkPositiveInt("CenterCrop", cw)
+  return (img) => {
+    const padLeft = cw > img.width ? Math.floor((cw - img.width) / 2) : 0
+    const padTop = ch > img.height ? Math.floor((ch - img.height) / 2) : 0
+    const w = Math.max(img.width, cw)
+    const h = Math.max(img.height, ch)
+    const top = roundHalfEven((h - ch) / 2) - padTop
+    const left = roundHalfEven((w - cw) / 2) - padLeft
     return crop(img, left, top, cw, ch)
   }
+}
 
 /** The generator state a random transform uses for one sample of one epoch. */
 export const sampleState = (seed: number, context: Context): Random.State =>

@@ -1,0 +1,168 @@
+import { readFileSync } from "node:fs"
+import { NodeFileSystem } from "@effect/platform-node"
+import { it as eit } from "@effect/vitest"
+import { Image, Transforms } from "@stepwise/data"
+import { Effect } from "effect"
+import fc from "fast-check"
+import { describe, expect, it } from "vitest"
+
+const fixtures = JSON.parse(readFileSync(new URL("./fixtures/torchvision.json", import.meta.url), "utf8"))
+const imagePath = (file: string) => new URL(`./fixtures/images/${file}`, import.meta.url).pathname
+const bytes = (b64: string) => new Uint8Array(Buffer.from(b64, "base64"))
+const load = (file: string) => Effect.provide(Image.load(imagePath(file)), NodeFileSystem.layer)
+
+const maxAbsDiff = (a: Uint8Array, b: Uint8Array) => {
+  let m = 0
+  for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs(a[i] - b[i]))
+  return m
+}
+
+describe("decoding matches PIL's open().convert('RGB')", () => {
+  for (const c of fixtures.resize.filter((c: any) => c.inputRgb !== null)) {
+    eit.effect(`${c.file}`, () =>
+      Effect.gen(function* () {
+        const img = yield* load(c.file)
+        const expected = bytes(c.inputRgb)
+        expect(img.data.length).toBe(expected.length)
+        // JPEG decoders may differ by a level or so (IDCT rounding); lossless formats are exact.
+        if (c.file.endsWith(".jpg")) expect(maxAbsDiff(img.data, expected)).toBeLessThanOrEqual(2)
+        else expect(Buffer.from(img.data).equals(Buffer.from(expected))).toBe(true)
+      })
+    )
+  }
+
+  eit.effect("RGBA: alpha is dropped, not composited onto a background", () =>
+    Effect.gen(function* () {
+      const img = yield* load("rgba300.png")
+      // A translucent corner pixel keeps its colour (compositing on white or black would change it).
+      const raw = yield* Effect.promise(() =>
+        import("sharp").then((m) => m.default(imagePath("rgba300.png")).raw().toBuffer())
+      )
+      expect(raw[3]).toBeLessThan(255)
+      expect([img.data[0], img.data[1], img.data[2]]).toEqual([raw[0], raw[1], raw[2]])
+    })
+  )
+})
+
+describe("Resize is torchvision's (Pillow's antialiased bilinear), pixel for pixel", () => {
+  for (const c of fixtures.resize) {
+    it(`${c.file.split("/").pop()} Resize(${JSON.stringify(c.size)}) -> ${c.width}x${c.height}`, () => {
+      const input = fixtures.resize.find((d: any) => d.file === c.file && d.inputRgb !== null)
+      const inputRgb = bytes(input.inputRgb)
+      // Input sizes of the fixture images (the file names say them; rock01 is a bundled 28x28).
+      const dims = c.file.includes("rock01")
+        ? [28, 28]
+        : c.file === "rgba300.png"
+          ? [300, 300]
+          : c.file === "rgb37x53.png"
+            ? [37, 53]
+            : c.file === "gray64x40.png"
+              ? [64, 40]
+              : c.file === "la20.png"
+                ? [20, 20]
+                : [160, 120]
+      expect(inputRgb.length).toBe(dims[0] * dims[1] * 3)
+      const out = Transforms.Resize(c.size)(
+        { width: dims[0], height: dims[1], data: inputRgb },
+        Transforms.noContext
+      )
+      expect([out.width, out.height]).toEqual([c.width, c.height])
+      expect(Buffer.from(out.data).equals(Buffer.from(bytes(c.rgb)))).toBe(true)
+    })
+  }
+
+  it("Resize(28) of a 28x28 image is the identity", () => {
+    fc.assert(
+      fc.property(fc.uint8Array({ minLength: 28 * 28 * 3, maxLength: 28 * 28 * 3 }), (data) => {
+        const out = Transforms.Resize(28)({ width: 28, height: 28, data }, Transforms.noContext)
+        expect(Array.from(out.data)).toEqual(Array.from(data))
+      }),
+      { numRuns: 20 }
+    )
+  })
+
+  it("keeps the aspect ratio for an int, truncating the long side like torchvision", () => {
+    expect(Transforms.resizedSize(300, 300, 28)).toEqual([28, 28])
+    expect(Transforms.resizedSize(37, 53, 28)).toEqual([28, 40]) // int(28 * 53 / 37) = 40
+    expect(Transforms.resizedSize(64, 40, 28)).toEqual([44, 28]) // int(28 * 64 / 40) = 44
+    expect(Transforms.resizedSize(64, 40, [10, 20])).toEqual([20, 10])
+    expect(() => Transforms.Resize(0)).toThrow(/positive integer/)
+  })
+
+  it("a constant image stays constant at any size", () => {
+    fc.assert(
+      fc.property(
+        fc.integer({ min: 1, max: 60 }),
+        fc.integer({ min: 1, max: 60 }),
+        fc.integer({ min: 1, max: 70 }),
+        fc.integer({ min: 0, max: 255 }),
+        (w, h, size, v) => {
+          const out = Transforms.Resize(size)(
+            { width: w, height: h, data: new Uint8Array(w * h * 3).fill(v) },
+            Transforms.noContext
+          )
+          expect(out.data.every((p) => p === v)).toBe(true)
+        }
+      ),
+      { numRuns: 50 }
+    )
+  })
+})
+
+describe("CenterCrop, flips, ToTensor, Normalize", () => {
+  for (const c of fixtures.centerCrop) {
+    it(`CenterCrop(${JSON.stringify(c.size)}) matches torchvision`, () => {
+      const input = bytes(fixtures.resize.find((d: any) => d.file === c.file && d.inputRgb !== null).inputRgb)
+      const out = Transforms.CenterCrop(c.size)({ width: 37, height: 53, data: input }, Transforms.noContext)
+      expect([out.width, out.height]).toEqual([c.width, c.height])
+      expect(Buffer.from(out.data).equals(Buffer.from(bytes(c.rgb)))).toBe(true)
+    })
+  }
+
+  it("ToTensor gives torchvision's float32 CHW values on the first bundled image", () => {
+    const expected = new Float32Array(bytes(fixtures.rps.firstImage).buffer)
+    const file = new URL(`../assets/rps-28/${fixtures.rps.trainPaths[0]}`, import.meta.url).pathname
+    return Effect.runPromise(
+      Effect.gen(function* () {
+        const img = yield* Image.load(file)
+        const t = Transforms.Compose(Transforms.Resize(28), Transforms.ToTensor())(img, Transforms.noContext)
+        expect(t.shape).toEqual([3, 28, 28])
+        expect(Array.from(t.data)).toEqual(Array.from(expected))
+      }).pipe(Effect.provide(NodeFileSystem.layer))
+    )
+  })
+
+  it("Normalize is (x - mean) / std in float32 and rejects a channel-count mismatch", () => {
+    const t = { shape: [2, 1, 2] as const, data: Float32Array.from([0, 1, 0.5, 0.25]) }
+    const n = Transforms.Normalize({ mean: [0.5, 0.25], std: [0.5, 0.25] })(t, Transforms.noContext)
+    expect(Array.from(n.data)).toEqual([-1, 1, 1, 0])
+    expect(() => Transforms.Normalize({ mean: [0], std: [1] })(t, Transforms.noContext)).toThrow(/expected 2/)
+  })
+
+  it("RandomHorizontalFlip: reproducible per (seed, epoch, index), about half flipped, flip twice = identity", () => {
+    const img = { width: 3, height: 1, data: Uint8Array.from([1, 1, 1, 2, 2, 2, 3, 3, 3]) }
+    const flip = Transforms.RandomHorizontalFlip<typeof img>({ seed: 9 })
+    let flipped = 0
+    for (let index = 0; index < 2000; index++) {
+      const out = flip(img, { epoch: 1, index })
+      expect(flip(img, { epoch: 1, index })).toEqual(out)
+      if (out.data[0] === 3) flipped++
+      else expect(out.data).toEqual(img.data)
+    }
+    expect(Math.abs(flipped / 2000 - 0.5)).toBeLessThan(0.05)
+    const always = Transforms.RandomHorizontalFlip<Transforms.ImageTensor>({ seed: 1, p: 1 })
+    const t = { shape: [1, 2, 3] as const, data: Float32Array.from([1, 2, 3, 4, 5, 6]) }
+    expect(Array.from(always(t, Transforms.noContext).data)).toEqual([3, 2, 1, 6, 5, 4])
+    expect(always(always(t, Transforms.noContext), Transforms.noContext).data).toEqual(t.data)
+  })
+
+  it("RandomResizedCrop yields the requested size, differs across epochs, repeats within one", () => {
+    const data = Uint8Array.from({ length: 40 * 30 * 3 }, (_, i) => (i * 7) % 256)
+    const img = { width: 40, height: 30, data }
+    const rrc = Transforms.RandomResizedCrop({ seed: 3, size: 16 })
+    const a = rrc(img, { epoch: 0, index: 5 })
+    expect([a.width, a.height]).toEqual([16, 16])
+    expect(rrc(img, { epoch: 0, index: 5 }).data).toEqual(a.data)
+    expect(Buffer.from(rrc(img, { epoch: 1, index: 5 }).data).equals(Buffer.from(a.data))).toBe(false)
+  })
+})
