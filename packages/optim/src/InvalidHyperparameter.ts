@@ -77,3 +77,17 @@ export const decode =
         })
       })
     )
+
+export const positiveInt = (field: string, value: number): Rule => ({
+  field,
+  value,
+  ok: Number.isInteger(value) && value > 0,
+  reason: "must be a positive integer"
+})
+
+export const nonNegativeInt = (field: string, value: number): Rule => ({
+  field,
+  value,
+  ok: Number.isInteger(value) && value >= 0,
+  reason: "must be a non-negative integer"
+})

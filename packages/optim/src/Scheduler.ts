@@ -28,3 +28,46 @@ export interface Scheduler<S = unknown> {
   readonly step: (state: S, signal?: Signal) => S
   readonly current: (state: S) => Hyper
 }
+
+/** The state of every scheduler that is a closed form of the step count: plain JSON. */
+export interface EpochState {
+  /** PyTorch's `last_epoch`: 0 after construction, +1 each `step()`. */
+  readonly epoch: number
+  readonly base: Hyper
+}
+
+/**
+ * A scheduler given by its closed form `at(base, epoch)`. A signal's `epoch` sets the count
+ * explicitly (PyTorch's deprecated `step(epoch)`); a plain step adds one.
+ */
+export const closedForm = (
+  name: string,
+  cadence: Cadence,
+  at: (base: Hyper, epoch: number) => Hyper
+): Scheduler<EpochState> => ({
+  name,
+  cadence,
+  init: (base) => ({ epoch: 0, base }),
+  step: (state, signal) => ({ epoch: signal?.epoch ?? state.epoch + 1, base: state.base }),
+  current: (state) => at(state.base, state.epoch)
+})
+
+/** `bisect.bisect_right(sorted, x)`: how many entries are <= x. */
+export const bisectRight = (sorted: ReadonlyArray<number>, x: number): number => {
+  let lo = 0
+  let hi = sorted.length
+  while (lo < hi) {
+    const mid = (lo + hi) >> 1
+    if (x < sorted[mid]) hi = mid
+    else lo = mid + 1
+  }
+  return lo
+}
+
+/** Which hyperparameter a momentum-cycling scheduler drives: `beta1` on Adam-like, else `momentum`. */
+export const withMomentum = (base: Hyper, lr: number, momentum: number | undefined): Hyper =>
+  momentum === undefined
+    ? { ...base, lr }
+    : base.beta1 !== undefined
+      ? { ...base, lr, beta1: momentum }
+      : { ...base, lr, momentum }
