@@ -4,6 +4,7 @@
  */
 import { Data } from "effect"
 import type { Batch, Targets } from "./Batch.js"
+import * as Random from "./Random.js"
 
 export interface TensorDataset<Y extends Targets = Int32Array> {
   /** `length` samples of `sampleShape` each, row-major, one after another. */
@@ -110,4 +111,39 @@ export const mapSamples = <Y extends Targets>(
     x.set(out, i * outPer)
   }
   return { ...ds, x, sampleShape: outPer === per ? ds.sampleShape : [outPer] }
+}
+
+/**
+ * `random_split(dataset, lengths)` with this package's generator: a seeded permutation cut into
+ * consecutive pieces. `lengths` are counts summing to the length, or fractions summing to 1
+ * (remainders go to the first pieces one by one, as PyTorch does).
+ */
+export const randomSplit = <Y extends Targets>(
+  ds: TensorDataset<Y>,
+  lengths: ReadonlyArray<number>,
+  seed: number
+): ReadonlyArray<TensorDataset<Y>> => {
+  const counts = splitCounts(ds.length, lengths)
+  const [perm] = Random.shuffle(Random.make(seed), ds.length)
+  let offset = 0
+  return counts.map((c) => {
+    const part = subset(ds, perm.subarray(offset, offset + c))
+    offset += c
+    return part
+  })
+}
+
+/** The piece sizes of a split (validates the lengths). */
+export const splitCounts = (n: number, lengths: ReadonlyArray<number>): ReadonlyArray<number> => {
+  const total = lengths.reduce((a, b) => a + b, 0)
+  if (lengths.every((l) => Number.isInteger(l) && l >= 0) && total === n) return lengths
+  if (lengths.every((l) => l >= 0 && l <= 1) && Math.abs(total - 1) < 1e-9) {
+    const counts = lengths.map((f) => Math.floor(n * f))
+    let rest = n - counts.reduce((a, b) => a + b, 0)
+    for (let i = 0; rest > 0; i = (i + 1) % counts.length, rest--) counts[i]++
+    return counts
+  }
+  throw new RangeError(
+    `randomSplit: lengths [${lengths.join(", ")}] neither sum to ${n} nor are fractions summing to 1`
+  )
 }
