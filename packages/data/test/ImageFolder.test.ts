@@ -1,0 +1,269 @@
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs"
+import { tmpdir } from "node:os"
+import { join } from "node:path"
+import { NodeFileSystem } from "@effect/platform-node"
+import { it } from "@effect/vitest"
+import { DataLoader, Errors, Image, ImageFolder, Transforms } from "@stepwise/data"
+import { Chunk, Effect, Logger, Stream } from "effect"
+import sharp from "sharp"
+import { afterAll, describe, expect } from "vitest"
+
+const roots: Array<string> = []
+afterAll(() => {
+  for (const r of roots) rmSync(r, { recursive: true, force: true })
+})
+const tempRoot = () => {
+  const r = mkdtempSync(join(tmpdir(), "stepwise-data-"))
+  roots.push(r)
+  return r
+}
+
+/** A real PNG whose every pixel is (v, 255 - v, 7), optionally RGBA with alpha 100. */
+const png = async (path: string, w: number, h: number, v: number, alpha = false) => {
+  const channels = alpha ? 4 : 3
+  const raw = Buffer.alloc(w * h * channels)
+  for (let i = 0; i < w * h; i++) {
+    raw[i * channels] = v
+    raw[i * channels + 1] = 255 - v
+    raw[i * channels + 2] = 7
+    if (alpha) raw[i * channels + 3] = 100
+  }
+  mkdirSync(join(path, ".."), { recursive: true })
+  writeFileSync(
+    path,
+    await sharp(raw, { raw: { width: w, height: h, channels } })
+      .png()
+      .toBuffer()
+  )
+}
+
+const run = <A, E>(eff: Effect.Effect<A, E, any>) =>
+  Effect.provide(eff, NodeFileSystem.layer) as Effect.Effect<A, E>
+const errorOf = <A, E>(eff: Effect.Effect<A, E, any>) => Effect.flip(run(eff))
+
+describe("ImageFolder listing (torchvision's rules)", () => {
+  it.effect("sorted classes, recursive sorted walk, case-insensitive extensions, isValidFile", () =>
+    Effect.gen(function* () {
+      const root = tempRoot()
+      yield* Effect.promise(async () => {
+        await png(join(root, "b", "z.PNG"), 4, 4, 10)
+        await png(join(root, "b", "a.png"), 4, 4, 20)
+        await png(join(root, "b", "sub", "m.jpeg.png"), 4, 4, 30)
+        await png(join(root, "a", "x.png"), 4, 4, 40)
+        writeFileSync(join(root, "a", "notes.txt"), "not a sample")
+        writeFileSync(join(root, "stray.png"), "files at the root are not samples")
+      })
+      const folder = yield* run(ImageFolder.make(root))
+      expect(folder.classes).toEqual(["a", "b"])
+      expect(folder.samples.map((s) => [s.path.slice(root.length + 1), s.label])).toEqual([
+        ["a/x.png", 0],
+        ["b/a.png", 1],
+        ["b/z.PNG", 1],
+        ["b/sub/m.jpeg.png", 1]
+      ])
+      const onlyA = yield* run(
+        ImageFolder.make(root, { isValidFile: (p) => p.endsWith(".png") || p.endsWith(".txt") })
+      )
+      expect(onlyA.samples.map((s) => s.path.slice(root.length + 1))).toEqual([
+        "a/notes.txt",
+        "a/x.png",
+        "b/a.png",
+        "b/sub/m.jpeg.png"
+      ])
+    })
+  )
+
+  it.effect("stream decodes concurrently but keeps order; targetTransform and transform apply", () =>
+    Effect.gen(function* () {
+      const root = tempRoot()
+      yield* Effect.promise(async () => {
+        for (let i = 0; i < 12; i++)
+          await png(
+            join(root, i % 2 ? "odd" : "even", `${String(i).padStart(2, "0")}.png`),
+            3,
+            2,
+            i * 10,
+            i % 3 === 0
+          )
+      })
+      const folder = yield* run(
+        ImageFolder.make(root, {
+          transform: Transforms.ToTensor(),
+          targetTransform: (l) => 10 + l,
+          concurrency: 5
+        })
+      )
+      const samples = Chunk.toArray(yield* run(Stream.runCollect(folder.stream)))
+      expect(samples.map((s) => s.index)).toEqual(Array.from({ length: 12 }, (_, i) => i))
+      expect(samples.map((s) => s.label)).toEqual([...Array(6).fill(10), ...Array(6).fill(11)])
+      // even/00.png: R = 0, G = 255, B = 7 over a 3x2 image, CHW in [0, 1].
+      expect(samples[0].value.shape).toEqual([3, 2, 3])
+      expect(Array.from(samples[0].value.data.slice(0, 6))).toEqual(Array(6).fill(0))
+      expect(samples[0].value.data[6]).toBe(1)
+      expect(samples[0].value.data[12]).toBe(Math.fround(7 / 255))
+      // RGBA files (i % 3 == 0) keep their colour: alpha dropped, not composited.
+      const six = samples.find((s) => s.path.endsWith("06.png"))!
+      expect(six.value.data[0]).toBe(Math.fround(60 / 255))
+    })
+  )
+})
+
+describe("bad input: typed errors naming the path", () => {
+  it.effect("a missing root, and a root that is a file", () =>
+    Effect.gen(function* () {
+      const root = join(tempRoot(), "nope")
+      const e = yield* errorOf(ImageFolder.make(root))
+      expect(e).toBeInstanceOf(Errors.ImageFolderNotFound)
+      expect(e.message).toContain(root)
+      const file = join(tempRoot(), "file.png")
+      writeFileSync(file, "x")
+      const e2 = yield* errorOf(ImageFolder.make(file))
+      expect(e2._tag).toBe("ImageFolderNotFound")
+      expect(e2.message).toBe(`ImageFolder: root ${file} is not a folder`)
+    })
+  )
+
+  it.effect("a root with no class folders", () =>
+    Effect.gen(function* () {
+      const root = tempRoot()
+      yield* Effect.promise(() => png(join(root, "loose.png"), 2, 2, 1))
+      const e = yield* errorOf(ImageFolder.make(root))
+      expect(e).toBeInstanceOf(Errors.NoClassFolders)
+      expect((e as Errors.NoClassFolders).root).toBe(root)
+    })
+  )
+
+  it.effect("an empty class folder (or one with no image files)", () =>
+    Effect.gen(function* () {
+      const root = tempRoot()
+      yield* Effect.promise(() => png(join(root, "cat", "1.png"), 2, 2, 1))
+      mkdirSync(join(root, "dog"))
+      writeFileSync(join(root, "dog", "readme.md"), "no images here")
+      const e = yield* errorOf(ImageFolder.make(root))
+      expect(e).toBeInstanceOf(Errors.EmptyClassFolder)
+      expect((e as Errors.EmptyClassFolder).path).toBe(join(root, "dog"))
+      expect(e.message).toContain('class "dog"')
+    })
+  )
+
+  const badFiles: ReadonlyArray<[string, string, (p: string) => void, RegExp]> = [
+    ["a zero-byte image", "empty.png", (p) => writeFileSync(p, ""), /empty file \(0 bytes\)/],
+    [
+      "a truncated image",
+      "cut.png",
+      (p) =>
+        writeFileSync(
+          p,
+          readFileSync(new URL("./fixtures/images/rgba300.png", import.meta.url)).subarray(0, 300)
+        ),
+      /./
+    ],
+    [
+      "a text file with an image extension",
+      "fake.jpg",
+      (p) => writeFileSync(p, "hello, I am not a JPEG"),
+      /unsupported image format/
+    ]
+  ]
+  for (const [what, name, write, reason] of badFiles) {
+    it.effect(`${what}: fails naming the file, or is skipped with a warning listing it`, () =>
+      Effect.gen(function* () {
+        const root = tempRoot()
+        yield* Effect.promise(async () => {
+          await png(join(root, "a", "good1.png"), 5, 5, 50)
+          await png(join(root, "b", "good2.png"), 5, 5, 60)
+        })
+        write(join(root, "a", name))
+        const e = yield* errorOf(ImageFolder.loadImageFolder(root, { resize: 4 }))
+        expect(e).toBeInstanceOf(Errors.ImageDecodeError)
+        const de = e as Errors.ImageDecodeError
+        expect(de.path).toBe(join(root, "a", name))
+        expect(de.reason).toMatch(reason)
+        expect(de.message).toContain(join(root, "a", name))
+
+        const logs: Array<string> = []
+        const logger = Logger.make(({ message }) => {
+          logs.push(String(message))
+        })
+        const ds = yield* run(ImageFolder.loadImageFolder(root, { resize: 4, onError: "skip" })).pipe(
+          Effect.provide(Logger.replace(Logger.defaultLogger, logger))
+        )
+        expect(ds.length).toBe(2)
+        expect(Array.from(ds.y)).toEqual([0, 1])
+        expect(ds.sampleShape).toEqual([3, 4, 4])
+        expect(logs.length).toBe(1)
+        expect(logs[0]).toContain("skipped 1 unreadable image")
+        expect(logs[0]).toContain(join(root, "a", name))
+      })
+    )
+  }
+
+  it.effect("images of different sizes reaching a batch without a Resize", () =>
+    Effect.gen(function* () {
+      const root = tempRoot()
+      yield* Effect.promise(async () => {
+        await png(join(root, "a", "1.png"), 6, 6, 1)
+        await png(join(root, "a", "2.png"), 6, 6, 2)
+        await png(join(root, "b", "3.png"), 8, 6, 3)
+      })
+      const e = yield* errorOf(ImageFolder.loadImageFolder(root))
+      expect(e).toBeInstanceOf(Errors.SampleShapeMismatch)
+      expect((e as Errors.SampleShapeMismatch).path).toBe(join(root, "b", "3.png"))
+      expect(e.message).toContain("[3, 6, 8]")
+      // Through a loader too, and fine once resized to a pair.
+      const folder = yield* run(ImageFolder.make(root, { transform: Transforms.ToTensor() }))
+      const loader = ImageFolder.loader(folder, { batchSize: 3 })
+      const e2 = yield* errorOf(DataLoader.collect(loader))
+      expect(e2._tag).toBe("SampleShapeMismatch")
+      const ok = yield* run(ImageFolder.loadImageFolder(root, { resize: [4, 4] }))
+      expect(ok.sampleShape).toEqual([3, 4, 4])
+    })
+  )
+})
+
+describe("decode once: the cached loader", () => {
+  it.effect("epochs after the first decode nothing; augmentation still changes per epoch", () =>
+    Effect.gen(function* () {
+      const root = tempRoot()
+      yield* Effect.promise(async () => {
+        for (let i = 0; i < 10; i++) await png(join(root, i < 5 ? "l" : "r", `${i}.png`), 6, 4, i * 20)
+      })
+      let decodes = 0
+      const counting = (path: string) =>
+        Effect.tap(Image.load(path), () =>
+          Effect.sync(() => {
+            decodes++
+          })
+        )
+      const folder = yield* run(
+        ImageFolder.make(root, {
+          loader: counting,
+          transform: Transforms.Compose(Transforms.Resize([4, 4]), Transforms.ToTensor())
+        })
+      )
+      const loader = ImageFolder.loader(folder, {
+        batchSize: 4,
+        shuffle: true,
+        seed: 3,
+        augment: Transforms.RandomHorizontalFlip<Transforms.ImageTensor>({ seed: 8 })
+      })
+      expect(loader.numBatches).toBe(3)
+      const e0 = yield* run(DataLoader.collect(loader, 0))
+      expect(decodes).toBe(10)
+      const e1 = yield* run(DataLoader.collect(loader, 1))
+      const e0again = yield* run(DataLoader.collect(loader, 0))
+      expect(decodes).toBe(10)
+      expect(e0.map((b) => b.shape)).toEqual([
+        [4, 3, 4, 4],
+        [4, 3, 4, 4],
+        [2, 3, 4, 4]
+      ])
+      expect(e0again).toEqual(e0)
+      expect(e1).not.toEqual(e0)
+      // The same samples each epoch: labels are a permutation of five 0s and five 1s.
+      expect(e1.flatMap((b) => Array.from(b.y)).sort()).toEqual([0, 0, 0, 0, 0, 1, 1, 1, 1, 1])
+      const dropLast = ImageFolder.loader(folder, { batchSize: 4, dropLast: true })
+      expect((yield* run(DataLoader.collect(dropLast))).length).toBe(2)
+    })
+  )
+})
