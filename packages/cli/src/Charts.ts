@@ -53,20 +53,25 @@ export const learningRates = (
   series: ReadonlyArray<{ readonly label: string; readonly lrs: ReadonlyArray<number> }>,
   unit: "epoch" | "batch" = "batch",
   title = "Learning rate schedule"
-): Spec => ({
-  title,
-  width: W,
-  height: H,
-  data: {
-    values: series.flatMap((s) => s.lrs.map((lr, i) => ({ step: i, lr, series: s.label })))
-  },
-  mark: { type: "line", interpolate: unit === "epoch" ? "step-after" : "linear", point: unit === "epoch" },
-  encoding: {
-    x: { field: "step", type: "quantitative", title: unit === "epoch" ? "Epoch" : "Mini-batch (update)" },
-    y: { field: "lr", type: "quantitative", title: "Learning rate", axis: { format: ".1e" } },
-    color: { field: "series", type: "nominal", title: null }
-  }
-})
+): Spec => {
+  const panel = (s: (typeof series)[number]) => ({
+    title: series.length > 1 ? s.label : undefined,
+    width: series.length > 1 ? 280 : W,
+    height: series.length > 1 ? 200 : H,
+    data: { values: s.lrs.map((lr, i) => ({ step: i, lr })) },
+    mark: {
+      type: "line",
+      color: "#1f77b4",
+      interpolate: unit === "epoch" ? "step-after" : "linear",
+      point: unit === "epoch" || s.lrs.length <= 60
+    },
+    encoding: {
+      x: { field: "step", type: "quantitative", title: unit === "epoch" ? "Epoch" : "Mini-batch (update)" },
+      y: { field: "lr", type: "quantitative", title: "Learning rate", axis: { format: ".1e" } }
+    }
+  })
+  return series.length === 1 ? { title, ...panel(series[0]) } : { title, hconcat: series.map(panel) }
+}
 
 /**
  * Figures 6.12-6.13 (`visualize_filters`): one small grayscale heatmap per (filter, input
@@ -104,13 +109,13 @@ export const filters = (
       }
     }
   }
-  const cell = Math.max(14, Math.floor(60 / Math.max(kh, kw)))
+  const cell = Math.max(14, Math.floor(84 / Math.max(kh, kw)))
   return {
     title: `${layer} filters (${out} filters x ${inC} channels, ${kh}x${kw})`,
     data: { values },
     facet: {
       row: { field: "filter", type: "nominal", title: null, header: { labelAngle: 0, labelAlign: "left" } },
-      column: { field: "channel", type: "nominal", title: null }
+      column: { field: "channel", type: "nominal", title: null, header: { labelFontSize: 11 } }
     },
     spacing: 6,
     spec: {
@@ -199,13 +204,16 @@ export const movingAverages = (
         y: { field: "value", type: "quantitative", title: "Temperature" }
       }
     },
-    {
+    ...[true, false].map((dashed) => ({
       data: {
-        values: series.flatMap((s) =>
-          s.values.flatMap((v, i) => (v === null ? [] : [{ day: i + 1, value: v, series: s.label }]))
-        )
+        values: series
+          .filter((_, i) => i < 2 === dashed)
+          .flatMap((s) =>
+            s.values.flatMap((v, i) => (v === null ? [] : [{ day: i + 1, value: v, series: s.label }]))
+          )
       },
-      mark: { type: "line", strokeWidth: 2 },
+      // the chapter draws the MA and the plain EWMA dashed, the corrected EWMA solid
+      mark: { type: "line", strokeWidth: 2, ...(dashed ? { strokeDash: [6, 3] } : {}) },
       encoding: {
         x: { field: "day", type: "quantitative" },
         y: { field: "value", type: "quantitative" },
@@ -213,25 +221,11 @@ export const movingAverages = (
           field: "series",
           type: "nominal",
           title: null,
-          sort: series.map((s) => s.label),
-          scale: { range: ["#000000", "#d62728", "#1f77b4", "#2ca02c"] }
-        },
-        strokeDash: {
-          field: "series",
-          type: "nominal",
-          sort: series.map((s) => s.label),
-          legend: null,
-          scale: {
-            range: [
-              [6, 3],
-              [6, 3],
-              [1, 0],
-              [1, 0]
-            ]
-          }
+          scale: { domain: series.map((s) => s.label), range: ["#000000", "#d62728", "#1f77b4", "#2ca02c"] },
+          legend: { orient: "top-right", symbolStrokeWidth: 3 }
         }
       }
-    }
+    }))
   ]
 })
 

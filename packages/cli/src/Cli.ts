@@ -64,14 +64,7 @@ export const schedulerFlags = {
     minExclusive: true
   }),
   milestones: F.numberList("milestones", "MultiStepLR: epochs at which to decay", { integer: true, min: 0 }),
-  factor: F.number("factor", "ReduceLROnPlateau/ConstantLR factor", { min: 0, minExclusive: true }),
-  totalIters: F.number("total-iters", "ConstantLR/LinearLR/PolynomialLR: epochs of the schedule", {
-    integer: true,
-    min: 1
-  }),
-  startFactor: F.number("start-factor", "LinearLR start factor", { min: 0, minExclusive: true }),
-  endFactor: F.number("end-factor", "LinearLR end factor", { min: 0 }),
-  power: F.number("power", "PolynomialLR power", { min: 0 }),
+  factor: F.number("factor", "ReduceLROnPlateau: decay factor", { min: 0, minExclusive: true }),
   tMax: F.number("t-max", "CosineAnnealingLR: half period in epochs", { integer: true, min: 1 }),
   etaMin: F.number("eta-min", "CosineAnnealing*: minimum learning rate", { min: 0 }),
   mode: F.choice(
@@ -94,7 +87,10 @@ export const schedulerFlags = {
   cycleMomentum: F.toggle("cycle-momentum", "CyclicLR/OneCycleLR: cycle momentum (beta1) inversely"),
   baseMomentum: F.number("base-momentum", "CyclicLR/OneCycleLR: lower momentum", { min: 0, max: 1 }),
   maxMomentum: F.number("max-momentum", "CyclicLR/OneCycleLR: upper momentum", { min: 0, max: 1 }),
-  totalSteps: stepsOrEpoch("total-steps", "OneCycleLR: mini-batches in the cycle [epochs x batches]"),
+  totalSteps: F.number("total-steps", "OneCycleLR: mini-batches in the cycle [epochs x batches]", {
+    integer: true,
+    min: 1
+  }),
   pctStart: F.number("pct-start", "OneCycleLR: fraction of the cycle going up [0.3]", { min: 0, max: 1 }),
   annealStrategy: F.choice("anneal-strategy", ["cos", "linear"] as const, "OneCycleLR annealing [cos]"),
   divFactor: F.number("div-factor", "OneCycleLR: initial lr = max-lr / div-factor [25]", {
@@ -261,6 +257,6 @@ export const root = Command.make("stepwise").pipe(
   )
 )
 
-export type Values<C> = C extends Command.Command<string, unknown, unknown, infer A> ? A : never
+export type Values<C> = C extends Command.Command<any, any, any, infer A> ? A : never
 
 export const isSome = Option.isSome

@@ -26,9 +26,6 @@ export const SchedulerNames = [
   "step",
   "multistep",
   "exponential",
-  "constant",
-  "linear",
-  "polynomial",
   "cosine",
   "plateau",
   "cyclic",
@@ -67,8 +64,9 @@ export type Optimizer = typeof Optimizer.Type
 
 /**
  * A learning-rate scheduler and its PyTorch parameters (camelCase). `stepSizeUp` and
- * `stepSizeDown` (CyclicLR) and `totalSteps` (OneCycleLR) count mini-batches and may also be
+ * `stepSizeDown` (CyclicLR) count mini-batches and may also be
  * `"epoch"`: the number of mini-batches in one epoch, the chapter's `len(train_loader)`.
+ * OneCycleLR's `totalSteps` defaults to the whole run (epochs x mini-batches per epoch).
  */
 const stepsOrEpoch = Schema.Union(positiveInt, Schema.Literal("epoch"))
 export const Scheduler = Schema.Struct({
@@ -77,10 +75,6 @@ export const Scheduler = Schema.Struct({
   gamma: Schema.optional(positive),
   milestones: Schema.optional(Schema.Array(nonNegativeInt)),
   factor: Schema.optional(positive),
-  totalIters: Schema.optional(positiveInt),
-  startFactor: Schema.optional(positive),
-  endFactor: Schema.optional(nonNegative),
-  power: Schema.optional(nonNegative),
   tMax: Schema.optional(positiveInt),
   etaMin: Schema.optional(nonNegative),
   mode: Schema.optional(Schema.Literal("min", "max", "triangular", "triangular2", "exp_range")),
@@ -96,7 +90,7 @@ export const Scheduler = Schema.Struct({
   cycleMomentum: Schema.optional(Schema.Boolean),
   baseMomentum: Schema.optional(unit),
   maxMomentum: Schema.optional(unit),
-  totalSteps: Schema.optional(stepsOrEpoch),
+  totalSteps: Schema.optional(positiveInt),
   pctStart: Schema.optional(unit),
   annealStrategy: Schema.optional(Schema.Literal("cos", "linear")),
   divFactor: Schema.optional(positive),

@@ -15,7 +15,7 @@ const BASE_CONFIG = {
   view: { stroke: "#bbb" },
   title: { fontSize: 15, anchor: "middle" },
   axis: { labelFontSize: 11, titleFontSize: 12 },
-  legend: { labelFontSize: 11, titleFontSize: 12 },
+  legend: { labelFontSize: 11, titleFontSize: 12, labelLimit: 0 },
   header: { labelFontSize: 12, titleFontSize: 13 }
 }
 
