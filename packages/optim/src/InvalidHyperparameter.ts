@@ -10,7 +10,8 @@ export class InvalidHyperparameter extends Schema.TaggedError<InvalidHyperparame
   }
 ) {
   override get message(): string {
-    return `invalid hyperparameter ${this.field} = ${JSON.stringify(this.value)}: ${this.reason}`
+    const shown = typeof this.value === "number" ? String(this.value) : JSON.stringify(this.value)
+    return `invalid hyperparameter ${this.field} = ${shown}: ${this.reason}`
   }
 }
 

@@ -52,7 +52,7 @@ export const optimizer =
         const buf =
           previous === undefined
             ? N.scale(g, 1)
-            : N.add(N.scale(previous, momentum), N.scale(g, 1 - c.dampening))
+            : N.add(N.scale(previous, momentum), c.dampening === 0 ? g : N.scale(g, 1 - c.dampening))
         const direction = c.nesterov ? N.add(g, N.scale(buf, momentum)) : buf
         return { param: N.sub(p, N.scale(direction, lr)), slots: { momentumBuffer: buf } }
       })

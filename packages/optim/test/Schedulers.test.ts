@@ -1,0 +1,92 @@
+import { CyclicLR, OneCycleLR, Schedulers } from "@stepwise/optim"
+import { Effect } from "effect"
+import { describe, expect, it } from "vitest"
+
+const build = (input: unknown, stepsPerEpoch = 1) =>
+  Effect.runSync(Effect.flatMap(Schedulers.decode(input), (c) => Schedulers.fromConfig(c, { stepsPerEpoch })))
+
+const run = (
+  input: unknown,
+  base: { lr: number; momentum?: number; beta1?: number },
+  n: number,
+  stepsPerEpoch = 1
+) => {
+  const s = build(input, stepsPerEpoch)
+  let state = s.init(base)
+  const out = [s.current(state)]
+  for (let t = 0; t < n; t++) {
+    state = s.step(state)
+    out.push(s.current(state))
+  }
+  return out
+}
+
+describe("schedulers beyond the PyTorch 1.13 fixtures", () => {
+  it("CyclicLR on an Adam-like optimizer cycles beta1 with the values it gives SGD's momentum (PyTorch >= 2.2)", () => {
+    const config = { _tag: "CyclicLR", baseLr: 0.001, maxLr: 0.01, stepSizeUp: 3, mode: "triangular2" }
+    const sgd = run(config, { lr: 0.1, momentum: 0.9 }, 20)
+    const adam = run(config, { lr: 0.1, beta1: 0.9 }, 20)
+    expect(adam.map((h) => h.lr)).toEqual(sgd.map((h) => h.lr))
+    expect(adam.map((h) => h.beta1)).toEqual(sgd.map((h) => h.momentum))
+    expect(adam.every((h) => h.momentum === undefined)).toBe(true)
+    expect(adam[0].beta1).toBe(0.9) // max momentum at the start of a cycle
+    expect(adam[3].beta1).toBeCloseTo(0.8, 15) // base momentum at the peak
+  })
+
+  it("CyclicLR step sizes in epochs are step sizes in batches times stepsPerEpoch", () => {
+    const epochs = run(
+      { _tag: "CyclicLR", baseLr: 0.001, maxLr: 0.01, stepSizeUp: 2, unit: "epochs" },
+      { lr: 1, momentum: 0.9 },
+      40,
+      5
+    )
+    const batches = run(
+      { _tag: "CyclicLR", baseLr: 0.001, maxLr: 0.01, stepSizeUp: 10 },
+      { lr: 1, momentum: 0.9 },
+      40,
+      5
+    )
+    expect(epochs).toEqual(batches)
+    expect(build({ _tag: "CyclicLR", baseLr: 0.001, maxLr: 0.01 }).cadence).toBe("batch")
+  })
+
+  it("a custom CyclicLR scale function replaces the mode", () => {
+    const s = CyclicLR.scheduler(
+      Effect.runSync(
+        Schedulers.decode({ _tag: "CyclicLR", baseLr: 0, maxLr: 1, stepSizeUp: 2, cycleMomentum: false })
+      ) as CyclicLR.Config,
+      1,
+      { scaleFn: (cycle) => 1 / cycle, scaleMode: "cycle" }
+    )
+    let state = s.init({ lr: 1 })
+    const lrs = [s.current(state).lr]
+    for (let t = 0; t < 8; t++) {
+      state = s.step(state)
+      lrs.push(s.current(state).lr)
+    }
+    expect(lrs).toEqual([0, 0.5, 1, 0.5, 0, 0.25, 0.5, 0.25, 0])
+  })
+
+  it("OneCycleLR holds its final value past totalSteps (PyTorch raises there)", () => {
+    const s = OneCycleLR.scheduler(
+      Effect.runSync(
+        Schedulers.decode({ _tag: "OneCycleLR", maxLr: 0.1, totalSteps: 10 })
+      ) as OneCycleLR.Config
+    )
+    let state = s.init({ lr: 1, momentum: 0.9 })
+    for (let t = 0; t < 10; t++) state = s.step(state)
+    const last = s.current(state)
+    expect(s.current(s.step(s.step(state)))).toEqual(last)
+    expect(state.epoch).toBe(10)
+    // PyTorch's value at totalSteps: the cosine extrapolated to pct = 8/7, past its minimum
+    const min = 0.1 / 25 / 1e4
+    expect(last.lr).toBeCloseTo(min + ((0.1 - min) / 2) * (Math.cos((Math.PI * 8) / 7) + 1), 15)
+  })
+
+  it("cadences: epoch for Step/MultiStep/Exponential/Cosine/WarmRestarts, metric for ReduceLROnPlateau", () => {
+    expect(build({ _tag: "StepLR", stepSize: 2 }).cadence).toBe("epoch")
+    expect(build({ _tag: "CosineAnnealingWarmRestarts", t0: 2 }).cadence).toBe("epoch")
+    expect(build({ _tag: "ReduceLROnPlateau" }).cadence).toBe("metric")
+    expect(build({ _tag: "OneCycleLR", maxLr: 0.1, epochs: 2 }, 7).cadence).toBe("batch")
+  })
+})
