@@ -4,7 +4,7 @@
  * `batches(epoch)` is a `Stream`, so the training loop folds over it and a resumed run that
  * starts at epoch k sees exactly the batches an uninterrupted run would have seen.
  */
-import { Effect, Stream } from "effect"
+import { Effect, Option, Stream } from "effect"
 import type { Batch, Targets } from "./Batch.js"
 import * as Random from "./Random.js"
 import * as TensorDataset from "./TensorDataset.js"
@@ -27,7 +27,11 @@ export interface Options {
   readonly seed?: number
   /** Drop the last incomplete batch (default false). */
   readonly dropLast?: boolean
-  /** Batches prepared ahead of the consumer (default 2; 0 disables buffering). */
+  /**
+   * Batches prepared ahead of the consumer while it works on the current one. Default: 0 for
+   * in-memory data (gathering is a memory copy, a buffer only adds hand-offs), 2 for images
+   * while they are being decoded.
+   */
   readonly prefetch?: number
 }
 
@@ -70,17 +74,21 @@ export const fromTensorDataset = <Y extends Targets>(
   options: Options
 ): DataLoader<Y> => {
   checkBatchSize(options.batchSize)
-  const prefetch = options.prefetch ?? 2
+  const prefetch = options.prefetch ?? 0
   return {
     numSamples: dataset.length,
     numBatches: countBatches(dataset.length, options.batchSize, options.dropLast ?? false),
     batchSize: options.batchSize,
     batches: (epoch) => {
-      const stream = Stream.suspend(() =>
-        Stream.fromIterable(batchIndices(dataset.length, options, epoch)).pipe(
-          Stream.mapEffect((indices) => Effect.sync(() => TensorDataset.gather(dataset, indices)))
+      // Batches are gathered lazily, one per pull: memory holds a batch, not an epoch.
+      const stream = Stream.suspend(() => {
+        const indices = batchIndices(dataset.length, options, epoch)
+        return Stream.unfold(0, (b) =>
+          b < indices.length
+            ? Option.some([TensorDataset.gather(dataset, indices[b]), b + 1] as const)
+            : Option.none()
         )
-      )
+      })
       return prefetch > 0 ? Stream.buffer(stream, { capacity: prefetch }) : stream
     }
   }

@@ -47,12 +47,20 @@ export const decode = (path: string, bytes: Uint8Array): Effect.Effect<RgbImage,
   return Effect.tryPromise({
     try: async () => {
       const input = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength)
-      // failOn "error": a truncated file is an error, not a half-grey image.
-      const img = sharp(input, { failOn: "error" })
-      const meta = await img.metadata()
-      // CMYK (some JPEGs) needs a real colour conversion; every other space is decoded as stored.
-      const pipeline = meta.space === "cmyk" ? img.toColourspace("srgb") : img
-      const { data, info } = await pipeline.raw({ depth: "uchar" }).toBuffer({ resolveWithObject: true })
+      // failOn "error": a truncated file is an error, not a half-grey image. Alpha is removed
+      // inside libvips (on its thread pool) by dropping the band, which is what PIL does.
+      let { data, info } = await sharp(input, { failOn: "error" })
+        .removeAlpha()
+        .raw({ depth: "uchar" })
+        .toBuffer({ resolveWithObject: true })
+      if (info.channels === 4) {
+        // Four bands without alpha is CMYK (some JPEGs): that needs a real colour conversion.
+        ;({ data, info } = await sharp(input, { failOn: "error" })
+          .toColourspace("srgb")
+          .removeAlpha()
+          .raw({ depth: "uchar" })
+          .toBuffer({ resolveWithObject: true }))
+      }
       return toRgb(
         new Uint8Array(data.buffer, data.byteOffset, data.byteLength),
         info.width,

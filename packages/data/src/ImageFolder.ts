@@ -335,6 +335,8 @@ export const loader = <C>(
   }
   const cache: Array<C | undefined> = new Array(folder.length)
   const bad = new Set<number>()
+  // Samples decoded or known bad; when it reaches the length, no epoch decodes anything.
+  let settled = 0
   const labels = folder.samples.map((s) => s.label)
   const augment = options.augment ?? ((v: C) => v as unknown as ImageTensor)
   const concurrency = options.concurrency ?? 16
@@ -345,49 +347,72 @@ export const loader = <C>(
     const hit = cache[i]
     if (hit !== undefined || bad.has(i)) return Effect.succeed(hit)
     const decoded = Effect.map(folder.get(i, 0), (s) => {
+      if (cache[i] === undefined) settled++
       cache[i] = s.value
       return s.value as C | undefined
     })
     return folder.onError === "fail"
       ? decoded
       : Effect.catchAll(decoded, (e) => {
+          if (!bad.has(i)) settled++
           bad.add(i)
           return Effect.as(Effect.logWarning(`skipping ${e.path}: ${e.reason}`), undefined)
         })
   }
 
-  const assemble = (epoch: number, indices: Uint32Array) =>
-    Effect.gen(function* () {
-      const values = yield* Effect.forEach(indices, cached, { concurrency })
+  /** Decodes the samples of a batch that are not cached yet (all of them in the first epoch). */
+  const fill = (indices: Uint32Array) => {
+    const missing = Array.from(indices).filter((i) => cache[i] === undefined && !bad.has(i))
+    return missing.length === 0
+      ? Effect.void
+      : Effect.forEach(missing, cached, { concurrency, discard: true })
+  }
+
+  /** Gathers a batch from the cache (pure memory work, no effects per sample). */
+  const gather = (epoch: number, indices: Uint32Array) =>
+    Effect.suspend(() => {
       const tensors: Array<{ index: number; t: ImageTensor }> = []
-      values.forEach((v, k) => {
-        if (v !== undefined) tensors.push({ index: indices[k], t: augment(v, { epoch, index: indices[k] }) })
-      })
-      for (const { index, t } of tensors) {
-        sampleShape ??= t.shape
-        yield* checkShape(folder.samples[index].path, sampleShape, t.shape)
+      for (const index of indices) {
+        const v = cache[index]
+        if (v !== undefined) tensors.push({ index, t: augment(v, { epoch, index }) })
       }
       const per = tensors.length > 0 ? tensors[0].t.data.length : 0
+      sampleShape ??= tensors[0]?.t.shape
       const x = new Float32Array(tensors.length * per)
       const y = new Int32Array(tensors.length)
-      tensors.forEach(({ index, t }, k) => {
+      for (let k = 0; k < tensors.length; k++) {
+        const { index, t } = tensors[k]
+        const shape = t.shape
+        if (shape[0] !== sampleShape![0] || shape[1] !== sampleShape![1] || shape[2] !== sampleShape![2]) {
+          return checkShape(folder.samples[index].path, sampleShape!, shape).pipe(Effect.as(undefined))
+        }
         x.set(t.data, k * per)
         y[k] = labels[index]
-      })
-      return { x, y, shape: [tensors.length, ...(sampleShape ?? [3, 0, 0])] } satisfies Batch
+      }
+      const batch: Batch = { x, y, shape: [tensors.length, ...(sampleShape ?? [3, 0, 0])] }
+      return Effect.succeed(batch)
     })
 
   return {
     numSamples: folder.length,
     numBatches: DataLoader.countBatches(folder.length, options.batchSize, options.dropLast ?? false),
     batchSize: options.batchSize,
-    batches: (epoch) => {
-      const stream = Stream.suspend(() =>
-        Stream.mapEffect(Stream.fromIterable(DataLoader.batchIndices(folder.length, options, epoch)), (idx) =>
-          assemble(epoch, idx)
-        )
-      ).pipe(Stream.filter((b) => b.y.length > 0))
-      return prefetch > 0 ? Stream.buffer(stream, { capacity: prefetch }) : stream
-    }
+    batches: (epoch) =>
+      Stream.suspend(() => {
+        const indices = DataLoader.batchIndices(folder.length, options, epoch)
+        const complete = settled === folder.length
+        // Once everything is decoded, batches are memory copies: pull them one by one, no buffer.
+        const stream = Stream.unfoldEffect(0, (b) =>
+          b < indices.length
+            ? Effect.map(
+                complete
+                  ? gather(epoch, indices[b])
+                  : Effect.zipRight(fill(indices[b]), gather(epoch, indices[b])),
+                (batch) => Option.some([batch, b + 1] as const)
+              )
+            : Effect.succeed(Option.none())
+        ).pipe(Stream.filter((b): b is Batch => b !== undefined && b.y.length > 0))
+        return prefetch > 0 && !complete ? Stream.buffer(stream, { capacity: prefetch }) : stream
+      })
   }
 }

@@ -1,0 +1,129 @@
+/**
+ * `npm run bench -w packages/data`: image loading, ours against torchvision in the same run.
+ *
+ * For the bundled 28x28 set and a generated 300x300 RGBA stand-in of the full-size set:
+ * the first pass (list + decode + Resize(28) + ToTensor + batching, everything cold), later
+ * epochs (decoded samples cached, shuffled batches gathered), and torchvision's
+ * ImageFolder + DataLoader (batch 16, shuffle) which decodes again every epoch. The ratios are
+ * torchvision's epoch time over ours. Machines are shared and noisy: compare ratios of one run.
+ * `--quick` runs fewer epochs.
+ */
+
+import { execFileSync } from "node:child_process"
+import { existsSync, readdirSync, readFileSync } from "node:fs"
+import { join } from "node:path"
+import { fileURLToPath } from "node:url"
+import { NodeFileSystem } from "@effect/platform-node"
+import { ImageFolder, Rps, Transforms } from "@stepwise/data"
+import { Effect, Stream } from "effect"
+import sharp from "sharp"
+import { standIn } from "./standin.js"
+
+const quick = process.argv.includes("--quick")
+const LATER_EPOCHS = quick ? 2 : 4
+const PYTHON = "/usr/bin/python3"
+const median = (xs: ReadonlyArray<number>) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]
+
+interface Ours {
+  readonly n: number
+  readonly firstMs: number
+  readonly laterMs: number
+}
+
+/** One cold pass then `LATER_EPOCHS` cached epochs through the chapter's pipeline. */
+const ours = (root: string, concurrency: number): Promise<Ours> =>
+  Effect.runPromise(
+    Effect.gen(function* () {
+      const t0 = performance.now()
+      const folder = yield* ImageFolder.make(root, {
+        transform: Transforms.Compose(Transforms.Resize(28), Transforms.ToTensor())
+      })
+      const loader = ImageFolder.loader(folder, { batchSize: 16, shuffle: true, seed: 13, concurrency })
+      const count = (epoch: number) => Stream.runFold(loader.batches(epoch), 0, (n, b) => n + b.shape[0])
+      const n = yield* count(0)
+      const firstMs = performance.now() - t0
+      const later: Array<number> = []
+      for (let e = 1; e <= LATER_EPOCHS; e++) {
+        const t = performance.now()
+        yield* count(e)
+        later.push(performance.now() - t)
+      }
+      return { n, firstMs, laterMs: median(later) }
+    }).pipe(Effect.provide(NodeFileSystem.layer))
+  )
+
+interface Torch {
+  readonly n: number
+  readonly epochMs: number
+}
+
+const hasTorchvision = (() => {
+  if (!existsSync(PYTHON)) return false
+  try {
+    execFileSync(PYTHON, ["-c", "import torchvision"], { stdio: "ignore" })
+    return true
+  } catch {
+    return false
+  }
+})()
+
+const torchvision = (root: string, workers: number): Torch | undefined => {
+  if (!hasTorchvision) return undefined
+  const script = fileURLToPath(new URL("../../scripts/bench_torchvision.py", import.meta.url))
+  const out = execFileSync(PYTHON, [script, root, String(quick ? 2 : 3), String(workers)], {
+    encoding: "utf8"
+  })
+  const r = JSON.parse(out.trim().split("\n").at(-1)!) as { n: number; epochs: Array<number> }
+  // Every torchvision epoch decodes again; the first also pays imports and page cache warm-up.
+  return { n: r.n, epochMs: median(r.epochs.slice(1)) * 1000 }
+}
+
+const warm = (dir: string): void => {
+  for (const e of readdirSync(dir, { withFileTypes: true })) {
+    const p = join(dir, e.name)
+    if (e.isDirectory()) warm(p)
+    else readFileSync(p)
+  }
+}
+
+const fmt = (v: number, digits = 1) => v.toFixed(digits).padStart(9)
+
+const report = async (name: string, root: string) => {
+  // Warm the OS file cache so that neither side pays the disk on its first read.
+  warm(root)
+  const sequential = await ours(root, 1)
+  const concurrent = await ours(root, 16)
+  const tv0 = torchvision(root, 0)
+  const tv2 = torchvision(root, 2)
+  console.log(`\n${name}: ${concurrent.n} images (${root})`)
+  console.log(`  ${"".padEnd(44)}${"total ms".padStart(9)}${"ms/image".padStart(9)}`)
+  const row = (label: string, ms: number) =>
+    console.log(`  ${label.padEnd(44)}${fmt(ms)}${fmt(ms / concurrent.n, 3)}`)
+  row("stepwise first pass, 1 image in flight", sequential.firstMs)
+  row("stepwise first pass, 16 in flight", concurrent.firstMs)
+  row(`stepwise later epoch (cached, median of ${LATER_EPOCHS})`, concurrent.laterMs)
+  if (tv0) row("torchvision epoch, num_workers=0", tv0.epochMs)
+  if (tv2) row("torchvision epoch, num_workers=2", tv2.epochMs)
+  if (tv0 && tv2) {
+    const best = Math.min(tv0.epochMs, tv2.epochMs)
+    console.log(`  ratios (torchvision's faster epoch / stepwise):`)
+    console.log(`    first pass   ${(best / concurrent.firstMs).toFixed(2)}x   (goal >= 1)`)
+    console.log(`    later epochs ${(best / concurrent.laterMs).toFixed(1)}x   (goal >= 20)`)
+  } else {
+    console.log("  torchvision: not installed (Debian python3-torchvision), skipped")
+  }
+}
+
+const main = async () => {
+  console.log(
+    `sharp ${sharp.versions.sharp} (libvips ${sharp.versions.vips}), libuv threads ${process.env.UV_THREADPOOL_SIZE ?? 4}`
+  )
+  await report("bundled RPS 28x28, training set", Rps.bundled().train)
+  const set = await standIn((line) => console.log(line))
+  await report("stand-in 300x300 RGBA, training set", set.train)
+}
+
+main().catch((e) => {
+  console.error(e)
+  process.exit(1)
+})
