@@ -117,6 +117,13 @@ def optimizer_cases():
         ("adagrad defaults", {"_tag": "Adagrad"}, {}),
         ("adagrad lr decay accumulator", {"_tag": "Adagrad", "lr": 0.1, "lrDecay": 0.1, "initialAccumulatorValue": 0.5}, {}),
         ("adagrad decay maximize", {"_tag": "Adagrad", "lr": 0.1, "weightDecay": 0.1, "maximize": True, "eps": 1e-3}, {"hypers": sched}),
+        # edge cases
+        ("sgd lr 0", {"_tag": "Sgd", "lr": 0.0, "momentum": 0.9, "weightDecay": 0.1}, {}),
+        ("sgd momentum starts late", {"_tag": "Sgd", "lr": 0.1}, {"hypers": [{"lr": 0.1, "momentum": 0.0 if t < 3 else 0.9} for t in range(STEPS)]}),
+        ("adam beta1 0", {"_tag": "Adam", "lr": 0.01, "betas": [0.0, 0.5]}, {}),
+        ("adam zero grads first", {"_tag": "Adam", "lr": 0.01, "amsgrad": True}, {"zero_at": (0, 1)}),
+        ("rmsprop momentum only", {"_tag": "RMSprop", "lr": 0.01, "momentum": 0.5, "alpha": 0.5}, {}),
+        ("adagrad zero grads accumulator", {"_tag": "Adagrad", "lr": 0.1, "initialAccumulatorValue": 0.1}, {"zero_at": (0, 5)}),
     ]
     cases = []
     for i, (name, config, kw) in enumerate(configs):
@@ -220,6 +227,12 @@ def scheduler_cases():
         scheduler_case("step", {"_tag": "StepLR", "stepSize": 3, "gamma": 0.5}, 20),
         scheduler_case("step defaults", {"_tag": "StepLR", "stepSize": 1}, 8),
         scheduler_case("multistep repeated", {"_tag": "MultiStepLR", "milestones": [2, 5, 5, 9], "gamma": 0.5}, 15),
+        scheduler_case("multistep milestone 0", {"_tag": "MultiStepLR", "milestones": [0, 3], "gamma": 0.5}, 6),
+        scheduler_case("step gamma 1", {"_tag": "StepLR", "stepSize": 2, "gamma": 1.0}, 6),
+        scheduler_case("cosine tmax 1", {"_tag": "CosineAnnealingLR", "tMax": 1, "etaMin": 0.01}, 6),
+        scheduler_case("warm restarts t0 1", {"_tag": "CosineAnnealingWarmRestarts", "t0": 1, "tMult": 3}, 20),
+        scheduler_case("cyclic unit steps", {"_tag": "CyclicLR", "baseLr": 0.01, "maxLr": 0.1, "stepSizeUp": 1}, 8),
+        scheduler_case("onecycle three phase no momentum", {"_tag": "OneCycleLR", "maxLr": 0.1, "totalSteps": 10, "pctStart": 0.5, "threePhase": True, "cycleMomentum": False}, 10),
         scheduler_case("multistep unsorted", {"_tag": "MultiStepLR", "milestones": [8, 3], "gamma": 0.1}, 12),
         scheduler_case("exponential", {"_tag": "ExponentialLR", "gamma": 0.9}, 20),
         scheduler_case("lambda pow", {"_tag": "LambdaLR", "lambda": "pow095"}, 15),

@@ -61,7 +61,7 @@ describe("optimizers against torch.optim 1.13 trajectories", () => {
   })
 
   it("has the fixture cases", () => {
-    expect(cases.length).toBe(48)
+    expect(cases.length).toBe(60)
   })
 
   for (const c of cases.filter((c) => c.dtype === "float64")) {

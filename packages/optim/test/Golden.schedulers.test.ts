@@ -37,7 +37,7 @@ const close = (a: number | undefined, b: number) =>
 
 describe("schedulers against torch.optim.lr_scheduler 1.13", () => {
   it("has the fixture cases", () => {
-    expect(cases.length).toBe(30)
+    expect(cases.length).toBe(36)
   })
 
   for (const c of cases) {
