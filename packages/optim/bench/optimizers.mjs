@@ -163,7 +163,8 @@ const header = [
   ...backends.map((b) => `tfjs-${b} ms`),
   "float64 ms",
   "torch ms",
-  ...backends.map((b) => `${b}/torch`)
+  ...backends.map((b) => `${b}/torch`),
+  "float64/torch"
 ]
 const table = rows.map((r) => {
   const t = torch.results?.find((x) => x.optimizer === r.optimizer && x.size === r.size)?.msPerStep
@@ -173,7 +174,8 @@ const table = rows.map((r) => {
     ...backends.map((b) => fmt(r[b])),
     fmt(r.float64),
     fmt(t),
-    ...backends.map((b) => ratio(r[b], t))
+    ...backends.map((b) => ratio(r[b], t)),
+    ratio(r.float64, t)
   ]
 })
 const widths = header.map((h, i) => Math.max(h.length, ...table.map((row) => row[i].length)))
