@@ -70,7 +70,7 @@ export const learningRates = (
       y: { field: "lr", type: "quantitative", title: "Learning rate", axis: { format: ".1e" } }
     }
   })
-  return series.length === 1 ? { title, ...panel(series[0]) } : { title, hconcat: series.map(panel) }
+  return series.length === 1 ? { ...panel(series[0]), title } : { title, hconcat: series.map(panel) }
 }
 
 /**

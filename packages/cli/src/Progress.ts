@@ -41,18 +41,21 @@ export const formatLr = (lr: number): string => lr.toExponential(2)
 const pct = (x: number | null) => (x === null ? "   -  " : `${(100 * x).toFixed(1).padStart(5)}%`)
 const num = (x: number | null) => (x === null || !Number.isFinite(x) ? "   -   " : x.toFixed(4))
 
-/** The live bar: `epoch 3/10 [#########.......]  98/158 loss 0.5123 lr 1.00e-03 812 img/s ETA 0:02`. */
-export const formatBar = (p: BatchProgress, width = 24): string => {
+/**
+ * The live bar, fitted to `columns`:
+ * `epoch 3/10 [#########.......]  98/158 loss 0.5123 lr 1.00e-03 812 img/s ETA 0:02`.
+ */
+export const formatBar = (p: BatchProgress, columns = 100): string => {
   const frac = p.batches > 0 ? Math.min(1, p.batch / p.batches) : 0
-  const filled = Math.round(frac * width)
   const eta = p.batch > 0 ? (p.elapsedSeconds / p.batch) * (p.batches - p.batch) : Number.NaN
   const digits = String(p.batches).length
-  return (
-    `epoch ${String(p.epoch).padStart(String(p.epochs).length)}/${p.epochs} ` +
-    `[${"#".repeat(filled)}${".".repeat(width - filled)}] ` +
-    `${String(p.batch).padStart(digits)}/${p.batches} loss ${num(p.loss)} lr ${formatLr(p.lr)} ` +
+  const head = `epoch ${String(p.epoch).padStart(String(p.epochs).length)}/${p.epochs} `
+  const tail =
+    ` ${String(p.batch).padStart(digits)}/${p.batches} loss ${num(p.loss)} lr ${formatLr(p.lr)} ` +
     `${Math.round(p.samplesPerSecond)} img/s ETA ${formatSeconds(eta)}`
-  )
+  const width = Math.max(5, Math.min(30, columns - 1 - head.length - tail.length - 2))
+  const filled = Math.round(frac * width)
+  return `${head}[${"#".repeat(filled)}${".".repeat(width - filled)}]${tail}`
 }
 
 /** The plain per-epoch line (also what the bar is replaced with when an epoch ends). */
@@ -87,6 +90,8 @@ export class Output extends Context.Tag("@stepwise/cli/Output")<
   Output,
   {
     readonly live: boolean
+    /** Width of the human stream's terminal (100 when not a terminal). */
+    readonly columns: number
     /** A full line of human output. */
     readonly line: (text: string) => Effect.Effect<void>
     /** Redraws the current terminal line (only when `live`). */
@@ -115,6 +120,7 @@ export const makeOutput = (options: {
   })
   return Output.of({
     live,
+    columns: human.columns ?? 100,
     jsonMode: options.json,
     line: (text) => clearStatus.pipe(Effect.zipRight(write(`${text}\n`))),
     status: (text) =>

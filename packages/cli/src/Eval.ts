@@ -1,0 +1,147 @@
+/**
+ * `stepwise eval`: a checkpoint on a data set: per-class `[correct, total]` (the chapter's
+ * `loader_apply(val_loader, correct)`), the accuracy, and the confusion matrix. The images are
+ * standardized with the training set's statistics saved in the run's config.
+ */
+import { FileSystem, Path } from "@effect/platform"
+import { Engine, Loss, Metrics, Trainer } from "@stepwise/core"
+import type { Errors as DataErrors } from "@stepwise/data"
+import { DataLoader, ImageFolder, Random } from "@stepwise/data"
+import type { InvalidHyperparameter } from "@stepwise/optim"
+import { Effect, Option, Stream } from "effect"
+import * as Charts from "./Charts.js"
+import * as Checkpoint from "./Checkpoint.js"
+import type * as Cli from "./Cli.js"
+import { RunFolderError } from "./Errors.js"
+import * as Pipeline from "./Pipeline.js"
+import { writePicture } from "./Plot.js"
+import { Output } from "./Progress.js"
+import * as Run from "./RunFolder.js"
+import * as Train from "./Train.js"
+
+export type Args = Cli.Values<typeof Cli.evaluate>
+
+/** A checkpoint path or a run folder -> (run folder, checkpoint file). */
+export const locate = (target: string) =>
+  Effect.gen(function* () {
+    const fs = yield* FileSystem.FileSystem
+    const p = yield* Path.Path
+    const info = yield* fs
+      .stat(target)
+      .pipe(Effect.mapError(() => new RunFolderError({ path: target, reason: "no such file or folder" })))
+    if (info.type === "Directory") {
+      const ckpt = yield* Checkpoint.latest(p.join(target, Run.CHECKPOINT_DIR))
+      if (ckpt === undefined) return yield* new RunFolderError({ path: target, reason: "has no checkpoint" })
+      return { runDir: target, checkpoint: ckpt }
+    }
+    return { runDir: p.dirname(p.dirname(target)), checkpoint: target }
+  })
+
+export const run = (args: Args) =>
+  Effect.gen(function* () {
+    const out = yield* Output
+    const { runDir, checkpoint } = yield* locate(args.checkpoint)
+    const config = yield* Train.readRunConfig(runDir)
+    const recipe = {
+      ...config.recipe,
+      batchSize: Option.getOrElse(args.batchSize, () => config.recipe.batchSize),
+      backend: Option.getOrElse(args.backend, () => config.recipe.backend)
+    }
+    yield* Engine.use(recipe.backend)
+    const dataDir = Option.getOrUndefined(args.data)
+    // Without --data: the run's own validation set, prepared exactly as training prepared it.
+    const { dataset, source } =
+      dataDir === undefined
+        ? yield* Effect.gen(function* () {
+            const data = yield* Pipeline.prepareData(recipe)
+            if (data.val === undefined)
+              return yield* new RunFolderError({
+                path: runDir,
+                reason: "the run has no validation set; pass --data DIR"
+              })
+            return { dataset: data.val, source: data.valRoot ?? `${data.trainRoot} (held-out split)` }
+          })
+        : yield* Effect.gen(function* () {
+            const raw = yield* Pipeline.loadFolder(dataDir, recipe.data.resize)
+            const norm =
+              config.normalizer === null ? raw : ImageFolder.normalizeDataset(raw, config.normalizer)
+            return { dataset: norm, source: dataDir }
+          })
+    const classes = config.classes
+    const net = yield* Pipeline.model(recipe, dataset.sampleShape, classes.length)
+    const { optimizer } = yield* Pipeline.optimizer(recipe, Run.CONFIG_FILE)
+    const fresh = Trainer.make(
+      { model: net.model, loss: Loss.crossEntropy, optimizer },
+      Random.make(recipe.seed)
+    )
+    const t = yield* Checkpoint.restore(checkpoint, fresh)
+    const loader = DataLoader.fromTensorDataset(dataset, { batchSize: recipe.batchSize })
+    const k = classes.length
+    const confusion = Array.from({ length: k }, () => new Array<number>(k).fill(0))
+    yield* Stream.runForEach(loader.batches(0), (b) =>
+      Effect.sync(() => {
+        const o = Trainer.outputs(t, b)
+        const predicted = Metrics.predictions(o.values, k)
+        predicted.forEach((pc, i) => {
+          if (b.y[i] >= 0 && b.y[i] < k && pc >= 0) confusion[b.y[i]][pc] += 1
+        })
+      })
+    )
+    Trainer.dispose(t)
+    const perClass = classes.map((name, c) => {
+      const total = confusion[c].reduce((a, x) => a + x, 0)
+      return {
+        class: name,
+        correct: confusion[c][c],
+        total,
+        accuracy: total === 0 ? null : confusion[c][c] / total
+      }
+    })
+    const correct = perClass.reduce((a, r) => a + r.correct, 0)
+    const total = perClass.reduce((a, r) => a + r.total, 0)
+    const width = Math.max(8, ...classes.map((c) => c.length))
+    yield* out.line(`${checkpoint} on ${source} (${total} images)`)
+    yield* out.line(`${"class".padEnd(width)}  correct  total  accuracy`)
+    for (const r of perClass) {
+      yield* out.line(
+        `${r.class.padEnd(width)}  ${String(r.correct).padStart(7)}  ${String(r.total).padStart(5)}  ${r.accuracy === null ? "-" : `${(100 * r.accuracy).toFixed(2)}%`}`
+      )
+    }
+    yield* out.line(
+      `${"total".padEnd(width)}  ${String(correct).padStart(7)}  ${String(total).padStart(5)}  ${(100 * (correct / total)).toFixed(2)}%`
+    )
+    yield* out.line("")
+    yield* out.line(`confusion matrix (rows: actual, columns: predicted)`)
+    yield* out.line(`${"".padEnd(width)}  ${classes.map((c) => c.padStart(width)).join(" ")}`)
+    for (let i = 0; i < k; i++)
+      yield* out.line(
+        `${classes[i].padEnd(width)}  ${confusion[i].map((x) => String(x).padStart(width)).join(" ")}`
+      )
+    const plotFile = Option.getOrUndefined(args.plot)
+    let written: ReadonlyArray<string> = []
+    if (plotFile !== undefined) {
+      const p = yield* Path.Path
+      const ext = p.extname(plotFile)
+      written = yield* writePicture(
+        p.dirname(plotFile),
+        p.basename(plotFile, ext),
+        Charts.confusionMatrix(classes, confusion),
+        ext === ".svg" ? "svg" : "png"
+      )
+      for (const f of written) yield* out.line(`wrote ${f}`)
+    }
+    yield* out.json({
+      command: "eval",
+      checkpoint,
+      data: source,
+      classes,
+      perClass,
+      correct: perClass.map((r) => [r.correct, r.total]),
+      total: { correct, total, accuracy: total === 0 ? null : correct / total },
+      confusion,
+      plots: written
+    })
+  })
+
+/** The failures of this command besides the CLI's own (named so the declaration can be emitted). */
+export type PackageErrors = DataErrors.ImageFolderError | InvalidHyperparameter.InvalidHyperparameter

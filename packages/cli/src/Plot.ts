@@ -1,0 +1,314 @@
+/**
+ * `stepwise plot NAME`: the chapter's pictures, from a run folder (`--run`) or, for the
+ * illustrations, from the built-in demos (`Demos`). Each picture is written as PNG and/or SVG.
+ */
+import { FileSystem, Path } from "@effect/platform"
+import { Cnn2, Engine, LrRangeTest, Safetensors, TorchWeights } from "@stepwise/core"
+import * as tf from "@tensorflow/tfjs-core"
+import { Effect, Option, Schema } from "effect"
+import * as Charts from "./Charts.js"
+import * as Checkpoint from "./Checkpoint.js"
+import type * as Cli from "./Cli.js"
+import * as Demos from "./Demos.js"
+import { PlotError, RunFolderError } from "./Errors.js"
+import { Output } from "./Progress.js"
+import * as Render from "./Render.js"
+import * as Run from "./RunFolder.js"
+import * as Train from "./Train.js"
+
+export type Args = Cli.Values<typeof Cli.plot>
+export type Format = "png" | "svg" | "both"
+
+/** What `stepwise lr-find` leaves in its folder, and `plot lr-finder --run` reads. */
+export const LR_FINDER_FILE = "lr-finder.json"
+export const LrFinderResult = Schema.Struct({
+  lr: Schema.Array(Schema.Number),
+  loss: Schema.Array(Schema.Number),
+  suggestions: Schema.Record({ key: Schema.String, value: Schema.NullOr(Schema.Number) })
+})
+
+/** Captured gradients: one tensor per parameter, shaped [steps, ...parameter shape]. */
+export const gradientsFile = (layer: string) => `gradients-${layer}.safetensors`
+
+/** Writes one picture in the chosen format(s); returns the paths written. */
+export const writePicture = (dir: string, name: string, spec: Render.Spec, format: Format) =>
+  Effect.gen(function* () {
+    const p = yield* Path.Path
+    const written: Array<string> = []
+    const svg = yield* Effect.tryPromise({
+      try: () => Render.toSvg(spec),
+      catch: (e) => new PlotError({ plot: name, reason: String((e as Error).message ?? e).split("\n")[0] })
+    })
+    if (format !== "png") {
+      const path = p.join(dir, `${name}.svg`)
+      yield* Run.writeFileAtomic(path, svg)
+      written.push(path)
+    }
+    if (format !== "svg") {
+      const png = yield* Effect.tryPromise({
+        try: () => Render.svgToPng(svg),
+        catch: (e) => new PlotError({ plot: name, reason: String((e as Error).message ?? e).split("\n")[0] })
+      })
+      const path = p.join(dir, `${name}.png`)
+      yield* Run.writeFileAtomic(path, png)
+      written.push(path)
+    }
+    return written
+  })
+
+const needRun = (plot: string) =>
+  new PlotError({ plot, reason: "needs --run RUN_DIR (a folder written by stepwise train)" })
+
+/** Losses of a run folder (Figure 6.10 / 6.31) or, without one, SGD vs Adam on the linear regression (6.19). */
+const lossesSpec = (run: string | undefined, compare: string | undefined) =>
+  Effect.gen(function* () {
+    if (run === undefined) {
+      const runs = Demos.optimizerRuns().slice(0, 2)
+      return Charts.losses(
+        runs.map((r) => ({ label: r.label, losses: r.losses, valLosses: r.valLosses })),
+        "Losses on the linear regression (SGD and Adam)"
+      )
+    }
+    const load = (dir: string) =>
+      Effect.map(Train.readMetrics(dir), (rows) => ({
+        label: dir,
+        losses: rows.map((r) => r.loss),
+        valLosses: rows.flatMap((r) => (r.valLoss === null ? [] : [r.valLoss]))
+      }))
+    const first = yield* load(run)
+    if (first.losses.length === 0)
+      return yield* new PlotError({ plot: "losses", reason: `${run} has no epochs in metrics.jsonl` })
+    if (compare === undefined) return Charts.losses([{ losses: first.losses, valLosses: first.valLosses }])
+    return Charts.losses([first, yield* load(compare)], "Losses (compared)")
+  })
+
+const lrSpec = (run: string | undefined) =>
+  Effect.gen(function* () {
+    if (run === undefined)
+      return Charts.learningRates(
+        Demos.cyclicSchedules(),
+        "batch",
+        "CyclicLR modes (1e-4 to 1e-3, step size 2)"
+      )
+    const rows = yield* Train.readMetrics(run)
+    if (rows.length === 0)
+      return yield* new PlotError({ plot: "lr", reason: `${run} has no epochs in metrics.jsonl` })
+    return Charts.learningRates([{ label: "learning rate", lrs: rows.flatMap((r) => r.batchLrs) }], "batch")
+  })
+
+/** conv filters of a run's latest checkpoint, in PyTorch's layout. */
+const filtersSpec = (run: string | undefined, layer: string) =>
+  Effect.gen(function* () {
+    if (run === undefined) return yield* needRun("filters")
+    const p = yield* Path.Path
+    const config = yield* Train.readRunConfig(run)
+    const path = yield* Checkpoint.latest(p.join(run, Run.CHECKPOINT_DIR))
+    if (path === undefined) return yield* new RunFolderError({ path: run, reason: "has no checkpoint" })
+    const file = yield* Safetensors.read(path).pipe(
+      Effect.mapError((e) => new RunFolderError({ path, reason: String(e.message).split("\n")[0] }))
+    )
+    const [c, h] = [3, sizeOf(config.recipe.data.resize)]
+    const net = Cnn2.make({
+      nFilters: config.recipe.model.filters,
+      p: config.recipe.model.dropout,
+      inChannels: c,
+      imageSize: h,
+      nClasses: config.classes.length
+    })
+    const name = `${layer}.weight`
+    const host = file.tensors[`params/${name}`]
+    if (host === undefined || host.shape.length !== 4) {
+      return yield* new PlotError({
+        plot: "filters",
+        reason: `no conv layer ${layer} in ${path} (try conv1 or conv2)`
+      })
+    }
+    yield* Engine.use("cpu")
+    const params = Object.fromEntries(
+      Object.entries(file.tensors)
+        .filter(([k]) => k.startsWith("params/"))
+        .map(([k, v]) => [
+          k.slice("params/".length),
+          tf.tensor(Float32Array.from(v.data as ArrayLike<number>), [...v.shape])
+        ])
+    )
+    try {
+      const torch = TorchWeights.toTorch(net.model, params)[name]
+      return Charts.filters(
+        layer,
+        torch.data,
+        torch.shape as unknown as readonly [number, number, number, number]
+      )
+    } finally {
+      for (const x of Object.values(params)) x.dispose()
+    }
+  })
+
+const sizeOf = (r: unknown): number => {
+  if (typeof r === "number") return r
+  if (Array.isArray(r)) return r[0]
+  return Number(String(r).split("x")[0])
+}
+
+const lrFinderSpec = (run: string | undefined) =>
+  Effect.gen(function* () {
+    if (run === undefined) {
+      const t = Demos.linearRegressionRangeTest()
+      const s = LrRangeTest.suggest(t)
+      return Charts.lrFinder(t.lr, t.loss, suggestionMarks(s))
+    }
+    const p = yield* Path.Path
+    const path = p.join(run, LR_FINDER_FILE)
+    if (!(yield* Run.exists(path))) {
+      return yield* new PlotError({
+        plot: "lr-finder",
+        reason: `${run} has no ${LR_FINDER_FILE} (write one with stepwise lr-find --out ${run})`
+      })
+    }
+    const r = yield* Schema.decodeUnknown(Schema.parseJson(LrFinderResult))(yield* Run.readText(path)).pipe(
+      Effect.mapError(() => new RunFolderError({ path, reason: "not a valid LR finder result" }))
+    )
+    return Charts.lrFinder(
+      r.lr,
+      r.loss,
+      Object.entries(r.suggestions).flatMap(([label, lr]) => (lr === null ? [] : [{ label, lr }]))
+    )
+  })
+
+export const suggestionMarks = (s: LrRangeTest.Suggestions) =>
+  (["steepest", "valley", "minimum"] as const).flatMap((k) =>
+    s[k] === undefined ? [] : [{ label: k, lr: s[k]!.lr }]
+  )
+
+const adaptedSpec = (run: string | undefined, layer: string | undefined) =>
+  Effect.gen(function* () {
+    if (run === undefined)
+      return Charts.adaptedGradients(Demos.adaptedGradients(Demos.adamWeightGradients(), "linear.weight"))
+    const fs = yield* FileSystem.FileSystem
+    const p = yield* Path.Path
+    const names = (yield* fs.readDirectory(run).pipe(Effect.orElseSucceed(() => [] as Array<string>))).filter(
+      (n) => /^gradients-.+\.safetensors$/.test(n)
+    )
+    const chosen = layer === undefined ? names[0] : gradientsFile(layer)
+    if (chosen === undefined || !names.includes(chosen)) {
+      return yield* new PlotError({
+        plot: "adapted-gradients",
+        reason: `${run} has no captured gradients${layer === undefined ? "" : ` of ${layer}`} (train with --capture-gradients LAYER)`
+      })
+    }
+    const path = p.join(run, chosen)
+    const file = yield* Safetensors.read(path).pipe(
+      Effect.mapError((e) => new RunFolderError({ path, reason: String(e.message).split("\n")[0] }))
+    )
+    const param = file.tensors.weight ?? Object.values(file.tensors)[0]
+    const steps = param.shape[0]
+    const per = param.data.length / steps
+    const series = Array.from({ length: steps }, (_, i) => Number((param.data as ArrayLike<number>)[i * per]))
+    return Charts.adaptedGradients(Demos.adaptedGradients(series, `${chosen.slice(10, -12)}.weight[0]`))
+  })
+
+const pathsSpec = () => {
+  const runs = Demos.optimizerRuns()
+  return Charts.optimizerPaths(
+    Demos.lossSurface(runs),
+    runs,
+    Demos.optimum(),
+    "Paths over the linear-regression loss surface"
+  )
+}
+
+const updateTermsSpec = () => {
+  const runs = Demos.optimizerRuns()
+  const pick = (label: string, shown: string) => {
+    const r = runs.find((x) => x.label === label)!
+    return { label: shown, gradients: r.gradW, updates: r.updateW }
+  }
+  return Charts.updateTerms([
+    pick("SGD", "SGD"),
+    pick("SGD + Momentum", "SGD + Momentum"),
+    pick("SGD + Nesterov", "SGD + Nesterov")
+  ])
+}
+
+/** Every picture this invocation can draw: the run's and the demos'. */
+const specsFor = (
+  which: Cli.PlotName,
+  run: string | undefined,
+  compare: string | undefined,
+  layer: string | undefined
+) =>
+  Effect.gen(function* () {
+    const demo = (name: string, spec: Render.Spec) => [name, spec] as const
+    switch (which) {
+      case "losses":
+        return [demo("losses", yield* lossesSpec(run, compare))]
+      case "lr":
+        return [demo("lr", yield* lrSpec(run))]
+      case "filters": {
+        const l = layer ?? "conv1"
+        return [demo(`filters-${l}`, yield* filtersSpec(run, l))]
+      }
+      case "lr-finder":
+        return [demo("lr-finder", yield* lrFinderSpec(run))]
+      case "ewma": {
+        const m = Demos.movingAverages(19)
+        return [
+          demo("ewma", Charts.movingAverages(m.values, m.series, "Moving average vs EWMA (19 periods)"))
+        ]
+      }
+      case "adapted-gradients":
+        return [demo("adapted-gradients", yield* adaptedSpec(run, layer))]
+      case "dropout":
+        return [demo("dropout", Charts.dropoutDistributions(Demos.dropoutDistributions()))]
+      case "paths":
+        return [demo("paths", pathsSpec())]
+      case "update-terms":
+        return [demo("update-terms", updateTermsSpec())]
+      case "all": {
+        const out: Array<readonly [string, Render.Spec]> = []
+        const m = Demos.movingAverages(19)
+        out.push(demo("losses", yield* lossesSpec(run, compare)))
+        out.push(demo("lr", yield* lrSpec(run)))
+        if (run !== undefined) {
+          out.push(demo("filters-conv1", yield* filtersSpec(run, "conv1")))
+          out.push(demo("filters-conv2", yield* filtersSpec(run, "conv2")))
+        }
+        out.push(demo("lr-finder", yield* lrFinderSpec(undefined)))
+        out.push(
+          demo("ewma", Charts.movingAverages(m.values, m.series, "Moving average vs EWMA (19 periods)"))
+        )
+        out.push(demo("adapted-gradients", yield* adaptedSpec(undefined, undefined)))
+        out.push(demo("dropout", Charts.dropoutDistributions(Demos.dropoutDistributions())))
+        out.push(demo("paths", pathsSpec()))
+        out.push(demo("update-terms", updateTermsSpec()))
+        return out
+      }
+    }
+  })
+
+export const run = (args: Args) =>
+  Effect.gen(function* () {
+    const out = yield* Output
+    const p = yield* Path.Path
+    const runDir = Option.getOrUndefined(args.run)
+    if (runDir !== undefined && !(yield* Run.exists(runDir))) {
+      return yield* new RunFolderError({ path: runDir, reason: "no such run folder" })
+    }
+    const dir = Option.getOrElse(args.out, () =>
+      runDir === undefined ? "plots" : p.join(runDir, Run.PLOTS_DIR)
+    )
+    const format = Option.getOrElse(args.format, () => "png" as const)
+    const specs = yield* specsFor(
+      args.which,
+      runDir,
+      Option.getOrUndefined(args.compare),
+      Option.getOrUndefined(args.layer)
+    )
+    const files: Array<string> = []
+    for (const [name, spec] of specs) {
+      const written = yield* writePicture(dir, name, spec, format)
+      for (const f of written) yield* out.line(`wrote ${f}`)
+      files.push(...written)
+    }
+    yield* out.json({ command: "plot", plot: args.which, files })
+  })
