@@ -2,6 +2,7 @@ import "@tensorflow/tfjs-backend-cpu"
 import "@tensorflow/tfjs-backend-wasm"
 import * as tf from "@tensorflow/tfjs-core"
 import { Context, Effect, Layer, Schema } from "effect"
+import { registerFusedKernels } from "./kernels/Fused.js"
 import { registerCpuKernels, registerWasmKernels } from "./kernels/Register.js"
 
 /**
@@ -62,6 +63,7 @@ export const use = Effect.fn("Engine.use")(function* (backend: BackendName) {
   if (backend === "tensorflow") yield* loadTensorflow()
   if (backend === "wasm") registerWasmKernels()
   if (backend === "cpu") registerCpuKernels()
+  registerFusedKernels()
   const ok = yield* Effect.tryPromise({
     try: () => tf.setBackend(backend),
     catch: (e) =>

@@ -1,5 +1,6 @@
 export * as Cnn2 from "./Cnn2.js"
 export * as Engine from "./Engine.js"
+export * as FusedOptimizer from "./FusedOptimizer.js"
 export * as Init from "./Init.js"
 export * as Kernels from "./kernels/Register.js"
 export * as Loss from "./Loss.js"

@@ -171,6 +171,79 @@ describe("Conv2DBackpropFilter", () => {
   })
 })
 
+describe("Conv2DBackpropInput on wasm", () => {
+  it("equals the stock cpu kernel on random shapes, strides and paddings", async () => {
+    await fc.assert(
+      fc.asyncProperty(caseArb, async (c) => {
+        const w = values(c.kh * c.kw * c.cin * c.cout, c.seed)
+        const dy = values(
+          dyShape(c).reduce((a, b) => a * b),
+          c.seed + 1
+        )
+        const shapes = { dy: dyShape(c), filter: [c.kh, c.kw, c.cin, c.cout] }
+        const attrs = { ...attrsOf(c), inputShape: [c.n, c.h, c.w, c.cin] }
+        await run(Engine.use("cpu"))
+        const expected = registered({ dy, filter: w }, shapes, "Conv2DBackpropInput", attrs)
+        await run(Engine.use("wasm"))
+        expectClose(registered({ dy, filter: w }, shapes, "Conv2DBackpropInput", attrs), expected)
+      }),
+      { numRuns: 200 }
+    )
+  })
+})
+
+describe("MaxPoolGrad on wasm", () => {
+  it("equals the stock cpu kernel, ties included", async () => {
+    await fc.assert(
+      fc.asyncProperty(
+        fc.record({
+          n: fc.integer({ min: 1, max: 3 }),
+          h: fc.integer({ min: 1, max: 9 }),
+          w: fc.integer({ min: 1, max: 9 }),
+          c: fc.integer({ min: 1, max: 4 }),
+          k: fc.integer({ min: 1, max: 3 }),
+          s: fc.integer({ min: 1, max: 3 }),
+          pad: fc.constantFrom("valid" as const, "same" as const),
+          seed: fc.integer()
+        }),
+        async (p) => {
+          fc.pre(p.pad === "same" || p.k <= Math.min(p.h, p.w))
+          const x = values(p.n * p.h * p.w * p.c, p.seed).map((v) => Math.round(v * 2) / 2)
+          const attrs = {
+            filterSize: [p.k, p.k],
+            strides: [p.s, p.s],
+            pad: p.pad,
+            dimRoundingMode: undefined
+          }
+          const grad = () =>
+            tf.tidy(() => {
+              const xt = tf.tensor4d(x, [p.n, p.h, p.w, p.c])
+              const y = tf.maxPool(xt, p.k, p.s, p.pad)
+              const dy = tf.tensor(values(y.size, p.seed + 9), y.shape)
+              return (
+                tf
+                  .engine()
+                  .runKernel("MaxPoolGrad", { dy, input: xt, output: y } as any, attrs as any) as tf.Tensor
+              ).dataSync() as Float32Array
+            })
+          await run(Engine.use("cpu"))
+          const ours = grad()
+          const stockGrad = tf.tidy(() => {
+            const xt = tf.tensor4d(x, [p.n, p.h, p.w, p.c])
+            const y = tf.maxPool(xt, p.k, p.s, p.pad)
+            const dy = tf.tensor(values(y.size, p.seed + 9), y.shape)
+            return runKernelFunc("cpu/MaxPoolGrad", { dy, input: xt, output: y }, attrs)
+          })
+          expectClose(ours, stockGrad)
+          await run(Engine.use("wasm"))
+          expectClose(grad(), stockGrad)
+        }
+      ),
+      { numRuns: 200 }
+    )
+  })
+})
+
 describe("MaxPoolGrad on cpu", () => {
   it("the flat-array loop equals the stock kernel", async () => {
     await run(Engine.use("cpu"))

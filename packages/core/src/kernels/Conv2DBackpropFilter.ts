@@ -62,6 +62,9 @@ export const maxPoolGradNhwc = (
   const top = info.padInfo.top
   const left = info.padInfo.left
   const dx = new Float32Array(batchSize * inHeight * inWidth * c)
+  // Channels innermost, so every read is contiguous; one running maximum per channel.
+  const best = new Float32Array(c)
+  const at = new Int32Array(c)
   for (let b = 0; b < batchSize; b++) {
     const xBatch = b * inHeight * inWidth * c
     for (let oh = 0; oh < outHeight; oh++) {
@@ -74,23 +77,87 @@ export const maxPoolGradNhwc = (
         let cMin = cCorner
         while (cMin < 0) cMin += dilationWidth
         const cMax = Math.min(inWidth, cCorner + effectiveFilterWidth)
-        const dyOff = ((b * outHeight + oh) * outWidth + ow) * c
+        // Plain loops: a fill() call per window costs more than the window itself.
         for (let d = 0; d < c; d++) {
-          let best = Number.NEGATIVE_INFINITY
-          let at = -1
-          for (let r = rMin; r < rMax; r += dilationHeight) {
-            for (let q = cMin; q < cMax; q += dilationWidth) {
-              const i = xBatch + (r * inWidth + q) * c + d
-              if (x[i] > best) {
-                best = x[i]
-                at = i
+          best[d] = Number.NEGATIVE_INFINITY
+          at[d] = -1
+        }
+        for (let r = rMin; r < rMax; r += dilationHeight) {
+          for (let q = cMin; q < cMax; q += dilationWidth) {
+            const base = xBatch + (r * inWidth + q) * c
+            for (let d = 0; d < c; d++) {
+              const v = x[base + d]
+              if (v > best[d]) {
+                best[d] = v
+                at[d] = base + d
               }
             }
           }
-          if (at >= 0) dx[at] += dy[dyOff + d]
         }
+        const dyOff = ((b * outHeight + oh) * outWidth + ow) * c
+        for (let d = 0; d < c; d++) if (at[d] >= 0) dx[at[d]] += dy[dyOff + d]
       }
     }
   }
   return dx
+}
+
+/**
+ * im2col: `cols` [n * outH * outW, kh * kw * inC] gets, for every output position, the input
+ * window it sees (zeros where the window hangs over the padding). Rows are ordered like a
+ * [kh, kw, in, out] filter's, so one matrix product with dy gives the filter gradient.
+ */
+export const im2colNhwc = (x: Float32Array, cols: Float32Array, info: backend_util.Conv2DInfo): void => {
+  const { batchSize, inHeight, inWidth, inChannels: c, outHeight, outWidth } = info
+  const { strideHeight, strideWidth, filterHeight, filterWidth, dilationHeight, dilationWidth } = info
+  const top = info.padInfo.top
+  const left = info.padInfo.left
+  const k = filterHeight * filterWidth * c
+  let row = 0
+  for (let b = 0; b < batchSize; b++) {
+    for (let oh = 0; oh < outHeight; oh++) {
+      for (let ow = 0; ow < outWidth; ow++, row += k) {
+        let o = row
+        for (let kh = 0; kh < filterHeight; kh++) {
+          const ih = oh * strideHeight - top + kh * dilationHeight
+          for (let kw = 0; kw < filterWidth; kw++, o += c) {
+            const iw = ow * strideWidth - left + kw * dilationWidth
+            if (ih < 0 || ih >= inHeight || iw < 0 || iw >= inWidth) {
+              cols.fill(0, o, o + c)
+            } else {
+              const src = ((b * inHeight + ih) * inWidth + iw) * c
+              for (let ch = 0; ch < c; ch++) cols[o + ch] = x[src + ch]
+            }
+          }
+        }
+      }
+    }
+  }
+}
+
+/** col2im: the adjoint of `im2colNhwc`, summing each column entry back into `dx` (zeroed here). */
+export const col2imNhwc = (cols: Float32Array, dx: Float32Array, info: backend_util.Conv2DInfo): void => {
+  const { batchSize, inHeight, inWidth, inChannels: c, outHeight, outWidth } = info
+  const { strideHeight, strideWidth, filterHeight, filterWidth, dilationHeight, dilationWidth } = info
+  const top = info.padInfo.top
+  const left = info.padInfo.left
+  const k = filterHeight * filterWidth * c
+  dx.fill(0)
+  let row = 0
+  for (let b = 0; b < batchSize; b++) {
+    for (let oh = 0; oh < outHeight; oh++) {
+      for (let ow = 0; ow < outWidth; ow++, row += k) {
+        let o = row
+        for (let kh = 0; kh < filterHeight; kh++) {
+          const ih = oh * strideHeight - top + kh * dilationHeight
+          for (let kw = 0; kw < filterWidth; kw++, o += c) {
+            const iw = ow * strideWidth - left + kw * dilationWidth
+            if (ih < 0 || ih >= inHeight || iw < 0 || iw >= inWidth) continue
+            const dst = ((b * inHeight + ih) * inWidth + iw) * c
+            for (let ch = 0; ch < c; ch++) dx[dst + ch] += cols[o + ch]
+          }
+        }
+      }
+    }
+  }
 }

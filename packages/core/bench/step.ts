@@ -1,0 +1,250 @@
+/**
+ * `npm run bench -w packages/core`: the time of one CNN2 training step (batch 16 of 3x28x28,
+ * Adam, p = 0.3) and of a full epoch on cached data (2,520 training + 372 validation images), on
+ * each engine, next to PyTorch (Debian's python3-torch, 2 threads) measured in the same run.
+ * `--profile` adds where the time of a wasm step goes, kernel by kernel.
+ * Machines are noisy: compare the ratios of one run, not absolute times across runs.
+ */
+import { execFileSync } from "node:child_process"
+import { fileURLToPath } from "node:url"
+import { Cnn2, Engine, FusedOptimizer, Loss, Module } from "@stepwise/core"
+import { Random } from "@stepwise/data"
+import { Adam, TfNumeric } from "@stepwise/optim"
+import * as tf from "@tensorflow/tfjs-core"
+import { Effect } from "effect"
+
+const args = process.argv.slice(2)
+const profile = args.includes("--profile")
+const quick = args.includes("--quick")
+const N_TRAIN = 2520
+const N_VAL = 372
+const BATCH = 16
+
+const median = (xs: Array<number>) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]
+
+const data = (() => {
+  const [x] = Random.normals(Random.make(1), N_TRAIN * 3 * 28 * 28)
+  const [xv] = Random.normals(Random.make(2), N_VAL * 3 * 28 * 28)
+  const y = Int32Array.from({ length: N_TRAIN }, (_, i) => i % 3)
+  return {
+    x: Float32Array.from(x),
+    xv: Float32Array.from(xv),
+    y,
+    yv: Int32Array.from({ length: N_VAL }, (_, i) => i % 3)
+  }
+})()
+
+const sample = 3 * 28 * 28
+const batchAt = (i: number) => {
+  const j = (i * BATCH) % (N_TRAIN - BATCH)
+  return {
+    x: data.x.subarray(j * sample, (j + BATCH) * sample),
+    shape: [BATCH, 3, 28, 28],
+    y: data.y.subarray(j, j + BATCH)
+  }
+}
+
+/** A trainer-shaped step: loss and gradients, Adam update, disposal of what was replaced. */
+type UpdateKind = "tfjs" | "fused"
+
+const makeTrainer = (update: UpdateKind) => {
+  const { model } = Cnn2.make({ nFilters: 5, p: 0.3 })
+  const def = Adam.optimizer(Adam.Config.make({ lr: 3e-4 }))
+  const config = Adam.Config.make({ lr: 3e-4 })
+  const optimizer =
+    update === "tfjs" ? def(TfNumeric.TfNumeric) : FusedOptimizer.def(config, def)(TfNumeric.TfNumeric)
+  let params = Module.init(model, Random.make(0))
+  let state = optimizer.init(params)
+  const times = { grads: 0, update: 0 }
+  const step = (i: number) => {
+    const t0 = performance.now()
+    const { loss, grads } = Loss.lossAndGrads(model, Loss.crossEntropy, params, batchAt(i), {
+      training: true,
+      seed: i
+    })
+    const t1 = performance.now()
+    const next = TfNumeric.tidyUpdate(optimizer, state, grads, params, optimizer.defaults)
+    tf.dispose(Object.values(grads))
+    TfNumeric.disposeReplaced(TfNumeric.stateTensors(state), TfNumeric.stateTensors(next.state))
+    TfNumeric.disposeReplaced(params, next.params)
+    params = next.params
+    state = next.state
+    times.grads += t1 - t0
+    times.update += performance.now() - t1
+    return loss
+  }
+  const validate = () => {
+    let total = 0
+    for (let b = 0; b < N_VAL; b += BATCH) {
+      const n = Math.min(BATCH, N_VAL - b)
+      const batch = {
+        x: data.xv.subarray(b * sample, (b + n) * sample),
+        shape: [n, 3, 28, 28],
+        y: data.yv.subarray(b, b + n)
+      }
+      total += Loss.lossOf(model, Loss.crossEntropy, params, batch) * n
+    }
+    return total / N_VAL
+  }
+  return { step, validate, times }
+}
+
+interface Row {
+  readonly engine: string
+  readonly msPerStep: number
+  /** CPU time per step (all threads): on a shared machine, wall time also counts waiting. */
+  readonly cpuMsPerStep: number
+  readonly sPerEpoch: number
+  readonly note: string
+}
+
+const benchEngine = async (
+  backend: Engine.BackendName,
+  update: UpdateKind,
+  steps: number,
+  repeats: number,
+  epochs: number
+): Promise<Row> => {
+  await Effect.runPromise(Engine.use(backend))
+  const t = makeTrainer(update)
+  for (let i = 0; i < 20; i++) t.step(i)
+  const perStep: Array<number> = []
+  const cpuPerStep: Array<number> = []
+  t.times.grads = 0
+  t.times.update = 0
+  for (let r = 0; r < repeats; r++) {
+    const t0 = performance.now()
+    const c0 = process.cpuUsage()
+    for (let i = 0; i < steps; i++) t.step(i)
+    const c = process.cpuUsage(c0)
+    perStep.push((performance.now() - t0) / steps)
+    cpuPerStep.push((c.user + c.system) / 1000 / steps)
+  }
+  const split = t.times.grads / (t.times.grads + t.times.update)
+  const perEpoch: Array<number> = []
+  for (let e = 0; e < epochs; e++) {
+    const t0 = performance.now()
+    for (let i = 0; i < Math.ceil(N_TRAIN / BATCH); i++) t.step(i)
+    t.validate()
+    perEpoch.push((performance.now() - t0) / 1000)
+  }
+  return {
+    engine: `stepwise ${backend}, ${update === "tfjs" ? "Adam as tfjs element-wise ops" : "fused Adam kernel"}`,
+    msPerStep: median(perStep),
+    cpuMsPerStep: median(cpuPerStep),
+    sPerEpoch: median(perEpoch),
+    note: `forward+backward ${(100 * split).toFixed(0)}%, Adam update ${(100 * (1 - split)).toFixed(0)}%`
+  }
+}
+
+const torchRow = (threads: number): Row | string => {
+  const script = fileURLToPath(new URL("../../scripts/bench_torch.py", import.meta.url))
+  try {
+    execFileSync("/usr/bin/python3", ["-c", "import torch"], { stdio: "ignore" })
+  } catch {
+    return "PyTorch not installed (/usr/bin/python3 -c 'import torch' failed): skipped"
+  }
+  const args = [script, quick ? "50" : "300", quick ? "3" : "5", String(threads)]
+  const out = execFileSync("/usr/bin/python3", args, { encoding: "utf8" })
+  const r = JSON.parse(out.trim().split("\n").pop()!)
+  return {
+    engine: `PyTorch ${r.torch} (${r.threads} thread${r.threads > 1 ? "s" : ""})`,
+    msPerStep: r.msPerStep,
+    cpuMsPerStep: r.cpuMsPerStep,
+    sPerEpoch: r.sPerEpoch,
+    note: ""
+  }
+}
+
+/**
+ * CPU time by kernel for `steps` wasm steps: every kernel is wrapped to time itself (exclusive
+ * of kernels it calls), so the table holds on a busy machine too; the rest of the step is the
+ * JS side (tape-free bookkeeping, tidy, loss, masks, input layout).
+ */
+const profileWasm = async (steps: number) => {
+  await Effect.runPromise(Engine.use("wasm"))
+  const byKernel = new Map<string, { calls: number; us: number }>()
+  const stack: Array<number> = []
+  const originals = tf.getKernelsForBackend("wasm")
+  const cpuUs = () => {
+    const c = process.cpuUsage()
+    return c.user + c.system
+  }
+  for (const k of originals) {
+    tf.unregisterKernel(k.kernelName, "wasm")
+    tf.registerKernel({
+      kernelName: k.kernelName,
+      backendName: "wasm",
+      kernelFunc: (a) => {
+        stack.push(0)
+        const t0 = cpuUs()
+        const out = k.kernelFunc(a)
+        const total = cpuUs() - t0
+        const children = stack.pop()!
+        if (stack.length > 0) stack[stack.length - 1] += total
+        const e = byKernel.get(k.kernelName) ?? { calls: 0, us: 0 }
+        byKernel.set(k.kernelName, { calls: e.calls + 1, us: e.us + total - children })
+        return out
+      }
+    })
+  }
+  const t = makeTrainer("fused")
+  for (let i = 0; i < 20; i++) t.step(i)
+  byKernel.clear()
+  const c0 = cpuUs()
+  for (let i = 0; i < steps; i++) t.step(i)
+  const stepUs = cpuUs() - c0
+  for (const k of originals) {
+    tf.unregisterKernel(k.kernelName, "wasm")
+    tf.registerKernel(k)
+  }
+  const rows = [...byKernel].sort((a, b) => b[1].us - a[1].us)
+  const kernelUs = rows.reduce((a, [, v]) => a + v.us, 0)
+  const calls = rows.reduce((a, [, v]) => a + v.calls, 0)
+  console.log(`\nwhere a wasm step's CPU time goes (${steps} steps, fused Adam)`)
+  console.log(
+    `${(stepUs / steps / 1000).toFixed(2)} ms per step: ${(calls / steps).toFixed(0)} kernel calls taking ` +
+      `${(kernelUs / steps / 1000).toFixed(2)} ms, JS outside kernels ${((stepUs - kernelUs) / steps / 1000).toFixed(2)} ms`
+  )
+  console.log("| kernel (exclusive) | calls/step | CPU ms/step |\n| --- | --- | --- |")
+  for (const [name, v] of rows) {
+    console.log(`| ${name} | ${(v.calls / steps).toFixed(1)} | ${(v.us / steps / 1000).toFixed(3)} |`)
+  }
+}
+
+const main = async () => {
+  const rows: Array<Row> = []
+  const torch = torchRow(2)
+  const base = typeof torch === "string" ? undefined : torch
+  if (base !== undefined) rows.push(base)
+  const torch1 = base === undefined ? undefined : torchRow(1)
+  if (torch1 !== undefined && typeof torch1 !== "string") rows.push(torch1)
+  const [steps, repeats, epochs] = quick ? [50, 3, 1] : [300, 5, 3]
+  rows.push(await benchEngine("wasm", "fused", steps, repeats, epochs))
+  rows.push(await benchEngine("wasm", "tfjs", steps, repeats, epochs))
+  rows.push(await benchEngine("cpu", "fused", quick ? 10 : 40, 3, 1))
+  console.log("\nCNN2 training step, batch 16 of 3x28x28, Adam lr 3e-4, p = 0.3 (compute only, cached data)")
+  console.log(
+    "| engine | ms per step | CPU ms per step | s per epoch (158 steps + 372 val) | vs PyTorch 2 threads | where |"
+  )
+  console.log("| --- | --- | --- | --- | --- | --- |")
+  for (const r of rows) {
+    const ratio = base === undefined ? "n/a" : `${(r.msPerStep / base.msPerStep).toFixed(2)}x`
+    const cells = [
+      r.engine,
+      r.msPerStep.toFixed(2),
+      r.cpuMsPerStep.toFixed(2),
+      r.sPerEpoch.toFixed(2),
+      ratio,
+      r.note
+    ]
+    console.log(`| ${cells.join(" | ")} |`)
+  }
+  if (typeof torch === "string") console.log(torch)
+  if (profile) await profileWasm(50)
+}
+
+main().catch((e) => {
+  console.error(e)
+  process.exit(1)
+})

@@ -1,0 +1,138 @@
+import * as tf from "@tensorflow/tfjs-core"
+
+/**
+ * Fused optimizer updates as tfjs kernels on the cpu and wasm backends: one kernel call per
+ * parameter tensor does what the element-wise formulation does in ~13 (Adam) or ~5 (SGD)
+ * calls, each with its own dispatch, allocation and pass over memory. The arithmetic is in
+ * float64 per element, rounded to float32 once.
+ */
+export const AdamUpdate = "StepwiseAdamUpdate"
+export const SgdUpdate = "StepwiseSgdUpdate"
+
+type AnyBackend = any
+type KernelFunc = tf.KernelConfig["kernelFunc"]
+
+/** Float32 views of inputs and freshly allocated outputs, the same code on cpu and wasm. */
+const io = (
+  backend: AnyBackend,
+  inputs: ReadonlyArray<tf.TensorInfo>,
+  outputs: number,
+  shape: Array<number>
+) => {
+  const size = shape.reduce((a, b) => a * b, 1)
+  if (typeof backend.typedArrayFromHeap === "function") {
+    // wasm: allocate first; an allocation may grow (and so move) the heap under older views.
+    const outs = Array.from({ length: outputs }, () => backend.makeOutput(shape, "float32") as tf.TensorInfo)
+    return {
+      ins: inputs.map((t) => backend.typedArrayFromHeap(t) as Float32Array),
+      outViews: outs.map((t) => backend.typedArrayFromHeap(t) as Float32Array),
+      outs
+    }
+  }
+  const outViews = Array.from({ length: outputs }, () => new Float32Array(size))
+  return {
+    ins: inputs.map((t) => backend.data.get(t.dataId).values as Float32Array),
+    outViews,
+    outs: outViews.map((v) => backend.makeTensorInfo(shape, "float32", v) as tf.TensorInfo)
+  }
+}
+
+export interface AdamAttrs {
+  readonly lr: number
+  readonly beta1: number
+  readonly beta2: number
+  readonly eps: number
+  readonly weightDecay: number
+  readonly decoupled: boolean
+  readonly amsgrad: boolean
+  readonly maximize: boolean
+  /** The step being taken (1 on the first update). */
+  readonly step: number
+}
+
+/** inputs: param, grad, expAvg, expAvgSq[, maxExpAvgSq] -> param, expAvg, expAvgSq[, maxExpAvgSq]. */
+const adamKernel: KernelFunc = (args) => {
+  const { inputs, backend, attrs } = args as unknown as { inputs: any; backend: AnyBackend; attrs: AdamAttrs }
+  const { param, grad, expAvg, expAvgSq, maxExpAvgSq } = inputs
+  const { lr, beta1, beta2, eps, weightDecay, decoupled, amsgrad, maximize, step } = attrs
+  const ins = [param, grad, expAvg, expAvgSq, ...(amsgrad ? [maxExpAvgSq] : [])]
+  const { ins: v, outViews: o, outs } = io(backend, ins, amsgrad ? 4 : 3, [...param.shape])
+  const [p, g, m, s] = v
+  const vmaxIn = amsgrad ? v[4] : undefined
+  const [pOut, mOut, sOut] = o
+  const vmaxOut = amsgrad ? o[3] : undefined
+  const stepSize = lr / (1 - beta1 ** step)
+  const bc2 = Math.sqrt(1 - beta2 ** step)
+  const shrink = 1 - lr * weightDecay
+  for (let i = 0; i < p.length; i++) {
+    let gi = maximize ? -g[i] : g[i]
+    let pi = p[i]
+    if (weightDecay !== 0) {
+      if (decoupled) pi = Math.fround(pi * shrink)
+      else gi += weightDecay * pi
+    }
+    const mi = Math.fround(beta1 * m[i] + (1 - beta1) * gi)
+    const si = Math.fround(beta2 * s[i] + (1 - beta2) * gi * gi)
+    let vi = si
+    if (vmaxIn !== undefined) {
+      vi = Math.max(vmaxIn[i], si)
+      vmaxOut![i] = vi
+    }
+    mOut[i] = mi
+    sOut[i] = si
+    pOut[i] = pi - (stepSize * mi) / (Math.sqrt(vi) / bc2 + eps)
+  }
+  return outs
+}
+
+export interface SgdAttrs {
+  readonly lr: number
+  readonly momentum: number
+  readonly dampening: number
+  readonly weightDecay: number
+  readonly nesterov: boolean
+  readonly maximize: boolean
+  /** True when there is no momentum buffer yet (PyTorch's first step: buffer = gradient). */
+  readonly first: boolean
+}
+
+/** inputs: param, grad[, momentumBuffer] -> param[, momentumBuffer] (momentum > 0). */
+const sgdKernel: KernelFunc = (args) => {
+  const { inputs, backend, attrs } = args as unknown as { inputs: any; backend: AnyBackend; attrs: SgdAttrs }
+  const { param, grad, momentumBuffer } = inputs
+  const { lr, momentum, dampening, weightDecay, nesterov, maximize, first } = attrs
+  const withBuffer = momentum !== 0
+  const ins = [param, grad, ...(withBuffer && !first ? [momentumBuffer] : [])]
+  const { ins: v, outViews: o, outs } = io(backend, ins, withBuffer ? 2 : 1, [...param.shape])
+  const [p, g, b] = v
+  const [pOut, bOut] = o
+  for (let i = 0; i < p.length; i++) {
+    let gi = maximize ? -g[i] : g[i]
+    if (weightDecay !== 0) gi = Math.fround(gi + weightDecay * p[i])
+    if (!withBuffer) {
+      pOut[i] = p[i] - lr * gi
+      continue
+    }
+    const bi = first ? gi : Math.fround(momentum * b[i] + (1 - dampening) * gi)
+    bOut[i] = bi
+    pOut[i] = p[i] - lr * (nesterov ? gi + momentum * bi : bi)
+  }
+  return outs
+}
+
+/** Registers the fused updates on cpu and wasm (idempotent). */
+export const registerFusedKernels = (): void => {
+  for (const backendName of ["cpu", "wasm"]) {
+    for (const [kernelName, kernelFunc] of [
+      [AdamUpdate, adamKernel],
+      [SgdUpdate, sgdKernel]
+    ] as const) {
+      if (tf.getKernel(kernelName, backendName) === undefined) {
+        tf.registerKernel({ kernelName, backendName, kernelFunc })
+      }
+    }
+  }
+}
+
+/** True when the current backend has the fused kernels (cpu and wasm, not tensorflow). */
+export const available = (): boolean => tf.getKernel(AdamUpdate, tf.getBackend()) !== undefined

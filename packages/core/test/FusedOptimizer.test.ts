@@ -1,0 +1,174 @@
+import { describe, expect, it } from "@effect/vitest"
+import { Random } from "@stepwise/data"
+import { Adam, AdamW, Float64, type Optimizer, Sgd, TfNumeric } from "@stepwise/optim"
+import * as tf from "@tensorflow/tfjs-core"
+import { Effect } from "effect"
+import * as fc from "fast-check"
+import * as Engine from "../src/Engine.js"
+import * as FusedOptimizer from "../src/FusedOptimizer.js"
+
+const shapes: Record<string, Array<number>> = {
+  "conv.weight": [3, 3, 2, 4],
+  "conv.bias": [4],
+  "fc.weight": [7, 3]
+}
+
+/** Gradients of step `t`: deterministic, with some exact zeros and sign changes. */
+const gradsAt = (t: number, seed: number): Record<string, Float64Array> =>
+  Object.fromEntries(
+    Object.entries(shapes).map(([name, shape], k) => {
+      const [u] = Random.normals(
+        Random.foldIn(Random.make(seed), t * 10 + k),
+        shape.reduce((a, b) => a * b, 1)
+      )
+      return [name, Float64Array.from(u, (v, i) => (i % 7 === 0 ? 0 : Math.fround(v)))]
+    })
+  )
+
+/**
+ * `steps` updates by the fused optimizer on tfjs and by optim's own definition on Float64 (the
+ * exact reference); parameters and every slot must agree to float32 precision.
+ */
+const compare = (
+  fused: Optimizer.Optimizer<tf.Tensor>,
+  def: Optimizer.OptimizerDef,
+  hypers: Array<Optimizer.Hyper>,
+  seed: number
+) => {
+  const ref = def(Float64.Float64)
+  const init = gradsAt(-1, seed)
+  let pRef: Record<string, Float64.Tensor> = Object.fromEntries(
+    Object.entries(shapes).map(([n, s]) => [n, Float64.make(init[n], s)])
+  )
+  let sRef = ref.init(pRef)
+  let pTf: Record<string, tf.Tensor> = Object.fromEntries(
+    Object.entries(shapes).map(([n, s]) => [n, tf.tensor(Float32Array.from(init[n]), s)])
+  )
+  let sTf = fused.init(pTf)
+  hypers.forEach((hyper, t) => {
+    const g = gradsAt(t, seed)
+    const u = ref.update(
+      sRef,
+      Object.fromEntries(Object.entries(shapes).map(([n, s]) => [n, Float64.make(g[n], s)])),
+      pRef,
+      hyper
+    )
+    pRef = u.params as Record<string, Float64.Tensor>
+    sRef = u.state
+    const gTf = Object.fromEntries(
+      Object.entries(shapes).map(([n, s]) => [n, tf.tensor(Float32Array.from(g[n]), s)])
+    )
+    const v = fused.update(sTf, gTf, pTf, hyper)
+    tf.dispose(Object.values(gTf))
+    TfNumeric.disposeReplaced(TfNumeric.stateTensors(sTf), TfNumeric.stateTensors(v.state))
+    TfNumeric.disposeReplaced(pTf, v.params)
+    pTf = v.params as Record<string, tf.Tensor>
+    sTf = v.state
+  })
+  const close = (a: ArrayLike<number>, b: ArrayLike<number>, what: string) => {
+    for (let i = 0; i < b.length; i++) {
+      if (Math.abs(a[i] - b[i]) > 2e-6 * (1 + Math.abs(b[i])))
+        throw new Error(`${what}[${i}]: ${a[i]} vs ${b[i]}`)
+    }
+  }
+  expect(sTf.step).toBe(sRef.step)
+  expect(Object.keys(sTf.slots).sort()).toEqual(Object.keys(sRef.slots).sort())
+  for (const n of Object.keys(shapes)) {
+    close(pTf[n].dataSync(), pRef[n].data, n)
+    for (const slot of Object.keys(sRef.slots))
+      close(sTf.slots[slot][n].dataSync(), sRef.slots[slot][n].data, `${slot}.${n}`)
+  }
+  tf.dispose([...Object.values(pTf), ...TfNumeric.stateTensors(sTf)])
+}
+
+const lr = fc.double({ min: 1e-4, max: 0.5, noNaN: true })
+
+describe("fused optimizers equal optim's definitions", () => {
+  for (const backend of ["wasm", "cpu"] as const) {
+    it(`Adam and AdamW, any options (${backend})`, async () => {
+      await Effect.runPromise(Engine.use(backend))
+      fc.assert(
+        fc.property(
+          fc.record({
+            lr,
+            beta1: fc.double({ min: 0, max: 0.99, noNaN: true }),
+            beta2: fc.double({ min: 0.5, max: 0.9999, noNaN: true }),
+            eps: fc.constantFrom(1e-8, 1e-3),
+            weightDecay: fc.constantFrom(0, 0.01, 0.1),
+            amsgrad: fc.boolean(),
+            maximize: fc.boolean(),
+            decoupled: fc.boolean(),
+            cycle: fc.boolean(),
+            seed: fc.integer()
+          }),
+          (o) => {
+            const c = {
+              lr: o.lr,
+              betas: [o.beta1, o.beta2] as const,
+              eps: o.eps,
+              weightDecay: o.weightDecay,
+              amsgrad: o.amsgrad,
+              maximize: o.maximize
+            }
+            const def = o.decoupled
+              ? AdamW.optimizer({ _tag: "AdamW", ...c })
+              : Adam.optimizer({ _tag: "Adam", ...c })
+            // A cyclic scheduler drives lr and beta1 step by step.
+            const hypers = Array.from({ length: 12 }, (_, t) =>
+              o.cycle ? { lr: o.lr * (1 + (t % 3)), beta1: 0.8 + 0.01 * t } : { lr: o.lr }
+            )
+            compare(FusedOptimizer.adam(c, o.decoupled), def, hypers, o.seed)
+          }
+        ),
+        { numRuns: 40 }
+      )
+    })
+
+    it(`SGD: momentum, dampening, Nesterov, weight decay, momentum cycled through 0 (${backend})`, async () => {
+      await Effect.runPromise(Engine.use(backend))
+      fc.assert(
+        fc.property(
+          fc.record({
+            lr,
+            momentum: fc.constantFrom(0, 0.5, 0.9),
+            dampening: fc.constantFrom(0, 0.3),
+            weightDecay: fc.constantFrom(0, 1e-3),
+            nesterov: fc.boolean(),
+            maximize: fc.boolean(),
+            cycle: fc.boolean(),
+            seed: fc.integer()
+          }),
+          (o) => {
+            const c = {
+              _tag: "Sgd" as const,
+              ...o,
+              nesterov: o.nesterov && o.momentum > 0 && o.dampening === 0
+            }
+            const hypers = Array.from({ length: 12 }, (_, t) =>
+              o.cycle ? { lr: o.lr, momentum: [0, 0.9, 0.8, 0][t % 4] } : { lr: o.lr }
+            )
+            compare(FusedOptimizer.sgd(c), Sgd.optimizer(c), hypers, o.seed)
+          }
+        ),
+        { numRuns: 40 }
+      )
+    })
+  }
+
+  it("def() runs the fused kernel on tfjs and the generic definition on other numerics", async () => {
+    await Effect.runPromise(Engine.use("wasm"))
+    const config = Adam.Config.make({ lr: 3e-4 })
+    const def = FusedOptimizer.def(config, Adam.optimizer(config))
+    const onTf = def(TfNumeric.TfNumeric)
+    const params = { w: tf.ones([3]) }
+    const grads = { w: tf.ones([3]) }
+    const state = onTf.init(params)
+    const info = await tf.profile(() => {
+      const u = onTf.update(state, grads, params, onTf.defaults)
+      tf.dispose([...Object.values(u.params), ...TfNumeric.stateTensors(u.state)])
+    })
+    expect(info.kernelNames).toEqual(["StepwiseAdamUpdate"])
+    expect(def(Float64.Float64).name).toBe("Adam")
+    tf.dispose([params.w, grads.w, ...TfNumeric.stateTensors(state)])
+  })
+})
