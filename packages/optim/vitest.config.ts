@@ -1,3 +1,4 @@
+import { mergeConfig } from "vitest/config"
 import { shared } from "../../vitest.shared.js"
 
-export default shared("optim")
+export default mergeConfig(shared("optim"), { test: { setupFiles: ["test/setup.ts"] } })
