@@ -1,5 +1,5 @@
 import { Float64, Numeric, type Optimizer, Optimizers, TfNumeric } from "@stepwise/optim"
-import * as tfc from "@tensorflow/tfjs-backend-cpu"
+import "@tensorflow/tfjs-backend-cpu" // registers the "cpu" backend
 import * as tf from "@tensorflow/tfjs-core"
 import { Effect } from "effect"
 import { beforeAll, describe, expect, it } from "vitest"
@@ -56,7 +56,6 @@ const replay = <T>(
 
 describe("optimizers against torch.optim 1.13 trajectories", () => {
   beforeAll(async () => {
-    tf.registerBackend("cpu", () => new tfc.MathBackendCPU(), 1)
     await tf.setBackend("cpu")
   })
 

@@ -8,14 +8,13 @@ import {
   TfNumeric
 } from "@stepwise/optim"
 import { Arb, Laws, optimizerOf } from "@stepwise/optim/testing"
-import * as tfc from "@tensorflow/tfjs-backend-cpu"
+import "@tensorflow/tfjs-backend-cpu" // registers the "cpu" backend
 import * as tf from "@tensorflow/tfjs-core"
 import { Effect } from "effect"
 import * as fc from "fast-check"
 import { beforeAll, describe, expect, it } from "vitest"
 
 beforeAll(async () => {
-  tf.registerBackend("cpu", () => new tfc.MathBackendCPU(), 1)
   await tf.setBackend("cpu")
 })
 

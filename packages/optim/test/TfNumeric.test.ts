@@ -1,11 +1,10 @@
 import { Float64, Optimizers, TfNumeric } from "@stepwise/optim"
-import * as tfc from "@tensorflow/tfjs-backend-cpu"
+import "@tensorflow/tfjs-backend-cpu" // registers the "cpu" backend
 import * as tf from "@tensorflow/tfjs-core"
 import { Effect } from "effect"
 import { beforeAll, describe, expect, it } from "vitest"
 
 beforeAll(async () => {
-  tf.registerBackend("cpu", () => new tfc.MathBackendCPU(), 1)
   await tf.setBackend("cpu")
 })
 
