@@ -186,7 +186,9 @@ export const Linear = (options: LinearOptions): Module => {
       return {
         y,
         backward: (dy) => ({
-          dx: needDx ? tf.matMul(dy, weight, false, true) : undefined,
+          // An explicit transpose then a plain product: wasm's matMul with transposeB skips
+          // XNNPACK and costs ~4x more for these shapes.
+          dx: needDx ? tf.matMul(dy, tf.transpose(weight)) : undefined,
           grads: {
             [`${prefix}weight`]: tf.matMul(x as tf.Tensor2D, dy as tf.Tensor2D, true, false),
             [`${prefix}bias`]: tf.sum(dy, 0)
@@ -243,10 +245,16 @@ export const Flatten = (): Module => ({
  * `bernoulli_(1 - p)`) and survivors scaled by 1 / (1 - p) so the expected output is the input.
  */
 export const dropoutMask = (rng: Random.State, size: number, p: number): Float32Array => {
-  const [u] = Random.uniforms(rng, size)
   const mask = new Float32Array(size)
   const scale = p < 1 ? 1 / (1 - p) : 0
-  for (let i = 0; i < size; i++) mask[i] = u[i] >= p ? scale : 0
+  // One 32-bit draw per element (PyTorch's bernoulli also draws float32 uniforms): u < p drops.
+  const threshold = p * 0x100000000
+  let state = rng
+  for (let i = 0; i < size; i++) {
+    const [u, next] = Random.nextUint32(state)
+    state = next
+    mask[i] = u >= threshold ? scale : 0
+  }
   return mask
 }
 
