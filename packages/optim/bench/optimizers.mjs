@@ -4,7 +4,7 @@
 import { execFileSync } from "node:child_process"
 import { existsSync } from "node:fs"
 import { fileURLToPath } from "node:url"
-import * as tfc from "@tensorflow/tfjs-backend-cpu"
+import "@tensorflow/tfjs-backend-cpu" // registers the "cpu" backend
 import * as tf from "@tensorflow/tfjs-core"
 import { Effect } from "effect"
 import { Float64, Optimizers, TfNumeric } from "../dist/index.js"
@@ -130,7 +130,6 @@ const torchTimes = () => {
 }
 
 const backends = []
-tf.registerBackend("cpu", () => new tfc.MathBackendCPU(), 1)
 backends.push("cpu")
 try {
   await import("@tensorflow/tfjs-backend-wasm")
