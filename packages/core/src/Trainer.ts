@@ -1,0 +1,560 @@
+/**
+ * The chapter's `StepByStep`, functional: a `Trainer` is a value (configuration plus the state
+ * of a run), and every method returns a new value instead of mutating.
+ *
+ * Training is a fold over mini-batches of one pure step (see `trainStep`):
+ *
+ *   (params, optState) --batch--> loss, grads --optimizer.update(hyper)--> (params', optState')
+ *
+ * with `hyper` coming from the scheduler's state, which is stepped by its declared cadence: after
+ * every mini-batch ("batch"), after every epoch ("epoch"), or with the validation loss ("metric").
+ * Dropout masks come from a random state derived from (seed, epoch, batch), and loaders shuffle
+ * as a function of (their seed, epoch), so a run resumed at epoch k is exactly the uninterrupted
+ * run. Tensors: `train` never disposes the tensors of the trainer it was given (it is a value the
+ * caller may keep, e.g. to restore after an LR range test); every state it creates along the way
+ * is disposed as soon as it is replaced, so tensor counts stay flat; the returned trainer shares
+ * no tensor with its input (dispose either independently with `dispose`).
+ */
+
+import type { Batch } from "@stepwise/data"
+import { type DataLoader, Random } from "@stepwise/data"
+import type { Numeric, Optimizer, Scheduler } from "@stepwise/optim"
+import * as tf from "@tensorflow/tfjs-core"
+import { Effect, Option, PubSub, Ref, Schema, Stream } from "effect"
+import * as Events from "./Events.js"
+import * as Loss from "./Loss.js"
+import * as LrRangeTest from "./LrRangeTest.js"
+import * as Metrics from "./Metrics.js"
+import * as Module from "./Module.js"
+
+type Tensors = Numeric.Params<tf.Tensor>
+type Targets = Loss.Targets
+
+/** A loss that is NaN or infinite stops training; the trainer it started from is intact. */
+export class NonFiniteLoss extends Schema.TaggedError<NonFiniteLoss>()("NonFiniteLoss", {
+  epoch: Schema.Number,
+  batch: Schema.Number,
+  loss: Schema.Number
+}) {
+  override get message() {
+    return `training diverged: loss ${this.loss} at epoch ${this.epoch}, mini-batch ${this.batch}`
+  }
+}
+
+/** A trainer asked to do something its configuration cannot (no loader, plateau without validation). */
+export class InvalidTrainer extends Schema.TaggedError<InvalidTrainer>()("InvalidTrainer", {
+  reason: Schema.String
+}) {
+  override get message() {
+    return `trainer: ${this.reason}`
+  }
+}
+
+export type Loader<E = never, R = never> = DataLoader.DataLoader<Targets, E, R>
+
+export interface Config<E = never, R = never> {
+  readonly model: Module.Module
+  readonly loss: Loss.Loss
+  readonly optimizer: Optimizer.Optimizer<tf.Tensor>
+  readonly scheduler?: Scheduler.Scheduler<unknown> | undefined
+  readonly trainLoader?: Loader<E, R> | undefined
+  readonly valLoader?: Loader<E, R> | undefined
+}
+
+export interface Trainer<E = never, R = never> {
+  readonly config: Config<E, R>
+  readonly params: Tensors
+  readonly optState: Optimizer.OptimizerState<tf.Tensor>
+  /** The scheduler's plain-data state (undefined without a scheduler). */
+  readonly schedState: unknown
+  /** Epochs trained so far (the chapter's `total_epochs`). */
+  readonly totalEpochs: number
+  readonly losses: ReadonlyArray<number>
+  readonly valLosses: ReadonlyArray<number>
+  /** The lr in effect after each epoch's scheduler steps (the optimizer's lr without scheduler). */
+  readonly learningRates: ReadonlyArray<number>
+  /** Seed of the dropout masks of the last `train` (recorded in checkpoints). */
+  readonly seed: number
+}
+
+/** A trainer for `model` with parameters from `rng` (PyTorch's default initialisation). */
+export const make = <E = never, R = never>(
+  config: Config<E, R>,
+  init: Random.State | Tensors
+): Trainer<E, R> => {
+  const params = isState(init) ? Module.init(config.model, init) : init
+  return {
+    config,
+    params,
+    optState: config.optimizer.init(params),
+    schedState: config.scheduler?.init(config.optimizer.defaults),
+    totalEpochs: 0,
+    losses: [],
+    valLosses: [],
+    learningRates: [],
+    seed: 42
+  }
+}
+
+const isState = (u: unknown): u is Random.State => Random.isState(u)
+
+/** The hyperparameters of the next step: the scheduler's, over the optimizer's defaults. */
+export const hyper = (t: Pick<Trainer<any, any>, "config" | "schedState">): Optimizer.Hyper => {
+  const s = t.config.scheduler
+  return s === undefined
+    ? t.config.optimizer.defaults
+    : { ...t.config.optimizer.defaults, ...s.current(t.schedState) }
+}
+
+// --------------------------------------------------------------------- "set" methods, as values
+
+/**
+ * The chapter's `set_optimizer`: a fresh optimizer state (PyTorch builds a new optimizer), and the
+ * scheduler restarted from the new optimizer's defaults. The old state's tensors are not
+ * disposed (the old trainer still holds them).
+ */
+export const setOptimizer = <E, R>(
+  t: Trainer<E, R>,
+  optimizer: Optimizer.Optimizer<tf.Tensor>
+): Trainer<E, R> => {
+  const config = { ...t.config, optimizer }
+  return {
+    ...t,
+    config,
+    optState: optimizer.init(t.params),
+    schedState: config.scheduler?.init(optimizer.defaults)
+  }
+}
+
+/** The chapter's `set_lr_scheduler` (`undefined` removes it). */
+export const setScheduler = <E, R>(
+  t: Trainer<E, R>,
+  scheduler: Scheduler.Scheduler<any> | undefined
+): Trainer<E, R> => ({
+  ...t,
+  config: { ...t.config, scheduler },
+  schedState: scheduler?.init(t.config.optimizer.defaults)
+})
+
+/** The chapter's `set_loaders`. */
+export const setLoaders = <E2, R2>(
+  t: Trainer<any, any>,
+  trainLoader: Loader<E2, R2>,
+  valLoader?: Loader<E2, R2>
+): Trainer<E2, R2> => ({ ...t, config: { ...t.config, trainLoader, valLoader } }) as Trainer<E2, R2>
+
+// ---------------------------------------------------------------------------- the training step
+
+/** Layers whose values a subscriber asked for (empty: nothing is copied). */
+export interface CaptureRequest {
+  readonly gradients: ReadonlyArray<string>
+  readonly parameters: ReadonlyArray<string>
+  readonly activations: ReadonlyArray<string>
+}
+
+const nothing: CaptureRequest = { gradients: [], parameters: [], activations: [] }
+
+export interface StepResult {
+  readonly loss: number
+  readonly params: Tensors
+  readonly optState: Optimizer.OptimizerState<tf.Tensor>
+  readonly captured: ReadonlyArray<Events.TrainEvent>
+}
+
+/**
+ * One training step, the whole of it: loss and gradients at `params` (training mode, dropout from
+ * `rng`), then the optimizer's update with `hyper`. Intermediates and gradients are disposed;
+ * the inputs are left alone (the caller decides when the old state dies).
+ */
+export const trainStep = (
+  config: Pick<Config<any, any>, "model" | "loss" | "optimizer">,
+  params: Tensors,
+  optState: Optimizer.OptimizerState<tf.Tensor>,
+  hyper: Optimizer.Hyper,
+  batch: Batch.Batch<Targets>,
+  rng: Random.State,
+  capture: CaptureRequest = nothing,
+  where: { readonly epoch: number; readonly batch: number } = { epoch: 0, batch: 0 }
+): StepResult => {
+  const captured: Array<Events.TrainEvent> = []
+  const tap =
+    capture.activations.length === 0 ? undefined : activationTap(capture.activations, where, captured)
+  const { loss, grads } = Loss.lossAndGrads(config.model, config.loss, params, batch, {
+    training: true,
+    rng,
+    tap
+  })
+  if (capture.parameters.length > 0)
+    captured.push(...layerEvents("Parameters", capture.parameters, params, where))
+  if (capture.gradients.length > 0)
+    captured.push(...layerEvents("Gradients", capture.gradients, grads, where))
+  const next = tf.tidy(() => {
+    const u = config.optimizer.update(optState, grads, params, hyper)
+    return { params: u.params, state: u.state } as unknown as tf.TensorContainer
+  }) as unknown as { params: Tensors; state: Optimizer.OptimizerState<tf.Tensor> }
+  disposeExcept(Object.values(grads), [...Object.values(next.params), ...stateTensors(next.state)])
+  return { loss, params: next.params, optState: next.state, captured }
+}
+
+/** The dropout state of a mini-batch: a pure function of (seed, epoch, batch). */
+export const stepRng = (seed: number, epoch: number, batch: number): Random.State =>
+  Random.foldIn(Random.foldIn(Random.make(seed), epoch), batch)
+
+// ------------------------------------------------------------------------------------ training
+
+export interface History {
+  readonly losses: ReadonlyArray<number>
+  readonly valLosses: ReadonlyArray<number>
+  readonly learningRates: ReadonlyArray<number>
+}
+
+export interface TrainOptions<E2, R2> {
+  /**
+   * Runs after every epoch with the trainer as it stands (e.g. to write a checkpoint, so a later
+   * `NonFiniteLoss` leaves the last good one on disk). Its tensors are only valid during the call.
+   */
+  readonly onEpochEnd?: (t: Trainer<any, any>) => Effect.Effect<void, E2, R2>
+}
+
+/**
+ * The chapter's `train(n_epochs, seed)`: `nEpochs` more epochs, publishing `TrainEvent`s when a
+ * `TrainEvents` bus is provided. Fails with `NonFiniteLoss` (the given trainer stays valid).
+ */
+export const train = <E, R, E2 = never, R2 = never>(
+  t: Trainer<E, R>,
+  nEpochs: number,
+  seed = 42,
+  options: TrainOptions<E2, R2> = {}
+): Effect.Effect<Trainer<E, R>, E | E2 | NonFiniteLoss | InvalidTrainer, R | R2> =>
+  Effect.gen(function* () {
+    const { trainLoader, valLoader, scheduler } = t.config
+    if (trainLoader === undefined)
+      return yield* new InvalidTrainer({ reason: "no training loader (setLoaders)" })
+    if (scheduler?.cadence === "metric" && valLoader === undefined) {
+      return yield* new InvalidTrainer({
+        reason: `${scheduler.name} steps on the validation loss: set a validation loader`
+      })
+    }
+    const bus = Option.getOrUndefined(yield* Effect.serviceOption(Events.TrainEvents))
+    const publish = (e: Events.TrainEvent) =>
+      bus === undefined ? Effect.void : PubSub.publish(bus.pubsub, e)
+    const interest =
+      bus === undefined ? Effect.succeed(nothing) : Effect.map(Ref.get(bus.interest), toRequest)
+
+    // The fold's state. `owned` is false while it still holds the caller's tensors.
+    let cur = {
+      ...t,
+      seed,
+      losses: [...t.losses],
+      valLosses: [...t.valLosses],
+      learningRates: [...t.learningRates]
+    }
+    let owned = false
+    const replace = (next: { params: Tensors; optState: Optimizer.OptimizerState<tf.Tensor> }) => {
+      if (owned) {
+        disposeExcept(
+          [...Object.values(cur.params), ...stateTensors(cur.optState)],
+          [...Object.values(next.params), ...stateTensors(next.optState)]
+        )
+      }
+      cur = { ...cur, ...next }
+      owned = true
+    }
+    const release = () => {
+      if (owned) dispose(cur)
+    }
+
+    return yield* Effect.gen(function* () {
+      let lastLr = Number.NaN
+      const announce = (epoch: number, batch: number) => {
+        const h = hyper(cur)
+        if (h.lr === lastLr) return Effect.void
+        lastLr = h.lr
+        return publish(
+          Events.TrainEvent.LearningRate({ epoch, batch, lr: h.lr, momentum: h.momentum ?? h.beta1 })
+        )
+      }
+      for (let e = 0; e < nEpochs; e++) {
+        const epoch = cur.totalEpochs
+        const n = trainLoader.numBatches
+        yield* announce(epoch, 0)
+        // Training: one step per mini-batch; batch schedulers step after each.
+        const losses: Array<number> = []
+        yield* Stream.runForEach(Stream.zipWithIndex(trainLoader.batches(epoch)), ([batch, i]) =>
+          Effect.gen(function* () {
+            const request = yield* interest
+            const lr = hyper(cur).lr
+            const r = trainStep(
+              cur.config,
+              cur.params,
+              cur.optState,
+              hyper(cur),
+              batch,
+              stepRng(seed, epoch, i),
+              request,
+              {
+                epoch,
+                batch: i
+              }
+            )
+            replace({ params: r.params, optState: r.optState })
+            if (!Number.isFinite(r.loss)) return yield* new NonFiniteLoss({ epoch, batch: i, loss: r.loss })
+            losses.push(r.loss)
+            if (scheduler?.cadence === "batch") {
+              cur = {
+                ...cur,
+                schedState: scheduler.step(cur.schedState, batchSignal(scheduler, epoch + i / n))
+              }
+            }
+            yield* publish(Events.TrainEvent.BatchEnd({ epoch, batch: i, loss: r.loss, lr }))
+            for (const c of r.captured) yield* publish(c)
+            if (scheduler?.cadence === "batch") yield* announce(epoch, i + 1)
+          })
+        )
+        const loss = mean(losses)
+        // Validation: eval mode, no gradients.
+        const valLoss = valLoader === undefined ? undefined : yield* evaluate(cur, valLoader, epoch)
+        if (valLoss !== undefined && !Number.isFinite(valLoss)) {
+          return yield* new NonFiniteLoss({ epoch, batch: -1, loss: valLoss })
+        }
+        if (scheduler?.cadence === "epoch") cur = { ...cur, schedState: scheduler.step(cur.schedState) }
+        if (scheduler?.cadence === "metric")
+          cur = { ...cur, schedState: scheduler.step(cur.schedState, { metric: valLoss }) }
+        const lr = hyper(cur).lr
+        cur = {
+          ...cur,
+          totalEpochs: epoch + 1,
+          losses: [...cur.losses, loss],
+          valLosses: valLoss === undefined ? cur.valLosses : [...cur.valLosses, valLoss],
+          learningRates: [...cur.learningRates, lr]
+        }
+        yield* publish(Events.TrainEvent.EpochEnd({ epoch, loss, valLoss, lr }))
+        if (options.onEpochEnd !== undefined) yield* options.onEpochEnd(cur)
+      }
+      yield* publish(Events.TrainEvent.TrainEnd({ epochs: cur.totalEpochs }))
+      // The result must not share tensors with the input (both may be disposed independently).
+      return owned ? cur : cloneTensors(cur)
+    }).pipe(Effect.onError(() => Effect.sync(release)))
+  })
+
+/** Signal for a mini-batch scheduler: only warm restarts take the fractional epoch (as the chapter). */
+const batchSignal = (
+  scheduler: Scheduler.Scheduler<unknown>,
+  fracEpoch: number
+): Scheduler.Signal | undefined => (/WarmRestarts/.test(scheduler.name) ? { epoch: fracEpoch } : undefined)
+
+const mean = (xs: ReadonlyArray<number>) =>
+  xs.length === 0 ? Number.NaN : xs.reduce((a, b) => a + b, 0) / xs.length
+
+/** Mean mini-batch loss over a loader in eval mode, without gradients (the chapter's validation). */
+export const evaluate = <E, R>(
+  t: Trainer<any, any>,
+  loader: Loader<E, R>,
+  epoch = 0
+): Effect.Effect<number, E, R> =>
+  Effect.map(
+    Stream.runFold(loader.batches(epoch), [] as Array<number>, (acc, batch) => {
+      acc.push(batchLoss(t, batch))
+      return acc
+    }),
+    mean
+  )
+
+/** The loss of one batch in eval mode. */
+export const batchLoss = (t: Trainer<any, any>, batch: Batch.Batch<Targets>): number => {
+  const out = outputs(t, batch)
+  return t.config.loss.evaluate(out.values, out.shape, batch.y).loss
+}
+
+/** Model outputs for a batch, eval mode by default: `[n, k]` values, row-major. */
+export const outputs = (
+  t: Pick<Trainer<any, any>, "config" | "params">,
+  batch: { readonly x: Float32Array; readonly shape: ReadonlyArray<number> },
+  options: Module.ApplyOptions = { training: false }
+): { readonly values: Float32Array; readonly shape: ReadonlyArray<number> } => {
+  const y = tf.tidy(() =>
+    Module.apply(t.config.model, t.params, Loss.inputTensor(batch.x, batch.shape), options)
+  )
+  try {
+    return { values: y.dataSync() as Float32Array, shape: y.shape }
+  } finally {
+    y.dispose()
+  }
+}
+
+/** The chapter's `predict(x)`: outputs in eval mode. */
+export const predict = (
+  t: Trainer<any, any>,
+  batch: { readonly x: Float32Array; readonly shape: ReadonlyArray<number> }
+) => outputs(t, batch).values
+
+/** The chapter's `correct(x, y)`: per class `[correct, total]`, eval mode. */
+export const correct = (
+  t: Trainer<any, any>,
+  batch: Batch.Batch<Targets>,
+  threshold = 0.5
+): Metrics.PerClass => {
+  const out = outputs(t, batch)
+  return Metrics.correct(out.values, out.shape[1] ?? 1, batch.y, threshold)
+}
+
+/**
+ * The chapter's `loader_apply(loader, func, reduce)`: `f` on every batch, rows added up
+ * element-wise ("sum") or averaged over batches ("mean").
+ */
+export const loaderApply = <E, R>(
+  loader: Loader<E, R>,
+  f: (batch: Batch.Batch<Targets>) => ReadonlyArray<ReadonlyArray<number>>,
+  reduce: "sum" | "mean" = "sum",
+  epoch = 0
+): Effect.Effect<ReadonlyArray<ReadonlyArray<number>>, E, R> =>
+  Effect.map(
+    Stream.runFold(
+      loader.batches(epoch),
+      { sum: undefined as Array<Array<number>> | undefined, n: 0 },
+      (acc, batch) => {
+        const rows = f(batch)
+        const sum = acc.sum ?? rows.map((r) => r.map(() => 0))
+        rows.forEach((r, i) => {
+          r.forEach((v, j) => {
+            sum[i][j] += v
+          })
+        })
+        return { sum, n: acc.n + 1 }
+      }
+    ),
+    ({ sum, n }) => (sum === undefined ? [] : reduce === "sum" ? sum : sum.map((r) => r.map((v) => v / n)))
+  )
+
+/** Number of trainable scalars (6,823 for CNN2 with 5 filters). */
+export const countParameters = (t: Trainer<any, any>): number => Module.countParameters(t.config.model)
+
+// ---------------------------------------------------------------------------- LR range test
+
+export interface RangeTestOptions extends LrRangeTest.Options {
+  /** Defaults to the training loader. */
+  readonly loader?: Loader<any, any>
+  /** Seed of the dropout masks during the test (default 42). */
+  readonly seed?: number
+}
+
+/**
+ * The chapter's `lr_range_test` on this trainer: from the current lr to `endLr`, one training
+ * step a mini-batch, looping over the loader's epochs as needed. The trainer is a value: it is
+ * not changed, and nothing needs restoring.
+ */
+export const lrRangeTest = <E, R>(
+  t: Trainer<E, R>,
+  options: RangeTestOptions,
+  makeLrFn: (
+    startLr: number,
+    endLr: number,
+    numIter: number,
+    mode: LrRangeTest.StepMode
+  ) => (i: number) => number = LrRangeTest.makeLrFn
+): Effect.Effect<LrRangeTest.Result, E | InvalidTrainer, R> =>
+  Effect.gen(function* () {
+    const loader = (options.loader ?? t.config.trainLoader) as Loader<E, R> | undefined
+    if (loader === undefined) return yield* new InvalidTrainer({ reason: "no loader for the LR range test" })
+    const base = hyper(t)
+    const numIter = options.numIter ?? 100
+    const factor = makeLrFn(base.lr, options.endLr, numIter, options.stepMode ?? "exp")
+    const seed = options.seed ?? 42
+    type S = {
+      readonly params: Tensors
+      readonly optState: Optimizer.OptimizerState<tf.Tensor>
+      readonly i: number
+    }
+    const batches = Stream.flatMap(
+      Stream.iterate(0, (e) => e + 1),
+      (e) => loader.batches(e),
+      { concurrency: 1 }
+    )
+    const init: S = { params: t.params, optState: t.optState, i: 0 }
+    return yield* LrRangeTest.run({
+      batches,
+      init,
+      lrAt: (i) => base.lr * factor(i),
+      step: (s: S, batch, lr) => {
+        const r = trainStep(t.config, s.params, s.optState, { ...base, lr }, batch, stepRng(seed, -1, s.i))
+        return [r.loss, { params: r.params, optState: r.optState, i: s.i + 1 }] as const
+      },
+      release: (s) =>
+        disposeExcept(
+          [...Object.values(s.params), ...stateTensors(s.optState)],
+          [...Object.values(t.params), ...stateTensors(t.optState)]
+        ),
+      options: { ...options, numIter }
+    })
+  })
+
+// ------------------------------------------------------------------------------------ tensors
+
+/** Every tensor of an optimizer state. */
+export const stateTensors = (state: Optimizer.OptimizerState<tf.Tensor>): ReadonlyArray<tf.Tensor> =>
+  Object.values(state.slots).flatMap((slot) => Object.values(slot))
+
+const disposeExcept = (tensors: ReadonlyArray<tf.Tensor>, keep: ReadonlyArray<tf.Tensor>) => {
+  const kept = new Set(keep)
+  for (const x of new Set(tensors)) if (!kept.has(x)) x.dispose()
+}
+
+/** Disposes a trainer's parameters and optimizer state. */
+export const dispose = (t: Pick<Trainer<any, any>, "params" | "optState">): void => {
+  disposeExcept([...Object.values(t.params), ...stateTensors(t.optState)], [])
+}
+
+const cloneTree = (tree: Tensors): Tensors =>
+  Object.fromEntries(Object.entries(tree).map(([k, v]) => [k, tf.clone(v)]))
+
+/** A copy holding its own tensors (tfjs clones share storage until one is written; disposal is independent). */
+export const cloneTensors = <T extends Pick<Trainer<any, any>, "params" | "optState">>(t: T): T => ({
+  ...t,
+  params: cloneTree(t.params),
+  optState: {
+    step: t.optState.step,
+    slots: Object.fromEntries(Object.entries(t.optState.slots).map(([k, v]) => [k, cloneTree(v)]))
+  }
+})
+
+// ----------------------------------------------------------------------------------- capture
+
+const toRequest = (interest: Events.Interest): CaptureRequest => ({
+  gradients: Events.wanted(interest, "Gradients"),
+  parameters: Events.wanted(interest, "Parameters"),
+  activations: Events.wanted(interest, "Activations")
+})
+
+/** Host copies of the tensors of `layers` (parameter names `layer.leaf`). */
+const layerEvents = (
+  kind: "Gradients" | "Parameters",
+  layers: ReadonlyArray<string>,
+  tree: Tensors,
+  where: { readonly epoch: number; readonly batch: number }
+): ReadonlyArray<Events.TrainEvent> =>
+  layers.map((layer) => {
+    const values: Record<string, { shape: ReadonlyArray<number>; values: Float32Array }> = {}
+    for (const [name, x] of Object.entries(tree)) {
+      if (Events.layerOf(name) === layer)
+        values[Events.leafOf(name)] = { shape: x.shape, values: x.dataSync() as Float32Array }
+    }
+    return kind === "Gradients"
+      ? Events.TrainEvent.Gradients({ ...where, layer, values })
+      : Events.TrainEvent.Parameters({ ...where, layer, values })
+  })
+
+/** A forward tap that copies the requested layers' outputs (NHWC maps as NCHW, PyTorch's layout). */
+const activationTap =
+  (
+    layers: ReadonlyArray<string>,
+    where: { readonly epoch: number; readonly batch: number },
+    out: Array<Events.TrainEvent>
+  ) =>
+  (layer: string, y: tf.Tensor) => {
+    if (!layers.includes(layer)) return
+    const nchw = y.rank === 4 ? tf.tidy(() => tf.transpose(y, [0, 3, 1, 2])) : y
+    const values = Float32Array.from(nchw.dataSync() as Float32Array)
+    const shape = nchw.shape
+    if (nchw !== y) nchw.dispose()
+    out.push(Events.TrainEvent.Activations({ ...where, layer, shape, values }))
+  }

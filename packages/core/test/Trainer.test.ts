@@ -1,0 +1,274 @@
+import { beforeAll, describe, expect, it } from "@effect/vitest"
+import { DataLoader, Random, TensorDataset } from "@stepwise/data"
+import type { Scheduler } from "@stepwise/optim"
+import * as tf from "@tensorflow/tfjs-core"
+import { Effect, Stream } from "effect"
+import * as Loss from "../src/Loss.js"
+import * as Metrics from "../src/Metrics.js"
+import * as Module from "../src/Module.js"
+import * as Trainer from "../src/Trainer.js"
+import * as F from "./fixtures.js"
+
+beforeAll(F.useEngine)
+
+/** A scheduler that records every signal it gets and halves the lr at each step. */
+const recording = (
+  cadence: Scheduler.Cadence,
+  log: Array<Scheduler.Signal | undefined>
+): Scheduler.Scheduler<number> => ({
+  name: `Recording(${cadence})`,
+  cadence,
+  init: () => 0,
+  step: (k, signal) => {
+    log.push(signal)
+    return k + 1
+  },
+  current: (k) => ({ lr: 0.01 * 0.5 ** k })
+})
+
+describe("Trainer", () => {
+  it.effect("one step is params - lr * grad for plain SGD, and leaves its inputs intact", () =>
+    Effect.gen(function* () {
+      const model = Module.Sequential([["fc", Module.Linear({ inFeatures: 4, outFeatures: 3 })]])
+      const params = Module.init(model, Random.make(3))
+      const before = F.values(params)
+      const batch = {
+        x: Float32Array.from([1, 2, 3, 4, -1, 0, 1, 0]),
+        shape: [2, 4],
+        y: Int32Array.from([2, 0])
+      }
+      const config = { model, loss: Loss.crossEntropy, optimizer: F.sgd(0.1) }
+      const g = Loss.lossAndGrads(model, Loss.crossEntropy, params, batch, { training: true })
+      const expected = Object.fromEntries(
+        Object.entries(params).map(([k, p]) => {
+          const gv = g.grads[k].dataSync()
+          return [k, Array.from(p.dataSync(), (v, i) => Math.fround(v - Math.fround(0.1 * gv[i])))]
+        })
+      )
+      const r = Trainer.trainStep(
+        config,
+        params,
+        config.optimizer.init(params),
+        { lr: 0.1 },
+        batch,
+        Random.make(0)
+      )
+      expect(r.loss).toBeCloseTo(g.loss, 6)
+      for (const [k, v] of Object.entries(F.values(r.params))) {
+        v.forEach((x, i) => {
+          expect(x).toBeCloseTo(expected[k][i], 6)
+        })
+      }
+      expect(F.values(params)).toEqual(before)
+      for (const x of Object.values(g.grads)) x.dispose()
+      Trainer.dispose({ params: r.params, optState: r.optState })
+      for (const x of Object.values(params)) x.dispose()
+    })
+  )
+
+  it.effect("the same seed gives bit-identical losses; another seed other dropout masks", () =>
+    Effect.gen(function* () {
+      const t = F.trainer({ p: 0.3, lr: 0.01 })
+      const a = yield* Trainer.train(t, 2, 42)
+      const b = yield* Trainer.train(t, 2, 42)
+      const c = yield* Trainer.train(t, 2, 7)
+      expect(a.losses).toEqual(b.losses)
+      expect(a.valLosses).toEqual(b.valLosses)
+      expect(F.values(a.params)).toEqual(F.values(b.params))
+      expect(c.losses[0]).not.toEqual(a.losses[0])
+      expect(a.losses).toHaveLength(2)
+      expect(a.valLosses).toHaveLength(2)
+      expect(a.totalEpochs).toBe(2)
+      // It learns: the synthetic task is easy.
+      const longer = yield* Trainer.train(a, 13, 42)
+      expect(longer.losses[14]).toBeLessThan(longer.losses[0] * 0.5)
+      const rows = yield* Trainer.loaderApply(F.loaders().val, (batch) => Trainer.correct(longer, batch))
+      expect(Metrics.accuracy(rows as Metrics.PerClass)).toBeGreaterThan(0.8)
+      for (const x of [t, a, b, c, longer]) Trainer.dispose(x)
+    })
+  )
+
+  it.effect("resuming from epoch k gives exactly the losses of an uninterrupted run", () =>
+    Effect.gen(function* () {
+      const t = F.trainer({ p: 0.3 })
+      const whole = yield* Trainer.train(t, 4, 42)
+      const half = yield* Trainer.train(t, 2, 42)
+      const resumed = yield* Trainer.train(half, 2, 42)
+      expect(resumed.losses).toEqual(whole.losses)
+      expect(resumed.valLosses).toEqual(whole.valLosses)
+      expect(F.values(resumed.params)).toEqual(F.values(whole.params))
+      for (const x of [t, whole, half, resumed]) Trainer.dispose(x)
+    })
+  )
+
+  it.effect("tensor counts stay flat over 20 epochs, and train() leaves its input alive and unshared", () =>
+    Effect.gen(function* () {
+      const t = F.trainer({ p: 0.3 })
+      const start = tf.memory().numTensors
+      const counts: Array<number> = []
+      const done = yield* Trainer.train(t, 20, 42, {
+        onEpochEnd: () => Effect.sync(() => counts.push(tf.memory().numTensors))
+      })
+      // During training: the caller's state plus the run's own state, the same every epoch.
+      const own = Object.keys(t.params).length * 3 // params + Adam's expAvg and expAvgSq
+      expect(counts).toEqual(Array(20).fill(start + own))
+      expect(tf.memory().numTensors).toBe(start + own)
+      Trainer.dispose(t)
+      expect(Object.values(done.params).every((x) => !x.isDisposed)).toBe(true)
+      Trainer.dispose(done)
+      expect(tf.memory().numTensors).toBe(start - own)
+    })
+  )
+
+  it.effect("schedulers step by cadence: per batch, per epoch, or with the validation loss", () =>
+    Effect.gen(function* () {
+      const base = F.trainer()
+      const n = base.config.trainLoader!.numBatches
+      const batchLog: Array<Scheduler.Signal | undefined> = []
+      const b = yield* Trainer.train(Trainer.setScheduler(base, recording("batch", batchLog)), 2)
+      expect(batchLog).toHaveLength(2 * n)
+      expect(batchLog.every((s) => s === undefined)).toBe(true)
+      expect(b.learningRates).toEqual([0.01 * 0.5 ** n, 0.01 * 0.5 ** (2 * n)])
+
+      const epochLog: Array<Scheduler.Signal | undefined> = []
+      const e = yield* Trainer.train(Trainer.setScheduler(base, recording("epoch", epochLog)), 3)
+      expect(epochLog).toEqual([undefined, undefined, undefined])
+      expect(e.learningRates).toEqual([0.005, 0.0025, 0.00125])
+
+      const metricLog: Array<Scheduler.Signal | undefined> = []
+      const m = yield* Trainer.train(Trainer.setScheduler(base, recording("metric", metricLog)), 2)
+      expect(metricLog).toEqual(m.valLosses.map((metric) => ({ metric })))
+
+      // Warm restarts take the fractional epoch, 0-based, after each batch (PyTorch's documented use).
+      const warmLog: Array<Scheduler.Signal | undefined> = []
+      const w = yield* Trainer.train(
+        Trainer.setScheduler(base, { ...recording("batch", warmLog), name: "CosineAnnealingWarmRestarts" }),
+        1
+      )
+      expect(warmLog).toEqual(Array.from({ length: n }, (_, i) => ({ epoch: i / n })))
+
+      const noVal = Trainer.setLoaders(
+        Trainer.setScheduler(base, recording("metric", [])),
+        base.config.trainLoader!
+      )
+      const err = yield* Effect.flip(Trainer.train(noVal, 1))
+      expect(err._tag).toBe("InvalidTrainer")
+      for (const x of [base, b, e, m, w]) Trainer.dispose(x)
+    })
+  )
+
+  it.effect("the scheduler's lr is the one each step uses", () =>
+    Effect.gen(function* () {
+      // lr 0 for every step: parameters must not move; SGD without momentum keeps no state.
+      const t = Trainer.setScheduler(Trainer.setOptimizer(F.trainer(), F.sgd(0.5)), {
+        ...recording("epoch", []),
+        current: () => ({ lr: 0 })
+      })
+      const after = yield* Trainer.train(t, 1)
+      expect(F.values(after.params)).toEqual(F.values(t.params))
+      Trainer.dispose(t)
+      Trainer.dispose(after)
+    })
+  )
+
+  it.effect("a NaN loss stops training with NonFiniteLoss naming the epoch and batch", () =>
+    Effect.gen(function* () {
+      const ds = F.images(24, 12, 3)
+      const x = Float32Array.from(ds.x)
+      x[17 * 3 * 144] = Number.NaN // sample 17: batch 2 of 8-sample batches, unshuffled
+      const loader = DataLoader.fromTensorDataset(TensorDataset.make({ ...ds, x }), {
+        batchSize: 8,
+        prefetch: 0
+      })
+      // A linear model, so one NaN input makes a NaN logit (max-pooling could skip it).
+      const model = Module.Sequential([
+        ["flatten", Module.Flatten()],
+        ["fc", Module.Linear({ inFeatures: 3 * 144, outFeatures: 3 })]
+      ])
+      const t = Trainer.make(
+        { model, loss: Loss.crossEntropy, optimizer: F.adam(), trainLoader: loader },
+        Random.make(1)
+      )
+      const start = tf.memory().numTensors
+      const err = yield* Effect.flip(Trainer.train(t, 3))
+      expect(err).toMatchObject({ _tag: "NonFiniteLoss", epoch: 0, batch: 2 })
+      expect(tf.memory().numTensors).toBe(start)
+      expect(Object.values(t.params).every((p) => !p.isDisposed)).toBe(true)
+      Trainer.dispose(t)
+    })
+  )
+
+  it.effect("predict, correct, loaderApply and the parameter count", () =>
+    Effect.gen(function* () {
+      const t = Trainer.make(
+        { model: F.cnn(0.3), loss: Loss.crossEntropy, optimizer: F.adam() },
+        Random.make(13)
+      )
+      const { val } = F.loaders()
+      const [batch] = yield* DataLoader.collect(val)
+      const logits = Trainer.predict(t, batch)
+      expect(logits).toHaveLength(8 * 3)
+      const rows = Trainer.correct(t, batch)
+      expect(rows.reduce((n, [, total]) => n + total, 0)).toBe(8)
+      const whole = yield* Trainer.loaderApply(val, (b) => Trainer.correct(t, b))
+      expect(whole.reduce((n, r) => n + r[1], 0)).toBe(16)
+      const means = yield* Trainer.loaderApply(val, () => [[1, 3]], "mean")
+      expect(means).toEqual([[1, 3]])
+      // CNN2(3 filters, 12x12 input): conv1 84 + conv2 84 + fc1 (3*1*1*50+50) 200 + fc2 153.
+      expect(Trainer.countParameters(t)).toBe(84 + 84 + 200 + 153)
+      const cnn5 = Trainer.make(
+        { model: yield* Effect.sync(() => F.cnn5()), loss: Loss.crossEntropy, optimizer: F.adam() },
+        Random.make(1)
+      )
+      expect(Trainer.countParameters(cnn5)).toBe(6823)
+      Trainer.dispose(t)
+      Trainer.dispose(cnn5)
+    })
+  )
+
+  it.effect("setOptimizer starts a fresh optimizer state and restarts the scheduler", () =>
+    Effect.gen(function* () {
+      const t = yield* Trainer.train(Trainer.setScheduler(F.trainer(), recording("epoch", [])), 1)
+      expect(t.optState.step).toBe(5)
+      const u = Trainer.setOptimizer(t, F.sgd(0.1, 0.9))
+      expect(u.optState.step).toBe(0)
+      expect(u.schedState).toBe(0)
+      expect(Trainer.hyper(u)).toEqual({ lr: 0.01, momentum: 0.9 })
+      expect(t.optState.step).toBe(5)
+      Trainer.dispose(t)
+    })
+  )
+
+  it.effect("the LR range test leaves the trainer exactly as it was and returns the chapter's tracking", () =>
+    Effect.gen(function* () {
+      const t = F.trainer({ lr: 1e-4 })
+      const before = F.values(t.params)
+      const start = tf.memory().numTensors
+      const r = yield* Trainer.lrRangeTest(t, { endLr: 1, numIter: 12 })
+      expect(r.tracking.lr).toHaveLength(12)
+      expect(r.tracking.lr[0]).toBe(1e-4)
+      expect(r.tracking.lr[6]).toBeCloseTo(1e-4 * 10 ** ((4 * 6) / 12), 12)
+      expect(tf.memory().numTensors).toBe(start)
+      expect(F.values(t.params)).toEqual(before)
+      expect(t.optState.step).toBe(0)
+      // The first point is the raw loss of the untrained model on the first batch.
+      const [first] = yield* DataLoader.collect(t.config.trainLoader!, 0)
+      const g = Loss.lossAndGrads(t.config.model, t.config.loss, t.params, first, {
+        training: true,
+        rng: Trainer.stepRng(42, -1, 0)
+      })
+      expect(r.tracking.loss[0]).toBe(g.loss)
+      for (const x of Object.values(g.grads)) x.dispose()
+      expect(r.suggestions.minimum).toBeDefined()
+      // It loops over the loader (5 batches an epoch) as often as needed.
+      const long = yield* Trainer.lrRangeTest(t, {
+        endLr: 1e-3,
+        numIter: 13,
+        divergeTh: Number.POSITIVE_INFINITY
+      })
+      expect(long.tracking.lr).toHaveLength(13)
+      expect(yield* Stream.runCount(t.config.trainLoader!.batches(0))).toBe(5)
+      Trainer.dispose(t)
+    })
+  )
+})
