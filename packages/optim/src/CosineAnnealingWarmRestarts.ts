@@ -6,7 +6,12 @@ import type { Scheduler } from "./Scheduler.js"
 export const Config = Schema.TaggedStruct("CosineAnnealingWarmRestarts", {
   t0: Schema.Number,
   tMult: Schema.optionalWith(Schema.Number, { default: () => 1 }),
-  etaMin: Schema.optionalWith(Schema.Number, { default: () => 0 })
+  etaMin: Schema.optionalWith(Schema.Number, { default: () => 0 }),
+  /**
+   * The chapter steps it after every mini-batch with the fractional epoch (its `StepByStep`
+   * counts it among the batch schedulers); "epoch" steps it once an epoch instead.
+   */
+  cadence: Schema.optionalWith(Schema.Literal("batch", "epoch"), { default: () => "batch" as const })
 })
 export type Config = typeof Config.Type
 
@@ -32,11 +37,12 @@ export interface State {
 
 /**
  * SGDR: a cosine from base to `etaMin` over `tI` epochs, then a restart with the period times
- * `tMult`. Stepped per epoch, or per batch with a fractional `signal.epoch = epoch + batch / batches`.
+ * `tMult`. Stepped per batch with a fractional `signal.epoch = epoch + batch / batches` (the
+ * chapter's way; cadence "batch", the default), or per epoch. A step without an epoch adds one.
  */
 export const scheduler = (c: Config): Scheduler<State> => ({
   name: "CosineAnnealingWarmRestarts",
-  cadence: "epoch",
+  cadence: c.cadence,
   init: (base) => ({ base, tCur: 0, tI: c.t0, lastEpoch: 0 }),
   step: (s, signal) => {
     const epoch = signal?.epoch

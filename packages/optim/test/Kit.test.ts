@@ -192,7 +192,8 @@ describe("our schedulers pass the kit's scheduler law (pure, JSON states)", () =
       _tag: "CosineAnnealingWarmRestarts",
       t0: 2,
       tMult: 3,
-      etaMin: 0
+      etaMin: 0,
+      cadence: "batch"
     })
     fc.assert(
       Laws.schedulerPureAndJson(

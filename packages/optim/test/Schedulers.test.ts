@@ -83,9 +83,11 @@ describe("schedulers beyond the PyTorch 1.13 fixtures", () => {
     expect(last.lr).toBeCloseTo(min + ((0.1 - min) / 2) * (Math.cos((Math.PI * 8) / 7) + 1), 15)
   })
 
-  it("cadences: epoch for Step/MultiStep/Exponential/Cosine/WarmRestarts, metric for ReduceLROnPlateau", () => {
+  it("cadences: the chapter's grouping (CyclicLR, OneCycleLR, WarmRestarts per mini-batch)", () => {
     expect(build({ _tag: "StepLR", stepSize: 2 }).cadence).toBe("epoch")
-    expect(build({ _tag: "CosineAnnealingWarmRestarts", t0: 2 }).cadence).toBe("epoch")
+    expect(build({ _tag: "CosineAnnealingLR", tMax: 2 }).cadence).toBe("epoch")
+    expect(build({ _tag: "CosineAnnealingWarmRestarts", t0: 2 }).cadence).toBe("batch")
+    expect(build({ _tag: "CosineAnnealingWarmRestarts", t0: 2, cadence: "epoch" }).cadence).toBe("epoch")
     expect(build({ _tag: "ReduceLROnPlateau" }).cadence).toBe("metric")
     expect(build({ _tag: "OneCycleLR", maxLr: 0.1, epochs: 2 }, 7).cadence).toBe("batch")
   })
