@@ -14,7 +14,7 @@ import { existsSync, readdirSync, readFileSync } from "node:fs"
 import { join } from "node:path"
 import { fileURLToPath } from "node:url"
 import { NodeFileSystem } from "@effect/platform-node"
-import { ImageFolder, Rps, Transforms } from "@stepwise/data"
+import { DecodePool, ImageFolder, Rps, Transforms } from "@stepwise/data"
 import { Effect, Stream } from "effect"
 import sharp from "sharp"
 import { standIn } from "./standin.js"
@@ -31,13 +31,11 @@ interface Ours {
 }
 
 /** One cold pass then `LATER_EPOCHS` cached epochs through the chapter's pipeline. */
-const ours = (root: string, concurrency: number): Promise<Ours> =>
+const ours = (root: string, decodeOn: "main" | "workers", concurrency: number): Promise<Ours> =>
   Effect.runPromise(
     Effect.gen(function* () {
       const t0 = performance.now()
-      const folder = yield* ImageFolder.make(root, {
-        transform: Transforms.Compose(Transforms.Resize(28), Transforms.ToTensor())
-      })
+      const folder = yield* ImageFolder.make(root, { resize: 28, decodeOn, transform: Transforms.ToTensor() })
       const loader = ImageFolder.loader(folder, { batchSize: 16, shuffle: true, seed: 13, concurrency })
       const count = (epoch: number) => Stream.runFold(loader.batches(epoch), 0, (n, b) => n + b.shape[0])
       const n = yield* count(0)
@@ -91,16 +89,18 @@ const fmt = (v: number, digits = 1) => v.toFixed(digits).padStart(9)
 const report = async (name: string, root: string) => {
   // Warm the OS file cache so that neither side pays the disk on its first read.
   warm(root)
-  const sequential = await ours(root, 1)
-  const concurrent = await ours(root, 16)
+  const sequential = await ours(root, "main", 1)
+  const onMain = await ours(root, "main", 16)
+  const concurrent = await ours(root, "workers", 16)
   const tv0 = torchvision(root, 0)
   const tv2 = torchvision(root, 2)
   console.log(`\n${name}: ${concurrent.n} images (${root})`)
   console.log(`  ${"".padEnd(44)}${"total ms".padStart(9)}${"ms/image".padStart(9)}`)
   const row = (label: string, ms: number) =>
     console.log(`  ${label.padEnd(44)}${fmt(ms)}${fmt(ms / concurrent.n, 3)}`)
-  row("stepwise first pass, 1 image in flight", sequential.firstMs)
-  row("stepwise first pass, 16 in flight", concurrent.firstMs)
+  row("stepwise first pass, main thread, 1 in flight", sequential.firstMs)
+  row("stepwise first pass, main thread, 16 in flight", onMain.firstMs)
+  row(`stepwise first pass, ${DecodePool.defaultThreads()} workers, 16 in flight`, concurrent.firstMs)
   row(`stepwise later epoch (cached, median of ${LATER_EPOCHS})`, concurrent.laterMs)
   if (tv0) row("torchvision epoch, num_workers=0", tv0.epochMs)
   if (tv2) row("torchvision epoch, num_workers=2", tv2.epochMs)

@@ -6,6 +6,7 @@ import { FileSystem } from "@effect/platform"
 import { Effect } from "effect"
 import sharp from "sharp"
 import { ImageDecodeError } from "./Errors.js"
+import * as Resample from "./Resample.js"
 
 export interface RgbImage {
   readonly width: number
@@ -14,32 +15,9 @@ export interface RgbImage {
   readonly data: Uint8Array
 }
 
-/**
- * Pixels with 1-4 interleaved channels to RGB the way PIL's `convert('RGB')` does: grey is
- * replicated, and alpha is dropped, not composited (a transparent pixel keeps its colour).
- */
-export const toRgb = (data: Uint8Array, width: number, height: number, channels: number): RgbImage => {
-  const n = width * height
-  if (channels === 3) return { width, height, data }
-  const out = new Uint8Array(n * 3)
-  if (channels === 4) {
-    for (let i = 0; i < n; i++) {
-      out[3 * i] = data[4 * i]
-      out[3 * i + 1] = data[4 * i + 1]
-      out[3 * i + 2] = data[4 * i + 2]
-    }
-  } else if (channels === 1 || channels === 2) {
-    for (let i = 0; i < n; i++) {
-      const v = data[channels * i]
-      out[3 * i] = v
-      out[3 * i + 1] = v
-      out[3 * i + 2] = v
-    }
-  } else {
-    throw new RangeError(`toRgb: unsupported channel count ${channels}`)
-  }
-  return { width, height, data: out }
-}
+/** 1-4 interleaved channels to RGB as PIL's `convert('RGB')`: grey replicated, alpha dropped. */
+export const toRgb: (data: Uint8Array, width: number, height: number, channels: number) => RgbImage =
+  Resample.toRgb
 
 /** Decodes encoded bytes (PNG, JPEG, WebP, GIF, TIFF...) with sharp and converts to RGB. */
 export const decode = (path: string, bytes: Uint8Array): Effect.Effect<RgbImage, ImageDecodeError> => {

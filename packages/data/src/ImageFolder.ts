@@ -12,6 +12,7 @@ import { FileSystem } from "@effect/platform"
 import { Effect, Option, Stream } from "effect"
 import type { Batch } from "./Batch.js"
 import * as DataLoader from "./DataLoader.js"
+import * as DecodePool from "./DecodePool.js"
 import {
   DataFileError,
   EmptyClassFolder,
@@ -24,9 +25,9 @@ import {
 import * as Image from "./Image.js"
 import * as TensorDataset from "./TensorDataset.js"
 import {
-  Compose,
   type ImageTensor,
   type NormalizeParams,
+  noContext,
   normalizeCHW,
   Resize,
   ToTensor,
@@ -65,6 +66,18 @@ export interface Sample<A> {
 }
 
 export interface Options<A> {
+  /**
+   * `Resize(resize)` applied as part of decoding, before `transform`. With the default decoder it
+   * runs on the worker threads next to the decode (use this rather than a `Resize` inside
+   * `transform` for full-size images).
+   */
+  readonly resize?: number | readonly [number, number]
+  /**
+   * Where the default decoder runs: `"workers"` (default; one thread per core, files read
+   * directly) or `"main"` (sharp's pool, files read through the `FileSystem` service).
+   * Ignored when a custom `loader` is given.
+   */
+  readonly decodeOn?: "workers" | "main"
   /** Applied to each decoded RGB image (default: none, the `RgbImage` itself). */
   readonly transform?: Transform<Image.RgbImage, A>
   readonly targetTransform?: (label: number) => number
@@ -174,7 +187,17 @@ export const make = <A = Image.RgbImage>(
   Effect.map(scan(root, options), ({ classes, samples }) => {
     const transform = options.transform ?? ((img: Image.RgbImage) => img as unknown as A)
     const target = options.targetTransform ?? ((l: number) => l)
-    const load = options.loader ?? Image.load
+    const size = options.resize
+    const resizeOnMain = size === undefined ? undefined : Resize(size)
+    const load: (path: string) => Effect.Effect<Image.RgbImage, ImageDecodeError, FileSystem.FileSystem> =
+      options.loader !== undefined || options.decodeOn === "main"
+        ? (path) => {
+            const decoded = (options.loader ?? Image.load)(path)
+            return resizeOnMain === undefined
+              ? decoded
+              : Effect.map(decoded, (img) => resizeOnMain(img, noContext))
+          }
+        : (path) => DecodePool.decode(path, size)
     const onError = options.onError ?? "fail"
     const concurrency = options.concurrency ?? 8
     const get = (index: number, epoch = options.epoch ?? 0) => {
@@ -285,30 +308,22 @@ export const loadImageFolder = (
     readonly resize?: number | readonly [number, number]
     readonly onError?: OnError
     readonly concurrency?: number
+    readonly decodeOn?: "workers" | "main"
   } = {}
 ): Effect.Effect<TensorDataset.TensorDataset, ImageFolderError, FileSystem.FileSystem> =>
   Effect.flatMap(
     make<ImageTensor>(root, {
-      transform: options.resize === undefined ? ToTensor() : Compose(Resize(options.resize), ToTensor()),
+      transform: ToTensor(),
       onError: options.onError ?? "fail",
-      concurrency: options.concurrency ?? 8
+      concurrency: options.concurrency ?? 8,
+      ...(options.resize === undefined ? {} : { resize: options.resize }),
+      ...(options.decodeOn === undefined ? {} : { decodeOn: options.decodeOn })
     }),
     toTensorDataset
   )
 
-/** `Normalize(mean, std)` applied to every sample of an image dataset (a new dataset). */
-export const normalizeDataset = (
-  ds: TensorDataset.TensorDataset,
-  params: NormalizeParams
-): TensorDataset.TensorDataset => {
-  const channels = ds.sampleShape[0]
-  const per = TensorDataset.sampleSize(ds)
-  const x = new Float32Array(ds.x.length)
-  for (let i = 0; i < ds.length; i++) {
-    x.set(normalizeCHW(ds.x.subarray(i * per, (i + 1) * per), channels, params), i * per)
-  }
-  return { ...ds, x }
-}
+/** `Normalize(mean, std)` applied to every sample of an image dataset (see `TensorDataset.normalize`). */
+export const normalizeDataset = TensorDataset.normalize
 
 export interface LoaderOptions<C> extends DataLoader.Options {
   /**

@@ -6,159 +6,221 @@
  * arithmetic, not just the idea, is what makes the pixels (and so the chapter's statistics) equal.
  */
 
-const PRECISION_BITS = 32 - 8 - 2
-const ONE = 2 ** PRECISION_BITS
-const HALF = 2 ** (PRECISION_BITS - 1)
+/**
+ * The pixel kernels, built by a self-contained factory: nothing inside refers to anything outside,
+ * so the decode workers can be given this very function's source and run the same code.
+ */
+export function makeKernels() {
+  const PRECISION_BITS = 32 - 8 - 2
+  const ONE = 2 ** PRECISION_BITS
+  const HALF = 2 ** (PRECISION_BITS - 1)
 
-const bilinear = (x: number): number => {
-  const a = x < 0 ? -x : x
-  return a < 1 ? 1 - a : 0
-}
-
-interface Coefficients {
-  readonly ksize: number
-  /** Per output index: first input index and number of taps. */
-  readonly bounds: Int32Array
-  /** Fixed-point weights, `ksize` per output index (|w| < 2^23, so sums of taps stay int32). */
-  readonly weights: Int32Array
-}
-
-const cache = new Map<string, Coefficients>()
-
-/** Tables are shared across images: a dataset resizes thousands of same-sized images. */
-const coefficients = (inSize: number, in0: number, in1: number, outSize: number): Coefficients => {
-  const key = `${inSize},${in0},${in1},${outSize}`
-  let c = cache.get(key)
-  if (c === undefined) {
-    if (cache.size > 256) cache.clear()
-    c = computeCoefficients(inSize, in0, in1, outSize)
-    cache.set(key, c)
+  const bilinear = (x: number): number => {
+    const a = x < 0 ? -x : x
+    return a < 1 ? 1 - a : 0
   }
-  return c
-}
 
-/** Filter taps mapping input [in0, in1) of an axis of `inSize` onto `outSize` samples. */
-const computeCoefficients = (inSize: number, in0: number, in1: number, outSize: number): Coefficients => {
-  const scale = (in1 - in0) / outSize
-  const filterScale = Math.max(scale, 1)
-  const support = 1 * filterScale
-  const ksize = Math.ceil(support) * 2 + 1
-  const bounds = new Int32Array(outSize * 2)
-  const weights = new Int32Array(outSize * ksize)
-  const ss = 1 / filterScale
-  const k = new Float64Array(ksize)
-  for (let xx = 0; xx < outSize; xx++) {
-    const center = in0 + (xx + 0.5) * scale
-    let xmin = Math.trunc(center - support + 0.5)
-    if (xmin < 0) xmin = 0
-    let xmax = Math.trunc(center + support + 0.5)
-    if (xmax > inSize) xmax = inSize
-    xmax -= xmin
-    let ww = 0
-    for (let x = 0; x < xmax; x++) {
-      const w = bilinear((x + xmin - center + 0.5) * ss)
-      k[x] = w
-      ww += w
-    }
-    for (let x = 0; x < xmax; x++) {
-      const w = ww !== 0 ? k[x] / ww : k[x]
-      // Pillow rounds half away from zero when quantising (C cast of w * ONE +- 0.5).
-      weights[xx * ksize + x] = w < 0 ? Math.trunc(-0.5 + w * ONE) : Math.trunc(0.5 + w * ONE)
-    }
-    bounds[2 * xx] = xmin
-    bounds[2 * xx + 1] = xmax
+  type Coefficients = {
+    readonly ksize: number
+    /** Per output index: first input index and number of taps. */
+    readonly bounds: Int32Array
+    /** Fixed-point weights, `ksize` per output index (|w| < 2^23, so sums of taps stay int32). */
+    readonly weights: Int32Array
   }
-  return { ksize, bounds, weights }
+
+  const cache = new Map<string, Coefficients>()
+
+  /** Tables are shared across images: a dataset resizes thousands of same-sized images. */
+  const coefficients = (inSize: number, in0: number, in1: number, outSize: number): Coefficients => {
+    const key = `${inSize},${in0},${in1},${outSize}`
+    let c = cache.get(key)
+    if (c === undefined) {
+      if (cache.size > 256) cache.clear()
+      c = computeCoefficients(inSize, in0, in1, outSize)
+      cache.set(key, c)
+    }
+    return c
+  }
+
+  /** Filter taps mapping input [in0, in1) of an axis of `inSize` onto `outSize` samples. */
+  const computeCoefficients = (inSize: number, in0: number, in1: number, outSize: number): Coefficients => {
+    const scale = (in1 - in0) / outSize
+    const filterScale = Math.max(scale, 1)
+    const support = 1 * filterScale
+    const ksize = Math.ceil(support) * 2 + 1
+    const bounds = new Int32Array(outSize * 2)
+    const weights = new Int32Array(outSize * ksize)
+    const ss = 1 / filterScale
+    const k = new Float64Array(ksize)
+    for (let xx = 0; xx < outSize; xx++) {
+      const center = in0 + (xx + 0.5) * scale
+      let xmin = Math.trunc(center - support + 0.5)
+      if (xmin < 0) xmin = 0
+      let xmax = Math.trunc(center + support + 0.5)
+      if (xmax > inSize) xmax = inSize
+      xmax -= xmin
+      let ww = 0
+      for (let x = 0; x < xmax; x++) {
+        const w = bilinear((x + xmin - center + 0.5) * ss)
+        k[x] = w
+        ww += w
+      }
+      for (let x = 0; x < xmax; x++) {
+        const w = ww !== 0 ? k[x] / ww : k[x]
+        // Pillow rounds half away from zero when quantising (C cast of w * ONE +- 0.5).
+        weights[xx * ksize + x] = w < 0 ? Math.trunc(-0.5 + w * ONE) : Math.trunc(0.5 + w * ONE)
+      }
+      bounds[2 * xx] = xmin
+      bounds[2 * xx + 1] = xmax
+    }
+    return { ksize, bounds, weights }
+  }
+
+  const clip8 = (v: number): number => {
+    const r = v >> PRECISION_BITS
+    return r < 0 ? 0 : Math.min(r, 255)
+  }
+
+  /**
+   * Resizes interleaved 8-bit pixels (`channels` per pixel) from `width x height` to
+   * `outWidth x outHeight`, optionally from a source box [x0, y0, x1, y1) (for crops).
+   */
+  const resize = (
+    data: Uint8Array,
+    width: number,
+    height: number,
+    channels: number,
+    outWidth: number,
+    outHeight: number,
+    box: readonly [number, number, number, number] = [0, 0, width, height]
+  ): Uint8Array => {
+    const [bx0, by0, bx1, by1] = box
+    const needH = outWidth !== width || bx0 !== 0 || bx1 !== outWidth
+    const needV = outHeight !== height || by0 !== 0 || by1 !== outHeight
+    if (!needH && !needV) return data.slice()
+    const horiz = coefficients(width, bx0, bx1, outWidth)
+    const vert = coefficients(height, by0, by1, outHeight)
+    let src = data
+    let srcWidth = width
+    let vBounds = vert.bounds
+    if (needH) {
+      // Only the rows the vertical pass reads are filtered horizontally.
+      const first = vert.bounds[0]
+      const last = vert.bounds[outHeight * 2 - 2] + vert.bounds[outHeight * 2 - 1]
+      const rows = last - first
+      const tmp = new Uint8Array(rows * outWidth * channels)
+      const { ksize, bounds, weights } = horiz
+      for (let yy = 0; yy < rows; yy++) {
+        const rowIn = (yy + first) * width * channels
+        const rowOut = yy * outWidth * channels
+        for (let xx = 0; xx < outWidth; xx++) {
+          const xmin = bounds[2 * xx]
+          const taps = bounds[2 * xx + 1]
+          const kOff = xx * ksize
+          if (channels === 3) {
+            // The common case, all three channels per tap: a third of the loop overhead.
+            // Int32 arithmetic is exact here: 255 * 2^22 plus rounding stays below 2^31.
+            let s0 = HALF
+            let s1 = HALF
+            let s2 = HALF
+            let p = rowIn + xmin * 3
+            for (let x = 0; x < taps; x++, p += 3) {
+              const k = weights[kOff + x]
+              s0 = (s0 + Math.imul(data[p], k)) | 0
+              s1 = (s1 + Math.imul(data[p + 1], k)) | 0
+              s2 = (s2 + Math.imul(data[p + 2], k)) | 0
+            }
+            const o = rowOut + xx * 3
+            tmp[o] = clip8(s0)
+            tmp[o + 1] = clip8(s1)
+            tmp[o + 2] = clip8(s2)
+            continue
+          }
+          for (let c = 0; c < channels; c++) {
+            let ss = HALF
+            let p = rowIn + xmin * channels + c
+            for (let x = 0; x < taps; x++, p += channels)
+              ss = (ss + Math.imul(data[p], weights[kOff + x])) | 0
+            tmp[rowOut + xx * channels + c] = clip8(ss)
+          }
+        }
+      }
+      src = tmp
+      srcWidth = outWidth
+      vBounds = vert.bounds.slice()
+      for (let i = 0; i < outHeight; i++) vBounds[2 * i] -= first
+    }
+    if (!needV) return src
+    const out = new Uint8Array(outHeight * srcWidth * channels)
+    const { ksize, weights } = vert
+    const stride = srcWidth * channels
+    for (let yy = 0; yy < outHeight; yy++) {
+      const ymin = vBounds[2 * yy]
+      const taps = vBounds[2 * yy + 1]
+      const kOff = yy * ksize
+      const rowOut = yy * stride
+      for (let i = 0; i < stride; i++) {
+        let ss = HALF
+        let p = ymin * stride + i
+        for (let y = 0; y < taps; y++, p += stride) ss = (ss + Math.imul(src[p], weights[kOff + y])) | 0
+        out[rowOut + i] = clip8(ss)
+      }
+    }
+    return out
+  }
+
+  /**
+   * Pixels with 1-4 interleaved channels to RGB the way PIL's `convert('RGB')` does: grey is
+   * replicated, and alpha is dropped, not composited (a transparent pixel keeps its colour).
+   */
+  const toRgb = (data: Uint8Array, width: number, height: number, channels: number) => {
+    const n = width * height
+    if (channels === 3) return { width, height, data }
+    const out = new Uint8Array(n * 3)
+    if (channels === 4) {
+      for (let i = 0; i < n; i++) {
+        out[3 * i] = data[4 * i]
+        out[3 * i + 1] = data[4 * i + 1]
+        out[3 * i + 2] = data[4 * i + 2]
+      }
+    } else if (channels === 1 || channels === 2) {
+      for (let i = 0; i < n; i++) {
+        const v = data[channels * i]
+        out[3 * i] = v
+        out[3 * i + 1] = v
+        out[3 * i + 2] = v
+      }
+    } else {
+      throw new RangeError(`toRgb: unsupported channel count ${channels}`)
+    }
+    return { width, height, data: out }
+  }
+
+  /**
+   * torchvision's output size for `Resize(size)`, as [width, height]: an int matches the smaller
+   * edge and scales the other keeping the aspect ratio (truncated, as `int(size * long / short)`);
+   * a pair is [h, w].
+   */
+  const resizedSize = (
+    width: number,
+    height: number,
+    size: number | readonly [number, number]
+  ): readonly [number, number] => {
+    if (typeof size !== "number") return [size[1], size[0]]
+    const [short, long] = width <= height ? [width, height] : [height, width]
+    const newLong = Math.trunc((size * long) / short)
+    return width <= height ? [size, newLong] : [newLong, size]
+  }
+
+  return { resize, toRgb, resizedSize }
 }
 
-const clip8 = (v: number): number => {
-  const r = v >> PRECISION_BITS
-  return r < 0 ? 0 : r > 255 ? 255 : r
-}
+const kernels = makeKernels()
 
 /**
  * Resizes interleaved 8-bit pixels (`channels` per pixel) from `width x height` to
  * `outWidth x outHeight`, optionally from a source box [x0, y0, x1, y1) (for crops).
  */
-export const resize = (
-  data: Uint8Array,
-  width: number,
-  height: number,
-  channels: number,
-  outWidth: number,
-  outHeight: number,
-  box: readonly [number, number, number, number] = [0, 0, width, height]
-): Uint8Array => {
-  const [bx0, by0, bx1, by1] = box
-  const needH = outWidth !== width || bx0 !== 0 || bx1 !== outWidth
-  const needV = outHeight !== height || by0 !== 0 || by1 !== outHeight
-  if (!needH && !needV) return data.slice()
-  const horiz = coefficients(width, bx0, bx1, outWidth)
-  const vert = coefficients(height, by0, by1, outHeight)
-  let src = data
-  let srcWidth = width
-  let vBounds = vert.bounds
-  if (needH) {
-    // Only the rows the vertical pass reads are filtered horizontally.
-    const first = vert.bounds[0]
-    const last = vert.bounds[outHeight * 2 - 2] + vert.bounds[outHeight * 2 - 1]
-    const rows = last - first
-    const tmp = new Uint8Array(rows * outWidth * channels)
-    const { ksize, bounds, weights } = horiz
-    for (let yy = 0; yy < rows; yy++) {
-      const rowIn = (yy + first) * width * channels
-      const rowOut = yy * outWidth * channels
-      for (let xx = 0; xx < outWidth; xx++) {
-        const xmin = bounds[2 * xx]
-        const taps = bounds[2 * xx + 1]
-        const kOff = xx * ksize
-        if (channels === 3) {
-          // The common case, all three channels per tap: a third of the loop overhead.
-          // Int32 arithmetic is exact here: 255 * 2^22 plus rounding stays below 2^31.
-          let s0 = HALF
-          let s1 = HALF
-          let s2 = HALF
-          let p = rowIn + xmin * 3
-          for (let x = 0; x < taps; x++, p += 3) {
-            const k = weights[kOff + x]
-            s0 = (s0 + Math.imul(data[p], k)) | 0
-            s1 = (s1 + Math.imul(data[p + 1], k)) | 0
-            s2 = (s2 + Math.imul(data[p + 2], k)) | 0
-          }
-          const o = rowOut + xx * 3
-          tmp[o] = clip8(s0)
-          tmp[o + 1] = clip8(s1)
-          tmp[o + 2] = clip8(s2)
-          continue
-        }
-        for (let c = 0; c < channels; c++) {
-          let ss = HALF
-          let p = rowIn + xmin * channels + c
-          for (let x = 0; x < taps; x++, p += channels) ss = (ss + Math.imul(data[p], weights[kOff + x])) | 0
-          tmp[rowOut + xx * channels + c] = clip8(ss)
-        }
-      }
-    }
-    src = tmp
-    srcWidth = outWidth
-    vBounds = vert.bounds.slice()
-    for (let i = 0; i < outHeight; i++) vBounds[2 * i] -= first
-  }
-  if (!needV) return src
-  const out = new Uint8Array(outHeight * srcWidth * channels)
-  const { ksize, weights } = vert
-  const stride = srcWidth * channels
-  for (let yy = 0; yy < outHeight; yy++) {
-    const ymin = vBounds[2 * yy]
-    const taps = vBounds[2 * yy + 1]
-    const kOff = yy * ksize
-    const rowOut = yy * stride
-    for (let i = 0; i < stride; i++) {
-      let ss = HALF
-      let p = ymin * stride + i
-      for (let y = 0; y < taps; y++, p += stride) ss = (ss + Math.imul(src[p], weights[kOff + y])) | 0
-      out[rowOut + i] = clip8(ss)
-    }
-  }
-  return out
-}
+export const resize = kernels.resize
+export const toRgb = kernels.toRgb
+export const resizedSize = kernels.resizedSize

@@ -2,9 +2,10 @@
  * An in-memory dataset: every sample already a float32 tensor, laid end to end.
  * This is what `ImageFolder` decodes to once, and what loaders slice batches from.
  */
-import { Data } from "effect"
+import { Schema } from "effect"
 import type { Batch, Targets } from "./Batch.js"
 import * as Random from "./Random.js"
+import { type NormalizeParams, normalizeCHW } from "./Transforms.js"
 
 export interface TensorDataset<Y extends Targets = Int32Array> {
   /** `length` samples of `sampleShape` each, row-major, one after another. */
@@ -19,11 +20,11 @@ export interface TensorDataset<Y extends Targets = Int32Array> {
 }
 
 /** A dataset whose arrays disagree with its declared shape. */
-export class ShapeMismatch extends Data.TaggedError("ShapeMismatch")<{
-  readonly field: string
-  readonly expected: number
-  readonly actual: number
-}> {
+export class ShapeMismatch extends Schema.TaggedError<ShapeMismatch>()("ShapeMismatch", {
+  field: Schema.String,
+  expected: Schema.Number,
+  actual: Schema.Number
+}) {
   override get message() {
     return `TensorDataset: ${this.field} has ${this.actual} elements, expected ${this.expected}`
   }
@@ -146,4 +147,21 @@ export const splitCounts = (n: number, lengths: ReadonlyArray<number>): Readonly
   throw new RangeError(
     `randomSplit: lengths [${lengths.join(", ")}] neither sum to ${n} nor are fractions summing to 1`
   )
+}
+
+/**
+ * `Normalize(mean, std)` on every sample of a CHW image dataset, as a new dataset (the chapter's
+ * `Compose([Resize(28), ToTensor(), normalizer])` done once instead of every epoch).
+ */
+export const normalize = <Y extends Targets>(
+  ds: TensorDataset<Y>,
+  params: NormalizeParams
+): TensorDataset<Y> => {
+  const channels = ds.sampleShape[0]
+  const per = sampleSize(ds)
+  const x = new Float32Array(ds.x.length)
+  for (let i = 0; i < ds.length; i++) {
+    x.set(normalizeCHW(ds.x.subarray(i * per, (i + 1) * per), channels, params), i * per)
+  }
+  return { ...ds, x }
 }

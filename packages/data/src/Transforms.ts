@@ -8,7 +8,7 @@
  */
 import type { RgbImage } from "./Image.js"
 import * as Random from "./Random.js"
-import { resize } from "./Resample.js"
+import * as Resample from "./Resample.js"
 
 /** A CHW float32 tensor, like torchvision's `ToTensor` output. */
 export interface ImageTensor {
@@ -31,20 +31,8 @@ const checkPositiveInt = (name: string, v: number) => {
     throw new RangeError(`${name}: size must be a positive integer, got ${v}`)
 }
 
-/**
- * torchvision's output size for `Resize(size)`: an int matches the smaller edge and scales the
- * other keeping the aspect ratio (truncated, as `int(size * long / short)`); a pair is [h, w].
- */
-export const resizedSize = (
-  width: number,
-  height: number,
-  size: number | readonly [number, number]
-): readonly [number, number] => {
-  if (typeof size !== "number") return [size[1], size[0]]
-  const [short, long] = width <= height ? [width, height] : [height, width]
-  const newLong = Math.trunc((size * long) / short)
-  return width <= height ? [size, newLong] : [newLong, size]
-}
+/** torchvision's `Resize` output size as [width, height] (an int matches the smaller edge). */
+export const resizedSize = Resample.resizedSize
 
 /** `Resize(size)` with antialiased bilinear interpolation (Pillow's). Returns [w, h] via `resizedSize`. */
 export const Resize = (size: number | readonly [number, number]): Transform<RgbImage, RgbImage> => {
@@ -52,7 +40,7 @@ export const Resize = (size: number | readonly [number, number]): Transform<RgbI
   return (img) => {
     const [w, h] = resizedSize(img.width, img.height, size)
     if (w === img.width && h === img.height) return img
-    return { width: w, height: h, data: resize(img.data, img.width, img.height, 3, w, h) }
+    return { width: w, height: h, data: Resample.resize(img.data, img.width, img.height, 3, w, h) }
   }
 }
 

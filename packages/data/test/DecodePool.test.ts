@@ -1,0 +1,61 @@
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs"
+import { tmpdir } from "node:os"
+import { join } from "node:path"
+import { NodeFileSystem } from "@effect/platform-node"
+import { it } from "@effect/vitest"
+import { DecodePool, Errors, Image, ImageFolder, Rps, Transforms } from "@stepwise/data"
+import { Effect } from "effect"
+import { describe, expect } from "vitest"
+
+const fixture = (file: string) => new URL(`./fixtures/images/${file}`, import.meta.url).pathname
+
+describe("DecodePool: decoding + Resize on worker threads", () => {
+  const cases: ReadonlyArray<[string, number | readonly [number, number] | undefined]> = [
+    ["rgba300.png", 28],
+    ["rgba300.png", [20, 33]],
+    ["rgb37x53.png", 90],
+    ["gray64x40.png", 28],
+    ["la20.png", undefined],
+    ["photo160x120.jpg", 28]
+  ]
+  for (const [file, size] of cases) {
+    it.effect(`${file} Resize(${JSON.stringify(size)}) equals Image.load + Resize on the main thread`, () =>
+      Effect.gen(function* () {
+        const onWorker = yield* DecodePool.decode(fixture(file), size)
+        const decoded = yield* Image.load(fixture(file))
+        const onMain = size === undefined ? decoded : Transforms.Resize(size)(decoded, Transforms.noContext)
+        expect([onWorker.width, onWorker.height]).toEqual([onMain.width, onMain.height])
+        expect(Buffer.from(onWorker.data).equals(Buffer.from(onMain.data))).toBe(true)
+      }).pipe(Effect.provide(NodeFileSystem.layer))
+    )
+  }
+
+  it.effect("bad files become ImageDecodeError naming the path", () =>
+    Effect.gen(function* () {
+      const dir = mkdtempSync(join(tmpdir(), "stepwise-pool-"))
+      const empty = join(dir, "empty.png")
+      const fake = join(dir, "fake.png")
+      writeFileSync(empty, "")
+      writeFileSync(fake, "not a png")
+      const e1 = yield* Effect.flip(DecodePool.decode(empty, 28))
+      const e2 = yield* Effect.flip(DecodePool.decode(fake, 28))
+      const e3 = yield* Effect.flip(DecodePool.decode(join(dir, "missing.png"), 28))
+      rmSync(dir, { recursive: true, force: true })
+      expect(e1).toBeInstanceOf(Errors.ImageDecodeError)
+      expect([e1.path, e1.reason]).toEqual([empty, "empty file (0 bytes)"])
+      expect(e2.path).toBe(fake)
+      expect(e2.reason).toMatch(/unsupported image format/)
+      expect(e3.path).toBe(join(dir, "missing.png"))
+    })
+  )
+
+  it.effect("the bundled test set decodes to the same dataset on workers and on the main thread", () =>
+    Effect.gen(function* () {
+      const a = yield* ImageFolder.loadImageFolder(Rps.bundled().test, { resize: 28, decodeOn: "workers" })
+      const b = yield* ImageFolder.loadImageFolder(Rps.bundled().test, { resize: 28, decodeOn: "main" })
+      expect(a.length).toBe(372)
+      expect(a.y).toEqual(b.y)
+      expect(Buffer.from(a.x.buffer).equals(Buffer.from(b.x.buffer))).toBe(true)
+    }).pipe(Effect.provide(NodeFileSystem.layer))
+  )
+})
