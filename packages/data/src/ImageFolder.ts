@@ -24,15 +24,7 @@ import {
 } from "./Errors.js"
 import * as Image from "./Image.js"
 import * as TensorDataset from "./TensorDataset.js"
-import {
-  type ImageTensor,
-  type NormalizeParams,
-  noContext,
-  normalizeCHW,
-  Resize,
-  ToTensor,
-  type Transform
-} from "./Transforms.js"
+import { type ImageTensor, noContext, Resize, ToTensor, type Transform } from "./Transforms.js"
 
 /** The extensions torchvision's ImageFolder accepts that sharp can decode (compared lower-case). */
 export const IMAGE_EXTENSIONS: ReadonlyArray<string> = [
