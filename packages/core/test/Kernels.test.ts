@@ -3,6 +3,7 @@ import * as tf from "@tensorflow/tfjs-core"
 import { Effect } from "effect"
 import * as fc from "fast-check"
 import * as Engine from "../src/Engine.js"
+import * as Fused from "../src/kernels/Fused.js"
 import { stock } from "../src/kernels/Register.js"
 import * as Module from "../src/Module.js"
 
@@ -306,4 +307,29 @@ describe("Engine", () => {
       expect(engine.tf.getBackend()).toBe("wasm")
     }).pipe(Effect.provide(Engine.wasm))
   )
+})
+
+describe("fused ReLU and bias gradients", () => {
+  for (const backend of ["wasm", "cpu"] as const) {
+    it(`equal Step * dy and Sum over leading axes (${backend})`, async () => {
+      await run(Engine.use(backend))
+      fc.assert(
+        fc.property(
+          fc.array(fc.integer({ min: 1, max: 6 }), { minLength: 1, maxLength: 4 }),
+          fc.integer(),
+          (shape, seed) => {
+            const size = shape.reduce((a, b) => a * b, 1)
+            tf.tidy(() => {
+              const dy = tf.tensor(values(size, seed), shape)
+              const y = tf.relu(tf.tensor(values(size, seed + 1), shape))
+              expectClose(Fused.reluGrad(dy, y).dataSync(), tf.mul(dy, tf.step(y)).dataSync())
+              const axes = Array.from({ length: shape.length - 1 }, (_, i) => i)
+              expectClose(Fused.biasGrad(dy).dataSync(), tf.sum(dy, axes).dataSync())
+            })
+          }
+        ),
+        { numRuns: 100 }
+      )
+    })
+  }
 })

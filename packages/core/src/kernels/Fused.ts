@@ -8,6 +8,10 @@ import * as tf from "@tensorflow/tfjs-core"
  */
 export const AdamUpdate = "StepwiseAdamUpdate"
 export const SgdUpdate = "StepwiseSgdUpdate"
+/** dy * (y > 0): ReLU's backward in one pass instead of Step then Multiply. */
+export const ReluGrad = "StepwiseReluGrad"
+/** The sum of dy over every axis but the last: a bias gradient, in one pass. */
+export const BiasGrad = "StepwiseBiasGrad"
 
 type AnyBackend = any
 type KernelFunc = tf.KernelConfig["kernelFunc"]
@@ -120,12 +124,41 @@ const sgdKernel: KernelFunc = (args) => {
   return outs
 }
 
-/** Registers the fused updates on cpu and wasm (idempotent). */
+const reluGradKernel: KernelFunc = (args) => {
+  const { inputs, backend } = args as unknown as { inputs: any; backend: AnyBackend }
+  const { dy, y } = inputs
+  const {
+    ins: [g, v],
+    outViews: [out],
+    outs
+  } = io(backend, [dy, y], 1, [...dy.shape])
+  for (let i = 0; i < g.length; i++) out[i] = v[i] > 0 ? g[i] : 0
+  return outs[0]
+}
+
+const biasGradKernel: KernelFunc = (args) => {
+  const { inputs, backend } = args as unknown as { inputs: any; backend: AnyBackend }
+  const { dy } = inputs
+  const c = dy.shape[dy.shape.length - 1]
+  const {
+    ins: [g],
+    outViews: [out],
+    outs
+  } = io(backend, [dy], 1, [c])
+  const acc = new Float64Array(c)
+  for (let i = 0; i < g.length; i += c) for (let j = 0; j < c; j++) acc[j] += g[i + j]
+  out.set(acc)
+  return outs[0]
+}
+
+/** Registers the fused kernels on cpu and wasm (idempotent). */
 export const registerFusedKernels = (): void => {
   for (const backendName of ["cpu", "wasm"]) {
     for (const [kernelName, kernelFunc] of [
       [AdamUpdate, adamKernel],
-      [SgdUpdate, sgdKernel]
+      [SgdUpdate, sgdKernel],
+      [ReluGrad, reluGradKernel],
+      [BiasGrad, biasGradKernel]
     ] as const) {
       if (tf.getKernel(kernelName, backendName) === undefined) {
         tf.registerKernel({ kernelName, backendName, kernelFunc })
@@ -136,3 +169,16 @@ export const registerFusedKernels = (): void => {
 
 /** True when the current backend has the fused kernels (cpu and wasm, not tensorflow). */
 export const available = (): boolean => tf.getKernel(AdamUpdate, tf.getBackend()) !== undefined
+
+/** ReLU's input gradient: the fused kernel where registered, Step and Multiply elsewhere. */
+export const reluGrad = (dy: tf.Tensor, y: tf.Tensor): tf.Tensor =>
+  available() ? (tf.engine().runKernel(ReluGrad, { dy, y }) as tf.Tensor) : tf.mul(dy, tf.step(y))
+
+/** A bias gradient (sum over all axes but the last). */
+export const biasGrad = (dy: tf.Tensor): tf.Tensor =>
+  available()
+    ? (tf.engine().runKernel(BiasGrad, { dy }) as tf.Tensor)
+    : tf.sum(
+        dy,
+        Array.from({ length: dy.rank - 1 }, (_, i) => i)
+      )
