@@ -2,7 +2,7 @@ import { Random } from "@stepwise/data"
 import type { Numeric } from "@stepwise/optim"
 import * as tf from "@tensorflow/tfjs-core"
 import { biasBound, kaimingUniformBound, uniform } from "./Init.js"
-import { biasGrad, reluGrad } from "./kernels/Fused.js"
+import { reluGrad } from "./kernels/Fused.js"
 
 /** Named parameter trees keyed like PyTorch's `state_dict` (`conv1.weight`). */
 export type Params = Numeric.Params<tf.Tensor>
@@ -146,7 +146,7 @@ export const Conv2d = (options: Conv2dOptions): Module => {
             ...attrs,
             filterShape
           } as any) as tf.Tensor
-          const db = biasGrad(dy)
+          const db = tf.sum(dy, [0, 1, 2])
           const dx = needDx
             ? (tf.engine().runKernel("Conv2DBackpropInput", { dy, filter: weight }, {
                 ...attrs,
@@ -192,7 +192,7 @@ export const Linear = (options: LinearOptions): Module => {
           dx: needDx ? tf.matMul(dy, tf.transpose(weight)) : undefined,
           grads: {
             [`${prefix}weight`]: tf.matMul(x as tf.Tensor2D, dy as tf.Tensor2D, true, false),
-            [`${prefix}bias`]: biasGrad(dy)
+            [`${prefix}bias`]: tf.sum(dy, 0)
           }
         })
       }

@@ -10,8 +10,6 @@ export const AdamUpdate = "StepwiseAdamUpdate"
 export const SgdUpdate = "StepwiseSgdUpdate"
 /** dy * (y > 0): ReLU's backward in one pass instead of Step then Multiply. */
 export const ReluGrad = "StepwiseReluGrad"
-/** The sum of dy over every axis but the last: a bias gradient, in one pass. */
-export const BiasGrad = "StepwiseBiasGrad"
 
 type AnyBackend = any
 type KernelFunc = tf.KernelConfig["kernelFunc"]
@@ -132,22 +130,9 @@ const reluGradKernel: KernelFunc = (args) => {
     outViews: [out],
     outs
   } = io(backend, [dy, y], 1, [...dy.shape])
-  for (let i = 0; i < g.length; i++) out[i] = v[i] > 0 ? g[i] : 0
-  return outs[0]
-}
-
-const biasGradKernel: KernelFunc = (args) => {
-  const { inputs, backend } = args as unknown as { inputs: any; backend: AnyBackend }
-  const { dy } = inputs
-  const c = dy.shape[dy.shape.length - 1]
-  const {
-    ins: [g],
-    outViews: [out],
-    outs
-  } = io(backend, [dy], 1, [c])
-  const acc = new Float64Array(c)
-  for (let i = 0; i < g.length; i += c) for (let j = 0; j < c; j++) acc[j] += g[i + j]
-  out.set(acc)
+  // Branch-free (a multiply by 0 or 1): with random signs a branch mispredicts half the time,
+  // which made the ternary form 5x slower. Same result as tfjs' dy * step(y), NaN included.
+  for (let i = 0; i < g.length; i++) out[i] = g[i] * +(v[i] > 0)
   return outs[0]
 }
 
@@ -157,8 +142,7 @@ export const registerFusedKernels = (): void => {
     for (const [kernelName, kernelFunc] of [
       [AdamUpdate, adamKernel],
       [SgdUpdate, sgdKernel],
-      [ReluGrad, reluGradKernel],
-      [BiasGrad, biasGradKernel]
+      [ReluGrad, reluGradKernel]
     ] as const) {
       if (tf.getKernel(kernelName, backendName) === undefined) {
         tf.registerKernel({ kernelName, backendName, kernelFunc })
@@ -173,12 +157,3 @@ export const available = (): boolean => tf.getKernel(AdamUpdate, tf.getBackend()
 /** ReLU's input gradient: the fused kernel where registered, Step and Multiply elsewhere. */
 export const reluGrad = (dy: tf.Tensor, y: tf.Tensor): tf.Tensor =>
   available() ? (tf.engine().runKernel(ReluGrad, { dy, y }) as tf.Tensor) : tf.mul(dy, tf.step(y))
-
-/** A bias gradient (sum over all axes but the last). */
-export const biasGrad = (dy: tf.Tensor): tf.Tensor =>
-  available()
-    ? (tf.engine().runKernel(BiasGrad, { dy }) as tf.Tensor)
-    : tf.sum(
-        dy,
-        Array.from({ length: dy.rank - 1 }, (_, i) => i)
-      )
