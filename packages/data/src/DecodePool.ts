@@ -14,6 +14,7 @@ import { Worker } from "node:worker_threads"
 import { Effect } from "effect"
 import { ImageDecodeError } from "./Errors.js"
 import type { RgbImage } from "./Image.js"
+import { makePngDecoder } from "./Png.js"
 import { makeKernels } from "./Resample.js"
 
 interface Request {
@@ -33,41 +34,56 @@ type Reply =
   | { readonly id: number; readonly ok: false; readonly reason: string }
 
 /** The worker's program; it must be self-contained (it is shipped as source text). */
-function workerMain(kernelsFactory: typeof makeKernels, sharpPath: string) {
+function workerMain(
+  kernelsFactory: typeof makeKernels,
+  pngFactory: typeof makePngDecoder,
+  sharpPath: string
+) {
   const { parentPort } = require("node:worker_threads")
   const { readFile } = require("node:fs/promises")
   const sharp = require(sharpPath)
   const { resize, toRgb, resizedSize } = kernelsFactory()
+  const { decodePng } = pngFactory(require("node:zlib"))
+  const withSharp = async (bytes: Buffer) => {
+    let { data, info } = await sharp(bytes, { failOn: "error" })
+      .removeAlpha()
+      .raw({ depth: "uchar" })
+      .toBuffer({ resolveWithObject: true })
+    if (info.channels === 4) {
+      // Four bands without alpha is CMYK: convert.
+      const converted = await sharp(bytes, { failOn: "error" })
+        .toColourspace("srgb")
+        .removeAlpha()
+        .raw({ depth: "uchar" })
+        .toBuffer({ resolveWithObject: true })
+      data = converted.data
+      info = converted.info
+    }
+    return toRgb(
+      new Uint8Array(data.buffer, data.byteOffset, data.byteLength),
+      info.width,
+      info.height,
+      info.channels
+    )
+  }
+  // On a worker, PNGs of any size are decoded in JavaScript: the worker is the parallelism.
+  const decodeBytes = async (bytes: Buffer) => {
+    const png = decodePng(bytes)
+    return png === undefined ? withSharp(bytes) : toRgb(png.data, png.width, png.height, png.channels)
+  }
   parentPort.on("message", async (req: Request) => {
     try {
       const bytes: Buffer = await readFile(req.path)
       if (bytes.length === 0) throw new Error("empty file (0 bytes)")
-      let { data, info } = await sharp(bytes, { failOn: "error" })
-        .removeAlpha()
-        .raw({ depth: "uchar" })
-        .toBuffer({ resolveWithObject: true })
-      if (info.channels === 4) {
-        ;({ data, info } = await sharp(bytes, { failOn: "error" })
-          .toColourspace("srgb")
-          .removeAlpha()
-          .raw({ depth: "uchar" })
-          .toBuffer({ resolveWithObject: true }))
-      }
-      let img = toRgb(
-        new Uint8Array(data.buffer, data.byteOffset, data.byteLength),
-        info.width,
-        info.height,
-        info.channels
-      )
+      let img = await decodeBytes(bytes)
       if (req.size !== null) {
         const [w, h] = resizedSize(img.width, img.height, req.size)
-        if (w !== img.width || h !== img.height)
+        if (w !== img.width || h !== img.height) {
           img = { width: w, height: h, data: resize(img.data, img.width, img.height, 3, w, h) }
+        }
       }
-      const out =
-        img.data.byteOffset === 0 && img.data.byteLength === img.data.buffer.byteLength
-          ? img.data
-          : img.data.slice()
+      const whole = img.data.byteOffset === 0 && img.data.byteLength === img.data.buffer.byteLength
+      const out = whole ? img.data : img.data.slice()
       parentPort.postMessage({ id: req.id, ok: true, width: img.width, height: img.height, data: out }, [
         out.buffer
       ])
@@ -81,21 +97,37 @@ interface Pool {
   readonly run: (path: string, size: Request["size"]) => Promise<Reply>
 }
 
-const makePool = (threads: number): Pool => {
-  const source = `(${workerMain.toString()})(${makeKernels.toString()}, ${JSON.stringify(
+const makePool = (threads: number, onBroken: () => void): Pool => {
+  const source = `(${workerMain.toString()})(${makeKernels.toString()}, ${makePngDecoder.toString()}, ${JSON.stringify(
     createRequire(import.meta.url).resolve("sharp")
   )})`
   const pending = new Map<number, (r: Reply) => void>()
+  // Referenced only while requests are in flight: a pending decode keeps the process alive, an
+  // idle pool does not (listeners must be attached before `unref`, or they re-reference).
+  const setRef = (on: boolean) => {
+    for (const w of workers) on ? w.ref() : w.unref()
+  }
   const workers = Array.from({ length: threads }, () => {
     const w = new Worker(source, { eval: true })
-    w.unref()
     w.on("message", (r: Reply) => {
       const resolve = pending.get(r.id)
       pending.delete(r.id)
+      if (pending.size === 0) setRef(false)
       resolve?.(r)
+    })
+    w.on("error", (e) => {
+      // A crashed worker fails whatever it held rather than leaving it waiting forever.
+      for (const [id, resolve] of pending)
+        resolve({ id, ok: false, reason: `decode worker crashed: ${e.message}` })
+      pending.clear()
+      setRef(false)
+      // Start afresh on the next request rather than queueing work on a dead thread.
+      onBroken()
+      for (const other of workers) void other.terminate()
     })
     return w
   })
+  setRef(false)
   const load = new Array<number>(threads).fill(0)
   let nextId = 0
   return {
@@ -106,6 +138,7 @@ const makePool = (threads: number): Pool => {
         for (let i = 1; i < threads; i++) if (load[i] < load[k]) k = i
         load[k]++
         const id = nextId++
+        if (pending.size === 0) setRef(true)
         pending.set(id, (r) => {
           load[k]--
           resolve(r)
@@ -130,7 +163,9 @@ export const decode = (
 ): Effect.Effect<RgbImage, ImageDecodeError> =>
   Effect.flatMap(
     Effect.promise(() => {
-      shared ??= makePool(defaultThreads())
+      shared ??= makePool(defaultThreads(), () => {
+        shared = undefined
+      })
       return shared.run(path, size ?? null)
     }),
     (r) =>

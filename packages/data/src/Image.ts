@@ -6,6 +6,7 @@ import { FileSystem } from "@effect/platform"
 import { Effect } from "effect"
 import sharp from "sharp"
 import { ImageDecodeError } from "./Errors.js"
+import * as Png from "./Png.js"
 import * as Resample from "./Resample.js"
 
 export interface RgbImage {
@@ -19,8 +20,42 @@ export interface RgbImage {
 export const toRgb: (data: Uint8Array, width: number, height: number, channels: number) => RgbImage =
   Resample.toRgb
 
-/** Decodes encoded bytes (PNG, JPEG, WebP, GIF, TIFF...) with sharp and converts to RGB. */
+/** PNGs up to this many pixels are decoded in JavaScript: for them sharp's per-call cost dominates. */
+export const SMALL_PNG_PIXELS = 128 * 128
+
+/** Width x height from a PNG's IHDR, without decoding (0 when not a PNG). */
+const pngPixels = (bytes: Uint8Array): number =>
+  Png.isPng(bytes) && bytes.length >= 24
+    ? (((bytes[16] << 24) | (bytes[17] << 16) | (bytes[18] << 8) | bytes[19]) >>> 0) *
+      (((bytes[20] << 24) | (bytes[21] << 16) | (bytes[22] << 8) | bytes[23]) >>> 0)
+    : 0
+
+/**
+ * Decodes encoded bytes (PNG, JPEG, WebP, GIF, TIFF...) and converts to RGB: small 8-bit PNGs in
+ * JavaScript (`Png`), everything else with sharp.
+ */
 export const decode = (path: string, bytes: Uint8Array): Effect.Effect<RgbImage, ImageDecodeError> => {
+  if (bytes.length === 0) return Effect.fail(new ImageDecodeError({ path, reason: "empty file (0 bytes)" }))
+  const pixels = pngPixels(bytes)
+  if (pixels > 0 && pixels <= SMALL_PNG_PIXELS) {
+    const fast = Effect.try({
+      try: () => Png.decodePng(bytes),
+      catch: (e) => new ImageDecodeError({ path, reason: e instanceof Error ? e.message : String(e) })
+    })
+    return Effect.flatMap(fast, (raw) =>
+      raw === undefined
+        ? decodeWithSharp(path, bytes)
+        : Effect.succeed(toRgb(raw.data, raw.width, raw.height, raw.channels))
+    )
+  }
+  return decodeWithSharp(path, bytes)
+}
+
+/** Decodes with sharp (libvips, on libuv's thread pool) and converts to RGB. */
+export const decodeWithSharp = (
+  path: string,
+  bytes: Uint8Array
+): Effect.Effect<RgbImage, ImageDecodeError> => {
   if (bytes.length === 0) return Effect.fail(new ImageDecodeError({ path, reason: "empty file (0 bytes)" }))
   return Effect.tryPromise({
     try: async () => {

@@ -1,0 +1,156 @@
+/**
+ * A PNG decoder for the common case (8-bit, non-interlaced, any colour type), with inflation
+ * done by zlib in C. For small images sharp's fixed cost per call (pipeline setup, thread-pool
+ * hand-off) is several times the decoding work; this path skips it. Anything else (16-bit,
+ * sub-byte depths, interlacing) is left to sharp.
+ *
+ * The factory is self-contained (it only uses the zlib functions it is given) so the decode
+ * workers can run the same source.
+ */
+import { crc32, inflateSync } from "node:zlib"
+
+export interface RawPixels {
+  readonly width: number
+  readonly height: number
+  /** 1 grey, 2 grey + alpha, 3 RGB, 4 RGBA; 8-bit interleaved. */
+  readonly channels: number
+  readonly data: Uint8Array
+}
+
+export function makePngDecoder(zlib: {
+  readonly inflateSync: (data: Uint8Array) => Uint8Array
+  readonly crc32: (data: Uint8Array) => number
+}) {
+  const SIGNATURE = [137, 80, 78, 71, 13, 10, 26, 10]
+
+  const isPng = (bytes: Uint8Array): boolean => bytes.length >= 8 && SIGNATURE.every((b, i) => bytes[i] === b)
+
+  const u32 = (b: Uint8Array, o: number) =>
+    ((b[o] << 24) | (b[o + 1] << 16) | (b[o + 2] << 8) | b[o + 3]) >>> 0
+
+  const unfilter = (raw: Uint8Array, width: number, height: number, bpp: number): Uint8Array => {
+    const stride = width * bpp
+    const out = new Uint8Array(stride * height)
+    for (let y = 0; y < height; y++) {
+      const filter = raw[y * (stride + 1)]
+      const src = y * (stride + 1) + 1
+      const row = y * stride
+      const prev = row - stride
+      switch (filter) {
+        case 0:
+          out.set(raw.subarray(src, src + stride), row)
+          break
+        case 1:
+          for (let i = 0; i < stride; i++) out[row + i] = raw[src + i] + (i >= bpp ? out[row + i - bpp] : 0)
+          break
+        case 2:
+          for (let i = 0; i < stride; i++) out[row + i] = raw[src + i] + (y > 0 ? out[prev + i] : 0)
+          break
+        case 3:
+          for (let i = 0; i < stride; i++) {
+            const left = i >= bpp ? out[row + i - bpp] : 0
+            const up = y > 0 ? out[prev + i] : 0
+            out[row + i] = raw[src + i] + ((left + up) >> 1)
+          }
+          break
+        case 4:
+          for (let i = 0; i < stride; i++) {
+            const a = i >= bpp ? out[row + i - bpp] : 0
+            const b = y > 0 ? out[prev + i] : 0
+            const c = i >= bpp && y > 0 ? out[prev + i - bpp] : 0
+            const p = a + b - c
+            const pa = Math.abs(p - a)
+            const pb = Math.abs(p - b)
+            const pc = Math.abs(p - c)
+            out[row + i] = raw[src + i] + (pa <= pb && pa <= pc ? a : pb <= pc ? b : c)
+          }
+          break
+        default:
+          throw new Error(`PNG: invalid filter type ${filter} in row ${y}`)
+      }
+    }
+    return out
+  }
+
+  /**
+   * Decodes `bytes`; `undefined` when the file is a PNG this decoder leaves to sharp. Throws on
+   * a damaged file (bad CRC, truncated, inconsistent sizes), like libpng and PIL.
+   */
+  const decodePng = (bytes: Uint8Array): RawPixels | undefined => {
+    if (!isPng(bytes)) return undefined
+    let pos = 8
+    let width = 0
+    let height = 0
+    let depth = 0
+    let colorType = -1
+    let interlace = 0
+    let palette: Uint8Array | undefined
+    const idat: Array<Uint8Array> = []
+    let ended = false
+    while (!ended) {
+      if (pos + 12 > bytes.length) throw new Error("PNG: file is truncated")
+      const length = u32(bytes, pos)
+      const type = String.fromCharCode(bytes[pos + 4], bytes[pos + 5], bytes[pos + 6], bytes[pos + 7])
+      const end = pos + 8 + length
+      if (end + 4 > bytes.length) throw new Error(`PNG: file is truncated inside chunk ${type}`)
+      if (zlib.crc32(bytes.subarray(pos + 4, end)) !== u32(bytes, end))
+        throw new Error(`PNG: CRC error in chunk ${type}`)
+      const data = bytes.subarray(pos + 8, end)
+      if (type === "IHDR") {
+        width = u32(data, 0)
+        height = u32(data, 4)
+        depth = data[8]
+        colorType = data[9]
+        interlace = data[12]
+      } else if (type === "PLTE") palette = data
+      else if (type === "IDAT") idat.push(data)
+      else if (type === "IEND") ended = true
+      pos = end + 4
+    }
+    if (width === 0 || height === 0) throw new Error("PNG: missing or empty IHDR")
+    if (depth !== 8 || interlace !== 0) return undefined
+    const channels =
+      colorType === 0
+        ? 1
+        : colorType === 2
+          ? 3
+          : colorType === 3
+            ? 1
+            : colorType === 4
+              ? 2
+              : colorType === 6
+                ? 4
+                : 0
+    if (channels === 0) throw new Error(`PNG: invalid colour type ${colorType}`)
+    let total = 0
+    for (const c of idat) total += c.length
+    const compressed = new Uint8Array(total)
+    let o = 0
+    for (const c of idat) {
+      compressed.set(c, o)
+      o += c.length
+    }
+    const raw = zlib.inflateSync(compressed)
+    if (raw.length < height * (width * channels + 1)) throw new Error("PNG: image data is truncated")
+    const pixels = unfilter(raw, width, height, channels)
+    if (colorType !== 3) return { width, height, channels, data: pixels }
+    // Palette images become RGB through the palette; PIL's convert('RGB') ignores tRNS too.
+    if (palette === undefined) throw new Error("PNG: palette image without PLTE")
+    const rgb = new Uint8Array(width * height * 3)
+    for (let i = 0; i < pixels.length; i++) {
+      const k = pixels[i] * 3
+      if (k + 2 >= palette.length) throw new Error(`PNG: palette index ${pixels[i]} out of range`)
+      rgb[3 * i] = palette[k]
+      rgb[3 * i + 1] = palette[k + 1]
+      rgb[3 * i + 2] = palette[k + 2]
+    }
+    return { width, height, channels: 3, data: rgb }
+  }
+
+  return { isPng, decodePng }
+}
+
+const decoder = makePngDecoder({ inflateSync, crc32 })
+
+export const isPng = decoder.isPng
+export const decodePng = decoder.decodePng
