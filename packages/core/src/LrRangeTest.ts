@@ -10,6 +10,7 @@
  */
 import { Effect, Stream } from "effect"
 
+/** Exponential or linear steps, as optim's `LrRange.makeLrFn` (the chapter's `make_lr_fn`). */
 export type StepMode = "exp" | "linear"
 
 export interface Options {
@@ -57,19 +58,6 @@ export const smooth = (previous: number | undefined, loss: number, alpha: number
 
 /** The lr of iteration `i` (the chapter's `start_lr * lr_fn(i)`). */
 export type LrAt = (iteration: number) => number
-
-/**
- * The chapter's `make_lr_fn`: the factor multiplying `startLr` at iteration `i`, exponential
- * (`(end / start) ** (i / numIter)`) or linear (`1 + i * (end / start - 1) / numIter`).
- */
-export const makeLrFn = (startLr: number, endLr: number, numIter: number, stepMode: StepMode = "exp") => {
-  if (stepMode === "linear") {
-    const factor = (endLr / startLr - 1) / numIter
-    return (iteration: number) => 1 + iteration * factor
-  }
-  const factor = (Math.log(endLr) - Math.log(startLr)) / numIter
-  return (iteration: number) => Math.exp(factor) ** iteration
-}
 
 interface Fold<S> {
   readonly state: S

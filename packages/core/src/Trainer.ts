@@ -18,7 +18,7 @@
 
 import type { Batch } from "@stepwise/data"
 import { type DataLoader, Random } from "@stepwise/data"
-import type { Numeric, Optimizer, Scheduler } from "@stepwise/optim"
+import { LrRange, type Numeric, type Optimizer, type Scheduler } from "@stepwise/optim"
 import * as tf from "@tensorflow/tfjs-core"
 import { Effect, Option, PubSub, Ref, Schema, Stream } from "effect"
 import * as Events from "./Events.js"
@@ -445,20 +445,14 @@ export interface RangeTestOptions extends LrRangeTest.Options {
  */
 export const lrRangeTest = <E, R>(
   t: Trainer<E, R>,
-  options: RangeTestOptions,
-  makeLrFn: (
-    startLr: number,
-    endLr: number,
-    numIter: number,
-    mode: LrRangeTest.StepMode
-  ) => (i: number) => number = LrRangeTest.makeLrFn
+  options: RangeTestOptions
 ): Effect.Effect<LrRangeTest.Result, E | InvalidTrainer, R> =>
   Effect.gen(function* () {
     const loader = (options.loader ?? t.config.trainLoader) as Loader<E, R> | undefined
     if (loader === undefined) return yield* new InvalidTrainer({ reason: "no loader for the LR range test" })
     const base = hyper(t)
     const numIter = options.numIter ?? 100
-    const factor = makeLrFn(base.lr, options.endLr, numIter, options.stepMode ?? "exp")
+    const factor = LrRange.makeLrFn(base.lr, options.endLr, numIter, options.stepMode ?? "exp")
     const seed = options.seed ?? 42
     type S = {
       readonly params: Tensors

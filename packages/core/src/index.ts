@@ -1,3 +1,4 @@
+export * as Checkpoint from "./Checkpoint.js"
 export * as Cnn2 from "./Cnn2.js"
 export * as Engine from "./Engine.js"
 export * as Events from "./Events.js"

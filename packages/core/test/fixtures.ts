@@ -6,6 +6,7 @@ import { Effect } from "effect"
 import * as Cnn2 from "../src/Cnn2.js"
 import * as Engine from "../src/Engine.js"
 import * as Loss from "../src/Loss.js"
+import * as Module from "../src/Module.js"
 import * as Trainer from "../src/Trainer.js"
 
 export const useEngine = () => Effect.runPromise(Engine.use("wasm"))
@@ -59,3 +60,5 @@ export const values = (params: Readonly<Record<string, tf.Tensor>>) =>
   Object.fromEntries(Object.entries(params).map(([k, v]) => [k, Array.from(v.dataSync())]))
 
 export const cnn5 = () => Cnn2.make({ nFilters: 5, p: 0.3 }).model
+
+export const cnn5Params = () => Module.init(cnn5(), Random.make(5))

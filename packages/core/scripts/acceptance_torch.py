@@ -1,0 +1,97 @@
+"""PyTorch side of the acceptance run: the chapter's two recipes on the same image files.
+
+Usage: /usr/bin/python3 packages/core/scripts/acceptance_torch.py ROOT SEEDS [EPOCHS]
+  ROOT   folder holding rps/ and rps-test-set/ (e.g. packages/data/assets/rps-28)
+  SEEDS  comma-separated torch.manual_seed values (the chapter uses 13)
+Prints one JSON line: {"adam": [correct per seed], "sgd": [...], "total": 372}.
+The code follows the chapter (StepByStep's train loop, make_normalizer, CyclicLR per batch).
+"""
+import json
+import sys
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.optim as optim
+from torch.optim.lr_scheduler import CyclicLR
+from torch.utils.data import DataLoader
+from torchvision.datasets import ImageFolder
+from torchvision.transforms import Compose, Normalize, Resize, ToTensor
+
+sys.path.insert(0, __file__.rsplit("/", 1)[0])
+from cnn2_fixture import CNN2  # noqa: E402
+
+
+def make_normalizer(loader):
+    n, means, stds = 0, 0, 0
+    for images, _ in loader:
+        flat = images.reshape(images.size(0), images.size(1), -1)
+        n += images.size(0)
+        means = means + flat.mean(axis=2).sum(axis=0)
+        stds = stds + flat.std(axis=2).sum(axis=0)
+    return Normalize(mean=means / n, std=stds / n)
+
+
+def correct(model, loader):
+    model.eval()
+    right, total = 0, 0
+    with torch.no_grad():
+        for x, y in loader:
+            right += (model(x).argmax(1) == y).sum().item()
+            total += len(y)
+    return right, total
+
+
+def train(model, loss_fn, optimizer, scheduler, train_loader, val_loader, epochs):
+    for _ in range(epochs):
+        model.train()
+        for x, y in train_loader:
+            loss = loss_fn(model(x), y)
+            loss.backward()
+            optimizer.step()
+            optimizer.zero_grad()
+            if scheduler is not None:
+                scheduler.step()
+        model.eval()
+        with torch.no_grad():
+            np.mean([loss_fn(model(x), y).item() for x, y in val_loader])
+
+
+def main():
+    root, seeds = sys.argv[1], [int(s) for s in sys.argv[2].split(",")]
+    epochs = int(sys.argv[3]) if len(sys.argv) > 3 else 10
+    torch.set_num_threads(2)
+    temp = ImageFolder(root=f"{root}/rps", transform=Compose([Resize(28), ToTensor()]))
+    normalizer = make_normalizer(DataLoader(temp, batch_size=16))
+    composer = Compose([Resize(28), ToTensor(), normalizer])
+    train_data = ImageFolder(root=f"{root}/rps", transform=composer)
+    val_data = ImageFolder(root=f"{root}/rps-test-set", transform=composer)
+    # Decode once (the transforms are deterministic), as the TypeScript side does.
+    train_x = torch.stack([x for x, _ in train_data])
+    train_y = torch.tensor([y for _, y in train_data])
+    val_x = torch.stack([x for x, _ in val_data])
+    val_y = torch.tensor([y for _, y in val_data])
+    train_set = torch.utils.data.TensorDataset(train_x, train_y)
+    val_loader = DataLoader(torch.utils.data.TensorDataset(val_x, val_y), batch_size=16)
+    out = {"adam": [], "sgd": [], "total": len(val_data), "torch": torch.__version__}
+    for seed in seeds:
+        torch.manual_seed(seed)
+        model = CNN2(n_filters=5, p=0.3)
+        opt = optim.Adam(model.parameters(), lr=3e-4)
+        train_loader = DataLoader(train_set, batch_size=16, shuffle=True)
+        train(model, nn.CrossEntropyLoss(), opt, None, train_loader, val_loader, epochs)
+        out["adam"].append(correct(model, val_loader)[0])
+
+        torch.manual_seed(seed)
+        model = CNN2(n_filters=5, p=0.5)
+        opt = optim.SGD(model.parameters(), lr=0.03, momentum=0.9, nesterov=True)
+        train_loader = DataLoader(train_set, batch_size=16, shuffle=True)
+        sched = CyclicLR(opt, base_lr=1e-3, max_lr=0.01, step_size_up=len(train_loader), mode="triangular2")
+        train(model, nn.CrossEntropyLoss(), opt, sched, train_loader, val_loader, epochs)
+        out["sgd"].append(correct(model, val_loader)[0])
+        print(json.dumps({"seed": seed, "adam": out["adam"][-1], "sgd": out["sgd"][-1]}), file=sys.stderr, flush=True)
+    print(json.dumps(out))
+
+
+if __name__ == "__main__":
+    main()
