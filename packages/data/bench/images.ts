@@ -31,7 +31,7 @@ interface Ours {
 }
 
 /** One cold pass then `LATER_EPOCHS` cached epochs through the chapter's pipeline. */
-const ours = (root: string, decodeOn: "main" | "workers", concurrency: number): Promise<Ours> =>
+const ours = (root: string, decodeOn: ImageFolder.DecodeOn, concurrency: number): Promise<Ours> =>
   Effect.runPromise(
     Effect.gen(function* () {
       const t0 = performance.now()
@@ -91,7 +91,8 @@ const report = async (name: string, root: string) => {
   warm(root)
   const sequential = await ours(root, "main", 1)
   const onMain = await ours(root, "main", 16)
-  const concurrent = await ours(root, "workers", 16)
+  const onWorkers = await ours(root, "workers", 16)
+  const concurrent = await ours(root, "auto", 16)
   const tv0 = torchvision(root, 0)
   const tv2 = torchvision(root, 2)
   console.log(`\n${name}: ${concurrent.n} images (${root})`)
@@ -100,7 +101,8 @@ const report = async (name: string, root: string) => {
     console.log(`  ${label.padEnd(44)}${fmt(ms)}${fmt(ms / concurrent.n, 3)}`)
   row("stepwise first pass, main thread, 1 in flight", sequential.firstMs)
   row("stepwise first pass, main thread, 16 in flight", onMain.firstMs)
-  row(`stepwise first pass, ${DecodePool.defaultThreads()} workers, 16 in flight`, concurrent.firstMs)
+  row(`stepwise first pass, ${DecodePool.defaultThreads()} workers, 16 in flight`, onWorkers.firstMs)
+  row("stepwise first pass, default (auto)", concurrent.firstMs)
   row(`stepwise later epoch (cached, median of ${LATER_EPOCHS})`, concurrent.laterMs)
   if (tv0) row("torchvision epoch, num_workers=0", tv0.epochMs)
   if (tv2) row("torchvision epoch, num_workers=2", tv2.epochMs)

@@ -45,6 +45,8 @@ export const hasImageExtension = (path: string): boolean => {
 
 export type OnError = "fail" | "skip"
 
+export type DecodeOn = "auto" | "workers" | "main"
+
 export interface SampleRef {
   readonly path: string
   readonly label: number
@@ -65,15 +67,16 @@ export interface Options<A> {
    */
   readonly resize?: number | readonly [number, number]
   /**
-   * Where the default decoder runs: `"workers"` (default; one thread per core, files read
-   * directly) or `"main"` (sharp's pool, files read through the `FileSystem` service).
-   * Ignored when a custom `loader` is given.
+   * Where the default decoder runs: `"workers"` (one thread per core), `"main"` (blocking reads,
+   * small PNGs decoded in JavaScript, others by sharp on libuv's pool) or `"auto"`
+   * (default: the main thread when the first image is small, where a worker round trip costs
+   * more than the decode, otherwise the workers). Ignored when a custom `loader` is given.
    */
-  readonly decodeOn?: "workers" | "main"
+  readonly decodeOn?: DecodeOn
   /** Applied to each decoded RGB image (default: none, the `RgbImage` itself). */
   readonly transform?: Transform<Image.RgbImage, A>
   readonly targetTransform?: (label: number) => number
-  /** Reads and decodes one file (default: sharp, PIL-compatible RGB). */
+  /** Reads and decodes one file (default: `Image.loadBlocking` or the decode workers, see `decodeOn`). */
   readonly loader?: (path: string) => Effect.Effect<Image.RgbImage, ImageDecodeError, FileSystem.FileSystem>
   /** Which files are samples (default: an image extension). Receives the full path. */
   readonly isValidFile?: (path: string) => boolean
@@ -181,15 +184,21 @@ export const make = <A = Image.RgbImage>(
     const target = options.targetTransform ?? ((l: number) => l)
     const size = options.resize
     const resizeOnMain = size === undefined ? undefined : Resize(size)
-    const load: (path: string) => Effect.Effect<Image.RgbImage, ImageDecodeError, FileSystem.FileSystem> =
-      options.loader !== undefined || options.decodeOn === "main"
-        ? (path) => {
-            const decoded = (options.loader ?? Image.load)(path)
-            return resizeOnMain === undefined
-              ? decoded
-              : Effect.map(decoded, (img) => resizeOnMain(img, noContext))
-          }
-        : (path) => DecodePool.decode(path, size)
+    let where: "main" | "workers" | undefined =
+      options.loader !== undefined
+        ? "main"
+        : options.decodeOn === "auto"
+          ? undefined
+          : (options.decodeOn ?? undefined)
+    const onMain = (path: string) =>
+      (options.loader ?? Image.loadBlocking)(path).pipe(
+        Effect.tap((img) => {
+          where ??= img.width * img.height <= Image.SMALL_PNG_PIXELS ? "main" : "workers"
+        }),
+        Effect.map((img) => (resizeOnMain === undefined ? img : resizeOnMain(img, noContext)))
+      )
+    const load = (path: string): Effect.Effect<Image.RgbImage, ImageDecodeError, FileSystem.FileSystem> =>
+      where === "workers" ? DecodePool.decode(path, size) : onMain(path)
     const onError = options.onError ?? "fail"
     const concurrency = options.concurrency ?? 8
     const get = (index: number, epoch = options.epoch ?? 0) => {
@@ -300,7 +309,7 @@ export const loadImageFolder = (
     readonly resize?: number | readonly [number, number]
     readonly onError?: OnError
     readonly concurrency?: number
-    readonly decodeOn?: "workers" | "main"
+    readonly decodeOn?: DecodeOn
   } = {}
 ): Effect.Effect<TensorDataset.TensorDataset, ImageFolderError, FileSystem.FileSystem> =>
   Effect.flatMap(
