@@ -1,0 +1,102 @@
+/**
+ * `npm run bench -w packages/core` (second table): one full epoch of the chapter's training loop
+ * through `Trainer.train` on cached data (2,520 training images in shuffled batches of 16, then
+ * validation on 372), CNN2(5, p = 0.3) with Adam 3e-4, on each engine, next to PyTorch's
+ * StepByStep-style epoch (Debian's python3-torch, 2 threads) measured in the same run.
+ * Decoding is excluded on both sides (decode once, train many epochs). Compare ratios of one run.
+ */
+import { execFileSync } from "node:child_process"
+import { fileURLToPath } from "node:url"
+import { Cnn2, Engine, FusedOptimizer, Loss, Trainer } from "@stepwise/core"
+import { DataLoader, Random, TensorDataset } from "@stepwise/data"
+import { Adam, Optimizers, TfNumeric } from "@stepwise/optim"
+import * as tf from "@tensorflow/tfjs-core"
+import { Effect } from "effect"
+
+const quick = process.argv.includes("--quick")
+const median = (xs: ReadonlyArray<number>) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]
+
+const dataset = (n: number, seed: number) => {
+  const [x] = Random.normals(Random.make(seed), n * 3 * 28 * 28)
+  return TensorDataset.make({
+    x: Float32Array.from(x),
+    y: Int32Array.from({ length: n }, (_, i) => i % 3),
+    sampleShape: [3, 28, 28]
+  })
+}
+
+const train = dataset(2520, 1)
+const val = dataset(372, 2)
+
+const epochs = (backend: Engine.BackendName, repeats: number) =>
+  Effect.gen(function* () {
+    yield* Engine.use(backend)
+    const config = Adam.Config.make({ lr: 3e-4 })
+    const generic = yield* Optimizers.fromConfig(config)
+    const t = Trainer.make(
+      {
+        model: Cnn2.make({ nFilters: 5, p: 0.3 }).model,
+        loss: Loss.crossEntropy,
+        optimizer: FusedOptimizer.def(config, generic)(TfNumeric.TfNumeric),
+        trainLoader: DataLoader.fromTensorDataset(train, { batchSize: 16, shuffle: true, seed: 13 }),
+        valLoader: DataLoader.fromTensorDataset(val, { batchSize: 16 })
+      },
+      Random.make(13)
+    )
+    const times: Array<number> = []
+    const tensors: Array<number> = []
+    let last = t
+    // One warm-up epoch, then `repeats` timed ones, each continuing from the previous.
+    for (let i = 0; i <= repeats; i++) {
+      const t0 = performance.now()
+      const next = yield* Trainer.train(last, 1, 42)
+      if (i > 0) times.push((performance.now() - t0) / 1000)
+      Trainer.dispose(last)
+      last = next
+      tensors.push(tf.memory().numTensors)
+    }
+    Trainer.dispose(last)
+    return { seconds: median(times), tensors }
+  })
+
+const torchEpoch = (): { label: string; seconds: number } | string => {
+  try {
+    execFileSync("/usr/bin/python3", ["-c", "import torch"], { stdio: "ignore" })
+  } catch {
+    return "PyTorch not installed (/usr/bin/python3 -c 'import torch' failed): skipped"
+  }
+  const script = fileURLToPath(new URL("../../scripts/epoch_torch.py", import.meta.url))
+  const out = JSON.parse(
+    execFileSync("/usr/bin/python3", [script, quick ? "1" : "3", "2"], { encoding: "utf8" })
+  )
+  return { label: `PyTorch ${out.torch} (${out.threads} threads)`, seconds: out.sPerEpoch }
+}
+
+const program = Effect.gen(function* () {
+  const wasm = yield* epochs("wasm", quick ? 1 : 3)
+  const cpu = yield* epochs("cpu", 1)
+  const torch = torchEpoch()
+  const ref = typeof torch === "string" ? undefined : torch.seconds
+  const ratio = (s: number) => (ref === undefined ? "-" : `${(s / ref).toFixed(2)}x`)
+  console.log(
+    "\nFull epoch on cached data (Trainer.train: 158 steps of 16 + validation on 372), CNN2(5), Adam"
+  )
+  console.log("| engine | s per epoch | vs PyTorch | tensors after each epoch |")
+  console.log("| --- | --- | --- | --- |")
+  console.log(
+    `| stepwise wasm | ${wasm.seconds.toFixed(2)} | ${ratio(wasm.seconds)} | ${wasm.tensors.join(", ")} |`
+  )
+  console.log(
+    `| stepwise cpu | ${cpu.seconds.toFixed(2)} | ${ratio(cpu.seconds)} | ${cpu.tensors.join(", ")} |`
+  )
+  if (typeof torch === "string") console.log(torch)
+  else console.log(`| ${torch.label} | ${torch.seconds.toFixed(2)} | 1x | - |`)
+})
+
+Effect.runPromise(program).then(
+  () => process.exit(0),
+  (e) => {
+    console.error(e)
+    process.exit(1)
+  }
+)
