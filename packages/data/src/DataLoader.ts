@@ -6,6 +6,7 @@
  */
 import { Effect, Option, Stream } from "effect"
 import type { Batch, Targets } from "./Batch.js"
+import { InvalidArgument } from "./Errors.js"
 import * as Random from "./Random.js"
 import * as TensorDataset from "./TensorDataset.js"
 
@@ -64,7 +65,7 @@ export const batchIndices = (n: number, options: Options, epoch: number): Readon
 
 const checkBatchSize = (batchSize: number) => {
   if (!Number.isInteger(batchSize) || batchSize < 1) {
-    throw new RangeError(`DataLoader: batchSize must be a positive integer, got ${batchSize}`)
+    throw new InvalidArgument({ field: "batchSize", value: batchSize, reason: "must be a positive integer" })
   }
 }
 

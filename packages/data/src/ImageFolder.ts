@@ -19,6 +19,7 @@ import {
   type ImageDecodeError,
   type ImageFolderError,
   ImageFolderNotFound,
+  InvalidArgument,
   NoClassFolders,
   SampleShapeMismatch
 } from "./Errors.js"
@@ -347,7 +348,11 @@ export const loader = <C>(
   options: LoaderOptions<C>
 ): DataLoader.DataLoader<Int32Array, ImageDecodeError | SampleShapeMismatch, FileSystem.FileSystem> => {
   if (!Number.isInteger(options.batchSize) || options.batchSize < 1) {
-    throw new RangeError(`ImageFolder.loader: batchSize must be a positive integer, got ${options.batchSize}`)
+    throw new InvalidArgument({
+      field: "batchSize",
+      value: options.batchSize,
+      reason: "must be a positive integer"
+    })
   }
   const cache: Array<C | undefined> = new Array(folder.length)
   const bad = new Set<number>()

@@ -10,6 +10,7 @@
  * out values or independent states to code that runs inside `Effect`.
  */
 import { Context, Effect, Layer, Ref } from "effect"
+import { InvalidArgument } from "./Errors.js"
 
 /** Four uint32 words of xoshiro128** state. Never all zero. */
 export type State = readonly [number, number, number, number]
@@ -36,7 +37,7 @@ const fromWords = (a: number, b: number, c: number, d: number): State => {
  */
 export const make = (seed: number): State => {
   if (!Number.isSafeInteger(seed))
-    throw new RangeError(`Random.make: seed must be a safe integer, got ${seed}`)
+    throw new InvalidArgument({ field: "seed", value: seed, reason: "must be a safe integer" })
   const lo = seed >>> 0
   const hi = Math.floor(seed / 0x100000000) >>> 0
   let x = mix32(lo ^ mix32(hi))
@@ -84,7 +85,7 @@ export const nextFloat = (state: State): readonly [number, State] => {
 /** An integer uniform in [0, n) without modulo bias (rejection sampling), for 1 <= n <= 2^32. */
 export const nextInt = (state: State, n: number): readonly [number, State] => {
   if (!Number.isInteger(n) || n < 1 || n > 0x100000000) {
-    throw new RangeError(`Random.nextInt: n must be an integer in [1, 2^32], got ${n}`)
+    throw new InvalidArgument({ field: "n", value: n, reason: "must be an integer in [1, 2^32]" })
   }
   // Largest multiple of n not above 2^32: values at or beyond it are rejected.
   const limit = 0x100000000 - (0x100000000 % n)

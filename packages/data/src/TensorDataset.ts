@@ -4,6 +4,7 @@
  */
 import { Schema } from "effect"
 import type { Batch, Targets } from "./Batch.js"
+import { InvalidArgument } from "./Errors.js"
 import * as Random from "./Random.js"
 import { type NormalizeParams, normalizeCHW } from "./Transforms.js"
 
@@ -144,9 +145,11 @@ export const splitCounts = (n: number, lengths: ReadonlyArray<number>): Readonly
     for (let i = 0; rest > 0; i = (i + 1) % counts.length, rest--) counts[i]++
     return counts
   }
-  throw new RangeError(
-    `randomSplit: lengths [${lengths.join(", ")}] neither sum to ${n} nor are fractions summing to 1`
-  )
+  throw new InvalidArgument({
+    field: "lengths",
+    value: lengths,
+    reason: `neither sum to ${n} nor are fractions summing to 1`
+  })
 }
 
 /**

@@ -6,6 +6,8 @@
  * so an augmentation is reproducible, independent of decoding order and concurrency, and still
  * different every epoch.
  */
+
+import { InvalidArgument } from "./Errors.js"
 import type { RgbImage } from "./Image.js"
 import * as Random from "./Random.js"
 import * as Resample from "./Resample.js"
@@ -28,7 +30,7 @@ export const noContext: Context = { epoch: 0, index: 0 }
 
 const checkPositiveInt = (name: string, v: number) => {
   if (!Number.isInteger(v) || v < 1)
-    throw new RangeError(`${name}: size must be a positive integer, got ${v}`)
+    throw new InvalidArgument({ field: `${name} size`, value: v, reason: "must be a positive integer" })
 }
 
 /** torchvision's `Resize` output size as [width, height] (an int matches the smaller edge). */
@@ -203,9 +205,11 @@ export interface NormalizeParams {
  */
 export const normalizeCHW = (data: Float32Array, channels: number, params: NormalizeParams): Float32Array => {
   if (params.mean.length !== channels || params.std.length !== channels) {
-    throw new RangeError(
-      `Normalize: expected ${channels} means and stds, got ${params.mean.length}/${params.std.length}`
-    )
+    throw new InvalidArgument({
+      field: "Normalize mean/std",
+      value: { mean: params.mean, std: params.std },
+      reason: `expected ${channels} values each, one per channel`
+    })
   }
   const hw = data.length / channels
   const out = new Float32Array(data.length)

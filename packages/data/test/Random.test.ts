@@ -1,5 +1,5 @@
 import { it as eit } from "@effect/vitest"
-import { Random } from "@stepwise/data"
+import { Errors, Random } from "@stepwise/data"
 import { Effect } from "effect"
 import fc from "fast-check"
 import { describe, expect, it } from "vitest"
@@ -29,6 +29,12 @@ describe("Random (xoshiro128**)", () => {
         expect(Random.make(seed)).toEqual(s)
       })
     )
+  })
+
+  it("rejects seeds and ranges it cannot honour with a typed error", () => {
+    expect(() => Random.make(1.5)).toThrow(Errors.InvalidArgument)
+    expect(() => Random.make(2 ** 60)).toThrow(/invalid seed/)
+    expect(() => Random.nextInt(Random.make(1), 0)).toThrow(/invalid n = 0/)
   })
 
   it("gives different streams for neighbouring seeds and for seeds beyond 2^32", () => {

@@ -1,7 +1,7 @@
 import { readFileSync } from "node:fs"
 import { NodeFileSystem } from "@effect/platform-node"
 import { it as eit } from "@effect/vitest"
-import { Image, Transforms } from "@stepwise/data"
+import { Errors, Image, Transforms } from "@stepwise/data"
 import { Effect } from "effect"
 import fc from "fast-check"
 import { describe, expect, it } from "vitest"
@@ -87,6 +87,14 @@ describe("Resize is torchvision's (Pillow's antialiased bilinear), pixel for pix
     expect(Transforms.resizedSize(64, 40, 28)).toEqual([44, 28]) // int(28 * 64 / 40) = 44
     expect(Transforms.resizedSize(64, 40, [10, 20])).toEqual([20, 10])
     expect(() => Transforms.Resize(0)).toThrow(/positive integer/)
+    try {
+      Transforms.CenterCrop([10, -1])
+      expect.unreachable()
+    } catch (e) {
+      expect(e).toBeInstanceOf(Errors.InvalidArgument)
+      expect((e as Errors.InvalidArgument).field).toBe("CenterCrop size")
+      expect((e as Errors.InvalidArgument).value).toBe(-1)
+    }
   })
 
   it("a constant image stays constant at any size", () => {
