@@ -266,4 +266,47 @@ describe("decode once: the cached loader", () => {
       expect((yield* run(DataLoader.collect(dropLast))).length).toBe(2)
     })
   )
+
+  it.effect(
+    "onError skip: the loader drops a bad file from its batch and warns once; the stream skips it",
+    () =>
+      Effect.gen(function* () {
+        const root = tempRoot()
+        yield* Effect.promise(async () => {
+          for (let i = 0; i < 6; i++) await png(join(root, i < 3 ? "l" : "r", `${i}.png`), 4, 4, i * 30)
+        })
+        writeFileSync(join(root, "r", "broken.png"), "garbage")
+        const logs: Array<string> = []
+        const logger = Logger.make(({ message }) => {
+          logs.push(String(message))
+        })
+        const folder = yield* run(
+          ImageFolder.make(root, { transform: Transforms.ToTensor(), onError: "skip" })
+        )
+        expect(folder.length).toBe(7)
+        const loader = ImageFolder.loader(folder, { batchSize: 4 })
+        const e0 = yield* run(DataLoader.collect(loader, 0)).pipe(
+          Effect.provide(Logger.replace(Logger.defaultLogger, logger))
+        )
+        const e1 = yield* run(DataLoader.collect(loader, 1)).pipe(
+          Effect.provide(Logger.replace(Logger.defaultLogger, logger))
+        )
+        expect(e0.map((b) => b.shape[0])).toEqual([4, 2])
+        expect(e1).toEqual(e0)
+        expect(logs.filter((l) => l.includes("broken.png")).length).toBe(1)
+        const streamed = Chunk.toArray(
+          yield* run(Stream.runCollect(folder.stream)).pipe(
+            Effect.provide(Logger.replace(Logger.defaultLogger, logger))
+          )
+        )
+        expect(streamed.map((s) => s.path.slice(root.length + 1))).toEqual([
+          "l/0.png",
+          "l/1.png",
+          "l/2.png",
+          "r/3.png",
+          "r/4.png",
+          "r/5.png"
+        ])
+      })
+  )
 })
