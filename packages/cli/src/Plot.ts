@@ -27,9 +27,6 @@ export const LrFinderResult = Schema.Struct({
   suggestions: Schema.Record({ key: Schema.String, value: Schema.NullOr(Schema.Number) })
 })
 
-/** Captured gradients: one tensor per parameter, shaped [steps, ...parameter shape]. */
-export const gradientsFile = (layer: string) => `gradients-${layer}.safetensors`
-
 /** Writes one picture in the chosen format(s); returns the paths written. */
 export const writePicture = (dir: string, name: string, spec: Render.Spec, format: Format) =>
   Effect.gen(function* () {
@@ -189,7 +186,7 @@ const adaptedSpec = (run: string | undefined, layer: string | undefined) =>
     const names = (yield* fs.readDirectory(run).pipe(Effect.orElseSucceed(() => [] as Array<string>))).filter(
       (n) => /^gradients-.+\.safetensors$/.test(n)
     )
-    const chosen = layer === undefined ? names[0] : gradientsFile(layer)
+    const chosen = layer === undefined ? names[0] : Train.gradientsFile(layer)
     if (chosen === undefined || !names.includes(chosen)) {
       return yield* new PlotError({
         plot: "adapted-gradients",

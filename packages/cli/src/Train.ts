@@ -6,7 +6,7 @@
  * consistent checkpoint to leave behind, and `--resume` restarts the fold from it.
  */
 import { FileSystem, Path } from "@effect/platform"
-import { Engine, Events, Metrics, Trainer } from "@stepwise/core"
+import { Engine, Events, Metrics, Safetensors, Trainer } from "@stepwise/core"
 import type { Errors as DataErrors } from "@stepwise/data"
 import type { InvalidHyperparameter } from "@stepwise/optim"
 import { Clock, Effect, Exit, Fiber, Option, Queue, Schema, Stream } from "effect"
@@ -169,6 +169,24 @@ export const run = (args: Args) =>
       return yield* new ConfigError({ file, field: "epochs", reason: message })
     }
 
+    const captureLayer = Option.getOrUndefined(args.captureGradients)
+    const layers = [...new Set(Object.keys(fresh.params).map((n) => n.slice(0, n.lastIndexOf("."))))]
+    if (captureLayer !== undefined && !layers.includes(captureLayer)) {
+      Trainer.dispose(t)
+      return yield* new ConfigError({
+        file: "command line",
+        field: "capture-gradients",
+        reason: `no layer ${captureLayer} with parameters (CNN2 has ${layers.join(", ")})`
+      })
+    }
+    const capturedGrads: Captured =
+      captureLayer === undefined || resumeDir === undefined
+        ? {}
+        : yield* readCaptured(
+            p.join(runDir, gradientsFile(captureLayer)),
+            t.totalEpochs * loaders.train.numBatches
+          )
+
     // 3. The run folder.
     const runConfig: RunConfig = {
       recipe,
@@ -204,12 +222,16 @@ export const run = (args: Args) =>
 
     // 4. Events -> progress. The consumer reports each epoch's end on `epochDone`.
     const bus = yield* Events.makeBus
-    const epochDone = yield* Queue.unbounded<ReadonlyArray<number>>()
+    const epochDone = yield* Queue.unbounded<{ batchLrs: ReadonlyArray<number>; grads: Captured }>()
+    if (captureLayer !== undefined) {
+      yield* Events.register("Gradients", [captureLayer]).pipe(Effect.provideService(Events.TrainEvents, bus))
+    }
     const epochs = recipe.epochs
     const events = yield* Events.subscribe.pipe(Effect.provideService(Events.TrainEvents, bus))
     const consumer = yield* Effect.forkScoped(
       Effect.gen(function* () {
         let batchLrs: Array<number> = []
+        let grads: Record<string, { shape: ReadonlyArray<number>; steps: Array<Float32Array> }> = {}
         let epochStart = yield* Clock.currentTimeMillis
         let lastDraw = 0
         yield* Stream.runForEach(events, (e) =>
@@ -218,6 +240,12 @@ export const run = (args: Args) =>
               // published as each epoch starts (a fresh `train` call announces its lr)
               epochStart = yield* Clock.currentTimeMillis
               batchLrs = []
+              grads = {}
+            } else if (e._tag === "Gradients") {
+              for (const [param, v] of Object.entries(e.values)) {
+                const entry = (grads[param] ??= { shape: v.shape, steps: [] })
+                entry.steps.push(Float32Array.from(v.values))
+              }
             } else if (e._tag === "BatchEnd") {
               batchLrs.push(e.lr)
               const now = yield* Clock.currentTimeMillis
@@ -242,7 +270,7 @@ export const run = (args: Args) =>
                 )
               }
             } else if (e._tag === "TrainEnd") {
-              yield* Queue.offer(epochDone, batchLrs)
+              yield* Queue.offer(epochDone, { batchLrs, grads })
             }
           })
         )
@@ -261,7 +289,7 @@ export const run = (args: Args) =>
         const next = yield* Trainer.train(t, 1, recipe.seed).pipe(
           Effect.provideService(Events.TrainEvents, bus)
         )
-        const batchLrs = yield* Queue.take(epochDone)
+        const { batchLrs, grads } = yield* Queue.take(epochDone)
         const trainCorrect = yield* correctOn(next, loaders.train)
         const valCorrect = loaders.val === undefined ? null : yield* correctOn(next, loaders.val)
         const epochEnded = yield* Clock.currentTimeMillis
@@ -278,6 +306,13 @@ export const run = (args: Args) =>
         }
         // The new state is saved before the old one is let go: an interrupt in between leaves
         // the previous epoch's checkpoint, which is still valid.
+        if (captureLayer !== undefined) {
+          for (const [param, g] of Object.entries(grads)) {
+            const entry = (capturedGrads[param] ??= { shape: g.shape, steps: [] })
+            entry.steps.push(...g.steps)
+          }
+          yield* writeCaptured(p.join(runDir, gradientsFile(captureLayer)), capturedGrads)
+        }
         yield* Checkpoint.save(p.join(ckptDir, Checkpoint.fileName(epoch)), next)
         Trainer.dispose(t)
         t = next
@@ -393,6 +428,48 @@ export const run = (args: Args) =>
     })
     Trainer.dispose(t)
   }).pipe(Effect.scoped)
+
+/** Gradients of one layer per parameter, one host copy per mini-batch. */
+type Captured = Record<string, { shape: ReadonlyArray<number>; steps: Array<Float32Array> }>
+
+/** `gradients-LAYER.safetensors`: per parameter, a [steps, ...shape] float32 tensor. */
+export const gradientsFile = (layer: string) => `gradients-${layer}.safetensors`
+
+const writeCaptured = (path: string, captured: Captured) =>
+  Effect.gen(function* () {
+    const tensors: Record<string, Safetensors.HostTensor> = {}
+    for (const [param, { shape, steps }] of Object.entries(captured)) {
+      const per = shape.reduce((a, b) => a * b, 1)
+      const data = new Float32Array(steps.length * per)
+      steps.forEach((s, i) => {
+        data.set(s, i * per)
+      })
+      tensors[param] = Safetensors.tensor(data, [steps.length, ...shape])
+    }
+    yield* Safetensors.write(path, { tensors, metadata: { format: "stepwise-gradients/1" } })
+  }).pipe(Effect.mapError((e) => new RunFolderError({ path, reason: String(e.message).split("\n")[0] })))
+
+/** The first `steps` captured gradients of a resumed run (those of its checkpointed epochs). */
+const readCaptured = (path: string, steps: number) =>
+  Effect.gen(function* () {
+    if (!(yield* Run.exists(path))) return {} as Captured
+    const file = yield* Safetensors.read(path).pipe(
+      Effect.mapError((e) => new RunFolderError({ path, reason: String(e.message).split("\n")[0] }))
+    )
+    const out: Captured = {}
+    for (const [param, h] of Object.entries(file.tensors)) {
+      const shape = h.shape.slice(1)
+      const per = shape.reduce((a, b) => a * b, 1)
+      const data = Float32Array.from(h.data as ArrayLike<number>)
+      out[param] = {
+        shape,
+        steps: Array.from({ length: Math.min(steps, h.shape[0]) }, (_, i) =>
+          data.slice(i * per, (i + 1) * per)
+        )
+      }
+    }
+    return out
+  })
 
 const correctOn = (t: Pipeline.AnyTrainer, loader: Trainer.Loader) =>
   Effect.map(

@@ -12,16 +12,34 @@ import { main } from "./Main.js"
 
 const program = main(process.argv).pipe(Effect.provide(NodeContext.layer))
 
+/**
+ * Exits once stdout and stderr are flushed. Explicit, because a finished run must end even if a
+ * library (a tensor backend, an image decoder's thread pool) still holds the event loop open.
+ */
+const exitWith = (code: number) => {
+  const streams = [process.stdout, process.stderr].filter((s) => s.writableLength > 0)
+  if (streams.length === 0) process.exit(code)
+  let pending = streams.length
+  for (const s of streams) {
+    s.once("drain", () => {
+      pending -= 1
+      if (pending === 0) process.exit(code)
+    })
+  }
+}
+
 NodeRuntime.runMain(program, {
   disableErrorReporting: true,
-  teardown: (exit, onExit) => {
-    if (Exit.isSuccess(exit)) return onExit(0)
-    const cause = exit.cause
-    if (Cause.isInterruptedOnly(cause)) return onExit(130)
-    const failure = Cause.failureOption(cause)
-    if (failure._tag === "Some" && ValidationError.isValidationError(failure.value)) return onExit(2)
-    const error = failure._tag === "Some" ? failure.value : Cause.squash(cause)
-    process.stderr.write(`stepwise: ${formatError(error)}\n`)
-    return onExit(1)
-  }
+  teardown: (exit) => exitWith(exitCode(exit))
 })
+
+function exitCode(exit: Exit.Exit<unknown, unknown>): number {
+  if (Exit.isSuccess(exit)) return 0
+  const cause = exit.cause
+  if (Cause.isInterruptedOnly(cause)) return 130
+  const failure = Cause.failureOption(cause)
+  if (failure._tag === "Some" && ValidationError.isValidationError(failure.value)) return 2
+  const error = failure._tag === "Some" ? failure.value : Cause.squash(cause)
+  process.stderr.write(`stepwise: ${formatError(error)}\n`)
+  return 1
+}
