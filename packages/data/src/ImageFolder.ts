@@ -13,6 +13,7 @@ import { Effect, Option, Stream } from "effect"
 import type { Batch } from "./Batch.js"
 import * as DataLoader from "./DataLoader.js"
 import * as DecodePool from "./DecodePool.js"
+import * as DiskCache from "./DiskCache.js"
 import {
   DataFileError,
   EmptyClassFolder,
@@ -51,6 +52,9 @@ export type DecodeOn = "auto" | "workers" | "main"
 export interface SampleRef {
   readonly path: string
   readonly label: number
+  /** Byte size and modification time when listed (the on-disk cache key uses them). */
+  readonly size: number
+  readonly mtimeMs: number
 }
 
 export interface Sample<A> {
@@ -74,6 +78,11 @@ export interface Options<A> {
    * more than the decode, otherwise the workers). Ignored when a custom `loader` is given.
    */
   readonly decodeOn?: DecodeOn
+  /**
+   * A folder for an on-disk cache of the decoded, `resize`d images (keyed by path, size, mtime
+   * and `resize`), so later processes skip decoding too. Off by default.
+   */
+  readonly diskCache?: string
   /** Applied to each decoded RGB image (default: none, the `RgbImage` itself). */
   readonly transform?: Transform<Image.RgbImage, A>
   readonly targetTransform?: (label: number) => number
@@ -124,11 +133,17 @@ export const scan = (
       .pipe(Effect.mapError(() => new ImageFolderNotFound({ root, reason: "does not exist" })))
     if (rootInfo.type !== "Directory")
       return yield* new ImageFolderNotFound({ root, reason: "is not a folder" })
-    const isDir = (p: string) =>
+    const info = (p: string): Effect.Effect<Entry> =>
       fs.stat(p).pipe(
-        Effect.map((i) => i.type === "Directory"),
-        Effect.orElseSucceed(() => false) // a dangling symlink is neither a class nor a sample
+        Effect.map((i) => ({
+          dir: i.type === "Directory",
+          size: Number(i.size),
+          mtimeMs: Option.match(i.mtime, { onNone: () => 0, onSome: (d) => d.getTime() })
+        })),
+        // A dangling symlink is neither a class nor a sample.
+        Effect.orElseSucceed(() => ({ dir: false, size: 0, mtimeMs: 0 }))
       )
+    const isDir = (p: string) => Effect.map(info(p), (e) => e.dir)
     const entries = yield* fs.readDirectory(root).pipe(Effect.mapError(fsError(root)))
     const dirFlags = yield* Effect.forEach(entries, (e) => isDir(nodePath.join(root, e)), { concurrency: 16 })
     const classes = entries.filter((_, i) => dirFlags[i]).sort(compareCodePoints)
@@ -137,10 +152,10 @@ export const scan = (
     const samples: Array<SampleRef> = []
     for (let label = 0; label < classes.length; label++) {
       const classDir = nodePath.join(root, classes[label])
-      const files = yield* walk(fs, classDir, isDir)
-      const kept = files.filter(valid)
+      const files = yield* walk(fs, classDir, info)
+      const kept = files.filter((f) => valid(f.path))
       if (kept.length === 0) return yield* new EmptyClassFolder({ path: classDir, className: classes[label] })
-      for (const path of kept) samples.push({ path, label })
+      for (const f of kept) samples.push({ path: f.path, label, size: f.size, mtimeMs: f.mtimeMs })
     }
     return { classes, samples }
   })
@@ -152,23 +167,38 @@ const compareCodePoints = (a: string, b: string): number => (a < b ? -1 : a > b 
  * Files under `dir`, recursively, in the order of `sorted(os.walk(dir))` then `sorted(fnames)`:
  * folders ordered by their full path, files by name within a folder.
  */
+interface Entry {
+  readonly dir: boolean
+  readonly size: number
+  readonly mtimeMs: number
+}
+
 const walk = (
   fs: FileSystem.FileSystem,
   dir: string,
-  isDir: (p: string) => Effect.Effect<boolean>
-): Effect.Effect<ReadonlyArray<string>, DataFileError> =>
+  info: (p: string) => Effect.Effect<Entry>
+): Effect.Effect<ReadonlyArray<{ path: string; size: number; mtimeMs: number }>, DataFileError> =>
   Effect.gen(function* () {
-    const folders: Array<{ dir: string; files: Array<string> }> = []
+    const folders: Array<{ dir: string; files: Array<{ path: string; size: number; mtimeMs: number }> }> = []
     const visit = (d: string): Effect.Effect<void, DataFileError> =>
       Effect.gen(function* () {
-        const names = yield* fs.readDirectory(d).pipe(Effect.mapError(fsError(d)))
-        const flags = yield* Effect.forEach(names, (n) => isDir(nodePath.join(d, n)), { concurrency: 16 })
-        folders.push({ dir: d, files: names.filter((_, i) => !flags[i]).sort(compareCodePoints) })
-        for (const n of names.filter((_, i) => flags[i])) yield* visit(nodePath.join(d, n))
+        const names = [...(yield* fs.readDirectory(d).pipe(Effect.mapError(fsError(d))))].sort(
+          compareCodePoints
+        )
+        const infos = yield* Effect.forEach(names, (n) => info(nodePath.join(d, n)), { concurrency: 16 })
+        folders.push({
+          dir: d,
+          files: names.flatMap((n, i) =>
+            infos[i].dir
+              ? []
+              : [{ path: nodePath.join(d, n), size: infos[i].size, mtimeMs: infos[i].mtimeMs }]
+          )
+        })
+        for (const n of names.filter((_, i) => infos[i].dir)) yield* visit(nodePath.join(d, n))
       })
     yield* visit(dir)
     folders.sort((a, b) => compareCodePoints(a.dir, b.dir))
-    return folders.flatMap((f) => f.files.map((n) => nodePath.join(f.dir, n)))
+    return folders.flatMap((f) => f.files)
   })
 
 /** An ImageFolder: lists the files now, decodes lazily. */
@@ -198,13 +228,24 @@ export const make = <A = Image.RgbImage>(
         }),
         Effect.map((img) => (resizeOnMain === undefined ? img : resizeOnMain(img, noContext)))
       )
-    const load = (path: string): Effect.Effect<Image.RgbImage, ImageDecodeError, FileSystem.FileSystem> =>
+    const decode = (path: string): Effect.Effect<Image.RgbImage, ImageDecodeError, FileSystem.FileSystem> =>
       where === "workers" ? DecodePool.decode(path, size) : onMain(path)
+    const cacheDir = options.diskCache
+    const load = (ref: SampleRef): Effect.Effect<Image.RgbImage, ImageDecodeError, FileSystem.FileSystem> => {
+      if (cacheDir === undefined) return decode(ref.path)
+      const key = { path: ref.path, size: ref.size, mtimeMs: ref.mtimeMs, resize: size }
+      return Effect.suspend(() => {
+        const hit = DiskCache.read(cacheDir, key)
+        return hit !== undefined
+          ? Effect.succeed(hit)
+          : Effect.tap(decode(ref.path), (img) => Effect.sync(() => DiskCache.write(cacheDir, key, img)))
+      })
+    }
     const onError = options.onError ?? "fail"
     const concurrency = options.concurrency ?? 8
     const get = (index: number, epoch = options.epoch ?? 0) => {
       const ref = samples[index]
-      return Effect.map(load(ref.path), (img) => ({
+      return Effect.map(load(ref), (img) => ({
         index,
         path: ref.path,
         value: transform(img, { epoch, index }),
@@ -311,6 +352,7 @@ export const loadImageFolder = (
     readonly onError?: OnError
     readonly concurrency?: number
     readonly decodeOn?: DecodeOn
+    readonly diskCache?: string
   } = {}
 ): Effect.Effect<TensorDataset.TensorDataset, ImageFolderError, FileSystem.FileSystem> =>
   Effect.flatMap(
@@ -319,7 +361,8 @@ export const loadImageFolder = (
       onError: options.onError ?? "fail",
       concurrency: options.concurrency ?? 8,
       ...(options.resize === undefined ? {} : { resize: options.resize }),
-      ...(options.decodeOn === undefined ? {} : { decodeOn: options.decodeOn })
+      ...(options.decodeOn === undefined ? {} : { decodeOn: options.decodeOn }),
+      ...(options.diskCache === undefined ? {} : { diskCache: options.diskCache })
     }),
     toTensorDataset
   )

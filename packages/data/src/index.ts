@@ -1,6 +1,7 @@
 export * as Batch from "./Batch.js"
 export * as DataLoader from "./DataLoader.js"
 export * as DecodePool from "./DecodePool.js"
+export * as DiskCache from "./DiskCache.js"
 export * as Errors from "./Errors.js"
 export * as Image from "./Image.js"
 export * as ImageFolder from "./ImageFolder.js"

@@ -1,4 +1,4 @@
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs"
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, utimesSync, writeFileSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { NodeFileSystem } from "@effect/platform-node"
@@ -307,6 +307,51 @@ describe("decode once: the cached loader", () => {
           "r/4.png",
           "r/5.png"
         ])
+      })
+  )
+
+  it.effect(
+    "the on-disk cache: a new process reads entries instead of decoding; a changed file is decoded again",
+    () =>
+      Effect.gen(function* () {
+        const root = tempRoot()
+        const cache = join(tempRoot(), "cache")
+        yield* Effect.promise(async () => {
+          for (let i = 0; i < 6; i++)
+            await png(join(root, i < 3 ? "l" : "r", `${i}.png`), 30, 20, i * 30, i === 0)
+        })
+        const fresh = yield* run(ImageFolder.loadImageFolder(root, { resize: 8 }))
+        const first = yield* run(ImageFolder.loadImageFolder(root, { resize: 8, diskCache: cache }))
+        expect(readdirSync(cache).filter((f) => f.endsWith(".rgb")).length).toBe(6)
+        expect(readdirSync(cache).some((f) => f.endsWith(".tmp"))).toBe(false)
+        expect(first.x).toEqual(fresh.x)
+        // All hits: a loader that would fail is never called.
+        const decoded: Array<string> = []
+        const refusing = (path: string) =>
+          Effect.suspend(() => {
+            decoded.push(path)
+            return Image.load(path)
+          })
+        const options = {
+          resize: 8,
+          diskCache: cache,
+          transform: Transforms.ToTensor(),
+          loader: refusing
+        } as const
+        const again = yield* run(Effect.flatMap(ImageFolder.make(root, options), ImageFolder.toTensorDataset))
+        expect(decoded).toEqual([])
+        expect(again.x).toEqual(fresh.x)
+        // Another resize is another key; a touched file is another key.
+        utimesSync(join(root, "r", "4.png"), new Date(), new Date(Date.now() + 5000))
+        const touched = yield* run(
+          Effect.flatMap(ImageFolder.make(root, options), ImageFolder.toTensorDataset)
+        )
+        expect(decoded).toEqual([join(root, "r", "4.png")])
+        expect(touched.x).toEqual(fresh.x)
+        yield* run(
+          Effect.flatMap(ImageFolder.make(root, { ...options, resize: 4 }), ImageFolder.toTensorDataset)
+        )
+        expect(decoded.length).toBe(7)
       })
   )
 })
