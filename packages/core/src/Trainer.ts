@@ -26,6 +26,7 @@ import * as Loss from "./Loss.js"
 import * as LrRangeTest from "./LrRangeTest.js"
 import * as Metrics from "./Metrics.js"
 import * as Module from "./Module.js"
+import * as TorchWeights from "./TorchWeights.js"
 
 type Tensors = Numeric.Params<tf.Tensor>
 type Targets = Loss.Targets
@@ -185,9 +186,9 @@ export const trainStep = (
     tap
   })
   if (capture.parameters.length > 0)
-    captured.push(...layerEvents("Parameters", capture.parameters, params, where))
+    captured.push(...layerEvents("Parameters", config.model, capture.parameters, params, where))
   if (capture.gradients.length > 0)
-    captured.push(...layerEvents("Gradients", capture.gradients, grads, where))
+    captured.push(...layerEvents("Gradients", config.model, capture.gradients, grads, where))
   const next = tf.tidy(() => {
     const u = config.optimizer.update(optState, grads, params, hyper)
     return { params: u.params, state: u.state } as unknown as tf.TensorContainer
@@ -519,19 +520,23 @@ const toRequest = (interest: Events.Interest): CaptureRequest => ({
   activations: Events.wanted(interest, "Activations")
 })
 
-/** Host copies of the tensors of `layers` (parameter names `layer.leaf`). */
+/**
+ * Host copies of the tensors of `layers` in PyTorch's layout (conv weights [out, in, kh, kw],
+ * linear [out, in]), so captured values read like the chapter's `register_hook` output.
+ */
 const layerEvents = (
   kind: "Gradients" | "Parameters",
+  model: Module.Module,
   layers: ReadonlyArray<string>,
   tree: Tensors,
   where: { readonly epoch: number; readonly batch: number }
 ): ReadonlyArray<Events.TrainEvent> =>
   layers.map((layer) => {
+    const specs = model.specs.filter((s) => Events.layerOf(s.name) === layer)
+    const torch = TorchWeights.toTorch({ ...model, specs }, tree)
     const values: Record<string, { shape: ReadonlyArray<number>; values: Float32Array }> = {}
-    for (const [name, x] of Object.entries(tree)) {
-      if (Events.layerOf(name) === layer)
-        values[Events.leafOf(name)] = { shape: x.shape, values: x.dataSync() as Float32Array }
-    }
+    for (const [name, t] of Object.entries(torch))
+      values[Events.leafOf(name)] = { shape: t.shape, values: t.data }
     return kind === "Gradients"
       ? Events.TrainEvent.Gradients({ ...where, layer, values })
       : Events.TrainEvent.Parameters({ ...where, layer, values })

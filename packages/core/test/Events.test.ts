@@ -1,6 +1,7 @@
 import { beforeAll, describe, expect, it } from "@effect/vitest"
 import { Chunk, Effect, Fiber, Ref, Stream } from "effect"
 import * as Events from "../src/Events.js"
+import * as TorchWeights from "../src/TorchWeights.js"
 import * as Trainer from "../src/Trainer.js"
 import * as F from "./fixtures.js"
 
@@ -54,7 +55,9 @@ describe("Events", () => {
         expect(g.fc2.bias[0]).toHaveLength(3)
         expect(Object.keys(p)).toEqual(["conv1"])
         // Parameters as used by the first forward pass are the initial ones.
-        expect(Array.from(p.conv1.weight[0])).toEqual(Array.from(t.params["conv1.weight"].dataSync()))
+        // ...in PyTorch's layout ([out, in, kh, kw]), as the chapter's hooks would log them.
+        const torch = TorchWeights.toTorch(t.config.model, t.params)
+        expect(Array.from(p.conv1.weight[0])).toEqual(Array.from(torch["conv1.weight"].data))
         expect(p.conv1.bias).toHaveLength(10)
         expect(Object.keys(a).sort()).toEqual(["fc1", "pool1"])
         expect(a.pool1).toHaveLength(10)
