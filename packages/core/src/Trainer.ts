@@ -57,7 +57,8 @@ export interface Config<E = never, R = never> {
   readonly model: Module.Module
   readonly loss: Loss.Loss
   readonly optimizer: Optimizer.Optimizer<tf.Tensor>
-  readonly scheduler?: Scheduler.Scheduler<unknown> | undefined
+  // `any`: a scheduler's state type is its own business; the trainer only passes it back.
+  readonly scheduler?: Scheduler.Scheduler<any> | undefined
   readonly trainLoader?: Loader<E, R> | undefined
   readonly valLoader?: Loader<E, R> | undefined
 }
