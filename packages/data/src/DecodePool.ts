@@ -67,21 +67,28 @@ function workerMain(
     )
   }
   // On a worker, PNGs of any size are decoded in JavaScript: the worker is the parallelism.
-  const decodeBytes = async (bytes: Buffer) => {
+  // RGBA that is about to be narrowed is resized straight from its 4-byte pixels (no RGB copy).
+  const decodeAndResize = async (bytes: Buffer, size: Request["size"]) => {
     const png = decodePng(bytes)
-    return png === undefined ? withSharp(bytes) : toRgb(png.data, png.width, png.height, png.channels)
+    if (png !== undefined && png.channels === 4 && size !== null) {
+      const [w, h] = resizedSize(png.width, png.height, size)
+      if (w !== png.width) {
+        return { width: w, height: h, data: resize(png.data, png.width, png.height, 3, w, h, undefined, 4) }
+      }
+    }
+    const img =
+      png === undefined ? await withSharp(bytes) : toRgb(png.data, png.width, png.height, png.channels)
+    if (size === null) return img
+    const [w, h] = resizedSize(img.width, img.height, size)
+    return w === img.width && h === img.height
+      ? img
+      : { width: w, height: h, data: resize(img.data, img.width, img.height, 3, w, h) }
   }
   parentPort.on("message", async (req: Request) => {
     try {
       const bytes: Buffer = await readFile(req.path)
       if (bytes.length === 0) throw new Error("empty file (0 bytes)")
-      let img = await decodeBytes(bytes)
-      if (req.size !== null) {
-        const [w, h] = resizedSize(img.width, img.height, req.size)
-        if (w !== img.width || h !== img.height) {
-          img = { width: w, height: h, data: resize(img.data, img.width, img.height, 3, w, h) }
-        }
-      }
+      const img = await decodeAndResize(bytes, req.size)
       const whole = img.data.byteOffset === 0 && img.data.byteLength === img.data.buffer.byteLength
       const out = whole ? img.data : img.data.slice()
       parentPort.postMessage({ id: req.id, ok: true, width: img.width, height: img.height, data: out }, [

@@ -92,11 +92,16 @@ export function makeKernels() {
     channels: number,
     outWidth: number,
     outHeight: number,
-    box: readonly [number, number, number, number] = [0, 0, width, height]
+    box: readonly [number, number, number, number] = [0, 0, width, height],
+    srcStride: number = channels
   ): Uint8Array => {
     const [bx0, by0, bx1, by1] = box
     const needH = outWidth !== width || bx0 !== 0 || bx1 !== outWidth
     const needV = outHeight !== height || by0 !== 0 || by1 !== outHeight
+    // Reading RGB out of RGBA pixels (srcStride 4) happens in the horizontal pass only.
+    if (srcStride !== channels && (!needH || channels !== 3)) {
+      throw new RangeError("resize: srcStride needs a horizontal pass over 3 channels")
+    }
     if (!needH && !needV) return data.slice()
     const horiz = coefficients(width, bx0, bx1, outWidth)
     const vert = coefficients(height, by0, by1, outHeight)
@@ -111,7 +116,7 @@ export function makeKernels() {
       const tmp = new Uint8Array(rows * outWidth * channels)
       const { ksize, bounds, weights } = horiz
       for (let yy = 0; yy < rows; yy++) {
-        const rowIn = (yy + first) * width * channels
+        const rowIn = (yy + first) * width * srcStride
         const rowOut = yy * outWidth * channels
         for (let xx = 0; xx < outWidth; xx++) {
           const xmin = bounds[2 * xx]
@@ -123,8 +128,8 @@ export function makeKernels() {
             let s0 = HALF
             let s1 = HALF
             let s2 = HALF
-            let p = rowIn + xmin * 3
-            for (let x = 0; x < taps; x++, p += 3) {
+            let p = rowIn + xmin * srcStride
+            for (let x = 0; x < taps; x++, p += srcStride) {
               const k = weights[kOff + x]
               s0 = (s0 + Math.imul(data[p], k)) | 0
               s1 = (s1 + Math.imul(data[p + 1], k)) | 0
