@@ -1,6 +1,7 @@
 import { it as eit } from "@effect/vitest"
 import { DataLoader, Random, TensorDataset } from "@stepwise/data"
 import { Effect } from "effect"
+import fc from "fast-check"
 import { describe, expect, it } from "vitest"
 
 // 10 samples of shape [1, 1, 2]: sample i holds [i, 10 + i], label i % 3.
@@ -59,4 +60,28 @@ describe("DataLoader", () => {
       expect(e1).toEqual(Array.from(expected))
     })
   )
+
+  it("batchIndices partitions the samples (minus the dropped tail) for any size, batch and epoch", () => {
+    fc.assert(
+      fc.property(
+        fc.integer({ min: 0, max: 200 }),
+        fc.integer({ min: 1, max: 40 }),
+        fc.boolean(),
+        fc.boolean(),
+        fc.integer({ min: 0, max: 1000 }),
+        fc.nat(50),
+        (n, batchSize, shuffle, dropLast, seed, epoch) => {
+          const batches = DataLoader.batchIndices(n, { batchSize, shuffle, dropLast, seed }, epoch)
+          expect(batches.length).toBe(DataLoader.countBatches(n, batchSize, dropLast))
+          const seen = batches.flatMap((b) => Array.from(b))
+          expect(new Set(seen).size).toBe(seen.length)
+          expect(seen.every((i) => i >= 0 && i < n)).toBe(true)
+          expect(seen.length).toBe(dropLast ? batches.length * batchSize : n)
+          batches.forEach((b, k) => {
+            expect(b.length).toBe(k < batches.length - 1 || dropLast ? batchSize : n - k * batchSize)
+          })
+        }
+      )
+    )
+  })
 })
