@@ -13,7 +13,7 @@ import type { LrRangeTest } from "@stepwise/core"
 import { Cnn2, Engine, Loss, Trainer } from "@stepwise/core"
 import { type Errors as DataErrors, Random } from "@stepwise/data"
 import type { InvalidHyperparameter } from "@stepwise/optim"
-import { LrRange, Sgd, TfNumeric } from "@stepwise/optim"
+import { Sgd, TfNumeric } from "@stepwise/optim"
 import { Effect } from "effect"
 import { type Options, prepare } from "./train-cnn2-with-scheduler.js"
 
@@ -38,11 +38,7 @@ export const main = (o: Options & { readonly numIter?: number } = {}) =>
       },
       Random.make(13)
     )
-    const test = yield* Trainer.lrRangeTest(
-      untrained,
-      { endLr: 0.2, numIter: o.numIter ?? 100 },
-      LrRange.makeLrFn
-    )
+    const test = yield* Trainer.lrRangeTest(untrained, { endLr: 0.2, numIter: o.numIter ?? 100 })
     // The steepest descent of the smoothed loss, falling back to fastai's valley.
     const suggested = test.suggestions.steepest?.lr ?? test.suggestions.valley?.lr ?? 1e-2
     console.log(`tried ${test.tracking.lr.length} rates; suggested lr ${suggested.toExponential(2)}`)

@@ -17,6 +17,7 @@ import * as Pipeline from "./Pipeline.js"
 import { writePicture } from "./Plot.js"
 import { Output } from "./Progress.js"
 import * as Run from "./RunFolder.js"
+import * as SchedulerConfig from "./SchedulerConfig.js"
 import * as Train from "./Train.js"
 
 export type Args = Cli.Values<typeof Cli.evaluate>
@@ -70,8 +71,10 @@ export const run = (args: Args) =>
     const classes = config.classes
     const net = yield* Pipeline.model(recipe, dataset.sampleShape, classes.length)
     const { optimizer } = yield* Pipeline.optimizer(recipe, Run.CONFIG_FILE)
+    // The scheduler too: a checkpoint restores only into the optimizer and scheduler it was saved with.
+    const scheduler = yield* SchedulerConfig.build(recipe, Run.CONFIG_FILE, config.batchesPerEpoch)
     const fresh = Trainer.make(
-      { model: net.model, loss: Loss.crossEntropy, optimizer },
+      { model: net.model, loss: Loss.crossEntropy, optimizer, scheduler },
       Random.make(recipe.seed)
     )
     const t = yield* Checkpoint.restore(checkpoint, fresh)

@@ -7,7 +7,6 @@ import { Path } from "@effect/platform"
 import { Engine, Trainer } from "@stepwise/core"
 import type { Errors as DataErrors } from "@stepwise/data"
 import type { InvalidHyperparameter } from "@stepwise/optim"
-import { LrRange } from "@stepwise/optim"
 import { Clock, Effect, Option } from "effect"
 import * as Charts from "./Charts.js"
 import type * as Cli from "./Cli.js"
@@ -57,11 +56,9 @@ export const run = (args: Args) =>
     yield* out.line(
       `stepwise: LR range test of CNN2 with ${recipe.optimizer.name}, ${startLr} -> ${endLr} over ${numIter} mini-batches (${stepMode})`
     )
-    const result = yield* Trainer.lrRangeTest(
-      t,
-      { endLr, numIter, stepMode, alpha, seed: recipe.seed },
-      LrRange.makeLrFn
-    ).pipe(Effect.ensuring(Effect.sync(() => Trainer.dispose(t))))
+    const result = yield* Trainer.lrRangeTest(t, { endLr, numIter, stepMode, alpha, seed: recipe.seed }).pipe(
+      Effect.ensuring(Effect.sync(() => Trainer.dispose(t)))
+    )
     const s = result.suggestions
     const suggestions = {
       steepest: s.steepest?.lr ?? null,

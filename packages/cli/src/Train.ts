@@ -243,8 +243,8 @@ export const run = (args: Args) =>
               grads = {}
             } else if (e._tag === "Gradients") {
               for (const [param, v] of Object.entries(e.values)) {
-                const entry = (grads[param] ??= { shape: v.shape, steps: [] })
-                entry.steps.push(Float32Array.from(v.values))
+                if (grads[param] === undefined) grads[param] = { shape: v.shape, steps: [] }
+                grads[param].steps.push(Float32Array.from(v.values))
               }
             } else if (e._tag === "BatchEnd") {
               batchLrs.push(e.lr)
@@ -308,8 +308,8 @@ export const run = (args: Args) =>
         // the previous epoch's checkpoint, which is still valid.
         if (captureLayer !== undefined) {
           for (const [param, g] of Object.entries(grads)) {
-            const entry = (capturedGrads[param] ??= { shape: g.shape, steps: [] })
-            entry.steps.push(...g.steps)
+            if (capturedGrads[param] === undefined) capturedGrads[param] = { shape: g.shape, steps: [] }
+            capturedGrads[param].steps.push(...g.steps)
           }
           yield* writeCaptured(p.join(runDir, gradientsFile(captureLayer)), capturedGrads)
         }

@@ -142,12 +142,12 @@ describe("stats", () => {
     expect(s.std).toEqual(expected.std)
     // Chapter 6 prints mean [0.8502, 0.8215, 0.8116] and std [0.2089, 0.2512, 0.2659], computed on
     // Resize(28) of the 300x300 originals; the bundled copy is already 28x28, so it is close, not equal.
-    s.mean.forEach((m: number, c: number) =>
+    s.mean.forEach((m: number, c: number) => {
       expect(Math.abs(m - [0.8502, 0.8215, 0.8116][c])).toBeLessThan(0.005)
-    )
-    s.std.forEach((v: number, c: number) =>
+    })
+    s.std.forEach((v: number, c: number) => {
       expect(Math.abs(v - [0.2089, 0.2512, 0.2659][c])).toBeLessThan(0.01)
-    )
+    })
   })
 })
 
