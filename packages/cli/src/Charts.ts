@@ -36,14 +36,18 @@ export const losses = (
     mark: { type: "line", point: true },
     encoding: {
       x: { field: "epoch", type: "quantitative", title: "Epochs", axis: { tickMinStep: 1 } },
-      y: { field: "loss", type: "quantitative", title: "Loss (log scale)", scale: { type: "log" } },
+      y: {
+        field: "loss",
+        type: "quantitative",
+        title: "Loss (log scale)",
+        scale: { type: "log", nice: false }
+      },
       color: {
         field: "series",
         type: "nominal",
         title: null,
         scale: runs.length === 1 ? { range: ["#1f77b4", "#d62728"] } : { scheme: "category10" }
-      },
-      strokeDash: runs.length > 1 ? { field: "series", type: "nominal", legend: null } : undefined
+      }
     }
   }
 }
@@ -154,7 +158,7 @@ export const lrFinder = (
     field: "lr",
     type: "quantitative",
     title: logLr ? "Learning rate (log scale)" : "Learning rate",
-    scale: logLr ? { type: "log" } : {},
+    scale: logLr ? { type: "log", nice: false } : { nice: false },
     axis: { format: ".0e" }
   }
   return {

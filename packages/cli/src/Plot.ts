@@ -66,9 +66,10 @@ const lossesSpec = (run: string | undefined, compare: string | undefined) =>
         "Losses on the linear regression (SGD and Adam)"
       )
     }
+    const p = yield* Path.Path
     const load = (dir: string) =>
       Effect.map(Train.readMetrics(dir), (rows) => ({
-        label: dir,
+        label: p.basename(p.resolve(dir)),
         losses: rows.map((r) => r.loss),
         valLosses: rows.flatMap((r) => (r.valLoss === null ? [] : [r.valLoss]))
       }))
