@@ -230,7 +230,7 @@ export const plot = Command.make("plot", {
   ),
   compare: F.text("compare", "losses: a second run folder to draw alongside", "RUN_DIR"),
   layer: F.text("layer", "filters: conv1 or conv2 [conv1]; adapted-gradients: the captured layer", "LAYER"),
-  out: F.text("out", "Output folder [RUN_DIR/plots, or plots/]", "DIR"),
+  out: F.text("out", "Output folder [RUN_DIR/plots, or runs/plots]", "DIR"),
   format: F.choice("format", ["png", "svg", "both"] as const, "Picture format [png]"),
   json
 }).pipe(Command.withDescription("The chapter's pictures, from a run folder or from built-in demos"))

@@ -293,7 +293,7 @@ export const run = (args: Args) =>
       return yield* new RunFolderError({ path: runDir, reason: "no such run folder" })
     }
     const dir = Option.getOrElse(args.out, () =>
-      runDir === undefined ? "plots" : p.join(runDir, Run.PLOTS_DIR)
+      runDir === undefined ? p.join("runs", "plots") : p.join(runDir, Run.PLOTS_DIR)
     )
     const format = Option.getOrElse(args.format, () => "png" as const)
     const specs = yield* specsFor(
