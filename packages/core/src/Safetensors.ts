@@ -97,6 +97,11 @@ export const tensor = (data: Data, shape: ReadonlyArray<number>): HostTensor => 
   data
 })
 
+/** Sets an own property even for names like `__proto__` (a plain assignment would set the prototype). */
+const own = <V>(obj: Record<string, V>, key: string, value: V) => {
+  Object.defineProperty(obj, key, { value, enumerable: true, writable: true, configurable: true })
+}
+
 const numel = (shape: ReadonlyArray<number>) => shape.reduce((a, b) => a * b, 1)
 
 // Typed arrays are little-endian on every platform Node runs on (x86, arm64); the format is LE.
@@ -107,7 +112,7 @@ export const encode = (file: File, path = "<memory>"): Uint8Array => {
   if (!littleEndian) throw new SafetensorsError({ path, reason: "big-endian hosts are not supported" })
   const names = Object.keys(file.tensors).sort()
   const header: Record<string, unknown> = {}
-  if (Object.keys(file.metadata).length > 0) header.__metadata__ = file.metadata
+  if (Object.keys(file.metadata).length > 0) header.__metadata__ = { ...file.metadata }
   let offset = 0
   for (const name of names) {
     if (name === "__metadata__") throw new SafetensorsError({ path, reason: `reserved tensor name ${name}` })
@@ -122,7 +127,7 @@ export const encode = (file: File, path = "<memory>"): Uint8Array => {
       })
     }
     const bytes = t.data.byteLength
-    header[name] = { dtype: t.dtype, shape: [...t.shape], data_offsets: [offset, offset + bytes] }
+    own(header, name, { dtype: t.dtype, shape: [...t.shape], data_offsets: [offset, offset + bytes] })
     offset += bytes
   }
   let json = new TextEncoder().encode(JSON.stringify(header))
@@ -146,7 +151,6 @@ const HeaderEntry = Schema.Struct({
   data_offsets: Schema.Tuple(Schema.NonNegativeInt, Schema.NonNegativeInt)
 })
 const decodeEntry = Schema.decodeUnknownEither(HeaderEntry)
-const decodeMetadata = Schema.decodeUnknownEither(Schema.Record({ key: Schema.String, value: Schema.String }))
 
 /** Decodes a whole file, checking every offset, size and dtype; values are copied out (aligned). */
 export const decode = (bytes: Uint8Array, path = "<memory>"): File => {
@@ -165,13 +169,17 @@ export const decode = (bytes: Uint8Array, path = "<memory>"): File => {
     throw fail("header is not an object")
   const dataLength = bytes.length - headerEnd
   const tensors: Record<string, HostTensor> = {}
-  let metadata: Record<string, string> = {}
+  const metadata: Record<string, string> = {}
   const spans: Array<[number, number, string]> = []
   for (const [name, raw] of Object.entries(header)) {
     if (name === "__metadata__") {
-      const m = decodeMetadata(raw)
-      if (m._tag === "Left") throw fail("__metadata__ must map strings to strings")
-      metadata = { ...m.right }
+      if (typeof raw !== "object" || raw === null || Array.isArray(raw))
+        throw fail("__metadata__ must map strings to strings")
+      for (const [k, v] of Object.entries(raw)) {
+        if (typeof v !== "string")
+          throw fail(`__metadata__ must map strings to strings (${k} is not a string)`)
+        own(metadata, k, v)
+      }
       continue
     }
     const e = decodeEntry(raw)
@@ -193,7 +201,7 @@ export const decode = (bytes: Uint8Array, path = "<memory>"): File => {
     // A fresh, aligned copy (Node's Buffer#slice would be a view into a shared pool).
     const copy = new Uint8Array(end - begin)
     copy.set(bytes.subarray(headerEnd + begin, headerEnd + end))
-    tensors[name] = { dtype, shape: [...shape], data: view(dtype, copy.buffer) }
+    own(tensors, name, { dtype, shape: [...shape], data: view(dtype, copy.buffer) })
   }
   // The format forbids holes and overlaps: the spans must tile the data section exactly.
   spans.sort((a, b) => a[0] - b[0] || a[1] - b[1])

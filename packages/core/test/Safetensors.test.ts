@@ -86,6 +86,18 @@ describe("Safetensors", () => {
     )
   })
 
+  it("keeps names that are also Object.prototype's (__proto__, constructor)", () => {
+    const tensors = Object.fromEntries([
+      ["__proto__", Safetensors.tensor(new Float32Array([1]), [1])],
+      ["constructor", Safetensors.tensor(new Float32Array([2]), [1])]
+    ])
+    const metadata = Object.fromEntries([["__proto__", "x"]])
+    const back = Safetensors.decode(Safetensors.encode({ tensors, metadata }))
+    expect(Object.keys(back.tensors).sort()).toEqual(["__proto__", "constructor"])
+    expect(Array.from(back.tensors.constructor.data as Float32Array)).toEqual([2])
+    expect(Object.keys(back.metadata)).toEqual(["__proto__"])
+  })
+
   it("rejects malformed files with a reason", () => {
     const reason = (bytes: Uint8Array) => {
       try {
