@@ -222,7 +222,11 @@ export const run = (args: Args) =>
 
     // 4. Events -> progress. The consumer reports each epoch's end on `epochDone`.
     const bus = yield* Events.makeBus
-    const epochDone = yield* Queue.unbounded<{ batchLrs: ReadonlyArray<number>; grads: Captured }>()
+    const epochDone = yield* Queue.unbounded<{
+      batchLrs: ReadonlyArray<number>
+      batchLosses: ReadonlyArray<number>
+      grads: Captured
+    }>()
     if (captureLayer !== undefined) {
       yield* Events.register("Gradients", [captureLayer]).pipe(Effect.provideService(Events.TrainEvents, bus))
     }
@@ -231,6 +235,7 @@ export const run = (args: Args) =>
     const consumer = yield* Effect.forkScoped(
       Effect.gen(function* () {
         let batchLrs: Array<number> = []
+        let batchLosses: Array<number> = []
         let grads: Record<string, { shape: ReadonlyArray<number>; steps: Array<Float32Array> }> = {}
         let epochStart = yield* Clock.currentTimeMillis
         let lastDraw = 0
@@ -240,6 +245,7 @@ export const run = (args: Args) =>
               // published as each epoch starts (a fresh `train` call announces its lr)
               epochStart = yield* Clock.currentTimeMillis
               batchLrs = []
+              batchLosses = []
               grads = {}
             } else if (e._tag === "Gradients") {
               for (const [param, v] of Object.entries(e.values)) {
@@ -248,6 +254,7 @@ export const run = (args: Args) =>
               }
             } else if (e._tag === "BatchEnd") {
               batchLrs.push(e.lr)
+              batchLosses.push(e.loss)
               const now = yield* Clock.currentTimeMillis
               const n = loaders.train.numBatches
               if (out.live && (now - lastDraw > 80 || e.batch + 1 === n)) {
@@ -270,7 +277,7 @@ export const run = (args: Args) =>
                 )
               }
             } else if (e._tag === "TrainEnd") {
-              yield* Queue.offer(epochDone, { batchLrs, grads })
+              yield* Queue.offer(epochDone, { batchLrs, batchLosses, grads })
             }
           })
         )
@@ -289,7 +296,7 @@ export const run = (args: Args) =>
         const next = yield* Trainer.train(t, 1, recipe.seed).pipe(
           Effect.provideService(Events.TrainEvents, bus)
         )
-        const { batchLrs, grads } = yield* Queue.take(epochDone)
+        const { batchLrs, batchLosses, grads } = yield* Queue.take(epochDone)
         const trainCorrect = yield* correctOn(next, loaders.train)
         const valCorrect = loaders.val === undefined ? null : yield* correctOn(next, loaders.val)
         const epochEnded = yield* Clock.currentTimeMillis
@@ -319,6 +326,17 @@ export const run = (args: Args) =>
         rows.push(row)
         yield* writeMetrics
         if (tbOn) {
+          // Per mini-batch (global step = mini-batches trained so far) the loss and the lr, so
+          // a cyclic schedule shows as cycles; per epoch (step = epoch) the chapter's scalars.
+          const first = (epoch - 1) * loaders.train.numBatches
+          batchLosses.forEach((loss, i) => {
+            tbRecords.push(
+              TB.scalarsRecord(epochEnded / 1000, first + i + 1, [
+                { tag: "batch/loss", value: loss },
+                { tag: "batch/learning_rate", value: batchLrs[i] }
+              ])
+            )
+          })
           tbRecords.push(TB.scalarsRecord(epochEnded / 1000, epoch, tbScalars(row)))
           yield* Run.writeFileAtomic(tbPath, concat(tbRecords))
         }

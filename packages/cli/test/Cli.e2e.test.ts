@@ -211,9 +211,21 @@ describe("train, eval, lr-find, plot on the bundled data", () => {
     expect(events).toMatch(/^events\.out\.tfevents\.\d+\.stepwise$/)
     const decoded = TB.readEvents(readFileSync(join(run, "tensorboard", events)))
     expect(decoded[0].fileVersion).toBe("brain.Event:2")
-    const loss = decoded[1].scalars.find((s) => s.tag === "loss/training")
-    expect(decoded[1].step).toBe(1)
-    expect(loss?.value).toBe(Math.fround(train.losses[0]))
+    // 158 per-mini-batch events (steps 1..158), then the epoch's (step 1)
+    expect(decoded).toHaveLength(1 + 158 + 1)
+    const batches = decoded.slice(1, 159)
+    expect(batches.map((e) => e.step)).toEqual(Array.from({ length: 158 }, (_, i) => i + 1))
+    expect(batches.map((e) => e.scalars.find((s) => s.tag === "batch/learning_rate")?.value)).toEqual(
+      metrics[0].batchLrs.map((lr: number) => Math.fround(lr))
+    )
+    const epochEvent = decoded[159]
+    expect(epochEvent.step).toBe(1)
+    expect(epochEvent.scalars.find((s) => s.tag === "loss/training")?.value).toBe(
+      Math.fround(train.losses[0])
+    )
+    // the epoch loss is the mean of the mini-batch losses (up to float32 rounding of each)
+    const mean = batches.reduce((a, e) => a + e.scalars.find((s) => s.tag === "batch/loss")!.value, 0) / 158
+    expect(mean).toBeCloseTo(train.losses[0], 5)
     expect(readdirSync(run).filter((n) => n.includes(".tmp-"))).toEqual([])
   })
 
