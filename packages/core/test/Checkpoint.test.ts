@@ -1,9 +1,11 @@
 import { FileSystem } from "@effect/platform"
 import { NodeFileSystem } from "@effect/platform-node"
 import { beforeAll, describe, expect, it } from "@effect/vitest"
+import { Random } from "@stepwise/data"
 import { ReduceLROnPlateau, StepLR } from "@stepwise/optim"
 import { Effect } from "effect"
 import * as Checkpoint from "../src/Checkpoint.js"
+import * as Loss from "../src/Loss.js"
 import * as Safetensors from "../src/Safetensors.js"
 import * as Trainer from "../src/Trainer.js"
 import * as F from "./fixtures.js"
@@ -32,6 +34,41 @@ describe("Checkpoint", () => {
       expect(finished.learningRates).toEqual(whole.learningRates)
       expect(F.values(finished.params)).toEqual(F.values(whole.params))
       for (const x of [t, whole, half, resumed, finished]) Trainer.dispose(x)
+    }).pipe(Effect.provide(NodeFileSystem.layer))
+  )
+
+  it.scoped("after a NonFiniteLoss the last good checkpoint is on disk", () =>
+    Effect.gen(function* () {
+      const path = `${yield* tmp}/run.safetensors`
+      let poisoned = false
+      // Cross-entropy that turns NaN once the second epoch has been saved.
+      const loss: Loss.Loss = {
+        name: "PoisonedCrossEntropy",
+        evaluate: (z, shape, y) => {
+          const r = Loss.crossEntropy.evaluate(z, shape, y)
+          return poisoned ? { loss: Number.NaN, grad: r.grad } : r
+        }
+      }
+      const t = Trainer.make({ ...F.trainer().config, loss }, Random.make(13))
+      const err = yield* Effect.flip(
+        Trainer.train(t, 4, 42, {
+          onEpochEnd: (s) =>
+            Effect.zipRight(
+              Checkpoint.save(path, s),
+              Effect.sync(() => {
+                poisoned = s.totalEpochs === 2
+              })
+            )
+        })
+      )
+      expect(err).toMatchObject({ _tag: "NonFiniteLoss", epoch: 2, batch: 0 })
+      poisoned = false
+      const saved = yield* Checkpoint.resume(path, t)
+      expect(saved.totalEpochs).toBe(2)
+      const clean = yield* Trainer.train(t, 2, 42)
+      expect(saved.losses).toEqual(clean.losses)
+      expect(F.values(saved.params)).toEqual(F.values(clean.params))
+      for (const x of [t, saved, clean]) Trainer.dispose(x)
     }).pipe(Effect.provide(NodeFileSystem.layer))
   )
 
