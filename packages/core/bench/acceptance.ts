@@ -7,7 +7,7 @@
  * - SGD lr 0.03, momentum 0.9, Nesterov + CyclicLR(1e-3..1e-2,
  *   step_size_up = one epoch, triangular2), CNN2(5, p = 0.5)             PyTorch: 344 / 372
  *
- * Pass: validation accuracy within 3 points of PyTorch's. Also runs the chapter's LR range test
+ * Pass: mean validation accuracy within 3 points of PyTorch's (or better). Also runs the chapter's LR range test
  * (SGD from 1e-3 to 0.2, 100 iterations) before the second recipe and prints its suggestions.
  * `--seeds 13,14,15` repeats each recipe for several initialisation seeds (one number is noise).
  * `--root DIR` reads another copy (default: the data package's bundled one).
@@ -142,21 +142,25 @@ const program = Effect.gen(function* () {
   const torchSeeds = typeof torch === "object" ? torch : undefined
   const pct = (c: number) => `${((c / TOTAL) * 100).toFixed(1)}%`
   const avg = (xs: ReadonlyArray<number>) => xs.reduce((a, b) => a + b, 0) / xs.length
+  // Single seeds swing by 10+ points either way (dropout masks, initial weights, batch order),
+  // so with --torch the criterion is seed-mean against seed-mean on this machine; without it,
+  // against the issue's single PyTorch numbers.
   console.log(
-    `\n| recipe | PyTorch 1.13, issue (seed 13) |${torchSeeds ? " PyTorch 1.13 here (per seed) | mean |" : ""} stepwise (per seed ${seeds.join(",")}) | mean | vs issue | `
+    `\n| recipe | PyTorch 1.13, issue (seed 13) |${torchSeeds ? " PyTorch 1.13 here (per seed) | mean |" : ""} stepwise (per seed ${seeds.join(",")}) | mean | difference |`
   )
   console.log(`| --- | --- |${torchSeeds ? " --- | --- |" : ""} --- | --- | --- |`)
   let ok = true
   for (const k of ["adam", "sgd"] as const) {
     const mean = avg(results[k])
-    const diff = ((mean - PYTORCH[k]) / TOTAL) * 100
+    const reference = torchSeeds ? avg(torchSeeds[k]) : PYTORCH[k]
+    const diff = ((mean - reference) / TOTAL) * 100
     ok &&= diff >= -3
     const torchCols = torchSeeds
       ? ` ${torchSeeds[k].map((c) => `${c} (${pct(c)})`).join(", ")} | ${pct(avg(torchSeeds[k]))} |`
       : ""
     console.log(
       `| ${k === "adam" ? "Adam 3e-4, p=0.3" : "SGD Nesterov + CyclicLR, p=0.5"} | ${PYTORCH[k]}/${TOTAL} (${pct(PYTORCH[k])}) |${torchCols} ` +
-        `${results[k].map((c) => `${c} (${pct(c)})`).join(", ")} | ${pct(mean)} | ${diff >= 0 ? "+" : ""}${diff.toFixed(1)} points |`
+        `${results[k].map((c) => `${c} (${pct(c)})`).join(", ")} | ${pct(mean)} | ${diff >= 0 ? "+" : ""}${diff.toFixed(1)} points vs ${torchSeeds ? "PyTorch's mean here" : "the issue"} |`
     )
   }
   if (!ok) process.exitCode = 1
