@@ -101,23 +101,37 @@ describe("Trainer", () => {
     })
   )
 
-  it.effect("tensor counts stay flat over 20 epochs, and train() leaves its input alive and unshared", () =>
-    Effect.gen(function* () {
-      const t = F.trainer({ p: 0.3 })
-      const start = tf.memory().numTensors
-      const counts: Array<number> = []
-      const done = yield* Trainer.train(t, 20, 42, {
-        onEpochEnd: () => Effect.sync(() => counts.push(tf.memory().numTensors))
+  it.effect(
+    "tensor counts, tensor bytes and the wasm heap stay flat over 20 epochs; train() leaves its input alive and unshared",
+    () =>
+      Effect.gen(function* () {
+        const t = F.trainer({ p: 0.3 })
+        const start = tf.memory().numTensors
+        const counts: Array<number> = []
+        const bytes: Array<number> = []
+        const heap: Array<number> = []
+        // The wasm module's linear memory: it only grows, so it must stop growing after warm-up.
+        const wasmHeap = () =>
+          (tf.backend() as unknown as { wasm: { HEAPU8: Uint8Array } }).wasm.HEAPU8.length
+        const done = yield* Trainer.train(t, 20, 42, {
+          onEpochEnd: () =>
+            Effect.sync(() => {
+              counts.push(tf.memory().numTensors)
+              bytes.push(tf.memory().numBytes)
+              heap.push(wasmHeap())
+            })
+        })
+        // During training: the caller's state plus the run's own state, the same every epoch.
+        const own = Object.keys(t.params).length * 3 // params + Adam's expAvg and expAvgSq
+        expect(counts).toEqual(Array(20).fill(start + own))
+        expect(new Set(bytes).size).toBe(1)
+        expect(new Set(heap.slice(2)).size).toBe(1)
+        expect(tf.memory().numTensors).toBe(start + own)
+        Trainer.dispose(t)
+        expect(Object.values(done.params).every((x) => !x.isDisposed)).toBe(true)
+        Trainer.dispose(done)
+        expect(tf.memory().numTensors).toBe(start - own)
       })
-      // During training: the caller's state plus the run's own state, the same every epoch.
-      const own = Object.keys(t.params).length * 3 // params + Adam's expAvg and expAvgSq
-      expect(counts).toEqual(Array(20).fill(start + own))
-      expect(tf.memory().numTensors).toBe(start + own)
-      Trainer.dispose(t)
-      expect(Object.values(done.params).every((x) => !x.isDisposed)).toBe(true)
-      Trainer.dispose(done)
-      expect(tf.memory().numTensors).toBe(start - own)
-    })
   )
 
   it.effect("schedulers step by cadence: per batch, per epoch, or with the validation loss", () =>
