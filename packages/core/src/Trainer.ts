@@ -339,7 +339,12 @@ export const train = <E, R, E2 = never, R2 = never>(
     }).pipe(Effect.onError(() => Effect.sync(release)))
   })
 
-/** Signal for a mini-batch scheduler: only warm restarts take the fractional epoch (as the chapter). */
+/**
+ * Signal for a mini-batch scheduler after batch i of epoch e (0-based): warm restarts take the
+ * fractional epoch `e + i / n` (PyTorch's documented use; the chapter passes its 1-based
+ * `total_epochs + i / n`); the others a plain step, as the chapter's `scheduler.step()`.
+ * Recognised by name because the Scheduler contract has no flag for it.
+ */
 const batchSignal = (
   scheduler: Scheduler.Scheduler<unknown>,
   fracEpoch: number
