@@ -340,15 +340,15 @@ export const train = <E, R, E2 = never, R2 = never>(
   })
 
 /**
- * Signal for a mini-batch scheduler after batch i of epoch e (0-based): warm restarts take the
- * fractional epoch `e + i / n` (PyTorch's documented use; the chapter passes its 1-based
- * `total_epochs + i / n`); the others a plain step, as the chapter's `scheduler.step()`.
- * Recognised by name because the Scheduler contract has no flag for it.
+ * Signal for a mini-batch scheduler after batch i of epoch e (0-based): schedulers that declare
+ * `fractionalEpoch` (warm restarts) take `e + i / n` (PyTorch's documented use; the chapter
+ * passes its 1-based `total_epochs + i / n`); the others a plain step, as the chapter's
+ * `scheduler.step()`.
  */
 const batchSignal = (
   scheduler: Scheduler.Scheduler<unknown>,
   fracEpoch: number
-): Scheduler.Signal | undefined => (/WarmRestarts/.test(scheduler.name) ? { epoch: fracEpoch } : undefined)
+): Scheduler.Signal | undefined => (scheduler.fractionalEpoch === true ? { epoch: fracEpoch } : undefined)
 
 const mean = (xs: ReadonlyArray<number>) =>
   xs.length === 0 ? Number.NaN : xs.reduce((a, b) => a + b, 0) / xs.length

@@ -153,13 +153,20 @@ describe("Trainer", () => {
       const m = yield* Trainer.train(Trainer.setScheduler(base, recording("metric", metricLog)), 2)
       expect(metricLog).toEqual(m.valLosses.map((metric) => ({ metric })))
 
-      // Warm restarts take the fractional epoch, 0-based, after each batch (PyTorch's documented use).
+      // Schedulers declaring `fractionalEpoch` (warm restarts) take the fractional epoch, 0-based,
+      // after each batch (PyTorch's documented use); the name plays no part.
       const warmLog: Array<Scheduler.Signal | undefined> = []
       const w = yield* Trainer.train(
-        Trainer.setScheduler(base, { ...recording("batch", warmLog), name: "CosineAnnealingWarmRestarts" }),
+        Trainer.setScheduler(base, { ...recording("batch", warmLog), fractionalEpoch: true }),
         1
       )
       expect(warmLog).toEqual(Array.from({ length: n }, (_, i) => ({ epoch: i / n })))
+      const namedLog: Array<Scheduler.Signal | undefined> = []
+      const named = yield* Trainer.train(
+        Trainer.setScheduler(base, { ...recording("batch", namedLog), name: "CosineAnnealingWarmRestarts" }),
+        1
+      )
+      expect(namedLog.every((s) => s === undefined)).toBe(true)
 
       const noVal = Trainer.setLoaders(
         Trainer.setScheduler(base, recording("metric", [])),
@@ -167,7 +174,7 @@ describe("Trainer", () => {
       )
       const err = yield* Effect.flip(Trainer.train(noVal, 1))
       expect(err._tag).toBe("InvalidTrainer")
-      for (const x of [base, b, e, m, w]) Trainer.dispose(x)
+      for (const x of [base, b, e, m, w, named]) Trainer.dispose(x)
     })
   )
 

@@ -43,6 +43,7 @@ export interface State {
 export const scheduler = (c: Config): Scheduler<State> => ({
   name: "CosineAnnealingWarmRestarts",
   cadence: c.cadence,
+  fractionalEpoch: true,
   init: (base) => ({ base, tCur: 0, tI: c.t0, lastEpoch: 0 }),
   step: (s, signal) => {
     const epoch = signal?.epoch

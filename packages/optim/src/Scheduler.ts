@@ -8,7 +8,8 @@ export type Cadence = "batch" | "epoch" | "metric"
 
 /**
  * What a step receives. `epoch` may be fractional (`epoch + batch / batches`) for the schedulers
- * that accept it (CosineAnnealingWarmRestarts); `metric` is the validation loss for "metric".
+ * that declare `fractionalEpoch` (CosineAnnealingWarmRestarts); `metric` is the validation loss
+ * for "metric".
  * An empty signal is PyTorch's argument-less `scheduler.step()`.
  */
 export interface Signal {
@@ -24,6 +25,12 @@ export interface Signal {
 export interface Scheduler<S = unknown> {
   readonly name: string
   readonly cadence: Cadence
+  /**
+   * True when a "batch" step should receive the fractional epoch, `signal.epoch = epoch +
+   * batch / batches` (0-based; PyTorch's documented use of CosineAnnealingWarmRestarts). Others
+   * get a plain step, as the chapter's argument-less `scheduler.step()`.
+   */
+  readonly fractionalEpoch?: boolean
   readonly init: (base: Hyper) => S
   readonly step: (state: S, signal?: Signal) => S
   readonly current: (state: S) => Hyper
