@@ -263,35 +263,42 @@ const checkP = (p: number): void => {
   if (!(p >= 0 && p <= 1)) throw new RangeError(`dropout probability has to be between 0 and 1, but got ${p}`)
 }
 
-/** nn.Dropout(p): drops elements in training mode only. */
-export const Dropout = (p: number): Module => {
+/**
+ * A dropout module: in training mode (p > 0) multiplies by an inverted-dropout mask of
+ * `maskShape(x)` (broadcast over x), the same mask in the backward pass.
+ */
+const dropoutModule = (kind: string, p: number, maskShape: (x: tf.Tensor) => Array<number>): Module => {
   checkP(p)
   return {
-    kind: "Dropout",
+    kind,
     specs: [],
     forward: (_params, _prefix, x, ctx) => {
       if (!ctx.training || p === 0) return { y: x, backward: identityBackward }
-      const mask = tf.tensor(dropoutMask(ctx.rng, x.size, p), x.shape, "float32")
+      const shape = maskShape(x)
+      const mask = tf.tensor(
+        dropoutMask(
+          ctx.rng,
+          shape.reduce((a, b) => a * b, 1),
+          p
+        ),
+        shape,
+        "float32"
+      )
       return { y: tf.mul(x, mask), backward: (dy) => ({ dx: tf.mul(dy, mask), grads: {} }) }
     }
   }
 }
 
+/** nn.Dropout(p): drops elements in training mode only. */
+export const Dropout = (p: number): Module => dropoutModule("Dropout", p, (x) => x.shape)
+
 /** nn.Dropout2d(p): drops whole channels of an NHWC map (one draw per sample and channel). */
-export const Dropout2d = (p: number): Module => {
-  checkP(p)
-  return {
-    kind: "Dropout2d",
-    specs: [],
-    forward: (_params, _prefix, x, ctx) => {
-      if (!ctx.training || p === 0) return { y: x, backward: identityBackward }
-      if (x.rank !== 4) throw new RangeError(`Dropout2d expects an NHWC map, got shape [${x.shape}]`)
-      const [n, , , c] = x.shape
-      const mask = tf.tensor(dropoutMask(ctx.rng, n * c, p), [n, 1, 1, c], "float32")
-      return { y: tf.mul(x, mask), backward: (dy) => ({ dx: tf.mul(dy, mask), grads: {} }) }
-    }
-  }
-}
+export const Dropout2d = (p: number): Module =>
+  dropoutModule("Dropout2d", p, (x) => {
+    if (x.rank !== 4) throw new RangeError(`Dropout2d expects an NHWC map, got shape [${x.shape}]`)
+    const [n, , , c] = x.shape
+    return [n, 1, 1, c]
+  })
 
 /**
  * nn.Sequential over named children. A child named "" adds no prefix (so a model made of a

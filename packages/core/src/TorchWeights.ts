@@ -16,30 +16,43 @@ export class WeightMismatch extends Schema.TaggedError<WeightMismatch>()("Weight
 
 const sizeOf = (shape: ReadonlyArray<number>) => shape.reduce((a, b) => a * b, 1)
 
-/** Our layout -> PyTorch's for one parameter. */
-const toTorchValues = (layout: Layout, shape: ReadonlyArray<number>, v: Float32Array): TorchTensor => {
+/**
+ * For each of our flat indices, the matching index in PyTorch's layout (undefined for "same",
+ * where they coincide): conv2d [kh, kw, in, out] -> [out, in, kh, kw]; linear [in, out] ->
+ * [out, in], with the inputs of a flattened NHWC map moved to their NCHW place.
+ */
+const torchIndex = (layout: Layout, shape: ReadonlyArray<number>): Int32Array | undefined => {
   switch (layout._tag) {
     case "same":
-      return { shape, data: v.slice() }
+      return undefined
     case "conv2d": {
       const [kh, kw, cin, cout] = shape
-      const out = new Float32Array(v.length)
+      const idx = new Int32Array(kh * kw * cin * cout)
       for (let y = 0; y < kh; y++)
         for (let x = 0; x < kw; x++)
           for (let i = 0; i < cin; i++)
             for (let o = 0; o < cout; o++)
-              out[((o * cin + i) * kh + y) * kw + x] = v[((y * kw + x) * cin + i) * cout + o]
-      return { shape: [cout, cin, kh, kw], data: out }
+              idx[((y * kw + x) * cin + i) * cout + o] = ((o * cin + i) * kh + y) * kw + x
+      return idx
     }
     case "linear":
     case "linearAfterFlatten": {
       const [nIn, nOut] = shape
-      const out = new Float32Array(v.length)
+      const idx = new Int32Array(nIn * nOut)
       const torchIn = inputPermutation(layout, nIn)
-      for (let r = 0; r < nIn; r++) for (let o = 0; o < nOut; o++) out[o * nIn + torchIn[r]] = v[r * nOut + o]
-      return { shape: [nOut, nIn], data: out }
+      for (let r = 0; r < nIn; r++) for (let o = 0; o < nOut; o++) idx[r * nOut + o] = o * nIn + torchIn[r]
+      return idx
     }
   }
+}
+
+/** Our layout -> PyTorch's for one parameter. */
+const toTorchValues = (layout: Layout, shape: ReadonlyArray<number>, v: Float32Array): TorchTensor => {
+  const idx = torchIndex(layout, shape)
+  if (idx === undefined) return { shape, data: v.slice() }
+  const out = new Float32Array(v.length)
+  for (let j = 0; j < idx.length; j++) out[idx[j]] = v[j]
+  return { shape: torchShape(layout, shape), data: out }
 }
 
 /**
@@ -68,28 +81,11 @@ const torchShape = (layout: Layout, shape: ReadonlyArray<number>): ReadonlyArray
 
 /** PyTorch layout -> ours for one parameter (the inverse of `toTorchValues`). */
 const fromTorchValues = (layout: Layout, shape: ReadonlyArray<number>, t: Float32Array): Float32Array => {
-  switch (layout._tag) {
-    case "same":
-      return t.slice()
-    case "conv2d": {
-      const [kh, kw, cin, cout] = shape
-      const out = new Float32Array(t.length)
-      for (let y = 0; y < kh; y++)
-        for (let x = 0; x < kw; x++)
-          for (let i = 0; i < cin; i++)
-            for (let o = 0; o < cout; o++)
-              out[((y * kw + x) * cin + i) * cout + o] = t[((o * cin + i) * kh + y) * kw + x]
-      return out
-    }
-    case "linear":
-    case "linearAfterFlatten": {
-      const [nIn, nOut] = shape
-      const out = new Float32Array(t.length)
-      const torchIn = inputPermutation(layout, nIn)
-      for (let r = 0; r < nIn; r++) for (let o = 0; o < nOut; o++) out[r * nOut + o] = t[o * nIn + torchIn[r]]
-      return out
-    }
-  }
+  const idx = torchIndex(layout, shape)
+  if (idx === undefined) return t.slice()
+  const out = new Float32Array(t.length)
+  for (let j = 0; j < idx.length; j++) out[j] = t[idx[j]]
+  return out
 }
 
 /** The parameters as PyTorch's `state_dict` would hold them (same names, PyTorch shapes). */

@@ -168,11 +168,11 @@ export const maxPoolGradNhwc = (
 }
 
 /**
- * im2col: `cols` [n * outH * outW, kh * kw * inC] gets, for every output position, the input
- * window it sees (zeros where the window hangs over the padding). Rows are ordered like a
- * [kh, kw, in, out] filter's, so one matrix product with dy gives the filter gradient.
+ * The walk shared by im2col and col2im: for every [row, kh, kw] block of `c` column entries (rows
+ * in output-position order), `cell(o, src)` with `o` the block's column offset and `src` the
+ * matching NHWC input offset, or -1 where the window hangs over the padding.
  */
-export const im2colNhwc = (x: Float32Array, cols: Float32Array, info: backend_util.Conv2DInfo): void => {
+const forEachColumnBlock = (info: backend_util.Conv2DInfo, cell: (o: number, src: number) => void): void => {
   const { batchSize, inHeight, inWidth, inChannels: c, outHeight, outWidth } = info
   const { strideHeight, strideWidth, filterHeight, filterWidth, dilationHeight, dilationWidth } = info
   const top = info.padInfo.top
@@ -187,12 +187,8 @@ export const im2colNhwc = (x: Float32Array, cols: Float32Array, info: backend_ut
           const ih = oh * strideHeight - top + kh * dilationHeight
           for (let kw = 0; kw < filterWidth; kw++, o += c) {
             const iw = ow * strideWidth - left + kw * dilationWidth
-            if (ih < 0 || ih >= inHeight || iw < 0 || iw >= inWidth) {
-              cols.fill(0, o, o + c)
-            } else {
-              const src = ((b * inHeight + ih) * inWidth + iw) * c
-              for (let ch = 0; ch < c; ch++) cols[o + ch] = x[src + ch]
-            }
+            const outside = ih < 0 || ih >= inHeight || iw < 0 || iw >= inWidth
+            cell(o, outside ? -1 : ((b * inHeight + ih) * inWidth + iw) * c)
           }
         }
       }
@@ -200,29 +196,24 @@ export const im2colNhwc = (x: Float32Array, cols: Float32Array, info: backend_ut
   }
 }
 
+/**
+ * im2col: `cols` [n * outH * outW, kh * kw * inC] gets, for every output position, the input
+ * window it sees (zeros where the window hangs over the padding). Rows are ordered like a
+ * [kh, kw, in, out] filter's, so one matrix product with dy gives the filter gradient.
+ */
+export const im2colNhwc = (x: Float32Array, cols: Float32Array, info: backend_util.Conv2DInfo): void => {
+  const c = info.inChannels
+  forEachColumnBlock(info, (o, src) => {
+    if (src < 0) cols.fill(0, o, o + c)
+    else for (let ch = 0; ch < c; ch++) cols[o + ch] = x[src + ch]
+  })
+}
+
 /** col2im: the adjoint of `im2colNhwc`, summing each column entry back into `dx` (zeroed here). */
 export const col2imNhwc = (cols: Float32Array, dx: Float32Array, info: backend_util.Conv2DInfo): void => {
-  const { batchSize, inHeight, inWidth, inChannels: c, outHeight, outWidth } = info
-  const { strideHeight, strideWidth, filterHeight, filterWidth, dilationHeight, dilationWidth } = info
-  const top = info.padInfo.top
-  const left = info.padInfo.left
-  const k = filterHeight * filterWidth * c
+  const c = info.inChannels
   dx.fill(0)
-  let row = 0
-  for (let b = 0; b < batchSize; b++) {
-    for (let oh = 0; oh < outHeight; oh++) {
-      for (let ow = 0; ow < outWidth; ow++, row += k) {
-        let o = row
-        for (let kh = 0; kh < filterHeight; kh++) {
-          const ih = oh * strideHeight - top + kh * dilationHeight
-          for (let kw = 0; kw < filterWidth; kw++, o += c) {
-            const iw = ow * strideWidth - left + kw * dilationWidth
-            if (ih < 0 || ih >= inHeight || iw < 0 || iw >= inWidth) continue
-            const dst = ((b * inHeight + ih) * inWidth + iw) * c
-            for (let ch = 0; ch < c; ch++) dx[dst + ch] += cols[o + ch]
-          }
-        }
-      }
-    }
-  }
+  forEachColumnBlock(info, (o, dst) => {
+    if (dst >= 0) for (let ch = 0; ch < c; ch++) dx[dst + ch] += cols[o + ch]
+  })
 }

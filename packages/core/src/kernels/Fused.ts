@@ -39,15 +39,19 @@ const io = (
   }
 }
 
-export interface AdamAttrs {
+/** The hyperparameters every fused update takes. */
+export interface UpdateAttrs {
   readonly lr: number
+  readonly weightDecay: number
+  readonly maximize: boolean
+}
+
+export interface AdamAttrs extends UpdateAttrs {
   readonly beta1: number
   readonly beta2: number
   readonly eps: number
-  readonly weightDecay: number
   readonly decoupled: boolean
   readonly amsgrad: boolean
-  readonly maximize: boolean
   /** The step being taken (1 on the first update). */
   readonly step: number
 }
@@ -87,13 +91,10 @@ const adamKernel: KernelFunc = (args) => {
   return outs
 }
 
-export interface SgdAttrs {
-  readonly lr: number
+export interface SgdAttrs extends UpdateAttrs {
   readonly momentum: number
   readonly dampening: number
-  readonly weightDecay: number
   readonly nesterov: boolean
-  readonly maximize: boolean
   /** True when there is no momentum buffer yet (PyTorch's first step: buffer = gradient). */
   readonly first: boolean
 }

@@ -17,16 +17,26 @@ const replace = (kernelName: string, backendName: string, kernelFunc: KernelFunc
   tf.registerKernel({ kernelName, backendName, kernelFunc })
 }
 
-const convInfoOf = (xShape: number[], attrs: any) =>
+const convInfoOf = (xShape: number[], attrs: any, filterShape: number[] = attrs.filterShape) =>
   tf.backend_util.computeConv2DInfo(
     xShape as [number, number, number, number],
-    attrs.filterShape,
+    filterShape as [number, number, number, number],
     attrs.strides,
     1,
     attrs.pad,
     attrs.dimRoundingMode,
     false,
     tf.backend_util.convertConv2DDataFormat(attrs.dataFormat ?? "NHWC")
+  )
+
+const poolInfoOf = (inputShape: number[], attrs: any) =>
+  tf.backend_util.computePool2DInfo(
+    inputShape as [number, number, number, number],
+    attrs.filterSize,
+    attrs.strides,
+    1,
+    attrs.pad,
+    attrs.dimRoundingMode
   )
 
 // ---------------------------------------------------------------------------------------- cpu
@@ -48,14 +58,7 @@ const cpuConv2DBackpropFilter: KernelFunc = (args) => {
 const cpuMaxPoolGrad: KernelFunc = (args) => {
   const { inputs, backend, attrs } = args as { inputs: any; backend: AnyBackend; attrs: any }
   const { dy, input } = inputs
-  const info = tf.backend_util.computePool2DInfo(
-    input.shape,
-    attrs.filterSize,
-    attrs.strides,
-    1,
-    attrs.pad,
-    attrs.dimRoundingMode
-  )
+  const info = poolInfoOf(input.shape, attrs)
   const out = maxPoolGradNhwc(backend.data.get(input.dataId).values, backend.data.get(dy.dataId).values, info)
   return backend.makeTensorInfo(input.shape, "float32", out)
 }
@@ -92,12 +95,30 @@ const nhwcOnly = (info: tf.backend_util.Conv2DInfo, kernel: string) => {
 const wasmRun = (backend: AnyBackend, kernelName: string, inputs: object, attrs: object): tf.TensorInfo =>
   tf.getKernel(kernelName, "wasm")!.kernelFunc({ inputs, backend, attrs } as any) as tf.TensorInfo
 
-const explicitPad = (top: number, bottom: number, left: number, right: number) => [
-  [0, 0],
-  [top, bottom],
-  [left, right],
-  [0, 0]
-]
+/** XNNPACK's NHWC convolution with unit strides and explicit padding [top, bottom, left, right]. */
+const wasmUnitConv = (
+  backend: AnyBackend,
+  x: tf.TensorInfo,
+  filter: tf.TensorInfo,
+  [top, bottom, left, right]: ReadonlyArray<number>
+): tf.TensorInfo =>
+  wasmRun(
+    backend,
+    "Conv2D",
+    { x, filter },
+    {
+      strides: [1, 1],
+      pad: [
+        [0, 0],
+        [top, bottom],
+        [left, right],
+        [0, 0]
+      ],
+      dataFormat: "NHWC",
+      dilations: [1, 1],
+      dimRoundingMode: undefined
+    }
+  )
 
 const unitStride = (info: tf.backend_util.Conv2DInfo) =>
   info.strideHeight === 1 && info.strideWidth === 1 && info.dilationHeight === 1 && info.dilationWidth === 1
@@ -119,18 +140,7 @@ const wasmConv2DBackpropFilter: KernelFunc = (args) => {
     const { top, bottom, left, right } = info.padInfo
     const xT = wasmRun(backend, "Transpose", { x }, { perm: [3, 1, 2, 0] })
     const dyT = wasmRun(backend, "Transpose", { x: dy }, { perm: [1, 2, 0, 3] })
-    const r = wasmRun(
-      backend,
-      "Conv2D",
-      { x: xT, filter: dyT },
-      {
-        strides: [1, 1],
-        pad: explicitPad(top, bottom, left, right),
-        dataFormat: "NHWC",
-        dilations: [1, 1],
-        dimRoundingMode: undefined
-      }
-    )
+    const r = wasmUnitConv(backend, xT, dyT, [top, bottom, left, right])
     const out = wasmRun(backend, "Transpose", { x: r }, { perm: [1, 2, 0, 3] })
     for (const t of [xT, dyT, r]) backend.disposeData(t.dataId)
     return out
@@ -154,16 +164,7 @@ const wasmConv2DBackpropFilter: KernelFunc = (args) => {
 const wasmConv2DBackpropInput: KernelFunc = (args) => {
   const { inputs, backend, attrs } = args as { inputs: any; backend: AnyBackend; attrs: any }
   const { dy, filter } = inputs
-  const info = tf.backend_util.computeConv2DInfo(
-    attrs.inputShape,
-    filter.shape,
-    attrs.strides,
-    1,
-    attrs.pad,
-    attrs.dimRoundingMode,
-    false,
-    tf.backend_util.convertConv2DDataFormat(attrs.dataFormat ?? "NHWC")
-  )
+  const info = convInfoOf(attrs.inputShape, attrs, filter.shape)
   nhwcOnly(info, "Conv2DBackpropInput")
   const { filterHeight: kh, filterWidth: kw, inChannels: cin, outChannels: cout } = info
   const { top, bottom, left, right } = info.padInfo
@@ -178,18 +179,7 @@ const wasmConv2DBackpropInput: KernelFunc = (args) => {
           for (let o = 0; o < cout; o++)
             r[((y * kw + x) * cout + o) * cin + i] =
               w[(((kh - 1 - y) * kw + (kw - 1 - x)) * cin + i) * cout + o]
-    const dx = wasmRun(
-      backend,
-      "Conv2D",
-      { x: dy, filter: rotated },
-      {
-        strides: [1, 1],
-        pad: explicitPad(fullPad[0], fullPad[1], fullPad[2], fullPad[3]),
-        dataFormat: "NHWC",
-        dilations: [1, 1],
-        dimRoundingMode: undefined
-      }
-    )
+    const dx = wasmUnitConv(backend, dy, rotated, fullPad)
     backend.disposeData(rotated.dataId)
     return dx
   }
@@ -208,14 +198,7 @@ const wasmConv2DBackpropInput: KernelFunc = (args) => {
 const wasmMaxPoolGrad: KernelFunc = (args) => {
   const { inputs, backend, attrs } = args as { inputs: any; backend: AnyBackend; attrs: any }
   const { dy, input } = inputs
-  const info = tf.backend_util.computePool2DInfo(
-    input.shape,
-    attrs.filterSize,
-    attrs.strides,
-    1,
-    attrs.pad,
-    attrs.dimRoundingMode
-  )
+  const info = poolInfoOf(input.shape, attrs)
   const dx = backend.makeOutput([...input.shape], "float32") as tf.TensorInfo
   const values = maxPoolGradNhwc(heap(backend, input), heap(backend, dy), info)
   heap(backend, dx).set(values)
