@@ -1,8 +1,7 @@
 import { createHash } from "node:crypto"
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs"
+import { existsSync, readdirSync, readFileSync } from "node:fs"
 import { createServer, type Server } from "node:http"
 import type { AddressInfo } from "node:net"
-import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { NodeFileSystem, NodeHttpClient } from "@effect/platform-node"
 import { it } from "@effect/vitest"
@@ -10,6 +9,7 @@ import { Errors, ImageFolder, Rps } from "@stepwise/data"
 import { Effect, Layer } from "effect"
 import { zipSync } from "fflate"
 import { afterAll, beforeAll, describe, expect } from "vitest"
+import { tempDirs } from "./TempDir.js"
 
 // Two tiny archives laid out like the real ones: a top-level folder with one sub-folder per class.
 const png = readFileSync(new URL("../assets/rps-28/rps/paper/paper01-000.png", import.meta.url))
@@ -57,15 +57,7 @@ afterAll(() => {
   server.close()
 })
 
-const dirs: Array<string> = []
-afterAll(() => {
-  for (const d of dirs) rmSync(d, { recursive: true, force: true })
-})
-const tempDir = () => {
-  const d = mkdtempSync(join(tmpdir(), "stepwise-dl-"))
-  dirs.push(d)
-  return d
-}
+const tempDir = tempDirs("stepwise-dl-")
 const live = Layer.merge(NodeFileSystem.layer, NodeHttpClient.layerUndici)
 const onlyDatasetFolders = (dir: string) => readdirSync(dir).sort()
 

@@ -1,22 +1,14 @@
-import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, utimesSync, writeFileSync } from "node:fs"
-import { tmpdir } from "node:os"
+import { mkdirSync, readdirSync, readFileSync, utimesSync, writeFileSync } from "node:fs"
 import { join } from "node:path"
 import { NodeFileSystem } from "@effect/platform-node"
 import { it } from "@effect/vitest"
 import { DataLoader, Errors, Image, ImageFolder, Transforms } from "@stepwise/data"
 import { Chunk, Effect, Logger, Stream } from "effect"
 import sharp from "sharp"
-import { afterAll, describe, expect } from "vitest"
+import { describe, expect } from "vitest"
+import { tempDirs } from "./TempDir.js"
 
-const roots: Array<string> = []
-afterAll(() => {
-  for (const r of roots) rmSync(r, { recursive: true, force: true })
-})
-const tempRoot = () => {
-  const r = mkdtempSync(join(tmpdir(), "stepwise-data-"))
-  roots.push(r)
-  return r
-}
+const tempRoot = tempDirs("stepwise-data-")
 
 /** A real PNG whose every pixel is (v, 255 - v, 7), optionally RGBA with alpha 100. */
 const png = async (path: string, w: number, h: number, v: number, alpha = false) => {
