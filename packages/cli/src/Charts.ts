@@ -233,6 +233,38 @@ export const movingAverages = (
   ]
 })
 
+interface StepSeries {
+  readonly label: string
+  readonly values: ReadonlyArray<number>
+}
+
+/** One panel of lines against the step (1, 2, ...), a colour per series, the legend below. */
+const stepPanel = (
+  title: string,
+  series: ReadonlyArray<StepSeries>,
+  size: { readonly width: number; readonly height: number; readonly strokeWidth: number },
+  colors: ReadonlyArray<string>
+) => ({
+  title,
+  width: size.width,
+  height: size.height,
+  data: {
+    values: series.flatMap((s) => s.values.map((v, i) => ({ step: i + 1, value: v, series: s.label })))
+  },
+  mark: { type: "line", strokeWidth: size.strokeWidth },
+  encoding: {
+    x: { field: "step", type: "quantitative", title: "Step" },
+    y: { field: "value", type: "quantitative", title: null },
+    color: {
+      field: "series",
+      type: "nominal",
+      title: null,
+      scale: { domain: series.map((s) => s.label), range: colors },
+      legend: { orient: "bottom" }
+    }
+  }
+})
+
 /**
  * Figure 6.17: gradients with their bias-corrected EWMA (left), the scaling term (center), and
  * the adapted gradients (right).
@@ -244,26 +276,8 @@ export const adaptedGradients = (data: {
   readonly adapted: ReadonlyArray<number>
   readonly parameter: string
 }): Spec => {
-  const panel = (title: string, series: ReadonlyArray<{ label: string; values: ReadonlyArray<number> }>) => ({
-    title,
-    width: 300,
-    height: 220,
-    data: {
-      values: series.flatMap((s) => s.values.map((v, i) => ({ step: i + 1, value: v, series: s.label })))
-    },
-    mark: { type: "line", strokeWidth: 1.6 },
-    encoding: {
-      x: { field: "step", type: "quantitative", title: "Step" },
-      y: { field: "value", type: "quantitative", title: null },
-      color: {
-        field: "series",
-        type: "nominal",
-        title: null,
-        scale: { domain: series.map((s) => s.label), range: ["#000000", "#d62728", "#1f77b4"] },
-        legend: { orient: "bottom" }
-      }
-    }
-  })
+  const panel = (title: string, series: ReadonlyArray<StepSeries>) =>
+    stepPanel(title, series, { width: 300, height: 220, strokeWidth: 1.6 }, ["#000000", "#d62728", "#1f77b4"])
   return {
     title: `Adapted gradients (${data.parameter})`,
     hconcat: [
@@ -403,29 +417,17 @@ export const updateTerms = (
   }>
 ): Spec => ({
   title: "Update terms of the SGD flavours (weight)",
-  hconcat: flavours.map((f) => ({
-    title: f.label,
-    width: 260,
-    height: 200,
-    data: {
-      values: [
-        ...f.gradients.map((v, i) => ({ step: i + 1, value: v, series: "Gradient" })),
-        ...f.updates.map((v, i) => ({ step: i + 1, value: v, series: "Update term" }))
-      ]
-    },
-    mark: { type: "line", strokeWidth: 1.5 },
-    encoding: {
-      x: { field: "step", type: "quantitative", title: "Step" },
-      y: { field: "value", type: "quantitative", title: null },
-      color: {
-        field: "series",
-        type: "nominal",
-        title: null,
-        scale: { domain: ["Gradient", "Update term"], range: ["#000000", "#d62728"] },
-        legend: { orient: "bottom" }
-      }
-    }
-  }))
+  hconcat: flavours.map((f) =>
+    stepPanel(
+      f.label,
+      [
+        { label: "Gradient", values: f.gradients },
+        { label: "Update term", values: f.updates }
+      ],
+      { width: 260, height: 200, strokeWidth: 1.5 },
+      ["#000000", "#d62728"]
+    )
+  )
 })
 
 /** Per-class [correct, total] as a confusion-matrix heatmap with counts. */

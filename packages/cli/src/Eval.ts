@@ -72,7 +72,12 @@ export const run = (args: Args) =>
     const net = yield* Pipeline.model(recipe, dataset.sampleShape, classes.length)
     const { optimizer } = yield* Pipeline.optimizer(recipe, Run.CONFIG_FILE)
     // The scheduler too: a checkpoint restores only into the optimizer and scheduler it was saved with.
-    const scheduler = yield* SchedulerConfig.build(recipe, Run.CONFIG_FILE, config.batchesPerEpoch)
+    const scheduler = yield* SchedulerConfig.build(
+      recipe,
+      Run.CONFIG_FILE,
+      config.batchesPerEpoch,
+      optimizer.defaults
+    )
     const fresh = Trainer.make(
       { model: net.model, loss: Loss.crossEntropy, optimizer, scheduler },
       Random.make(recipe.seed)

@@ -4,7 +4,7 @@
  * picture go to `--out`.
  */
 import { Path } from "@effect/platform"
-import { Engine, Trainer } from "@stepwise/core"
+import { type Engine, Trainer } from "@stepwise/core"
 import type { Errors as DataErrors } from "@stepwise/data"
 import type { InvalidHyperparameter } from "@stepwise/optim"
 import { Clock, Effect, Option } from "effect"
@@ -47,12 +47,7 @@ export const run = (args: Args) =>
     const dir = Option.getOrElse(args.out, () =>
       Run.defaultRunDir(new Date(now)).replace("runs/", "runs/lr-find-")
     )
-    yield* Pipeline.validateEarly(recipe, file)
-    yield* out.line(`stepwise: ${recipe.backend} engine, loading data...`)
-    yield* Engine.use(recipe.backend)
-    const data = yield* Pipeline.prepareData(recipe)
-    const loaders = Pipeline.loaders(data, recipe)
-    const t = yield* Pipeline.trainer(recipe, file, data, loaders.train.numBatches)
+    const { trainer: t } = yield* Pipeline.setup(recipe, file)
     yield* out.line(
       `stepwise: LR range test of CNN2 with ${recipe.optimizer.name}, ${startLr} -> ${endLr} over ${numIter} mini-batches (${stepMode})`
     )
@@ -91,4 +86,7 @@ export const run = (args: Args) =>
   })
 
 /** The failures of this command besides the CLI's own (named so the declaration can be emitted). */
-export type PackageErrors = DataErrors.ImageFolderError | InvalidHyperparameter.InvalidHyperparameter
+export type PackageErrors =
+  | DataErrors.ImageFolderError
+  | InvalidHyperparameter.InvalidHyperparameter
+  | Engine.BackendUnavailable

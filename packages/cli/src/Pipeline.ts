@@ -5,7 +5,7 @@
  */
 
 import type { FileSystem } from "@effect/platform"
-import { Cnn2, Loss, TorchWeights, Trainer } from "@stepwise/core"
+import { Cnn2, Engine, Loss, TorchWeights, Trainer } from "@stepwise/core"
 import {
   type Errors as DataErrors,
   DataLoader,
@@ -21,6 +21,7 @@ import { Optimizers, Schedulers as OptimSchedulers, TfNumeric } from "@stepwise/
 import type * as tf from "@tensorflow/tfjs-core"
 import { Effect } from "effect"
 import { ConfigError } from "./Errors.js"
+import { Output } from "./Progress.js"
 import type * as Recipe from "./Recipe.js"
 import * as Schedulers from "./SchedulerConfig.js"
 
@@ -201,7 +202,7 @@ export const trainer = (
   Effect.gen(function* () {
     const net = yield* model(recipe, data.train.sampleShape, data.classes.length)
     const { optimizer: opt } = yield* optimizer(recipe, file)
-    const scheduler = yield* Schedulers.build(recipe, file, batchesPerEpoch)
+    const scheduler = yield* Schedulers.build(recipe, file, batchesPerEpoch, opt.defaults)
     const l = loaders(data, recipe)
     const config: Trainer.Config = {
       model: net.model,
@@ -212,6 +213,32 @@ export const trainer = (
       valLoader: l.val
     }
     return Trainer.make(config, Random.make(recipe.seed))
+  })
+
+/**
+ * What `train` and `lr-find` start from: the recipe checked before any data is read, its engine,
+ * the prepared data, the loaders and a fresh trainer.
+ */
+export const setup = (
+  recipe: Recipe.Recipe,
+  file: string
+): Effect.Effect<
+  { readonly data: Datasets; readonly loaders: ReturnType<typeof loaders>; readonly trainer: AnyTrainer },
+  | ConfigError
+  | InvalidHyperparameter.InvalidHyperparameter
+  | DataErrors.ImageFolderError
+  | Engine.BackendUnavailable,
+  Output | FileSystem.FileSystem
+> =>
+  Effect.gen(function* () {
+    const out = yield* Output
+    yield* validateEarly(recipe, file)
+    yield* out.line(`stepwise: ${recipe.backend} engine, loading data...`)
+    yield* Engine.use(recipe.backend)
+    const data = yield* prepareData(recipe)
+    const l = loaders(data, recipe)
+    const fresh = yield* trainer(recipe, file, data, l.train.numBatches)
+    return { data, loaders: l, trainer: fresh }
   })
 
 export type AnyTrainer = Trainer.Trainer<never, never>

@@ -42,20 +42,8 @@ export interface RecipeFlags {
   readonly [schedulerParam: string]: unknown
 }
 
-const OPTIMIZER_FIELDS = [
-  "momentum",
-  "dampening",
-  "nesterov",
-  "weightDecay",
-  "beta1",
-  "beta2",
-  "eps",
-  "amsgrad",
-  "alpha",
-  "centered",
-  "lrDecay",
-  "initialAccumulatorValue"
-] as const
+/** Optimizer hyperparameters that flags may set (the Recipe's optimizer fields minus `name` and `lr`). */
+export const OPTIMIZER_FIELDS = Object.keys(Recipe.Optimizer.fields).filter((k) => k !== "name" && k !== "lr")
 
 /** Scheduler parameters that flags may set (the Recipe's scheduler fields minus `name`). */
 export const SCHEDULER_FIELDS = Object.keys(Recipe.Scheduler.fields).filter((k) => k !== "name")

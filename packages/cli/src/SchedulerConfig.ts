@@ -3,8 +3,8 @@
  * built. `"epoch"` step sizes become the loader's mini-batches per epoch (the chapter's
  * `step_size_up=len(train_loader)`); OneCycleLR spans the whole run unless told otherwise.
  */
-import type { InvalidHyperparameter, Scheduler } from "@stepwise/optim"
-import { Optimizers, Schedulers } from "@stepwise/optim"
+import type { InvalidHyperparameter, Optimizer, Scheduler } from "@stepwise/optim"
+import { Schedulers } from "@stepwise/optim"
 import { Effect } from "effect"
 import { ConfigError } from "./Errors.js"
 import type * as Recipe from "./Recipe.js"
@@ -88,11 +88,15 @@ export const schedulerInput = (
   return Effect.succeed(input)
 }
 
-/** Decodes, checks against the optimizer (momentum cycling) and builds; undefined for `none`. */
+/**
+ * Decodes, checks against the optimizer (momentum cycling needs its `defaults` to hold a
+ * momentum or beta1) and builds; undefined for `none`.
+ */
 export const build = (
   recipe: Recipe.Recipe,
   file: string,
-  batchesPerEpoch: number
+  batchesPerEpoch: number,
+  optimizerDefaults: Optimizer.Hyper
 ): Effect.Effect<
   Scheduler.Scheduler<any> | undefined,
   ConfigError | InvalidHyperparameter.InvalidHyperparameter
@@ -101,18 +105,6 @@ export const build = (
     const input = yield* schedulerInput(recipe, file, batchesPerEpoch)
     if (input === undefined) return undefined
     const config = yield* Schedulers.decode(input)
-    const optimizerConfig = yield* Optimizers.decode(
-      // only the optimizer's defaults (momentum / beta1) matter for the compatibility check
-      yield* Effect.succeed(optimizerTag(recipe))
-    )
-    yield* Schedulers.checkCompatible(config, Optimizers.defaults(optimizerConfig))
+    yield* Schedulers.checkCompatible(config, optimizerDefaults)
     return yield* Schedulers.fromConfig(config, { stepsPerEpoch: batchesPerEpoch })
   })
-
-const optimizerTag = (recipe: Recipe.Recipe): Record<string, unknown> => {
-  const o = recipe.optimizer
-  const tag = { sgd: "Sgd", adam: "Adam", adamw: "AdamW", rmsprop: "RMSprop", adagrad: "Adagrad" }[o.name]
-  return o.name === "sgd" || o.name === "rmsprop"
-    ? { _tag: tag, lr: o.lr, ...(o.momentum === undefined ? {} : { momentum: o.momentum }) }
-    : { _tag: tag, lr: o.lr }
-}

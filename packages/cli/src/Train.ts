@@ -6,7 +6,7 @@
  * consistent checkpoint to leave behind, and `--resume` restarts the fold from it.
  */
 import { FileSystem, Path } from "@effect/platform"
-import { Engine, Events, Metrics, Safetensors, Trainer } from "@stepwise/core"
+import { type Engine, Events, Metrics, Safetensors, Trainer } from "@stepwise/core"
 import type { Errors as DataErrors } from "@stepwise/data"
 import type { InvalidHyperparameter } from "@stepwise/optim"
 import { Clock, Effect, Exit, Fiber, Option, Queue, Schema, Stream } from "effect"
@@ -85,18 +85,7 @@ const RECIPE_FLAGS = [
   "dropout",
   "optimizer",
   "lr",
-  "momentum",
-  "dampening",
-  "nesterov",
-  "weightDecay",
-  "beta1",
-  "beta2",
-  "eps",
-  "amsgrad",
-  "alpha",
-  "centered",
-  "lrDecay",
-  "initialAccumulatorValue",
+  ...Resolve.OPTIMIZER_FIELDS,
   "scheduler",
   "data",
   "val",
@@ -154,12 +143,7 @@ export const run = (args: Args) =>
     }
 
     // 2. Engine, data, model, optimizer, scheduler.
-    yield* Pipeline.validateEarly(recipe, file)
-    yield* out.line(`stepwise: ${recipe.backend} engine, loading data...`)
-    yield* Engine.use(recipe.backend)
-    const data = yield* Pipeline.prepareData(recipe)
-    const loaders = Pipeline.loaders(data, recipe)
-    const fresh = yield* Pipeline.trainer(recipe, file, data, loaders.train.numBatches)
+    const { data, loaders, trainer: fresh } = yield* Pipeline.setup(recipe, file)
     const parameters = Trainer.countParameters(fresh)
     let t: Pipeline.AnyTrainer =
       checkpointPath === undefined ? fresh : yield* Checkpoint.restore(checkpointPath, fresh)
@@ -516,4 +500,7 @@ const concat = (parts: ReadonlyArray<Uint8Array>): Uint8Array => {
 }
 
 /** The failures of this command besides the CLI's own (named so the declaration can be emitted). */
-export type PackageErrors = DataErrors.ImageFolderError | InvalidHyperparameter.InvalidHyperparameter
+export type PackageErrors =
+  | DataErrors.ImageFolderError
+  | InvalidHyperparameter.InvalidHyperparameter
+  | Engine.BackendUnavailable
