@@ -64,15 +64,17 @@ const timeLoop = (stepOnce, afterWarmup = () => {}) => {
   return times[times.length >> 1]
 }
 
+// One tensor per shape, filled from the seeds `seed`, `seed + 1`, ... in the shapes' order.
+const randomTree = (shapes, seed, make) =>
+  Object.fromEntries(
+    Object.entries(shapes).map(([k, s], i) => [k, make(random(count({ k: s }), seed + i), s)])
+  )
+
 const benchTf = (def, shapes) => {
   const N = TfNumeric.TfNumeric
   const opt = def(N)
-  let params = Object.fromEntries(
-    Object.entries(shapes).map(([k, s], i) => [k, N.fromArray(random(count({ k: s }), i + 1), s)])
-  )
-  const grads = Object.fromEntries(
-    Object.entries(shapes).map(([k, s], i) => [k, N.fromArray(random(count({ k: s }), i + 100), s)])
-  )
+  let params = randomTree(shapes, 1, N.fromArray)
+  const grads = randomTree(shapes, 100, N.fromArray)
   let state = opt.init(params)
   let before = 0
   const ms = timeLoop(
@@ -98,12 +100,8 @@ const benchTf = (def, shapes) => {
 const benchF64 = (def, shapes) => {
   const N = Float64.Float64
   const opt = def(N)
-  let params = Object.fromEntries(
-    Object.entries(shapes).map(([k, s], i) => [k, Float64.make(random(count({ k: s }), i + 1), s)])
-  )
-  const grads = Object.fromEntries(
-    Object.entries(shapes).map(([k, s], i) => [k, Float64.make(random(count({ k: s }), i + 100), s)])
-  )
+  let params = randomTree(shapes, 1, Float64.make)
+  const grads = randomTree(shapes, 100, Float64.make)
   let state = opt.init(params)
   return timeLoop(() => {
     const next = opt.update(state, grads, params, opt.defaults)

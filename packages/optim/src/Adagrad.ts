@@ -1,7 +1,7 @@
 import { Effect, Schema } from "effect"
 import * as H from "./InvalidHyperparameter.js"
 import type { Numeric } from "./Numeric.js"
-import { type Optimizer, type OptimizerDef, perParameter } from "./Optimizer.js"
+import { filled, gradient, type Optimizer, type OptimizerDef, perParameter } from "./Optimizer.js"
 
 /** `torch.optim.Adagrad` hyperparameters, PyTorch's defaults. */
 export const Config = Schema.TaggedStruct("Adagrad", {
@@ -34,18 +34,13 @@ export const optimizer =
     defaults: { lr: c.lr },
     init: (params) => ({
       step: 0,
-      slots: {
-        sum: Object.fromEntries(
-          Object.entries(params).map(([k, p]) => [k, N.fullLike(p, c.initialAccumulatorValue)])
-        )
-      }
+      slots: { sum: filled(N, params, c.initialAccumulatorValue) }
     }),
     update: (state, grads, params, hyper) => {
       const step = state.step + 1
       const clr = hyper.lr / (1 + (step - 1) * c.lrDecay)
       const next = perParameter(params, (name, p) => {
-        let g = c.maximize ? N.neg(grads[name]) : grads[name]
-        if (c.weightDecay !== 0) g = N.add(g, N.scale(p, c.weightDecay))
+        const g = gradient(N, grads[name], p, c)
         const sum = N.add(state.slots.sum[name], N.mul(g, g))
         const std = N.addScalar(N.sqrt(sum), c.eps)
         return { param: N.sub(p, N.scale(N.div(g, std), clr)), slots: { sum } }

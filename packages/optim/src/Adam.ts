@@ -1,7 +1,7 @@
 import { Effect, Schema } from "effect"
 import * as H from "./InvalidHyperparameter.js"
 import type { Numeric } from "./Numeric.js"
-import { type Optimizer, type OptimizerDef, perParameter } from "./Optimizer.js"
+import { filled, gradient, type Optimizer, type OptimizerDef, perParameter } from "./Optimizer.js"
 
 const Betas = Schema.Tuple(Schema.Number, Schema.Number)
 
@@ -49,7 +49,7 @@ export const adam =
     name: decoupled ? "AdamW" : "Adam",
     defaults: { lr: c.lr, beta1: c.betas[0] },
     init: (params) => {
-      const zeros = () => Object.fromEntries(Object.entries(params).map(([k, p]) => [k, N.fullLike(p, 0)]))
+      const zeros = () => filled(N, params, 0)
       const slots = { expAvg: zeros(), expAvgSq: zeros() }
       return { step: 0, slots: c.amsgrad ? { ...slots, maxExpAvgSq: zeros() } : slots }
     },
@@ -61,11 +61,11 @@ export const adam =
       const biasCorrection2Sqrt = Math.sqrt(1 - beta2 ** step)
       const { expAvg, expAvgSq, maxExpAvgSq } = state.slots
       const next = perParameter(params, (name, p) => {
-        let g = c.maximize ? N.neg(grads[name]) : grads[name]
-        if (c.weightDecay !== 0) {
-          if (decoupled) p = N.scale(p, 1 - lr * c.weightDecay)
-          else g = N.add(g, N.scale(p, c.weightDecay))
-        }
+        const g = gradient(N, grads[name], p, {
+          maximize: c.maximize,
+          weightDecay: decoupled ? 0 : c.weightDecay
+        })
+        if (decoupled && c.weightDecay !== 0) p = N.scale(p, 1 - lr * c.weightDecay)
         const m = N.add(N.scale(expAvg[name], beta1), N.scale(g, 1 - beta1))
         const v = N.add(N.scale(expAvgSq[name], beta2), N.scale(N.mul(g, g), 1 - beta2))
         const vmax = c.amsgrad ? N.maximum(maxExpAvgSq[name], v) : v

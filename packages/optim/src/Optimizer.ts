@@ -1,4 +1,4 @@
-import type { Numeric, Params } from "./Numeric.js"
+import { mapParams, type Numeric, type Params } from "./Numeric.js"
 
 /**
  * Hyperparameters that a scheduler may drive step by step. `lr` always; `momentum` (SGD,
@@ -60,4 +60,22 @@ export const perParameter = <T>(
     }
   }
   return { params: nextParams, slots }
+}
+
+/** A slot tree shaped like `params`, every element `value` (PyTorch's `torch.full_like` state). */
+export const filled = <T>(N: Numeric<T>, params: Params<T>, value: number): Params<T> =>
+  mapParams(params, (p) => N.fullLike(p, value))
+
+/**
+ * The gradient PyTorch's optimizers step on: negated with `maximize`, plus the L2 term
+ * `weightDecay * param` when `weightDecay` is not 0.
+ */
+export const gradient = <T>(
+  N: Numeric<T>,
+  grad: T,
+  param: T,
+  c: { readonly maximize: boolean; readonly weightDecay: number }
+): T => {
+  const g = c.maximize ? N.neg(grad) : grad
+  return c.weightDecay === 0 ? g : N.add(g, N.scale(param, c.weightDecay))
 }

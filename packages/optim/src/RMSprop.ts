@@ -1,7 +1,7 @@
 import { Effect, Schema } from "effect"
 import * as H from "./InvalidHyperparameter.js"
 import type { Numeric } from "./Numeric.js"
-import { type Optimizer, type OptimizerDef, perParameter } from "./Optimizer.js"
+import { filled, gradient, type Optimizer, type OptimizerDef, perParameter } from "./Optimizer.js"
 
 /** `torch.optim.RMSprop` hyperparameters, PyTorch's defaults. */
 export const Config = Schema.TaggedStruct("RMSprop", {
@@ -35,25 +35,21 @@ export const optimizer =
   <T>(N: Numeric<T>): Optimizer<T> => ({
     name: "RMSprop",
     defaults: { lr: c.lr, momentum: c.momentum },
-    init: (params) => {
-      const zeros = () => Object.fromEntries(Object.entries(params).map(([k, p]) => [k, N.fullLike(p, 0)]))
-      return {
-        step: 0,
-        slots: {
-          squareAvg: zeros(),
-          ...(c.momentum > 0 ? { momentumBuffer: zeros() } : {}),
-          ...(c.centered ? { gradAvg: zeros() } : {})
-        }
+    init: (params) => ({
+      step: 0,
+      slots: {
+        squareAvg: filled(N, params, 0),
+        ...(c.momentum > 0 ? { momentumBuffer: filled(N, params, 0) } : {}),
+        ...(c.centered ? { gradAvg: filled(N, params, 0) } : {})
       }
-    },
+    }),
     update: (state, grads, params, hyper) => {
       const { lr } = hyper
       const momentum = hyper.momentum ?? c.momentum
       const { squareAvg, gradAvg, momentumBuffer } = state.slots
       const a = c.alpha
       const next = perParameter(params, (name, p) => {
-        let g = c.maximize ? N.neg(grads[name]) : grads[name]
-        if (c.weightDecay !== 0) g = N.add(g, N.scale(p, c.weightDecay))
+        const g = gradient(N, grads[name], p, c)
         const sq = N.add(N.scale(squareAvg[name], a), N.scale(N.mul(g, g), 1 - a))
         const ga = c.centered ? N.add(N.scale(gradAvg[name], a), N.scale(g, 1 - a)) : undefined
         const avg = N.addScalar(N.sqrt(ga === undefined ? sq : N.sub(sq, N.mul(ga, ga))), c.eps)

@@ -1,7 +1,7 @@
 import { Effect, Schema } from "effect"
 import * as H from "./InvalidHyperparameter.js"
 import type { Numeric } from "./Numeric.js"
-import { type Optimizer, type OptimizerDef, perParameter } from "./Optimizer.js"
+import { gradient, type Optimizer, type OptimizerDef, perParameter } from "./Optimizer.js"
 
 /** `torch.optim.SGD` hyperparameters (lr is required, as in PyTorch 1.13). */
 export const Config = Schema.TaggedStruct("Sgd", {
@@ -44,8 +44,7 @@ export const optimizer =
       const momentum = hyper.momentum ?? c.momentum
       const buffers = state.slots.momentumBuffer
       const next = perParameter(params, (name, p) => {
-        let g = c.maximize ? N.neg(grads[name]) : grads[name]
-        if (c.weightDecay !== 0) g = N.add(g, N.scale(p, c.weightDecay))
+        const g = gradient(N, grads[name], p, c)
         if (momentum === 0) return { param: N.sub(p, N.scale(g, lr)), slots: {} }
         const previous = buffers?.[name]
         // scale(g, 1) copies, so the state never aliases the caller's gradient

@@ -11,7 +11,7 @@ import { Effect, Schema } from "effect"
 import * as fc from "fast-check"
 import * as Float64 from "./Float64.js"
 import type { Numeric, Params } from "./Numeric.js"
-import type { Hyper, Optimizer, OptimizerDef, OptimizerState } from "./Optimizer.js"
+import { filled, type Hyper, type Optimizer, type OptimizerDef, type OptimizerState } from "./Optimizer.js"
 import * as OptimizerStateSchema from "./OptimizerState.js"
 import type { OptimizerConfig } from "./Optimizers.js"
 import * as Optimizers from "./Optimizers.js"
@@ -272,9 +272,7 @@ export const Laws = {
   zeroGradientFixedPoint: (def: OptimizerDef, options: LawOptions = {}) => {
     const opt = def(Float64.Float64)
     return fc.property(withHypers(opt, options), ({ problem, hypers }) => {
-      const zeros = problem.grads.map((g) =>
-        Object.fromEntries(Object.entries(g).map(([k, t]) => [k, Float64.Float64.fullLike(t, 0)]))
-      )
+      const zeros = problem.grads.map((g) => filled(Float64.Float64, g, 0))
       const { params } = run(opt, problem.params, zeros, (t) => hypers[t])
       if (!equalTrees(params, problem.params)) throw new Error("zero gradients moved the parameters")
     })
