@@ -7,7 +7,7 @@
  */
 import { execFileSync } from "node:child_process"
 import { fileURLToPath } from "node:url"
-import { Cnn2, Engine, FusedOptimizer, Loss, Module } from "@stepwise/core"
+import { Cnn2, Engine, FusedOptimizer, Loss, Module, Trainer } from "@stepwise/core"
 import { Random } from "@stepwise/data"
 import { Adam, TfNumeric } from "@stepwise/optim"
 import * as tf from "@tensorflow/tfjs-core"
@@ -63,10 +63,7 @@ const makeTrainer = (update: UpdateKind) => {
       seed: i
     })
     const t1 = performance.now()
-    const next = TfNumeric.tidyUpdate(optimizer, state, grads, params, optimizer.defaults)
-    tf.dispose(Object.values(grads))
-    TfNumeric.disposeReplaced(TfNumeric.stateTensors(state), TfNumeric.stateTensors(next.state))
-    TfNumeric.disposeReplaced(params, next.params)
+    const next = Trainer.updateAndDispose(optimizer, state, grads, params, optimizer.defaults)
     params = next.params
     state = next.state
     times.grads += t1 - t0

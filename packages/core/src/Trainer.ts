@@ -18,7 +18,7 @@
 
 import type { Batch } from "@stepwise/data"
 import { type DataLoader, Random } from "@stepwise/data"
-import { LrRange, type Numeric, type Optimizer, type Scheduler } from "@stepwise/optim"
+import { LrRange, type Numeric, type Optimizer, type Scheduler, TfNumeric } from "@stepwise/optim"
 import * as tf from "@tensorflow/tfjs-core"
 import { Effect, Option, PubSub, Ref, Schema, Stream } from "effect"
 import * as Events from "./Events.js"
@@ -498,6 +498,25 @@ export const stateTensors = (state: Optimizer.OptimizerState<tf.Tensor>): Readon
 const disposeExcept = (tensors: ReadonlyArray<tf.Tensor>, keep: ReadonlyArray<tf.Tensor>) => {
   const kept = new Set(keep)
   for (const x of new Set(tensors)) if (!kept.has(x)) x.dispose()
+}
+
+/**
+ * One optimizer update for a hand-written loop (benchmarks, memory tests): the new parameters
+ * and state. Unlike `trainStep` it consumes its inputs: the gradients and every parameter or
+ * state tensor the update replaced are disposed.
+ */
+export const updateAndDispose = (
+  optimizer: Optimizer.Optimizer<tf.Tensor>,
+  state: Optimizer.OptimizerState<tf.Tensor>,
+  grads: Tensors,
+  params: Tensors,
+  hyper: Optimizer.Hyper
+): { readonly params: Tensors; readonly state: Optimizer.OptimizerState<tf.Tensor> } => {
+  const next = TfNumeric.tidyUpdate(optimizer, state, grads, params, hyper)
+  tf.dispose(Object.values(grads))
+  TfNumeric.disposeReplaced(TfNumeric.stateTensors(state), TfNumeric.stateTensors(next.state))
+  TfNumeric.disposeReplaced(params, next.params)
+  return next
 }
 
 /** Disposes a trainer's parameters and optimizer state. */

@@ -57,6 +57,14 @@ const dyShape = (c: Case): [number, number, number, number] => {
   return [c.n, outH, outW, c.cout]
 }
 
+/** A case's input and output-gradient values (seeds `seed` and `seed + 1`). */
+const xOf = (c: Case) => values(c.n * c.h * c.w * c.cin, c.seed)
+const dyOf = (c: Case) =>
+  values(
+    dyShape(c).reduce((a, b) => a * b),
+    c.seed + 1
+  )
+
 const attrsOf = (c: Case) => ({
   strides: c.stride,
   pad: c.pad,
@@ -107,19 +115,18 @@ const stockCpuFilterGrad = (c: Case, x: Float32Array, dy: Float32Array) =>
     )
   )
 
+/** The registered Conv2DBackpropFilter's answer for a case on the current backend. */
+const filterGrad = (c: Case, x: Float32Array, dy: Float32Array) =>
+  registered({ x, dy }, { x: [c.n, c.h, c.w, c.cin], dy: dyShape(c) }, "Conv2DBackpropFilter", attrsOf(c))
+
 describe("Conv2DBackpropFilter", () => {
   it("cpu: the flat-array loop equals the stock kernel", async () => {
     await run(Engine.use("cpu"))
     fc.assert(
       fc.property(caseArb, (c) => {
-        const x = values(c.n * c.h * c.w * c.cin, c.seed)
-        const dy = values(
-          dyShape(c).reduce((a, b) => a * b),
-          c.seed + 1
-        )
-        const shapes = { x: [c.n, c.h, c.w, c.cin], dy: dyShape(c) }
-        const ours = registered({ x, dy }, shapes, "Conv2DBackpropFilter", attrsOf(c))
-        expectClose(ours, stockCpuFilterGrad(c, x, dy))
+        const x = xOf(c)
+        const dy = dyOf(c)
+        expectClose(filterGrad(c, x, dy), stockCpuFilterGrad(c, x, dy))
       }),
       { numRuns: 200 }
     )
@@ -140,16 +147,12 @@ describe("Conv2DBackpropFilter", () => {
     }
     await fc.assert(
       fc.asyncProperty(caseArb, async (c) => {
-        const x = values(c.n * c.h * c.w * c.cin, c.seed)
-        const dy = values(
-          dyShape(c).reduce((a, b) => a * b),
-          c.seed + 1
-        )
+        const x = xOf(c)
+        const dy = dyOf(c)
         await run(Engine.use("cpu"))
         const expected = stockCpuFilterGrad(c, x, dy)
         await run(Engine.use("wasm"))
-        const shapes = { x: [c.n, c.h, c.w, c.cin], dy: dyShape(c) }
-        expectClose(registered({ x, dy }, shapes, "Conv2DBackpropFilter", attrsOf(c)), expected)
+        expectClose(filterGrad(c, x, dy), expected)
       }),
       { numRuns: 200, examples: [[stride2same]] }
     )
@@ -177,10 +180,7 @@ describe("Conv2DBackpropInput on wasm", () => {
     await fc.assert(
       fc.asyncProperty(caseArb, async (c) => {
         const w = values(c.kh * c.kw * c.cin * c.cout, c.seed)
-        const dy = values(
-          dyShape(c).reduce((a, b) => a * b),
-          c.seed + 1
-        )
+        const dy = dyOf(c)
         const shapes = { dy: dyShape(c), filter: [c.kh, c.kw, c.cin, c.cout] }
         const attrs = { ...attrsOf(c), inputShape: [c.n, c.h, c.w, c.cin] }
         await run(Engine.use("cpu"))
@@ -193,53 +193,64 @@ describe("Conv2DBackpropInput on wasm", () => {
   })
 })
 
+const poolFields = {
+  n: fc.integer({ min: 1, max: 3 }),
+  h: fc.integer({ min: 1, max: 9 }),
+  w: fc.integer({ min: 1, max: 9 }),
+  c: fc.integer({ min: 1, max: 4 }),
+  k: fc.integer({ min: 1, max: 3 }),
+  s: fc.integer({ min: 1, max: 3 }),
+  pad: fc.constantFrom("valid" as const, "same" as const),
+  seed: fc.integer()
+}
+
+interface PoolCase {
+  readonly n: number
+  readonly h: number
+  readonly w: number
+  readonly c: number
+  readonly k: number
+  readonly s: number
+  readonly pad: "valid" | "same"
+  readonly seed: number
+}
+
+const poolAttrs = (p: PoolCase) => ({
+  filterSize: [p.k, p.k],
+  strides: [p.s, p.s],
+  pad: p.pad,
+  dimRoundingMode: undefined
+})
+
+/**
+ * MaxPoolGrad of input `x` (shape from the case) on the current backend, with `dy` from the
+ * case's seed: the registered kernel's, or with `stockName` the stock kernel we replaced.
+ */
+const poolGrad = (p: PoolCase, x: Float32Array, stockName?: string): Float32Array =>
+  tf.tidy(() => {
+    const xt = tf.tensor4d(x, [p.n, p.h, p.w, p.c])
+    const y = tf.maxPool(xt, p.k, p.s, p.pad)
+    const dy = tf.tensor(values(y.size, p.seed + 9), y.shape)
+    const inputs = { dy, input: xt, output: y }
+    if (stockName !== undefined) return runKernelFunc(stockName, inputs, poolAttrs(p))
+    return (
+      tf.engine().runKernel("MaxPoolGrad", inputs as any, poolAttrs(p) as any) as tf.Tensor
+    ).dataSync() as Float32Array
+  })
+
 describe("MaxPoolGrad on wasm", () => {
   it("equals the stock cpu kernel, ties included", async () => {
     await fc.assert(
-      fc.asyncProperty(
-        fc.record({
-          n: fc.integer({ min: 1, max: 3 }),
-          h: fc.integer({ min: 1, max: 9 }),
-          w: fc.integer({ min: 1, max: 9 }),
-          c: fc.integer({ min: 1, max: 4 }),
-          k: fc.integer({ min: 1, max: 3 }),
-          s: fc.integer({ min: 1, max: 3 }),
-          pad: fc.constantFrom("valid" as const, "same" as const),
-          seed: fc.integer()
-        }),
-        async (p) => {
-          fc.pre(p.pad === "same" || p.k <= Math.min(p.h, p.w))
-          const x = values(p.n * p.h * p.w * p.c, p.seed).map((v) => Math.round(v * 2) / 2)
-          const attrs = {
-            filterSize: [p.k, p.k],
-            strides: [p.s, p.s],
-            pad: p.pad,
-            dimRoundingMode: undefined
-          }
-          const grad = () =>
-            tf.tidy(() => {
-              const xt = tf.tensor4d(x, [p.n, p.h, p.w, p.c])
-              const y = tf.maxPool(xt, p.k, p.s, p.pad)
-              const dy = tf.tensor(values(y.size, p.seed + 9), y.shape)
-              return (
-                tf
-                  .engine()
-                  .runKernel("MaxPoolGrad", { dy, input: xt, output: y } as any, attrs as any) as tf.Tensor
-              ).dataSync() as Float32Array
-            })
-          await run(Engine.use("cpu"))
-          const ours = grad()
-          const stockGrad = tf.tidy(() => {
-            const xt = tf.tensor4d(x, [p.n, p.h, p.w, p.c])
-            const y = tf.maxPool(xt, p.k, p.s, p.pad)
-            const dy = tf.tensor(values(y.size, p.seed + 9), y.shape)
-            return runKernelFunc("cpu/MaxPoolGrad", { dy, input: xt, output: y }, attrs)
-          })
-          expectClose(ours, stockGrad)
-          await run(Engine.use("wasm"))
-          expectClose(grad(), stockGrad)
-        }
-      ),
+      fc.asyncProperty(fc.record(poolFields), async (p) => {
+        fc.pre(p.pad === "same" || p.k <= Math.min(p.h, p.w))
+        const x = values(p.n * p.h * p.w * p.c, p.seed).map((v) => Math.round(v * 2) / 2)
+        await run(Engine.use("cpu"))
+        const ours = poolGrad(p, x)
+        const stockGrad = poolGrad(p, x, "cpu/MaxPoolGrad")
+        expectClose(ours, stockGrad)
+        await run(Engine.use("wasm"))
+        expectClose(poolGrad(p, x), stockGrad)
+      }),
       { numRuns: 200 }
     )
   })
@@ -249,42 +260,13 @@ describe("MaxPoolGrad on cpu", () => {
   it("the flat-array loop equals the stock kernel", async () => {
     await run(Engine.use("cpu"))
     fc.assert(
-      fc.property(
-        fc.record({
-          n: fc.integer({ min: 1, max: 3 }),
-          h: fc.integer({ min: 1, max: 9 }),
-          w: fc.integer({ min: 1, max: 9 }),
-          c: fc.integer({ min: 1, max: 4 }),
-          k: fc.integer({ min: 1, max: 3 }),
-          s: fc.integer({ min: 1, max: 3 }),
-          pad: fc.constantFrom("valid" as const, "same" as const),
-          ties: fc.boolean(),
-          seed: fc.integer()
-        }),
-        (p) => {
-          fc.pre(p.pad === "same" || p.k <= Math.min(p.h, p.w))
-          let x = values(p.n * p.h * p.w * p.c, p.seed)
-          // Rounded values make ties common: the first maximum must win, as in tfjs.
-          if (p.ties) x = x.map((v) => Math.round(v * 2) / 2)
-          const attrs = {
-            filterSize: [p.k, p.k],
-            strides: [p.s, p.s],
-            pad: p.pad,
-            dimRoundingMode: undefined
-          }
-          tf.tidy(() => {
-            const xt = tf.tensor4d(x, [p.n, p.h, p.w, p.c])
-            const y = tf.maxPool(xt, p.k, p.s, p.pad)
-            const dy = tf.tensor(values(y.size, p.seed + 9), y.shape)
-            const ours = (
-              tf
-                .engine()
-                .runKernel("MaxPoolGrad", { dy, input: xt, output: y } as any, attrs as any) as tf.Tensor
-            ).dataSync()
-            expectClose(ours, runKernelFunc("cpu/MaxPoolGrad", { dy, input: xt, output: y }, attrs))
-          })
-        }
-      ),
+      fc.property(fc.record({ ...poolFields, ties: fc.boolean() }), (p) => {
+        fc.pre(p.pad === "same" || p.k <= Math.min(p.h, p.w))
+        let x = values(p.n * p.h * p.w * p.c, p.seed)
+        // Rounded values make ties common: the first maximum must win, as in tfjs.
+        if (p.ties) x = x.map((v) => Math.round(v * 2) / 2)
+        expectClose(poolGrad(p, x), poolGrad(p, x, "cpu/MaxPoolGrad"))
+      }),
       { numRuns: 200 }
     )
   })

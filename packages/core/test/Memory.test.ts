@@ -7,6 +7,7 @@ import * as Cnn2 from "../src/Cnn2.js"
 import * as Engine from "../src/Engine.js"
 import * as Loss from "../src/Loss.js"
 import * as Module from "../src/Module.js"
+import * as Trainer from "../src/Trainer.js"
 
 describe("tensor lifetime", () => {
   for (const backend of ["wasm", "cpu"] as const) {
@@ -28,10 +29,7 @@ describe("tensor lifetime", () => {
             training: true,
             seed: epoch * 5 + step
           })
-          const next = TfNumeric.tidyUpdate(optimizer, state, grads, params, optimizer.defaults)
-          tf.dispose(Object.values(grads))
-          TfNumeric.disposeReplaced(TfNumeric.stateTensors(state), TfNumeric.stateTensors(next.state))
-          TfNumeric.disposeReplaced(params, next.params)
+          const next = Trainer.updateAndDispose(optimizer, state, grads, params, optimizer.defaults)
           params = next.params
           state = next.state
         }

@@ -1,4 +1,5 @@
 /** Small deterministic data and models for the training tests. */
+import { expect } from "@effect/vitest"
 import { DataLoader, Random, TensorDataset } from "@stepwise/data"
 import { Adam, type Optimizer, Sgd, TfNumeric } from "@stepwise/optim"
 import type * as tf from "@tensorflow/tfjs-core"
@@ -62,3 +63,14 @@ export const values = (params: Readonly<Record<string, tf.Tensor>>) =>
 export const cnn5 = () => Cnn2.make({ nFilters: 5, p: 0.3 }).model
 
 export const cnn5Params = () => Module.init(cnn5(), Random.make(5))
+
+/** Two runs that must be the same: losses, validation losses, learning rates and parameters. */
+export const expectSameRun = (
+  actual: Trainer.Trainer<any, any>,
+  expected: Trainer.Trainer<any, any>
+): void => {
+  expect(actual.losses).toEqual(expected.losses)
+  expect(actual.valLosses).toEqual(expected.valLosses)
+  expect(actual.learningRates).toEqual(expected.learningRates)
+  expect(values(actual.params)).toEqual(values(expected.params))
+}
