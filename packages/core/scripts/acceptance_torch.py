@@ -9,27 +9,14 @@ The code follows the chapter (StepByStep's train loop, make_normalizer, CyclicLR
 import json
 import sys
 
-import numpy as np
 import torch
 import torch.nn as nn
 import torch.optim as optim
 from torch.optim.lr_scheduler import CyclicLR
 from torch.utils.data import DataLoader
-from torchvision.datasets import ImageFolder
-from torchvision.transforms import Compose, Normalize, Resize, ToTensor
 
 sys.path.insert(0, __file__.rsplit("/", 1)[0])
-from cnn2_fixture import CNN2  # noqa: E402
-
-
-def make_normalizer(loader):
-    n, means, stds = 0, 0, 0
-    for images, _ in loader:
-        flat = images.reshape(images.size(0), images.size(1), -1)
-        n += images.size(0)
-        means = means + flat.mean(axis=2).sum(axis=0)
-        stds = stds + flat.std(axis=2).sum(axis=0)
-    return Normalize(mean=means / n, std=stds / n)
+from common import CNN2, rps_datasets, train_epoch, validation_loss  # noqa: E402
 
 
 def correct(model, loader):
@@ -44,28 +31,15 @@ def correct(model, loader):
 
 def train(model, loss_fn, optimizer, scheduler, train_loader, val_loader, epochs):
     for _ in range(epochs):
-        model.train()
-        for x, y in train_loader:
-            loss = loss_fn(model(x), y)
-            loss.backward()
-            optimizer.step()
-            optimizer.zero_grad()
-            if scheduler is not None:
-                scheduler.step()
-        model.eval()
-        with torch.no_grad():
-            np.mean([loss_fn(model(x), y).item() for x, y in val_loader])
+        train_epoch(model, loss_fn, optimizer, train_loader, scheduler)
+        validation_loss(model, loss_fn, val_loader)
 
 
 def main():
     root, seeds = sys.argv[1], [int(s) for s in sys.argv[2].split(",")]
     epochs = int(sys.argv[3]) if len(sys.argv) > 3 else 10
     torch.set_num_threads(2)
-    temp = ImageFolder(root=f"{root}/rps", transform=Compose([Resize(28), ToTensor()]))
-    normalizer = make_normalizer(DataLoader(temp, batch_size=16))
-    composer = Compose([Resize(28), ToTensor(), normalizer])
-    train_data = ImageFolder(root=f"{root}/rps", transform=composer)
-    val_data = ImageFolder(root=f"{root}/rps-test-set", transform=composer)
+    train_data, val_data = rps_datasets(root)
     # Decode once (the transforms are deterministic), as the TypeScript side does.
     train_x = torch.stack([x for x, _ in train_data])
     train_y = torch.tensor([y for _, y in train_data])

@@ -9,10 +9,9 @@ import time
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 
 sys.path.insert(0, __file__.rsplit("/", 1)[0])
-from cnn2_fixture import CNN2  # noqa: E402
+from common import CNN2  # noqa: E402
 
 
 def main():

@@ -14,7 +14,7 @@ import torch
 import torch.nn as nn
 
 sys.path.insert(0, __file__.rsplit("/", 1)[0])
-from cnn2_fixture import CNN2  # noqa: E402
+from common import CNN2, train_epoch, validation_loss  # noqa: E402
 
 
 def main():
@@ -30,18 +30,8 @@ def main():
     loss_fn = nn.CrossEntropyLoss()
 
     def epoch():
-        model.train()
-        losses = []
-        for xb, yb in train_loader:
-            loss = loss_fn(model(xb), yb)
-            loss.backward()
-            optimizer.step()
-            optimizer.zero_grad()
-            losses.append(loss.item())
-        model.eval()
-        with torch.no_grad():
-            val = [loss_fn(model(xb), yb).item() for xb, yb in val_loader]
-        return np.mean(losses), np.mean(val)
+        losses = train_epoch(model, loss_fn, optimizer, train_loader)
+        return np.mean(losses), validation_loss(model, loss_fn, val_loader)
 
     epoch()  # warm-up
     times = []

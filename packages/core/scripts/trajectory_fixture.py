@@ -10,8 +10,6 @@ step_size_up = 4 = one epoch, triangular2) stepped after every mini-batch (momen
 Recorded: initial state_dict, inputs, every mini-batch loss, the epoch losses, validation losses,
 learning rates per epoch (after the scheduler) and the final state_dict.
 """
-import base64
-import json
 import os
 import sys
 
@@ -21,12 +19,7 @@ import torch.nn as nn
 from torch.optim.lr_scheduler import CyclicLR
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from cnn2_fixture import CNN2  # noqa: E402
-
-
-def enc(t):
-    a = t.detach().contiguous().numpy().astype("<f4")
-    return {"shape": list(t.shape), "data": base64.b64encode(a.tobytes()).decode("ascii")}
+from common import CNN2, enc, out_path, train_epoch, validation_loss, write_json  # noqa: E402
 
 
 def run(recipe, init, batches, val):
@@ -41,21 +34,10 @@ def run(recipe, init, batches, val):
         sched = CyclicLR(opt, base_lr=1e-3, max_lr=1e-2, step_size_up=len(batches), mode="triangular2")
     batch_losses, losses, val_losses, lrs = [], [], [], []
     for _ in range(2):
-        model.train()
-        epoch = []
-        for x, y in batches:
-            loss = loss_fn(model(x), y)
-            loss.backward()
-            opt.step()
-            opt.zero_grad()
-            epoch.append(loss.item())
-            if sched is not None:
-                sched.step()
+        epoch = train_epoch(model, loss_fn, opt, batches, sched)
         batch_losses += epoch
         losses.append(float(np.mean(epoch)))
-        model.eval()
-        with torch.no_grad():
-            val_losses.append(float(np.mean([loss_fn(model(x), y).item() for x, y in val])))
+        val_losses.append(validation_loss(model, loss_fn, val))
         lrs.append(opt.param_groups[0]["lr"])
     return {
         "batchLosses": batch_losses,
@@ -66,7 +48,7 @@ def run(recipe, init, batches, val):
     }
 
 
-def main(out_path):
+def main(path):
     torch.manual_seed(7)
     init = CNN2(n_filters=5, p=0.0).state_dict()
     x = torch.randn(48, 3, 28, 28)
@@ -81,13 +63,9 @@ def main(out_path):
         "adam": run("adam", init, batches, val),
         "sgd": run("sgd", init, batches, val),
     }
-    tmp = out_path + ".tmp"
-    with open(tmp, "w") as f:
-        json.dump(fixture, f)
-    os.replace(tmp, out_path)
-    print(f"wrote {out_path}")
+    write_json(path, fixture)
+    print(f"wrote {path}")
 
 
 if __name__ == "__main__":
-    here = os.path.dirname(os.path.abspath(__file__))
-    main(sys.argv[1] if len(sys.argv) > 1 else os.path.join(here, "..", "test", "fixtures", "trajectory-torch.json"))
+    main(out_path("trajectory-torch.json"))
