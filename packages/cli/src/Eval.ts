@@ -105,8 +105,8 @@ export const run = (args: Args) =>
         accuracy: total === 0 ? null : confusion[c][c] / total
       }
     })
-    const correct = perClass.reduce((a, r) => a + r.correct, 0)
-    const total = perClass.reduce((a, r) => a + r.total, 0)
+    const rows: Metrics.PerClass = perClass.map((r) => [r.correct, r.total] as const)
+    const [correct, total] = Metrics.total(rows)
     const width = Math.max(8, ...classes.map((c) => c.length))
     yield* out.line(`${checkpoint} on ${source} (${total} images)`)
     yield* out.line(`${"class".padEnd(width)}  correct  total  accuracy`)
@@ -144,7 +144,7 @@ export const run = (args: Args) =>
       data: source,
       classes,
       perClass,
-      correct: perClass.map((r) => [r.correct, r.total]),
+      correct: rows,
       total: { correct, total, accuracy: total === 0 ? null : correct / total },
       confusion,
       plots: written
