@@ -204,15 +204,8 @@ const poolFields = {
   seed: fc.integer()
 }
 
-interface PoolCase {
-  readonly n: number
-  readonly h: number
-  readonly w: number
-  readonly c: number
-  readonly k: number
-  readonly s: number
-  readonly pad: "valid" | "same"
-  readonly seed: number
+type PoolCase = {
+  readonly [K in keyof typeof poolFields]: (typeof poolFields)[K] extends fc.Arbitrary<infer T> ? T : never
 }
 
 const poolAttrs = (p: PoolCase) => ({

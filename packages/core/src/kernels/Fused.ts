@@ -46,6 +46,19 @@ export interface UpdateAttrs {
   readonly maximize: boolean
 }
 
+/**
+ * The set-up of a fused update kernel: its attrs and the Float32 views of the tensors `plan`
+ * picks to read (optional ones left out) and of `outputs` fresh outputs shaped like `param`.
+ */
+const updateIo = <A extends UpdateAttrs>(
+  args: Parameters<KernelFunc>[0],
+  plan: (inputs: any, attrs: A) => { readonly read: Array<tf.TensorInfo>; readonly outputs: number }
+) => {
+  const { inputs, backend, attrs } = args as unknown as { inputs: any; backend: AnyBackend; attrs: A }
+  const { read, outputs } = plan(inputs, attrs)
+  return { attrs, ...io(backend, read, outputs, [...inputs.param.shape]) }
+}
+
 export interface AdamAttrs extends UpdateAttrs {
   readonly beta1: number
   readonly beta2: number
@@ -58,11 +71,16 @@ export interface AdamAttrs extends UpdateAttrs {
 
 /** inputs: param, grad, expAvg, expAvgSq[, maxExpAvgSq] -> param, expAvg, expAvgSq[, maxExpAvgSq]. */
 const adamKernel: KernelFunc = (args) => {
-  const { inputs, backend, attrs } = args as unknown as { inputs: any; backend: AnyBackend; attrs: AdamAttrs }
-  const { param, grad, expAvg, expAvgSq, maxExpAvgSq } = inputs
+  const {
+    attrs,
+    ins: v,
+    outViews: o,
+    outs
+  } = updateIo<AdamAttrs>(args, ({ param, grad, expAvg, expAvgSq, maxExpAvgSq }, { amsgrad }) => ({
+    read: [param, grad, expAvg, expAvgSq, ...(amsgrad ? [maxExpAvgSq] : [])],
+    outputs: amsgrad ? 4 : 3
+  }))
   const { lr, beta1, beta2, eps, weightDecay, decoupled, amsgrad, maximize, step } = attrs
-  const ins = [param, grad, expAvg, expAvgSq, ...(amsgrad ? [maxExpAvgSq] : [])]
-  const { ins: v, outViews: o, outs } = io(backend, ins, amsgrad ? 4 : 3, [...param.shape])
   const [p, g, m, s] = v
   const vmaxIn = amsgrad ? v[4] : undefined
   const [pOut, mOut, sOut] = o
@@ -101,12 +119,17 @@ export interface SgdAttrs extends UpdateAttrs {
 
 /** inputs: param, grad[, momentumBuffer] -> param[, momentumBuffer] (momentum > 0). */
 const sgdKernel: KernelFunc = (args) => {
-  const { inputs, backend, attrs } = args as unknown as { inputs: any; backend: AnyBackend; attrs: SgdAttrs }
-  const { param, grad, momentumBuffer } = inputs
+  const {
+    attrs,
+    ins: v,
+    outViews: o,
+    outs
+  } = updateIo<SgdAttrs>(args, ({ param, grad, momentumBuffer }, { momentum, first }) => ({
+    read: [param, grad, ...(momentum !== 0 && !first ? [momentumBuffer] : [])],
+    outputs: momentum !== 0 ? 2 : 1
+  }))
   const { lr, momentum, dampening, weightDecay, nesterov, maximize, first } = attrs
   const withBuffer = momentum !== 0
-  const ins = [param, grad, ...(withBuffer && !first ? [momentumBuffer] : [])]
-  const { ins: v, outViews: o, outs } = io(backend, ins, withBuffer ? 2 : 1, [...param.shape])
   const [p, g, b] = v
   const [pOut, bOut] = o
   for (let i = 0; i < p.length; i++) {
