@@ -15,13 +15,9 @@ export const Config = Schema.TaggedStruct("Adagrad", {
 export type Config = typeof Config.Type
 
 export const validate = (c: Config): Effect.Effect<Config, H.InvalidHyperparameter> =>
-  H.check([
-    H.nonNegative("lr", c.lr),
-    H.nonNegative("lrDecay", c.lrDecay),
-    H.nonNegative("weightDecay", c.weightDecay),
-    H.nonNegative("initialAccumulatorValue", c.initialAccumulatorValue),
-    H.nonNegative("eps", c.eps)
-  ]).pipe(Effect.as(c))
+  H.check(H.nonNegativeFields(c, ["lr", "lrDecay", "weightDecay", "initialAccumulatorValue", "eps"])).pipe(
+    Effect.as(c)
+  )
 
 /**
  * Adagrad: `sum = sum + g^2`, `p = p - clr * g / (sqrt(sum) + eps)` with the decayed rate

@@ -40,6 +40,12 @@ export const nonNegative = (field: string, value: number): Rule => ({
   reason: "must be >= 0"
 })
 
+/** `nonNegative` for each of `fields` of `c`, in the given order (the first broken one is reported). */
+export const nonNegativeFields = <K extends string>(
+  c: { readonly [k in K]: number },
+  fields: ReadonlyArray<K>
+): ReadonlyArray<Rule> => fields.map((field) => nonNegative(field, c[field]))
+
 export const positive = (field: string, value: number): Rule => ({
   field,
   value,

@@ -16,13 +16,7 @@ export const Config = Schema.TaggedStruct("RMSprop", {
 export type Config = typeof Config.Type
 
 export const validate = (c: Config): Effect.Effect<Config, H.InvalidHyperparameter> =>
-  H.check([
-    H.nonNegative("lr", c.lr),
-    H.nonNegative("eps", c.eps),
-    H.nonNegative("momentum", c.momentum),
-    H.nonNegative("weightDecay", c.weightDecay),
-    H.nonNegative("alpha", c.alpha)
-  ]).pipe(Effect.as(c))
+  H.check(H.nonNegativeFields(c, ["lr", "eps", "momentum", "weightDecay", "alpha"])).pipe(Effect.as(c))
 
 /**
  * RMSprop (no bias correction; eps added after the square root):

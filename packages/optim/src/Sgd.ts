@@ -17,9 +17,7 @@ export type Config = typeof Config.Type
 /** PyTorch's constructor checks. */
 export const validate = (c: Config): Effect.Effect<Config, H.InvalidHyperparameter> =>
   H.check([
-    H.nonNegative("lr", c.lr),
-    H.nonNegative("momentum", c.momentum),
-    H.nonNegative("weightDecay", c.weightDecay),
+    ...H.nonNegativeFields(c, ["lr", "momentum", "weightDecay"]),
     {
       field: "nesterov",
       value: c.nesterov,
