@@ -7,13 +7,11 @@
 import { FileSystem, Path } from "@effect/platform"
 import { Checkpoint, Trainer } from "@stepwise/core"
 import { Effect } from "effect"
-import { RunFolderError } from "./Errors.js"
+import { runFolderError } from "./Errors.js"
 import type { AnyTrainer } from "./Pipeline.js"
 
 /** The checkpoint file of an epoch: `checkpoints/epoch-0003.safetensors`. */
 export const fileName = (epoch: number) => `epoch-${String(epoch).padStart(4, "0")}.safetensors`
-
-const firstLine = (e: unknown) => String((e as { message?: string }).message ?? e).split("\n")[0]
 
 export const save = (path: string, t: AnyTrainer) =>
   Effect.gen(function* () {
@@ -21,7 +19,7 @@ export const save = (path: string, t: AnyTrainer) =>
     const p = yield* Path.Path
     yield* fs.makeDirectory(p.dirname(path), { recursive: true })
     yield* Checkpoint.save(path, t)
-  }).pipe(Effect.mapError((e) => new RunFolderError({ path, reason: firstLine(e) })))
+  }).pipe(Effect.mapError(runFolderError(path)))
 
 /**
  * Restores a checkpoint into `fresh` (a trainer built from the run's recipe), checking parameter
@@ -29,7 +27,7 @@ export const save = (path: string, t: AnyTrainer) =>
  */
 export const restore = (path: string, fresh: AnyTrainer) =>
   Checkpoint.resume(path, fresh).pipe(
-    Effect.mapError((e) => new RunFolderError({ path, reason: firstLine(e) })),
+    Effect.mapError(runFolderError(path)),
     Effect.tap(() => Effect.sync(() => Trainer.dispose(fresh)))
   )
 
@@ -42,4 +40,4 @@ export const latest = (dir: string) =>
     const names = (yield* fs.readDirectory(dir)).filter((n) => /^epoch-\d{4,}\.safetensors$/.test(n)).sort()
     const last = names.at(-1)
     return last === undefined ? undefined : p.join(dir, last)
-  }).pipe(Effect.mapError((e) => new RunFolderError({ path: dir, reason: firstLine(e) })))
+  }).pipe(Effect.mapError(runFolderError(dir)))

@@ -64,7 +64,15 @@ export const formatError = (error: unknown): string => {
   return firstLine(String(error))
 }
 
-const firstLine = (s: string) => s.split("\n")[0]
+/** The first line of an error's message (or of the value itself, when it has none). */
+export const firstLine = (e: unknown): string =>
+  String((e as { readonly message?: unknown } | null | undefined)?.message ?? e).split("\n")[0]
+
+/** Maps a failure at `path` to a `RunFolderError` with its first line as the reason. */
+export const runFolderError =
+  (path: string) =>
+  (e: unknown): RunFolderError =>
+    new RunFolderError({ path, reason: firstLine(e) })
 
 const safeJson = (v: unknown) => {
   try {

@@ -10,7 +10,7 @@ import * as Charts from "./Charts.js"
 import * as Checkpoint from "./Checkpoint.js"
 import type * as Cli from "./Cli.js"
 import * as Demos from "./Demos.js"
-import { PlotError, RunFolderError } from "./Errors.js"
+import { firstLine, PlotError, RunFolderError, runFolderError } from "./Errors.js"
 import { Output } from "./Progress.js"
 import * as Render from "./Render.js"
 import * as Run from "./RunFolder.js"
@@ -34,7 +34,7 @@ export const writePicture = (dir: string, name: string, spec: Render.Spec, forma
     const written: Array<string> = []
     const svg = yield* Effect.tryPromise({
       try: () => Render.toSvg(spec),
-      catch: (e) => new PlotError({ plot: name, reason: String((e as Error).message ?? e).split("\n")[0] })
+      catch: (e) => new PlotError({ plot: name, reason: firstLine(e) })
     })
     if (format !== "png") {
       const path = p.join(dir, `${name}.svg`)
@@ -44,7 +44,7 @@ export const writePicture = (dir: string, name: string, spec: Render.Spec, forma
     if (format !== "svg") {
       const png = yield* Effect.tryPromise({
         try: () => Render.svgToPng(svg),
-        catch: (e) => new PlotError({ plot: name, reason: String((e as Error).message ?? e).split("\n")[0] })
+        catch: (e) => new PlotError({ plot: name, reason: firstLine(e) })
       })
       const path = p.join(dir, `${name}.png`)
       yield* Run.writeFileAtomic(path, png)
@@ -102,9 +102,7 @@ const filtersSpec = (run: string | undefined, layer: string) =>
     const config = yield* Train.readRunConfig(run)
     const path = yield* Checkpoint.latest(p.join(run, Run.CHECKPOINT_DIR))
     if (path === undefined) return yield* new RunFolderError({ path: run, reason: "has no checkpoint" })
-    const file = yield* Safetensors.read(path).pipe(
-      Effect.mapError((e) => new RunFolderError({ path, reason: String(e.message).split("\n")[0] }))
-    )
+    const file = yield* Safetensors.read(path).pipe(Effect.mapError(runFolderError(path)))
     const [c, h] = [3, sizeOf(config.recipe.data.resize)]
     const net = Cnn2.make({
       nFilters: config.recipe.model.filters,
@@ -195,9 +193,7 @@ const adaptedSpec = (run: string | undefined, layer: string | undefined) =>
       })
     }
     const path = p.join(run, chosen)
-    const file = yield* Safetensors.read(path).pipe(
-      Effect.mapError((e) => new RunFolderError({ path, reason: String(e.message).split("\n")[0] }))
-    )
+    const file = yield* Safetensors.read(path).pipe(Effect.mapError(runFolderError(path)))
     const param = file.tensors.weight ?? Object.values(file.tensors)[0]
     const steps = param.shape[0]
     const per = param.data.length / steps

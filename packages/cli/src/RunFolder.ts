@@ -5,16 +5,13 @@
  */
 import { FileSystem, Path } from "@effect/platform"
 import { Effect } from "effect"
-import { RunFolderError } from "./Errors.js"
+import { runFolderError } from "./Errors.js"
 
 export const CONFIG_FILE = "config.json"
 export const METRICS_FILE = "metrics.jsonl"
 export const CHECKPOINT_DIR = "checkpoints"
 export const PLOTS_DIR = "plots"
 export const TENSORBOARD_DIR = "tensorboard"
-
-const fail = (path: string) => (e: { readonly message: string }) =>
-  new RunFolderError({ path, reason: e.message.split("\n")[0] })
 
 let tmpCounter = 0
 
@@ -28,19 +25,19 @@ export const writeFileAtomic = (path: string, data: Uint8Array | string) =>
     const bytes = typeof data === "string" ? new TextEncoder().encode(data) : data
     yield* fs.writeFile(tmp, bytes)
     yield* fs.rename(tmp, path).pipe(Effect.tapError(() => fs.remove(tmp).pipe(Effect.ignore)))
-  }).pipe(Effect.mapError(fail(path)))
+  }).pipe(Effect.mapError(runFolderError(path)))
 
 export const readText = (path: string) =>
   Effect.gen(function* () {
     const fs = yield* FileSystem.FileSystem
     return yield* fs.readFileString(path)
-  }).pipe(Effect.mapError(fail(path)))
+  }).pipe(Effect.mapError(runFolderError(path)))
 
 export const exists = (path: string) =>
   Effect.gen(function* () {
     const fs = yield* FileSystem.FileSystem
     return yield* fs.exists(path)
-  }).pipe(Effect.mapError(fail(path)))
+  }).pipe(Effect.mapError(runFolderError(path)))
 
 /** `metrics.jsonl`: one JSON object per line; a final line without newline is ignored. */
 export const encodeMetrics = (rows: ReadonlyArray<unknown>): string =>

@@ -13,7 +13,7 @@ import { Clock, Effect, Exit, Fiber, Option, Queue, Schema, Stream } from "effec
 import * as Charts from "./Charts.js"
 import * as Checkpoint from "./Checkpoint.js"
 import type * as Cli from "./Cli.js"
-import { ConfigError, RunFolderError } from "./Errors.js"
+import { ConfigError, RunFolderError, runFolderError } from "./Errors.js"
 import * as Pipeline from "./Pipeline.js"
 import { formatBar, formatEpochLine, Output, summaryTable } from "./Progress.js"
 import * as Recipe from "./Recipe.js"
@@ -449,15 +449,13 @@ const writeCaptured = (path: string, captured: Captured) =>
       tensors[param] = Safetensors.tensor(data, [steps.length, ...shape])
     }
     yield* Safetensors.write(path, { tensors, metadata: { format: "stepwise-gradients/1" } })
-  }).pipe(Effect.mapError((e) => new RunFolderError({ path, reason: String(e.message).split("\n")[0] })))
+  }).pipe(Effect.mapError(runFolderError(path)))
 
 /** The first `steps` captured gradients of a resumed run (those of its checkpointed epochs). */
 const readCaptured = (path: string, steps: number) =>
   Effect.gen(function* () {
     if (!(yield* Run.exists(path))) return {} as Captured
-    const file = yield* Safetensors.read(path).pipe(
-      Effect.mapError((e) => new RunFolderError({ path, reason: String(e.message).split("\n")[0] }))
-    )
+    const file = yield* Safetensors.read(path).pipe(Effect.mapError(runFolderError(path)))
     const out: Captured = {}
     for (const [param, h] of Object.entries(file.tensors)) {
       const shape = h.shape.slice(1)
