@@ -5,7 +5,7 @@
  * series for the moving averages, and 1,000 dropout scenarios per probability. All pure and
  * seeded; the optimizers and schedulers are @stepwise/optim's, run on float64.
  */
-import { Module } from "@stepwise/core"
+import { LrRangeTest, Module } from "@stepwise/core"
 import { DataLoader, LinearRegression, Random, TensorDataset } from "@stepwise/data"
 import type { Optimizer, Scheduler } from "@stepwise/optim"
 import { CyclicLR, Ewma, Float64, LrRange, Adam as OptAdam, Sgd, StepLR } from "@stepwise/optim"
@@ -271,7 +271,7 @@ export const linearRegressionRangeTest = (numIter = 100, endLr = 1, alpha = 0.05
       const { loss: l, gb, gw } = mseAndGrads(data.train, idx, params[B].data[0], params[W].data[0])
       const rate = start * factor(i)
       lr.push(rate)
-      loss.push(i === 0 ? l : alpha * l + (1 - alpha) * loss[i - 1])
+      loss.push(LrRangeTest.smooth(loss.at(-1), l, alpha))
       const next = opt.update(state, { [W]: Float64.make([gw]), [B]: Float64.make([gb]) }, params, {
         lr: rate,
         momentum: 0.9
