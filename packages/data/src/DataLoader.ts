@@ -63,7 +63,8 @@ export const batchIndices = (n: number, options: Options, epoch: number): Readon
   )
 }
 
-const checkBatchSize = (batchSize: number) => {
+/** Throws `InvalidArgument` unless `batchSize` is a positive integer (every loader's check). */
+export const checkBatchSize = (batchSize: number): void => {
   if (!Number.isInteger(batchSize) || batchSize < 1) {
     throw new InvalidArgument({ field: "batchSize", value: batchSize, reason: "must be a positive integer" })
   }

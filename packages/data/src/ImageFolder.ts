@@ -20,7 +20,6 @@ import {
   type ImageDecodeError,
   type ImageFolderError,
   ImageFolderNotFound,
-  InvalidArgument,
   NoClassFolders,
   SampleShapeMismatch
 } from "./Errors.js"
@@ -390,13 +389,7 @@ export const loader = <C>(
   folder: ImageFolder<C>,
   options: LoaderOptions<C>
 ): DataLoader.DataLoader<Int32Array, ImageDecodeError | SampleShapeMismatch, FileSystem.FileSystem> => {
-  if (!Number.isInteger(options.batchSize) || options.batchSize < 1) {
-    throw new InvalidArgument({
-      field: "batchSize",
-      value: options.batchSize,
-      reason: "must be a positive integer"
-    })
-  }
+  DataLoader.checkBatchSize(options.batchSize)
   const cache: Array<C | undefined> = new Array(folder.length)
   const bad = new Set<number>()
   // Samples decoded or known bad; when it reaches the length, no epoch decodes anything.
