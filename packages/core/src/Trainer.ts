@@ -190,11 +190,8 @@ export const trainStep = (
     captured.push(...layerEvents("Parameters", config.model, capture.parameters, params, where))
   if (capture.gradients.length > 0)
     captured.push(...layerEvents("Gradients", config.model, capture.gradients, grads, where))
-  const next = tf.tidy(() => {
-    const u = config.optimizer.update(optState, grads, params, hyper)
-    return { params: u.params, state: u.state } as unknown as tf.TensorContainer
-  }) as unknown as { params: Tensors; state: Optimizer.OptimizerState<tf.Tensor> }
-  disposeExcept(Object.values(grads), [...Object.values(next.params), ...stateTensors(next.state)])
+  const next = TfNumeric.tidyUpdate(config.optimizer, optState, grads, params, hyper)
+  TfNumeric.disposeReplaced(grads, [...Object.values(next.params), ...stateTensors(next.state)])
   return { loss, params: next.params, optState: next.state, captured }
 }
 
@@ -254,7 +251,7 @@ export const train = <E, R, E2 = never, R2 = never>(
     let owned = false
     const replace = (next: { params: Tensors; optState: Optimizer.OptimizerState<tf.Tensor> }) => {
       if (owned) {
-        disposeExcept(
+        TfNumeric.disposeReplaced(
           [...Object.values(cur.params), ...stateTensors(cur.optState)],
           [...Object.values(next.params), ...stateTensors(next.optState)]
         )
@@ -481,7 +478,7 @@ export const lrRangeTest = <E, R>(
         return [r.loss, { params: r.params, optState: r.optState, i: s.i + 1 }] as const
       },
       release: (s) =>
-        disposeExcept(
+        TfNumeric.disposeReplaced(
           [...Object.values(s.params), ...stateTensors(s.optState)],
           [...Object.values(t.params), ...stateTensors(t.optState)]
         ),
@@ -491,14 +488,7 @@ export const lrRangeTest = <E, R>(
 
 // ------------------------------------------------------------------------------------ tensors
 
-/** Every tensor of an optimizer state. */
-export const stateTensors = (state: Optimizer.OptimizerState<tf.Tensor>): ReadonlyArray<tf.Tensor> =>
-  Object.values(state.slots).flatMap((slot) => Object.values(slot))
-
-const disposeExcept = (tensors: ReadonlyArray<tf.Tensor>, keep: ReadonlyArray<tf.Tensor>) => {
-  const kept = new Set(keep)
-  for (const x of new Set(tensors)) if (!kept.has(x)) x.dispose()
-}
+const stateTensors = TfNumeric.stateTensors
 
 /**
  * One optimizer update for a hand-written loop (benchmarks, memory tests): the new parameters
@@ -514,14 +504,14 @@ export const updateAndDispose = (
 ): { readonly params: Tensors; readonly state: Optimizer.OptimizerState<tf.Tensor> } => {
   const next = TfNumeric.tidyUpdate(optimizer, state, grads, params, hyper)
   tf.dispose(Object.values(grads))
-  TfNumeric.disposeReplaced(TfNumeric.stateTensors(state), TfNumeric.stateTensors(next.state))
+  TfNumeric.disposeReplaced(stateTensors(state), stateTensors(next.state))
   TfNumeric.disposeReplaced(params, next.params)
   return next
 }
 
 /** Disposes a trainer's parameters and optimizer state. */
 export const dispose = (t: Pick<Trainer<any, any>, "params" | "optState">): void => {
-  disposeExcept([...Object.values(t.params), ...stateTensors(t.optState)], [])
+  tf.dispose([...Object.values(t.params), ...stateTensors(t.optState)])
 }
 
 const cloneTree = (tree: Tensors): Tensors =>
