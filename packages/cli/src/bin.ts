@@ -6,11 +6,33 @@
  */
 import { ValidationError } from "@effect/cli"
 import { NodeContext, NodeRuntime } from "@effect/platform-node"
-import { Cause, Effect, Exit } from "effect"
+import { Cause, Console, Effect, Exit } from "effect"
 import { formatError } from "./Errors.js"
 import { main } from "./Main.js"
 
-const program = main(process.argv).pipe(Effect.provide(NodeContext.layer))
+/**
+ * @effect/cli prints a rejected command line itself (`Console.error`); this gives those lines the
+ * same `stepwise: ` prefix as every other failure, without the trailing blank line.
+ */
+const prefixedErrors = (console: Console.Console): Console.Console => ({
+  ...console,
+  error: (...args) =>
+    console.error(
+      ...args.map((a) =>
+        typeof a === "string"
+          ? a
+              .trimEnd()
+              .split("\n")
+              .map((l) => (l.length > 0 ? `stepwise: ${l}` : l))
+              .join("\n")
+          : a
+      )
+    )
+})
+
+const program = Console.consoleWith((console) =>
+  main(process.argv).pipe(Effect.withConsole(prefixedErrors(console)))
+).pipe(Effect.provide(NodeContext.layer))
 
 /**
  * Exits once stdout and stderr are flushed. Explicit, because a finished run must end even if a
