@@ -282,12 +282,13 @@ export const train = <E, R, E2 = never, R2 = never>(
         yield* Stream.runForEach(Stream.zipWithIndex(trainLoader.batches(epoch)), ([batch, i]) =>
           Effect.gen(function* () {
             const request = yield* interest
-            const lr = hyper(cur).lr
+            const h = hyper(cur)
+            const lr = h.lr
             const r = trainStep(
               cur.config,
               cur.params,
               cur.optState,
-              hyper(cur),
+              h,
               batch,
               stepRng(seed, epoch, i),
               request,
