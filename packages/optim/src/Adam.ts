@@ -60,11 +60,10 @@ export const adam =
       const stepSize = lr / (1 - beta1 ** step)
       const biasCorrection2Sqrt = Math.sqrt(1 - beta2 ** step)
       const { expAvg, expAvgSq, maxExpAvgSq } = state.slots
+      // The L2 term of `gradient` (none when decay is decoupled): once per step, not per parameter.
+      const l2 = { maximize: c.maximize, weightDecay: decoupled ? 0 : c.weightDecay }
       const next = perParameter(params, (name, p) => {
-        const g = gradient(N, grads[name], p, {
-          maximize: c.maximize,
-          weightDecay: decoupled ? 0 : c.weightDecay
-        })
+        const g = gradient(N, grads[name], p, l2)
         if (decoupled && c.weightDecay !== 0) p = N.scale(p, 1 - lr * c.weightDecay)
         const m = N.add(N.scale(expAvg[name], beta1), N.scale(g, 1 - beta1))
         const v = N.add(N.scale(expAvgSq[name], beta2), N.scale(N.mul(g, g), 1 - beta2))
