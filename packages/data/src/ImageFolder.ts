@@ -281,13 +281,16 @@ export const make = <A = Image.RgbImage>(
     }
   })
 
+const sameShape = (a: ReadonlyArray<number>, b: ReadonlyArray<number>): boolean =>
+  a.length === b.length && a.every((d, i) => d === b[i])
+
 /** Checks that a sample has the shape the batch expects. */
 export const checkShape = (
   path: string,
   expected: ReadonlyArray<number>,
   actual: ReadonlyArray<number>
 ): Effect.Effect<void, SampleShapeMismatch> =>
-  expected.length === actual.length && expected.every((d, i) => d === actual[i])
+  sameShape(expected, actual)
     ? Effect.void
     : Effect.fail(new SampleShapeMismatch({ path, expected: [...expected], actual: [...actual] }))
 
@@ -439,9 +442,8 @@ export const loader = <C>(
       const y = new Int32Array(tensors.length)
       for (let k = 0; k < tensors.length; k++) {
         const { index, t } = tensors[k]
-        const shape = t.shape
-        if (shape[0] !== sampleShape![0] || shape[1] !== sampleShape![1] || shape[2] !== sampleShape![2]) {
-          return checkShape(folder.samples[index].path, sampleShape!, shape).pipe(Effect.as(undefined))
+        if (!sameShape(t.shape, sampleShape!)) {
+          return checkShape(folder.samples[index].path, sampleShape!, t.shape).pipe(Effect.as(undefined))
         }
         x.set(t.data, k * per)
         y[k] = labels[index]
