@@ -138,9 +138,25 @@ export const lossOf = (
   batch: Batch.Batch<Targets>,
   options: ApplyOptions = { training: false }
 ): number => {
-  const outputs = predict(model, params, batch, options)
-  const n = batch.shape[0]
-  return loss.evaluate(outputs, [n, outputs.length / n], batch.y).loss
+  const out = outputs(model, params, batch, options)
+  return loss.evaluate(out.values, out.shape, batch.y).loss
+}
+
+/** The model's outputs (logits) for a batch and their shape, row-major, eval mode by default. */
+export const outputs = (
+  model: Module,
+  params: Params,
+  batch: { readonly x: Float32Array; readonly shape: ReadonlyArray<number> },
+  options: ApplyOptions = { training: false }
+): { readonly values: Float32Array; readonly shape: ReadonlyArray<number> } => {
+  const y = tf.tidy(
+    () => model.forward(params, "", inputTensor(batch.x, batch.shape), ctxOf(options), false).y
+  )
+  // A copy: the cpu backend hands out its own buffer, which dispose releases.
+  const values = (y.dataSync() as Float32Array).slice()
+  const shape = y.shape
+  y.dispose()
+  return { values, shape }
 }
 
 /** The model's outputs (logits) for a batch, row-major [n, outputs], eval mode by default. */
@@ -149,12 +165,4 @@ export const predict = (
   params: Params,
   batch: { readonly x: Float32Array; readonly shape: ReadonlyArray<number> },
   options: ApplyOptions = { training: false }
-): Float32Array => {
-  const y = tf.tidy(
-    () => model.forward(params, "", inputTensor(batch.x, batch.shape), ctxOf(options), false).y
-  )
-  // A copy: the cpu backend hands out its own buffer, which dispose releases.
-  const out = (y.dataSync() as Float32Array).slice()
-  y.dispose()
-  return out
-}
+): Float32Array => outputs(model, params, batch, options).values

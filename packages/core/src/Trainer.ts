@@ -366,26 +366,16 @@ export const evaluate = <E, R>(
   )
 
 /** The loss of one batch in eval mode. */
-export const batchLoss = (t: Trainer<any, any>, batch: Batch.Batch<Targets>): number => {
-  const out = outputs(t, batch)
-  return t.config.loss.evaluate(out.values, out.shape, batch.y).loss
-}
+export const batchLoss = (t: Trainer<any, any>, batch: Batch.Batch<Targets>): number =>
+  Loss.lossOf(t.config.model, t.config.loss, t.params, batch)
 
 /** Model outputs for a batch, eval mode by default: `[n, k]` values, row-major. */
 export const outputs = (
   t: Pick<Trainer<any, any>, "config" | "params">,
   batch: { readonly x: Float32Array; readonly shape: ReadonlyArray<number> },
   options: Module.ApplyOptions = { training: false }
-): { readonly values: Float32Array; readonly shape: ReadonlyArray<number> } => {
-  const y = tf.tidy(() =>
-    Module.apply(t.config.model, t.params, Loss.inputTensor(batch.x, batch.shape), options)
-  )
-  try {
-    return { values: y.dataSync() as Float32Array, shape: y.shape }
-  } finally {
-    y.dispose()
-  }
-}
+): { readonly values: Float32Array; readonly shape: ReadonlyArray<number> } =>
+  Loss.outputs(t.config.model, t.params, batch, options)
 
 /** The chapter's `predict(x)`: outputs in eval mode. */
 export const predict = (
