@@ -25,7 +25,8 @@ export const modelFlags = {
 
 export const optimizerFlags = {
   optimizer: F.choice("optimizer", OptimizerNames, "Optimizer [adam]"),
-  lr: F.number("lr", "Learning rate [3e-4]", { min: 0, minExclusive: true }),
+  // >= 0 as in PyTorch and @stepwise/optim (lr 0 trains nothing, but is not an error)
+  lr: F.number("lr", "Learning rate [3e-4]", { min: 0 }),
   momentum: F.number("momentum", "SGD/RMSprop momentum factor [0]", { min: 0 }),
   dampening: F.number("dampening", "SGD dampening for momentum [0]", { min: 0, max: 1 }),
   nesterov: F.toggle("nesterov", "SGD: use Nesterov momentum"),

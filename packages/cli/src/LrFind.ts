@@ -31,6 +31,13 @@ export const run = (args: Args) =>
     const stepMode = Option.getOrElse(args.stepMode, () => "exp" as const)
     const alpha = Option.getOrElse(args.smoothing, () => 0.05)
     const file = Option.getOrElse(args.config, () => "command line")
+    if (stepMode === "exp" && !(startLr > 0)) {
+      return yield* new ConfigError({
+        file,
+        field: "start-lr",
+        reason: `must be > 0 for an exponential test (got ${startLr})`
+      })
+    }
     if (!(endLr > startLr)) {
       return yield* new ConfigError({
         file,

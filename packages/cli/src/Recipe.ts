@@ -46,7 +46,7 @@ export const Model = Schema.Struct({
 /** An optimizer and its PyTorch hyperparameters (camelCase). Which apply depends on `name`. */
 export const Optimizer = Schema.Struct({
   name: Schema.Literal(...OptimizerNames),
-  lr: positive,
+  lr: nonNegative,
   momentum: Schema.optional(nonNegative),
   dampening: Schema.optional(unit),
   nesterov: Schema.optional(Schema.Boolean),

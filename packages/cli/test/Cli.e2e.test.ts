@@ -74,7 +74,7 @@ describe("stepwise --help", () => {
 describe("bad input: one line naming the flag or file, non-zero exit, nothing written", () => {
   const out = join(tmp, "never")
   const cases: ReadonlyArray<readonly [string, ReadonlyArray<string>, RegExp]> = [
-    ["negative lr", ["train", "--lr", "-1"], /--lr -1: must be > 0/],
+    ["negative lr", ["train", "--lr", "-1"], /--lr -1: must be >= 0/],
     ["dropout outside [0, 1)", ["train", "--dropout", "1"], /--dropout 1: must be in \[0, 1\)/],
     ["unknown scheduler", ["train", "--scheduler", "bogus"], /--scheduler bogus: expected one of/],
     ["not a number", ["train", "--epochs", "ten"], /--epochs ten: not an integer/],
@@ -111,7 +111,7 @@ describe("bad input: one line naming the flag or file, non-zero exit, nothing wr
     writeFileSync(file, "optimizer:\n  name: adam\n  lr: -3\n")
     const r = cli(["train", "--config", file, "--out", out])
     expect(r.code).toBe(1)
-    expect(r.stderr.trim()).toBe(`stepwise: ConfigError: ${file}: optimizer.lr: must be > 0 (got -3)`)
+    expect(r.stderr.trim()).toBe(`stepwise: ConfigError: ${file}: optimizer.lr: must be >= 0 (got -3)`)
     expect(existsSync(out)).toBe(false)
   })
 })

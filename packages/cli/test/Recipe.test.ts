@@ -94,8 +94,10 @@ describe("recipes", () => {
 
   it("bad recipes fail naming the file, the field and the value", () => {
     expect(failure({ optimizer: { name: "adam", lr: -1 } })).toBe(
-      "bad.json: optimizer.lr: must be > 0 (got -1)"
+      "bad.json: optimizer.lr: must be >= 0 (got -1)"
     )
+    // lr 0 is valid, as in torch.optim and @stepwise/optim
+    expect(failure({ optimizer: { name: "adam", lr: 0 } })).toBe("decoded")
     expect(failure({ model: { dropout: 1 } })).toBe("bad.json: model.dropout: must be in [0, 1) (got 1)")
     expect(failure({ scheduler: { name: "bogus" } })).toMatch(/^bad\.json: scheduler\.name: .*"bogus"/)
     expect(failure({ epochz: 3 })).toBe("bad.json: epochz: unknown field (got 3)")
