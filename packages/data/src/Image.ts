@@ -96,14 +96,6 @@ export const load = (path: string): Effect.Effect<RgbImage, ImageDecodeError, Fi
     )
   )
 
-/** Encodes an RGB image as PNG (for tests, generated data and previews). */
-export const encodePng = (img: RgbImage): Promise<Buffer> =>
-  sharp(Buffer.from(img.data.buffer, img.data.byteOffset, img.data.byteLength), {
-    raw: { width: img.width, height: img.height, channels: 3 }
-  })
-    .png()
-    .toBuffer()
-
 /**
  * Reads with a blocking `readFileSync`, then decodes. For dataset images (small, usually in the
  * page cache) a blocking read costs a fraction of the thread-pool round trip of an async read,
