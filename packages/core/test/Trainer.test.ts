@@ -276,7 +276,11 @@ describe("Trainer", () => {
       })
       expect(r.tracking.loss[0]).toBe(g.loss)
       for (const x of Object.values(g.grads)) x.dispose()
-      expect(r.suggestions.minimum).toBeDefined()
+      // minimum: a tenth of the lr of the smallest smoothed loss past fastai's trimming (12 / 10 = 1 point
+      // in front, 5 at the end).
+      const trimmed = r.tracking.loss.slice(1, 12 - 5)
+      const at = 1 + trimmed.indexOf(Math.min(...trimmed))
+      expect(r.suggestions.minimum).toEqual({ lr: r.tracking.lr[at] * 0.1, index: at })
       // It loops over the loader (5 batches an epoch) as often as needed.
       const long = yield* Trainer.lrRangeTest(t, {
         endLr: 1e-3,
