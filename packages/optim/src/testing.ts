@@ -190,17 +190,28 @@ export const run = <T>(
   return { states, trajectory, state, params: current }
 }
 
-/** Largest `|a - b| / max(|b|, floor)` over two trees. */
+/**
+ * Largest elementwise `|a - b| / max(|b|, floor)` (equal values, 0s included, give 0; a NaN
+ * difference or a length mismatch gives Infinity).
+ */
+export const maxRelErr = (actual: ArrayLike<number>, expected: ArrayLike<number>, floor = 1e-12): number => {
+  if (actual.length !== expected.length) return Number.POSITIVE_INFINITY
+  let worst = 0
+  for (let i = 0; i < expected.length; i++) {
+    const diff = Math.abs(actual[i] - expected[i])
+    if (Number.isNaN(diff)) return Number.POSITIVE_INFINITY
+    if (diff !== 0) worst = Math.max(worst, diff / Math.max(Math.abs(expected[i]), floor))
+  }
+  return worst
+}
+
+/** `maxRelErr` over two trees (a leaf missing from `a` gives Infinity). */
 export const treeRelErr = (a: Params<T64>, b: Params<T64>, floor = 1e-12): number => {
   let worst = 0
   for (const name of Object.keys(b)) {
-    const [x, y] = [a[name]?.data, b[name].data]
-    if (x === undefined || x.length !== y.length) return Number.POSITIVE_INFINITY
-    for (let i = 0; i < y.length; i++) {
-      const diff = Math.abs(x[i] - y[i])
-      if (diff !== 0 || Number.isNaN(diff))
-        worst = Math.max(worst, Number.isNaN(diff) ? Infinity : diff / Math.max(Math.abs(y[i]), floor))
-    }
+    const x = a[name]?.data
+    if (x === undefined) return Number.POSITIVE_INFINITY
+    worst = Math.max(worst, maxRelErr(x, b[name].data, floor))
   }
   return worst
 }

@@ -1,9 +1,10 @@
 import { Float64, Numeric, type Optimizer, Optimizers, TfNumeric } from "@stepwise/optim"
 import "@tensorflow/tfjs-backend-cpu" // registers the "cpu" backend
+import { maxRelErr } from "@stepwise/optim/testing"
 import * as tf from "@tensorflow/tfjs-core"
 import { Effect } from "effect"
 import { beforeAll, describe, expect, it } from "vitest"
-import { fixture, maxRelErr, normRelErr } from "./golden.js"
+import { fixture, normRelErr } from "./golden.js"
 
 interface Case {
   readonly name: string
