@@ -1,16 +1,5 @@
 import { Schema } from "effect"
 
-/** A command-line flag with a value it cannot take (`--lr -1`, `--dropout 1`). */
-export class InvalidFlag extends Schema.TaggedError<InvalidFlag>()("InvalidFlag", {
-  flag: Schema.String,
-  value: Schema.String,
-  reason: Schema.String
-}) {
-  override get message() {
-    return `--${this.flag} ${this.value}: ${this.reason}`
-  }
-}
-
 /** A recipe file that cannot be read, parsed, or validated; `field` is a dotted path when known. */
 export class ConfigError extends Schema.TaggedError<ConfigError>()("ConfigError", {
   file: Schema.String,
