@@ -203,10 +203,7 @@ export class Random extends Context.Tag("@stepwise/data/Random")<
 >() {}
 
 const draw = <A>(ref: Ref.Ref<State>, f: (s: State) => readonly [A, State]): Effect.Effect<A> =>
-  Ref.modify(ref, (s) => {
-    const [a, next] = f(s)
-    return [a, next]
-  })
+  Ref.modify(ref, f)
 
 /** The service over an explicit state (e.g. restored from a checkpoint). */
 export const fromState = (seed: number, initial: State): Effect.Effect<Random["Type"]> =>
