@@ -64,24 +64,18 @@ export const use = Effect.fn("Engine.use")(function* (backend: BackendName) {
   if (backend === "wasm") registerWasmKernels()
   if (backend === "cpu") registerCpuKernels()
   registerFusedKernels()
-  const ok = yield* Effect.tryPromise({
-    try: () => tf.setBackend(backend),
-    catch: (e) =>
-      new BackendUnavailable({
-        backend,
-        package:
-          backend === "tensorflow" ? tensorflowPackages.join(" or ") : `@tensorflow/tfjs-backend-${backend}`,
-        reason: String((e as Error)?.message ?? e)
-      })
-  })
-  if (!ok) {
-    return yield* new BackendUnavailable({
+  const unavailable = (reason: string) =>
+    new BackendUnavailable({
       backend,
       package:
         backend === "tensorflow" ? tensorflowPackages.join(" or ") : `@tensorflow/tfjs-backend-${backend}`,
-      reason: "tf.setBackend returned false"
+      reason
     })
-  }
+  const ok = yield* Effect.tryPromise({
+    try: () => tf.setBackend(backend),
+    catch: (e) => unavailable(String((e as Error)?.message ?? e))
+  })
+  if (!ok) return yield* unavailable("tf.setBackend returned false")
   yield* Effect.promise(() => tf.ready())
   return { backend, tf } satisfies EngineService
 })
