@@ -128,6 +128,9 @@ export const Conv2d = (options: Conv2dOptions): Module => {
     options.padding === undefined || options.padding === 0 ? "valid" : options.padding
   const fanIn = inChannels * k * k
   const filterShape: [number, number, number, number] = [k, k, inChannels, outChannels]
+  // The backward kernels' attributes, fixed by the layer (only the input gradient adds a shape).
+  const attrs = { strides: [stride, stride], pad, dataFormat: "NHWC", dimRoundingMode: undefined }
+  const filterAttrs = { ...attrs, filterShape }
   return {
     kind: "Conv2d",
     specs: [
@@ -141,11 +144,7 @@ export const Conv2d = (options: Conv2dOptions): Module => {
       return {
         y,
         backward: (dy) => {
-          const attrs = { strides: [stride, stride], pad, dataFormat: "NHWC", dimRoundingMode: undefined }
-          const dW = tf.engine().runKernel("Conv2DBackpropFilter", { x, dy }, {
-            ...attrs,
-            filterShape
-          } as any) as tf.Tensor
+          const dW = tf.engine().runKernel("Conv2DBackpropFilter", { x, dy }, filterAttrs as any) as tf.Tensor
           const db = tf.sum(dy, [0, 1, 2])
           const dx = needDx
             ? (tf.engine().runKernel("Conv2DBackpropInput", { dy, filter: weight }, {
