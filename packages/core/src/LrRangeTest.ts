@@ -8,10 +8,11 @@
  * loss exceeds `divergeTh` times the best smoothed loss so far (torch-lr-finder's rule, default 5)
  * or once a loss is not finite; and it suggests learning rates (`steepest`, `valley`, `minimum`).
  */
+import { Ewma, type LrRange } from "@stepwise/optim"
 import { Effect, Stream } from "effect"
 
-/** Exponential or linear steps, as optim's `LrRange.makeLrFn` (the chapter's `make_lr_fn`). */
-export type StepMode = "exp" | "linear"
+/** Exponential or linear steps: optim's `LrRange.makeLrFn` (the chapter's `make_lr_fn`). */
+export type StepMode = LrRange.StepMode
 
 export interface Options {
   readonly endLr: number
@@ -54,7 +55,7 @@ export interface Result {
 
 /** Smoothing: the first loss as it is, then `alpha * loss + (1 - alpha) * previous` (no debiasing). */
 export const smooth = (previous: number | undefined, loss: number, alpha: number): number =>
-  previous === undefined ? loss : alpha * loss + (1 - alpha) * previous
+  previous === undefined ? loss : Ewma.ewma(previous, loss, alpha)
 
 /** The lr of iteration `i` (the chapter's `start_lr * lr_fn(i)`). */
 export type LrAt = (iteration: number) => number
