@@ -91,9 +91,9 @@ export const CenterCrop = (size: number | readonly [number, number]): Transform<
   }
 }
 
-/** The generator state a random transform uses for one sample of one epoch. */
-export const sampleState = (seed: number, context: Context): Random.State =>
-  Random.foldIn(Random.foldIn(Random.make(seed), context.epoch), context.index)
+/** The generator state a random transform uses for one sample of one epoch (`base` is `Random.make(seed)`). */
+export const sampleState = (base: Random.State, context: Context): Random.State =>
+  Random.foldIn(Random.foldIn(base, context.epoch), context.index)
 
 const flipImage = (img: RgbImage): RgbImage => {
   const out = new Uint8Array(img.data.length)
@@ -119,35 +119,38 @@ const flipTensor = (t: ImageTensor): ImageTensor => {
 }
 
 /** Mirrors left-right with probability `p`; works on decoded images and on cached tensors. */
-export const RandomHorizontalFlip =
-  <A extends RgbImage | ImageTensor>(options: {
-    readonly seed: number
-    readonly p?: number
-  }): Transform<A, A> =>
-  (input, context) => {
-    const p = options.p ?? 0.5
-    const [u] = Random.nextFloat(sampleState(options.seed, context))
+export const RandomHorizontalFlip = <A extends RgbImage | ImageTensor>(options: {
+  readonly seed: number
+  readonly p?: number
+}): Transform<A, A> => {
+  const base = Random.make(options.seed)
+  const p = options.p ?? 0.5
+  return (input, context) => {
+    const [u] = Random.nextFloat(sampleState(base, context))
     if (!(u < p)) return input
     return ("shape" in input ? flipTensor(input) : flipImage(input as RgbImage)) as A
   }
+}
 
 /**
  * `RandomResizedCrop(size, scale, ratio)`: a crop of random area fraction and log-uniform aspect
  * ratio (10 attempts, then the central crop fallback, as torchvision), resized to `size`.
  */
-export const RandomResizedCrop =
-  (options: {
-    readonly seed: number
-    readonly size: number | readonly [number, number]
-    readonly scale?: readonly [number, number]
-    readonly ratio?: readonly [number, number]
-  }): Transform<RgbImage, RgbImage> =>
-  (img, context) => {
-    const [outH, outW] = typeof options.size === "number" ? [options.size, options.size] : options.size
-    const [sMin, sMax] = options.scale ?? [0.08, 1]
-    const [rMin, rMax] = options.ratio ?? [3 / 4, 4 / 3]
+export const RandomResizedCrop = (options: {
+  readonly seed: number
+  readonly size: number | readonly [number, number]
+  readonly scale?: readonly [number, number]
+  readonly ratio?: readonly [number, number]
+}): Transform<RgbImage, RgbImage> => {
+  // Seed state, sizes and the final Resize are built once; each sample only draws and crops.
+  const base = Random.make(options.seed)
+  const [outH, outW] = typeof options.size === "number" ? [options.size, options.size] : options.size
+  const resize = Resize([outH, outW])
+  const [sMin, sMax] = options.scale ?? [0.08, 1]
+  const [rMin, rMax] = options.ratio ?? [3 / 4, 4 / 3]
+  return (img, context) => {
     const area = img.width * img.height
-    let s = sampleState(options.seed, context)
+    let s = sampleState(base, context)
     let box: [number, number, number, number] | undefined
     for (let attempt = 0; attempt < 10 && !box; attempt++) {
       const [u1, s1] = Random.nextFloat(s)
@@ -173,8 +176,9 @@ export const RandomResizedCrop =
       box = [Math.trunc((img.width - w) / 2), Math.trunc((img.height - h) / 2), w, h]
     }
     const cropped = crop(img, box[0], box[1], box[2], box[3])
-    return Resize([outH, outW])(cropped, context)
+    return resize(cropped, context)
   }
+}
 
 /** 0..255 / 255 in float32, as torchvision's `img.float().div(255)`. */
 const BYTE_TO_UNIT = Float32Array.from({ length: 256 }, (_, v) => v / 255)
