@@ -98,9 +98,6 @@ export const toTorch = (model: Module, params: Params): Record<string, TorchTens
   return out
 }
 
-/** The same conversion for any tree shaped like the parameters (gradients, optimizer slots). */
-export const treeToTorch = toTorch
-
 /**
  * Parameters from a PyTorch `state_dict` (names and PyTorch shapes); every parameter of the
  * model must be present with the right shape.

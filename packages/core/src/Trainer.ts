@@ -201,12 +201,6 @@ export const stepRng = (seed: number, epoch: number, batch: number): Random.Stat
 
 // ------------------------------------------------------------------------------------ training
 
-export interface History {
-  readonly losses: ReadonlyArray<number>
-  readonly valLosses: ReadonlyArray<number>
-  readonly learningRates: ReadonlyArray<number>
-}
-
 export interface TrainOptions<E2, R2> {
   /**
    * Runs after every epoch with the trainer as it stands (e.g. to write a checkpoint, so a later
