@@ -256,6 +256,25 @@ describe("decode once: the cached loader", () => {
       expect(e1.flatMap((b) => Array.from(b.y)).sort()).toEqual([0, 0, 0, 0, 0, 1, 1, 1, 1, 1])
       const dropLast = ImageFolder.loader(folder, { batchSize: 4, dropLast: true })
       expect((yield* run(DataLoader.collect(dropLast))).length).toBe(2)
+      // The images are one colour each, so a flip changes nothing and e1 differs by the shuffle
+      // alone: here, unshuffled, an augment that adds the epoch shows it runs per epoch on the
+      // cached values (which it does not alter) while nothing is decoded again.
+      const shifted = ImageFolder.loader(folder, {
+        batchSize: 4,
+        augment: (t: Transforms.ImageTensor, { epoch }) => ({
+          shape: t.shape,
+          data: t.data.map((v) => v + epoch)
+        })
+      })
+      const before = decodes
+      const s0 = yield* run(DataLoader.collect(shifted, 0))
+      expect(decodes).toBe(before + 10)
+      const s2 = yield* run(DataLoader.collect(shifted, 2))
+      expect(decodes).toBe(before + 10)
+      expect(s2.map((b) => Array.from(b.x))).toEqual(
+        s0.map((b) => Array.from(b.x, (v) => Math.fround(v + 2)))
+      )
+      expect(yield* run(DataLoader.collect(shifted, 0))).toEqual(s0)
     })
   )
 
