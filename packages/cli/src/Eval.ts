@@ -49,25 +49,30 @@ export const run = (args: Args) =>
       backend: Option.getOrElse(args.backend, () => config.recipe.backend)
     }
     yield* Engine.use(recipe.backend)
+    // Images are standardized with the statistics training saved in config.json, so only a
+    // held-out split (valSplit) needs the training folder decoded again.
+    const fromFolder = (root: string) =>
+      Effect.map(Pipeline.loadFolder(root, recipe.data.resize), (raw) => ({
+        dataset: config.normalizer === null ? raw : ImageFolder.normalizeDataset(raw, config.normalizer),
+        source: root
+      }))
     const dataDir = Option.getOrUndefined(args.data)
+    const valRoot = Pipeline.valRootOf(recipe)
     // Without --data: the run's own validation set, prepared exactly as training prepared it.
     const { dataset, source } =
-      dataDir === undefined
-        ? yield* Effect.gen(function* () {
-            const data = yield* Pipeline.prepareData(recipe)
-            if (data.val === undefined)
-              return yield* new RunFolderError({
-                path: runDir,
-                reason: "the run has no validation set; pass --data DIR"
-              })
-            return { dataset: data.val, source: data.valRoot ?? `${data.trainRoot} (held-out split)` }
-          })
-        : yield* Effect.gen(function* () {
-            const raw = yield* Pipeline.loadFolder(dataDir, recipe.data.resize)
-            const norm =
-              config.normalizer === null ? raw : ImageFolder.normalizeDataset(raw, config.normalizer)
-            return { dataset: norm, source: dataDir }
-          })
+      dataDir !== undefined
+        ? yield* fromFolder(dataDir)
+        : recipe.data.valSplit === undefined && valRoot !== undefined
+          ? yield* fromFolder(valRoot)
+          : yield* Effect.gen(function* () {
+              const data = yield* Pipeline.prepareData(recipe)
+              if (data.val === undefined)
+                return yield* new RunFolderError({
+                  path: runDir,
+                  reason: "the run has no validation set; pass --data DIR"
+                })
+              return { dataset: data.val, source: `${data.trainRoot} (held-out split)` }
+            })
     const classes = config.classes
     const net = yield* Pipeline.model(recipe, dataset.sampleShape, classes.length)
     const { optimizer } = yield* Pipeline.optimizer(recipe, Run.CONFIG_FILE)
