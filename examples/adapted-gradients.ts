@@ -5,19 +5,19 @@
  * The chapter registers a hook on each parameter tensor and appends gradients to a dict (and
  * must remember to remove the hooks). Here `Events.captureGradients(["conv1"])` registers
  * interest for the lifetime of a scope; the training loop copies conv1's gradients to the host
- * only while someone listens. From the gradients of one weight we compute Adam's two
- * bias-corrected EWMAs and the adapted gradient (Equation 6.9), and plot them with the CLI's
- * chart module.
+ * only while someone listens. From the gradients of one weight, the CLI's `Demos.adaptedGradients`
+ * computes Adam's two bias-corrected EWMAs (optim's `Ewma.calcCorrectedEwma`) and the adapted
+ * gradient (Equation 6.9), and its chart module plots them.
  *
  *   npx tsc -b examples && node .tsbuild/examples/adapted-gradients.js [OUT.png]
  */
 import { writeFileSync } from "node:fs"
 import { NodeContext, NodeRuntime } from "@effect/platform-node"
-import { Charts, Render } from "@stepwise/cli"
+import { Charts, Demos, Render } from "@stepwise/cli"
 import { Cnn2, Engine, Events, Loss, Trainer } from "@stepwise/core"
 import { type Errors as DataErrors, Random } from "@stepwise/data"
 import type { InvalidHyperparameter } from "@stepwise/optim"
-import { Adam, Ewma, TfNumeric } from "@stepwise/optim"
+import { Adam, TfNumeric } from "@stepwise/optim"
 import { Effect } from "effect"
 import { type Options, prepare } from "./train-cnn2-with-scheduler.js"
 
@@ -48,27 +48,16 @@ export const main = (o: Options & { readonly out?: string } = {}) =>
     ).pipe(Effect.provide(Events.layer))
     // One scalar weight: the first element of conv1.weight, one gradient per mini-batch.
     const series = captured.conv1.weight.map((g) => g[0])
-    const corrected = Ewma.calcCorrectedEwma(series, 19)
-    const correctedSq = Ewma.calcCorrectedEwma(
-      series.map((g) => g * g),
-      1999
-    )
-    const scale = correctedSq.map(Math.sqrt)
-    const adapted = corrected.map((m, i) => m / (scale[i] + 1e-8))
-    const spec = Charts.adaptedGradients({
-      parameter: "conv1.weight[0]",
-      gradients: series,
-      correctedEwma: corrected,
-      correctedSqrtEwmaSq: scale,
-      adapted
-    })
+    // Equation 6.9: Adam's bias-corrected EWMAs of g (period 19) and g^2 (period 1999).
+    const a = Demos.adaptedGradients(series, "conv1.weight[0]")
+    const spec = Charts.adaptedGradients(a)
     const png = yield* Effect.promise(() => Render.toPng(spec))
     const out = o.out ?? "adapted-gradients.png"
     writeFileSync(out, png)
     console.log(`captured ${series.length} gradients of conv1.weight[0]; wrote ${out}`)
     Trainer.dispose(untrained)
     Trainer.dispose(trained)
-    return { steps: series.length, gradients: series, adapted, out }
+    return { steps: series.length, gradients: series, adapted: a.adapted, out }
   })
 
 if (process.argv[1] !== undefined && import.meta.url.endsWith(process.argv[1].replace(/\\/g, "/"))) {
