@@ -187,7 +187,7 @@ export const Linear = (options: LinearOptions): Module => {
         y,
         backward: (dy) => ({
           // An explicit transpose then a plain product: wasm's matMul with transposeB skips
-          // XNNPACK and costs ~4x more for these shapes.
+          // XNNPACK and costs more for these shapes.
           dx: needDx ? tf.matMul(dy, tf.transpose(weight)) : undefined,
           grads: {
             [`${prefix}weight`]: tf.matMul(x as tf.Tensor2D, dy as tf.Tensor2D, true, false),

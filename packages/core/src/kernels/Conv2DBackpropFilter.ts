@@ -54,7 +54,7 @@ export const conv2dBackpropFilterNhwc = (
 /**
  * Non-overlapping windows (kernel = stride, no padding: the usual MaxPool2d(k)): each input row
  * of a window row is one contiguous run, scanned by a single loop with counters instead of
- * nested loops over tiny windows (4x faster for CNN2's 2x2 pools).
+ * nested loops over tiny windows (faster for CNN2's 2x2 pools).
  */
 const maxPoolGradTiled = (x: Float32Array, dy: Float32Array, info: backend_util.Conv2DInfo): Float32Array => {
   const {

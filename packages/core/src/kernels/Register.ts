@@ -156,7 +156,7 @@ const wasmConv2DBackpropFilter: KernelFunc = (args) => {
 }
 
 /**
- * The stock wasm Conv2DBackpropInput is a direct loop, ~8x slower than XNNPACK's convolution.
+ * The stock wasm Conv2DBackpropInput is a direct loop, slower than XNNPACK's convolution.
  * With unit stride the input gradient is the "full" convolution of dy with the filter rotated
  * 180 degrees and in/out swapped (padding k - 1 - pad); otherwise dy x W^T on wasm and col2im
  * in JS.
@@ -194,7 +194,7 @@ const wasmConv2DBackpropInput: KernelFunc = (args) => {
   return dx
 }
 
-/** The stock wasm MaxPoolGrad is slow for small maps (~1 ms for CNN2's); a flat loop is not. */
+/** The stock wasm MaxPoolGrad is slow for small maps such as CNN2's; a flat loop is not. */
 const wasmMaxPoolGrad: KernelFunc = (args) => {
   const { inputs, backend, attrs } = args as { inputs: any; backend: AnyBackend; attrs: any }
   const { dy, input } = inputs
