@@ -16,6 +16,3 @@ export interface Batch<Y extends Targets = Int32Array> {
   /** One target per sample (length n; for regression with several outputs, n * outputs). */
   readonly y: Y
 }
-
-/** Number of samples in a batch. */
-export const size = (batch: Batch<Targets>): number => batch.shape[0]
