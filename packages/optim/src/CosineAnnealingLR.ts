@@ -1,6 +1,6 @@
 import { Effect, Schema } from "effect"
 import * as H from "./InvalidHyperparameter.js"
-import { closedForm, type EpochState, type Scheduler } from "./Scheduler.js"
+import { closedForm, cosineAnnealing, type EpochState, type Scheduler } from "./Scheduler.js"
 
 export const Config = Schema.TaggedStruct("CosineAnnealingLR", {
   tMax: Schema.Number,
@@ -18,7 +18,7 @@ export const validate = (c: Config): Effect.Effect<Config, H.InvalidHyperparamet
 export const scheduler = (c: Config): Scheduler<EpochState> =>
   closedForm("CosineAnnealingLR", "epoch", (base, epoch) => ({
     ...base,
-    lr: c.etaMin + ((base.lr - c.etaMin) * (1 + Math.cos((Math.PI * epoch) / c.tMax))) / 2
+    lr: cosineAnnealing(base.lr, c.etaMin, epoch, c.tMax)
   }))
 
 export const make = (input: Omit<typeof Config.Encoded, "_tag">) =>

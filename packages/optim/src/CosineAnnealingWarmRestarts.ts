@@ -1,7 +1,7 @@
 import { Effect, Schema } from "effect"
 import * as H from "./InvalidHyperparameter.js"
 import type { Hyper } from "./Optimizer.js"
-import type { Scheduler } from "./Scheduler.js"
+import { cosineAnnealing, type Scheduler } from "./Scheduler.js"
 
 export const Config = Schema.TaggedStruct("CosineAnnealingWarmRestarts", {
   t0: Schema.Number,
@@ -66,7 +66,7 @@ export const scheduler = (c: Config): Scheduler<State> => ({
   },
   current: (s) => ({
     ...s.base,
-    lr: c.etaMin + ((s.base.lr - c.etaMin) * (1 + Math.cos((Math.PI * s.tCur) / s.tI))) / 2
+    lr: cosineAnnealing(s.base.lr, c.etaMin, s.tCur, s.tI)
   })
 })
 

@@ -78,3 +78,7 @@ export const withMomentum = (base: Hyper, lr: number, momentum: number | undefin
     : base.beta1 !== undefined
       ? { ...base, lr, beta1: momentum }
       : { ...base, lr, momentum }
+
+/** The cosine annealing of CosineAnnealingLR and SGDR: `etaMin + (base - etaMin) (1 + cos(pi t / period)) / 2`. */
+export const cosineAnnealing = (base: number, etaMin: number, t: number, period: number): number =>
+  etaMin + ((base - etaMin) * (1 + Math.cos((Math.PI * t) / period))) / 2
