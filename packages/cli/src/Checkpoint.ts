@@ -31,6 +31,9 @@ export const restore = (path: string, fresh: AnyTrainer) =>
     Effect.tap(() => Effect.sync(() => Trainer.dispose(fresh)))
   )
 
+/** Reads a checkpoint onto the host (parameters, optimizer slots, metadata; no engine needed). */
+export const load = (path: string) => Checkpoint.load(path).pipe(Effect.mapError(runFolderError(path)))
+
 /** The latest `epoch-NNNN.safetensors` of a checkpoint folder, if any. */
 export const latest = (dir: string) =>
   Effect.gen(function* () {

@@ -102,7 +102,7 @@ const filtersSpec = (run: string | undefined, layer: string) =>
     const config = yield* Train.readRunConfig(run)
     const path = yield* Checkpoint.latest(p.join(run, Run.CHECKPOINT_DIR))
     if (path === undefined) return yield* new RunFolderError({ path: run, reason: "has no checkpoint" })
-    const file = yield* Safetensors.read(path).pipe(Effect.mapError(runFolderError(path)))
+    const snapshot = yield* Checkpoint.load(path)
     const [c, h] = [3, sizeOf(config.recipe.data.resize)]
     const net = Cnn2.make({
       nFilters: config.recipe.model.filters,
@@ -112,7 +112,7 @@ const filtersSpec = (run: string | undefined, layer: string) =>
       nClasses: config.classes.length
     })
     const name = `${layer}.weight`
-    const host = file.tensors[`params/${name}`]
+    const host = snapshot.params[name]
     if (host === undefined || host.shape.length !== 4) {
       return yield* new PlotError({
         plot: "filters",
@@ -121,12 +121,10 @@ const filtersSpec = (run: string | undefined, layer: string) =>
     }
     yield* Engine.use("cpu")
     const params = Object.fromEntries(
-      Object.entries(file.tensors)
-        .filter(([k]) => k.startsWith("params/"))
-        .map(([k, v]) => [
-          k.slice("params/".length),
-          tf.tensor(Float32Array.from(v.data as ArrayLike<number>), [...v.shape])
-        ])
+      Object.entries(snapshot.params).map(([k, v]) => [
+        k,
+        tf.tensor(Float32Array.from(v.data as ArrayLike<number>), [...v.shape])
+      ])
     )
     try {
       const torch = TorchWeights.toTorch(net.model, params)[name]
