@@ -16,13 +16,13 @@ import {
   TensorDataset,
   type Transforms
 } from "@stepwise/data"
-import type { InvalidHyperparameter, Optimizer, Scheduler } from "@stepwise/optim"
+import type { InvalidHyperparameter, Optimizer } from "@stepwise/optim"
 import { Optimizers, Schedulers as OptimSchedulers, TfNumeric } from "@stepwise/optim"
 import type * as tf from "@tensorflow/tfjs-core"
 import { Effect } from "effect"
 import { ConfigError } from "./Errors.js"
 import { Output } from "./Progress.js"
-import type * as Recipe from "./Recipe.js"
+import * as Recipe from "./Recipe.js"
 import * as Schedulers from "./SchedulerConfig.js"
 
 export interface Datasets {
@@ -45,14 +45,7 @@ export const loadFolder = (
   root: string,
   resize: Recipe.Resize
 ): Effect.Effect<TensorDataset.TensorDataset, DataErrors.ImageFolderError, FileSystem.FileSystem> =>
-  ImageFolder.loadImageFolder(root, { resize: resizeArg(resize) })
-
-const resizeArg = (r: Recipe.Resize): number | readonly [number, number] => {
-  if (typeof r === "number") return r
-  if (typeof r !== "string") return r
-  const [h, w] = r.split("x").map(Number)
-  return w === undefined ? h : [h, w]
-}
+  ImageFolder.loadImageFolder(root, { resize: Recipe.resizeOf(resize) })
 
 /**
  * The chapter's data preparation: a temporary unshuffled loader over the training images gives
@@ -242,7 +235,6 @@ export const setup = (
   })
 
 export type AnyTrainer = Trainer.Trainer<never, never>
-export type AnyScheduler = Scheduler.Scheduler<unknown>
 export type Tensor = tf.Tensor
 
 /** A conv layer's weight in PyTorch's layout [out, in, kh, kw] (for `visualize_filters`). */
