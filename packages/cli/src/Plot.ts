@@ -12,6 +12,7 @@ import type * as Cli from "./Cli.js"
 import * as Demos from "./Demos.js"
 import { firstLine, PlotError, RunFolderError, runFolderError } from "./Errors.js"
 import { Output } from "./Progress.js"
+import * as Recipe from "./Recipe.js"
 import * as Render from "./Render.js"
 import * as Run from "./RunFolder.js"
 import * as Train from "./Train.js"
@@ -103,7 +104,8 @@ const filtersSpec = (run: string | undefined, layer: string) =>
     const path = yield* Checkpoint.latest(p.join(run, Run.CHECKPOINT_DIR))
     if (path === undefined) return yield* new RunFolderError({ path: run, reason: "has no checkpoint" })
     const snapshot = yield* Checkpoint.load(path)
-    const [c, h] = [3, sizeOf(config.recipe.data.resize)]
+    const size = Recipe.resizeOf(config.recipe.data.resize)
+    const [c, h] = [3, typeof size === "number" ? size : size[0]]
     const net = Cnn2.make({
       nFilters: config.recipe.model.filters,
       p: config.recipe.model.dropout,
@@ -137,12 +139,6 @@ const filtersSpec = (run: string | undefined, layer: string) =>
       for (const x of Object.values(params)) x.dispose()
     }
   })
-
-const sizeOf = (r: unknown): number => {
-  if (typeof r === "number") return r
-  if (Array.isArray(r)) return r[0]
-  return Number(String(r).split("x")[0])
-}
 
 const lrFinderSpec = (run: string | undefined) =>
   Effect.gen(function* () {
