@@ -1,3 +1,4 @@
+export * as AtomicFile from "./AtomicFile.js"
 export * as Batch from "./Batch.js"
 export * as DataLoader from "./DataLoader.js"
 export * as DecodePool from "./DecodePool.js"

@@ -24,6 +24,57 @@ export interface Numeric<T> {
   /** Values in row-major order, as float64 numbers (for state encoding and tests). */
   readonly toArray: (a: T) => Float64Array
   readonly fromArray: (values: ArrayLike<number>, shape: ReadonlyArray<number>) => T
+  /**
+   * Whole-update kernels a backend may offer (the tensor engine on tfjs cpu/wasm). An optimizer
+   * whose step has one uses it instead of composing element-wise ops: the same math, one
+   * kernel call per tensor. Their equality with the composed ops is a property test.
+   */
+  readonly fused?: Fused<T>
+}
+
+/** The hyperparameters of one fused Adam/AdamW step (`step` is 1 on the first update). */
+export interface AdamStep {
+  readonly lr: number
+  readonly beta1: number
+  readonly beta2: number
+  readonly eps: number
+  readonly weightDecay: number
+  /** AdamW's decoupled weight decay instead of Adam's L2 term. */
+  readonly decoupled: boolean
+  readonly amsgrad: boolean
+  readonly maximize: boolean
+  readonly step: number
+}
+
+/** The hyperparameters of one fused SGD step; `first` when there is no momentum buffer yet. */
+export interface SgdStep {
+  readonly lr: number
+  readonly momentum: number
+  readonly dampening: number
+  readonly weightDecay: number
+  readonly nesterov: boolean
+  readonly maximize: boolean
+  readonly first: boolean
+}
+
+export interface AdamTensors<T> {
+  readonly param: T
+  readonly expAvg: T
+  readonly expAvgSq: T
+  /** Present with amsgrad. */
+  readonly maxExpAvgSq?: T | undefined
+}
+
+export interface SgdTensors<T> {
+  readonly param: T
+  /** Present when momentum > 0. */
+  readonly momentumBuffer?: T | undefined
+}
+
+/** Fused optimizer steps for one parameter tensor: inputs are never mutated. */
+export interface Fused<T> {
+  readonly adam?: (inputs: AdamTensors<T> & { readonly grad: T }, step: AdamStep) => AdamTensors<T>
+  readonly sgd?: (inputs: SgdTensors<T> & { readonly grad: T }, step: SgdStep) => SgdTensors<T>
 }
 
 /** Named parameter trees, keyed like PyTorch's `state_dict` (`conv1.weight`, ...). */
