@@ -34,7 +34,7 @@ describe("Checkpoint", () => {
     }).pipe(Effect.provide(NodeFileSystem.layer))
   )
 
-  it.scoped("after a NonFiniteLoss the last good checkpoint is on disk", () =>
+  it.scoped("after a NonFinite loss the last good checkpoint is on disk", () =>
     Effect.gen(function* () {
       const path = `${yield* tmp}/run.safetensors`
       let poisoned = false
@@ -58,7 +58,7 @@ describe("Checkpoint", () => {
             )
         })
       )
-      expect(err).toMatchObject({ _tag: "NonFiniteLoss", epoch: 2, batch: 0 })
+      expect(err).toMatchObject({ _tag: "NonFinite", epoch: 2, batch: 0, what: "loss" })
       poisoned = false
       const saved = yield* Checkpoint.resume(path, t)
       expect(saved.totalEpochs).toBe(2)

@@ -2,7 +2,7 @@ import { beforeAll, describe, expect, it } from "@effect/vitest"
 import { DataLoader, Random, TensorDataset } from "@stepwise/data"
 import type { Scheduler } from "@stepwise/optim"
 import * as tf from "@tensorflow/tfjs-core"
-import { Effect, Stream } from "effect"
+import { Effect, Option, Stream } from "effect"
 import * as Loss from "../src/Loss.js"
 import * as Metrics from "../src/Metrics.js"
 import * as Module from "../src/Module.js"
@@ -130,6 +130,82 @@ describe("Trainer", () => {
       })
   )
 
+  it.effect(
+    "epochs emits one result per epoch, the same run as train, each trainer valid until the next pull",
+    () =>
+      Effect.gen(function* () {
+        const t = Trainer.setScheduler(F.trainer({ p: 0.3 }), recording("batch", []))
+        const n = t.config.trainLoader!.numBatches
+        const whole = yield* Trainer.train(t, 3, 42)
+        const start = tf.memory().numTensors
+        const seen: Array<Trainer.EpochResult> = []
+        const counts: Array<number> = []
+        const last = yield* Trainer.epochs(t, { epochs: 3, seed: 42 }).pipe(
+          Stream.tap((r) =>
+            Effect.sync(() => {
+              seen.push(r)
+              counts.push(tf.memory().numTensors)
+              // The trainer just emitted is alive; the one emitted before was released by this pull.
+              expect(Object.values(r.trainer.params).every((p) => !p.isDisposed)).toBe(true)
+              const previous = seen.at(-2)
+              if (previous !== undefined)
+                expect(Object.values(previous.trainer.params).every((p) => p.isDisposed)).toBe(true)
+            })
+          ),
+          Stream.runLast,
+          Effect.map((r) => r.pipe(Option.getOrThrow))
+        )
+        expect(seen.map((r) => r.epoch)).toEqual([0, 1, 2])
+        expect(seen.map((r) => r.loss)).toEqual(whole.losses)
+        expect(seen.map((r) => r.valLoss)).toEqual(whole.valLosses)
+        expect(seen.map((r) => r.lr)).toEqual(whole.learningRates)
+        // Per mini-batch: the lr each step used (halved by every batch step), and the mean of the losses.
+        expect(seen[1].learningRates).toEqual(Array.from({ length: n }, (_, i) => 0.01 * 0.5 ** (n + i)))
+        expect(seen[0].batchLosses).toHaveLength(n)
+        expect(seen[0].loss).toBeCloseTo(seen[0].batchLosses.reduce((a, b) => a + b, 0) / n, 12)
+        expect(seen.every((r) => r.seconds >= 0)).toBe(true)
+        F.expectSameRun(last.trainer, whole)
+        expect(last.trainer.seed).toBe(42)
+        // The stream holds one trainer at a time: the caller's plus one of its own.
+        const own = Object.keys(t.params).length * 3
+        expect(counts).toEqual([start + own, start + own, start + own])
+        // A prefix is the same run: `take` stops pulling, and the taken trainer is the caller's.
+        const two = yield* Trainer.epochs(t, { epochs: 10, seed: 42 }).pipe(Stream.take(2), Stream.runLast)
+        const twoTrainer = two.pipe(Option.getOrThrow).trainer
+        expect(twoTrainer.losses).toEqual(whole.losses.slice(0, 2))
+        for (const x of [t, whole, last.trainer, twoTrainer]) Trainer.dispose(x)
+        expect(tf.memory().numTensors).toBe(start - 2 * own)
+      })
+  )
+
+  it.effect('a NaN validation loss is NonFinite at batch "validation", and the message says so', () =>
+    Effect.gen(function* () {
+      const ds = F.images(16, 12, 2)
+      const x = Float32Array.from(ds.x)
+      x[3] = Number.NaN
+      const val = DataLoader.fromTensorDataset(TensorDataset.make({ ...ds, x }), {
+        batchSize: 8,
+        prefetch: 0
+      })
+      // A linear model, so one NaN input makes a NaN logit (max-pooling could skip it).
+      const model = Module.Sequential([
+        ["flatten", Module.Flatten()],
+        ["fc", Module.Linear({ inFeatures: 3 * 144, outFeatures: 3 })]
+      ])
+      const base = Trainer.make(
+        { model, loss: Loss.crossEntropy, optimizer: F.adam(), trainLoader: F.loaders().train },
+        Random.make(1)
+      )
+      const t = Trainer.setLoaders(base, base.config.trainLoader!, val)
+      const start = tf.memory().numTensors
+      const err = yield* Effect.flip(Trainer.train(t, 2))
+      expect(err).toMatchObject({ _tag: "NonFinite", epoch: 0, batch: "validation", what: "loss" })
+      expect(err.message).toBe("training diverged: validation loss NaN at epoch 1")
+      expect(tf.memory().numTensors).toBe(start)
+      Trainer.dispose(base)
+    })
+  )
+
   it.effect("schedulers step by cadence: per batch, per epoch, or with the validation loss", () =>
     Effect.gen(function* () {
       const base = F.trainer()
@@ -188,7 +264,7 @@ describe("Trainer", () => {
     })
   )
 
-  it.effect("a NaN loss stops training with NonFiniteLoss naming the epoch and batch", () =>
+  it.effect("a NaN loss stops training with NonFinite naming the epoch and batch", () =>
     Effect.gen(function* () {
       const ds = F.images(24, 12, 3)
       const x = Float32Array.from(ds.x)
@@ -208,7 +284,7 @@ describe("Trainer", () => {
       )
       const start = tf.memory().numTensors
       const err = yield* Effect.flip(Trainer.train(t, 3))
-      expect(err).toMatchObject({ _tag: "NonFiniteLoss", epoch: 0, batch: 2 })
+      expect(err).toMatchObject({ _tag: "NonFinite", epoch: 0, batch: 2, what: "loss" })
       expect(tf.memory().numTensors).toBe(start)
       expect(Object.values(t.params).every((p) => !p.isDisposed)).toBe(true)
       Trainer.dispose(t)
