@@ -67,7 +67,9 @@ export const batchIndices = (n: number, options: Options, epoch: number): Readon
 export const checkBatchSize = (batchSize: number): Either.Either<number, InvalidArgument> =>
   Number.isInteger(batchSize) && batchSize >= 1
     ? Either.right(batchSize)
-    : Either.left(new InvalidArgument({ field: "batchSize", value: batchSize, reason: "must be a positive integer" }))
+    : Either.left(
+        new InvalidArgument({ field: "batchSize", value: batchSize, reason: "must be a positive integer" })
+      )
 
 /**
  * A loader over an in-memory dataset; `InvalidArgument` for a bad `batchSize`. An `Either` is an
@@ -79,7 +81,10 @@ export const fromTensorDataset = <Y extends Targets>(
 ): Either.Either<DataLoader<Y>, InvalidArgument> =>
   Either.map(checkBatchSize(options.batchSize), () => inMemory(dataset, options))
 
-const inMemory = <Y extends Targets>(dataset: TensorDataset.TensorDataset<Y>, options: Options): DataLoader<Y> => {
+const inMemory = <Y extends Targets>(
+  dataset: TensorDataset.TensorDataset<Y>,
+  options: Options
+): DataLoader<Y> => {
   const prefetch = options.prefetch ?? 0
   return {
     numSamples: dataset.length,

@@ -131,7 +131,12 @@ export function makeSharpDecoder(sharpModule: typeof sharp, rgb: typeof toRgb) {
       }
       return {
         ok: true,
-        image: rgb(new Uint8Array(data.buffer, data.byteOffset, data.byteLength), info.width, info.height, info.channels)
+        image: rgb(
+          new Uint8Array(data.buffer, data.byteOffset, data.byteLength),
+          info.width,
+          info.height,
+          info.channels
+        )
       }
     } catch (e) {
       if (e instanceof Error && /pixel limit/i.test(e.message)) {
@@ -227,7 +232,10 @@ export const load = (
       new ImageDecodeError({ path, reason: `cannot read file: ${e.message}`, cause: e })
     const info = yield* fs.stat(path).pipe(Effect.mapError(cannotRead))
     if (info.type !== "File") {
-      const kind = info.type === "FIFO" ? "FIFO (named pipe)" : info.type.replace(/([a-z])([A-Z])/g, "$1 $2").toLowerCase()
+      const kind =
+        info.type === "FIFO"
+          ? "FIFO (named pipe)"
+          : info.type.replace(/([a-z])([A-Z])/g, "$1 $2").toLowerCase()
       return yield* new NotARegularFile({ path, kind })
     }
     if (Number(info.size) > limits.maxFileBytes)
@@ -241,5 +249,10 @@ export const load = (
  * cache) a blocking read costs a fraction of the thread-pool round trip of an async read, which
  * dominates a 28x28 decode; this is the default loader of `ImageFolder` on the main thread.
  */
-export const loadBlocking = (path: string, limits: Limits = defaultLimits): Effect.Effect<RgbImage, ImageReadError> =>
-  Effect.flatMap(readFileBlocking(path, limits.maxFileBytes), (bytes) => decode(path, bytes, limits.maxPixels))
+export const loadBlocking = (
+  path: string,
+  limits: Limits = defaultLimits
+): Effect.Effect<RgbImage, ImageReadError> =>
+  Effect.flatMap(readFileBlocking(path, limits.maxFileBytes), (bytes) =>
+    decode(path, bytes, limits.maxPixels)
+  )

@@ -411,7 +411,11 @@ export const loadImageFolder = (
     readonly maxFileBytes?: number
     readonly followLinks?: boolean
   } = {}
-): Effect.Effect<TensorDataset.TensorDataset, ImageFolderError, FileSystem.FileSystem | DecodePool.DecodePool> =>
+): Effect.Effect<
+  TensorDataset.TensorDataset,
+  ImageFolderError,
+  FileSystem.FileSystem | DecodePool.DecodePool
+> =>
   Effect.flatMap(
     make<ImageTensor>(root, {
       transform: ToTensor(),
@@ -450,14 +454,22 @@ export const loader = <C>(
   folder: ImageFolder<C>,
   options: LoaderOptions<C>
 ): Either.Either<
-  DataLoader.DataLoader<Int32Array, ImageReadError | SampleShapeMismatch, FileSystem.FileSystem | DecodePool.DecodePool>,
+  DataLoader.DataLoader<
+    Int32Array,
+    ImageReadError | SampleShapeMismatch,
+    FileSystem.FileSystem | DecodePool.DecodePool
+  >,
   InvalidArgument
 > => Either.map(DataLoader.checkBatchSize(options.batchSize), () => cachedLoader(folder, options))
 
 const cachedLoader = <C>(
   folder: ImageFolder<C>,
   options: LoaderOptions<C>
-): DataLoader.DataLoader<Int32Array, ImageReadError | SampleShapeMismatch, FileSystem.FileSystem | DecodePool.DecodePool> => {
+): DataLoader.DataLoader<
+  Int32Array,
+  ImageReadError | SampleShapeMismatch,
+  FileSystem.FileSystem | DecodePool.DecodePool
+> => {
   const cache: Array<C | undefined> = new Array(folder.length)
   const bad = new Set<number>()
   // Samples decoded or known bad; when it reaches the length, no epoch decodes anything.

@@ -145,7 +145,8 @@ export function makePngDecoder(zlib: {
     try {
       raw = zlib.inflateSync(compressed, { maxOutputLength: expected + 65536 })
     } catch (e) {
-      if (e instanceof RangeError) throw new Error("PNG: image data inflates beyond the size its IHDR declares")
+      if (e instanceof RangeError)
+        throw new Error("PNG: image data inflates beyond the size its IHDR declares")
       throw e
     }
     if (raw.length < expected) throw new Error("PNG: image data is truncated")

@@ -1,7 +1,7 @@
 /**
  * The chapter's per-channel statistics, `loader_apply`, and `make_normalizer`.
  */
-import { Effect, Either, Stream } from "effect"
+import { Effect, type Either, Stream } from "effect"
 import type { Batch, Targets } from "./Batch.js"
 import type { DataLoader } from "./DataLoader.js"
 import { InvalidArgument, type InvalidNormalizer } from "./Errors.js"
@@ -94,5 +94,11 @@ export const makeNormalizer = <Y extends Targets, E, R>(
   loader: DataLoader<Y, E, R>
 ): Effect.Effect<NormalizeParams, E | InvalidNormalizer | InvalidArgument, R> =>
   loader.numSamples === 0
-    ? Effect.fail(new InvalidArgument({ field: "loader", value: 0, reason: "has no samples to learn a normalizer from" }))
+    ? Effect.fail(
+        new InvalidArgument({
+          field: "loader",
+          value: 0,
+          reason: "has no samples to learn a normalizer from"
+        })
+      )
     : Effect.flatMap(loaderApply(loader, statisticsPerChannel), normalizerFromTotals)

@@ -25,7 +25,11 @@ describe("TensorDataset", () => {
     expect(Either.isLeft(bad) && bad.left._tag).toBe("ShapeMismatch")
     expect(Either.isLeft(bad) && bad.left.message).toMatch(/x has 5 elements, expected 4/)
     const badY = TensorDataset.make({ x: new Float32Array(4), y: new Int32Array(3), sampleShape: [2] })
-    expect(Either.isLeft(badY) && [badY.left.field, badY.left.expected, badY.left.actual]).toEqual(["y", 2, 3])
+    expect(Either.isLeft(badY) && [badY.left.field, badY.left.expected, badY.left.actual]).toEqual([
+      "y",
+      2,
+      3
+    ])
   })
 
   it("a bad batch size is an InvalidArgument value, not an exception", () => {
