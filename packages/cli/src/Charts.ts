@@ -108,7 +108,10 @@ export const losses = (runs: ReadonlyArray<LossRun>, title = "Losses"): Spec => 
 }
 
 /** Figure 6.19: one panel per run (SGD | Adam), sharing the y axis so the panels compare. */
-export const lossPanels = (runs: ReadonlyArray<LossRun & { readonly label: string }>, title: string): Spec => {
+export const lossPanels = (
+  runs: ReadonlyArray<LossRun & { readonly label: string }>,
+  title: string
+): Spec => {
   const all = runs.flatMap((r) => [...r.losses, ...r.valLosses])
   return {
     title,
@@ -456,7 +459,10 @@ export const dropoutDistributions = (
     const bins = histogram(panel.outputs, niceStep(Math.max(...panel.outputs), 30))
     const counted = bins.reduce((a, b) => a + b.count, 0)
     return {
-      title: { text: `p = ${panel.p.toFixed(2)} (${counted.toLocaleString("en-US")} scenarios)`, fontSize: 12 },
+      title: {
+        text: `p = ${panel.p.toFixed(2)} (${counted.toLocaleString("en-US")} scenarios)`,
+        fontSize: 12
+      },
       width: 200,
       height: 200,
       data: { values: bins.filter((b) => b.count > 0) },
@@ -516,7 +522,13 @@ export const contourSegments = (surface: LossSurface, levels: ReadonlyArray<numb
         }
         const r = (v: number) => Number(v.toFixed(5))
         for (let h = 0; h + 1 < hits.length; h += 2)
-          out.push({ b: r(hits[h][0]), w: r(hits[h][1]), b2: r(hits[h + 1][0]), w2: r(hits[h + 1][1]), level })
+          out.push({
+            b: r(hits[h][0]),
+            w: r(hits[h][1]),
+            b2: r(hits[h + 1][0]),
+            w2: r(hits[h + 1][1]),
+            level
+          })
       }
     }
   }
@@ -570,8 +582,18 @@ export const optimizerPaths = (
           x2: { field: "b2" },
           y: { field: "w", type: "quantitative", title: "w", scale: { domain: yDomain, nice: false } },
           y2: { field: "w2" },
-          color: { field: "loss", type: "quantitative", scale: { type: "sqrt", scheme: "blues" }, legend: null },
-          stroke: { field: "loss", type: "quantitative", scale: { type: "sqrt", scheme: "blues" }, legend: null }
+          color: {
+            field: "loss",
+            type: "quantitative",
+            scale: { type: "sqrt", scheme: "blues" },
+            legend: null
+          },
+          stroke: {
+            field: "loss",
+            type: "quantitative",
+            scale: { type: "sqrt", scheme: "blues" },
+            legend: null
+          }
         }
       },
       {

@@ -259,10 +259,12 @@ export const linearRegressionRangeTest = (numIter = 100, endLr = 1, alpha = 0.05
   const opt = sgd(start, 0.9)
   type S = { readonly params: { readonly [k: string]: F }; readonly state: Optimizer.OptimizerState<F> }
   const params = { [W]: Float64.make([INITIAL.w]), [B]: Float64.make([INITIAL.b]) }
-  const batches = Stream.flatMap(Stream.iterate(0, (e) => e + 1), (epoch) =>
-    Stream.fromIterable(
-      DataLoader.batchIndices(data.train.length, { batchSize: 16, shuffle: true, seed: 13 }, epoch)
-    )
+  const batches = Stream.flatMap(
+    Stream.iterate(0, (e) => e + 1),
+    (epoch) =>
+      Stream.fromIterable(
+        DataLoader.batchIndices(data.train.length, { batchSize: 16, shuffle: true, seed: 13 }, epoch)
+      )
   )
   return Effect.runSync(
     LrRangeTest.run({

@@ -3,7 +3,7 @@
  * illustrations, from the built-in demos (`Demos`). Each picture is written as PNG and/or SVG.
  */
 import { FileSystem, Path } from "@effect/platform"
-import { Cnn2, Engine, LrRangeTest, Safetensors, TorchWeights } from "@stepwise/core"
+import { Cnn2, Engine, type LrRangeTest, Safetensors, TorchWeights } from "@stepwise/core"
 import * as tf from "@tensorflow/tfjs-core"
 import { Effect, Option, Schema } from "effect"
 import * as Charts from "./Charts.js"
@@ -86,9 +86,7 @@ export const differenceLabels = (
   )
   if (keys.length === 0) return [a.name, b.name]
   const show = (m: Map<string, string>) =>
-    keys
-      .map((k) => `${FIELD_NAMES[k] ?? k} = ${(m.get(k) ?? "-").replace(/^"(.*)"$/, "$1")}`)
-      .join(", ")
+    keys.map((k) => `${FIELD_NAMES[k] ?? k} = ${(m.get(k) ?? "-").replace(/^"(.*)"$/, "$1")}`).join(", ")
   return [show(fa), show(fb)]
 }
 

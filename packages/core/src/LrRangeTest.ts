@@ -58,7 +58,8 @@ export const smooth = (previous: number | undefined, loss: number, alpha: number
   previous === undefined ? loss : Ewma.ewma(previous, loss, alpha)
 
 /** torch-lr-finder's stop rule: the smoothed loss went above `divergeTh` times the best so far. */
-export const isDiverged = (smoothed: number, best: number, divergeTh = 5): boolean => smoothed > divergeTh * best
+export const isDiverged = (smoothed: number, best: number, divergeTh = 5): boolean =>
+  smoothed > divergeTh * best
 
 /**
  * How many leading points of a curve matter: everything before the first diverged point (the
