@@ -135,7 +135,7 @@ export const model = (recipe: Recipe.Recipe, sampleShape: ReadonlyArray<number>,
   })
 
 const OPTIMIZER_TAGS = {
-  sgd: "Sgd",
+  sgd: "SGD",
   adam: "Adam",
   adamw: "AdamW",
   rmsprop: "RMSprop",
