@@ -53,7 +53,7 @@ describe("a gradient tree that does not fit the parameters is a typed Mismatched
     // Adam's first step: p - lr * g / (|g| + eps)
     const got = Either.isRight(r) ? Array.from(r.right.params.w.data) : []
     expect(got.length).toBe(3)
-    got.forEach((x, i) => expect(x).toBeCloseTo(i + 1 - 1e-3 / (1 + 1e-8), 15))
+    for (const [i, x] of got.entries()) expect(x).toBeCloseTo(i + 1 - 1e-3 / (1 + 1e-8), 15)
   })
 
   it("tfjs: tidyUpdate refuses the [1, 3] gradient that tfjs would broadcast into a [3, 3] parameter, leaking nothing", () => {
