@@ -13,7 +13,7 @@
  *
  *   npm run example -- custom-optimizer
  */
-import { type Numeric, Optimizer, Sgd } from "@stepwise/optim"
+import { type Numeric, Optimizer, SGD } from "@stepwise/optim"
 import { Laws } from "@stepwise/optim/testing"
 import { Data, Effect } from "effect"
 import * as fc from "fast-check"
@@ -105,7 +105,7 @@ export const main: Effect.Effect<ReadonlyArray<string>, LawFailed> = Effect.gen(
     )
   ]
   // and the same SGD via the built-in, as a cross-check of the kit itself
-  const sgd = yield* Effect.orDie(Sgd.make({ lr: options.lr, momentum: options.momentum }))
+  const sgd = yield* Effect.orDie(SGD.make({ lr: options.lr, momentum: options.momentum }))
   passed.push(yield* law("built-in SGD purity", Laws.purity(sgd), 100))
   return passed
 })
