@@ -8,7 +8,7 @@
 import { NodeContext, NodeRuntime } from "@effect/platform-node"
 import { Charts, Render } from "@stepwise/cli"
 import { Cnn2, Engine, Loss, Trainer } from "@stepwise/core"
-import { DataLoader, ImageFolder, Random, Rps, Statistics, TensorDataset } from "@stepwise/data"
+import { DataLoader, DecodePool, ImageFolder, Random, Rps, Statistics, TensorDataset } from "@stepwise/data"
 import { type Numeric, Optimizer, TfNumeric } from "@stepwise/optim"
 import { Laws } from "@stepwise/optim/testing"
 import { Data, Effect } from "effect"
@@ -60,15 +60,20 @@ const program = Effect.gen(function* () {
   console.log("laws held: purity, zero gradient fixed point, state round trip, textbook equation")
 
   yield* Engine.use("wasm")
-  const all = yield* ImageFolder.loadImageFolder(Rps.bundled().train, { resize: 28 })
+  const all = yield* Effect.provide(
+    ImageFolder.loadImageFolder(Rps.bundled().train, { resize: 28 }),
+    DecodePool.layerDefault
+  )
   // every 40th image: 63 images, 4 mini-batches of 16
   const raw = TensorDataset.subset(
     all,
     Array.from({ length: Math.ceil(all.length / 40) }, (_, i) => i * 40)
   )
-  const normalizer = yield* Statistics.makeNormalizer(DataLoader.fromTensorDataset(raw, { batchSize: 16 }))
-  const train = ImageFolder.normalizeDataset(raw, normalizer)
-  const trainLoader = DataLoader.fromTensorDataset(train, { batchSize: 16, shuffle: true, seed: 1 })
+  const normalizer = yield* Statistics.makeNormalizer(
+    yield* DataLoader.fromTensorDataset(raw, { batchSize: 16 })
+  )
+  const train = yield* ImageFolder.normalizeDataset(raw, normalizer)
+  const trainLoader = yield* DataLoader.fromTensorDataset(train, { batchSize: 16, shuffle: true, seed: 1 })
   const untrained = Trainer.make(
     {
       model: Cnn2.make({ nFilters: 5, p: 0.3 }).model,
