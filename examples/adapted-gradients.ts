@@ -9,7 +9,7 @@
  * computes Adam's two bias-corrected EWMAs (optim's `Ewma.calcCorrectedEwma`) and the adapted
  * gradient (Equation 6.9), and its chart module plots them.
  *
- *   npx tsc -b examples && node .tsbuild/examples/adapted-gradients.js [OUT.png]
+ *   npm run example -- adapted-gradients [OUT.png]
  */
 import { writeFileSync } from "node:fs"
 import { NodeContext, NodeRuntime } from "@effect/platform-node"
@@ -22,7 +22,11 @@ import { Effect } from "effect"
 import { type Options, prepare } from "./train-cnn2-with-scheduler.js"
 
 /** What can go wrong (named, so the declaration of `main` can be emitted). */
-export type Failure = DataErrors.ImageFolderError | InvalidHyperparameter.InvalidHyperparameter
+export type Failure =
+  | DataErrors.ImageFolderError
+  | DataErrors.InvalidArgument
+  | DataErrors.InvalidNormalizer
+  | InvalidHyperparameter.InvalidHyperparameter
 
 export const main = (o: Options & { readonly out?: string } = {}) =>
   Effect.gen(function* () {

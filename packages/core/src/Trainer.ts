@@ -18,7 +18,15 @@
 
 import type { Batch } from "@stepwise/data"
 import { type DataLoader, Random } from "@stepwise/data"
-import { LrRange, type Numeric, type Optimizer, type Scheduler, TfNumeric } from "@stepwise/optim"
+import {
+  LrRange,
+  type Numeric,
+  type Errors as OptimErrors,
+  type Optimizer,
+  OptimizerState,
+  type Scheduler,
+  TfNumeric
+} from "@stepwise/optim"
 import * as tf from "@tensorflow/tfjs-core"
 import { Chunk, Clock, Effect, Either, Option, PubSub, Ref, Stream } from "effect"
 import { InvalidTrainer, NonFinite } from "./Errors.js"
@@ -173,7 +181,8 @@ export const trainStep = (
     captured.push(...layerEvents("Parameters", config.model, capture.parameters, params, where))
   if (capture.gradients.length > 0)
     captured.push(...layerEvents("Gradients", config.model, capture.gradients, grads, where))
-  const next = TfNumeric.tidyUpdate(config.optimizer, optState, grads, params, hyper)
+  // grads come from autodiff at `params`: their tree matches by construction
+  const next = Either.getOrThrow(TfNumeric.tidyUpdate(config.optimizer, optState, grads, params, hyper))
   TfNumeric.disposeReplaced(grads, [...Object.values(next.params), ...stateTensors(next.state)])
   return { loss, params: next.params, optState: next.state, captured }
 }
@@ -224,7 +233,7 @@ interface EpochFold<E, R> extends Run<E, R> {
   readonly batchLosses: Chunk.Chunk<number>
   readonly learningRates: Chunk.Chunk<number>
   /** Set when the fold must stop: a loader failure or a non-finite value. */
-  readonly failure: E | NonFinite | undefined
+  readonly failure: E | NonFinite | OptimErrors.SchedulerStepError | undefined
 }
 
 /** The run's surroundings: where events go and what subscribers want copied. */
@@ -277,20 +286,22 @@ const batchStep = <E, R>(bus: Bus, s: EpochFold<E, R>, batch: Batch.Batch<Target
       }
     )
     const scheduler = t.config.scheduler
+    const schedState =
+      scheduler?.cadence === "batch"
+        ? scheduler.step(t.schedState, batchSignal(scheduler, epoch + i / n))
+        : Either.right(t.schedState)
     const next: Trainer<E, R> = {
       ...t,
       params: r.params,
       optState: r.optState,
-      schedState:
-        scheduler?.cadence === "batch"
-          ? scheduler.step(t.schedState, batchSignal(scheduler, epoch + i / n))
-          : t.schedState
+      schedState: Either.getOrUndefined(schedState)
     }
     release(s, next)
     const moved = { ...s, trainer: next, owned: true }
     if (!Number.isFinite(r.loss)) {
       return { ...moved, failure: new NonFinite({ epoch, batch: i, what: "loss", value: r.loss }) }
     }
+    if (Either.isLeft(schedState)) return { ...moved, failure: schedState.left }
     yield* bus.publish(Events.TrainEvent.BatchEnd({ epoch, batch: i, loss: r.loss, lr: h.lr }))
     yield* Effect.forEach(r.captured, bus.publish, { discard: true })
     return {
@@ -349,12 +360,16 @@ const runEpoch = <E, R>(bus: Bus, run: Run<E, R>) =>
         ? scheduler.step(trained.schedState)
         : scheduler?.cadence === "metric"
           ? scheduler.step(trained.schedState, { metric: valLoss })
-          : trained.schedState
+          : Either.right(trained.schedState)
+    if (Either.isLeft(schedState)) {
+      dispose(trained)
+      return yield* schedState.left
+    }
     const loss = mean(Chunk.toReadonlyArray(f.batchLosses))
-    const lr = hyper({ config: t0.config, schedState }).lr
+    const lr = hyper({ config: t0.config, schedState: schedState.right }).lr
     const trainer: Trainer<E, R> = {
       ...trained,
-      schedState,
+      schedState: schedState.right,
       totalEpochs: epoch + 1,
       losses: [...trained.losses, loss],
       valLosses: valLoss === undefined ? trained.valLosses : [...trained.valLosses, valLoss],
@@ -405,7 +420,7 @@ const busOf = Effect.map(
 export const epochs = <E, R>(
   t: Trainer<E, R>,
   options: EpochsOptions
-): Stream.Stream<EpochResult<E, R>, E | NonFinite | InvalidTrainer, R> =>
+): Stream.Stream<EpochResult<E, R>, E | NonFinite | InvalidTrainer | OptimErrors.SchedulerStepError, R> =>
   Stream.unwrap(
     Effect.gen(function* () {
       yield* checkConfig(t)
@@ -440,7 +455,11 @@ export const train = <E, R, E2 = never, R2 = never>(
   nEpochs: number,
   seed = 42,
   options: TrainOptions<E2, R2> = {}
-): Effect.Effect<Trainer<E, R>, E | E2 | NonFinite | InvalidTrainer, R | R2> =>
+): Effect.Effect<
+  Trainer<E, R>,
+  E | E2 | NonFinite | InvalidTrainer | OptimErrors.SchedulerStepError,
+  R | R2
+> =>
   epochs(t, { epochs: nEpochs, seed }).pipe(
     Stream.tap(({ trainer }) =>
       options.onEpochEnd === undefined
@@ -600,14 +619,14 @@ const stateTensors = TfNumeric.stateTensors
  * and state. Unlike `trainStep` it consumes its inputs: the gradients and every parameter or
  * state tensor the update replaced are disposed.
  */
-export const updateAndDispose = (
-  optimizer: Optimizer.Optimizer<tf.Tensor>,
-  state: Optimizer.OptimizerState<tf.Tensor>,
+export const updateAndDispose = <S extends Optimizer.OptimizerState<tf.Tensor>>(
+  optimizer: Optimizer.Optimizer<tf.Tensor, S>,
+  state: S,
   grads: Tensors,
   params: Tensors,
   hyper: Optimizer.Hyper
-): { readonly params: Tensors; readonly state: Optimizer.OptimizerState<tf.Tensor> } => {
-  const next = TfNumeric.tidyUpdate(optimizer, state, grads, params, hyper)
+): { readonly params: Tensors; readonly state: S } => {
+  const next = Either.getOrThrow(TfNumeric.tidyUpdate(optimizer, state, grads, params, hyper))
   tf.dispose(Object.values(grads))
   TfNumeric.disposeReplaced(stateTensors(state), stateTensors(next.state))
   TfNumeric.disposeReplaced(params, next.params)
@@ -626,10 +645,7 @@ const cloneTree = (tree: Tensors): Tensors =>
 export const cloneTensors = <T extends Pick<Trainer<any, any>, "params" | "optState">>(t: T): T => ({
   ...t,
   params: cloneTree(t.params),
-  optState: {
-    step: t.optState.step,
-    slots: Object.fromEntries(Object.entries(t.optState.slots).map(([k, v]) => [k, cloneTree(v)]))
-  }
+  optState: OptimizerState.map(t.optState, (x) => tf.clone(x))
 })
 
 // ----------------------------------------------------------------------------------- capture

@@ -2,7 +2,7 @@ import { beforeAll, describe, expect, it } from "@effect/vitest"
 import { DataLoader, Random, TensorDataset } from "@stepwise/data"
 import type { Scheduler } from "@stepwise/optim"
 import * as tf from "@tensorflow/tfjs-core"
-import { Effect, Option, Stream } from "effect"
+import { Effect, Either, Option, Stream } from "effect"
 import * as Loss from "../src/Loss.js"
 import * as Metrics from "../src/Metrics.js"
 import * as Module from "../src/Module.js"
@@ -21,7 +21,7 @@ const recording = (
   init: () => 0,
   step: (k, signal) => {
     log.push(signal)
-    return k + 1
+    return Either.right(k + 1)
   },
   current: (k) => ({ lr: 0.01 * 0.5 ** k })
 })
@@ -183,7 +183,7 @@ describe("Trainer", () => {
       const ds = F.images(16, 12, 2)
       const x = Float32Array.from(ds.x)
       x[3] = Number.NaN
-      const val = DataLoader.fromTensorDataset(TensorDataset.make({ ...ds, x }), {
+      const val = yield* DataLoader.fromTensorDataset(yield* TensorDataset.make({ ...ds, x }), {
         batchSize: 8,
         prefetch: 0
       })
@@ -269,7 +269,7 @@ describe("Trainer", () => {
       const ds = F.images(24, 12, 3)
       const x = Float32Array.from(ds.x)
       x[17 * 3 * 144] = Number.NaN // sample 17: batch 2 of 8-sample batches, unshuffled
-      const loader = DataLoader.fromTensorDataset(TensorDataset.make({ ...ds, x }), {
+      const loader = yield* DataLoader.fromTensorDataset(yield* TensorDataset.make({ ...ds, x }), {
         batchSize: 8,
         prefetch: 0
       })

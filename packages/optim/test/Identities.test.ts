@@ -6,12 +6,13 @@ import {
   LambdaLR,
   LrRange,
   type Optimizer,
+  OptimizerState,
   Optimizers,
   ReduceLROnPlateau,
-  Sgd,
+  SGD,
   StepLR
 } from "@stepwise/optim"
-import { Effect } from "effect"
+import { Effect, Either } from "effect"
 import * as fc from "fast-check"
 import { describe, expect, it } from "vitest"
 
@@ -37,13 +38,15 @@ const scalarRun = (
     state = next.state
     out.push({
       p: params.w.data[0],
-      slots: Object.fromEntries(Object.entries(state.slots).map(([k, v]) => [k, v.w.data[0]]))
+      slots: Object.fromEntries(
+        Object.entries(OptimizerState.slotsOf(state)).map(([k, v]) => [k, v.w.data[0]])
+      )
     })
   }
   return out
 }
 
-const sgd = (input: Parameters<typeof Sgd.make>[0]) => Effect.runSync(Sgd.make(input))(N)
+const sgd = (input: Parameters<typeof SGD.make>[0]) => Effect.runSync(SGD.make(input))(N)
 const adam = (input: Parameters<typeof Adam.make>[0]) => Effect.runSync(Adam.make(input))(N)
 
 describe("the chapter's EWMA identities", () => {
@@ -163,7 +166,7 @@ describe("the chapter's momentum identities", () => {
 describe("weight decay", () => {
   it("equals adding wd * param to the gradient (SGD, Adam, RMSprop, Adagrad; bitwise)", () => {
     const configs = [
-      { _tag: "Sgd", lr: 0.05, momentum: 0.9 },
+      { _tag: "SGD", lr: 0.05, momentum: 0.9 },
       { _tag: "Adam", lr: 0.01, amsgrad: true },
       { _tag: "RMSprop", lr: 0.01, centered: true, momentum: 0.5 },
       { _tag: "Adagrad", lr: 0.1, lrDecay: 0.01 }
@@ -209,7 +212,7 @@ describe("the chapter's scheduler identities", () => {
     let state = s.init({ lr: base })
     const out = [s.current(state).lr]
     for (let t = 0; t < n; t++) {
-      state = s.step(state, signal?.(t))
+      state = Either.getOrThrow(s.step(state, signal?.(t)))
       out.push(s.current(state).lr)
     }
     return out
@@ -278,7 +281,7 @@ describe("the chapter's scheduler identities", () => {
             const h = s.current(state)
             if (h.lr < baseLr * (1 - 1e-12) || h.lr > maxLr * (1 + 1e-12)) return false
             if (h.momentum! < 0.8 - 1e-12 || h.momentum! > 0.9 + 1e-12) return false
-            state = s.step(state)
+            state = Either.getOrThrow(s.step(state))
           }
           return true
         }
