@@ -5,15 +5,18 @@
  * same recipe gives the state the run had after that epoch, so a resumed run continues exactly.
  */
 import { FileSystem, Path } from "@effect/platform"
-import { Checkpoint, Trainer } from "@stepwise/core"
+import { Checkpoint, type Engine, Trainer } from "@stepwise/core"
 import { Effect } from "effect"
-import { runFolderError } from "./Errors.js"
+import { type RunFolderError, runFolderError } from "./Errors.js"
 import type { AnyTrainer } from "./Pipeline.js"
 
 /** The checkpoint file of an epoch: `checkpoints/epoch-0003.safetensors`. */
 export const fileName = (epoch: number) => `epoch-${String(epoch).padStart(4, "0")}.safetensors`
 
-export const save = (path: string, t: AnyTrainer) =>
+export const save = (
+  path: string,
+  t: AnyTrainer
+): Effect.Effect<void, RunFolderError, FileSystem.FileSystem | Path.Path | Engine.Engine> =>
   Effect.gen(function* () {
     const fs = yield* FileSystem.FileSystem
     const p = yield* Path.Path
@@ -25,7 +28,10 @@ export const save = (path: string, t: AnyTrainer) =>
  * Restores a checkpoint into `fresh` (a trainer built from the run's recipe), checking parameter
  * names and shapes, optimizer and scheduler; `fresh`'s own tensors are released.
  */
-export const restore = (path: string, fresh: AnyTrainer) =>
+export const restore = (
+  path: string,
+  fresh: AnyTrainer
+): Effect.Effect<AnyTrainer, RunFolderError, FileSystem.FileSystem | Engine.Engine> =>
   Checkpoint.resume(path, fresh).pipe(
     Effect.mapError(runFolderError(path)),
     Effect.tap(() => Effect.sync(() => Trainer.dispose(fresh)))

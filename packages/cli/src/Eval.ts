@@ -48,7 +48,7 @@ export const run = (args: Args) =>
       batchSize: Option.getOrElse(args.batchSize, () => config.recipe.batchSize),
       backend: Option.getOrElse(args.backend, () => config.recipe.backend)
     }
-    yield* Engine.use(recipe.backend)
+    const engine = yield* Engine.make(recipe.backend)
     // Images are standardized with the statistics training saved in config.json, so only a
     // held-out split (valSplit) needs the training folder decoded again.
     const fromFolder = (root: string) =>
@@ -79,7 +79,7 @@ export const run = (args: Args) =>
             })
     const classes = config.classes
     const net = yield* Pipeline.model(recipe, dataset.sampleShape, classes.length)
-    const { optimizer } = yield* Pipeline.optimizer(recipe, Run.CONFIG_FILE)
+    const { optimizer } = yield* Pipeline.optimizer(recipe, Run.CONFIG_FILE, engine.numeric)
     // The scheduler too: a checkpoint restores only into the optimizer and scheduler it was saved with.
     const scheduler = yield* SchedulerConfig.build(
       recipe,
@@ -91,7 +91,7 @@ export const run = (args: Args) =>
       { model: net.model, loss: Loss.crossEntropy, optimizer, scheduler },
       Random.make(recipe.seed)
     )
-    const t = yield* Checkpoint.restore(checkpoint, fresh)
+    const t = yield* Checkpoint.restore(checkpoint, fresh).pipe(Effect.provideService(Engine.Engine, engine))
     const loader = yield* DataLoader.fromTensorDataset(dataset, { batchSize: recipe.batchSize })
     const k = classes.length
     const confusion = Array.from({ length: k }, () => new Array<number>(k).fill(0))
@@ -158,7 +158,7 @@ export const run = (args: Args) =>
       confusion,
       plots: written
     })
-  })
+  }).pipe(Effect.scoped)
 
 /** The failures of this command besides the CLI's own (named so the declaration can be emitted). */
 export type PackageErrors = DataErrors.ImageFolderError | InvalidHyperparameter.InvalidHyperparameter

@@ -4,7 +4,7 @@
  * picture go to `--out`.
  */
 import { Path } from "@effect/platform"
-import { type Engine, Trainer } from "@stepwise/core"
+import { Engine, Trainer } from "@stepwise/core"
 import type { Errors as DataErrors } from "@stepwise/data"
 import type { InvalidHyperparameter } from "@stepwise/optim"
 import { Clock, Effect, Option } from "effect"
@@ -54,11 +54,12 @@ export const run = (args: Args) =>
     const dir = Option.getOrElse(args.out, () =>
       Run.defaultRunDir(new Date(now)).replace("runs/", "runs/lr-find-")
     )
-    const { trainer: t } = yield* Pipeline.setup(recipe, file)
+    const { trainer: t, engine } = yield* Pipeline.setup(recipe, file)
     yield* out.line(
       `stepwise: LR range test of CNN2 with ${recipe.optimizer.name}, ${startLr} -> ${endLr} over ${numIter} mini-batches (${stepMode})`
     )
     const result = yield* Trainer.lrRangeTest(t, { endLr, numIter, stepMode, alpha, seed: recipe.seed }).pipe(
+      Effect.provideService(Engine.Engine, engine),
       Effect.ensuring(Effect.sync(() => Trainer.dispose(t)))
     )
     const s = result.suggestions
@@ -90,7 +91,7 @@ export const run = (args: Args) =>
     )
     for (const f of plots) yield* out.line(`wrote ${f}`)
     yield* out.json({ command: "lr-find", dir, startLr, endLr, numIter, stepMode, ...payload, plots })
-  })
+  }).pipe(Effect.scoped)
 
 /** The failures of this command besides the CLI's own (named so the declaration can be emitted). */
 export type PackageErrors =

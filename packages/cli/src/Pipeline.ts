@@ -18,9 +18,9 @@ import {
   type Transforms
 } from "@stepwise/data"
 import type { InvalidHyperparameter, Optimizer } from "@stepwise/optim"
-import { Optimizers, Schedulers as OptimSchedulers, TfNumeric } from "@stepwise/optim"
+import { type Numeric, Optimizers, Schedulers as OptimSchedulers, TfNumeric } from "@stepwise/optim"
 import type * as tf from "@tensorflow/tfjs-core"
-import { Effect, Either } from "effect"
+import { Effect, Either, type Scope } from "effect"
 import { ConfigError } from "./Errors.js"
 import { Output } from "./Progress.js"
 import * as Recipe from "./Recipe.js"
@@ -195,7 +195,8 @@ export const optimizerInput = (
 /** Decodes, validates (PyTorch's rules) and builds the optimizer on tfjs tensors. */
 export const optimizer = (
   recipe: Recipe.Recipe,
-  file: string
+  file: string,
+  numeric: Numeric.Numeric<tf.Tensor> = TfNumeric.TfNumeric
 ): Effect.Effect<
   { readonly config: Optimizers.OptimizerConfig; readonly optimizer: Optimizer.Optimizer<tf.Tensor> },
   ConfigError | InvalidHyperparameter.InvalidHyperparameter
@@ -204,7 +205,7 @@ export const optimizer = (
     const input = yield* optimizerInput(recipe.optimizer, file)
     const config = yield* Optimizers.decode(input)
     const def = yield* Optimizers.fromConfig(config)
-    return { config, optimizer: def(TfNumeric.TfNumeric) }
+    return { config, optimizer: def(numeric) }
   })
 
 /** A fresh trainer: CNN2 initialised from the seed (the chapter's `torch.manual_seed(13)`). */
@@ -212,14 +213,15 @@ export const trainer = (
   recipe: Recipe.Recipe,
   file: string,
   data: Datasets,
-  batchesPerEpoch: number
+  batchesPerEpoch: number,
+  numeric: Numeric.Numeric<tf.Tensor> = TfNumeric.TfNumeric
 ): Effect.Effect<
   AnyTrainer,
   ConfigError | InvalidHyperparameter.InvalidHyperparameter | DataErrors.InvalidArgument
 > =>
   Effect.gen(function* () {
     const net = yield* model(recipe, data.train.sampleShape, data.classes.length)
-    const { optimizer: opt } = yield* optimizer(recipe, file)
+    const { optimizer: opt } = yield* optimizer(recipe, file, numeric)
     const scheduler = yield* Schedulers.build(recipe, file, batchesPerEpoch, opt.defaults)
     const l = yield* loaders(data, recipe)
     const config: Trainer.Config = {
@@ -241,25 +243,31 @@ export const setup = (
   recipe: Recipe.Recipe,
   file: string
 ): Effect.Effect<
-  { readonly data: Datasets; readonly loaders: Loaders; readonly trainer: AnyTrainer },
+  {
+    readonly data: Datasets
+    readonly loaders: Loaders
+    readonly trainer: AnyTrainer
+    readonly engine: Engine.EngineService
+  },
   | ConfigError
   | DataErrors.InvalidArgument
   | DataErrors.InvalidNormalizer
   | InvalidHyperparameter.InvalidHyperparameter
   | DataErrors.ImageFolderError
   | Engine.BackendUnavailable,
-  Output | FileSystem.FileSystem
+  Output | FileSystem.FileSystem | Scope.Scope
 > =>
   Effect.gen(function* () {
     const out = yield* Output
     yield* validateEarly(recipe, file)
     yield* SquareImages.requireSquare(trainRootOf(recipe), recipe.data.resize)
     yield* out.line(`stepwise: ${recipe.backend} engine, loading data...`)
-    yield* Engine.use(recipe.backend)
+    // The engine lives as long as the caller's scope (its kernels are restored when it closes).
+    const engine = yield* Engine.make(recipe.backend)
     const data = yield* prepareData(recipe)
     const l = yield* loaders(data, recipe)
-    const fresh = yield* trainer(recipe, file, data, l.train.numBatches)
-    return { data, loaders: l, trainer: fresh }
+    const fresh = yield* trainer(recipe, file, data, l.train.numBatches, engine.numeric)
+    return { data, loaders: l, trainer: fresh, engine }
   })
 
 export type AnyTrainer = Trainer.Trainer<never, never>

@@ -6,7 +6,7 @@
  * consistent checkpoint to leave behind, and `--resume` restarts the fold from it.
  */
 import { FileSystem, Path } from "@effect/platform"
-import { type Engine, Events, Metrics, Safetensors, Trainer } from "@stepwise/core"
+import { Engine, Events, Metrics, Safetensors, Trainer } from "@stepwise/core"
 import type { Errors as DataErrors } from "@stepwise/data"
 import type { InvalidHyperparameter } from "@stepwise/optim"
 import { Clock, Effect, Exit, Fiber, Option, Queue, Schema, Stream } from "effect"
@@ -143,10 +143,11 @@ export const run = (args: Args) =>
     }
 
     // 2. Engine, data, model, optimizer, scheduler.
-    const { data, loaders, trainer: fresh } = yield* Pipeline.setup(recipe, file)
+    const { data, loaders, trainer: fresh, engine } = yield* Pipeline.setup(recipe, file)
+    const onEngine = Effect.provideService(Engine.Engine, engine)
     const parameters = Trainer.countParameters(fresh)
     let t: Pipeline.AnyTrainer =
-      checkpointPath === undefined ? fresh : yield* Checkpoint.restore(checkpointPath, fresh)
+      checkpointPath === undefined ? fresh : yield* onEngine(Checkpoint.restore(checkpointPath, fresh))
     if (t.totalEpochs >= recipe.epochs) {
       const message = `${runDir} already trained ${t.totalEpochs} of ${recipe.epochs} epochs (extend with --epochs N)`
       Trainer.dispose(t)
@@ -187,7 +188,8 @@ export const run = (args: Args) =>
       `${JSON.stringify(Schema.encodeSync(RunConfig)(runConfig), null, 2)}\n`
     )
     const ckptDir = p.join(runDir, Run.CHECKPOINT_DIR)
-    if (checkpointPath === undefined) yield* Checkpoint.save(p.join(ckptDir, Checkpoint.fileName(0)), t)
+    if (checkpointPath === undefined)
+      yield* onEngine(Checkpoint.save(p.join(ckptDir, Checkpoint.fileName(0)), t))
     const previous = resumeDir === undefined ? [] : (yield* readMetrics(runDir)).slice(0, t.totalEpochs)
     const rows: Array<EpochMetrics> = [...previous]
     const tbOn = Option.getOrElse(args.tensorboard, () => true)
@@ -275,6 +277,7 @@ export const run = (args: Args) =>
       while (t.totalEpochs < epochs) {
         const epochStarted = yield* Clock.currentTimeMillis
         const next = yield* Trainer.train(t, 1, recipe.seed).pipe(
+          onEngine,
           Effect.provideService(Events.TrainEvents, bus)
         )
         const { batchLrs, batchLosses, grads } = yield* Queue.take(epochDone)
@@ -301,7 +304,7 @@ export const run = (args: Args) =>
           }
           yield* writeCaptured(p.join(runDir, gradientsFile(captureLayer)), capturedGrads)
         }
-        yield* Checkpoint.save(p.join(ckptDir, Checkpoint.fileName(epoch)), next)
+        yield* onEngine(Checkpoint.save(p.join(ckptDir, Checkpoint.fileName(epoch)), next))
         Trainer.dispose(t)
         t = next
         rows.push(row)
@@ -345,7 +348,7 @@ export const run = (args: Args) =>
           const at = p.join(ckptDir, Checkpoint.fileName(t.totalEpochs))
           // Already written at the end of that epoch; writing again costs little and makes the
           // promise below true even if that write was the one interrupted.
-          yield* Checkpoint.save(at, t).pipe(Effect.ignore)
+          yield* Checkpoint.save(at, t).pipe(onEngine, Effect.ignore)
           yield* writeMetrics.pipe(Effect.ignore)
           process.stderr.write(
             `\nstepwise: interrupted during epoch ${t.totalEpochs + 1}; saved the state after epoch ` +

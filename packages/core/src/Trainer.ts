@@ -29,6 +29,7 @@ import {
 } from "@stepwise/optim"
 import * as tf from "@tensorflow/tfjs-core"
 import { Chunk, Clock, Effect, Either, Option, PubSub, Ref, Stream } from "effect"
+import { Engine } from "./Engine.js"
 import { InvalidTrainer, NonFinite } from "./Errors.js"
 import * as Events from "./Events.js"
 import * as Loss from "./Loss.js"
@@ -420,9 +421,14 @@ const busOf = Effect.map(
 export const epochs = <E, R>(
   t: Trainer<E, R>,
   options: EpochsOptions
-): Stream.Stream<EpochResult<E, R>, E | NonFinite | InvalidTrainer | OptimErrors.SchedulerStepError, R> =>
+): Stream.Stream<
+  EpochResult<E, R>,
+  E | NonFinite | InvalidTrainer | OptimErrors.SchedulerStepError,
+  R | Engine
+> =>
   Stream.unwrap(
     Effect.gen(function* () {
+      yield* Engine
       yield* checkConfig(t)
       const bus = yield* busOf
       const last = t.totalEpochs + options.epochs
@@ -458,7 +464,7 @@ export const train = <E, R, E2 = never, R2 = never>(
 ): Effect.Effect<
   Trainer<E, R>,
   E | E2 | NonFinite | InvalidTrainer | OptimErrors.SchedulerStepError,
-  R | R2
+  R | R2 | Engine
 > =>
   epochs(t, { epochs: nEpochs, seed }).pipe(
     Stream.tap(({ trainer }) =>
@@ -489,13 +495,16 @@ export const evaluate = <E, R>(
   t: Trainer<any, any>,
   loader: Loader<E, R>,
   epoch = 0
-): Effect.Effect<number, E, R> =>
-  Effect.map(
-    Stream.runFold(loader.batches(epoch), [] as Array<number>, (acc, batch) => {
-      acc.push(batchLoss(t, batch))
-      return acc
-    }),
-    mean
+): Effect.Effect<number, E, R | Engine> =>
+  Effect.zipRight(
+    Engine,
+    Effect.map(
+      Stream.runFold(loader.batches(epoch), [] as Array<number>, (acc, batch) => {
+        acc.push(batchLoss(t, batch))
+        return acc
+      }),
+      mean
+    )
   )
 
 /** The loss of one batch in eval mode. */
@@ -574,8 +583,9 @@ export interface RangeTestOptions extends LrRangeTest.Options {
 export const lrRangeTest = <E, R>(
   t: Trainer<E, R>,
   options: RangeTestOptions
-): Effect.Effect<LrRangeTest.Result, E | InvalidTrainer, R> =>
+): Effect.Effect<LrRangeTest.Result, E | InvalidTrainer, R | Engine> =>
   Effect.gen(function* () {
+    yield* Engine
     const loader = (options.loader ?? t.config.trainLoader) as Loader<E, R> | undefined
     if (loader === undefined) return yield* new InvalidTrainer({ reason: "no loader for the LR range test" })
     const base = hyper(t)

@@ -1,20 +1,19 @@
 import { FileSystem } from "@effect/platform"
 import { NodeFileSystem } from "@effect/platform-node"
-import { beforeAll, describe, expect, it } from "@effect/vitest"
+import { expect, layer } from "@effect/vitest"
 import { Random } from "@stepwise/data"
 import { ReduceLROnPlateau, StepLR } from "@stepwise/optim"
 import { Effect } from "effect"
 import * as Checkpoint from "../src/Checkpoint.js"
+import * as Engine from "../src/Engine.js"
 import * as Loss from "../src/Loss.js"
 import * as Safetensors from "../src/Safetensors.js"
 import * as Trainer from "../src/Trainer.js"
 import * as F from "./fixtures.js"
 
-beforeAll(F.useEngine)
-
 const tmp = Effect.flatMap(FileSystem.FileSystem, (fs) => fs.makeTempDirectoryScoped())
 
-describe("Checkpoint", () => {
+layer(Engine.wasm)("Checkpoint", (it) => {
   it.scoped("resuming from a checkpoint at epoch 2 gives exactly the losses of an uninterrupted run", () =>
     Effect.gen(function* () {
       const dir = yield* tmp

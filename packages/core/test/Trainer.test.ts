@@ -1,15 +1,14 @@
-import { beforeAll, describe, expect, it } from "@effect/vitest"
+import { expect, layer } from "@effect/vitest"
 import { DataLoader, Random, TensorDataset } from "@stepwise/data"
 import type { Scheduler } from "@stepwise/optim"
 import * as tf from "@tensorflow/tfjs-core"
 import { Effect, Either, Option, Stream } from "effect"
+import * as Engine from "../src/Engine.js"
 import * as Loss from "../src/Loss.js"
 import * as Metrics from "../src/Metrics.js"
 import * as Module from "../src/Module.js"
 import * as Trainer from "../src/Trainer.js"
 import * as F from "./fixtures.js"
-
-beforeAll(F.useEngine)
 
 /** A scheduler that records every signal it gets and halves the lr at each step. */
 const recording = (
@@ -26,7 +25,7 @@ const recording = (
   current: (k) => ({ lr: 0.01 * 0.5 ** k })
 })
 
-describe("Trainer", () => {
+layer(Engine.wasm)("Trainer", (it) => {
   it.effect("one step is params - lr * grad for plain SGD, and leaves its inputs intact", () =>
     Effect.gen(function* () {
       const model = Module.Sequential([["fc", Module.Linear({ inFeatures: 4, outFeatures: 3 })]])
