@@ -31,16 +31,17 @@ export class NonFinite extends Schema.TaggedError<NonFinite>()("NonFinite", {
   epoch: Schema.Number,
   batch: Schema.Union(Schema.Number, Schema.Literal("validation")),
   what: NonFiniteWhat,
-  name: Schema.optional(Schema.String),
+  /** The gradient's or parameter's name (`conv1.weight`); `name` would clash with `Error.name`. */
+  tensor: Schema.optional(Schema.String),
   value: Schema.Number
 }) {
   override get message() {
     const subject =
       this.batch === "validation"
         ? `validation ${this.what}`
-        : this.name === undefined
+        : this.tensor === undefined
           ? this.what
-          : `${this.what} of ${this.name}`
+          : `${this.what} of ${this.tensor}`
     const where =
       this.batch === "validation"
         ? `at epoch ${this.epoch + 1}`

@@ -30,7 +30,7 @@ import {
 import * as tf from "@tensorflow/tfjs-core"
 import { Chunk, Clock, Effect, Either, Option, PubSub, Ref, Stream } from "effect"
 import { Engine } from "./Engine.js"
-import { InvalidTrainer, NonFinite } from "./Errors.js"
+import { InvalidTrainer, NonFinite, type NonFiniteWhat } from "./Errors.js"
 import * as Events from "./Events.js"
 import * as Loss from "./Loss.js"
 import * as LrRangeTest from "./LrRangeTest.js"
@@ -148,11 +148,45 @@ export interface CaptureRequest {
 
 const nothing: CaptureRequest = { gradients: [], parameters: [], activations: [] }
 
+/** The first value of a step that is NaN or infinite: in the loss, a gradient, or an updated parameter. */
+export interface NonFiniteValue {
+  readonly what: NonFiniteWhat
+  readonly tensor?: string
+  readonly value: number
+}
+
 export interface StepResult {
   readonly loss: number
   readonly params: Tensors
   readonly optState: Optimizer.OptimizerState<tf.Tensor>
   readonly captured: ReadonlyArray<Events.TrainEvent>
+  /** Set when the loss, a gradient or an updated parameter is not finite (the step's tensors are still returned). */
+  readonly nonFinite: NonFiniteValue | undefined
+}
+
+/**
+ * Which of `trees` first holds a NaN or an infinity, checked on the values themselves so no
+ * kernel's handling of NaN (wasm's max-pool turns a NaN window into -Inf) can hide one. One
+ * fused reduction for all of them: x * 0 is 0 for every finite x and NaN otherwise, so the sum
+ * is exactly 0 when everything is finite (no overflow, unlike summing x). Names are looked up
+ * only on failure.
+ */
+export const firstNonFinite = (
+  trees: ReadonlyArray<readonly [NonFiniteWhat, Tensors]>
+): NonFiniteValue | undefined => {
+  const all = trees.flatMap(([, tree]) => Object.values(tree))
+  if (all.length === 0) return undefined
+  const probe = tf.tidy(() => tf.sum(tf.mul(tf.concat(all.map((x) => tf.reshape(x, [-1]))), tf.scalar(0))))
+  const finite = probe.dataSync()[0] === 0
+  probe.dispose()
+  if (finite) return undefined
+  for (const [what, tree] of trees) {
+    for (const [name, x] of Object.entries(tree)) {
+      const value = (x.dataSync() as Float32Array).find((v) => !Number.isFinite(v))
+      if (value !== undefined) return { what, tensor: name, value }
+    }
+  }
+  return undefined
 }
 
 /**
@@ -184,8 +218,14 @@ export const trainStep = (
     captured.push(...layerEvents("Gradients", config.model, capture.gradients, grads, where))
   // grads come from autodiff at `params`: their tree matches by construction
   const next = Either.getOrThrow(TfNumeric.tidyUpdate(config.optimizer, optState, grads, params, hyper))
+  const nonFinite = Number.isFinite(loss)
+    ? firstNonFinite([
+        ["gradient", grads],
+        ["parameter", next.params]
+      ])
+    : { what: "loss" as const, value: loss }
   TfNumeric.disposeReplaced(grads, [...Object.values(next.params), ...stateTensors(next.state)])
-  return { loss, params: next.params, optState: next.state, captured }
+  return { loss, params: next.params, optState: next.state, captured, nonFinite }
 }
 
 /** The dropout state of a mini-batch: a pure function of (seed, epoch, batch). */
@@ -299,9 +339,8 @@ const batchStep = <E, R>(bus: Bus, s: EpochFold<E, R>, batch: Batch.Batch<Target
     }
     release(s, next)
     const moved = { ...s, trainer: next, owned: true }
-    if (!Number.isFinite(r.loss)) {
-      return { ...moved, failure: new NonFinite({ epoch, batch: i, what: "loss", value: r.loss }) }
-    }
+    if (r.nonFinite !== undefined)
+      return { ...moved, failure: new NonFinite({ epoch, batch: i, ...r.nonFinite }) }
     if (Either.isLeft(schedState)) return { ...moved, failure: schedState.left }
     yield* bus.publish(Events.TrainEvent.BatchEnd({ epoch, batch: i, loss: r.loss, lr: h.lr }))
     yield* Effect.forEach(r.captured, bus.publish, { discard: true })
@@ -609,7 +648,9 @@ export const lrRangeTest = <E, R>(
       lrAt: (i) => base.lr * factor(i),
       step: (s: S, batch, lr) => {
         const r = trainStep(t.config, s.params, s.optState, { ...base, lr }, batch, stepRng(seed, -1, s.i))
-        return [r.loss, { params: r.params, optState: r.optState, i: s.i + 1 }] as const
+        // A NaN gradient or parameter ends the test like a NaN loss does.
+        const loss = r.nonFinite === undefined ? r.loss : Number.NaN
+        return [loss, { params: r.params, optState: r.optState, i: s.i + 1 }] as const
       },
       release: (s) =>
         TfNumeric.disposeReplaced(

@@ -368,3 +368,50 @@ layer(Engine.wasm)("Trainer", (it) => {
     })
   )
 })
+
+const poisoned = (t: Trainer.Trainer) => {
+  // conv1.weight with one NaN: wasm's max-pool turns NaN windows into -Inf, so the loss alone
+  // may stay finite there; the gradients and parameters cannot.
+  const w = t.params["conv1.weight"]
+  const values = Float32Array.from(w.dataSync())
+  values[0] = Number.NaN
+  return { ...t, params: { ...t.params, "conv1.weight": tf.tensor(values, w.shape) } }
+}
+
+for (const [name, engine] of [
+  ["wasm", Engine.wasm],
+  ["cpu", Engine.cpu]
+] as const) {
+  layer(engine)(`non-finite detection (${name})`, (it) => {
+    it.effect(
+      "a NaN in conv1.weight fails the first step with NonFinite, whatever the engine does with NaN",
+      () =>
+        Effect.gen(function* () {
+          const base = F.trainer()
+          const t = poisoned(base)
+          const start = tf.memory().numTensors
+          const err = yield* Effect.flip(Trainer.train(t, 1))
+          expect(err).toMatchObject({ _tag: "NonFinite", epoch: 0, batch: 0 })
+          console.log("NONFINITE", name, err.message)
+          expect(["loss", "gradient", "parameter"]).toContain(err._tag === "NonFinite" ? err.what : "")
+          expect(err.message).toMatch(/^training diverged: .* at epoch 1, mini-batch 1$/)
+          expect(tf.memory().numTensors).toBe(start)
+          Trainer.dispose(base)
+          t.params["conv1.weight"].dispose()
+        })
+    )
+
+    it("firstNonFinite: one probe over every tensor, names the first culprit, no overflow on large values", () => {
+      const big = { a: tf.tensor([3e38, 3e38, -3e38]), b: tf.tensor([1, 2]) }
+      expect(Trainer.firstNonFinite([["parameter", big]])).toBeUndefined()
+      const bad = { a: tf.tensor([1, 2]), b: tf.tensor([0, Number.NEGATIVE_INFINITY]) }
+      expect(
+        Trainer.firstNonFinite([
+          ["gradient", big],
+          ["parameter", bad]
+        ])
+      ).toEqual({ what: "parameter", tensor: "b", value: Number.NEGATIVE_INFINITY })
+      tf.dispose([...Object.values(big), ...Object.values(bad)])
+    })
+  })
+}
