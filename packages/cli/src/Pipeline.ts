@@ -232,7 +232,7 @@ export const trainer = (
       trainLoader: l.train,
       valLoader: l.val
     }
-    return Trainer.make(config, Random.make(recipe.seed))
+    return Trainer.make(config, Random.make(recipe.seed), { seed: recipe.seed })
   })
 
 /**

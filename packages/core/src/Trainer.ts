@@ -71,10 +71,15 @@ export interface Trainer<E = never, R = never> {
   readonly seed: number
 }
 
-/** A trainer for `model` with parameters from `rng` (PyTorch's default initialisation). */
+/**
+ * A trainer for `model` with parameters from `rng` (PyTorch's default initialisation) or given
+ * tensors. `seed` is the dropout seed recorded until the first `train`/`epochs` sets its own
+ * (so an epoch-0 checkpoint records the run's seed; default 42, the chapter's).
+ */
 export const make = <E = never, R = never>(
   config: Config<E, R>,
-  init: Random.State | Tensors
+  init: Random.State | Tensors,
+  options: { readonly seed?: number } = {}
 ): Trainer<E, R> => {
   const params = isState(init) ? Module.init(config.model, init) : init
   return {
@@ -86,7 +91,7 @@ export const make = <E = never, R = never>(
     losses: [],
     valLosses: [],
     learningRates: [],
-    seed: 42
+    seed: options.seed ?? 42
   }
 }
 

@@ -68,6 +68,20 @@ layer(Engine.wasm)("Checkpoint", (it) => {
     }).pipe(Effect.provide(NodeFileSystem.layer))
   )
 
+  it.scoped("an untrained trainer's checkpoint records the seed it was made with (issue 10.12)", () =>
+    Effect.gen(function* () {
+      const path = `${yield* tmp}/epoch-0.safetensors`
+      const base = F.trainer()
+      const t = Trainer.make(base.config, Random.make(13), { seed: 7 })
+      yield* Checkpoint.save(path, t)
+      const s = yield* Checkpoint.load(path)
+      expect(s.meta.seed).toBe(7)
+      expect(s.meta.totalEpochs).toBe(0)
+      Trainer.dispose(base)
+      Trainer.dispose(t)
+    }).pipe(Effect.provide(NodeFileSystem.layer))
+  )
+
   it.scoped("is a safetensors file with params/ and optimizer/ tensors and JSON metadata", () =>
     Effect.gen(function* () {
       const dir = yield* tmp
