@@ -187,7 +187,8 @@ export const filters = (
   }
   const cell = Math.max(14, Math.floor(84 / Math.max(kh, kw)))
   return {
-    title: `${layer} filters (${out} filters x ${inC} channels, ${kh}x${kw})`,
+    // a short title: a title wider than the grid centres over the grid and leaves a margin beside it
+    title: { text: `${layer} filters`, subtitle: `${out} filters x ${inC} channels, ${kh}x${kw}` },
     data: { values },
     facet: {
       // horizontal row labels: the header band is as wide as labelLimit (vega's default left a
@@ -196,7 +197,7 @@ export const filters = (
         field: "filter",
         type: "nominal",
         title: null,
-        header: { labelAngle: 0, labelAlign: "left", labelLimit: 72, labelPadding: 4 }
+        header: { labelAngle: 0, labelAlign: "left", labelLimit: 96, labelPadding: 4 }
       },
       column: { field: "channel", type: "nominal", title: null, header: { labelFontSize: 11 } }
     },
