@@ -31,7 +31,11 @@ import { type Options, prepare } from "./train-cnn2-with-scheduler.js"
 /** The range test's curve (named, so the declaration of `main` can be emitted). */
 export type Tracking = LrRangeTest.Tracking
 /** What can go wrong (named, so the declaration of `main` can be emitted). */
-export type Failure = DataErrors.ImageFolderError | InvalidHyperparameter.InvalidHyperparameter
+export type Failure =
+  | DataErrors.ImageFolderError
+  | DataErrors.InvalidArgument
+  | DataErrors.InvalidNormalizer
+  | InvalidHyperparameter.InvalidHyperparameter
 
 export const main = (o: Options & { readonly numIter?: number } = {}) =>
   Effect.gen(function* () {
