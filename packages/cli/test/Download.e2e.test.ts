@@ -44,7 +44,16 @@ const server = createServer((req, res) => {
 
 beforeAll(async () => {
   const png = new Uint8Array(
-    await sharp({ create: { width: 30, height: 30, channels: 3, background: "#c0a080" } })
+    // Noise, not a solid colour: solid-colour images have std 0, which `stats` refuses (issue 10).
+    await sharp({
+      create: {
+        width: 30,
+        height: 30,
+        channels: 3,
+        background: "#c0a080",
+        noise: { type: "gaussian", mean: 128, sigma: 30 }
+      }
+    })
       .png()
       .toBuffer()
   )
