@@ -18,8 +18,6 @@ import * as fc from "fast-check"
 type HeavyBallState<T> = { readonly step: number; readonly momentumBuffer?: Numeric.Params<T> }
 
 /** Heavy-ball momentum: `buf = momentum * buf + g`, `p = p - lr * buf`; written once for any Numeric. */
-type HeavyBallState<T> = { readonly step: number; readonly momentumBuffer?: Numeric.Params<T> }
-
 const heavyBall =
   (lr: number, momentum: number) =>
   <T>(N: Numeric.Numeric<T>): Optimizer.Optimizer<T, HeavyBallState<T>> => ({
