@@ -142,6 +142,17 @@ export const filters = (
   }
 }
 
+/** The LR range test's suggestions as labelled marks for `lrFinder`. */
+export const suggestionMarks = (
+  s: {
+    readonly [K in "steepest" | "valley" | "minimum"]?: { readonly lr: number } | undefined
+  }
+): ReadonlyArray<{ readonly label: string; readonly lr: number }> =>
+  (["steepest", "valley", "minimum"] as const).flatMap((k) => {
+    const x = s[k]
+    return x === undefined ? [] : [{ label: k, lr: x.lr }]
+  })
+
 /** Figures 6.14 / 6.27 / 6.30: smoothed loss against learning rate, suggestions marked. */
 export const lrFinder = (
   lr: ReadonlyArray<number>,

@@ -5,7 +5,7 @@
 import { Args, Command, HelpDoc, Options, ValidationError } from "@effect/cli"
 import { Effect, Option } from "effect"
 import * as F from "./Flags.js"
-import { BackendNames, OptimizerNames, SchedulerNames } from "./Recipe.js"
+import { BackendNames, optimizerTags, schedulerTags, tagOf } from "./Recipe.js"
 
 const json = Options.boolean("json").pipe(
   Options.withDescription(
@@ -23,88 +23,38 @@ export const modelFlags = {
   dropout: F.number("dropout", "CNN2: dropout probability p [0.3]", { min: 0, max: 1, maxExclusive: true })
 }
 
-export const optimizerFlags = {
-  optimizer: F.choice("optimizer", OptimizerNames, "Optimizer [adam]"),
-  // >= 0 as in PyTorch and @stepwise/optim (lr 0 trains nothing, but is not an error)
-  lr: F.number("lr", "Learning rate [3e-4]", { min: 0 }),
-  momentum: F.number("momentum", "SGD/RMSprop momentum factor [0]", { min: 0 }),
-  dampening: F.number("dampening", "SGD dampening for momentum [0]", { min: 0, max: 1 }),
-  nesterov: F.toggle("nesterov", "SGD: use Nesterov momentum"),
-  weightDecay: F.number("weight-decay", "L2 penalty (decoupled for AdamW) [0; AdamW 1e-2]", { min: 0 }),
-  beta1: F.number("beta1", "Adam/AdamW beta1 [0.9]", { min: 0, max: 1, maxExclusive: true }),
-  beta2: F.number("beta2", "Adam/AdamW beta2 [0.999]", { min: 0, max: 1, maxExclusive: true }),
-  eps: F.number("eps", "Term added to the denominator [1e-8; Adagrad 1e-10]", { min: 0, minExclusive: true }),
-  amsgrad: F.toggle("amsgrad", "Adam/AdamW: AMSGrad variant"),
-  alpha: F.number("alpha", "RMSprop smoothing constant [0.99]", { min: 0, max: 1 }),
-  centered: F.toggle("centered", "RMSprop: centered variant"),
-  lrDecay: F.number("lr-decay", "Adagrad learning-rate decay [0]", { min: 0 }),
-  initialAccumulatorValue: F.number("initial-accumulator-value", "Adagrad initial accumulator [0]", {
-    min: 0
-  })
-}
-
-const stepsOrEpoch = (name: string, description: string) =>
+/** A class name of optim's in any case (`sgd`, `SGD`; schedulers also without `LR`). */
+const named = (
+  name: string,
+  tags: ReadonlyArray<string>,
+  description: string,
+  extra: ReadonlyArray<string> = []
+) =>
   Options.text(name).pipe(
-    Options.withPseudoName("INT|epoch"),
-    Options.withDescription(description),
-    Options.mapEffect((text): Effect.Effect<number | "epoch", ValidationError.ValidationError> => {
-      if (text === "epoch") return Effect.succeed("epoch" as const)
-      const r = F.checkNumber(text, { integer: true, min: 1 })
-      return typeof r === "string"
-        ? Effect.fail(ValidationError.invalidValue(HelpDoc.p(`--${name} ${text}: ${r} or "epoch"`)))
-        : Effect.succeed(r)
+    Options.withPseudoName("NAME"),
+    Options.withDescription(`${description}: ${[...tags, ...extra].join(", ")}`),
+    Options.mapEffect((text) => {
+      if (extra.includes(text.toLowerCase())) return Effect.succeed(text.toLowerCase())
+      const tag = tagOf(tags, text)
+      return tag === undefined
+        ? Effect.fail(
+            ValidationError.invalidValue(
+              HelpDoc.p(`--${name} ${text}: expected one of ${[...tags, ...extra].join(", ")} (any case)`)
+            )
+          )
+        : Effect.succeed(tag)
     }),
     Options.optional
   )
 
+export const optimizerFlags = {
+  optimizer: named("optimizer", optimizerTags, "Optimizer [Adam]"),
+  ...F.hyperparameterOptions("optimizer")
+}
+
 export const schedulerFlags = {
-  scheduler: F.choice("scheduler", SchedulerNames, "Learning-rate scheduler [none]"),
-  stepSize: F.number("step-size", "StepLR: epochs between decays", { integer: true, min: 1 }),
-  gamma: F.number("gamma", "StepLR/MultiStepLR/ExponentialLR decay factor; CyclicLR exp_range base", {
-    min: 0,
-    minExclusive: true
-  }),
-  milestones: F.numberList("milestones", "MultiStepLR: epochs at which to decay", { integer: true, min: 0 }),
-  factor: F.number("factor", "ReduceLROnPlateau: decay factor", { min: 0, minExclusive: true }),
-  tMax: F.number("t-max", "CosineAnnealingLR: half period in epochs", { integer: true, min: 1 }),
-  etaMin: F.number("eta-min", "CosineAnnealing*: minimum learning rate", { min: 0 }),
-  mode: F.choice(
-    "mode",
-    ["min", "max", "triangular", "triangular2", "exp_range"] as const,
-    "ReduceLROnPlateau: min|max; CyclicLR: triangular|triangular2|exp_range"
-  ),
-  patience: F.number("patience", "ReduceLROnPlateau: bad epochs tolerated", { integer: true, min: 0 }),
-  threshold: F.number("threshold", "ReduceLROnPlateau: improvement threshold", { min: 0 }),
-  thresholdMode: F.choice("threshold-mode", ["rel", "abs"] as const, "ReduceLROnPlateau threshold mode"),
-  cooldown: F.number("cooldown", "ReduceLROnPlateau: epochs to wait after a decay", {
-    integer: true,
-    min: 0
-  }),
-  minLr: F.number("min-lr", "ReduceLROnPlateau: lower bound on the learning rate", { min: 0 }),
-  baseLr: F.number("base-lr", "CyclicLR: lower learning rate", { min: 0, minExclusive: true }),
-  maxLr: F.number("max-lr", "CyclicLR/OneCycleLR: upper learning rate", { min: 0, minExclusive: true }),
-  stepSizeUp: stepsOrEpoch("step-size-up", 'CyclicLR: mini-batches going up ("epoch" = one epoch)'),
-  stepSizeDown: stepsOrEpoch("step-size-down", "CyclicLR: mini-batches going down [step-size-up]"),
-  cycleMomentum: F.toggle("cycle-momentum", "CyclicLR/OneCycleLR: cycle momentum (beta1) inversely"),
-  baseMomentum: F.number("base-momentum", "CyclicLR/OneCycleLR: lower momentum", { min: 0, max: 1 }),
-  maxMomentum: F.number("max-momentum", "CyclicLR/OneCycleLR: upper momentum", { min: 0, max: 1 }),
-  totalSteps: F.number("total-steps", "OneCycleLR: mini-batches in the cycle [epochs x batches]", {
-    integer: true,
-    min: 1
-  }),
-  pctStart: F.number("pct-start", "OneCycleLR: fraction of the cycle going up [0.3]", { min: 0, max: 1 }),
-  annealStrategy: F.choice("anneal-strategy", ["cos", "linear"] as const, "OneCycleLR annealing [cos]"),
-  divFactor: F.number("div-factor", "OneCycleLR: initial lr = max-lr / div-factor [25]", {
-    min: 0,
-    minExclusive: true
-  }),
-  finalDivFactor: F.number("final-div-factor", "OneCycleLR: min lr = initial lr / final-div-factor [1e4]", {
-    min: 0,
-    minExclusive: true
-  }),
-  threePhase: F.toggle("three-phase", "OneCycleLR: three-phase variant"),
-  t0: F.number("t0", "CosineAnnealingWarmRestarts: epochs of the first cycle", { integer: true, min: 1 }),
-  tMult: F.number("t-mult", "CosineAnnealingWarmRestarts: cycle length multiplier", { integer: true, min: 1 })
+  scheduler: named("scheduler", schedulerTags, "Learning-rate scheduler [none]", ["none"]),
+  ...F.hyperparameterOptions("scheduler")
 }
 
 export const dataFlags = {
@@ -147,6 +97,13 @@ export const train = Command.make("train", {
   ...dataFlags,
   out: F.text("out", "Run folder to write [runs/<timestamp>]", "DIR"),
   resume: F.text("resume", "Continue the interrupted run in this folder exactly", "RUN_DIR"),
+  allowDataChange: Options.boolean("allow-data-change").pipe(
+    Options.withDescription("With --resume: continue although the data files changed")
+  ),
+  keepCheckpoints: F.number("keep-checkpoints", "Keep only the N latest checkpoints [all]", {
+    integer: true,
+    min: 1
+  }),
   captureGradients: F.text(
     "capture-gradients",
     "Record one layer's gradients (e.g. conv1) for plots",

@@ -2,57 +2,22 @@
  * `stepwise plot NAME`: the chapter's pictures, from a run folder (`--run`) or, for the
  * illustrations, from the built-in demos (`Demos`). Each picture is written as PNG and/or SVG.
  */
-import { FileSystem, Path } from "@effect/platform"
-import { Cnn2, Engine, LrRangeTest, Safetensors, TorchWeights } from "@stepwise/core"
+import { Path } from "@effect/platform"
+import { Cnn2, Engine, LrRangeTest, TorchWeights } from "@stepwise/core"
 import * as tf from "@tensorflow/tfjs-core"
 import { Effect, Option, Schema } from "effect"
 import * as Charts from "./Charts.js"
 import * as Checkpoint from "./Checkpoint.js"
 import type * as Cli from "./Cli.js"
 import * as Demos from "./Demos.js"
-import { firstLine, PlotError, RunFolderError, runFolderError } from "./Errors.js"
+import { PlotError, RunFolderError } from "./Errors.js"
 import { Output } from "./Progress.js"
 import * as Recipe from "./Recipe.js"
-import * as Render from "./Render.js"
+import type * as Render from "./Render.js"
 import * as Run from "./RunFolder.js"
-import * as Train from "./Train.js"
 
 export type Args = Cli.Values<typeof Cli.plot>
-export type Format = "png" | "svg" | "both"
-
-/** What `stepwise lr-find` leaves in its folder, and `plot lr-finder --run` reads. */
-export const LR_FINDER_FILE = "lr-finder.json"
-export const LrFinderResult = Schema.Struct({
-  lr: Schema.Array(Schema.Number),
-  loss: Schema.Array(Schema.Number),
-  suggestions: Schema.Record({ key: Schema.String, value: Schema.NullOr(Schema.Number) })
-})
-
-/** Writes one picture in the chosen format(s); returns the paths written. */
-export const writePicture = (dir: string, name: string, spec: Render.Spec, format: Format) =>
-  Effect.gen(function* () {
-    const p = yield* Path.Path
-    const written: Array<string> = []
-    const svg = yield* Effect.tryPromise({
-      try: () => Render.toSvg(spec),
-      catch: (e) => new PlotError({ plot: name, reason: firstLine(e) })
-    })
-    if (format !== "png") {
-      const path = p.join(dir, `${name}.svg`)
-      yield* Run.writeFileAtomic(path, svg)
-      written.push(path)
-    }
-    if (format !== "svg") {
-      const png = yield* Effect.tryPromise({
-        try: () => Render.svgToPng(svg),
-        catch: (e) => new PlotError({ plot: name, reason: firstLine(e) })
-      })
-      const path = p.join(dir, `${name}.png`)
-      yield* Run.writeFileAtomic(path, png)
-      written.push(path)
-    }
-    return written
-  })
+export type Format = Run.Format
 
 const needRun = (plot: string) =>
   new PlotError({ plot, reason: "needs --run RUN_DIR (a folder written by stepwise train)" })
@@ -69,7 +34,7 @@ const lossesSpec = (run: string | undefined, compare: string | undefined) =>
     }
     const p = yield* Path.Path
     const load = (dir: string) =>
-      Effect.map(Train.readMetrics(dir), (rows) => ({
+      Effect.map(Run.readMetrics(dir), (rows) => ({
         label: p.basename(p.resolve(dir)),
         losses: rows.map((r) => r.loss),
         valLosses: rows.flatMap((r) => (r.valLoss === null ? [] : [r.valLoss]))
@@ -89,7 +54,7 @@ const lrSpec = (run: string | undefined) =>
         "batch",
         "CyclicLR modes (1e-4 to 1e-3, step size 2)"
       )
-    const rows = yield* Train.readMetrics(run)
+    const rows = yield* Run.readMetrics(run)
     if (rows.length === 0)
       return yield* new PlotError({ plot: "lr", reason: `${run} has no epochs in metrics.jsonl` })
     return Charts.learningRates([{ label: "learning rate", lrs: rows.flatMap((r) => r.batchLrs) }], "batch")
@@ -100,7 +65,7 @@ const filtersSpec = (run: string | undefined, layer: string) =>
   Effect.gen(function* () {
     if (run === undefined) return yield* needRun("filters")
     const p = yield* Path.Path
-    const config = yield* Train.readRunConfig(run)
+    const config = yield* Run.readConfig(run)
     const path = yield* Checkpoint.latest(p.join(run, Run.CHECKPOINT_DIR))
     if (path === undefined) return yield* new RunFolderError({ path: run, reason: "has no checkpoint" })
     const snapshot = yield* Checkpoint.load(path)
@@ -145,19 +110,19 @@ const lrFinderSpec = (run: string | undefined) =>
     if (run === undefined) {
       const t = Demos.linearRegressionRangeTest()
       const s = LrRangeTest.suggest(t)
-      return Charts.lrFinder(t.lr, t.loss, suggestionMarks(s))
+      return Charts.lrFinder(t.lr, t.loss, Charts.suggestionMarks(s))
     }
     const p = yield* Path.Path
-    const path = p.join(run, LR_FINDER_FILE)
+    const path = p.join(run, Run.LR_FINDER_FILE)
     if (!(yield* Run.exists(path))) {
       return yield* new PlotError({
         plot: "lr-finder",
-        reason: `${run} has no ${LR_FINDER_FILE} (write one with stepwise lr-find --out ${run})`
+        reason: `${run} has no ${Run.LR_FINDER_FILE} (write one with stepwise lr-find --out ${run})`
       })
     }
-    const r = yield* Schema.decodeUnknown(Schema.parseJson(LrFinderResult))(yield* Run.readText(path)).pipe(
-      Effect.mapError(() => new RunFolderError({ path, reason: "not a valid LR finder result" }))
-    )
+    const r = yield* Schema.decodeUnknown(Schema.parseJson(Run.LrFinderResult))(
+      yield* Run.readText(path)
+    ).pipe(Effect.mapError(() => new RunFolderError({ path, reason: "not a valid LR finder result" })))
     return Charts.lrFinder(
       r.lr,
       r.loss,
@@ -165,34 +130,22 @@ const lrFinderSpec = (run: string | undefined) =>
     )
   })
 
-export const suggestionMarks = (s: LrRangeTest.Suggestions) =>
-  (["steepest", "valley", "minimum"] as const).flatMap((k) =>
-    s[k] === undefined ? [] : [{ label: k, lr: s[k]!.lr }]
-  )
-
 const adaptedSpec = (run: string | undefined, layer: string | undefined) =>
   Effect.gen(function* () {
     if (run === undefined)
       return Charts.adaptedGradients(Demos.adaptedGradients(Demos.adamWeightGradients(), "linear.weight"))
-    const fs = yield* FileSystem.FileSystem
-    const p = yield* Path.Path
-    const names = (yield* fs.readDirectory(run).pipe(Effect.orElseSucceed(() => [] as Array<string>))).filter(
-      (n) => /^gradients-.+\.safetensors$/.test(n)
-    )
-    const chosen = layer === undefined ? names[0] : Train.gradientsFile(layer)
+    const names = yield* Run.capturedLayers(run)
+    const chosen = layer ?? names[0]
     if (chosen === undefined || !names.includes(chosen)) {
       return yield* new PlotError({
         plot: "adapted-gradients",
         reason: `${run} has no captured gradients${layer === undefined ? "" : ` of ${layer}`} (train with --capture-gradients LAYER)`
       })
     }
-    const path = p.join(run, chosen)
-    const file = yield* Safetensors.read(path).pipe(Effect.mapError(runFolderError(path)))
-    const param = file.tensors.weight ?? Object.values(file.tensors)[0]
-    const steps = param.shape[0]
-    const per = param.data.length / steps
-    const series = Array.from({ length: steps }, (_, i) => Number((param.data as ArrayLike<number>)[i * per]))
-    return Charts.adaptedGradients(Demos.adaptedGradients(series, `${chosen.slice(10, -12)}.weight[0]`))
+    const captured = yield* Run.readGradients(run, chosen)
+    const param = captured.weight ?? Object.values(captured)[0]
+    const series = param.steps.map((step) => step[0])
+    return Charts.adaptedGradients(Demos.adaptedGradients(series, `${chosen}.weight[0]`))
   })
 
 const pathsSpec = () => {
@@ -294,7 +247,7 @@ export const run = (args: Args) =>
     )
     const files: Array<string> = []
     for (const [name, spec] of specs) {
-      const written = yield* writePicture(dir, name, spec, format)
+      const written = yield* Run.writePicture(dir, name, spec, format)
       for (const f of written) yield* out.line(`wrote ${f}`)
       files.push(...written)
     }

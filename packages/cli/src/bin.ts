@@ -30,8 +30,19 @@ const prefixedErrors = (console: Console.Console): Console.Console => ({
     )
 })
 
+/**
+ * A failure is reported here, through the Console (which adds the `stepwise: ` prefix); a command line
+ * @effect/cli rejected was already printed by it. The exit still fails, for the exit code.
+ */
+const report = (cause: Cause.Cause<unknown>) => {
+  if (Cause.isInterruptedOnly(cause)) return Effect.void
+  const failure = Cause.failureOption(cause)
+  if (failure._tag === "Some" && ValidationError.isValidationError(failure.value)) return Effect.void
+  return Console.error(formatError(failure._tag === "Some" ? failure.value : Cause.squash(cause)))
+}
+
 const program = Console.consoleWith((console) =>
-  main(process.argv).pipe(Effect.withConsole(prefixedErrors(console)))
+  main(process.argv).pipe(Effect.tapErrorCause(report), Effect.withConsole(prefixedErrors(console)))
 ).pipe(Effect.provide(NodeContext.layer))
 
 /**
@@ -60,8 +71,5 @@ function exitCode(exit: Exit.Exit<unknown, unknown>): number {
   const cause = exit.cause
   if (Cause.isInterruptedOnly(cause)) return 130
   const failure = Cause.failureOption(cause)
-  if (failure._tag === "Some" && ValidationError.isValidationError(failure.value)) return 2
-  const error = failure._tag === "Some" ? failure.value : Cause.squash(cause)
-  process.stderr.write(`stepwise: ${formatError(error)}\n`)
-  return 1
+  return failure._tag === "Some" && ValidationError.isValidationError(failure.value) ? 2 : 1
 }
