@@ -13,7 +13,7 @@ import type { LrRangeTest } from "@stepwise/core"
 import { Cnn2, Engine, Loss, Trainer } from "@stepwise/core"
 import { type Errors as DataErrors, Random } from "@stepwise/data"
 import type { InvalidHyperparameter } from "@stepwise/optim"
-import { Sgd, TfNumeric } from "@stepwise/optim"
+import { SGD, TfNumeric } from "@stepwise/optim"
 import { Effect } from "effect"
 import { type Options, prepare } from "./train-cnn2-with-scheduler.js"
 
@@ -27,7 +27,7 @@ export const main = (o: Options & { readonly numIter?: number } = {}) =>
     yield* Engine.use("wasm")
     const { trainLoader, valLoader } = yield* prepare(o)
     const sgd = (lr: number) =>
-      Effect.map(Sgd.make({ lr, momentum: 0.9, nesterov: true }), (def) => def(TfNumeric.TfNumeric))
+      Effect.map(SGD.make({ lr, momentum: 0.9, nesterov: true }), (def) => def(TfNumeric.TfNumeric))
     const untrained = Trainer.make(
       {
         model: Cnn2.make({ nFilters: 5, p: 0.5 }).model,

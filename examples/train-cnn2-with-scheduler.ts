@@ -13,7 +13,7 @@ import { Cnn2, Engine, Loss, Trainer } from "@stepwise/core"
 import type { Errors as DataErrors, Transforms } from "@stepwise/data"
 import { DataLoader, ImageFolder, Random, Rps, Statistics, TensorDataset } from "@stepwise/data"
 import type { InvalidHyperparameter } from "@stepwise/optim"
-import { CyclicLR, Sgd, TfNumeric } from "@stepwise/optim"
+import { CyclicLR, SGD, TfNumeric } from "@stepwise/optim"
 import { Effect } from "effect"
 
 export interface Options {
@@ -66,7 +66,7 @@ export const main = (o: Options = {}) =>
   Effect.gen(function* () {
     yield* Engine.use("wasm")
     const { trainLoader, valLoader, classes } = yield* prepare(o)
-    const optimizer = (yield* Sgd.make({ lr: 0.03, momentum: 0.9, nesterov: true }))(TfNumeric.TfNumeric)
+    const optimizer = (yield* SGD.make({ lr: 0.03, momentum: 0.9, nesterov: true }))(TfNumeric.TfNumeric)
     // step_size_up = len(train_loader): up in one epoch, down in the next
     const scheduler = yield* CyclicLR.make({
       baseLr: 1e-3,

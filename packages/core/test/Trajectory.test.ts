@@ -8,7 +8,7 @@
 import { readFileSync } from "node:fs"
 import { beforeAll, describe, expect, it } from "@effect/vitest"
 import { DataLoader, TensorDataset } from "@stepwise/data"
-import { Adam, CyclicLR, type Optimizer, Optimizers, Sgd, TfNumeric } from "@stepwise/optim"
+import { Adam, CyclicLR, type Optimizer, Optimizers, SGD, TfNumeric } from "@stepwise/optim"
 import type * as tf from "@tensorflow/tfjs-core"
 import { Chunk, Effect, Fiber, Stream } from "effect"
 import * as Cnn2 from "../src/Cnn2.js"
@@ -108,7 +108,7 @@ describe("Trainer against PyTorch's StepByStep loop (fixture)", () => {
 
   it.effect("SGD Nesterov + CyclicLR(triangular2) per batch: losses, learning rates and final weights", () =>
     Effect.gen(function* () {
-      const o = yield* optimizers(Sgd.Config.make({ lr: 0.03, momentum: 0.9, nesterov: true }))
+      const o = yield* optimizers(SGD.Config.make({ lr: 0.03, momentum: 0.9, nesterov: true }))
       const cyclic = yield* CyclicLR.make({ baseLr: 1e-3, maxLr: 1e-2, stepSizeUp: 4, mode: "triangular2" })
       yield* check(fixture.sgd, o.generic, cyclic)
       yield* check(fixture.sgd, o.fused, cyclic)

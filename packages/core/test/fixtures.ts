@@ -1,7 +1,7 @@
 /** Small deterministic data and models for the training tests. */
 import { expect } from "@effect/vitest"
 import { DataLoader, Random, TensorDataset } from "@stepwise/data"
-import { Adam, type Optimizer, Sgd, TfNumeric } from "@stepwise/optim"
+import { Adam, type Optimizer, SGD, TfNumeric } from "@stepwise/optim"
 import type * as tf from "@tensorflow/tfjs-core"
 import { Effect } from "effect"
 import * as Cnn2 from "../src/Cnn2.js"
@@ -41,7 +41,7 @@ export const cnn = (p = 0.3) => Cnn2.make({ nFilters: 3, p, imageSize: 12 }).mod
 export const adam = (lr = 3e-3): Optimizer.Optimizer<tf.Tensor> =>
   Effect.runSync(Adam.make({ lr }))(TfNumeric.TfNumeric)
 export const sgd = (lr: number, momentum = 0, nesterov = false): Optimizer.Optimizer<tf.Tensor> =>
-  Effect.runSync(Sgd.make({ lr, momentum, nesterov }))(TfNumeric.TfNumeric)
+  Effect.runSync(SGD.make({ lr, momentum, nesterov }))(TfNumeric.TfNumeric)
 
 export const trainer = (options: { p?: number; lr?: number; batchSize?: number } = {}): Trainer.Trainer => {
   const l = loaders(options.batchSize)
