@@ -59,7 +59,7 @@ export const schedulerFlags = {
 
 export const dataFlags = {
   data: F.text("data", "ImageFolder root of the training set [bundled Rock Paper Scissors 28x28]", "DIR"),
-  val: F.text("val", "ImageFolder root of the validation set [bundled test set]", "DIR"),
+  val: F.text("val", "ImageFolder root of the validation set [bundled test set, with bundled data]", "DIR"),
   valSplit: F.number("val-split", "Hold out this fraction of the training set for validation", {
     min: 0,
     max: 1,
@@ -81,21 +81,19 @@ export const dataFlags = {
   normalize: F.toggle("normalize", "Standardize with the training set's per-channel mean/std")
 }
 
+export const epochsFlag = {
+  epochs: F.number("epochs", "Epochs to train [10]", { integer: true, min: 1 })
+}
+
 export const runFlags = {
   config: F.text("config", "Recipe file (JSON or YAML); flags override its fields", "FILE"),
-  epochs: F.number("epochs", "Epochs to train [10]", { integer: true, min: 1 }),
   batchSize: F.number("batch-size", "Mini-batch size [16]", { integer: true, min: 1 }),
   seed: F.number("seed", "Seed for initialisation, shuffling and dropout [13]", { integer: true, min: 0 }),
   backend: F.choice("backend", BackendNames, "Tensor engine [wasm]")
 }
 
-export const train = Command.make("train", {
-  ...runFlags,
-  ...modelFlags,
-  ...optimizerFlags,
-  ...schedulerFlags,
-  ...dataFlags,
-  out: F.text("out", "Run folder to write [runs/<timestamp>]", "DIR"),
+const trainRunFlags = {
+  out: F.text("out", "Run folder to write [runs/<time>]", "DIR"),
   resume: F.text("resume", "Continue the interrupted run in this folder exactly", "RUN_DIR"),
   allowDataChange: Options.boolean("allow-data-change").pipe(
     Options.withDescription("With --resume: continue although the data files changed")
@@ -109,44 +107,67 @@ export const train = Command.make("train", {
     "Record one layer's gradients (e.g. conv1) for plots",
     "LAYER"
   ),
-  plots: F.toggle("plots", "Write the losses / lr / filters pictures into the run folder"),
-  tensorboard: F.toggle("tensorboard", "Write TensorBoard event files into the run folder"),
+  plots: F.toggle("plots", "Write the losses / lr / filters pictures into the run folder [on]"),
+  tensorboard: F.toggle("tensorboard", "Write TensorBoard event files into the run folder [on]"),
   json
-}).pipe(Command.withDescription("Train CNN2 on an ImageFolder (default: the bundled Rock Paper Scissors)"))
+}
 
-export const lrFind = Command.make("lr-find", {
+export const train = Command.make("train", {
   ...runFlags,
+  ...epochsFlag,
   ...modelFlags,
   ...optimizerFlags,
+  ...schedulerFlags,
   ...dataFlags,
+  ...trainRunFlags
+}).pipe(Command.withDescription("Train CNN2 on an ImageFolder (default: the bundled Rock Paper Scissors)"))
+
+const rangeTestFlags = {
   startLr: F.number("start-lr", "First learning rate of the test [the optimizer's --lr]", {
     min: 0,
     minExclusive: true
   }),
-  endLr: F.number("end-lr", "Last learning rate of the test [1e-1]", { min: 0, minExclusive: true }),
+  endLr: F.number("end-lr", "Last learning rate of the test [0.1]", { min: 0, minExclusive: true }),
   numIter: F.number("num-iter", "Mini-batches (learning rates) to try [100]", { integer: true, min: 2 }),
   stepMode: F.choice("step-mode", ["exp", "linear"] as const, "How the lr grows [exp]"),
   smoothing: F.number("smoothing", "EWMA alpha for the loss curve [0.05]", {
     min: 0,
     max: 1,
     minExclusive: true
-  }),
-  out: F.text("out", "Folder for the plot and results [runs/lr-find-<timestamp>]", "DIR"),
+  })
+}
+
+const lrFindRunFlags = {
+  out: F.text("out", "Folder for the plot and results [runs/lr-find-<time>]", "DIR"),
   json
+}
+
+// No --epochs (the test runs --num-iter mini-batches) and no scheduler (it is its own schedule).
+export const lrFind = Command.make("lr-find", {
+  ...runFlags,
+  ...modelFlags,
+  ...optimizerFlags,
+  ...dataFlags,
+  ...rangeTestFlags,
+  ...lrFindRunFlags
 }).pipe(
   Command.withDescription(
     "LR range test: tries growing learning rates, one mini-batch each, and suggests one"
   )
 )
 
-export const stats = Command.make("stats", {
+const statsFlags = {
   data: F.text("data", "ImageFolder root [bundled training set]", "DIR"),
   resize: dataFlags.resize,
   batchSize: F.number("batch-size", "Mini-batch size used to accumulate [16]", { integer: true, min: 1 }),
   json
-}).pipe(Command.withDescription("Per-channel mean and std of a training set (the normalizer)"))
+}
 
-export const evaluate = Command.make("eval", {
+export const stats = Command.make("stats", statsFlags).pipe(
+  Command.withDescription("Per-channel mean and std of a training set (the normalizer)")
+)
+
+const evalFlags = {
   checkpoint: Options.text("checkpoint").pipe(
     Options.withPseudoName("FILE|RUN_DIR"),
     Options.withDescription("Checkpoint file, or a run folder (its latest checkpoint)")
@@ -156,7 +177,11 @@ export const evaluate = Command.make("eval", {
   backend: runFlags.backend,
   plot: F.text("plot", "Also write the confusion matrix picture here (.png or .svg)", "FILE"),
   json
-}).pipe(Command.withDescription("Per-class [correct, total], accuracy and the confusion matrix"))
+}
+
+export const evaluate = Command.make("eval", evalFlags).pipe(
+  Command.withDescription("Per-class [correct, total], accuracy and the confusion matrix")
+)
 
 export const PlotNames = [
   "losses",
@@ -172,15 +197,7 @@ export const PlotNames = [
 ] as const
 export type PlotName = (typeof PlotNames)[number]
 
-export const plot = Command.make("plot", {
-  which: Args.text({ name: "plot" }).pipe(
-    Args.withDescription(`One of ${PlotNames.join(", ")}`),
-    Args.mapEffect((text) =>
-      (PlotNames as ReadonlyArray<string>).includes(text)
-        ? Effect.succeed(text as PlotName)
-        : Effect.fail(HelpDoc.p(`plot ${text}: expected one of ${PlotNames.join(", ")}`))
-    )
-  ),
+const plotFlags = {
   run: F.text(
     "run",
     "Run folder to plot from (losses, lr, filters, lr-finder, adapted-gradients)",
@@ -191,7 +208,27 @@ export const plot = Command.make("plot", {
   out: F.text("out", "Output folder [RUN_DIR/plots, or runs/plots]", "DIR"),
   format: F.choice("format", ["png", "svg", "both"] as const, "Picture format [png]"),
   json
+}
+
+export const plot = Command.make("plot", {
+  which: Args.text({ name: "plot" }).pipe(
+    Args.withDescription(`One of ${PlotNames.join(", ")}`),
+    Args.mapEffect((text) =>
+      (PlotNames as ReadonlyArray<string>).includes(text)
+        ? Effect.succeed(text as PlotName)
+        : Effect.fail(HelpDoc.p(`plot ${text}: expected one of ${PlotNames.join(", ")}`))
+    )
+  ),
+  ...plotFlags
 }).pipe(Command.withDescription("The chapter's pictures, from a run folder or from built-in demos"))
+
+const downloadFlags = {
+  to: Options.text("to").pipe(
+    Options.withPseudoName("DIR"),
+    Options.withDescription("Folder to extract into")
+  ),
+  json
+}
 
 export const download = Command.make("download", {
   dataset: Args.text({ name: "dataset" }).pipe(
@@ -202,11 +239,7 @@ export const download = Command.make("download", {
         : Effect.fail(HelpDoc.p(`download ${text}: the only dataset is rps`))
     )
   ),
-  to: Options.text("to").pipe(
-    Options.withPseudoName("DIR"),
-    Options.withDescription("Folder to extract into")
-  ),
-  json
+  ...downloadFlags
 }).pipe(Command.withDescription("Download a dataset"))
 
 export const root = Command.make("stepwise").pipe(
@@ -214,6 +247,82 @@ export const root = Command.make("stepwise").pipe(
     "stepwise: Chapter 6 of Deep Learning with PyTorch Step-by-Step, the functional way"
   )
 )
+
+const keys = (...groups: ReadonlyArray<object>): ReadonlyArray<string> => groups.flatMap(Object.keys)
+
+/** What `Help` shows of each command: its summary, examples and option groups. */
+export const commands = {
+  train: {
+    command: train,
+    summary: "Train CNN2 on an ImageFolder (default: the bundled Rock Paper Scissors)",
+    args: undefined,
+    examples: [
+      "stepwise train --config examples/chapter6-adam.json",
+      "stepwise train --optimizer SGD --lr 0.03 --momentum 0.9 --nesterov --dropout 0.5 --scheduler CyclicLR --base-lr 1e-3 --max-lr 1e-2 --step-size-up epoch --mode triangular2",
+      "stepwise train --resume runs/<time> --epochs 20"
+    ],
+    groups: [
+      ["Data", keys(dataFlags)],
+      ["Model (CNN2)", keys(modelFlags)],
+      ["Optimizer", keys(optimizerFlags)],
+      ["Scheduler", keys(schedulerFlags)],
+      ["Run", keys(runFlags, epochsFlag, trainRunFlags)]
+    ]
+  },
+  "lr-find": {
+    command: lrFind,
+    summary: "LR range test: tries growing learning rates, one mini-batch each, and suggests one",
+    args: undefined,
+    examples: [
+      "stepwise lr-find --optimizer SGD --lr 1e-3 --momentum 0.9 --nesterov --end-lr 0.2",
+      "stepwise lr-find --config examples/chapter6-adam.json --lr 1e-5 --end-lr 1 --num-iter 200"
+    ],
+    groups: [
+      ["Data", keys(dataFlags)],
+      ["Model (CNN2)", keys(modelFlags)],
+      ["Optimizer", keys(optimizerFlags)],
+      ["Range test", keys(rangeTestFlags)],
+      ["Run", keys(runFlags, lrFindRunFlags)]
+    ]
+  },
+  stats: {
+    command: stats,
+    summary: "Per-channel mean and std of a training set (the normalizer)",
+    args: undefined,
+    examples: ["stepwise stats", "stepwise stats --data data/rps --resize 28x28"],
+    groups: [["Options", keys(statsFlags)]]
+  },
+  eval: {
+    command: evaluate,
+    summary: "Per-class [correct, total], accuracy and the confusion matrix of a checkpoint",
+    args: undefined,
+    examples: [
+      "stepwise eval --checkpoint runs/<time>",
+      "stepwise eval --checkpoint runs/<time>/checkpoints/epoch-0010.safetensors --data DIR --plot confusion.png"
+    ],
+    groups: [["Options", keys(evalFlags)]]
+  },
+  plot: {
+    command: plot,
+    summary: "The chapter's pictures, from a run folder or from built-in demos",
+    args: `<${PlotNames.join("|")}>`,
+    examples: [
+      "stepwise plot losses --run runs/<time>",
+      "stepwise plot paths --format svg",
+      "stepwise plot all"
+    ],
+    groups: [["Options", keys(plotFlags)]]
+  },
+  download: {
+    command: download,
+    summary: "Download a dataset (rps: the full-size Rock Paper Scissors images, 300x300)",
+    args: "rps",
+    examples: ["stepwise download rps --to data/"],
+    groups: [["Options", keys(downloadFlags)]]
+  }
+} as const
+
+export type CommandName = keyof typeof commands
 
 export type Values<C> = C extends Command.Command<any, any, any, infer A> ? A : never
 

@@ -22,6 +22,7 @@ import type { Optimizer, Optimizers, Scheduler } from "@stepwise/optim"
 import { TfNumeric } from "@stepwise/optim"
 import type * as tf from "@tensorflow/tfjs-core"
 import { Effect, Option } from "effect"
+import sharp from "sharp"
 import { COMMAND_LINE, ConfigError, DataMismatch } from "./Errors.js"
 import { Output } from "./Progress.js"
 import * as Recipe from "./Recipe.js"
@@ -46,12 +47,65 @@ export const valRootOf = (recipe: Recipe.Recipe): string | undefined =>
   recipe.data.val ??
   (recipe.data.valSplit === undefined && recipe.data.train === undefined ? Rps.bundled().test : undefined)
 
-/** Decodes an ImageFolder at the recipe's size. */
+/**
+ * Decodes an ImageFolder at the recipe's size. Images that come out in different sizes (a
+ * single-number `--resize` keeps each one's aspect ratio) are reported as the flag to change.
+ */
 export const loadFolder = (
   root: string,
   resize: Recipe.Resize
-): Effect.Effect<TensorDataset.TensorDataset, DataErrors.ImageFolderError, FileSystem.FileSystem> =>
-  ImageFolder.loadImageFolder(root, { resize: Recipe.resizeOf(resize) })
+): Effect.Effect<
+  TensorDataset.TensorDataset,
+  Exclude<DataErrors.ImageFolderError, DataErrors.SampleShapeMismatch> | ConfigError,
+  FileSystem.FileSystem
+> =>
+  ImageFolder.loadImageFolder(root, { resize: Recipe.resizeOf(resize) }).pipe(
+    Effect.catchTag("SampleShapeMismatch", (e) => {
+      const side = Math.min(...e.expected.slice(1))
+      return Effect.fail(
+        new ConfigError({
+          file: COMMAND_LINE,
+          field: `--resize ${resizeText(resize)}`,
+          reason:
+            `${e.path} comes out ${e.actual.slice(1).join("x")}, other images ${e.expected.slice(1).join("x")} ` +
+            `(a single size keeps each image's aspect ratio): pass --resize ${side}x${side}`,
+          cause: e
+        })
+      )
+    })
+  )
+
+const resizeText = (r: Recipe.Resize) => (Array.isArray(r) ? r.join("x") : String(r))
+
+/**
+ * CNN2 needs square images: with a single-number resize (shorter side), the first image's
+ * header already tells whether the images are square, before anything is decoded.
+ */
+export const checkSquare = (
+  root: string,
+  resize: Recipe.Resize
+): Effect.Effect<void, ConfigError, FileSystem.FileSystem> =>
+  Effect.gen(function* () {
+    const size = Recipe.resizeOf(resize)
+    if (typeof size !== "number") return
+    const scanned = yield* Effect.option(ImageFolder.scan(root))
+    const first = Option.getOrUndefined(scanned)?.samples[0]
+    if (first === undefined) return
+    const meta = yield* Effect.option(Effect.tryPromise(() => sharp(first.path).metadata()))
+    const { width, height } = Option.getOrElse(meta, () => ({ width: undefined, height: undefined }))
+    if (width === undefined || height === undefined || width === height) return
+    const [h, w] =
+      height < width
+        ? [size, Math.round((size * width) / height)]
+        : [Math.round((size * height) / width), size]
+    return yield* new ConfigError({
+      file: COMMAND_LINE,
+      field: `--resize ${size}`,
+      reason:
+        `keeps the aspect ratio of ${first.path} (${width}x${height}), giving ${h}x${w}; CNN2 needs square ` +
+        `images: pass --resize ${size}x${size}`
+    })
+  })
 
 /**
  * Checks that two class lists are the same names in the same order (a model's output k means
@@ -142,6 +196,7 @@ export const prepareData = (
           "--val-split 0.2 to hold out a part of it"
       })
     }
+    yield* checkSquare(trainRoot, recipe.data.resize)
     const full = yield* loadFolder(trainRoot, recipe.data.resize)
     let train = full
     let val: TensorDataset.TensorDataset | undefined

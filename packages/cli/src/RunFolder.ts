@@ -240,6 +240,26 @@ export const removeCheckpointsAfter = (dir: string, epoch: number) =>
     }
   })
 
+/**
+ * Makes a run folder consistent after any crash and returns the checkpoint to resume from: the
+ * latest one metrics.jsonl has a row for (a crash can leave either one ahead of the other).
+ * Later checkpoints, rows and captured gradients are removed.
+ */
+export const reconcile = (dir: string) =>
+  Effect.gen(function* () {
+    const rows = yield* readMetrics(dir)
+    let complete = 0
+    while (rows.some((r) => r.epoch === complete + 1)) complete++
+    const usable = (yield* checkpoints(dir)).filter((c) => c.epoch <= complete).at(-1)
+    if (usable === undefined) {
+      return yield* new RunFolderError({ path: dir, reason: "has no checkpoint to resume from" })
+    }
+    yield* truncateMetrics(dir, usable.epoch)
+    yield* removeCheckpointsAfter(dir, usable.epoch)
+    yield* removeGradientsAfter(dir, usable.epoch)
+    return usable
+  })
+
 // -------------------------------------------------------------------------------- gradients
 
 /** Gradients of one layer per parameter, one host copy per mini-batch. */

@@ -80,27 +80,6 @@ const open = (args: Args, started: number) =>
     return { recipe, origin, runDir, resumed: false, config: undefined } satisfies Opened
   })
 
-/**
- * The state a resumed run continues from: the latest checkpoint that metrics.jsonl has a row
- * for (a crash can leave either one ahead of the other). Later checkpoints, rows and captured
- * gradients are removed, so checkpoints and metrics agree again.
- */
-const resumePoint = (runDir: string) =>
-  Effect.gen(function* () {
-    const rows = yield* Run.readMetrics(runDir)
-    let complete = 0
-    while (rows.some((r) => r.epoch === complete + 1)) complete++
-    const ckpts = yield* Run.checkpoints(runDir)
-    const usable = ckpts.filter((c) => c.epoch <= complete).at(-1)
-    if (usable === undefined) {
-      return yield* new RunFolderError({ path: runDir, reason: "has no checkpoint to resume from" })
-    }
-    yield* Run.truncateMetrics(runDir, usable.epoch)
-    yield* Run.removeCheckpointsAfter(runDir, usable.epoch)
-    yield* Run.removeGradientsAfter(runDir, usable.epoch)
-    return usable
-  })
-
 export const run = (args: Args) =>
   Effect.gen(function* () {
     const out = yield* Output
@@ -129,7 +108,7 @@ export const run = (args: Args) =>
         })
       }
     }
-    const start = resumed ? yield* resumePoint(runDir) : undefined
+    const start = resumed ? yield* Run.reconcile(runDir) : undefined
     // A checkpoint of the initial state carries the run's seed (what resume replays from).
     const t0: Pipeline.AnyTrainer =
       start === undefined ? { ...fresh, seed: recipe.seed } : yield* Checkpoint.restore(start.path, fresh)

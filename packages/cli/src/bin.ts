@@ -14,13 +14,16 @@ import { main } from "./Main.js"
  * @effect/cli prints a rejected command line itself (`Console.error`); this gives those lines the
  * same `stepwise: ` prefix as every other failure, without the trailing blank line.
  */
+const plain = !(process.stderr.isTTY === true && (process.env.NO_COLOR ?? "") === "")
+
 const prefixedErrors = (console: Console.Console): Console.Console => ({
   ...console,
   error: (...args) =>
     console.error(
       ...args.map((a) =>
         typeof a === "string"
-          ? a
+          ? // colour only on a terminal without NO_COLOR
+            (plain ? a.replace(/\x1b\[[0-9;]*m/g, "") : a)
               .trimEnd()
               .split("\n")
               .map((l) => (l.length > 0 ? `stepwise: ${l}` : l))

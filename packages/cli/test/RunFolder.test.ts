@@ -104,6 +104,39 @@ describe("checkpoints", () => {
   })
 })
 
+describe("after a crash", () => {
+  const setUp = (checkpointEpochs: ReadonlyArray<number>, rowEpochs: ReadonlyArray<number>) => {
+    const dir = fresh()
+    mkdirSync(join(dir, Run.CHECKPOINT_DIR))
+    for (const e of checkpointEpochs) writeFileSync(join(dir, Run.CHECKPOINT_DIR, Run.checkpointName(e)), "")
+    writeFileSync(join(dir, Run.METRICS_FILE), rowEpochs.map((e) => Run.encodeMetricsRow(row(e))).join(""))
+    return dir
+  }
+
+  it("killed after a checkpoint, before its row: resume from the epoch both have", async () => {
+    // the issue's case: the old order (checkpoint, then row) lost epoch 2's row for good
+    const dir = setUp([0, 1, 2], [1])
+    const from = await run(Run.reconcile(dir))
+    expect(from.epoch).toBe(1)
+    expect(readdirSync(join(dir, Run.CHECKPOINT_DIR)).sort()).toEqual([
+      "epoch-0000.safetensors",
+      "epoch-0001.safetensors"
+    ])
+    expect((await run(Run.readMetrics(dir))).map((r) => r.epoch)).toEqual([1])
+  })
+
+  it("killed after a row, before its checkpoint: the row is dropped", async () => {
+    const dir = setUp([0, 1], [1, 2])
+    expect((await run(Run.reconcile(dir))).epoch).toBe(1)
+    expect((await run(Run.readMetrics(dir))).map((r) => r.epoch)).toEqual([1])
+  })
+
+  it("nothing to resume from is an error naming the folder", async () => {
+    const dir = setUp([], [])
+    expect((await failure(Run.reconcile(dir))).message).toBe(`${dir}: has no checkpoint to resume from`)
+  })
+})
+
 describe("captured gradients", () => {
   it("each epoch adds a file; reading concatenates the epochs in order", async () => {
     const dir = fresh()
