@@ -14,6 +14,8 @@ import { main } from "./Main.js"
  * @effect/cli prints a rejected command line itself (`Console.error`); this gives those lines the
  * same `stepwise: ` prefix as every other failure, without the trailing blank line.
  */
+// biome-ignore lint/suspicious/noControlCharactersInRegex: matching escape codes is the point
+const ANSI = /\x1b\[[0-9;]*m/g
 const plain = !(process.stderr.isTTY === true && (process.env.NO_COLOR ?? "") === "")
 
 const prefixedErrors = (console: Console.Console): Console.Console => ({
@@ -23,7 +25,7 @@ const prefixedErrors = (console: Console.Console): Console.Console => ({
       ...args.map((a) =>
         typeof a === "string"
           ? // colour only on a terminal without NO_COLOR
-            (plain ? a.replace(/\x1b\[[0-9;]*m/g, "") : a)
+            (plain ? a.replace(ANSI, "") : a)
               .trimEnd()
               .split("\n")
               .map((l) => (l.length > 0 ? `stepwise: ${l}` : l))
