@@ -52,11 +52,11 @@ export const run = (args: Args) =>
       Effect.gen(function* () {
         const raw = yield* Pipeline.loadFolder(root, recipe.data.resize)
         const aligned = yield* Pipeline.alignClasses(raw, root, classes, `the classes of ${runDir}`)
-        return {
-          dataset:
-            config.normalizer === null ? aligned : ImageFolder.normalizeDataset(aligned, config.normalizer),
-          source: root
-        }
+        const dataset =
+          config.normalizer === null
+            ? aligned
+            : yield* ImageFolder.normalizeDataset(aligned, config.normalizer)
+        return { dataset, source: root }
       })
     const dataDir = Option.getOrUndefined(args.data)
     const valRoot = config.valRoot ?? undefined
@@ -85,7 +85,7 @@ export const run = (args: Args) =>
       Random.make(recipe.seed)
     )
     const t = yield* Checkpoint.restore(checkpoint, fresh)
-    const loader = DataLoader.fromTensorDataset(dataset, { batchSize: recipe.batchSize })
+    const loader = yield* DataLoader.fromTensorDataset(dataset, { batchSize: recipe.batchSize })
     const k = classes.length
     const confusion = Array.from({ length: k }, () => new Array<number>(k).fill(0))
     yield* Stream.runForEach(loader.batches(0), (b) =>

@@ -9,8 +9,10 @@ import { relative, resolve as resolvePath } from "node:path"
 import type { FileSystem } from "@effect/platform"
 import { Cnn2, Engine, Loss, TorchWeights, Trainer } from "@stepwise/core"
 import {
+  type Batch,
   type Errors as DataErrors,
   DataLoader,
+  DecodePool,
   ImageFolder,
   Random,
   Rps,
@@ -21,11 +23,11 @@ import {
 import type { Optimizer, Optimizers, Scheduler } from "@stepwise/optim"
 import { TfNumeric } from "@stepwise/optim"
 import type * as tf from "@tensorflow/tfjs-core"
-import { Effect, Option } from "effect"
-import sharp from "sharp"
+import { Effect, Either, Option, Stream } from "effect"
 import { COMMAND_LINE, ConfigError, DataMismatch } from "./Errors.js"
 import { Output } from "./Progress.js"
 import * as Recipe from "./Recipe.js"
+import * as SquareImages from "./SquareImages.js"
 
 export interface Datasets {
   readonly train: TensorDataset.TensorDataset
@@ -60,6 +62,8 @@ export const loadFolder = (
   FileSystem.FileSystem
 > =>
   ImageFolder.loadImageFolder(root, { resize: Recipe.resizeOf(resize) }).pipe(
+    // the decode pool lives for this one load (threads start only if full-size images need them)
+    Effect.provide(DecodePool.layerDefault),
     Effect.catchTag("SampleShapeMismatch", (e) => {
       const side = Math.min(...e.expected.slice(1))
       return Effect.fail(
@@ -76,36 +80,6 @@ export const loadFolder = (
   )
 
 const resizeText = (r: Recipe.Resize) => (Array.isArray(r) ? r.join("x") : String(r))
-
-/**
- * CNN2 needs square images: with a single-number resize (shorter side), the first image's
- * header already tells whether the images are square, before anything is decoded.
- */
-export const checkSquare = (
-  root: string,
-  resize: Recipe.Resize
-): Effect.Effect<void, ConfigError, FileSystem.FileSystem> =>
-  Effect.gen(function* () {
-    const size = Recipe.resizeOf(resize)
-    if (typeof size !== "number") return
-    const scanned = yield* Effect.option(ImageFolder.scan(root))
-    const first = Option.getOrUndefined(scanned)?.samples[0]
-    if (first === undefined) return
-    const meta = yield* Effect.option(Effect.tryPromise(() => sharp(first.path).metadata()))
-    const { width, height } = Option.getOrElse(meta, () => ({ width: undefined, height: undefined }))
-    if (width === undefined || height === undefined || width === height) return
-    const [h, w] =
-      height < width
-        ? [size, Math.round((size * width) / height)]
-        : [Math.round((size * height) / width), size]
-    return yield* new ConfigError({
-      file: COMMAND_LINE,
-      field: `--resize ${size}`,
-      reason:
-        `keeps the aspect ratio of ${first.path} (${width}x${height}), giving ${h}x${w}; CNN2 needs square ` +
-        `images: pass --resize ${size}x${size}`
-    })
-  })
 
 /**
  * Checks that two class lists are the same names in the same order (a model's output k means
@@ -183,7 +157,15 @@ export const fingerprint = (data: Pick<Datasets, "trainRoot" | "valRoot">) =>
  */
 export const prepareData = (
   recipe: Recipe.Recipe
-): Effect.Effect<Datasets, DataErrors.ImageFolderError | ConfigError | DataMismatch, FileSystem.FileSystem> =>
+): Effect.Effect<
+  Datasets,
+  | DataErrors.ImageFolderError
+  | DataErrors.InvalidArgument
+  | DataErrors.InvalidNormalizer
+  | ConfigError
+  | DataMismatch,
+  FileSystem.FileSystem
+> =>
   Effect.gen(function* () {
     const trainRoot = resolvePath(trainRootOf(recipe))
     const valRoot = Option.getOrUndefined(Option.map(Option.fromNullable(valRootOf(recipe)), resolvePath))
@@ -196,7 +178,6 @@ export const prepareData = (
           "--val-split 0.2 to hold out a part of it"
       })
     }
-    yield* checkSquare(trainRoot, recipe.data.resize)
     const full = yield* loadFolder(trainRoot, recipe.data.resize)
     let train = full
     let val: TensorDataset.TensorDataset | undefined
@@ -220,13 +201,15 @@ export const prepareData = (
       yield* sameClasses(`the training data ${trainRoot}`, full.classes ?? [], valRoot, val.classes ?? [])
     }
     const normalizer = recipe.data.normalize
-      ? yield* Statistics.makeNormalizer(DataLoader.fromTensorDataset(train, { batchSize: recipe.batchSize }))
+      ? yield* Statistics.makeNormalizer(
+          yield* DataLoader.fromTensorDataset(train, { batchSize: recipe.batchSize })
+        )
       : undefined
     const norm = (ds: TensorDataset.TensorDataset) =>
-      normalizer === undefined ? ds : ImageFolder.normalizeDataset(ds, normalizer)
+      normalizer === undefined ? Either.right(ds) : ImageFolder.normalizeDataset(ds, normalizer)
     return {
-      train: norm(train),
-      val: val === undefined ? undefined : norm(val),
+      train: yield* norm(train),
+      val: val === undefined ? undefined : yield* norm(val),
       classes: full.classes ?? Rps.CLASSES,
       normalizer,
       trainRoot,
@@ -234,18 +217,42 @@ export const prepareData = (
     } satisfies Datasets
   })
 
-/** Shuffled training loader (order = f(seed, epoch)) and the validation loader in dataset order. */
-export const loaders = (data: Datasets, recipe: Recipe.Recipe) => ({
-  train: DataLoader.fromTensorDataset(data.train, {
-    batchSize: recipe.batchSize,
-    shuffle: true,
-    seed: recipe.seed
-  }),
-  val:
-    data.val === undefined
-      ? undefined
-      : DataLoader.fromTensorDataset(data.val, { batchSize: recipe.batchSize })
+export interface Loaders {
+  readonly train: DataLoader.DataLoader
+  readonly val: DataLoader.DataLoader | undefined
+}
+
+/**
+ * A loader that lets the event loop run before each mini-batch. A training step is synchronous
+ * and Effect's scheduler yields mostly through microtasks, so without this a signal (Ctrl-C,
+ * SIGTERM) is only seen at the next file write: the end of the epoch. One `setImmediate` a
+ * mini-batch lets the interrupt land between two mini-batches.
+ */
+export const yielding = <Y extends Batch.Targets, E, R>(loader: DataLoader.DataLoader<Y, E, R>): DataLoader.DataLoader<Y, E, R> => ({
+  ...loader,
+  batches: (epoch) => Stream.tap(loader.batches(epoch), () => macrotask)
 })
+
+const macrotask = Effect.async<void>((resume) => {
+  const handle = setImmediate(() => resume(Effect.void))
+  return Effect.sync(() => clearImmediate(handle))
+})
+
+/** Shuffled training loader (order = f(seed, epoch)) and the validation loader in dataset order. */
+export const loaders = (
+  data: Datasets,
+  recipe: Recipe.Recipe
+): Either.Either<Loaders, DataErrors.InvalidArgument> =>
+  Either.all({
+    train: Either.map(
+      DataLoader.fromTensorDataset(data.train, { batchSize: recipe.batchSize, shuffle: true, seed: recipe.seed }),
+      yielding
+    ),
+    val:
+      data.val === undefined
+        ? Either.right(undefined)
+        : Either.map(DataLoader.fromTensorDataset(data.val, { batchSize: recipe.batchSize }), yielding)
+  })
 
 /** CNN2 for the data's image size (it must be square: CNN2's classifier is sized for it). */
 export const model = (recipe: Recipe.Recipe, sampleShape: ReadonlyArray<number>, nClasses: number) =>
@@ -302,12 +309,12 @@ export const trainer = (
   origin: Recipe.Origin,
   data: Datasets,
   batchesPerEpoch: number
-): Effect.Effect<AnyTrainer, ConfigError> =>
+): Effect.Effect<AnyTrainer, ConfigError | DataErrors.InvalidArgument> =>
   Effect.gen(function* () {
     const net = yield* model(recipe, data.train.sampleShape, data.classes.length)
     const { optimizer: opt } = yield* optimizer(recipe, origin)
     const sched = yield* scheduler(recipe, origin, batchesPerEpoch, opt.defaults)
-    const l = loaders(data, recipe)
+    const l = yield* loaders(data, recipe)
     const config: Trainer.Config = {
       model: net.model,
       loss: Loss.crossEntropy,
@@ -327,17 +334,23 @@ export const setup = (
   recipe: Recipe.Recipe,
   origin: Recipe.Origin
 ): Effect.Effect<
-  { readonly data: Datasets; readonly loaders: ReturnType<typeof loaders>; readonly trainer: AnyTrainer },
-  ConfigError | DataMismatch | DataErrors.ImageFolderError | Engine.BackendUnavailable,
+  { readonly data: Datasets; readonly loaders: Loaders; readonly trainer: AnyTrainer },
+  | ConfigError
+  | DataMismatch
+  | DataErrors.ImageFolderError
+  | DataErrors.InvalidArgument
+  | DataErrors.InvalidNormalizer
+  | Engine.BackendUnavailable,
   Output | FileSystem.FileSystem
 > =>
   Effect.gen(function* () {
     const out = yield* Output
     yield* validateEarly(recipe, origin)
+    yield* SquareImages.requireSquare(trainRootOf(recipe), recipe.data.resize)
     yield* out.line(`stepwise: ${recipe.backend} engine, loading data...`)
     yield* Engine.use(recipe.backend)
     const data = yield* prepareData(recipe)
-    const l = loaders(data, recipe)
+    const l = yield* loaders(data, recipe)
     const fresh = yield* trainer(recipe, origin, data, l.train.numBatches)
     return { data, loaders: l, trainer: fresh }
   })

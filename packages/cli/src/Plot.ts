@@ -2,32 +2,70 @@
  * `stepwise plot NAME`: the chapter's pictures, from a run folder (`--run`) or, for the
  * illustrations, from the built-in demos (`Demos`). Each picture is written as PNG and/or SVG.
  */
-import { Path } from "@effect/platform"
-import { Cnn2, Engine, LrRangeTest, TorchWeights } from "@stepwise/core"
+import { FileSystem, Path } from "@effect/platform"
+import { Cnn2, Engine, type LrRangeTest, Safetensors, TorchWeights } from "@stepwise/core"
 import * as tf from "@tensorflow/tfjs-core"
 import { Effect, Option, Schema } from "effect"
 import * as Charts from "./Charts.js"
 import * as Checkpoint from "./Checkpoint.js"
 import type * as Cli from "./Cli.js"
 import * as Demos from "./Demos.js"
-import { PlotError, RunFolderError } from "./Errors.js"
+import { firstLine, PlotError, RunFolderError, runFolderError } from "./Errors.js"
 import { Output } from "./Progress.js"
 import * as Recipe from "./Recipe.js"
-import type * as Render from "./Render.js"
+import * as Render from "./Render.js"
 import * as Run from "./RunFolder.js"
 
 export type Args = Cli.Values<typeof Cli.plot>
 export type Format = Run.Format
 
+/** What `stepwise lr-find` leaves in its folder (RunFolder reads and writes run files). */
+export const LR_FINDER_FILE = Run.LR_FINDER_FILE
+export const LrFinderResult = Run.LrFinderResult
+export const writePicture = Run.writePicture
+
 const needRun = (plot: string) =>
   new PlotError({ plot, reason: "needs --run RUN_DIR (a folder written by stepwise train)" })
+
+/** Flattens a recipe to `path -> value` (arrays as JSON), for naming what differs between runs. */
+const flatten = (value: unknown, prefix = ""): Array<readonly [string, string]> =>
+  value !== null && typeof value === "object" && !Array.isArray(value)
+    ? Object.entries(value).flatMap(([k, v]) => flatten(v, prefix === "" ? k : `${prefix}.${k}`))
+    : [[prefix, JSON.stringify(value)] as const]
+
+const FIELD_NAMES: Readonly<Record<string, string>> = {
+  "model.dropout": "dropout p",
+  "model.filters": "filters",
+  "optimizer.name": "optimizer",
+  "optimizer.lr": "lr",
+  "scheduler.name": "scheduler"
+}
+
+/**
+ * Legend labels for compared runs: the recipe fields whose values differ (`dropout p = 0.3` vs
+ * `dropout p = 0`), or the folder names when the recipes are the same.
+ */
+export const differenceLabels = (
+  a: { readonly name: string; readonly recipe: unknown },
+  b: { readonly name: string; readonly recipe: unknown }
+): readonly [string, string] => {
+  const fa = new Map(flatten(a.recipe))
+  const fb = new Map(flatten(b.recipe))
+  const keys = [...new Set([...fa.keys(), ...fb.keys()])].filter(
+    (k) => k !== "epochs" && k !== "backend" && fa.get(k) !== fb.get(k)
+  )
+  if (keys.length === 0) return [a.name, b.name]
+  const show = (m: Map<string, string>) =>
+    keys.map((k) => `${FIELD_NAMES[k] ?? k} = ${(m.get(k) ?? "-").replace(/^"(.*)"$/, "$1")}`).join(", ")
+  return [show(fa), show(fb)]
+}
 
 /** Losses of a run folder (Figure 6.10 / 6.31) or, without one, SGD vs Adam on the linear regression (6.19). */
 const lossesSpec = (run: string | undefined, compare: string | undefined) =>
   Effect.gen(function* () {
     if (run === undefined) {
       const runs = Demos.optimizerRuns().slice(0, 2)
-      return Charts.losses(
+      return Charts.lossPanels(
         runs.map((r) => ({ label: r.label, losses: r.losses, valLosses: r.valLosses })),
         "Losses on the linear regression (SGD and Adam)"
       )
@@ -35,15 +73,23 @@ const lossesSpec = (run: string | undefined, compare: string | undefined) =>
     const p = yield* Path.Path
     const load = (dir: string) =>
       Effect.map(Run.readMetrics(dir), (rows) => ({
-        label: p.basename(p.resolve(dir)),
         losses: rows.map((r) => r.loss),
         valLosses: rows.flatMap((r) => (r.valLoss === null ? [] : [r.valLoss]))
       }))
     const first = yield* load(run)
     if (first.losses.length === 0)
       return yield* new PlotError({ plot: "losses", reason: `${run} has no epochs in metrics.jsonl` })
-    if (compare === undefined) return Charts.losses([{ losses: first.losses, valLosses: first.valLosses }])
-    return Charts.losses([first, yield* load(compare)], "Losses (compared)")
+    if (compare === undefined) return Charts.losses([first])
+    const recipeOf = (dir: string) =>
+      Effect.map(Run.readConfig(dir), (c) => ({ name: p.basename(p.resolve(dir)), recipe: c.recipe }))
+    const [la, lb] = differenceLabels(yield* recipeOf(run), yield* recipeOf(compare))
+    return Charts.losses(
+      [
+        { label: la, ...first },
+        { label: lb, ...(yield* load(compare)) }
+      ],
+      "Losses (compared)"
+    )
   })
 
 const lrSpec = (run: string | undefined) =>
@@ -109,26 +155,30 @@ const lrFinderSpec = (run: string | undefined) =>
   Effect.gen(function* () {
     if (run === undefined) {
       const t = Demos.linearRegressionRangeTest()
-      const s = LrRangeTest.suggest(t)
-      return Charts.lrFinder(t.lr, t.loss, Charts.suggestionMarks(s))
+      return Charts.lrFinder(t.tracking.lr, t.tracking.loss, suggestionMarks(t.suggestions))
     }
     const p = yield* Path.Path
-    const path = p.join(run, Run.LR_FINDER_FILE)
+    const path = p.join(run, LR_FINDER_FILE)
     if (!(yield* Run.exists(path))) {
       return yield* new PlotError({
         plot: "lr-finder",
-        reason: `${run} has no ${Run.LR_FINDER_FILE} (write one with stepwise lr-find --out ${run})`
+        reason: `${run} has no ${LR_FINDER_FILE} (write one with stepwise lr-find --out ${run})`
       })
     }
-    const r = yield* Schema.decodeUnknown(Schema.parseJson(Run.LrFinderResult))(
-      yield* Run.readText(path)
-    ).pipe(Effect.mapError(() => new RunFolderError({ path, reason: "not a valid LR finder result" })))
+    const r = yield* Schema.decodeUnknown(Schema.parseJson(LrFinderResult))(yield* Run.readText(path)).pipe(
+      Effect.mapError(() => new RunFolderError({ path, reason: "not a valid LR finder result" }))
+    )
     return Charts.lrFinder(
       r.lr,
       r.loss,
-      Object.entries(r.suggestions).flatMap(([label, lr]) => (lr === null ? [] : [{ label, lr }]))
+      Object.entries(r.suggestions).flatMap(([key, lr]) =>
+        lr === null ? [] : [{ label: SUGGESTION_LABELS[key] ?? key, lr }]
+      )
     )
   })
+
+export const SUGGESTION_LABELS = Charts.SUGGESTION_LABELS
+export const suggestionMarks = Charts.suggestionMarks
 
 const adaptedSpec = (run: string | undefined, layer: string | undefined) =>
   Effect.gen(function* () {
@@ -247,7 +297,7 @@ export const run = (args: Args) =>
     )
     const files: Array<string> = []
     for (const [name, spec] of specs) {
-      const written = yield* Run.writePicture(dir, name, spec, format)
+      const written = yield* writePicture(dir, name, spec, format)
       for (const f of written) yield* out.line(`wrote ${f}`)
       files.push(...written)
     }

@@ -18,7 +18,7 @@ import * as Checkpoint from "./Checkpoint.js"
 import type * as Cli from "./Cli.js"
 import { COMMAND_LINE, ConfigError, DataMismatch, RunFolderError } from "./Errors.js"
 import * as Pipeline from "./Pipeline.js"
-import { formatBar, formatEpochLine, Output, summaryTable } from "./Progress.js"
+import { formatBar, formatEpochLine, makePace, Output, summaryTable } from "./Progress.js"
 import * as Recipe from "./Recipe.js"
 import * as Render from "./Render.js"
 import * as Resolve from "./Resolve.js"
@@ -318,9 +318,9 @@ const epochsOf = (t0: Pipeline.AnyTrainer, options: { readonly epochs: number; r
   )
 
 /**
- * The consumer of per-batch events: redraws the live bar (throughput counted from the epoch's
- * first finished mini-batch, so a validation pause does not show as a slow rate) and writes one
- * file of captured gradients per epoch.
+ * The consumer of per-batch events: redraws the live bar (its pace from `Progress.makePace`, so
+ * a validation pause does not show as a slow rate) and writes one file of captured gradients
+ * per epoch.
  */
 const batchConsumer = (ctx: {
   readonly out: Output["Type"]
@@ -330,8 +330,8 @@ const batchConsumer = (ctx: {
   readonly captureLayer: string | undefined
 }) => {
   let grads: Run.Captured = {}
-  let firstBatchAt = 0
   let lastDraw = 0
+  const pace = makePace(ctx.recipe.batchSize)
   return (e: Events.TrainEvent) =>
     Effect.gen(function* () {
       if (e._tag === "Gradients") {
@@ -345,10 +345,9 @@ const batchConsumer = (ctx: {
         }
       } else if (e._tag === "BatchEnd") {
         const now = yield* Clock.currentTimeMillis
-        if (e.batch === 0) firstBatchAt = now
+        const rate = pace(e.epoch, e.batch + 1, now)
         if (ctx.out.live && (now - lastDraw > 80 || e.batch + 1 === ctx.batches)) {
           lastDraw = now
-          const elapsed = Math.max(1e-3, (now - firstBatchAt) / 1000)
           yield* ctx.out.status(
             formatBar(
               {
@@ -358,8 +357,7 @@ const batchConsumer = (ctx: {
                 batches: ctx.batches,
                 loss: e.loss,
                 lr: e.lr,
-                samplesPerSecond: e.batch === 0 ? 0 : (e.batch * ctx.recipe.batchSize) / elapsed,
-                elapsedSeconds: e.batch === 0 ? Number.NaN : (elapsed * (e.batch + 1)) / e.batch
+                ...rate
               },
               ctx.out.columns
             )
