@@ -229,9 +229,11 @@ export const SUGGESTION_LABELS: Readonly<Record<string, string>> = {
 }
 
 /** The LR range test's suggestions as labelled marks for `lrFinder`. */
-export const suggestionMarks = (s: {
-  readonly [K in "steepest" | "valley" | "minimum"]?: { readonly lr: number } | undefined
-}): ReadonlyArray<{ readonly label: string; readonly lr: number }> =>
+export const suggestionMarks = (
+  s: {
+    readonly [K in "steepest" | "valley" | "minimum"]?: { readonly lr: number } | undefined
+  }
+): ReadonlyArray<{ readonly label: string; readonly lr: number }> =>
   (["steepest", "valley", "minimum"] as const).flatMap((k) => {
     const x = s[k]
     return x === undefined ? [] : [{ label: SUGGESTION_LABELS[k], lr: x.lr }]

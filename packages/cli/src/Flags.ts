@@ -169,7 +169,8 @@ export const defaultsText = (field: Recipe.Field): string => {
 export const describeHyperparameter = (f: HyperparameterFlag): string => {
   const all = f.section === "optimizer" ? Recipe.optimizerTags : Recipe.schedulerTags
   const owners = f.field.tags.length === all.length ? "" : `${f.field.tags.join("/")}: `
-  const what = f.field.description ?? f.field.key
+  // without optim's description: PyTorch's argument name (weight_decay)
+  const what = f.field.description ?? f.field.key.replace(/[A-Z]/g, (c) => `_${c.toLowerCase()}`)
   const epoch = f.field.key === "stepSizeUp" || f.field.key === "stepSizeDown" ? ' ("epoch" = one epoch)' : ""
   return `${owners}${what}${epoch} ${defaultsText(f.field)}`.trim()
 }

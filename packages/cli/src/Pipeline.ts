@@ -228,7 +228,9 @@ export interface Loaders {
  * SIGTERM) is only seen at the next file write: the end of the epoch. One `setImmediate` a
  * mini-batch lets the interrupt land between two mini-batches.
  */
-export const yielding = <Y extends Batch.Targets, E, R>(loader: DataLoader.DataLoader<Y, E, R>): DataLoader.DataLoader<Y, E, R> => ({
+export const yielding = <Y extends Batch.Targets, E, R>(
+  loader: DataLoader.DataLoader<Y, E, R>
+): DataLoader.DataLoader<Y, E, R> => ({
   ...loader,
   batches: (epoch) => Stream.tap(loader.batches(epoch), () => macrotask)
 })
@@ -245,7 +247,11 @@ export const loaders = (
 ): Either.Either<Loaders, DataErrors.InvalidArgument> =>
   Either.all({
     train: Either.map(
-      DataLoader.fromTensorDataset(data.train, { batchSize: recipe.batchSize, shuffle: true, seed: recipe.seed }),
+      DataLoader.fromTensorDataset(data.train, {
+        batchSize: recipe.batchSize,
+        shuffle: true,
+        seed: recipe.seed
+      }),
       yielding
     ),
     val:

@@ -2,18 +2,18 @@
  * `stepwise plot NAME`: the chapter's pictures, from a run folder (`--run`) or, for the
  * illustrations, from the built-in demos (`Demos`). Each picture is written as PNG and/or SVG.
  */
-import { FileSystem, Path } from "@effect/platform"
-import { Cnn2, Engine, type LrRangeTest, Safetensors, TorchWeights } from "@stepwise/core"
+import { Path } from "@effect/platform"
+import { Cnn2, Engine, TorchWeights } from "@stepwise/core"
 import * as tf from "@tensorflow/tfjs-core"
 import { Effect, Option, Schema } from "effect"
 import * as Charts from "./Charts.js"
 import * as Checkpoint from "./Checkpoint.js"
 import type * as Cli from "./Cli.js"
 import * as Demos from "./Demos.js"
-import { firstLine, PlotError, RunFolderError, runFolderError } from "./Errors.js"
+import { PlotError, RunFolderError } from "./Errors.js"
 import { Output } from "./Progress.js"
 import * as Recipe from "./Recipe.js"
-import * as Render from "./Render.js"
+import type * as Render from "./Render.js"
 import * as Run from "./RunFolder.js"
 
 export type Args = Cli.Values<typeof Cli.plot>

@@ -118,6 +118,9 @@ interface Member {
   }>
 }
 
+/** The descriptions effect/Schema gives its built-in types: no help to a user. */
+const GENERIC = /^(a|an) (number|boolean|string|integer|finite number|positive number|non-negative number)\b/
+
 const strip = (ast: AST.AST): AST.AST => {
   if (AST.isRefinement(ast)) return strip(ast.from)
   if (AST.isTransformation(ast)) return strip(ast.from)
@@ -141,9 +144,10 @@ const members = (union: AST.AST): ReadonlyArray<Member> => {
       .filter((p) => p.name !== "_tag")
       .map((p) => {
         const typed = typeSide.propertySignatures.find((q) => q.name === p.name)
+        // The field's own description (optim's annotation), not a type's generic "a number".
         const description = [p, typed, p.type, typed?.type]
-          .map((x) => (x === undefined ? Option.none() : AST.getDescriptionAnnotation(x)))
-          .find(Option.isSome)
+          .map((x) => (x === undefined ? Option.none<string>() : AST.getDescriptionAnnotation(x)))
+          .find((d): d is Option.Some<string> => Option.isSome(d) && !GENERIC.test(d.value))
         return {
           key: String(p.name),
           optional: p.isOptional,

@@ -69,6 +69,31 @@ describe("stepwise --help", () => {
       expect(t.stdout).toContain(f)
     }
   })
+
+  it("fits 100 columns, groups the options, gives defaults and examples, no generic noise or colour when piped", () => {
+    for (const args of [["--help"], ["train", "--help"], ["lr-find", "--help"], ["eval", "--help"]]) {
+      const r = cli(args)
+      expect(r.code).toBe(0)
+      for (const line of r.stdout.split("\n")) expect(line.length).toBeLessThanOrEqual(100)
+      expect(r.stdout).not.toMatch(/--wizard|--completions|--log-level|A user-defined piece of text/)
+      expect(r.stdout).not.toContain("\u001b[")
+    }
+    const t = cli(["train", "--help"]).stdout
+    expect(t).toContain("stepwise train [options]")
+    expect(t).toContain("stepwise train --config examples/chapter6-adam.json")
+    for (const group of ["Data", "Model (CNN2)", "Optimizer", "Scheduler", "Run"])
+      expect(t).toMatch(new RegExp(`^${group.replace(/[()]/g, "\\$&")}$`, "m"))
+    // descriptions and defaults come from optim's schemas
+    expect(t).toMatch(/--weight-decay NUMBER +.*\[0; AdamW 0\.01\]/)
+    expect(t).toMatch(/--\[no-\]nesterov/)
+    expect(t.split("\n").length).toBeLessThan(200)
+  })
+
+  it("lr-find rejects --epochs", () => {
+    const r = cli(["lr-find", "--epochs", "3"])
+    expect(r.code).not.toBe(0)
+    expect(r.stderr).toMatch(/--epochs/)
+  })
 })
 
 describe("bad input: one line naming the flag or file, non-zero exit, nothing written", () => {
@@ -294,6 +319,75 @@ describe("train, eval, lr-find, plot on the bundled data", () => {
     )
     for (const f of p.files) expect((await decodePng(f)).height).toBeGreaterThan(100)
   })
+})
+
+describe("signals and locks", () => {
+  /** Starts a command, waits for `ready` on its output, sends `signal`, returns the exit and how long it took. */
+  const interrupt = (args: ReadonlyArray<string>, ready: RegExp, signal: NodeJS.Signals) =>
+    new Promise<{ code: number | null; stderr: string; ms: number }>((resolve) => {
+      const child = spawn(process.execPath, [bin, ...args], { cwd: root })
+      let output = ""
+      let stderr = ""
+      let sentAt = 0
+      const check = () => {
+        if (sentAt === 0 && ready.test(output)) {
+          // let it get well into the work, then signal
+          setTimeout(() => {
+            sentAt = Date.now()
+            child.kill(signal)
+          }, 1500)
+          sentAt = -1
+        }
+      }
+      child.stdout.on("data", (d) => {
+        output += d
+        check()
+      })
+      child.stderr.on("data", (d) => {
+        output += d
+        stderr += d
+        check()
+      })
+      child.on("exit", (code) => resolve({ code, stderr, ms: Date.now() - sentAt }))
+    })
+
+  it("SIGTERM stops training within a mini-batch, keeps the last epoch's checkpoint, leaves no temp file", async () => {
+    const dir = join(tmp, "sigterm")
+    const r = await interrupt(["train", "--epochs", "3", "--out", dir], /training CNN2/, "SIGTERM")
+    expect(r.code).toBe(130)
+    // an epoch takes seconds; the interrupt lands at the next mini-batch
+    expect(r.ms).toBeLessThan(2500)
+    expect(r.stderr).toContain(`stepwise train --resume ${dir}`)
+    const files = readdirSync(dir, { recursive: true }).map(String)
+    expect(files.filter((f) => /\.tmp-/.test(f))).toEqual([])
+    expect(files).toContain(join("checkpoints", "epoch-0000.safetensors"))
+    expect(existsSync(join(dir, ".lock"))).toBe(false)
+  }, 300_000)
+
+  it("lr-find honours Ctrl-C at once and leaves no temp file", async () => {
+    const dir = join(tmp, "lrf-int")
+    const r = await interrupt(["lr-find", "--num-iter", "1000000", "--out", dir], /LR range test/, "SIGINT")
+    expect(r.code).toBe(130)
+    expect(r.ms).toBeLessThan(2500)
+    const files = existsSync(dir) ? readdirSync(dir).map(String) : []
+    expect(files.filter((f) => /\.tmp-/.test(f))).toEqual([])
+  }, 300_000)
+
+  it("a second writer of a run folder fails at once, naming the folder", async () => {
+    const dir = join(tmp, "locked")
+    const first = spawn(process.execPath, [bin, "train", "--epochs", "2", "--out", dir], { cwd: root })
+    await new Promise<void>((resolve) => {
+      const wait = () => (existsSync(join(dir, ".lock")) ? resolve() : setTimeout(wait, 50))
+      wait()
+    })
+    const second = cli(["train", "--epochs", "1", "--out", dir])
+    first.kill("SIGINT")
+    expect(second.code).toBe(1)
+    expect(second.stderr.trim()).toMatch(
+      new RegExp(`^stepwise: ${dir}: is being written by another stepwise process \\(pid \\d+\\)`)
+    )
+    await new Promise((resolve) => first.on("exit", resolve))
+  }, 300_000)
 })
 
 describe("resume", () => {
