@@ -11,8 +11,11 @@ import { NodeContext } from "@effect/platform-node"
 import { DataLoader, DecodePool, ImageFolder, Rps, Statistics } from "@stepwise/data"
 import { Effect, Layer } from "effect"
 import sharp from "sharp"
-import { beforeAll, describe, expect, it } from "vitest"
+import { beforeAll, describe, expect, it, vi } from "vitest"
 import * as TB from "../src/TensorBoard.js"
+
+// Every case spawns the CLI; on a loaded machine one can take well over a minute.
+vi.setConfig({ testTimeout: 300_000 })
 
 const root = fileURLToPath(new URL("../../..", import.meta.url))
 const bin = join(root, "packages/cli/dist/bin.js")
@@ -318,7 +321,7 @@ describe("train, eval, lr-find, plot on the bundled data", () => {
       ].sort()
     )
     for (const f of p.files) expect((await decodePng(f)).height).toBeGreaterThan(100)
-  })
+  }, 300_000)
 })
 
 describe("signals and locks", () => {
