@@ -9,7 +9,9 @@
  * `main` property-tests it with `@stepwise/optim/testing`: the generic laws (purity, zero
  * gradients from a fresh state, the state's Schema round trip) and equivalence to the
  * textbook equation written per element. fast-check shrinks any failure to a minimal case.
- * The optim package's test suite runs `main`.
+ * The optim package's test suite runs `main`; as a program it prints which laws held:
+ *
+ *   npm run example -- custom-optimizer
  */
 import { type Numeric, Optimizer, SGD } from "@stepwise/optim"
 import { Laws } from "@stepwise/optim/testing"
@@ -23,25 +25,27 @@ export interface ClippedSgdOptions {
   readonly clip: number
 }
 
-/** `min(x, c) = -max(-x, -c)`: the Numeric interface has `maximum` only. */
-const clamp = <T>(N: Numeric.Numeric<T>, x: T, c: number): T =>
-  N.neg(N.maximum(N.neg(N.maximum(x, N.fullLike(x, -c))), N.fullLike(x, -c)))
+/** Its state: PyTorch-style, a step count and one slot tree (absent before the first step). */
+export type State<T> = { readonly step: number; readonly momentumBuffer?: Numeric.Params<T> }
 
 export const clippedSgd =
-  (o: ClippedSgdOptions): Optimizer.OptimizerDef =>
-  <T>(N: Numeric.Numeric<T>): Optimizer.Optimizer<T> => ({
+  (o: ClippedSgdOptions) =>
+  <T>(N: Numeric.Numeric<T>): Optimizer.Optimizer<T, State<T>> => ({
     name: "ClippedSGD",
     defaults: { lr: o.lr, momentum: o.momentum },
-    init: () => ({ step: 0, slots: {} }),
+    init: () => ({ step: 0 }),
     update: (state, grads, params, hyper) => {
       const momentum = hyper.momentum ?? o.momentum
       const next = Optimizer.perParameter(params, (name, p) => {
-        const g = clamp(N, grads[name], o.clip)
-        const previous = state.slots.momentumBuffer?.[name]
+        const g = N.clamp(grads[name], -o.clip, o.clip)
+        const previous = state.momentumBuffer?.[name]
         const buf = previous === undefined ? g : N.add(N.scale(previous, momentum), g)
         return { param: N.sub(p, N.scale(buf, hyper.lr)), slots: { momentumBuffer: buf } }
       })
-      return { state: { step: state.step + 1, slots: next.slots }, params: next.params }
+      return {
+        state: { step: state.step + 1, momentumBuffer: next.slots.momentumBuffer },
+        params: next.params
+      }
     }
   })
 
@@ -107,3 +111,15 @@ export const main: Effect.Effect<ReadonlyArray<string>, LawFailed> = Effect.gen(
   passed.push(yield* law("built-in SGD purity", Laws.purity(sgd), 100))
   return passed
 })
+
+// Run as a program (`npm run example -- custom-optimizer`): the property checks, then their summary.
+if (process.argv[1] !== undefined && import.meta.url.endsWith(process.argv[1].replace(/\\/g, "/"))) {
+  Effect.runPromise(main).then(
+    (laws) =>
+      console.log(`clippedSgd: ${laws.length} laws held:\n${laws.map((l) => `  ok ${l}`).join("\n")}`),
+    (e) => {
+      console.error(String(e))
+      process.exitCode = 1
+    }
+  )
+}

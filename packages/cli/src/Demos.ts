@@ -9,7 +9,7 @@ import { LrRangeTest, Module } from "@stepwise/core"
 import { DataLoader, LinearRegression, Random, TensorDataset } from "@stepwise/data"
 import type { Optimizer, Scheduler } from "@stepwise/optim"
 import { CyclicLR, Ewma, Float64, LrRange, Adam as OptAdam, SGD, StepLR } from "@stepwise/optim"
-import { Effect, Stream } from "effect"
+import { Effect, Either, Stream } from "effect"
 import type { LossSurface } from "./Charts.js"
 
 type F = Float64.Tensor
@@ -153,13 +153,13 @@ export const trainLinearRegression = (
       batchLosses.push(loss)
       params = next.params
       state = next.state
-      if (scheduler?.cadence === "batch") sched = scheduler.step(sched)
+      if (scheduler?.cadence === "batch") sched = Either.getOrThrow(scheduler.step(sched))
     }
     losses.push(batchLosses.reduce((a, x) => a + x, 0) / batchLosses.length)
     const valBatches = DataLoader.batchIndices(data.val.length, { batchSize: 16 }, epoch)
     const v = valBatches.map((idx) => mseAndGrads(data.val, idx, params[B].data[0], params[W].data[0]).loss)
     valLosses.push(v.reduce((a, x) => a + x, 0) / v.length)
-    if (scheduler?.cadence === "epoch") sched = scheduler.step(sched)
+    if (scheduler?.cadence === "epoch") sched = Either.getOrThrow(scheduler.step(sched))
   }
   return { label, ...run, losses, valLosses, lrs }
 }
@@ -241,7 +241,7 @@ export const cyclicSchedules = (steps = 20) => {
     const lrs: Array<number> = []
     for (let i = 0; i < steps; i++) {
       lrs.push(s.current(st).lr)
-      st = s.step(st)
+      st = Either.getOrThrow(s.step(st))
     }
     return { label, lrs }
   })
