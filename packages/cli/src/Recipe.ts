@@ -11,13 +11,14 @@
  */
 import { FileSystem } from "@effect/platform"
 import {
+  type Fields,
   type InvalidHyperparameter,
   type Optimizer,
   Optimizers,
   type Scheduler,
   Schedulers
 } from "@stepwise/optim"
-import { SchemaAST as AST, Effect, Either, Option, ParseResult, Schema } from "effect"
+import { Effect, ParseResult, Schema } from "effect"
 import * as Yaml from "yaml"
 import { COMMAND_LINE, ConfigError } from "./Errors.js"
 
@@ -107,119 +108,66 @@ export interface Field {
   readonly description: string | undefined
 }
 
-interface Member {
-  readonly tag: string
-  readonly schema: Schema.Schema<any, any>
-  readonly fields: ReadonlyArray<{
-    readonly key: string
-    readonly optional: boolean
-    readonly type: AST.AST
-    readonly description: string | undefined
-  }>
-}
-
-/** The descriptions effect/Schema gives its built-in types: no help to a user. */
-const GENERIC = /^(a|an) (number|boolean|string|integer|finite number|positive number|non-negative number)\b/
-
-const strip = (ast: AST.AST): AST.AST => {
-  if (AST.isRefinement(ast)) return strip(ast.from)
-  if (AST.isTransformation(ast)) return strip(ast.from)
-  if (AST.isUnion(ast)) {
-    const kept = ast.types.filter((t) => !AST.isUndefinedKeyword(t))
-    return kept.length === 1 ? strip(kept[0]) : AST.Union.make(kept)
-  }
-  return ast
-}
-
-/** The tagged struct members of a union schema, with their (encoded-side) fields. */
-const members = (union: AST.AST): ReadonlyArray<Member> => {
-  const types = AST.isUnion(union) ? union.types : [union]
-  return types.flatMap((ast): ReadonlyArray<Member> => {
-    const typeSide = AST.isTransformation(ast) ? ast.to : ast
-    const encoded = AST.isTransformation(ast) ? ast.from : ast
-    if (!AST.isTypeLiteral(encoded) || !AST.isTypeLiteral(typeSide)) return []
-    const tagSig = encoded.propertySignatures.find((p) => p.name === "_tag")
-    if (tagSig === undefined || !AST.isLiteral(tagSig.type)) return []
-    const fields = encoded.propertySignatures
-      .filter((p) => p.name !== "_tag")
-      .map((p) => {
-        const typed = typeSide.propertySignatures.find((q) => q.name === p.name)
-        // The field's own description (optim's annotation), not a type's generic "a number".
-        const description = [p, typed, p.type, typed?.type]
-          .map((x) => (x === undefined ? Option.none<string>() : AST.getDescriptionAnnotation(x)))
-          .find((d): d is Option.Some<string> => Option.isSome(d) && !GENERIC.test(d.value))
-        return {
-          key: String(p.name),
-          optional: p.isOptional,
-          type: strip(p.type),
-          description: description === undefined ? undefined : description.value
-        }
-      })
-    // Composite schedulers (SequentialLR, ChainedScheduler) hold other configs: file-only.
-    if (fields.some((f) => AST.isSuspend(f.type) || (AST.isTupleType(f.type) && f.key === "schedulers")))
-      return []
-    return [{ tag: String(tagSig.type.literal), schema: Schema.make(ast), fields }]
-  })
-}
-
-const kindOf = (ast: AST.AST): { kind: Field["kind"]; choices: ReadonlyArray<string> } => {
-  if (AST.isBooleanKeyword(ast)) return { kind: "boolean", choices: [] }
-  if (AST.isTupleType(ast)) return { kind: "numbers", choices: [] }
-  if (AST.isLiteral(ast)) return { kind: "choice", choices: [String(ast.literal)] }
-  if (AST.isUnion(ast) && ast.types.every(AST.isLiteral))
-    return { kind: "choice", choices: ast.types.map((t) => String((t as AST.Literal).literal)) }
-  return { kind: "number", choices: [] }
-}
-
-const placeholder = (ast: AST.AST): unknown => {
-  const { kind, choices } = kindOf(ast)
-  return kind === "boolean" ? false : kind === "numbers" ? [] : kind === "choice" ? choices[0] : 1
-}
-
-/** Every field of every member, merged by name; defaults read by decoding a minimal config. */
-const tableOf = (ms: ReadonlyArray<Member>): ReadonlyArray<Field> => {
+/**
+ * optim's `fieldsOf` of every config, merged by field name. Composite schedulers (SequentialLR,
+ * ChainedScheduler hold other configs) are file-only: they get no flags.
+ */
+const tableOf = (
+  tags: ReadonlyArray<string>,
+  fieldsOf: (tag: string) => ReadonlyArray<Fields.FieldInfo>
+): { readonly tags: ReadonlyArray<string>; readonly fields: ReadonlyArray<Field> } => {
+  const leaves = tags.filter((tag) =>
+    fieldsOf(tag).every((f) => f.type !== "config" && f.element !== "config")
+  )
   const byKey = new Map<
     string,
-    { -readonly [K in keyof Field]: Field[K] extends ReadonlyArray<infer X> ? Array<X> : Field[K] }
+    {
+      key: string
+      kind: Field["kind"]
+      choices: Array<string>
+      tags: Array<string>
+      defaults: Record<string, unknown>
+      description: string | undefined
+    }
   >()
-  for (const m of ms) {
-    const minimal: Record<string, unknown> = { _tag: m.tag }
-    for (const f of m.fields) if (!f.optional) minimal[f.key] = placeholder(f.type)
-    const decoded = Either.getOrElse(Schema.decodeUnknownEither(m.schema)(minimal), () => ({})) as Record<
-      string,
-      unknown
-    >
-    for (const f of m.fields) {
-      const { kind, choices } = kindOf(f.type)
-      const entry = byKey.get(f.key) ?? {
-        key: f.key,
+  for (const tag of leaves) {
+    for (const f of fieldsOf(tag)) {
+      const kind: Field["kind"] =
+        f.type === "boolean"
+          ? "boolean"
+          : f.type === "literal"
+            ? "choice"
+            : f.type === "array"
+              ? "numbers"
+              : "number"
+      const entry = byKey.get(f.name) ?? {
+        key: f.name,
         kind,
         choices: [],
         tags: [],
         defaults: {},
-        description: f.description
+        // optim falls back to the field's name when it has no description
+        description: f.description === f.name ? undefined : f.description
       }
-      entry.tags.push(m.tag)
-      for (const c of choices) if (!entry.choices.includes(c)) entry.choices.push(c)
-      if (f.optional && decoded[f.key] !== undefined)
-        (entry.defaults as Record<string, unknown>)[m.tag] = decoded[f.key]
-      entry.description ??= f.description
-      byKey.set(f.key, entry)
+      entry.tags.push(tag)
+      for (const c of f.choices ?? []) if (!entry.choices.includes(String(c))) entry.choices.push(String(c))
+      if (f.default !== undefined) entry.defaults[tag] = f.default
+      byKey.set(f.name, entry)
     }
   }
-  return [...byKey.values()]
+  return { tags: leaves, fields: [...byKey.values()] }
 }
 
-const optimizerMembers = members(Optimizers.OptimizerConfig.ast)
-const schedulerMembers = members(Schedulers.SchedulerConfig.ast)
+const optimizerTable = tableOf(Optimizers.tags, (tag) => Optimizers.fieldsOf(tag as Optimizers.Tag))
+const schedulerTable = tableOf(Schedulers.tags, (tag) => Schedulers.fieldsOf(tag as Schedulers.Tag))
 
 /** optim's optimizer tags (`SGD`, `Adam`, ...) and scheduler tags (`StepLR`, ...), in its order. */
-export const optimizerTags: ReadonlyArray<string> = optimizerMembers.map((m) => m.tag)
-export const schedulerTags: ReadonlyArray<string> = schedulerMembers.map((m) => m.tag)
+export const optimizerTags: ReadonlyArray<string> = optimizerTable.tags
+export const schedulerTags: ReadonlyArray<string> = schedulerTable.tags
 
 /** The hyperparameters of every optimizer / scheduler, one entry a field name. */
-export const optimizerFields: ReadonlyArray<Field> = tableOf(optimizerMembers)
-export const schedulerFields: ReadonlyArray<Field> = tableOf(schedulerMembers)
+export const optimizerFields: ReadonlyArray<Field> = optimizerTable.fields
+export const schedulerFields: ReadonlyArray<Field> = schedulerTable.fields
 
 const normalize = (name: string) => name.toLowerCase().replace(/[^a-z0-9]/g, "")
 
