@@ -110,7 +110,7 @@ export interface Field {
 
 /**
  * optim's `fieldsOf` of every config, merged by field name. Composite schedulers (SequentialLR,
- * ChainedScheduler hold other configs) are file-only: they get no flags.
+ * ChainedScheduler hold other configs) are left out: the CLI offers the single schedulers.
  */
 const tableOf = (
   tags: ReadonlyArray<string>,
