@@ -383,7 +383,8 @@ const stepPanel = (
   mark: { type: "line", strokeWidth: size.strokeWidth },
   encoding: {
     x: { field: "step", type: "quantitative", title: "Step" },
-    y: { field: "value", type: "quantitative", title: null },
+    // flush end labels: a label overhanging the top edge would push that panel's title up
+    y: { field: "value", type: "quantitative", title: null, axis: { labelFlush: true } },
     color: {
       field: "series",
       type: "nominal",

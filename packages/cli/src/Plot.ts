@@ -247,7 +247,7 @@ const adaptedSpec = (run: string | undefined, layer: string | undefined) =>
 const pathsSpec = () => {
   const runs = Demos.optimizerRuns()
   return Charts.optimizerPaths(
-    Demos.lossSurface(runs, 40),
+    Demos.lossSurface(runs),
     runs,
     Demos.optimum(),
     "Paths over the linear-regression loss surface"
