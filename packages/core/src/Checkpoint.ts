@@ -18,20 +18,13 @@ import { OptimizerState } from "@stepwise/optim"
 import * as tf from "@tensorflow/tfjs-core"
 import { Effect, Schema } from "effect"
 import { Engine } from "./Engine.js"
+import { CheckpointError } from "./Errors.js"
 import * as Safetensors from "./Safetensors.js"
 import type * as Trainer from "./Trainer.js"
 
 export const FORMAT = "stepwise.checkpoint/1"
 
-/** A checkpoint that cannot be read or does not fit the trainer it is restored into. */
-export class CheckpointError extends Schema.TaggedError<CheckpointError>()("CheckpointError", {
-  path: Schema.String,
-  reason: Schema.String
-}) {
-  override get message() {
-    return `checkpoint ${this.path}: ${this.reason}`
-  }
-}
+export { CheckpointError } from "./Errors.js"
 
 const Meta = Schema.Struct({
   format: Schema.Literal(FORMAT),
@@ -107,7 +100,7 @@ export const fromFile = (file: Safetensors.File, path: string): Effect.Effect<Sn
     if (raw === undefined) return yield* fail("no stepwise metadata: not a stepwise checkpoint")
     const json = yield* Effect.try({
       try: () => JSON.parse(raw, reviver) as unknown,
-      catch: (e) => fail(`metadata is not JSON (${e})`)
+      catch: (e) => new CheckpointError({ path, reason: `metadata is not JSON (${e})`, cause: e })
     })
     const meta = yield* Schema.decodeUnknown(Meta)(json).pipe(
       Effect.mapError((e) => fail(`metadata: ${e.message}`))

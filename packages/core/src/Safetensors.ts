@@ -10,6 +10,7 @@
  */
 import { FileSystem } from "@effect/platform"
 import { Effect, Schema } from "effect"
+import { SafetensorsError } from "./Errors.js"
 
 export type DType = "F32" | "F64" | "I32" | "I64" | "U8" | "I8" | "I16" | "U16" | "U32"
 
@@ -36,15 +37,7 @@ export interface File {
   readonly metadata: { readonly [key: string]: string }
 }
 
-/** A malformed safetensors file (or an unwritable value), naming the file and what is wrong. */
-export class SafetensorsError extends Schema.TaggedError<SafetensorsError>()("SafetensorsError", {
-  path: Schema.String,
-  reason: Schema.String
-}) {
-  override get message() {
-    return `safetensors ${this.path}: ${this.reason}`
-  }
-}
+export { SafetensorsError } from "./Errors.js"
 
 const BYTES: Record<DType, number> = { F32: 4, F64: 8, I32: 4, I64: 8, U8: 1, I8: 1, I16: 2, U16: 2, U32: 4 }
 

@@ -1,5 +1,6 @@
 import * as tf from "@tensorflow/tfjs-core"
-import { Schema } from "effect"
+import { Either } from "effect"
+import { WeightMismatch } from "./Errors.js"
 import type { Layout, Module, Params } from "./Module.js"
 
 /** A tensor in PyTorch's layout: row-major values and a shape (what `state_dict` holds). */
@@ -8,11 +9,7 @@ export interface TorchTensor {
   readonly data: Float32Array
 }
 
-/** Weights that do not fit the model: which parameter and why. */
-export class WeightMismatch extends Schema.TaggedError<WeightMismatch>()("WeightMismatch", {
-  parameter: Schema.String,
-  reason: Schema.String
-}) {}
+export { WeightMismatch } from "./Errors.js"
 
 const sizeOf = (shape: ReadonlyArray<number>) => shape.reduce((a, b) => a * b, 1)
 
@@ -100,24 +97,37 @@ export const toTorch = (model: Module, params: Params): Record<string, TorchTens
 
 /**
  * Parameters from a PyTorch `state_dict` (names and PyTorch shapes); every parameter of the
- * model must be present with the right shape.
+ * model must be present with the right shape, else `WeightMismatch` names the parameter and
+ * both shapes (nothing is allocated then).
  */
-export const fromTorch = (model: Module, weights: { readonly [name: string]: TorchTensor }): Params => {
+export const fromTorch = (
+  model: Module,
+  weights: { readonly [name: string]: TorchTensor }
+): Either.Either<Params, WeightMismatch> => {
   for (const spec of model.specs) {
     const w = weights[spec.name]
-    if (w === undefined) throw new WeightMismatch({ parameter: spec.name, reason: "missing" })
     const expected = torchShape(spec.layout, spec.shape)
+    if (w === undefined)
+      return Either.left(new WeightMismatch({ parameter: spec.name, reason: "missing", expected }))
     if (w.shape.length !== expected.length || w.shape.some((d, i) => d !== expected[i])) {
-      throw new WeightMismatch({
-        parameter: spec.name,
-        reason: `shape [${w.shape}] where PyTorch's layout is [${expected}]`
-      })
+      return Either.left(
+        new WeightMismatch({
+          parameter: spec.name,
+          reason: `shape [${w.shape.join(", ")}], the model wants [${expected.join(", ")}] (PyTorch's layout)`,
+          expected,
+          actual: [...w.shape]
+        })
+      )
     }
     if (w.data.length !== sizeOf(expected)) {
-      throw new WeightMismatch({
-        parameter: spec.name,
-        reason: `${w.data.length} values for shape [${expected}]`
-      })
+      return Either.left(
+        new WeightMismatch({
+          parameter: spec.name,
+          reason: `${w.data.length} values for shape [${expected.join(", ")}]`,
+          expected,
+          actual: [...w.shape]
+        })
+      )
     }
   }
   const out: Record<string, tf.Tensor> = {}
@@ -126,7 +136,7 @@ export const fromTorch = (model: Module, weights: { readonly [name: string]: Tor
       ...spec.shape
     ])
   }
-  return out
+  return Either.right(out)
 }
 
 /** PyTorch's shape of each parameter (for documentation and checks). */

@@ -13,7 +13,7 @@ import { readFileSync } from "node:fs"
 import { NodeFileSystem } from "@effect/platform-node"
 import { expect, layer } from "@effect/vitest"
 import { DataLoader, DecodePool, ImageFolder, Random, Rps, Statistics } from "@stepwise/data"
-import { Chunk, Effect, Fiber, Layer, Stream } from "effect"
+import { Chunk, Effect, Either, Fiber, Layer, Stream } from "effect"
 import * as Cnn2 from "../src/Cnn2.js"
 import * as Engine from "../src/Engine.js"
 import * as Events from "../src/Events.js"
@@ -76,7 +76,7 @@ layer(Engine.wasm)("Acceptance (smoke, real images)", (it) => {
           trainLoader: yield* DataLoader.fromTensorDataset(train, { batchSize: 16 }),
           valLoader: yield* DataLoader.fromTensorDataset(val, { batchSize: 16 })
         },
-        TorchWeights.fromTorch(model, init)
+        Either.getOrThrow(TorchWeights.fromTorch(model, init))
       )
       const events = yield* Events.nextRun
       const fiber = yield* Effect.fork(Stream.runCollect(events))

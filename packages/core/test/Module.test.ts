@@ -1,6 +1,7 @@
 import { describe, expect, it } from "@effect/vitest"
 import { Random } from "@stepwise/data"
 import * as tf from "@tensorflow/tfjs-core"
+import { Either } from "effect"
 import * as Cnn2 from "../src/Cnn2.js"
 import * as Loss from "../src/Loss.js"
 import * as Module from "../src/Module.js"
@@ -24,10 +25,12 @@ describe("the chapter's worked examples", () => {
     ])
     const regions = [5, 0, 8, 1, 9, 5, 6, 0, 2, 0, 5, 4, 8, 1, 9, 4, 8, 1, 4, 2, 0, 6, 3, 0, 5, 2, 8]
     const filter = [0, 3, 0, 1, 0, 1, 2, 1, 0, 2, 1, 0, 0, 3, 1, 1, -1, 0, 0, 1, 3, -1, -2, 0, 2, 0, 1]
-    const params = TorchWeights.fromTorch(model, {
-      "conv.weight": { shape: [1, 3, 3, 3], data: Float32Array.from(filter) },
-      "conv.bias": { shape: [1], data: new Float32Array(1) }
-    })
+    const params = Either.getOrThrow(
+      TorchWeights.fromTorch(model, {
+        "conv.weight": { shape: [1, 3, 3, 3], data: Float32Array.from(filter) },
+        "conv.bias": { shape: [1], data: new Float32Array(1) }
+      })
+    )
     const out = Loss.predict(model, params, { x: Float32Array.from(regions), shape: [1, 3, 3, 3] })
     expect(Array.from(out)).toEqual([39])
     tf.dispose(Object.values(params))
@@ -148,13 +151,22 @@ describe("CNN2", () => {
     const { model } = Cnn2.make({ nFilters: 4 })
     const params = Module.init(model, Random.make(1))
     const torch = TorchWeights.toTorch(model, params)
-    const back = TorchWeights.fromTorch(model, torch)
+    const back = Either.getOrThrow(TorchWeights.fromTorch(model, torch))
     for (const name of Object.keys(params)) {
       expect(Array.from(back[name].dataSync())).toEqual(Array.from(params[name].dataSync()))
     }
-    expect(() =>
-      TorchWeights.fromTorch(model, { ...torch, "fc2.bias": { shape: [4], data: new Float32Array(4) } })
-    ).toThrow(/fc2.bias/)
+    const wrong = TorchWeights.fromTorch(model, {
+      ...torch,
+      "fc2.bias": { shape: [4], data: new Float32Array(4) }
+    })
+    if (Either.isRight(wrong)) throw new Error("a [4] fc2.bias for a [3] one must be a WeightMismatch")
+    expect(wrong.left).toMatchObject({
+      _tag: "WeightMismatch",
+      parameter: "fc2.bias",
+      expected: [3],
+      actual: [4]
+    })
+    expect(wrong.left.message).toBe("weights for fc2.bias: shape [4], the model wants [3] (PyTorch's layout)")
     tf.dispose([...Object.values(params), ...Object.values(back)])
   })
 })

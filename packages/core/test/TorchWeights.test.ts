@@ -1,6 +1,7 @@
 import { readFileSync } from "node:fs"
 import { describe, expect, it } from "@effect/vitest"
 import * as tf from "@tensorflow/tfjs-core"
+import { Either } from "effect"
 import * as Cnn2 from "../src/Cnn2.js"
 import * as Loss from "../src/Loss.js"
 import * as TorchWeights from "../src/TorchWeights.js"
@@ -51,7 +52,7 @@ describe("CNN2 against PyTorch 1.13 (fixture)", () => {
   for (const backend of ["wasm", "cpu"] as const) {
     it(`imports PyTorch's weights and gives the same logits to 1e-5 (${backend})`, async () => {
       await F.useEngine(backend)
-      const params = TorchWeights.fromTorch(model, decodeAll(fixture.state_dict))
+      const params = Either.getOrThrow(TorchWeights.fromTorch(model, decodeAll(fixture.state_dict)))
       const logits = Loss.predict(model, params, batch)
       expect(maxAbsDiff(logits, decode(fixture.logits).data)).toBeLessThan(1e-5)
       tf.dispose(Object.values(params))
@@ -59,7 +60,7 @@ describe("CNN2 against PyTorch 1.13 (fixture)", () => {
 
     it(`one step's loss and gradients equal PyTorch's (${backend})`, async () => {
       await F.useEngine(backend)
-      const params = TorchWeights.fromTorch(model, decodeAll(fixture.state_dict))
+      const params = Either.getOrThrow(TorchWeights.fromTorch(model, decodeAll(fixture.state_dict)))
       const { loss, grads } = Loss.lossAndGrads(model, Loss.crossEntropy, params, batch, { training: false })
       expect(Math.abs(loss - fixture.loss)).toBeLessThan(1e-6)
       const ours = TorchWeights.toTorch(model, grads)
@@ -75,7 +76,7 @@ describe("CNN2 against PyTorch 1.13 (fixture)", () => {
   it("exports weights back to exactly PyTorch's state_dict", async () => {
     await F.useEngine("wasm")
     const torch = decodeAll(fixture.state_dict)
-    const params = TorchWeights.fromTorch(model, torch)
+    const params = Either.getOrThrow(TorchWeights.fromTorch(model, torch))
     const back = TorchWeights.toTorch(model, params)
     for (const [name, t] of Object.entries(torch)) {
       expect(back[name].shape).toEqual(t.shape)

@@ -72,7 +72,7 @@ const check = (
   Effect.gen(function* () {
     const t = Trainer.make(
       { model, loss: Loss.crossEntropy, optimizer, scheduler, trainLoader, valLoader },
-      TorchWeights.fromTorch(model, decodeAll(fixture.init))
+      Either.getOrThrow(TorchWeights.fromTorch(model, decodeAll(fixture.init)))
     )
     const events = yield* Events.nextRun
     const fiber = yield* Effect.fork(Stream.runCollect(events))
