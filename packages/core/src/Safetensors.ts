@@ -9,6 +9,7 @@
  * starts 8-byte aligned, as the reference writer does. Host-side only: no tensor library here.
  */
 import { FileSystem } from "@effect/platform"
+import { AtomicFile } from "@stepwise/data"
 import { Effect, Schema } from "effect"
 import { SafetensorsError } from "./Errors.js"
 
@@ -207,15 +208,18 @@ export const decode = (bytes: Uint8Array, path = "<memory>"): File => {
   return { tensors, metadata }
 }
 
-/** Writes atomically: to a temporary file beside `path`, then renamed over it. */
+/**
+ * Writes atomically through data's `AtomicFile` (temporary sibling, fsync, rename; the temporary
+ * file is removed on failure or interruption).
+ */
 export const write = (path: string, file: File) =>
   Effect.gen(function* () {
-    const fs = yield* FileSystem.FileSystem
     const bytes = yield* Effect.try({
       try: () => encode(file, path),
-      catch: (e) => (e instanceof SafetensorsError ? e : new SafetensorsError({ path, reason: String(e) }))
+      catch: (e) =>
+        e instanceof SafetensorsError ? e : new SafetensorsError({ path, reason: String(e), cause: e })
     })
-    yield* atomicWrite(fs, path, bytes)
+    yield* AtomicFile.write(path, bytes)
   })
 
 /** Reads and validates a file. */
@@ -228,14 +232,3 @@ export const read = (path: string) =>
       catch: (e) => (e instanceof SafetensorsError ? e : new SafetensorsError({ path, reason: String(e) }))
     })
   })
-
-/** Temp file in the same directory (so rename stays on one filesystem), removed on failure. */
-let tmpCounter = 0
-export const atomicWrite = (fs: FileSystem.FileSystem, path: string, bytes: Uint8Array) => {
-  // pid + a per-process counter: unique among concurrent writers without any randomness.
-  const tmp = `${path}.tmp-${process.pid}-${tmpCounter++}`
-  return fs.writeFile(tmp, bytes).pipe(
-    Effect.zipRight(fs.rename(tmp, path)),
-    Effect.onError(() => Effect.ignore(fs.remove(tmp)))
-  )
-}

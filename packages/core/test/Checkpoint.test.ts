@@ -1,5 +1,5 @@
 import { FileSystem } from "@effect/platform"
-import { NodeFileSystem } from "@effect/platform-node"
+import { NodeContext } from "@effect/platform-node"
 import { expect, layer } from "@effect/vitest"
 import { Random } from "@stepwise/data"
 import { ReduceLROnPlateau, StepLR } from "@stepwise/optim"
@@ -30,7 +30,7 @@ layer(Engine.wasm)("Checkpoint", (it) => {
       const finished = yield* Trainer.train(resumed, 2, 42)
       F.expectSameRun(finished, whole)
       for (const x of [t, whole, half, resumed, finished]) Trainer.dispose(x)
-    }).pipe(Effect.provide(NodeFileSystem.layer))
+    }).pipe(Effect.provide(NodeContext.layer))
   )
 
   it.scoped("after a NonFinite loss the last good checkpoint is on disk", () =>
@@ -65,7 +65,7 @@ layer(Engine.wasm)("Checkpoint", (it) => {
       expect(saved.losses).toEqual(clean.losses)
       expect(F.values(saved.params)).toEqual(F.values(clean.params))
       for (const x of [t, saved, clean]) Trainer.dispose(x)
-    }).pipe(Effect.provide(NodeFileSystem.layer))
+    }).pipe(Effect.provide(NodeContext.layer))
   )
 
   it.scoped("an untrained trainer's checkpoint records the seed it was made with (issue 10.12)", () =>
@@ -79,7 +79,7 @@ layer(Engine.wasm)("Checkpoint", (it) => {
       expect(s.meta.totalEpochs).toBe(0)
       Trainer.dispose(base)
       Trainer.dispose(t)
-    }).pipe(Effect.provide(NodeFileSystem.layer))
+    }).pipe(Effect.provide(NodeContext.layer))
   )
 
   it.scoped("is a safetensors file with params/ and optimizer/ tensors and JSON metadata", () =>
@@ -113,7 +113,7 @@ layer(Engine.wasm)("Checkpoint", (it) => {
       ])
       Trainer.dispose(t)
       Trainer.dispose(back)
-    }).pipe(Effect.provide(NodeFileSystem.layer))
+    }).pipe(Effect.provide(NodeContext.layer))
   )
 
   it.scoped("refuses a checkpoint that does not fit, naming what differs", () =>
@@ -146,6 +146,6 @@ layer(Engine.wasm)("Checkpoint", (it) => {
       const bad = yield* Effect.flip(Checkpoint.resume(`${dir}/bad.safetensors`, t))
       expect(bad.message).toMatch(/: metadata: .*totalEpochs/s)
       for (const x of [t, sgd, wrongModel]) Trainer.dispose(x)
-    }).pipe(Effect.provide(NodeFileSystem.layer))
+    }).pipe(Effect.provide(NodeContext.layer))
   )
 })

@@ -1,5 +1,5 @@
 import { FileSystem } from "@effect/platform"
-import { NodeFileSystem } from "@effect/platform-node"
+import { NodeContext } from "@effect/platform-node"
 import { describe, expect, it } from "@effect/vitest"
 import { Effect } from "effect"
 import * as fc from "fast-check"
@@ -155,6 +155,6 @@ describe("Safetensors", () => {
       yield* fs.writeFileString(`${dir}/bad.safetensors`, "garbage!")
       const bad = yield* Effect.flip(Safetensors.read(`${dir}/bad.safetensors`))
       expect(bad).toMatchObject({ _tag: "SafetensorsError", path: `${dir}/bad.safetensors` })
-    }).pipe(Effect.scoped, Effect.provide(NodeFileSystem.layer))
+    }).pipe(Effect.scoped, Effect.provide(NodeContext.layer))
   )
 })
