@@ -205,13 +205,21 @@ export const filters = (
     facet: {
       // horizontal row labels: the header band is as wide as labelLimit (vega's default left a
       // wide empty margin), so it is set to what "Filter #15" needs
+      // numeric order (#2 before #10), not the text order vega would use
       row: {
         field: "filter",
         type: "nominal",
         title: null,
-        header: { labelAngle: 0, labelAlign: "left", labelLimit: 96, labelPadding: 4 }
+        sort: Array.from({ length: rows }, (_, o) => `Filter #${o}`),
+        header: { labelAngle: 0, labelAlign: "left", labelLimit: 120, labelPadding: 4 }
       },
-      column: { field: "channel", type: "nominal", title: null, header: { labelFontSize: 11 } }
+      column: {
+        field: "channel",
+        type: "nominal",
+        title: null,
+        sort: Array.from({ length: cols }, (_, c) => `Channel #${c}`),
+        header: { labelFontSize: 11 }
+      }
     },
     spacing: 6,
     spec: {
