@@ -2,6 +2,7 @@ import "@tensorflow/tfjs-backend-cpu"
 import "@tensorflow/tfjs-backend-wasm"
 import * as tf from "@tensorflow/tfjs-core"
 import { Context, Effect, Layer, Schema } from "effect"
+import { registerGradients } from "./Gradients.js"
 import { registerFusedKernels } from "./kernels/Fused.js"
 import { registerCpuKernels, registerWasmKernels } from "./kernels/Register.js"
 
@@ -61,6 +62,8 @@ const loadTensorflow = Effect.fn("Engine.loadTensorflow")(function* () {
  */
 export const use = Effect.fn("Engine.use")(function* (backend: BackendName) {
   if (backend === "tensorflow") yield* loadTensorflow()
+  // Before our kernels, so nothing loaded with tfjs' gradient configs could replace them.
+  registerGradients()
   if (backend === "wasm") registerWasmKernels()
   if (backend === "cpu") registerCpuKernels()
   registerFusedKernels()
