@@ -271,7 +271,9 @@ export const leaf = (definition: LeafDefinition): Module => {
         // Kept: tfjs runs a custom op's forward in a tidy that would dispose them.
         updated = run.buffers === undefined ? undefined : keepAll(run.buffers)
         return {
-          value: run.y,
+          // A custom op must output a new tensor: handing back its input (an identity layer)
+          // confuses the tape about which node produced it.
+          value: run.y === args[0] ? tf.clone(run.y) : run.y,
           gradFunc: (dy: tf.Tensor | Array<tf.Tensor>, saved: Array<tf.Tensor>) => {
             const g = run.back(dy as tf.Tensor, saved, true)
             return [g.dx!, ...g.dps]
