@@ -22,7 +22,11 @@ import { Effect } from "effect"
 import { type Options, prepare } from "./train-cnn2-with-scheduler.js"
 
 /** What can go wrong (named, so the declaration of `main` can be emitted). */
-export type Failure = DataErrors.ImageFolderError | InvalidHyperparameter.InvalidHyperparameter
+export type Failure =
+  | DataErrors.ImageFolderError
+  | DataErrors.InvalidArgument
+  | DataErrors.InvalidNormalizer
+  | InvalidHyperparameter.InvalidHyperparameter
 
 export const main = (o: Options & { readonly out?: string } = {}) =>
   Effect.gen(function* () {

@@ -11,7 +11,7 @@
  * textbook equation written per element. fast-check shrinks any failure to a minimal case.
  * The optim package's test suite runs `main`.
  */
-import { type Numeric, Optimizer, Sgd } from "@stepwise/optim"
+import { type Numeric, Optimizer, SGD } from "@stepwise/optim"
 import { Laws } from "@stepwise/optim/testing"
 import { Data, Effect } from "effect"
 import * as fc from "fast-check"
@@ -103,7 +103,7 @@ export const main: Effect.Effect<ReadonlyArray<string>, LawFailed> = Effect.gen(
     )
   ]
   // and the same SGD via the built-in, as a cross-check of the kit itself
-  const sgd = yield* Effect.orDie(Sgd.make({ lr: options.lr, momentum: options.momentum }))
+  const sgd = yield* Effect.orDie(SGD.make({ lr: options.lr, momentum: options.momentum }))
   passed.push(yield* law("built-in SGD purity", Laws.purity(sgd), 100))
   return passed
 })

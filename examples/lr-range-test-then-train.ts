@@ -13,21 +13,25 @@ import type { LrRangeTest } from "@stepwise/core"
 import { Cnn2, Engine, Loss, Trainer } from "@stepwise/core"
 import { type Errors as DataErrors, Random } from "@stepwise/data"
 import type { InvalidHyperparameter } from "@stepwise/optim"
-import { Sgd, TfNumeric } from "@stepwise/optim"
+import { SGD, TfNumeric } from "@stepwise/optim"
 import { Effect } from "effect"
 import { type Options, prepare } from "./train-cnn2-with-scheduler.js"
 
 /** The range test's curve (named, so the declaration of `main` can be emitted). */
 export type Tracking = LrRangeTest.Tracking
 /** What can go wrong (named, so the declaration of `main` can be emitted). */
-export type Failure = DataErrors.ImageFolderError | InvalidHyperparameter.InvalidHyperparameter
+export type Failure =
+  | DataErrors.ImageFolderError
+  | DataErrors.InvalidArgument
+  | DataErrors.InvalidNormalizer
+  | InvalidHyperparameter.InvalidHyperparameter
 
 export const main = (o: Options & { readonly numIter?: number } = {}) =>
   Effect.gen(function* () {
     yield* Engine.use("wasm")
     const { trainLoader, valLoader } = yield* prepare(o)
     const sgd = (lr: number) =>
-      Effect.map(Sgd.make({ lr, momentum: 0.9, nesterov: true }), (def) => def(TfNumeric.TfNumeric))
+      Effect.map(SGD.make({ lr, momentum: 0.9, nesterov: true }), (def) => def(TfNumeric.TfNumeric))
     const untrained = Trainer.make(
       {
         model: Cnn2.make({ nFilters: 5, p: 0.5 }).model,

@@ -11,9 +11,9 @@
 import { NodeContext, NodeRuntime } from "@effect/platform-node"
 import { Cnn2, Engine, Loss, Trainer } from "@stepwise/core"
 import type { Errors as DataErrors, Transforms } from "@stepwise/data"
-import { DataLoader, ImageFolder, Random, Rps, Statistics, TensorDataset } from "@stepwise/data"
+import { DataLoader, DecodePool, ImageFolder, Random, Rps, Statistics, TensorDataset } from "@stepwise/data"
 import type { InvalidHyperparameter } from "@stepwise/optim"
-import { CyclicLR, Sgd, TfNumeric } from "@stepwise/optim"
+import { CyclicLR, SGD, TfNumeric } from "@stepwise/optim"
 import { Effect } from "effect"
 
 export interface Options {
@@ -34,7 +34,11 @@ const thin = (ds: TensorDataset.TensorDataset, every: number) =>
       )
 
 /** What can go wrong (named, so the declarations of `prepare` and `main` can be emitted). */
-export type Failure = DataErrors.ImageFolderError | InvalidHyperparameter.InvalidHyperparameter
+export type Failure =
+  | DataErrors.ImageFolderError
+  | DataErrors.InvalidArgument
+  | DataErrors.InvalidNormalizer
+  | InvalidHyperparameter.InvalidHyperparameter
 export type Normalizer = Transforms.NormalizeParams
 
 /** Decode once, learn the normalizer from the training set, standardize both sets, make loaders. */
@@ -50,23 +54,23 @@ export const prepare = (o: Options = {}) =>
       every
     )
     const normalizer = yield* Statistics.makeNormalizer(
-      DataLoader.fromTensorDataset(rawTrain, { batchSize: 16 })
+      yield* DataLoader.fromTensorDataset(rawTrain, { batchSize: 16 })
     )
-    const train = ImageFolder.normalizeDataset(rawTrain, normalizer)
-    const val = ImageFolder.normalizeDataset(rawVal, normalizer)
+    const train = yield* ImageFolder.normalizeDataset(rawTrain, normalizer)
+    const val = yield* ImageFolder.normalizeDataset(rawVal, normalizer)
     return {
       normalizer,
       classes: train.classes ?? Rps.CLASSES,
-      trainLoader: DataLoader.fromTensorDataset(train, { batchSize: 16, shuffle: true, seed: 13 }),
-      valLoader: DataLoader.fromTensorDataset(val, { batchSize: 16 })
+      trainLoader: yield* DataLoader.fromTensorDataset(train, { batchSize: 16, shuffle: true, seed: 13 }),
+      valLoader: yield* DataLoader.fromTensorDataset(val, { batchSize: 16 })
     }
-  })
+  }).pipe(Effect.provide(DecodePool.layerDefault))
 
 export const main = (o: Options = {}) =>
   Effect.gen(function* () {
     yield* Engine.use("wasm")
     const { trainLoader, valLoader, classes } = yield* prepare(o)
-    const optimizer = (yield* Sgd.make({ lr: 0.03, momentum: 0.9, nesterov: true }))(TfNumeric.TfNumeric)
+    const optimizer = (yield* SGD.make({ lr: 0.03, momentum: 0.9, nesterov: true }))(TfNumeric.TfNumeric)
     // step_size_up = len(train_loader): up in one epoch, down in the next
     const scheduler = yield* CyclicLR.make({
       baseLr: 1e-3,

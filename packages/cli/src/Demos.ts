@@ -8,7 +8,7 @@
 import { LrRangeTest, Module } from "@stepwise/core"
 import { DataLoader, LinearRegression, Random, TensorDataset } from "@stepwise/data"
 import type { Optimizer, Scheduler } from "@stepwise/optim"
-import { CyclicLR, Ewma, Float64, LrRange, Adam as OptAdam, Sgd, StepLR } from "@stepwise/optim"
+import { CyclicLR, Ewma, Float64, LrRange, Adam as OptAdam, SGD, StepLR } from "@stepwise/optim"
 import { Effect } from "effect"
 import type { LossSurface } from "./Charts.js"
 
@@ -165,7 +165,7 @@ export const trainLinearRegression = (
 }
 
 const sync = <A, E>(e: Effect.Effect<A, E>): A => Effect.runSync(e)
-const sgd = (lr: number, momentum = 0, nesterov = false) => sync(Sgd.make({ lr, momentum, nesterov }))(N)
+const sgd = (lr: number, momentum = 0, nesterov = false) => sync(SGD.make({ lr, momentum, nesterov }))(N)
 const adam = (lr: number) => sync(OptAdam.make({ lr }))(N)
 
 /** The optimizers of Figures 6.18, 6.20, 6.22 and 6.28 on the linear regression. */

@@ -52,10 +52,14 @@ export const run = (args: Args) =>
     // Images are standardized with the statistics training saved in config.json, so only a
     // held-out split (valSplit) needs the training folder decoded again.
     const fromFolder = (root: string) =>
-      Effect.map(Pipeline.loadFolder(root, recipe.data.resize), (raw) => ({
-        dataset: config.normalizer === null ? raw : ImageFolder.normalizeDataset(raw, config.normalizer),
-        source: root
-      }))
+      Effect.flatMap(Pipeline.loadFolder(root, recipe.data.resize), (raw) =>
+        Effect.map(
+          config.normalizer === null
+            ? Effect.succeed(raw)
+            : ImageFolder.normalizeDataset(raw, config.normalizer),
+          (dataset) => ({ dataset, source: root })
+        )
+      )
     const dataDir = Option.getOrUndefined(args.data)
     const valRoot = Pipeline.valRootOf(recipe)
     // Without --data: the run's own validation set, prepared exactly as training prepared it.
@@ -88,7 +92,7 @@ export const run = (args: Args) =>
       Random.make(recipe.seed)
     )
     const t = yield* Checkpoint.restore(checkpoint, fresh)
-    const loader = DataLoader.fromTensorDataset(dataset, { batchSize: recipe.batchSize })
+    const loader = yield* DataLoader.fromTensorDataset(dataset, { batchSize: recipe.batchSize })
     const k = classes.length
     const confusion = Array.from({ length: k }, () => new Array<number>(k).fill(0))
     yield* Stream.runForEach(loader.batches(0), (b) =>

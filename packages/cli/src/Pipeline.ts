@@ -9,6 +9,7 @@ import { Cnn2, Engine, Loss, TorchWeights, Trainer } from "@stepwise/core"
 import {
   type Errors as DataErrors,
   DataLoader,
+  DecodePool,
   ImageFolder,
   Random,
   Rps,
@@ -19,7 +20,7 @@ import {
 import type { InvalidHyperparameter, Optimizer } from "@stepwise/optim"
 import { Optimizers, Schedulers as OptimSchedulers, TfNumeric } from "@stepwise/optim"
 import type * as tf from "@tensorflow/tfjs-core"
-import { Effect } from "effect"
+import { Effect, Either } from "effect"
 import { ConfigError } from "./Errors.js"
 import { Output } from "./Progress.js"
 import * as Recipe from "./Recipe.js"
@@ -40,12 +41,17 @@ export const trainRootOf = (recipe: Recipe.Recipe): string => recipe.data.train 
 export const valRootOf = (recipe: Recipe.Recipe): string | undefined =>
   recipe.data.val ?? (recipe.data.valSplit === undefined ? Rps.bundled().test : undefined)
 
-/** Decodes an ImageFolder at the recipe's size. */
+/**
+ * Decodes an ImageFolder at the recipe's size. The decode pool lives for this one load (its
+ * threads start only if full-size images need them, and end with the load).
+ */
 export const loadFolder = (
   root: string,
   resize: Recipe.Resize
 ): Effect.Effect<TensorDataset.TensorDataset, DataErrors.ImageFolderError, FileSystem.FileSystem> =>
-  ImageFolder.loadImageFolder(root, { resize: Recipe.resizeOf(resize) })
+  ImageFolder.loadImageFolder(root, { resize: Recipe.resizeOf(resize) }).pipe(
+    Effect.provide(DecodePool.layerDefault)
+  )
 
 /**
  * The chapter's data preparation: a temporary unshuffled loader over the training images gives
@@ -54,7 +60,11 @@ export const loadFolder = (
  */
 export const prepareData = (
   recipe: Recipe.Recipe
-): Effect.Effect<Datasets, DataErrors.ImageFolderError | ConfigError, FileSystem.FileSystem> =>
+): Effect.Effect<
+  Datasets,
+  DataErrors.ImageFolderError | DataErrors.InvalidArgument | DataErrors.InvalidNormalizer | ConfigError,
+  FileSystem.FileSystem
+> =>
   Effect.gen(function* () {
     const trainRoot = trainRootOf(recipe)
     const valRoot = valRootOf(recipe)
@@ -80,13 +90,15 @@ export const prepareData = (
       val = yield* loadFolder(valRoot, recipe.data.resize)
     }
     const normalizer = recipe.data.normalize
-      ? yield* Statistics.makeNormalizer(DataLoader.fromTensorDataset(train, { batchSize: recipe.batchSize }))
+      ? yield* Statistics.makeNormalizer(
+          yield* DataLoader.fromTensorDataset(train, { batchSize: recipe.batchSize })
+        )
       : undefined
     const norm = (ds: TensorDataset.TensorDataset) =>
-      normalizer === undefined ? ds : ImageFolder.normalizeDataset(ds, normalizer)
+      normalizer === undefined ? Either.right(ds) : ImageFolder.normalizeDataset(ds, normalizer)
     return {
-      train: norm(train),
-      val: val === undefined ? undefined : norm(val),
+      train: yield* norm(train),
+      val: val === undefined ? undefined : yield* norm(val),
       classes: full.classes ?? Rps.CLASSES,
       normalizer,
       trainRoot,
@@ -94,18 +106,27 @@ export const prepareData = (
     } satisfies Datasets
   })
 
+export interface Loaders {
+  readonly train: DataLoader.DataLoader
+  readonly val: DataLoader.DataLoader | undefined
+}
+
 /** Shuffled training loader (order = f(seed, epoch)) and the validation loader in dataset order. */
-export const loaders = (data: Datasets, recipe: Recipe.Recipe) => ({
-  train: DataLoader.fromTensorDataset(data.train, {
-    batchSize: recipe.batchSize,
-    shuffle: true,
-    seed: recipe.seed
-  }),
-  val:
-    data.val === undefined
-      ? undefined
-      : DataLoader.fromTensorDataset(data.val, { batchSize: recipe.batchSize })
-})
+export const loaders = (
+  data: Datasets,
+  recipe: Recipe.Recipe
+): Either.Either<Loaders, DataErrors.InvalidArgument> =>
+  Either.all({
+    train: DataLoader.fromTensorDataset(data.train, {
+      batchSize: recipe.batchSize,
+      shuffle: true,
+      seed: recipe.seed
+    }),
+    val:
+      data.val === undefined
+        ? Either.right(undefined)
+        : DataLoader.fromTensorDataset(data.val, { batchSize: recipe.batchSize })
+  })
 
 /** CNN2 for the data's image size (it must be square: CNN2's classifier is sized for it). */
 export const model = (recipe: Recipe.Recipe, sampleShape: ReadonlyArray<number>, nClasses: number) =>
@@ -135,7 +156,7 @@ export const model = (recipe: Recipe.Recipe, sampleShape: ReadonlyArray<number>,
   })
 
 const OPTIMIZER_TAGS = {
-  sgd: "Sgd",
+  sgd: "SGD",
   adam: "Adam",
   adamw: "AdamW",
   rmsprop: "RMSprop",
@@ -191,12 +212,15 @@ export const trainer = (
   file: string,
   data: Datasets,
   batchesPerEpoch: number
-): Effect.Effect<AnyTrainer, ConfigError | InvalidHyperparameter.InvalidHyperparameter> =>
+): Effect.Effect<
+  AnyTrainer,
+  ConfigError | InvalidHyperparameter.InvalidHyperparameter | DataErrors.InvalidArgument
+> =>
   Effect.gen(function* () {
     const net = yield* model(recipe, data.train.sampleShape, data.classes.length)
     const { optimizer: opt } = yield* optimizer(recipe, file)
     const scheduler = yield* Schedulers.build(recipe, file, batchesPerEpoch, opt.defaults)
-    const l = loaders(data, recipe)
+    const l = yield* loaders(data, recipe)
     const config: Trainer.Config = {
       model: net.model,
       loss: Loss.crossEntropy,
@@ -216,8 +240,10 @@ export const setup = (
   recipe: Recipe.Recipe,
   file: string
 ): Effect.Effect<
-  { readonly data: Datasets; readonly loaders: ReturnType<typeof loaders>; readonly trainer: AnyTrainer },
+  { readonly data: Datasets; readonly loaders: Loaders; readonly trainer: AnyTrainer },
   | ConfigError
+  | DataErrors.InvalidArgument
+  | DataErrors.InvalidNormalizer
   | InvalidHyperparameter.InvalidHyperparameter
   | DataErrors.ImageFolderError
   | Engine.BackendUnavailable,
@@ -229,7 +255,7 @@ export const setup = (
     yield* out.line(`stepwise: ${recipe.backend} engine, loading data...`)
     yield* Engine.use(recipe.backend)
     const data = yield* prepareData(recipe)
-    const l = loaders(data, recipe)
+    const l = yield* loaders(data, recipe)
     const fresh = yield* trainer(recipe, file, data, l.train.numBatches)
     return { data, loaders: l, trainer: fresh }
   })

@@ -17,7 +17,9 @@ export const run = (args: Args) =>
     const batchSize = Option.getOrElse(args.batchSize, () => 16)
     const ds = yield* Pipeline.loadFolder(root, /^\d+$/.test(resize) ? Number(resize) : resize)
     // The chapter's temporary loader: unshuffled mini-batches, per-image statistics summed up.
-    const normalizer = yield* Statistics.makeNormalizer(DataLoader.fromTensorDataset(ds, { batchSize }))
+    const normalizer = yield* Statistics.makeNormalizer(
+      yield* DataLoader.fromTensorDataset(ds, { batchSize })
+    )
     const perClass = (ds.classes ?? []).map((name, c) => ({
       name,
       count: ds.y.filter((y) => y === c).length

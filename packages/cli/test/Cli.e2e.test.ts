@@ -8,8 +8,8 @@ import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { fileURLToPath } from "node:url"
 import { NodeContext } from "@effect/platform-node"
-import { DataLoader, ImageFolder, Rps, Statistics } from "@stepwise/data"
-import { Effect } from "effect"
+import { DataLoader, DecodePool, ImageFolder, Rps, Statistics } from "@stepwise/data"
+import { Effect, Layer } from "effect"
 import sharp from "sharp"
 import { beforeAll, describe, expect, it } from "vitest"
 import * as TB from "../src/TensorBoard.js"
@@ -131,8 +131,8 @@ describe("stats", () => {
     const expected = await Effect.runPromise(
       Effect.gen(function* () {
         const ds = yield* ImageFolder.loadImageFolder(Rps.bundled().train, { resize: 28 })
-        return yield* Statistics.makeNormalizer(DataLoader.fromTensorDataset(ds, { batchSize: 16 }))
-      }).pipe(Effect.provide(NodeContext.layer))
+        return yield* Statistics.makeNormalizer(yield* DataLoader.fromTensorDataset(ds, { batchSize: 16 }))
+      }).pipe(Effect.provide(Layer.merge(NodeContext.layer, DecodePool.layerDefault)))
     )
     expect(s.mean).toEqual(expected.mean)
     expect(s.std).toEqual(expected.std)

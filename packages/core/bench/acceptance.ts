@@ -18,9 +18,9 @@ import { execFileSync } from "node:child_process"
 import { fileURLToPath } from "node:url"
 import { NodeFileSystem } from "@effect/platform-node"
 import { Cnn2, Engine, FusedOptimizer, Loss, Metrics, Trainer } from "@stepwise/core"
-import { DataLoader, ImageFolder, Random, Rps, Statistics } from "@stepwise/data"
-import { Adam, CyclicLR, Optimizers, Sgd, TfNumeric } from "@stepwise/optim"
-import { Effect } from "effect"
+import { DataLoader, DecodePool, ImageFolder, Random, Rps, Statistics } from "@stepwise/data"
+import { Adam, CyclicLR, Optimizers, SGD, TfNumeric } from "@stepwise/optim"
+import { Effect, Layer } from "effect"
 
 const args = process.argv.slice(2)
 const flag = (name: string) => {
@@ -46,15 +46,15 @@ const program = Effect.gen(function* () {
   const rawTrain = yield* ImageFolder.loadImageFolder(`${root}/rps`, { resize: 28 })
   const rawVal = yield* ImageFolder.loadImageFolder(`${root}/rps-test-set`, { resize: 28 })
   const normalizer = yield* Statistics.makeNormalizer(
-    DataLoader.fromTensorDataset(rawTrain, { batchSize: 16 })
+    yield* DataLoader.fromTensorDataset(rawTrain, { batchSize: 16 })
   )
-  const train = ImageFolder.normalizeDataset(rawTrain, normalizer)
-  const val = ImageFolder.normalizeDataset(rawVal, normalizer)
+  const train = yield* ImageFolder.normalizeDataset(rawTrain, normalizer)
+  const val = yield* ImageFolder.normalizeDataset(rawVal, normalizer)
   console.log(
     `data: ${train.length} train / ${val.length} validation images from ${root} in ${((performance.now() - t0) / 1000).toFixed(1)} s; ` +
       `normalizer mean [${normalizer.mean.map((m) => m.toFixed(4))}] std [${normalizer.std.map((s) => s.toFixed(4))}]`
   )
-  const valLoader = DataLoader.fromTensorDataset(val, { batchSize: 16 })
+  const valLoader = yield* DataLoader.fromTensorDataset(val, { batchSize: 16 })
   const accuracyOf = (t: Trainer.Trainer) =>
     Effect.map(
       Trainer.loaderApply(valLoader, (b) => Trainer.correct(t, b)),
@@ -68,7 +68,7 @@ const program = Effect.gen(function* () {
     setup: (t: Trainer.Trainer) => Effect.Effect<Trainer.Trainer, unknown>
   ) =>
     Effect.gen(function* () {
-      const trainLoader = DataLoader.fromTensorDataset(train, { batchSize: 16, shuffle: true, seed })
+      const trainLoader = yield* DataLoader.fromTensorDataset(train, { batchSize: 16, shuffle: true, seed })
       const adam = yield* fused(Adam.Config.make({ lr: 3e-4 }))
       const start = Trainer.make(
         {
@@ -93,7 +93,7 @@ const program = Effect.gen(function* () {
       const seconds = (performance.now() - t1) / 1000
       const rows = yield* accuracyOf(trained)
       const trainRows = yield* Trainer.loaderApply(
-        DataLoader.fromTensorDataset(train, { batchSize: 16 }),
+        yield* DataLoader.fromTensorDataset(train, { batchSize: 16 }),
         (b) => Trainer.correct(trained, b)
       )
       const [c] = Metrics.total(rows)
@@ -115,7 +115,7 @@ const program = Effect.gen(function* () {
           // The chapter: an LR range test with SGD(1e-3, Nesterov) up to 0.2 over 100 iterations...
           const probe = Trainer.setOptimizer(
             t,
-            yield* fused(Sgd.Config.make({ lr: 1e-3, momentum: 0.9, nesterov: true }))
+            yield* fused(SGD.Config.make({ lr: 1e-3, momentum: 0.9, nesterov: true }))
           )
           const test = yield* Trainer.lrRangeTest(probe, { endLr: 0.2, numIter: 100 })
           const s = test.suggestions
@@ -126,7 +126,7 @@ const program = Effect.gen(function* () {
           // ...then SGD(0.03, Nesterov) with CyclicLR(1e-3..1e-2, step_size_up = one epoch, triangular2).
           const sgd = Trainer.setOptimizer(
             t,
-            yield* fused(Sgd.Config.make({ lr: 0.03, momentum: 0.9, nesterov: true }))
+            yield* fused(SGD.Config.make({ lr: 0.03, momentum: 0.9, nesterov: true }))
           )
           const cyclic = yield* CyclicLR.make(
             { baseLr: 1e-3, maxLr: 1e-2, stepSizeUp: 1, unit: "epochs", mode: "triangular2" },
@@ -182,7 +182,9 @@ const torchRun = (): { adam: Array<number>; sgd: Array<number> } | string => {
 }
 
 // Exit explicitly: the image decoder's worker threads would keep the process alive.
-Effect.runPromise(program.pipe(Effect.provide(NodeFileSystem.layer))).then(
+Effect.runPromise(
+  program.pipe(Effect.provide(Layer.merge(NodeFileSystem.layer, DecodePool.layerDefault)))
+).then(
   () => process.exit(process.exitCode ?? 0),
   (e) => {
     console.error(e)

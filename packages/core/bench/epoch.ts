@@ -11,18 +11,20 @@ import { Cnn2, Engine, FusedOptimizer, Loss, Trainer } from "@stepwise/core"
 import { DataLoader, Random, TensorDataset } from "@stepwise/data"
 import { Adam, Optimizers, TfNumeric } from "@stepwise/optim"
 import * as tf from "@tensorflow/tfjs-core"
-import { Effect } from "effect"
+import { Effect, Either } from "effect"
 
 const quick = process.argv.includes("--quick")
 const median = (xs: ReadonlyArray<number>) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]
 
 const dataset = (n: number, seed: number) => {
   const [x] = Random.normals(Random.make(seed), n * 3 * 28 * 28)
-  return TensorDataset.make({
-    x: Float32Array.from(x),
-    y: Int32Array.from({ length: n }, (_, i) => i % 3),
-    sampleShape: [3, 28, 28]
-  })
+  return Either.getOrThrow(
+    TensorDataset.make({
+      x: Float32Array.from(x),
+      y: Int32Array.from({ length: n }, (_, i) => i % 3),
+      sampleShape: [3, 28, 28]
+    })
+  )
 }
 
 const train = dataset(2520, 1)
@@ -38,8 +40,8 @@ const epochs = (backend: Engine.BackendName, repeats: number) =>
         model: Cnn2.make({ nFilters: 5, p: 0.3 }).model,
         loss: Loss.crossEntropy,
         optimizer: FusedOptimizer.def(config, generic)(TfNumeric.TfNumeric),
-        trainLoader: DataLoader.fromTensorDataset(train, { batchSize: 16, shuffle: true, seed: 13 }),
-        valLoader: DataLoader.fromTensorDataset(val, { batchSize: 16 })
+        trainLoader: yield* DataLoader.fromTensorDataset(train, { batchSize: 16, shuffle: true, seed: 13 }),
+        valLoader: yield* DataLoader.fromTensorDataset(val, { batchSize: 16 })
       },
       Random.make(13)
     )

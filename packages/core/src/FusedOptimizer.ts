@@ -4,7 +4,7 @@ import {
   type Numeric,
   type Optimizer,
   Optimizers,
-  type Sgd
+  type SGD
 } from "@stepwise/optim"
 import * as tf from "@tensorflow/tfjs-core"
 import { Effect, Layer } from "effect"
@@ -65,7 +65,7 @@ export const adam = (c: Adam.Hyperparameters, decoupled: boolean): Optimizer.Opt
 })
 
 /** SGD (momentum, dampening, Nesterov, weight decay) with one fused kernel per parameter tensor. */
-export const sgd = (c: Sgd.Config): Optimizer.Optimizer<tf.Tensor> => ({
+export const sgd = (c: SGD.Config): Optimizer.Optimizer<tf.Tensor> => ({
   name: "SGD",
   defaults: { lr: c.lr, momentum: c.momentum },
   init: () => ({ step: 0, slots: {} }),
@@ -111,7 +111,7 @@ export const def =
         return adam(config, false) as unknown as Optimizer.Optimizer<T>
       case "AdamW":
         return adam(config, true) as unknown as Optimizer.Optimizer<T>
-      case "Sgd":
+      case "SGD":
         return sgd(config) as unknown as Optimizer.Optimizer<T>
       default:
         return generic(N)

@@ -12,8 +12,8 @@
 import { readFileSync } from "node:fs"
 import { NodeFileSystem } from "@effect/platform-node"
 import { beforeAll, describe, expect, it } from "@effect/vitest"
-import { DataLoader, ImageFolder, Random, Rps, Statistics } from "@stepwise/data"
-import { Chunk, Effect, Fiber, Stream } from "effect"
+import { DataLoader, DecodePool, ImageFolder, Random, Rps, Statistics } from "@stepwise/data"
+import { Chunk, Effect, Fiber, Layer, Stream } from "effect"
 import * as Cnn2 from "../src/Cnn2.js"
 import * as Events from "../src/Events.js"
 import * as Loss from "../src/Loss.js"
@@ -49,13 +49,17 @@ const loadData = Effect.gen(function* () {
   const rawTrain = yield* ImageFolder.loadImageFolder(root.train, { resize: 28 })
   const rawVal = yield* ImageFolder.loadImageFolder(root.test, { resize: 28 })
   const normalizer = yield* Statistics.makeNormalizer(
-    DataLoader.fromTensorDataset(rawTrain, { batchSize: 16 })
+    yield* DataLoader.fromTensorDataset(rawTrain, { batchSize: 16 })
   )
   return {
-    train: ImageFolder.normalizeDataset(rawTrain, normalizer),
-    val: ImageFolder.normalizeDataset(rawVal, normalizer)
+    train: yield* ImageFolder.normalizeDataset(rawTrain, normalizer),
+    val: yield* ImageFolder.normalizeDataset(rawVal, normalizer)
   }
-}).pipe(Effect.provide(NodeFileSystem.layer), Effect.cached, Effect.runPromise)
+}).pipe(
+  Effect.provide(Layer.merge(NodeFileSystem.layer, DecodePool.layerDefault)),
+  Effect.cached,
+  Effect.runPromise
+)
 const data = await loadData
 
 describe("Acceptance (smoke, real images)", () => {
@@ -70,8 +74,8 @@ describe("Acceptance (smoke, real images)", () => {
           model,
           loss: Loss.crossEntropy,
           optimizer: F.adam(3e-4),
-          trainLoader: DataLoader.fromTensorDataset(train, { batchSize: 16 }),
-          valLoader: DataLoader.fromTensorDataset(val, { batchSize: 16 })
+          trainLoader: yield* DataLoader.fromTensorDataset(train, { batchSize: 16 }),
+          valLoader: yield* DataLoader.fromTensorDataset(val, { batchSize: 16 })
         },
         TorchWeights.fromTorch(model, init)
       )
@@ -96,13 +100,13 @@ describe("Acceptance (smoke, real images)", () => {
   it.effect("one epoch of the chapter's Adam recipe with our initialisation and dropout", () =>
     Effect.gen(function* () {
       const { train, val } = yield* data
-      const valLoader = DataLoader.fromTensorDataset(val, { batchSize: 16 })
+      const valLoader = yield* DataLoader.fromTensorDataset(val, { batchSize: 16 })
       const t = Trainer.make(
         {
           model: Cnn2.make({ nFilters: 5, p: 0.3 }).model,
           loss: Loss.crossEntropy,
           optimizer: F.adam(3e-4),
-          trainLoader: DataLoader.fromTensorDataset(train, { batchSize: 16, shuffle: true, seed: 13 }),
+          trainLoader: yield* DataLoader.fromTensorDataset(train, { batchSize: 16, shuffle: true, seed: 13 }),
           valLoader
         },
         Random.make(13)

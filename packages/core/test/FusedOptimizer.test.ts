@@ -1,6 +1,6 @@
 import { describe, expect, it } from "@effect/vitest"
 import { Random } from "@stepwise/data"
-import { Adam, AdamW, Float64, type Optimizer, Sgd, TfNumeric } from "@stepwise/optim"
+import { Adam, AdamW, Float64, type Optimizer, SGD, TfNumeric } from "@stepwise/optim"
 import * as tf from "@tensorflow/tfjs-core"
 import { Effect } from "effect"
 import * as fc from "fast-check"
@@ -140,14 +140,14 @@ describe("fused optimizers equal optim's definitions", () => {
           }),
           (o) => {
             const c = {
-              _tag: "Sgd" as const,
+              _tag: "SGD" as const,
               ...o,
               nesterov: o.nesterov && o.momentum > 0 && o.dampening === 0
             }
             const hypers = Array.from({ length: 12 }, (_, t) =>
               o.cycle ? { lr: o.lr, momentum: [0, 0.9, 0.8, 0][t % 4] } : { lr: o.lr }
             )
-            compare(FusedOptimizer.sgd(c), Sgd.optimizer(c), hypers, o.seed)
+            compare(FusedOptimizer.sgd(c), SGD.optimizer(c), hypers, o.seed)
           }
         ),
         { numRuns: 40 }

@@ -193,7 +193,7 @@ describe("Trainer", () => {
       const ds = F.images(24, 12, 3)
       const x = Float32Array.from(ds.x)
       x[17 * 3 * 144] = Number.NaN // sample 17: batch 2 of 8-sample batches, unshuffled
-      const loader = DataLoader.fromTensorDataset(TensorDataset.make({ ...ds, x }), {
+      const loader = yield* DataLoader.fromTensorDataset(yield* TensorDataset.make({ ...ds, x }), {
         batchSize: 8,
         prefetch: 0
       })

@@ -8,9 +8,9 @@
 import { readFileSync } from "node:fs"
 import { beforeAll, describe, expect, it } from "@effect/vitest"
 import { DataLoader, TensorDataset } from "@stepwise/data"
-import { Adam, CyclicLR, type Optimizer, Optimizers, Sgd, TfNumeric } from "@stepwise/optim"
+import { Adam, CyclicLR, type Optimizer, Optimizers, SGD, TfNumeric } from "@stepwise/optim"
 import type * as tf from "@tensorflow/tfjs-core"
-import { Chunk, Effect, Fiber, Stream } from "effect"
+import { Chunk, Effect, Either, Fiber, Stream } from "effect"
 import * as Cnn2 from "../src/Cnn2.js"
 import * as Events from "../src/Events.js"
 import * as FusedOptimizer from "../src/FusedOptimizer.js"
@@ -49,13 +49,15 @@ const { model } = Cnn2.make({ nFilters: 5, p: 0 })
 const x = decode(fixture.x).data
 const per = 3 * 28 * 28
 const set = (from: number, to: number) =>
-  TensorDataset.make({
-    x: x.slice(from * per, to * per),
-    y: Int32Array.from(fixture.y.slice(from, to)),
-    sampleShape: [3, 28, 28]
-  })
-const trainLoader = DataLoader.fromTensorDataset(set(0, 32), { batchSize: 8, prefetch: 0 })
-const valLoader = DataLoader.fromTensorDataset(set(32, 48), { batchSize: 8, prefetch: 0 })
+  Either.getOrThrow(
+    TensorDataset.make({
+      x: x.slice(from * per, to * per),
+      y: Int32Array.from(fixture.y.slice(from, to)),
+      sampleShape: [3, 28, 28]
+    })
+  )
+const trainLoader = Either.getOrThrow(DataLoader.fromTensorDataset(set(0, 32), { batchSize: 8, prefetch: 0 }))
+const valLoader = Either.getOrThrow(DataLoader.fromTensorDataset(set(32, 48), { batchSize: 8, prefetch: 0 }))
 
 const optimizers = (config: Optimizers.OptimizerConfig) =>
   Effect.map(Optimizers.fromConfig(config), (generic) => ({
@@ -108,7 +110,7 @@ describe("Trainer against PyTorch's StepByStep loop (fixture)", () => {
 
   it.effect("SGD Nesterov + CyclicLR(triangular2) per batch: losses, learning rates and final weights", () =>
     Effect.gen(function* () {
-      const o = yield* optimizers(Sgd.Config.make({ lr: 0.03, momentum: 0.9, nesterov: true }))
+      const o = yield* optimizers(SGD.Config.make({ lr: 0.03, momentum: 0.9, nesterov: true }))
       const cyclic = yield* CyclicLR.make({ baseLr: 1e-3, maxLr: 1e-2, stepSizeUp: 4, mode: "triangular2" })
       yield* check(fixture.sgd, o.generic, cyclic)
       yield* check(fixture.sgd, o.fused, cyclic)

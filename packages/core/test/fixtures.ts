@@ -1,9 +1,9 @@
 /** Small deterministic data and models for the training tests. */
 import { expect } from "@effect/vitest"
 import { DataLoader, Random, TensorDataset } from "@stepwise/data"
-import { Adam, type Optimizer, Sgd, TfNumeric } from "@stepwise/optim"
+import { Adam, type Optimizer, SGD, TfNumeric } from "@stepwise/optim"
 import type * as tf from "@tensorflow/tfjs-core"
-import { Effect } from "effect"
+import { Effect, Either } from "effect"
 import * as Cnn2 from "../src/Cnn2.js"
 import * as Engine from "../src/Engine.js"
 import * as Loss from "../src/Loss.js"
@@ -28,12 +28,16 @@ export const images = (n: number, size: number, seed: number): TensorDataset.Ten
       for (let w = size / 4; w < (3 * size) / 4; w++) noise[((i * 3 + c) * size + h) * size + w] += 1.5
     }
   }
-  return TensorDataset.make({ x: Float32Array.from(noise), y, sampleShape: [3, size, size] })
+  return Either.getOrThrow(
+    TensorDataset.make({ x: Float32Array.from(noise), y, sampleShape: [3, size, size] })
+  )
 }
 
 export const loaders = (batchSize = 8) => ({
-  train: DataLoader.fromTensorDataset(images(40, 12, 1), { batchSize, shuffle: true, seed: 7, prefetch: 0 }),
-  val: DataLoader.fromTensorDataset(images(16, 12, 2), { batchSize, prefetch: 0 })
+  train: Either.getOrThrow(
+    DataLoader.fromTensorDataset(images(40, 12, 1), { batchSize, shuffle: true, seed: 7, prefetch: 0 })
+  ),
+  val: Either.getOrThrow(DataLoader.fromTensorDataset(images(16, 12, 2), { batchSize, prefetch: 0 }))
 })
 
 export const cnn = (p = 0.3) => Cnn2.make({ nFilters: 3, p, imageSize: 12 }).model
@@ -41,7 +45,7 @@ export const cnn = (p = 0.3) => Cnn2.make({ nFilters: 3, p, imageSize: 12 }).mod
 export const adam = (lr = 3e-3): Optimizer.Optimizer<tf.Tensor> =>
   Effect.runSync(Adam.make({ lr }))(TfNumeric.TfNumeric)
 export const sgd = (lr: number, momentum = 0, nesterov = false): Optimizer.Optimizer<tf.Tensor> =>
-  Effect.runSync(Sgd.make({ lr, momentum, nesterov }))(TfNumeric.TfNumeric)
+  Effect.runSync(SGD.make({ lr, momentum, nesterov }))(TfNumeric.TfNumeric)
 
 export const trainer = (options: { p?: number; lr?: number; batchSize?: number } = {}): Trainer.Trainer => {
   const l = loaders(options.batchSize)

@@ -17,7 +17,7 @@ import { join } from "node:path"
 import { fileURLToPath } from "node:url"
 import { NodeFileSystem } from "@effect/platform-node"
 import { DecodePool, ImageFolder, Rps, Transforms } from "@stepwise/data"
-import { Effect, Stream } from "effect"
+import { Effect, Layer, Stream } from "effect"
 import sharp from "sharp"
 import { standIn } from "./standin.js"
 
@@ -53,7 +53,12 @@ const ours = (
       })
       const listMs = performance.now() - t0
       const t1 = performance.now()
-      const loader = ImageFolder.loader(folder, { batchSize: 16, shuffle: true, seed: 13, concurrency })
+      const loader = yield* ImageFolder.loader(folder, {
+        batchSize: 16,
+        shuffle: true,
+        seed: 13,
+        concurrency
+      })
       const count = (epoch: number) => Stream.runFold(loader.batches(epoch), 0, (n, b) => n + b.shape[0])
       const n = yield* count(0)
       const firstMs = performance.now() - t1
@@ -64,7 +69,7 @@ const ours = (
         later.push(performance.now() - t)
       }
       return { n, listMs, firstMs, laterMs: fastest(later) }
-    }).pipe(Effect.provide(NodeFileSystem.layer))
+    }).pipe(Effect.provide(Layer.merge(NodeFileSystem.layer, DecodePool.layerDefault)))
   )
 
 interface Torch {

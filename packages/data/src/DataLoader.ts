@@ -4,7 +4,7 @@
  * `batches(epoch)` is a `Stream`, so the training loop folds over it and a resumed run that
  * starts at epoch k sees exactly the batches an uninterrupted run would have seen.
  */
-import { Effect, Option, Stream } from "effect"
+import { Effect, Either, Option, Stream } from "effect"
 import type { Batch, Targets } from "./Batch.js"
 import { InvalidArgument } from "./Errors.js"
 import * as Random from "./Random.js"
@@ -63,19 +63,28 @@ export const batchIndices = (n: number, options: Options, epoch: number): Readon
   )
 }
 
-/** Throws `InvalidArgument` unless `batchSize` is a positive integer (every loader's check). */
-export const checkBatchSize = (batchSize: number): void => {
-  if (!Number.isInteger(batchSize) || batchSize < 1) {
-    throw new InvalidArgument({ field: "batchSize", value: batchSize, reason: "must be a positive integer" })
-  }
-}
+/** `InvalidArgument` unless `batchSize` is a positive integer (every loader's check). */
+export const checkBatchSize = (batchSize: number): Either.Either<number, InvalidArgument> =>
+  Number.isInteger(batchSize) && batchSize >= 1
+    ? Either.right(batchSize)
+    : Either.left(
+        new InvalidArgument({ field: "batchSize", value: batchSize, reason: "must be a positive integer" })
+      )
 
-/** A loader over an in-memory dataset. */
+/**
+ * A loader over an in-memory dataset; `InvalidArgument` for a bad `batchSize`. An `Either` is an
+ * `Effect` too: `yield* DataLoader.fromTensorDataset(ds, options)` inside `Effect.gen`.
+ */
 export const fromTensorDataset = <Y extends Targets>(
   dataset: TensorDataset.TensorDataset<Y>,
   options: Options
+): Either.Either<DataLoader<Y>, InvalidArgument> =>
+  Either.map(checkBatchSize(options.batchSize), () => inMemory(dataset, options))
+
+const inMemory = <Y extends Targets>(
+  dataset: TensorDataset.TensorDataset<Y>,
+  options: Options
 ): DataLoader<Y> => {
-  checkBatchSize(options.batchSize)
   const prefetch = options.prefetch ?? 0
   return {
     numSamples: dataset.length,

@@ -3,17 +3,24 @@
  * every core: sharp decodes on each worker's thread pool while the Pillow-exact resize runs in
  * JavaScript on the worker, and the main thread only gathers results.
  *
- * The workers run the same kernels as the main thread (`makeKernels`' own source is handed to
- * them), so results are identical to `Image.load` followed by `Resize`. Workers are unref'd:
- * like libuv's pool they never keep the process alive, and they are created on first use.
+ * The pool is a service (`DecodePool`) acquired by a scoped layer: `DecodePool.layer({ workers })`
+ * starts its threads on first use and terminates them when the layer's scope closes. Nothing is
+ * kept at module level. The workers run the same kernels as the main thread (the self-contained
+ * factories' source is handed to them), so results are identical to `Image.load` then `Resize`.
  */
 
 import { createRequire } from "node:module"
 import { availableParallelism } from "node:os"
 import { Worker } from "node:worker_threads"
-import { Effect } from "effect"
-import { ImageDecodeError } from "./Errors.js"
-import type { RgbImage } from "./Image.js"
+import { Context, Effect, Layer, type Scope } from "effect"
+import {
+  ImageDecodeError,
+  ImageFileTooLarge,
+  type ImageReadError,
+  ImageTooLarge,
+  NotARegularFile
+} from "./Errors.js"
+import { defaultLimits, type Limits, makeFileReader, makeSharpDecoder, type RgbImage } from "./Image.js"
 import { makePngDecoder } from "./Png.js"
 import { makeKernels } from "./Resample.js"
 
@@ -21,6 +28,8 @@ interface Request {
   readonly id: number
   readonly path: string
   readonly size: number | readonly [number, number] | null
+  readonly maxPixels: number
+  readonly maxFileBytes: number
 }
 
 type Reply =
@@ -31,53 +40,52 @@ type Reply =
       readonly height: number
       readonly data: Uint8Array
     }
-  | { readonly id: number; readonly ok: false; readonly reason: string }
+  | { readonly id: number; readonly ok: false; readonly kind: "decode"; readonly reason: string }
+  | { readonly id: number; readonly ok: false; readonly kind: "notRegular"; readonly fileKind: string }
+  | { readonly id: number; readonly ok: false; readonly kind: "fileTooLarge"; readonly size: number }
+  | {
+      readonly id: number
+      readonly ok: false
+      readonly kind: "pixels"
+      readonly width: number
+      readonly height: number
+    }
 
 /** The worker's program; it must be self-contained (it is shipped as source text). */
 function workerMain(
   kernelsFactory: typeof makeKernels,
   pngFactory: typeof makePngDecoder,
+  readerFactory: typeof makeFileReader,
+  sharpFactory: typeof makeSharpDecoder,
   sharpPath: string
 ) {
   const { parentPort } = require("node:worker_threads")
-  const { readFile } = require("node:fs/promises")
-  const sharp = require(sharpPath)
   const { resize, toRgb, resizedSize } = kernelsFactory()
-  const { decodePng } = pngFactory(require("node:zlib"))
-  const withSharp = async (bytes: Buffer) => {
-    let { data, info } = await sharp(bytes, { failOn: "error" })
-      .removeAlpha()
-      .raw({ depth: "uchar" })
-      .toBuffer({ resolveWithObject: true })
-    if (info.channels === 4) {
-      // Four bands without alpha is CMYK: convert.
-      const converted = await sharp(bytes, { failOn: "error" })
-        .toColourspace("srgb")
-        .removeAlpha()
-        .raw({ depth: "uchar" })
-        .toBuffer({ resolveWithObject: true })
-      data = converted.data
-      info = converted.info
-    }
-    return toRgb(
-      new Uint8Array(data.buffer, data.byteOffset, data.byteLength),
-      info.width,
-      info.height,
-      info.channels
-    )
-  }
+  const { decodePng, pngSize } = pngFactory(require("node:zlib"))
+  const reader = readerFactory(require("node:fs"))
+  const withSharp = sharpFactory(require(sharpPath), toRgb)
+  type Out =
+    | { width: number; height: number; data: Uint8Array }
+    | { tooLarge: { width: number; height: number } }
   // On a worker, PNGs of any size are decoded in JavaScript: the worker is the parallelism.
   // RGBA that is about to be narrowed is resized straight from its 4-byte pixels (no RGB copy).
-  const decodeAndResize = async (bytes: Buffer, size: Request["size"]) => {
+  const decodeAndResize = async (bytes: Buffer, req: Request): Promise<Out> => {
+    const header = pngSize(bytes)
+    if (header !== undefined && header.width * header.height > req.maxPixels) return { tooLarge: header }
     const png = decodePng(bytes)
+    const size = req.size
     if (png !== undefined && png.channels === 4 && size !== null) {
       const [w, h] = resizedSize(png.width, png.height, size)
       if (w !== png.width) {
         return { width: w, height: h, data: resize(png.data, png.width, png.height, 3, w, h, undefined, 4) }
       }
     }
-    const img =
-      png === undefined ? await withSharp(bytes) : toRgb(png.data, png.width, png.height, png.channels)
+    let img: { width: number; height: number; data: Uint8Array }
+    if (png === undefined) {
+      const r = await withSharp(bytes, req.maxPixels)
+      if (!r.ok) return { tooLarge: { width: r.width, height: r.height } }
+      img = r.image
+    } else img = toRgb(png.data, png.width, png.height, png.channels)
     if (size === null) return img
     const [w, h] = resizedSize(img.width, img.height, size)
     return w === img.width && h === img.height
@@ -85,27 +93,44 @@ function workerMain(
       : { width: w, height: h, data: resize(img.data, img.width, img.height, 3, w, h) }
   }
   parentPort.on("message", async (req: Request) => {
+    const id = req.id
     try {
-      const bytes: Buffer = await readFile(req.path)
-      if (bytes.length === 0) throw new Error("empty file (0 bytes)")
-      const img = await decodeAndResize(bytes, req.size)
+      const read = await reader.read(req.path, req.maxFileBytes)
+      if (!read.ok) {
+        parentPort.postMessage(
+          read.kind === "notRegular"
+            ? { id, ok: false, kind: "notRegular", fileKind: read.fileKind }
+            : { id, ok: false, kind: "fileTooLarge", size: read.size }
+        )
+        return
+      }
+      if (read.bytes.length === 0) throw new Error("empty file (0 bytes)")
+      const img = await decodeAndResize(read.bytes, req)
+      if ("tooLarge" in img) {
+        parentPort.postMessage({ id, ok: false, kind: "pixels", ...img.tooLarge })
+        return
+      }
       const whole = img.data.byteOffset === 0 && img.data.byteLength === img.data.buffer.byteLength
       const out = whole ? img.data : img.data.slice()
-      parentPort.postMessage({ id: req.id, ok: true, width: img.width, height: img.height, data: out }, [
-        out.buffer
-      ])
+      parentPort.postMessage({ id, ok: true, width: img.width, height: img.height, data: out }, [out.buffer])
     } catch (e) {
-      parentPort.postMessage({ id: req.id, ok: false, reason: e instanceof Error ? e.message : String(e) })
+      parentPort.postMessage({
+        id,
+        ok: false,
+        kind: "decode",
+        reason: e instanceof Error ? e.message : String(e)
+      })
     }
   })
 }
 
-interface Pool {
-  readonly run: (path: string, size: Request["size"]) => Promise<Reply>
+interface Threads {
+  readonly run: (request: Omit<Request, "id">) => Promise<Reply>
+  readonly terminate: () => Promise<void>
 }
 
-const makePool = (threads: number, onBroken: () => void): Pool => {
-  const source = `(${workerMain.toString()})(${makeKernels.toString()}, ${makePngDecoder.toString()}, ${JSON.stringify(
+const spawn = (threads: number, onBroken: () => void): Threads => {
+  const source = `(${workerMain.toString()})(${makeKernels.toString()}, ${makePngDecoder.toString()}, ${makeFileReader.toString()}, ${makeSharpDecoder.toString()}, ${JSON.stringify(
     createRequire(import.meta.url).resolve("sharp")
   )})`
   const pending = new Map<number, (r: Reply) => void>()
@@ -125,7 +150,7 @@ const makePool = (threads: number, onBroken: () => void): Pool => {
     w.on("error", (e) => {
       // A crashed worker fails whatever it held rather than leaving it waiting forever.
       for (const [id, resolve] of pending)
-        resolve({ id, ok: false, reason: `decode worker crashed: ${e.message}` })
+        resolve({ id, ok: false, kind: "decode", reason: `decode worker crashed: ${e.message}` })
       pending.clear()
       setRef(false)
       // Start afresh on the next request rather than queueing work on a dead thread.
@@ -138,7 +163,7 @@ const makePool = (threads: number, onBroken: () => void): Pool => {
   const load = new Array<number>(threads).fill(0)
   let nextId = 0
   return {
-    run: (path, size) =>
+    run: (request) =>
       new Promise<Reply>((resolve) => {
         // Least-loaded worker: images differ in cost, round robin would queue behind slow ones.
         let k = 0
@@ -150,33 +175,116 @@ const makePool = (threads: number, onBroken: () => void): Pool => {
           load[k]--
           resolve(r)
         })
-        workers[k].postMessage({ id, path, size } satisfies Request)
-      })
+        workers[k].postMessage({ id, ...request } satisfies Request)
+      }),
+    terminate: async () => {
+      await Promise.all(workers.map((w) => w.terminate()))
+    }
   }
 }
 
-let shared: Pool | undefined
+/** The decode pool service. */
+export class DecodePool extends Context.Tag("@stepwise/data/DecodePool")<
+  DecodePool,
+  {
+    /** Worker threads the pool runs (started on first use). */
+    readonly workers: number
+    /** Threads running now: 0 before the first decode and after the scope closed. */
+    readonly running: Effect.Effect<number>
+    /**
+     * Decodes `path` to RGB and, when `size` is given, applies `Resize(size)`, on a worker
+     * thread. Equal, byte for byte, to `Image.load` followed by `Transforms.Resize(size)`.
+     */
+    readonly decode: (
+      path: string,
+      size: number | readonly [number, number] | undefined,
+      limits?: Limits
+    ) => Effect.Effect<RgbImage, ImageReadError>
+  }
+>() {}
 
-/** Threads the shared pool uses: one per core. */
+/** Threads the default pool uses: one per core. */
 export const defaultThreads = (): number => Math.max(1, availableParallelism())
 
+const toResult = (path: string, limits: Limits, r: Reply): Effect.Effect<RgbImage, ImageReadError> => {
+  if (r.ok) return Effect.succeed({ width: r.width, height: r.height, data: r.data })
+  switch (r.kind) {
+    case "notRegular":
+      return Effect.fail(new NotARegularFile({ path, kind: r.fileKind }))
+    case "fileTooLarge":
+      return Effect.fail(new ImageFileTooLarge({ path, size: r.size, limit: limits.maxFileBytes }))
+    case "pixels":
+      return Effect.fail(
+        new ImageTooLarge({ path, width: r.width, height: r.height, limit: limits.maxPixels })
+      )
+    case "decode":
+      return Effect.fail(new ImageDecodeError({ path, reason: r.reason }))
+  }
+}
+
 /**
- * Decodes `path` to RGB and, when `size` is given, applies `Resize(size)`, on a worker thread.
- * Equal, byte for byte, to `Image.load` followed by `Transforms.Resize(size)`.
+ * A pool of `workers` threads (default: one per core) for the current scope. Threads start on the
+ * first decode (a program that decodes on the main thread never pays for them) and are terminated
+ * when the scope closes.
  */
+export const make = (
+  options: { readonly workers?: number } = {}
+): Effect.Effect<DecodePool["Type"], never, Scope.Scope> =>
+  Effect.gen(function* () {
+    const workers = Math.max(1, Math.floor(options.workers ?? defaultThreads()))
+    // The pool's own state, owned by this scope: the running threads, if started.
+    let threads: Threads | undefined
+    let closed = false
+    const current = (): Threads => {
+      if (threads === undefined) {
+        const started: Threads = spawn(workers, () => {
+          if (threads === started) threads = undefined
+        })
+        threads = started
+      }
+      return threads
+    }
+    yield* Effect.addFinalizer(() =>
+      Effect.promise(async () => {
+        const t = threads
+        threads = undefined
+        closed = true
+        await t?.terminate()
+      })
+    )
+    return {
+      workers,
+      running: Effect.sync(() => (threads === undefined ? 0 : workers)),
+      decode: (path, size, limits = defaultLimits) =>
+        Effect.suspend(() =>
+          closed
+            ? Effect.fail(new ImageDecodeError({ path, reason: "the decode pool's scope is closed" }))
+            : Effect.flatMap(
+                Effect.promise(() =>
+                  current().run({
+                    path,
+                    size: size ?? null,
+                    maxPixels: limits.maxPixels,
+                    maxFileBytes: limits.maxFileBytes
+                  })
+                ),
+                (r) => toResult(path, limits, r)
+              )
+        )
+    }
+  })
+
+/** The pool as a scoped layer: `DecodePool.layer({ workers: 2 })`. */
+export const layer = (options: { readonly workers?: number } = {}): Layer.Layer<DecodePool> =>
+  Layer.scoped(DecodePool, make(options))
+
+/** One worker per core, threads started on first use: the convenient default. */
+export const layerDefault: Layer.Layer<DecodePool> = layer()
+
+/** `decode` through the service in context. */
 export const decode = (
   path: string,
-  size: number | readonly [number, number] | undefined
-): Effect.Effect<RgbImage, ImageDecodeError> =>
-  Effect.flatMap(
-    Effect.promise(() => {
-      shared ??= makePool(defaultThreads(), () => {
-        shared = undefined
-      })
-      return shared.run(path, size ?? null)
-    }),
-    (r) =>
-      r.ok
-        ? Effect.succeed({ width: r.width, height: r.height, data: r.data })
-        : Effect.fail(new ImageDecodeError({ path, reason: r.reason }))
-  )
+  size: number | readonly [number, number] | undefined,
+  limits?: Limits
+): Effect.Effect<RgbImage, ImageReadError, DecodePool> =>
+  Effect.flatMap(DecodePool, (pool) => pool.decode(path, size, limits))

@@ -9,17 +9,19 @@
 
 import * as nodePath from "node:path"
 import { FileSystem } from "@effect/platform"
-import { Effect, Option, Stream } from "effect"
+import { Effect, Either, Option, Stream } from "effect"
 import type { Batch } from "./Batch.js"
 import * as DataLoader from "./DataLoader.js"
 import * as DecodePool from "./DecodePool.js"
 import * as DiskCache from "./DiskCache.js"
 import {
+  ClassMismatch,
   DataFileError,
   EmptyClassFolder,
-  type ImageDecodeError,
   type ImageFolderError,
   ImageFolderNotFound,
+  type ImageReadError,
+  type InvalidArgument,
   NoClassFolders,
   SampleShapeMismatch
 } from "./Errors.js"
@@ -86,7 +88,20 @@ export interface Options<A> {
   readonly transform?: Transform<Image.RgbImage, A>
   readonly targetTransform?: (label: number) => number
   /** Reads and decodes one file (default: `Image.loadBlocking` or the decode workers, see `decodeOn`). */
-  readonly loader?: (path: string) => Effect.Effect<Image.RgbImage, ImageDecodeError, FileSystem.FileSystem>
+  readonly loader?: (path: string) => Effect.Effect<Image.RgbImage, ImageReadError, FileSystem.FileSystem>
+  /**
+   * Largest image, in pixels, the default decoder accepts; checked from the header before any
+   * pixel buffer is allocated (default `Image.DEFAULT_MAX_PIXELS`, 100 million).
+   */
+  readonly maxPixels?: number
+  /** Largest image file, in bytes, the default decoder reads (default `Image.DEFAULT_MAX_FILE_BYTES`, 256 MiB). */
+  readonly maxFileBytes?: number
+  /**
+   * Descend into symbolic links to folders below a class folder (default false, so a link loop
+   * cannot multiply samples). torchvision walks with `followlinks=True`; with `true` here links
+   * are followed too, but a folder already visited (by its real path) is not listed again.
+   */
+  readonly followLinks?: boolean
   /** Which files are samples (default: an image extension). Receives the full path. */
   readonly isValidFile?: (path: string) => boolean
   /** Images decoded at once (default 8). */
@@ -107,19 +122,25 @@ export interface ImageFolder<A> {
   readonly get: (
     index: number,
     epoch?: number
-  ) => Effect.Effect<Sample<A>, ImageDecodeError, FileSystem.FileSystem>
+  ) => Effect.Effect<Sample<A>, ImageReadError, FileSystem.FileSystem | DecodePool.DecodePool>
   /** Every sample in order, decoded concurrently (bad files skipped when `onError: "skip"`). */
-  readonly stream: Stream.Stream<Sample<A>, ImageDecodeError, FileSystem.FileSystem>
+  readonly stream: Stream.Stream<Sample<A>, ImageReadError, FileSystem.FileSystem | DecodePool.DecodePool>
   readonly onError: OnError
 }
 
 const fsError = (path: string) => (e: { readonly message: string }) =>
-  new DataFileError({ path, reason: e.message })
+  new DataFileError({ path, reason: e.message, cause: e })
 
-/** Lists class folders and samples exactly as torchvision does (sorted walk, sorted names). */
+/**
+ * Lists class folders and samples as torchvision does (sorted walk, sorted names), except that
+ * links to folders below a class folder are not descended into unless `followLinks` (see
+ * `Options.followLinks`). Links to files are samples, as in torchvision (`os.walk` lists them
+ * with the files and PIL opens their target); whether a sample is a regular file is checked when
+ * it is read.
+ */
 export const scan = (
   root: string,
-  options: { readonly isValidFile?: (path: string) => boolean } = {}
+  options: { readonly isValidFile?: (path: string) => boolean; readonly followLinks?: boolean } = {}
 ): Effect.Effect<
   { classes: ReadonlyArray<string>; samples: ReadonlyArray<SampleRef> },
   ImageFolderNotFound | NoClassFolders | EmptyClassFolder | DataFileError,
@@ -151,7 +172,7 @@ export const scan = (
     const samples: Array<SampleRef> = []
     for (let label = 0; label < classes.length; label++) {
       const classDir = nodePath.join(root, classes[label])
-      const files = yield* walk(fs, classDir, info)
+      const files = yield* walk(fs, classDir, info, options.followLinks ?? false)
       const kept = files.filter((f) => valid(f.path))
       if (kept.length === 0) return yield* new EmptyClassFolder({ path: classDir, className: classes[label] })
       for (const f of kept) samples.push({ path: f.path, label, size: f.size, mtimeMs: f.mtimeMs })
@@ -175,10 +196,30 @@ interface Entry {
 const walk = (
   fs: FileSystem.FileSystem,
   dir: string,
-  info: (p: string) => Effect.Effect<Entry>
+  info: (p: string) => Effect.Effect<Entry>,
+  followLinks: boolean
 ): Effect.Effect<ReadonlyArray<{ path: string; size: number; mtimeMs: number }>, DataFileError> =>
   Effect.gen(function* () {
     const folders: Array<{ dir: string; files: Array<{ path: string; size: number; mtimeMs: number }> }> = []
+    // Real paths of the folders listed so far (only needed when links are followed).
+    const seen = new Set<string>()
+    const realPath = (d: string) => fs.realPath(d).pipe(Effect.orElseSucceed(() => d))
+    if (followLinks) seen.add(yield* realPath(dir))
+    // A folder entry is descended into when it is not a link, or links are followed to a folder
+    // not seen before. `readLink` fails on anything but a link; only folders pay for the call.
+    const descend = (p: string): Effect.Effect<boolean> =>
+      Effect.gen(function* () {
+        const isLink = yield* fs.readLink(p).pipe(
+          Effect.as(true),
+          Effect.orElseSucceed(() => false)
+        )
+        if (!isLink) return true
+        if (!followLinks) return false
+        const real = yield* realPath(p)
+        if (seen.has(real)) return false
+        seen.add(real)
+        return true
+      })
     const visit = (d: string): Effect.Effect<void, DataFileError> =>
       Effect.gen(function* () {
         const names = [...(yield* fs.readDirectory(d).pipe(Effect.mapError(fsError(d))))].sort(
@@ -193,7 +234,10 @@ const walk = (
               : [{ path: nodePath.join(d, n), size: infos[i].size, mtimeMs: infos[i].mtimeMs }]
           )
         })
-        for (const n of names.filter((_, i) => infos[i].dir)) yield* visit(nodePath.join(d, n))
+        for (const n of names.filter((_, i) => infos[i].dir)) {
+          const sub = nodePath.join(d, n)
+          if (yield* descend(sub)) yield* visit(sub)
+        }
       })
     yield* visit(dir)
     folders.sort((a, b) => compareCodePoints(a.dir, b.dir))
@@ -210,6 +254,10 @@ export const make = <A = Image.RgbImage>(
   FileSystem.FileSystem
 > =>
   Effect.map(scan(root, options), ({ classes, samples }) => {
+    const limits: Image.Limits = {
+      maxPixels: options.maxPixels ?? Image.DEFAULT_MAX_PIXELS,
+      maxFileBytes: options.maxFileBytes ?? Image.DEFAULT_MAX_FILE_BYTES
+    }
     const transform = options.transform ?? ((img: Image.RgbImage) => img as unknown as A)
     const target = options.targetTransform ?? ((l: number) => l)
     const size = options.resize
@@ -221,16 +269,20 @@ export const make = <A = Image.RgbImage>(
           ? undefined
           : (options.decodeOn ?? undefined)
     const onMain = (path: string) =>
-      (options.loader ?? Image.loadBlocking)(path).pipe(
+      (options.loader ?? ((p: string) => Image.loadBlocking(p, limits)))(path).pipe(
         Effect.tap((img) => {
           where ??= img.width * img.height <= Image.SMALL_PNG_PIXELS ? "main" : "workers"
         }),
         Effect.map((img) => (resizeOnMain === undefined ? img : resizeOnMain(img, noContext)))
       )
-    const decode = (path: string): Effect.Effect<Image.RgbImage, ImageDecodeError, FileSystem.FileSystem> =>
-      where === "workers" ? DecodePool.decode(path, size) : onMain(path)
+    const decode = (
+      path: string
+    ): Effect.Effect<Image.RgbImage, ImageReadError, FileSystem.FileSystem | DecodePool.DecodePool> =>
+      where === "workers" ? DecodePool.decode(path, size, limits) : onMain(path)
     const cacheDir = options.diskCache
-    const load = (ref: SampleRef): Effect.Effect<Image.RgbImage, ImageDecodeError, FileSystem.FileSystem> => {
+    const load = (
+      ref: SampleRef
+    ): Effect.Effect<Image.RgbImage, ImageReadError, FileSystem.FileSystem | DecodePool.DecodePool> => {
       if (cacheDir === undefined) return decode(ref.path)
       const key = { path: ref.path, size: ref.size, mtimeMs: ref.mtimeMs, resize: size }
       return Effect.suspend(() => {
@@ -262,7 +314,7 @@ export const make = <A = Image.RgbImage>(
                 get(i).pipe(
                   Effect.map(Option.some),
                   Effect.catchAll((e) =>
-                    Effect.as(Effect.logWarning(`skipping ${e.path}: ${e.reason}`), Option.none<Sample<A>>())
+                    Effect.as(Effect.logWarning(`skipping ${e.message}`), Option.none<Sample<A>>())
                   )
                 ),
               { concurrency }
@@ -303,8 +355,8 @@ export const toTensorDataset = (
   folder: ImageFolder<ImageTensor>
 ): Effect.Effect<
   TensorDataset.TensorDataset,
-  ImageDecodeError | SampleShapeMismatch,
-  FileSystem.FileSystem
+  ImageReadError | SampleShapeMismatch,
+  FileSystem.FileSystem | DecodePool.DecodePool
 > =>
   Effect.gen(function* () {
     const skipped: Array<string> = []
@@ -316,7 +368,7 @@ export const toTensorDataset = (
             (i) =>
               folder.get(i).pipe(
                 Effect.map((s): Sample<ImageTensor> | string => s),
-                Effect.catchAll((e) => Effect.succeed(`${e.path} (${e.reason})`))
+                Effect.catchAll((e) => Effect.succeed(e.message))
               ),
             { concurrency: 8 }
           )
@@ -355,13 +407,23 @@ export const loadImageFolder = (
     readonly concurrency?: number
     readonly decodeOn?: DecodeOn
     readonly diskCache?: string
+    readonly maxPixels?: number
+    readonly maxFileBytes?: number
+    readonly followLinks?: boolean
   } = {}
-): Effect.Effect<TensorDataset.TensorDataset, ImageFolderError, FileSystem.FileSystem> =>
+): Effect.Effect<
+  TensorDataset.TensorDataset,
+  ImageFolderError,
+  FileSystem.FileSystem | DecodePool.DecodePool
+> =>
   Effect.flatMap(
     make<ImageTensor>(root, {
       transform: ToTensor(),
       onError: options.onError ?? "fail",
       concurrency: options.concurrency ?? 8,
+      ...(options.maxPixels === undefined ? {} : { maxPixels: options.maxPixels }),
+      ...(options.maxFileBytes === undefined ? {} : { maxFileBytes: options.maxFileBytes }),
+      ...(options.followLinks === undefined ? {} : { followLinks: options.followLinks }),
       ...(options.resize === undefined ? {} : { resize: options.resize }),
       ...(options.decodeOn === undefined ? {} : { decodeOn: options.decodeOn }),
       ...(options.diskCache === undefined ? {} : { diskCache: options.diskCache })
@@ -391,8 +453,23 @@ export interface LoaderOptions<C> extends DataLoader.Options {
 export const loader = <C>(
   folder: ImageFolder<C>,
   options: LoaderOptions<C>
-): DataLoader.DataLoader<Int32Array, ImageDecodeError | SampleShapeMismatch, FileSystem.FileSystem> => {
-  DataLoader.checkBatchSize(options.batchSize)
+): Either.Either<
+  DataLoader.DataLoader<
+    Int32Array,
+    ImageReadError | SampleShapeMismatch,
+    FileSystem.FileSystem | DecodePool.DecodePool
+  >,
+  InvalidArgument
+> => Either.map(DataLoader.checkBatchSize(options.batchSize), () => cachedLoader(folder, options))
+
+const cachedLoader = <C>(
+  folder: ImageFolder<C>,
+  options: LoaderOptions<C>
+): DataLoader.DataLoader<
+  Int32Array,
+  ImageReadError | SampleShapeMismatch,
+  FileSystem.FileSystem | DecodePool.DecodePool
+> => {
   const cache: Array<C | undefined> = new Array(folder.length)
   const bad = new Set<number>()
   // Samples decoded or known bad; when it reaches the length, no epoch decodes anything.
@@ -403,7 +480,9 @@ export const loader = <C>(
   const prefetch = options.prefetch ?? 2
   let sampleShape: ReadonlyArray<number> | undefined
 
-  const cached = (i: number): Effect.Effect<C | undefined, ImageDecodeError, FileSystem.FileSystem> => {
+  const cached = (
+    i: number
+  ): Effect.Effect<C | undefined, ImageReadError, FileSystem.FileSystem | DecodePool.DecodePool> => {
     const hit = cache[i]
     if (hit !== undefined || bad.has(i)) return Effect.succeed(hit)
     const decoded = Effect.map(folder.get(i, 0), (s) => {
@@ -416,7 +495,7 @@ export const loader = <C>(
       : Effect.catchAll(decoded, (e) => {
           if (!bad.has(i)) settled++
           bad.add(i)
-          return Effect.as(Effect.logWarning(`skipping ${e.path}: ${e.reason}`), undefined)
+          return Effect.as(Effect.logWarning(`skipping ${e.message}`), undefined)
         })
   }
 
@@ -474,4 +553,22 @@ export const loader = <C>(
         return prefetch > 0 && !complete ? Stream.buffer(stream, { capacity: prefetch }) : stream
       })
   }
+}
+
+/**
+ * Compares two class lists by name: `found` (e.g. an evaluation folder's classes) against
+ * `expected` (e.g. a checkpoint's). On a match, the index in `expected` of each class of `found`
+ * (the label map to apply when the orders differ); otherwise `ClassMismatch` naming the classes
+ * missing from `found` and the extra ones, and `where` (what was compared, in the user's terms).
+ */
+export const matchClasses = (
+  expected: ReadonlyArray<string>,
+  found: ReadonlyArray<string>,
+  where: string
+): Either.Either<ReadonlyArray<number>, ClassMismatch> => {
+  const missing = expected.filter((c) => !found.includes(c))
+  const extra = found.filter((c) => !expected.includes(c))
+  return missing.length === 0 && extra.length === 0 && expected.length === found.length
+    ? Either.right(found.map((c) => expected.indexOf(c)))
+    : Either.left(new ClassMismatch({ missing, extra, where }))
 }

@@ -18,7 +18,7 @@ export interface RawPixels {
 }
 
 export function makePngDecoder(zlib: {
-  readonly inflateSync: (data: Uint8Array) => Uint8Array
+  readonly inflateSync: (data: Uint8Array, options?: { readonly maxOutputLength?: number }) => Uint8Array
   readonly crc32: (data: Uint8Array) => number
 }) {
   const SIGNATURE = [137, 80, 78, 71, 13, 10, 26, 10]
@@ -27,6 +27,13 @@ export function makePngDecoder(zlib: {
 
   const u32 = (b: Uint8Array, o: number) =>
     ((b[o] << 24) | (b[o + 1] << 16) | (b[o + 2] << 8) | b[o + 3]) >>> 0
+
+  /**
+   * Width and height from the IHDR chunk (the first one, at a fixed offset), without decoding:
+   * what a pixel limit is checked against before anything is allocated. Undefined when not a PNG.
+   */
+  const pngSize = (bytes: Uint8Array): { readonly width: number; readonly height: number } | undefined =>
+    isPng(bytes) && bytes.length >= 24 ? { width: u32(bytes, 16), height: u32(bytes, 20) } : undefined
 
   const unfilter = (raw: Uint8Array, width: number, height: number, bpp: number): Uint8Array => {
     const stride = width * bpp
@@ -130,8 +137,19 @@ export function makePngDecoder(zlib: {
       compressed.set(c, o)
       o += c.length
     }
-    const raw = zlib.inflateSync(compressed)
-    if (raw.length < height * (width * channels + 1)) throw new Error("PNG: image data is truncated")
+    // The IHDR bounds the inflated size: a stream that inflates far beyond it (a zlib bomb
+    // behind a small header) is cut off instead of filling memory. A little slack keeps files
+    // with trailing filler (which libpng tolerates) readable.
+    const expected = height * (width * channels + 1)
+    let raw: Uint8Array
+    try {
+      raw = zlib.inflateSync(compressed, { maxOutputLength: expected + 65536 })
+    } catch (e) {
+      if (e instanceof RangeError)
+        throw new Error("PNG: image data inflates beyond the size its IHDR declares")
+      throw e
+    }
+    if (raw.length < expected) throw new Error("PNG: image data is truncated")
     const pixels = unfilter(raw, width, height, channels)
     if (colorType !== 3) return { width, height, channels, data: pixels }
     // Palette images become RGB through the palette; PIL's convert('RGB') ignores tRNS too.
@@ -147,10 +165,11 @@ export function makePngDecoder(zlib: {
     return { width, height, channels: 3, data: rgb }
   }
 
-  return { isPng, decodePng }
+  return { isPng, pngSize, decodePng }
 }
 
 const decoder = makePngDecoder({ inflateSync, crc32 })
 
 export const isPng = decoder.isPng
+export const pngSize = decoder.pngSize
 export const decodePng = decoder.decodePng

@@ -10,7 +10,7 @@
  * The pixel kernels, built by a self-contained factory: nothing inside refers to anything outside,
  * so the decode workers can be given this very function's source and run the same code.
  */
-export function makeKernels() {
+export function makeKernels(cacheSize = 256) {
   const PRECISION_BITS = 32 - 8 - 2
   const ONE = 2 ** PRECISION_BITS
   const HALF = 2 ** (PRECISION_BITS - 1)
@@ -30,12 +30,16 @@ export function makeKernels() {
 
   const cache = new Map<string, Coefficients>()
 
-  /** Tables are shared across images: a dataset resizes thousands of same-sized images. */
+  /**
+   * Tables are shared across images: a dataset resizes thousands of same-sized images. The cache
+   * belongs to this set of kernels (one per `Resize`, one per worker), never to the module.
+   */
   const coefficients = (inSize: number, in0: number, in1: number, outSize: number): Coefficients => {
+    if (cacheSize === 0) return computeCoefficients(inSize, in0, in1, outSize)
     const key = `${inSize},${in0},${in1},${outSize}`
     let c = cache.get(key)
     if (c === undefined) {
-      if (cache.size > 256) cache.clear()
+      if (cache.size >= cacheSize) cache.clear()
       c = computeCoefficients(inSize, in0, in1, outSize)
       cache.set(key, c)
     }
@@ -220,7 +224,8 @@ export function makeKernels() {
   return { resize, toRgb, resizedSize }
 }
 
-const kernels = makeKernels()
+/** Module-level kernels without a coefficient cache (no shared mutable state); `Resize` owns one. */
+const kernels = makeKernels(0)
 
 /**
  * Resizes interleaved 8-bit pixels (`channels` per pixel) from `width x height` to

@@ -1,10 +1,11 @@
 /**
  * The chapter's per-channel statistics, `loader_apply`, and `make_normalizer`.
  */
-import { Effect, Stream } from "effect"
+import { Effect, type Either, Stream } from "effect"
 import type { Batch, Targets } from "./Batch.js"
 import type { DataLoader } from "./DataLoader.js"
-import type { NormalizeParams } from "./Transforms.js"
+import { InvalidArgument, type InvalidNormalizer } from "./Errors.js"
+import { checkNormalize, type NormalizeParams } from "./Transforms.js"
 
 /**
  * For an NCHW batch, a 3 x C table: the number of images, the sum over images of each image's
@@ -72,14 +73,32 @@ export const loaderApply = <Y extends Targets, R, E, Rq>(
     (results) => reduce(results)
   )
 
-/** Mean and std per channel from `statisticsPerChannel` totals. */
-export const normalizerFromTotals = (totals: ReadonlyArray<ReadonlyArray<number>>): NormalizeParams => ({
-  mean: totals[1].map((s, c) => s / totals[0][c]),
-  std: totals[2].map((s, c) => s / totals[0][c])
-})
+/**
+ * Mean and std per channel from `statisticsPerChannel` totals; `InvalidNormalizer` naming the
+ * channel when a std is zero (solid-colour images) or a value is not finite (no images, NaN
+ * pixels), since standardising with them would put NaN or Infinity into training.
+ */
+export const normalizerFromTotals = (
+  totals: ReadonlyArray<ReadonlyArray<number>>
+): Either.Either<NormalizeParams, InvalidNormalizer | InvalidArgument> =>
+  checkNormalize(
+    {
+      mean: totals[1].map((s, c) => s / totals[0][c]),
+      std: totals[2].map((s, c) => s / totals[0][c])
+    },
+    totals[0].length
+  )
 
 /** `make_normalizer(loader)`: the `Normalize` parameters learned from a (training) loader. */
 export const makeNormalizer = <Y extends Targets, E, R>(
   loader: DataLoader<Y, E, R>
-): Effect.Effect<NormalizeParams, E, R> =>
-  Effect.map(loaderApply(loader, statisticsPerChannel), normalizerFromTotals)
+): Effect.Effect<NormalizeParams, E | InvalidNormalizer | InvalidArgument, R> =>
+  loader.numSamples === 0
+    ? Effect.fail(
+        new InvalidArgument({
+          field: "loader",
+          value: 0,
+          reason: "has no samples to learn a normalizer from"
+        })
+      )
+    : Effect.flatMap(loaderApply(loader, statisticsPerChannel), normalizerFromTotals)

@@ -2,11 +2,14 @@
  * An in-memory dataset: every sample already a float32 tensor, laid end to end.
  * This is what `ImageFolder` decodes to once, and what loaders slice batches from.
  */
-import { Schema } from "effect"
+import { Either } from "effect"
 import type { Batch, Targets } from "./Batch.js"
-import { InvalidArgument } from "./Errors.js"
+import { InvalidArgument, type InvalidNormalizer, ShapeMismatch } from "./Errors.js"
 import * as Random from "./Random.js"
-import { type NormalizeParams, normalizeCHW } from "./Transforms.js"
+import { checkNormalize, type NormalizeParams, normalizeCHW } from "./Transforms.js"
+
+/** (Declared in `Errors`; re-exported where it was first defined.) */
+export { ShapeMismatch }
 
 export interface TensorDataset<Y extends Targets = Int32Array> {
   /** `length` samples of `sampleShape` each, row-major, one after another. */
@@ -18,17 +21,6 @@ export interface TensorDataset<Y extends Targets = Int32Array> {
   readonly length: number
   /** Class names (index = class id), when the targets are classes. */
   readonly classes?: ReadonlyArray<string>
-}
-
-/** A dataset whose arrays disagree with its declared shape. */
-export class ShapeMismatch extends Schema.TaggedError<ShapeMismatch>()("ShapeMismatch", {
-  field: Schema.String,
-  expected: Schema.Number,
-  actual: Schema.Number
-}) {
-  override get message() {
-    return `TensorDataset: ${this.field} has ${this.actual} elements, expected ${this.expected}`
-  }
 }
 
 /** Elements in one sample. */
@@ -48,22 +40,22 @@ export const make = <Y extends Targets>(args: {
   readonly y: Y
   readonly sampleShape: ReadonlyArray<number>
   readonly classes?: ReadonlyArray<string>
-}): TensorDataset<Y> => {
+}): Either.Either<TensorDataset<Y>, ShapeMismatch> => {
   const per = sampleSize(args)
   const length = args.y.length === 0 ? 0 : Math.floor(args.x.length / per)
   if (per <= 0 || length * per !== args.x.length) {
-    throw new ShapeMismatch({ field: "x", expected: length * per, actual: args.x.length })
+    return Either.left(new ShapeMismatch({ field: "x", expected: length * per, actual: args.x.length }))
   }
   if (length > 0 && args.y.length % length !== 0) {
-    throw new ShapeMismatch({ field: "y", expected: length, actual: args.y.length })
+    return Either.left(new ShapeMismatch({ field: "y", expected: length, actual: args.y.length }))
   }
-  return {
+  return Either.right({
     x: args.x,
     y: args.y,
     sampleShape: [...args.sampleShape],
     length,
     ...(args.classes ? { classes: [...args.classes] } : {})
-  }
+  })
 }
 
 /** The samples at `indices`, in that order, as one batch (the loader's gather step). */
@@ -96,11 +88,14 @@ export const subset = <Y extends Targets>(
   }
 }
 
-/** Applies `f` to every sample's values (e.g. a `Normalize`), producing a new dataset. */
+/**
+ * Applies `f` to every sample's values (e.g. a `Normalize`), producing a new dataset;
+ * `ShapeMismatch` when `f` returns samples of different sizes.
+ */
 export const mapSamples = <Y extends Targets>(
   ds: TensorDataset<Y>,
   f: (sample: Float32Array, shape: ReadonlyArray<number>) => Float32Array
-): TensorDataset<Y> => {
+): Either.Either<TensorDataset<Y>, ShapeMismatch> => {
   const per = sampleSize(ds)
   const first = ds.length > 0 ? f(ds.x.slice(0, per), ds.sampleShape) : new Float32Array(0)
   const outPer = ds.length > 0 ? first.length : per
@@ -109,10 +104,10 @@ export const mapSamples = <Y extends Targets>(
   for (let i = 1; i < ds.length; i++) {
     const out = f(ds.x.slice(i * per, (i + 1) * per), ds.sampleShape)
     if (out.length !== outPer)
-      throw new ShapeMismatch({ field: `sample ${i}`, expected: outPer, actual: out.length })
+      return Either.left(new ShapeMismatch({ field: `sample ${i}`, expected: outPer, actual: out.length }))
     x.set(out, i * outPer)
   }
-  return { ...ds, x, sampleShape: outPer === per ? ds.sampleShape : [outPer] }
+  return Either.right({ ...ds, x, sampleShape: outPer === per ? ds.sampleShape : [outPer] })
 }
 
 /**
@@ -124,47 +119,55 @@ export const randomSplit = <Y extends Targets>(
   ds: TensorDataset<Y>,
   lengths: ReadonlyArray<number>,
   seed: number
-): ReadonlyArray<TensorDataset<Y>> => {
-  const counts = splitCounts(ds.length, lengths)
-  const [perm] = Random.shuffle(Random.make(seed), ds.length)
-  let offset = 0
-  return counts.map((c) => {
-    const part = subset(ds, perm.subarray(offset, offset + c))
-    offset += c
-    return part
+): Either.Either<ReadonlyArray<TensorDataset<Y>>, InvalidArgument> =>
+  Either.map(splitCounts(ds.length, lengths), (counts) => {
+    const [perm] = Random.shuffle(Random.make(seed), ds.length)
+    let offset = 0
+    return counts.map((c) => {
+      const part = subset(ds, perm.subarray(offset, offset + c))
+      offset += c
+      return part
+    })
   })
-}
 
 /** The piece sizes of a split (validates the lengths). */
-export const splitCounts = (n: number, lengths: ReadonlyArray<number>): ReadonlyArray<number> => {
+export const splitCounts = (
+  n: number,
+  lengths: ReadonlyArray<number>
+): Either.Either<ReadonlyArray<number>, InvalidArgument> => {
   const total = lengths.reduce((a, b) => a + b, 0)
-  if (lengths.every((l) => Number.isInteger(l) && l >= 0) && total === n) return lengths
+  if (lengths.every((l) => Number.isInteger(l) && l >= 0) && total === n) return Either.right(lengths)
   if (lengths.every((l) => l >= 0 && l <= 1) && Math.abs(total - 1) < 1e-9) {
     const counts = lengths.map((f) => Math.floor(n * f))
     let rest = n - counts.reduce((a, b) => a + b, 0)
     for (let i = 0; rest > 0; i = (i + 1) % counts.length, rest--) counts[i]++
-    return counts
+    return Either.right(counts)
   }
-  throw new InvalidArgument({
-    field: "lengths",
-    value: lengths,
-    reason: `neither sum to ${n} nor are fractions summing to 1`
-  })
+  return Either.left(
+    new InvalidArgument({
+      field: "lengths",
+      value: lengths,
+      reason: `neither sum to ${n} nor are fractions summing to 1`
+    })
+  )
 }
 
 /**
  * `Normalize(mean, std)` on every sample of a CHW image dataset, as a new dataset (the chapter's
- * `Compose([Resize(28), ToTensor(), normalizer])` done once instead of every epoch).
+ * `Compose([Resize(28), ToTensor(), normalizer])` done once instead of every epoch). Fails as
+ * `Transforms.checkNormalize` does (a zero or non-finite std names its channel).
  */
 export const normalize = <Y extends Targets>(
   ds: TensorDataset<Y>,
   params: NormalizeParams
-): TensorDataset<Y> => {
+): Either.Either<TensorDataset<Y>, InvalidArgument | InvalidNormalizer> => {
   const channels = ds.sampleShape[0]
-  const per = sampleSize(ds)
-  const x = new Float32Array(ds.x.length)
-  for (let i = 0; i < ds.length; i++) {
-    x.set(normalizeCHW(ds.x.subarray(i * per, (i + 1) * per), channels, params), i * per)
-  }
-  return { ...ds, x }
+  return Either.map(checkNormalize(params, channels), (checked) => {
+    const per = sampleSize(ds)
+    const x = new Float32Array(ds.x.length)
+    for (let i = 0; i < ds.length; i++) {
+      x.set(normalizeCHW(ds.x.subarray(i * per, (i + 1) * per), channels, checked), i * per)
+    }
+    return { ...ds, x }
+  })
 }

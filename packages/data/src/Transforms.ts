@@ -7,7 +7,8 @@
  * different every epoch.
  */
 
-import { InvalidArgument } from "./Errors.js"
+import { Either } from "effect"
+import { InvalidArgument, InvalidNormalizer } from "./Errors.js"
 import type { RgbImage } from "./Image.js"
 import * as Random from "./Random.js"
 import * as Resample from "./Resample.js"
@@ -39,10 +40,12 @@ export const resizedSize = Resample.resizedSize
 /** `Resize(size)` with antialiased bilinear interpolation (Pillow's). Returns [w, h] via `resizedSize`. */
 export const Resize = (size: number | readonly [number, number]): Transform<RgbImage, RgbImage> => {
   for (const s of typeof size === "number" ? [size] : size) checkPositiveInt("Resize", s)
+  // Each Resize keeps its own filter-table cache (its images mostly share a size).
+  const kernels = Resample.makeKernels()
   return (img) => {
     const [w, h] = resizedSize(img.width, img.height, size)
     if (w === img.width && h === img.height) return img
-    return { width: w, height: h, data: Resample.resize(img.data, img.width, img.height, 3, w, h) }
+    return { width: w, height: h, data: kernels.resize(img.data, img.width, img.height, 3, w, h) }
   }
 }
 
@@ -201,6 +204,38 @@ export const ToTensor =
 export interface NormalizeParams {
   readonly mean: ReadonlyArray<number>
   readonly std: ReadonlyArray<number>
+}
+
+/**
+ * Checks `Normalize` parameters: one mean and one std per channel, every value finite, no std
+ * zero in float32 (torchvision's `Normalize` raises for a zero std: it would divide by zero).
+ * The error names the first bad channel.
+ */
+export const checkNormalize = (
+  params: NormalizeParams,
+  channels: number
+): Either.Either<NormalizeParams, InvalidArgument | InvalidNormalizer> => {
+  if (params.mean.length !== channels || params.std.length !== channels) {
+    return Either.left(
+      new InvalidArgument({
+        field: "Normalize mean/std",
+        value: { mean: params.mean, std: params.std },
+        reason: `expected ${channels} values each, one per channel`
+      })
+    )
+  }
+  for (let c = 0; c < channels; c++) {
+    const mean = params.mean[c]
+    const std = params.std[c]
+    const bad = (reason: string) => Either.left(new InvalidNormalizer({ channel: c, mean, std, reason }))
+    if (!Number.isFinite(mean)) return bad("has a mean that is not a finite number")
+    if (!Number.isFinite(std)) return bad("has a std that is not a finite number")
+    if (Math.fround(std) === 0)
+      return bad(
+        "has std 0 (every value of that channel is the same, e.g. solid-colour images): standardising would divide by zero"
+      )
+  }
+  return Either.right(params)
 }
 
 /**

@@ -1,16 +1,18 @@
 import { it as eit } from "@effect/vitest"
 import { DataLoader, Random, TensorDataset } from "@stepwise/data"
-import { Effect } from "effect"
+import { Effect, Either } from "effect"
 import fc from "fast-check"
 import { describe, expect, it } from "vitest"
 
 // 10 samples of shape [1, 1, 2]: sample i holds [i, 10 + i], label i % 3.
-const ds = TensorDataset.make({
-  x: Float32Array.from({ length: 20 }, (_, k) => (k % 2 === 0 ? k / 2 : 10 + (k - 1) / 2)),
-  y: Int32Array.from({ length: 10 }, (_, i) => i % 3),
-  sampleShape: [1, 1, 2],
-  classes: ["a", "b", "c"]
-})
+const ds = Either.getOrThrow(
+  TensorDataset.make({
+    x: Float32Array.from({ length: 20 }, (_, k) => (k % 2 === 0 ? k / 2 : 10 + (k - 1) / 2)),
+    y: Int32Array.from({ length: 10 }, (_, i) => i % 3),
+    sampleShape: [1, 1, 2],
+    classes: ["a", "b", "c"]
+  })
+)
 
 describe("TensorDataset", () => {
   it("checks shapes and gathers samples in the given order", () => {
@@ -19,22 +21,36 @@ describe("TensorDataset", () => {
     expect(b.shape).toEqual([2, 1, 1, 2])
     expect(Array.from(b.x)).toEqual([3, 13, 0, 10])
     expect(Array.from(b.y)).toEqual([0, 0])
-    expect(() =>
-      TensorDataset.make({ x: new Float32Array(5), y: new Int32Array(2), sampleShape: [2] })
-    ).toThrow(/x has 5 elements/)
+    const bad = TensorDataset.make({ x: new Float32Array(5), y: new Int32Array(2), sampleShape: [2] })
+    expect(Either.isLeft(bad) && bad.left._tag).toBe("ShapeMismatch")
+    expect(Either.isLeft(bad) && bad.left.message).toMatch(/x has 5 elements, expected 4/)
+    const badY = TensorDataset.make({ x: new Float32Array(4), y: new Int32Array(3), sampleShape: [2] })
+    expect(Either.isLeft(badY) && [badY.left.field, badY.left.expected, badY.left.actual]).toEqual([
+      "y",
+      2,
+      3
+    ])
+  })
+
+  it("a bad batch size is an InvalidArgument value, not an exception", () => {
+    for (const batchSize of [0, -1, 2.5, Number.NaN]) {
+      const r = DataLoader.fromTensorDataset(ds, { batchSize })
+      expect(Either.isLeft(r) && [r.left._tag, r.left.field]).toEqual(["InvalidArgument", "batchSize"])
+    }
+    expect(Either.isRight(DataLoader.fromTensorDataset(ds, { batchSize: 1 }))).toBe(true)
   })
 })
 
 describe("DataLoader", () => {
   eit.effect("without shuffle: dataset order, last batch short unless dropLast", () =>
     Effect.gen(function* () {
-      const loader = DataLoader.fromTensorDataset(ds, { batchSize: 4 })
+      const loader = yield* DataLoader.fromTensorDataset(ds, { batchSize: 4 })
       expect(loader.numBatches).toBe(3)
       const batches = yield* DataLoader.collect(loader)
       expect(batches.map((b) => b.shape[0])).toEqual([4, 4, 2])
       expect(Array.from(batches[2].x)).toEqual([8, 18, 9, 19])
       expect(Array.from(batches[2].y)).toEqual([2, 0])
-      const dropped = DataLoader.fromTensorDataset(ds, { batchSize: 4, dropLast: true })
+      const dropped = yield* DataLoader.fromTensorDataset(ds, { batchSize: 4, dropLast: true })
       expect(dropped.numBatches).toBe(2)
       expect((yield* DataLoader.collect(dropped)).length).toBe(2)
     })
@@ -42,13 +58,13 @@ describe("DataLoader", () => {
 
   eit.effect("shuffle order is a pure function of (seed, epoch) and changes per epoch", () =>
     Effect.gen(function* () {
-      const loader = DataLoader.fromTensorDataset(ds, { batchSize: 3, shuffle: true, seed: 5 })
+      const loader = yield* DataLoader.fromTensorDataset(ds, { batchSize: 3, shuffle: true, seed: 5 })
       const labelsOf = (bs: ReadonlyArray<{ x: Float32Array }>) =>
         bs.flatMap((b) => Array.from(b.x).filter((_, k) => k % 2 === 0))
       const e0 = labelsOf(yield* DataLoader.collect(loader, 0))
       const e0again = labelsOf(
         yield* DataLoader.collect(
-          DataLoader.fromTensorDataset(ds, { batchSize: 3, shuffle: true, seed: 5 }),
+          yield* DataLoader.fromTensorDataset(ds, { batchSize: 3, shuffle: true, seed: 5 }),
           0
         )
       )

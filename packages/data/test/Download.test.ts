@@ -5,7 +5,7 @@ import type { AddressInfo } from "node:net"
 import { join } from "node:path"
 import { NodeFileSystem, NodeHttpClient } from "@effect/platform-node"
 import { it } from "@effect/vitest"
-import { Errors, ImageFolder, Rps } from "@stepwise/data"
+import { DecodePool, Errors, ImageFolder, Rps } from "@stepwise/data"
 import { Effect, Layer } from "effect"
 import { zipSync } from "fflate"
 import { afterAll, beforeAll, describe, expect } from "vitest"
@@ -58,7 +58,7 @@ afterAll(() => {
 })
 
 const tempDir = tempDirs("stepwise-dl-")
-const live = Layer.merge(NodeFileSystem.layer, NodeHttpClient.layerUndici)
+const live = Layer.mergeAll(NodeFileSystem.layer, NodeHttpClient.layerUndici, DecodePool.layerDefault)
 const onlyDatasetFolders = (dir: string) => readdirSync(dir).sort()
 
 describe("downloadRps against a local HTTP server", () => {

@@ -2,8 +2,8 @@ import { mkdirSync, readdirSync, readFileSync, utimesSync, writeFileSync } from 
 import { join } from "node:path"
 import { NodeFileSystem } from "@effect/platform-node"
 import { it } from "@effect/vitest"
-import { DataLoader, Errors, Image, ImageFolder, Transforms } from "@stepwise/data"
-import { Chunk, Effect, Logger, Stream } from "effect"
+import { DataLoader, DecodePool, Errors, Image, ImageFolder, Transforms } from "@stepwise/data"
+import { Chunk, Effect, Layer, Logger, Stream } from "effect"
 import sharp from "sharp"
 import { describe, expect } from "vitest"
 import { tempDirs } from "./TempDir.js"
@@ -29,8 +29,8 @@ const png = async (path: string, w: number, h: number, v: number, alpha = false)
   )
 }
 
-const run = <A, E>(eff: Effect.Effect<A, E, any>) =>
-  Effect.provide(eff, NodeFileSystem.layer) as Effect.Effect<A, E>
+const live = Layer.merge(NodeFileSystem.layer, DecodePool.layer({ workers: 2 }))
+const run = <A, E>(eff: Effect.Effect<A, E, any>) => Effect.provide(eff, live) as Effect.Effect<A, E>
 const errorOf = <A, E>(eff: Effect.Effect<A, E, any>) => Effect.flip(run(eff))
 
 describe("ImageFolder listing (torchvision's rules)", () => {
@@ -204,7 +204,7 @@ describe("bad input: typed errors naming the path", () => {
       expect(e.message).toContain("[3, 6, 8]")
       // Through a loader too, and fine once resized to a pair.
       const folder = yield* run(ImageFolder.make(root, { transform: Transforms.ToTensor() }))
-      const loader = ImageFolder.loader(folder, { batchSize: 3 })
+      const loader = yield* ImageFolder.loader(folder, { batchSize: 3 })
       const e2 = yield* errorOf(DataLoader.collect(loader))
       expect(e2._tag).toBe("SampleShapeMismatch")
       const ok = yield* run(ImageFolder.loadImageFolder(root, { resize: [4, 4] }))
@@ -233,7 +233,7 @@ describe("decode once: the cached loader", () => {
           transform: Transforms.Compose(Transforms.Resize([4, 4]), Transforms.ToTensor())
         })
       )
-      const loader = ImageFolder.loader(folder, {
+      const loader = yield* ImageFolder.loader(folder, {
         batchSize: 4,
         shuffle: true,
         seed: 3,
@@ -254,12 +254,12 @@ describe("decode once: the cached loader", () => {
       expect(e1).not.toEqual(e0)
       // The same samples each epoch: labels are a permutation of five 0s and five 1s.
       expect(e1.flatMap((b) => Array.from(b.y)).sort()).toEqual([0, 0, 0, 0, 0, 1, 1, 1, 1, 1])
-      const dropLast = ImageFolder.loader(folder, { batchSize: 4, dropLast: true })
+      const dropLast = yield* ImageFolder.loader(folder, { batchSize: 4, dropLast: true })
       expect((yield* run(DataLoader.collect(dropLast))).length).toBe(2)
       // The images are one colour each, so a flip changes nothing and e1 differs by the shuffle
       // alone: here, unshuffled, an augment that adds the epoch shows it runs per epoch on the
       // cached values (which it does not alter) while nothing is decoded again.
-      const shifted = ImageFolder.loader(folder, {
+      const shifted = yield* ImageFolder.loader(folder, {
         batchSize: 4,
         augment: (t: Transforms.ImageTensor, { epoch }) => ({
           shape: t.shape,
@@ -295,7 +295,7 @@ describe("decode once: the cached loader", () => {
           ImageFolder.make(root, { transform: Transforms.ToTensor(), onError: "skip" })
         )
         expect(folder.length).toBe(7)
-        const loader = ImageFolder.loader(folder, { batchSize: 4 })
+        const loader = yield* ImageFolder.loader(folder, { batchSize: 4 })
         const e0 = yield* run(DataLoader.collect(loader, 0)).pipe(
           Effect.provide(Logger.replace(Logger.defaultLogger, logger))
         )
@@ -334,7 +334,7 @@ describe("decode once: the cached loader", () => {
         const fresh = yield* run(ImageFolder.loadImageFolder(root, { resize: 8 }))
         const first = yield* run(ImageFolder.loadImageFolder(root, { resize: 8, diskCache: cache }))
         expect(readdirSync(cache).filter((f) => f.endsWith(".rgb")).length).toBe(6)
-        expect(readdirSync(cache).some((f) => f.endsWith(".tmp"))).toBe(false)
+        expect(readdirSync(cache).some((f) => f.includes(".tmp"))).toBe(false)
         expect(first.x).toEqual(fresh.x)
         // All hits: a loader that would fail is never called.
         const decoded: Array<string> = []

@@ -1,7 +1,7 @@
 import { readFileSync } from "node:fs"
 import { it as eit } from "@effect/vitest"
 import { DataLoader, LinearRegression, Mt19937, TensorDataset } from "@stepwise/data"
-import { Effect } from "effect"
+import { Effect, Either } from "effect"
 import { describe, expect, it } from "vitest"
 
 const fixtures = JSON.parse(readFileSync(new URL("./fixtures/torchvision.json", import.meta.url), "utf8"))
@@ -50,7 +50,7 @@ describe("the chapter's linear-regression data", () => {
 
   eit.effect("loaders: 5 training batches of 16 (shuffled, seeded), 2 validation batches (16 + 4)", () =>
     Effect.gen(function* () {
-      const { train, val } = LinearRegression.loaders(LinearRegression.chapter(), { seed: 42 })
+      const { train, val } = yield* LinearRegression.loaders(LinearRegression.chapter(), { seed: 42 })
       const tb = yield* DataLoader.collect(train)
       const vb = yield* DataLoader.collect(val)
       expect(tb.map((b) => b.shape)).toEqual(Array(5).fill([16, 1]))
@@ -61,21 +61,27 @@ describe("the chapter's linear-regression data", () => {
 })
 
 describe("randomSplit", () => {
-  const ds = TensorDataset.make({
-    x: Float32Array.from({ length: 10 }, (_, i) => i),
-    y: Int32Array.from({ length: 10 }, (_, i) => i),
-    sampleShape: [1]
-  })
+  const ds = Either.getOrThrow(
+    TensorDataset.make({
+      x: Float32Array.from({ length: 10 }, (_, i) => i),
+      y: Int32Array.from({ length: 10 }, (_, i) => i),
+      sampleShape: [1]
+    })
+  )
+  const split = (lengths: ReadonlyArray<number>, seed: number) =>
+    Either.getOrThrow(TensorDataset.randomSplit(ds, lengths, seed))
   it("partitions the dataset, reproducibly per seed", () => {
-    const [a, b] = TensorDataset.randomSplit(ds, [7, 3], 5)
+    const [a, b] = split([7, 3], 5)
     expect([a.length, b.length]).toEqual([7, 3])
     expect([...a.y, ...b.y].sort((p, q) => p - q)).toEqual([0, 1, 2, 3, 4, 5, 6, 7, 8, 9])
-    expect(TensorDataset.randomSplit(ds, [7, 3], 5)[0].y).toEqual(a.y)
-    expect(TensorDataset.randomSplit(ds, [7, 3], 6)[0].y).not.toEqual(a.y)
+    expect(split([7, 3], 5)[0].y).toEqual(a.y)
+    expect(split([7, 3], 6)[0].y).not.toEqual(a.y)
   })
-  it("accepts fractions (remainder to the first pieces) and rejects bad lengths", () => {
-    expect(TensorDataset.splitCounts(10, [0.33, 0.33, 0.34])).toEqual([4, 3, 3])
-    expect(TensorDataset.splitCounts(100, [0.8, 0.2])).toEqual([80, 20])
-    expect(() => TensorDataset.randomSplit(ds, [5, 4], 1)).toThrow(/neither sum to 10/)
+  it("accepts fractions (remainder to the first pieces) and rejects bad lengths as a value", () => {
+    expect(TensorDataset.splitCounts(10, [0.33, 0.33, 0.34])).toEqual(Either.right([4, 3, 3]))
+    expect(TensorDataset.splitCounts(100, [0.8, 0.2])).toEqual(Either.right([80, 20]))
+    const bad = TensorDataset.randomSplit(ds, [5, 4], 1)
+    expect(Either.isLeft(bad) && [bad.left._tag, bad.left.field]).toEqual(["InvalidArgument", "lengths"])
+    expect(Either.isLeft(bad) && bad.left.message).toMatch(/neither sum to 10/)
   })
 })

@@ -2,10 +2,11 @@ import { readFileSync } from "node:fs"
 import { relative } from "node:path"
 import { NodeFileSystem } from "@effect/platform-node"
 import { it } from "@effect/vitest"
-import { DataLoader, ImageFolder, Rps, Statistics, TensorDataset } from "@stepwise/data"
-import { Effect } from "effect"
+import { DataLoader, DecodePool, ImageFolder, Rps, Statistics, TensorDataset } from "@stepwise/data"
+import { Effect, Layer } from "effect"
 import { describe, expect } from "vitest"
 
+const live = Layer.merge(NodeFileSystem.layer, DecodePool.layerDefault)
 const fixtures = JSON.parse(readFileSync(new URL("./fixtures/torchvision.json", import.meta.url), "utf8"))
 
 describe("bundled Rock Paper Scissors", () => {
@@ -17,13 +18,13 @@ describe("bundled Rock Paper Scissors", () => {
       expect(train.classes).toEqual(fixtures.rps.classes)
       expect(train.samples.map((s) => rel(s.path))).toEqual(fixtures.rps.trainPaths)
       expect(test.samples.map((s) => rel(s.path))).toEqual(fixtures.rps.testPaths)
-    }).pipe(Effect.provide(NodeFileSystem.layer))
+    }).pipe(Effect.provide(live))
   )
 
   it.effect("the chapter's first-batch statistics and totals equal torch's (float32 sums, 1e-4)", () =>
     Effect.gen(function* () {
       const ds = yield* ImageFolder.loadImageFolder(Rps.bundled().train, { resize: 28 })
-      const loader = DataLoader.fromTensorDataset(ds, { batchSize: 16 })
+      const loader = yield* DataLoader.fromTensorDataset(ds, { batchSize: 16 })
       const [first] = yield* DataLoader.collect(loader)
       expect(Array.from(first.y)).toEqual(fixtures.rps.firstBatchLabels)
       const close = (
@@ -40,9 +41,9 @@ describe("bundled Rock Paper Scissors", () => {
       const totals = yield* Statistics.loaderApply(loader, Statistics.statisticsPerChannel)
       // Sums of 2,520 float32 values in torch: compare relative to their size.
       close(totals, fixtures.rps.totals, 2e-3)
-      const norm = Statistics.normalizerFromTotals(totals)
+      const norm = yield* Statistics.normalizerFromTotals(totals)
       close([norm.mean, norm.std], [fixtures.rps.mean, fixtures.rps.std], 1e-6)
-    }).pipe(Effect.provide(NodeFileSystem.layer))
+    }).pipe(Effect.provide(live))
   )
 
   it.effect("has exactly 2,520 training and 372 test images, 840 / 124 per class", () =>
@@ -58,7 +59,7 @@ describe("bundled Rock Paper Scissors", () => {
         expect(test.samples.filter((s) => s.label === c).length).toBe(124)
       }
       expect(train.samples[0].path.endsWith("rps/paper/paper01-000.png")).toBe(true)
-    }).pipe(Effect.provide(NodeFileSystem.layer))
+    }).pipe(Effect.provide(live))
   )
 
   it.effect("statistics after Resize(28) + ToTensor equal torchvision's (mean/std to 1e-4)", () =>
@@ -66,7 +67,7 @@ describe("bundled Rock Paper Scissors", () => {
       const ds = yield* ImageFolder.loadImageFolder(Rps.bundled().train, { resize: 28 })
       expect(ds.sampleShape).toEqual([3, 28, 28])
       expect(ds.length).toBe(2520)
-      const loader = DataLoader.fromTensorDataset(ds, { batchSize: 16 })
+      const loader = yield* DataLoader.fromTensorDataset(ds, { batchSize: 16 })
       const totals = yield* Statistics.loaderApply(loader, Statistics.statisticsPerChannel)
       expect(totals[0]).toEqual([2520, 2520, 2520])
       const norm = yield* Statistics.makeNormalizer(loader)
@@ -77,9 +78,9 @@ describe("bundled Rock Paper Scissors", () => {
       expectClose(norm.mean, [0.8489, 0.8198, 0.8098])
       expectClose(norm.std, [0.2165, 0.26, 0.2748])
       // Standardised with its own statistics, the set has mean 0 and std 1 in the chapter's sense.
-      const standardised = TensorDataset.normalize(ds, norm)
+      const standardised = yield* TensorDataset.normalize(ds, norm)
       const again = yield* Statistics.makeNormalizer(
-        DataLoader.fromTensorDataset(standardised, { batchSize: 16 })
+        yield* DataLoader.fromTensorDataset(standardised, { batchSize: 16 })
       )
       again.mean.forEach((m) => {
         expect(Math.abs(m)).toBeLessThan(1e-5)
@@ -87,6 +88,6 @@ describe("bundled Rock Paper Scissors", () => {
       again.std.forEach((s) => {
         expect(Math.abs(s - 1)).toBeLessThan(1e-5)
       })
-    }).pipe(Effect.provide(NodeFileSystem.layer))
+    }).pipe(Effect.provide(live))
   )
 })

@@ -27,7 +27,7 @@ const sizes = {
 }
 
 const optimizers = {
-  "SGD nesterov": { _tag: "Sgd", lr: 0.01, momentum: 0.9, nesterov: true },
+  "SGD nesterov": { _tag: "SGD", lr: 0.01, momentum: 0.9, nesterov: true },
   Adam: { _tag: "Adam", lr: 0.001 },
   AdamW: { _tag: "AdamW", lr: 0.001 },
   RMSprop: { _tag: "RMSprop", lr: 0.01 },

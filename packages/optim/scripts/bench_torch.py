@@ -17,7 +17,7 @@ def make(name, config, params):
     c = dict(config)
     tag = c.pop("_tag")
     kw = {{"weightDecay": "weight_decay"}.get(k, k): (tuple(v) if k == "betas" else v) for k, v in c.items()}
-    cls = {"Sgd": torch.optim.SGD, "Adam": torch.optim.Adam, "AdamW": torch.optim.AdamW,
+    cls = {"SGD": torch.optim.SGD, "Adam": torch.optim.Adam, "AdamW": torch.optim.AdamW,
            "RMSprop": torch.optim.RMSprop, "Adagrad": torch.optim.Adagrad}[tag]
     return cls(params, **kw)
 

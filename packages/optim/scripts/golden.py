@@ -34,9 +34,9 @@ def torch_optimizer(config, params):
               "initialAccumulatorValue": "initial_accumulator_value"}
     for k, v in c.items():
         kw[rename.get(k, k)] = tuple(v) if k == "betas" else v
-    if tag != "Sgd":
+    if tag != "SGD":
         kw["foreach"] = False
-    cls = {"Sgd": torch.optim.SGD, "Adam": torch.optim.Adam, "AdamW": torch.optim.AdamW,
+    cls = {"SGD": torch.optim.SGD, "Adam": torch.optim.Adam, "AdamW": torch.optim.AdamW,
            "RMSprop": torch.optim.RMSprop, "Adagrad": torch.optim.Adagrad}[tag]
     return cls(params, **kw)
 
@@ -93,13 +93,13 @@ def optimizer_cases():
     cyc_m = [{"lr": 0.05 + 0.01 * t, "momentum": 0.9 - 0.02 * t} for t in range(STEPS)]
     cyc_b = [{"lr": 0.01 + 0.002 * t, "beta1": 0.95 - 0.02 * t} for t in range(STEPS)]
     configs = [
-        ("sgd plain", {"_tag": "Sgd", "lr": 0.1}, {}),
-        ("sgd momentum", {"_tag": "Sgd", "lr": 0.05, "momentum": 0.9}, {}),
-        ("sgd momentum dampening", {"_tag": "Sgd", "lr": 0.05, "momentum": 0.9, "dampening": 0.9}, {}),
-        ("sgd nesterov", {"_tag": "Sgd", "lr": 0.05, "momentum": 0.9, "nesterov": True}, {}),
-        ("sgd weight decay maximize", {"_tag": "Sgd", "lr": 0.05, "momentum": 0.5, "weightDecay": 0.1, "maximize": True}, {}),
-        ("sgd nesterov decay scheduled", {"_tag": "Sgd", "lr": 0.05, "momentum": 0.9, "nesterov": True, "weightDecay": 0.01}, {"hypers": cyc_m}),
-        ("sgd zero grads", {"_tag": "Sgd", "lr": 0.1, "momentum": 0.9}, {"zero_at": (0, 1, 2, 3, 4, 5, 6, 7)}),
+        ("sgd plain", {"_tag": "SGD", "lr": 0.1}, {}),
+        ("sgd momentum", {"_tag": "SGD", "lr": 0.05, "momentum": 0.9}, {}),
+        ("sgd momentum dampening", {"_tag": "SGD", "lr": 0.05, "momentum": 0.9, "dampening": 0.9}, {}),
+        ("sgd nesterov", {"_tag": "SGD", "lr": 0.05, "momentum": 0.9, "nesterov": True}, {}),
+        ("sgd weight decay maximize", {"_tag": "SGD", "lr": 0.05, "momentum": 0.5, "weightDecay": 0.1, "maximize": True}, {}),
+        ("sgd nesterov decay scheduled", {"_tag": "SGD", "lr": 0.05, "momentum": 0.9, "nesterov": True, "weightDecay": 0.01}, {"hypers": cyc_m}),
+        ("sgd zero grads", {"_tag": "SGD", "lr": 0.1, "momentum": 0.9}, {"zero_at": (0, 1, 2, 3, 4, 5, 6, 7)}),
         ("adam defaults", {"_tag": "Adam"}, {}),
         ("adam lr 0.1", {"_tag": "Adam", "lr": 0.1}, {}),
         ("adam amsgrad", {"_tag": "Adam", "lr": 0.01, "amsgrad": True}, {"zero_at": (3, 4)}),
@@ -118,8 +118,8 @@ def optimizer_cases():
         ("adagrad lr decay accumulator", {"_tag": "Adagrad", "lr": 0.1, "lrDecay": 0.1, "initialAccumulatorValue": 0.5}, {}),
         ("adagrad decay maximize", {"_tag": "Adagrad", "lr": 0.1, "weightDecay": 0.1, "maximize": True, "eps": 1e-3}, {"hypers": sched}),
         # edge cases
-        ("sgd lr 0", {"_tag": "Sgd", "lr": 0.0, "momentum": 0.9, "weightDecay": 0.1}, {}),
-        ("sgd momentum starts late", {"_tag": "Sgd", "lr": 0.1}, {"hypers": [{"lr": 0.1, "momentum": 0.0 if t < 3 else 0.9} for t in range(STEPS)]}),
+        ("sgd lr 0", {"_tag": "SGD", "lr": 0.0, "momentum": 0.9, "weightDecay": 0.1}, {}),
+        ("sgd momentum starts late", {"_tag": "SGD", "lr": 0.1}, {"hypers": [{"lr": 0.1, "momentum": 0.0 if t < 3 else 0.9} for t in range(STEPS)]}),
         ("adam beta1 0", {"_tag": "Adam", "lr": 0.01, "betas": [0.0, 0.5]}, {}),
         ("adam zero grads first", {"_tag": "Adam", "lr": 0.01, "amsgrad": True}, {"zero_at": (0, 1)}),
         ("rmsprop momentum only", {"_tag": "RMSprop", "lr": 0.01, "momentum": 0.5, "alpha": 0.5}, {}),
@@ -183,9 +183,9 @@ LAMBDAS = {
 }
 
 
-def scheduler_case(name, config, steps, optimizer="Sgd", metrics=None, epochs=None, steps_per_epoch=1):
+def scheduler_case(name, config, steps, optimizer="SGD", metrics=None, epochs=None, steps_per_epoch=1):
     p = torch.nn.Parameter(torch.zeros(1))
-    if optimizer == "Sgd":
+    if optimizer == "SGD":
         opt = torch.optim.SGD([p], lr=0.1, momentum=0.9)
     else:
         opt = torch.optim.Adam([p], lr=0.1, betas=(0.9, 0.999))
@@ -197,7 +197,7 @@ def scheduler_case(name, config, steps, optimizer="Sgd", metrics=None, epochs=No
     def hyper():
         g = opt.param_groups[0]
         h = {"lr": g["lr"]}
-        if optimizer == "Sgd":
+        if optimizer == "SGD":
             h["momentum"] = g["momentum"]
         else:
             h["beta1"] = g["betas"][0]

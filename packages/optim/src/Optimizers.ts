@@ -5,11 +5,11 @@ import * as AdamW from "./AdamW.js"
 import { decode as decodeWith, type InvalidHyperparameter } from "./InvalidHyperparameter.js"
 import type { Hyper, OptimizerDef } from "./Optimizer.js"
 import * as RMSprop from "./RMSprop.js"
-import * as Sgd from "./Sgd.js"
+import * as SGD from "./SGD.js"
 
 /** Every built-in optimizer's configuration, tagged: what config files and the CLI hold. */
 export const OptimizerConfig = Schema.Union(
-  Sgd.Config,
+  SGD.Config,
   Adam.Config,
   AdamW.Config,
   RMSprop.Config,
@@ -24,8 +24,8 @@ export const decode: (input: unknown) => Effect.Effect<OptimizerConfig, InvalidH
 /** Validates a config like PyTorch's constructor and builds its optimizer. */
 export const fromConfig = (config: OptimizerConfig): Effect.Effect<OptimizerDef, InvalidHyperparameter> => {
   switch (config._tag) {
-    case "Sgd":
-      return Effect.map(Sgd.validate(config), Sgd.optimizer)
+    case "SGD":
+      return Effect.map(SGD.validate(config), SGD.optimizer)
     case "Adam":
       return Effect.map(Adam.validate(config), Adam.optimizer)
     case "AdamW":
@@ -40,7 +40,7 @@ export const fromConfig = (config: OptimizerConfig): Effect.Effect<OptimizerDef,
 /** The hyperparameters a scheduler starts from (`Optimizer.defaults`), without a backend. */
 export const defaults = (config: OptimizerConfig): Hyper => {
   switch (config._tag) {
-    case "Sgd":
+    case "SGD":
     case "RMSprop":
       return { lr: config.lr, momentum: config.momentum }
     case "Adam":

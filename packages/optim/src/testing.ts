@@ -118,7 +118,7 @@ export const Arb = {
         maximize: fc.boolean()
       })
       .map((c) => ({
-        _tag: "Sgd" as const,
+        _tag: "SGD" as const,
         ...c,
         nesterov: c.nesterov && c.momentum > 0 && c.dampening === 0
       }))

@@ -6,7 +6,7 @@ import { fixture } from "./golden.js"
 interface Case {
   readonly name: string
   readonly config: { readonly _tag: string; readonly lambda?: string }
-  readonly optimizer: "Sgd" | "Adam"
+  readonly optimizer: "SGD" | "Adam"
   readonly stepsPerEpoch: number
   readonly metrics: ReadonlyArray<number> | null
   readonly epochs: ReadonlyArray<number> | null
@@ -41,11 +41,11 @@ describe("schedulers against torch.optim.lr_scheduler 1.13", () => {
   })
 
   for (const c of cases) {
-    it(`${c.name}: lr${c.optimizer === "Sgd" ? ", momentum" : ", beta1"} at every step`, () => {
+    it(`${c.name}: lr${c.optimizer === "SGD" ? ", momentum" : ", beta1"} at every step`, () => {
       const scheduler = build(c)
       // the optimizer in golden.py: SGD(lr=0.1, momentum=0.9) or Adam(lr=0.1, betas=(0.9, 0.999))
       const base: Optimizer.Hyper =
-        c.optimizer === "Sgd" ? { lr: 0.1, momentum: 0.9 } : { lr: 0.1, beta1: 0.9 }
+        c.optimizer === "SGD" ? { lr: 0.1, momentum: 0.9 } : { lr: 0.1, beta1: 0.9 }
       let state = scheduler.init(base)
       c.values.forEach((expected, t) => {
         if (t > 0) {

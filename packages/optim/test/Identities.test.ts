@@ -8,7 +8,7 @@ import {
   type Optimizer,
   Optimizers,
   ReduceLROnPlateau,
-  Sgd,
+  SGD,
   StepLR
 } from "@stepwise/optim"
 import { Effect } from "effect"
@@ -43,7 +43,7 @@ const scalarRun = (
   return out
 }
 
-const sgd = (input: Parameters<typeof Sgd.make>[0]) => Effect.runSync(Sgd.make(input))(N)
+const sgd = (input: Parameters<typeof SGD.make>[0]) => Effect.runSync(SGD.make(input))(N)
 const adam = (input: Parameters<typeof Adam.make>[0]) => Effect.runSync(Adam.make(input))(N)
 
 describe("the chapter's EWMA identities", () => {
@@ -163,7 +163,7 @@ describe("the chapter's momentum identities", () => {
 describe("weight decay", () => {
   it("equals adding wd * param to the gradient (SGD, Adam, RMSprop, Adagrad; bitwise)", () => {
     const configs = [
-      { _tag: "Sgd", lr: 0.05, momentum: 0.9 },
+      { _tag: "SGD", lr: 0.05, momentum: 0.9 },
       { _tag: "Adam", lr: 0.01, amsgrad: true },
       { _tag: "RMSprop", lr: 0.01, centered: true, momentum: 0.5 },
       { _tag: "Adagrad", lr: 0.1, lrDecay: 0.01 }

@@ -4,7 +4,7 @@ import {
   type Optimizer,
   type Scheduler,
   Schedulers,
-  Sgd,
+  SGD,
   TfNumeric
 } from "@stepwise/optim"
 import { Arb, Laws, optimizerOf } from "@stepwise/optim/testing"
@@ -65,7 +65,7 @@ describe("our optimizers pass the kit's laws", () => {
 
   it("SGD equals its textbook equation written per element, over random sequences and scheduled hyperparameters", () => {
     const config = { lr: 0.1, momentum: 0.9, dampening: 0.3, weightDecay: 0.01 }
-    const def = Effect.runSync(Sgd.make(config))
+    const def = Effect.runSync(SGD.make(config))
     fc.assert(
       Laws.matchesReference(def, {
         initial: undefined as number | undefined,
@@ -114,7 +114,7 @@ describe("our optimizers pass the kit's laws", () => {
   it("a law failure is shrunk to a minimal counter-example", () => {
     // a wrong reference (forgets the lr): fast-check must fail and report a small problem
     const def = optimizerOf({
-      _tag: "Sgd",
+      _tag: "SGD",
       lr: 0.5,
       momentum: 0,
       dampening: 0,

@@ -9,7 +9,7 @@ beforeAll(async () => {
 })
 
 const configs = [
-  { _tag: "Sgd", lr: 0.1, momentum: 0.9, nesterov: true },
+  { _tag: "SGD", lr: 0.1, momentum: 0.9, nesterov: true },
   { _tag: "Adam", amsgrad: true },
   { _tag: "AdamW" },
   { _tag: "RMSprop", centered: true, momentum: 0.5 },

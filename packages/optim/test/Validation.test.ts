@@ -15,12 +15,12 @@ const schedulerError = (input: unknown, stepsPerEpoch = 1) =>
 
 describe("invalid hyperparameters fail with a typed error naming field and value (PyTorch's ValueErrors)", () => {
   const optimizerCases: ReadonlyArray<[unknown, string, unknown]> = [
-    [{ _tag: "Sgd", lr: -0.1 }, "lr", -0.1],
-    [{ _tag: "Sgd", lr: Number.NaN }, "lr", Number.NaN],
-    [{ _tag: "Sgd", lr: 0.1, momentum: -0.5 }, "momentum", -0.5],
-    [{ _tag: "Sgd", lr: 0.1, nesterov: true }, "nesterov", true],
-    [{ _tag: "Sgd", lr: 0.1, momentum: 0.9, dampening: 0.1, nesterov: true }, "nesterov", true],
-    [{ _tag: "Sgd", lr: 0.1, weightDecay: -1 }, "weightDecay", -1],
+    [{ _tag: "SGD", lr: -0.1 }, "lr", -0.1],
+    [{ _tag: "SGD", lr: Number.NaN }, "lr", Number.NaN],
+    [{ _tag: "SGD", lr: 0.1, momentum: -0.5 }, "momentum", -0.5],
+    [{ _tag: "SGD", lr: 0.1, nesterov: true }, "nesterov", true],
+    [{ _tag: "SGD", lr: 0.1, momentum: 0.9, dampening: 0.1, nesterov: true }, "nesterov", true],
+    [{ _tag: "SGD", lr: 0.1, weightDecay: -1 }, "weightDecay", -1],
     [{ _tag: "Adam", betas: [1, 0.999] }, "betas.0", 1],
     [{ _tag: "Adam", betas: [0.9, -0.1] }, "betas.1", -0.1],
     [{ _tag: "AdamW", eps: -1e-8 }, "eps", -1e-8],
@@ -30,7 +30,7 @@ describe("invalid hyperparameters fail with a typed error naming field and value
     // schema-level: wrong type, unknown field, missing required lr
     [{ _tag: "Adam", lr: "fast" }, "lr", "fast"],
     [{ _tag: "Adam", learningRate: 0.1 }, "learningRate", 0.1],
-    [{ _tag: "Sgd" }, "lr", undefined]
+    [{ _tag: "SGD" }, "lr", undefined]
   ]
   for (const [input, field, value] of optimizerCases) {
     it(`optimizer ${JSON.stringify(input)} -> ${field}`, () => {
@@ -111,7 +111,7 @@ describe("invalid hyperparameters fail with a typed error naming field and value
       )
       expect(error.field).toBe("cycleMomentum")
       // SGD has momentum, Adam has beta1: both accepted, and the cadence is per batch
-      for (const input of [{ _tag: "Sgd", lr: 0.1 }, { _tag: "Adam" }]) {
+      for (const input of [{ _tag: "SGD", lr: 0.1 }, { _tag: "Adam" }]) {
         const config = yield* Optimizers.decode(input)
         const { scheduler } = yield* Effect.provide(
           Schedulers.Scheduler,
@@ -124,10 +124,10 @@ describe("invalid hyperparameters fail with a typed error naming field and value
 
   it.effect("the Optimizer layer validates and exposes defaults for schedulers", () =>
     Effect.gen(function* () {
-      const config = yield* Optimizers.decode({ _tag: "Sgd", lr: 0.01, momentum: 0.9, nesterov: true })
+      const config = yield* Optimizers.decode({ _tag: "SGD", lr: 0.01, momentum: 0.9, nesterov: true })
       const optimizer = yield* Effect.provide(Optimizers.Optimizer, Optimizers.layer(config))
       expect(optimizer.defaults).toEqual({ lr: 0.01, momentum: 0.9 })
-      const bad = yield* Optimizers.decode({ _tag: "Sgd", lr: 0.01, nesterov: true })
+      const bad = yield* Optimizers.decode({ _tag: "SGD", lr: 0.01, nesterov: true })
       const error = yield* Effect.flip(Effect.provide(Optimizers.Optimizer, Optimizers.layer(bad)))
       expect(error.message).toContain("nesterov")
     })

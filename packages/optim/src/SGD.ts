@@ -4,7 +4,7 @@ import type { Numeric } from "./Numeric.js"
 import { gradient, type Optimizer, type OptimizerDef, perParameter } from "./Optimizer.js"
 
 /** `torch.optim.SGD` hyperparameters (lr is required, as in PyTorch 1.13). */
-export const Config = Schema.TaggedStruct("Sgd", {
+export const Config = Schema.TaggedStruct("SGD", {
   lr: Schema.Number,
   momentum: Schema.optionalWith(Schema.Number, { default: () => 0 }),
   dampening: Schema.optionalWith(Schema.Number, { default: () => 0 }),
@@ -63,4 +63,4 @@ export const optimizer =
 export const make = (
   input: Omit<typeof Config.Encoded, "_tag">
 ): Effect.Effect<OptimizerDef, H.InvalidHyperparameter> =>
-  H.decode(Config)({ ...input, _tag: "Sgd" }).pipe(Effect.flatMap(validate), Effect.map(optimizer))
+  H.decode(Config)({ ...input, _tag: "SGD" }).pipe(Effect.flatMap(validate), Effect.map(optimizer))
