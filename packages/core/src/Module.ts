@@ -110,6 +110,11 @@ export interface Module {
    */
   readonly forward: (params: Params, prefix: string, x: tf.Tensor, ctx: Ctx, needDx: boolean) => Forward
   readonly call: (params: Params, prefix: string, x: tf.Tensor, ctx: Ctx) => Output
+  /**
+   * The same forward without the custom gradients: tfjs differentiates its ops with its own
+   * gradient functions. What the tests hold the hand-written backward against.
+   */
+  readonly reference?: ((params: Params, prefix: string, x: tf.Tensor, ctx: Ctx) => Output) | undefined
 }
 
 /** Options of `apply` and of a training step: the seed reproduces every dropout mask. */
@@ -282,6 +287,16 @@ export const leaf = (definition: LeafDefinition): Module => {
       })
       const y = op(x, ...ps) as tf.Tensor
       return { y, buffers: prefixed(prefix, updated) }
+    },
+    reference: (params, prefix, x, ctx) => {
+      const run = definition.run(
+        x,
+        paramsOf(params, prefix),
+        ctx,
+        bufferValues(definition.kind, buffers, prefix, ctx)
+      )
+      // tfjs cannot differentiate y = x itself (an identity layer); a clone it can.
+      return { y: run.y === x ? tf.clone(x) : run.y, buffers: prefixed(prefix, run.buffers) }
     }
   }
 }
@@ -346,7 +361,22 @@ export const Sequential = (children: ReadonlyArray<readonly [string, Module]>): 
       h = out.y
     })
     return { y: h, buffers }
-  }
+  },
+  reference: children.every(([, child]) => child.reference !== undefined)
+    ? (params, prefix, x, ctx) => {
+        const buffers: Record<string, tf.Tensor> = {}
+        let h = x
+        children.forEach(([name, child], i) => {
+          const out = child.reference!(params, join(prefix, name), h, {
+            ...ctx,
+            rng: Random.foldIn(ctx.rng, i)
+          })
+          Object.assign(buffers, out.buffers)
+          h = out.y
+        })
+        return { y: h, buffers }
+      }
+    : undefined
 })
 
 export interface LambdaOptions {
@@ -410,14 +440,15 @@ export interface Conv2dOptions {
   readonly bias?: boolean
 }
 
-type TfPad = "valid" | "same" | number | Array<[number, number]>
+type TfPad = "valid" | "same" | Array<[number, number]>
 
 /** A PyTorch padding as tfjs' `pad` attribute (0 stays 'valid', as the chapter's layers ran). */
 const tfPad = (padding: Pair | "same" | "valid"): TfPad => {
   if (padding === "same" || padding === "valid") return padding
   const [ph, pw] = pair(padding)
   if (ph === 0 && pw === 0) return "valid"
-  if (ph === pw) return ph
+  // Always explicit: with a number, tfjs 4.22 sizes the output with the height's kernel and
+  // stride for both dimensions (wrong for [1, 2] strides or [2, 3] kernels).
   return [
     [0, 0],
     [ph, ph],
@@ -821,9 +852,9 @@ export const ELU = (options: { readonly alpha?: number } = {}): Module => {
   return activation(
     "ELU",
     (x) => {
-      const positive = tf.greater(x, 0)
-      const y = tf.where(positive, x, tf.mul(tf.expm1(x), alpha))
-      return { y, saved: [positive, y] }
+      // relu(x) + alpha expm1(min(x, 0)): exactly x above 0, and every op differentiable by tfjs.
+      const y = tf.add(tf.relu(x), tf.mul(tf.expm1(tf.minimum(x, 0)), alpha))
+      return { y, saved: [tf.greater(x, 0), y] }
     },
     (dy, [positive, y]) => tf.where(positive, dy, tf.mul(dy, tf.add(y, alpha)))
   )
