@@ -23,25 +23,27 @@ export interface ClippedSgdOptions {
   readonly clip: number
 }
 
-/** `min(x, c) = -max(-x, -c)`: the Numeric interface has `maximum` only. */
-const clamp = <T>(N: Numeric.Numeric<T>, x: T, c: number): T =>
-  N.neg(N.maximum(N.neg(N.maximum(x, N.fullLike(x, -c))), N.fullLike(x, -c)))
+/** Its state: PyTorch-style, a step count and one slot tree (absent before the first step). */
+export type State<T> = { readonly step: number; readonly momentumBuffer?: Numeric.Params<T> }
 
 export const clippedSgd =
-  (o: ClippedSgdOptions): Optimizer.OptimizerDef =>
-  <T>(N: Numeric.Numeric<T>): Optimizer.Optimizer<T> => ({
+  (o: ClippedSgdOptions) =>
+  <T>(N: Numeric.Numeric<T>): Optimizer.Optimizer<T, State<T>> => ({
     name: "ClippedSGD",
     defaults: { lr: o.lr, momentum: o.momentum },
-    init: () => ({ step: 0, slots: {} }),
+    init: () => ({ step: 0 }),
     update: (state, grads, params, hyper) => {
       const momentum = hyper.momentum ?? o.momentum
       const next = Optimizer.perParameter(params, (name, p) => {
-        const g = clamp(N, grads[name], o.clip)
-        const previous = state.slots.momentumBuffer?.[name]
+        const g = N.clamp(grads[name], -o.clip, o.clip)
+        const previous = state.momentumBuffer?.[name]
         const buf = previous === undefined ? g : N.add(N.scale(previous, momentum), g)
         return { param: N.sub(p, N.scale(buf, hyper.lr)), slots: { momentumBuffer: buf } }
       })
-      return { state: { step: state.step + 1, slots: next.slots }, params: next.params }
+      return {
+        state: { step: state.step + 1, momentumBuffer: next.slots.momentumBuffer },
+        params: next.params
+      }
     }
   })
 

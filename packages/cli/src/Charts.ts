@@ -2,6 +2,8 @@
  * The chapter's pictures as Vega-Lite specs: pure functions from numbers to JSON. Rendering
  * (`Render`) and computing the numbers (`Demos`, run folders) live elsewhere.
  */
+import { LrRangeTest } from "@stepwise/core"
+import { scheme } from "vega"
 import type { Spec } from "./Render.js"
 
 const W = 420
@@ -9,18 +11,49 @@ const H = 260
 
 const finite = (v: number) => Number.isFinite(v)
 
-/** Figure 6.10 / 6.11 / 6.31: training and validation losses per epoch, log-scaled y. */
-export const losses = (
-  runs: ReadonlyArray<{
-    readonly label?: string
-    readonly losses: ReadonlyArray<number>
-    readonly valLosses: ReadonlyArray<number>
-  }>,
-  title = "Losses"
-): Spec => {
+/** `m * 10^k` without the float noise of the product (0.30000000000000004). */
+const decade = (m: number, k: number) => Number((m * 10 ** k).toPrecision(6))
+
+/**
+ * A log axis whose ends are labelled ticks: the domain runs from the largest 1, 2 or 5 x 10^k at
+ * or below the smallest value to the smallest one at or above the largest, so the lowest values
+ * always sit above a label. Ticks are then added by priority (the ends, powers of ten, 2 and 5,
+ * 3, the rest), each only when it stays `minGap` pixels from those kept, because vega's own log
+ * ticks silently drop labels it finds crowded (it dropped 1 and 0.1).
+ */
+export const logAxis = (values: ReadonlyArray<number>, pixels = H, minGap = 18) => {
+  const xs = values.filter((v) => finite(v) && v > 0)
+  const min = xs.length === 0 ? 0.1 : Math.min(...xs)
+  const max = xs.length === 0 ? 1 : Math.max(...xs)
+  const candidates: Array<{ readonly value: number; readonly m: number }> = []
+  for (let k = Math.floor(Math.log10(min)) - 1; k <= Math.ceil(Math.log10(max)) + 1; k++)
+    for (let m = 1; m <= 9; m++) candidates.push({ value: decade(m, k), m })
+  const nice = candidates.filter((c) => c.m === 1 || c.m === 2 || c.m === 5)
+  const lo = nice.filter((c) => c.value <= min).at(-1)!.value
+  const hi = nice.find((c) => c.value >= max)!.value
+  const perDecade = pixels / Math.log10(hi / lo)
+  const rank = (m: number) => [0, 1, 2, 4, 5, 2, 5, 5, 5, 5][m]
+  const inside = candidates.filter((c) => c.value > lo && c.value < hi)
+  const kept = [lo, hi]
+  for (const c of [...inside].sort((x, y) => rank(x.m) - rank(y.m) || x.value - y.value)) {
+    if (kept.every((t) => Math.abs(Math.log10(c.value / t)) * perDecade >= minGap)) kept.push(c.value)
+  }
+  return {
+    scale: { type: "log", domain: [lo, hi], nice: false },
+    axis: { values: kept.sort((x, y) => x - y), format: "~g", labelOverlap: false }
+  }
+}
+
+export interface LossRun {
+  readonly label?: string
+  readonly losses: ReadonlyArray<number>
+  readonly valLosses: ReadonlyArray<number>
+}
+
+const lossValues = (runs: ReadonlyArray<LossRun>) => {
   const values: Array<Record<string, unknown>> = []
   for (const run of runs) {
-    const prefix = run.label === undefined ? "" : `${run.label} `
+    const prefix = run.label === undefined ? "" : `${run.label}: `
     run.losses.forEach((loss, i) => {
       if (finite(loss) && loss > 0) values.push({ epoch: i + 1, loss, series: `${prefix}Training Loss` })
     })
@@ -28,27 +61,66 @@ export const losses = (
       if (finite(loss) && loss > 0) values.push({ epoch: i + 1, loss, series: `${prefix}Validation Loss` })
     })
   }
+  return values
+}
+
+const lossLayer = (
+  values: ReadonlyArray<Record<string, unknown>>,
+  allLosses: ReadonlyArray<number>,
+  colors: ReadonlyArray<string>,
+  legend: boolean,
+  height = H
+) => {
+  const y = logAxis(allLosses, height)
   return {
-    title,
-    width: W,
-    height: H,
     data: { values },
     mark: { type: "line", point: true },
     encoding: {
       x: { field: "epoch", type: "quantitative", title: "Epochs", axis: { tickMinStep: 1 } },
-      y: {
-        field: "loss",
-        type: "quantitative",
-        title: "Loss (log scale)",
-        scale: { type: "log", nice: false }
-      },
+      y: { field: "loss", type: "quantitative", title: "Loss (log scale)", scale: y.scale, axis: y.axis },
       color: {
         field: "series",
         type: "nominal",
         title: null,
-        scale: runs.length === 1 ? { range: ["#1f77b4", "#d62728"] } : { scheme: "category10" }
+        scale: { domain: [...new Set(values.map((v) => v.series as string))], range: colors },
+        legend: legend ? { orient: "bottom", columns: 2, symbolType: "stroke", symbolStrokeWidth: 3 } : null
       }
     }
+  }
+}
+
+const TRAIN_VAL = ["#1f77b4", "#d62728"]
+// Two runs: a hue per run, training solid-ish dark and validation light, so pairs read together.
+const PAIRED = ["#1f77b4", "#9ecae1", "#d62728", "#fc9272", "#2ca02c", "#a1d99b"]
+
+/**
+ * Figure 6.10 / 6.11 / 6.31: training and validation losses per epoch, log-scaled y, every run
+ * in one chart (its label says what differs between the runs).
+ */
+export const losses = (runs: ReadonlyArray<LossRun>, title = "Losses"): Spec => {
+  const all = runs.flatMap((r) => [...r.losses, ...r.valLosses])
+  return {
+    title,
+    width: W,
+    height: H,
+    ...lossLayer(lossValues(runs), all, runs.length === 1 ? TRAIN_VAL : PAIRED, true)
+  }
+}
+
+/** Figure 6.19: one panel per run (SGD | Adam), sharing the y axis so the panels compare. */
+export const lossPanels = (
+  runs: ReadonlyArray<LossRun & { readonly label: string }>,
+  title: string
+): Spec => {
+  const all = runs.flatMap((r) => [...r.losses, ...r.valLosses])
+  return {
+    title,
+    hconcat: runs.map((r) => ({
+      title: r.label,
+      width: 300,
+      height: 220,
+      ...lossLayer(lossValues([{ losses: r.losses, valLosses: r.valLosses }]), all, TRAIN_VAL, true, 220)
+    }))
   }
 }
 
@@ -118,7 +190,14 @@ export const filters = (
     title: `${layer} filters (${out} filters x ${inC} channels, ${kh}x${kw})`,
     data: { values },
     facet: {
-      row: { field: "filter", type: "nominal", title: null, header: { labelAngle: 0, labelAlign: "left" } },
+      // horizontal row labels: the header band is as wide as labelLimit (vega's default left a
+      // wide empty margin), so it is set to what "Filter #15" needs
+      row: {
+        field: "filter",
+        type: "nominal",
+        title: null,
+        header: { labelAngle: 0, labelAlign: "left", labelLimit: 72, labelPadding: 4 }
+      },
       column: { field: "channel", type: "nominal", title: null, header: { labelFontSize: 11 } }
     },
     spacing: 6,
@@ -142,49 +221,98 @@ export const filters = (
   }
 }
 
-/** Figures 6.14 / 6.27 / 6.30: smoothed loss against learning rate, suggestions marked. */
+const MARKER_COLORS = ["#d62728", "#2ca02c", "#9467bd", "#ff7f0e"]
+const MARKER_SHAPES = ["circle", "diamond", "square", "triangle-up"]
+
+/**
+ * Figures 6.14 / 6.27 / 6.30: smoothed loss against learning rate, suggestions marked. Like
+ * torch-lr-finder, the range that matters: the curve stops before the first diverged point
+ * (smoothed loss above `divergeTh` times the best so far), and the y axis spans the curve from
+ * its lowest point up to the highest loss before that lowest point (the start and the descent),
+ * so a blow-up at the end neither flattens the curve nor sets the scale. Each suggestion is a
+ * marker with a dashed rule, named in the legend (labels next to markers overprint).
+ */
 export const lrFinder = (
   lr: ReadonlyArray<number>,
   loss: ReadonlyArray<number>,
   suggestions: ReadonlyArray<{ readonly label: string; readonly lr: number }>,
-  logLr = true
+  logLr = true,
+  divergeTh = 5
 ): Spec => {
-  const curve = lr.map((x, i) => ({ lr: x, loss: loss[i] })).filter((p) => finite(p.loss))
+  const kept = LrRangeTest.beforeDivergence(loss, divergeTh)
+  const curve = lr
+    .slice(0, kept)
+    .map((x, i) => ({ lr: x, loss: loss[i] }))
+    .filter((p) => finite(p.loss))
+  const dropped = lr.length - curve.length
   const nearest = (x: number) =>
     curve.reduce((best, p) => (Math.abs(Math.log(p.lr / x)) < Math.abs(Math.log(best.lr / x)) ? p : best))
   const marks =
-    curve.length === 0 ? [] : suggestions.map((s) => ({ ...nearest(s.lr), label: s.label, lr: s.lr }))
+    curve.length === 0
+      ? []
+      : suggestions.map((s) => ({
+          lr: s.lr,
+          loss: nearest(s.lr).loss,
+          label: `${s.label}: ${s.lr.toExponential(2)}`
+        }))
+  let lowest = 0
+  curve.forEach((p, i) => {
+    if (p.loss < curve[lowest].loss) lowest = i
+  })
+  const lo = curve.length === 0 ? 0 : curve[lowest].loss
+  const hi = curve.length === 0 ? 1 : Math.max(...curve.slice(0, lowest + 1).map((p) => p.loss))
+  const pad = (hi - lo) * 0.08 || Math.abs(hi) * 0.05 || 0.1
   const x = {
     field: "lr",
     type: "quantitative",
     title: logLr ? "Learning rate (log scale)" : "Learning rate",
     scale: logLr ? { type: "log", nice: false } : { nice: false },
-    axis: { format: ".0e" }
+    axis: { format: ".0e", labelExpr: "replace(datum.label, 'e+0', '')" }
+  }
+  const y = { field: "loss", type: "quantitative", scale: { domain: [lo - pad, hi + pad], nice: false } }
+  const color = {
+    field: "label",
+    type: "nominal",
+    title: "suggested",
+    scale: { domain: marks.map((m) => m.label), range: MARKER_COLORS.slice(0, marks.length) }
   }
   return {
-    title: "Learning rate finder",
+    title: {
+      text: "Learning rate finder",
+      ...(dropped > 0
+        ? { subtitle: `(${dropped} point${dropped === 1 ? "" : "s"} after the loss diverged not drawn)` }
+        : {})
+    },
     width: W,
     height: H,
     layer: [
       {
         data: { values: curve },
-        mark: { type: "line", color: "#1f77b4" },
-        encoding: { x, y: { field: "loss", type: "quantitative", title: "Loss", scale: { zero: false } } }
+        mark: { type: "line", color: "#1f77b4", clip: true },
+        encoding: { x, y: { ...y, title: "Loss (smoothed)" } }
       },
       {
         data: { values: marks },
-        mark: { type: "point", filled: true, size: 90, color: "#d62728" },
-        encoding: { x, y: { field: "loss", type: "quantitative" } }
+        mark: { type: "rule", strokeDash: [4, 3], strokeWidth: 1.2, opacity: 0.8 },
+        encoding: { x, color }
       },
       {
         data: { values: marks },
-        mark: { type: "text", dy: -12, align: "left", dx: 6, fontSize: 11, color: "#d62728" },
+        mark: { type: "point", filled: true, size: 110, opacity: 1, stroke: "white", strokeWidth: 1 },
         encoding: {
           x,
-          y: { field: "loss", type: "quantitative" },
-          text: { field: "text", type: "nominal" }
-        },
-        transform: [{ calculate: "datum.label + ': ' + format(datum.lr, '.2e')", as: "text" }]
+          y,
+          color: {
+            ...color,
+            legend: { orient: "bottom", direction: "horizontal", symbolSize: 110, labelFontSize: 12 }
+          },
+          shape: {
+            field: "label",
+            type: "nominal",
+            title: "suggested",
+            scale: { domain: marks.map((m) => m.label), range: MARKER_SHAPES.slice(0, marks.length) }
+          }
+        }
       }
     ]
   }
@@ -297,33 +425,63 @@ export const adaptedGradients = (data: {
   }
 }
 
-/** Figures 6.7-6.8: histograms of the summed (adjusted) dropout outputs, one panel per p. */
+/** A bin width of 1, 2 or 5 times a power of ten giving about `bins` bins over `span`. */
+const niceStep = (span: number, bins: number) => {
+  const raw = span / bins
+  if (!(raw > 0)) return 1
+  const k = Math.floor(Math.log10(raw))
+  const m = [1, 2, 5, 10].find((c) => c * 10 ** k >= raw)!
+  return decade(m, k)
+}
+
+/**
+ * Counts per bin of width `step` from 0 up to the largest value: every value lands in exactly
+ * one bin (the last bin is closed), so the counts add up to `values.length`.
+ */
+export const histogram = (values: ReadonlyArray<number>, step: number) => {
+  const max = Math.max(0, ...values)
+  const n = Math.max(1, Math.ceil(max / step + 1e-9))
+  const counts = new Array<number>(n).fill(0)
+  for (const v of values) counts[Math.min(n - 1, Math.max(0, Math.floor(v / step + 1e-9)))]++
+  return counts.map((count, i) => ({ x0: decade(i * step, 0), x1: decade((i + 1) * step, 0), count }))
+}
+
+/**
+ * Figures 6.7-6.8: histograms of the summed (adjusted) dropout outputs, one panel per p. Each
+ * panel bins its own range (p = 0.9 spreads its sums up to ten times the inputs), so no
+ * scenario falls outside; the panel title says how many scenarios it counts.
+ */
 export const dropoutDistributions = (
   panels: ReadonlyArray<{ readonly p: number; readonly outputs: ReadonlyArray<number> }>
 ): Spec => ({
   title: "Output distribution for dropout probabilities",
-  data: {
-    values: panels.flatMap((panel) =>
-      panel.outputs.map((v) => ({ p: `p = ${panel.p.toFixed(2)}`, output: v }))
-    )
-  },
-  facet: {
-    column: { field: "p", type: "nominal", title: null, sort: panels.map((x) => `p = ${x.p.toFixed(2)}`) }
-  },
-  spec: {
-    width: 200,
-    height: 200,
-    mark: { type: "bar", color: "#1f77b4" },
-    encoding: {
-      x: {
-        field: "output",
-        type: "quantitative",
-        bin: { extent: [0, 16], step: 0.4 },
-        title: "Sum of outputs"
+  hconcat: panels.map((panel) => {
+    const bins = histogram(panel.outputs, niceStep(Math.max(...panel.outputs), 30))
+    const counted = bins.reduce((a, b) => a + b.count, 0)
+    return {
+      title: {
+        text: `p = ${panel.p.toFixed(2)} (${counted.toLocaleString("en-US")} scenarios)`,
+        fontSize: 12
       },
-      y: { aggregate: "count", type: "quantitative", title: "Scenarios" }
+      width: 200,
+      height: 200,
+      data: { values: bins.filter((b) => b.count > 0) },
+      mark: { type: "rect", color: "#1f77b4", stroke: "white", strokeWidth: 0.5 },
+      encoding: {
+        x: {
+          field: "x0",
+          type: "quantitative",
+          title: "Sum of outputs",
+          scale: { domain: [0, bins.at(-1)!.x1], nice: false }
+        },
+        x2: { field: "x1" },
+        y: { field: "count", type: "quantitative", title: "Scenarios" },
+        y2: { datum: 0 }
+      }
     }
-  }
+  }),
+  config: { title: { fontSize: 15 }, concat: { spacing: 14 } },
+  resolve: { scale: { y: "shared" } }
 })
 
 export interface LossSurface {
@@ -334,8 +492,61 @@ export interface LossSurface {
 }
 
 /**
- * Figures 6.18 / 6.20 / 6.22 / 6.28: paths of (b, w) over the loss surface, one panel per
- * optimizer, the optimum as a red dot.
+ * Contour segments of a grid (marching squares): values sit at the cell centres, every square of
+ * four neighbouring centres a level crosses contributes one segment (two at a saddle), with the
+ * crossing points interpolated linearly along the square's edges.
+ */
+export const contourSegments = (surface: LossSurface, levels: ReadonlyArray<number>) => {
+  const { bs, ws, losses } = surface
+  const db = bs.length > 1 ? bs[1] - bs[0] : 1
+  const dw = ws.length > 1 ? ws[1] - ws[0] : 1
+  const out: Array<{ b: number; w: number; b2: number; w2: number; level: number }> = []
+  for (let i = 0; i + 1 < ws.length; i++) {
+    for (let j = 0; j + 1 < bs.length; j++) {
+      // corners counter-clockwise from (j, i); edges k join corner k and k + 1
+      const corners = [
+        [bs[j], ws[i], losses[i][j]],
+        [bs[j + 1], ws[i], losses[i][j + 1]],
+        [bs[j + 1], ws[i + 1], losses[i + 1][j + 1]],
+        [bs[j], ws[i + 1], losses[i + 1][j]]
+      ] as const
+      for (const level of levels) {
+        const hits: Array<readonly [number, number]> = []
+        for (let k = 0; k < 4; k++) {
+          const [b0, w0, v0] = corners[k]
+          const [b1, w1, v1] = corners[(k + 1) % 4]
+          if (v0 < level !== v1 < level) {
+            const t = (level - v0) / (v1 - v0)
+            hits.push([b0 + t * (b1 - b0) + db / 2, w0 + t * (w1 - w0) + dw / 2])
+          }
+        }
+        const r = (v: number) => Number(v.toFixed(5))
+        for (let h = 0; h + 1 < hits.length; h += 2)
+          out.push({
+            b: r(hits[h][0]),
+            w: r(hits[h][1]),
+            b2: r(hits[h + 1][0]),
+            w2: r(hits[h + 1][1]),
+            level
+          })
+      }
+    }
+  }
+  return out
+}
+
+/** `count` levels evenly spaced in sqrt(loss) (the colour scale's spacing) strictly inside the range. */
+const contourLevels = (surface: LossSurface, count = 8) => {
+  const all = surface.losses.flat()
+  const lo = Math.sqrt(Math.min(...all))
+  const hi = Math.sqrt(Math.max(...all))
+  return Array.from({ length: count }, (_, k) => (lo + ((k + 1) / (count + 1)) * (hi - lo)) ** 2)
+}
+
+/**
+ * Figures 6.18 / 6.20 / 6.22 / 6.28: paths of (b, w) over the loss surface with its contour
+ * lines, one panel per optimizer, the optimum as a red dot. Each heatmap cell is stroked in its
+ * own colour so anti-aliasing leaves no hairline seams between cells.
  */
 export const optimizerPaths = (
   surface: LossSurface,
@@ -355,6 +566,7 @@ export const optimizerPaths = (
       cells.push({ b, b2: b + db, w, w2: w + dw, loss: surface.losses[i][j] })
     })
   })
+  const contours = contourSegments(surface, contourLevels(surface))
   const xDomain = [surface.bs[0], surface.bs[surface.bs.length - 1] + db]
   const yDomain = [surface.ws[0], surface.ws[surface.ws.length - 1] + dw]
   const panel = (p: (typeof paths)[number]) => ({
@@ -364,7 +576,7 @@ export const optimizerPaths = (
     layer: [
       {
         data: { values: cells },
-        mark: { type: "rect" },
+        mark: { type: "rect", strokeWidth: 0.6 },
         encoding: {
           x: { field: "b", type: "quantitative", title: "b", scale: { domain: xDomain, nice: false } },
           x2: { field: "b2" },
@@ -375,7 +587,23 @@ export const optimizerPaths = (
             type: "quantitative",
             scale: { type: "sqrt", scheme: "blues" },
             legend: null
+          },
+          stroke: {
+            field: "loss",
+            type: "quantitative",
+            scale: { type: "sqrt", scheme: "blues" },
+            legend: null
           }
+        }
+      },
+      {
+        data: { values: contours },
+        mark: { type: "rule", color: "#08306b", strokeWidth: 0.7, opacity: 0.45 },
+        encoding: {
+          x: { field: "b", type: "quantitative" },
+          y: { field: "w", type: "quantitative" },
+          x2: { field: "b2" },
+          y2: { field: "w2" }
         }
       },
       {
@@ -430,16 +658,45 @@ export const updateTerms = (
   )
 })
 
-/** Per-class [correct, total] as a confusion-matrix heatmap with counts. */
+/** WCAG relative luminance of a `#rrggbb` or `rgb(r, g, b)` colour. */
+export const luminance = (color: string): number => {
+  const hex = /^#([0-9a-f]{6})$/i.exec(color)
+  const rgb = hex
+    ? [0, 2, 4].map((i) => Number.parseInt(hex[1].slice(i, i + 2), 16))
+    : (color.match(/\d+(\.\d+)?/g) ?? ["0", "0", "0"]).slice(0, 3).map(Number)
+  const lin = rgb.map((c) => {
+    const v = c / 255
+    return v <= 0.03928 ? v / 12.92 : ((v + 0.055) / 1.055) ** 2.4
+  })
+  return 0.2126 * lin[0] + 0.7152 * lin[1] + 0.0722 * lin[2]
+}
+
+/** Black or white, whichever contrasts more with the background colour (WCAG contrast ratio). */
+export const textColorOn = (background: string): "black" | "white" => {
+  const l = luminance(background)
+  return (l + 0.05) / 0.05 >= 1.05 / (l + 0.05) ? "black" : "white"
+}
+
+/**
+ * Per-class counts as a confusion-matrix heatmap with the counts written in each cell, black
+ * on light cells and white on dark ones (chosen from the cell colour's luminance).
+ */
 export const confusionMatrix = (
   classes: ReadonlyArray<string>,
   matrix: ReadonlyArray<ReadonlyArray<number>>
 ): Spec => {
+  const max = Math.max(1, ...matrix.flat())
+  const blues = scheme("blues") as (t: number) => string
   const values = matrix.flatMap((row, i) =>
-    row.map((count, j) => ({ actual: classes[i], predicted: classes[j], count }))
+    row.map((count, j) => ({
+      actual: classes[i],
+      predicted: classes[j],
+      count,
+      textColor: textColorOn(blues(count / max))
+    }))
   )
   const enc = {
-    x: { field: "predicted", type: "nominal", title: "Predicted", sort: classes },
+    x: { field: "predicted", type: "nominal", title: "Predicted", sort: classes, axis: { labelAngle: 0 } },
     y: { field: "actual", type: "nominal", title: "Actual", sort: classes }
   }
   return {
@@ -450,11 +707,18 @@ export const confusionMatrix = (
     layer: [
       {
         mark: "rect",
-        encoding: { ...enc, color: { field: "count", type: "quantitative", scale: { scheme: "blues" } } }
+        encoding: {
+          ...enc,
+          color: { field: "count", type: "quantitative", scale: { scheme: "blues", domain: [0, max] } }
+        }
       },
       {
         mark: { type: "text", fontSize: 14 },
-        encoding: { ...enc, text: { field: "count", type: "quantitative" } }
+        encoding: {
+          ...enc,
+          text: { field: "count", type: "quantitative" },
+          color: { condition: { test: "datum.textColor === 'white'", value: "white" }, value: "black" }
+        }
       }
     ]
   }

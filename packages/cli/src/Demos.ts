@@ -9,7 +9,7 @@ import { LrRangeTest, Module } from "@stepwise/core"
 import { DataLoader, LinearRegression, Random, TensorDataset } from "@stepwise/data"
 import type { Optimizer, Scheduler } from "@stepwise/optim"
 import { CyclicLR, Ewma, Float64, LrRange, Adam as OptAdam, SGD, StepLR } from "@stepwise/optim"
-import { Effect } from "effect"
+import { Effect, Either, Stream } from "effect"
 import type { LossSurface } from "./Charts.js"
 
 type F = Float64.Tensor
@@ -153,13 +153,13 @@ export const trainLinearRegression = (
       batchLosses.push(loss)
       params = next.params
       state = next.state
-      if (scheduler?.cadence === "batch") sched = scheduler.step(sched)
+      if (scheduler?.cadence === "batch") sched = Either.getOrThrow(scheduler.step(sched))
     }
     losses.push(batchLosses.reduce((a, x) => a + x, 0) / batchLosses.length)
     const valBatches = DataLoader.batchIndices(data.val.length, { batchSize: 16 }, epoch)
     const v = valBatches.map((idx) => mseAndGrads(data.val, idx, params[B].data[0], params[W].data[0]).loss)
     valLosses.push(v.reduce((a, x) => a + x, 0) / v.length)
-    if (scheduler?.cadence === "epoch") sched = scheduler.step(sched)
+    if (scheduler?.cadence === "epoch") sched = Either.getOrThrow(scheduler.step(sched))
   }
   return { label, ...run, losses, valLosses, lrs }
 }
@@ -241,7 +241,7 @@ export const cyclicSchedules = (steps = 20) => {
     const lrs: Array<number> = []
     for (let i = 0; i < steps; i++) {
       lrs.push(s.current(st).lr)
-      st = s.step(st)
+      st = Either.getOrThrow(s.step(st))
     }
     return { label, lrs }
   })
@@ -249,37 +249,37 @@ export const cyclicSchedules = (steps = 20) => {
 
 /**
  * Figure 6.27: the LR range test on the linear regression (SGD, lr 1e-3, momentum 0.9, up to 1
- * over 100 exponentially growing steps), smoothed with alpha 0.05 like the chapter.
+ * over 100 exponentially growing steps), smoothed with alpha 0.05 like the chapter, through
+ * core's `LrRangeTest.run`: the same fold, stop rule (divergence) and suggestions as `lr-find`.
  */
-export const linearRegressionRangeTest = (numIter = 100, endLr = 1, alpha = 0.05) => {
+export const linearRegressionRangeTest = (numIter = 100, endLr = 1, alpha = 0.05): LrRangeTest.Result => {
   const data = LinearRegression.chapter()
   const start = 1e-3
   const factor = LrRange.makeLrFn(start, endLr, numIter, "exp")
   const opt = sgd(start, 0.9)
-  let params: { readonly [k: string]: F } = { [W]: Float64.make([INITIAL.w]), [B]: Float64.make([INITIAL.b]) }
-  let state = opt.init(params)
-  const lr: Array<number> = []
-  const loss: Array<number> = []
-  let i = 0
-  for (let epoch = 0; i < numIter; epoch++) {
-    for (const idx of DataLoader.batchIndices(
-      data.train.length,
-      { batchSize: 16, shuffle: true, seed: 13 },
-      epoch
-    )) {
-      if (i >= numIter) break
-      const { loss: l, gb, gw } = mseAndGrads(data.train, idx, params[B].data[0], params[W].data[0])
-      const rate = start * factor(i)
-      lr.push(rate)
-      loss.push(LrRangeTest.smooth(loss.at(-1), l, alpha))
-      const next = opt.update(state, { [W]: Float64.make([gw]), [B]: Float64.make([gb]) }, params, {
-        lr: rate,
-        momentum: 0.9
-      })
-      params = next.params
-      state = next.state
-      i++
-    }
-  }
-  return { lr, loss }
+  type S = { readonly params: { readonly [k: string]: F }; readonly state: Optimizer.OptimizerState<F> }
+  const params = { [W]: Float64.make([INITIAL.w]), [B]: Float64.make([INITIAL.b]) }
+  const batches = Stream.flatMap(
+    Stream.iterate(0, (e) => e + 1),
+    (epoch) =>
+      Stream.fromIterable(
+        DataLoader.batchIndices(data.train.length, { batchSize: 16, shuffle: true, seed: 13 }, epoch)
+      )
+  )
+  return Effect.runSync(
+    LrRangeTest.run({
+      batches,
+      init: { params, state: opt.init(params) } as S,
+      lrAt: (i) => start * factor(i),
+      step: (s: S, idx, lr) => {
+        const { loss, gb, gw } = mseAndGrads(data.train, idx, s.params[B].data[0], s.params[W].data[0])
+        const next = opt.update(s.state, { [W]: Float64.make([gw]), [B]: Float64.make([gb]) }, s.params, {
+          lr,
+          momentum: 0.9
+        })
+        return [loss, { params: next.params, state: next.state }] as const
+      },
+      options: { endLr, numIter, alpha }
+    })
+  )
 }

@@ -25,6 +25,7 @@ import { ConfigError } from "./Errors.js"
 import { Output } from "./Progress.js"
 import * as Recipe from "./Recipe.js"
 import * as Schedulers from "./SchedulerConfig.js"
+import * as SquareImages from "./SquareImages.js"
 
 export interface Datasets {
   readonly train: TensorDataset.TensorDataset
@@ -252,6 +253,7 @@ export const setup = (
   Effect.gen(function* () {
     const out = yield* Output
     yield* validateEarly(recipe, file)
+    yield* SquareImages.requireSquare(trainRootOf(recipe), recipe.data.resize)
     yield* out.line(`stepwise: ${recipe.backend} engine, loading data...`)
     yield* Engine.use(recipe.backend)
     const data = yield* prepareData(recipe)

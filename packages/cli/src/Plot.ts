@@ -3,7 +3,7 @@
  * illustrations, from the built-in demos (`Demos`). Each picture is written as PNG and/or SVG.
  */
 import { FileSystem, Path } from "@effect/platform"
-import { Cnn2, Engine, LrRangeTest, Safetensors, TorchWeights } from "@stepwise/core"
+import { Cnn2, Engine, type LrRangeTest, Safetensors, TorchWeights } from "@stepwise/core"
 import * as tf from "@tensorflow/tfjs-core"
 import { Effect, Option, Schema } from "effect"
 import * as Charts from "./Charts.js"
@@ -57,12 +57,45 @@ export const writePicture = (dir: string, name: string, spec: Render.Spec, forma
 const needRun = (plot: string) =>
   new PlotError({ plot, reason: "needs --run RUN_DIR (a folder written by stepwise train)" })
 
+/** Flattens a recipe to `path -> value` (arrays as JSON), for naming what differs between runs. */
+const flatten = (value: unknown, prefix = ""): Array<readonly [string, string]> =>
+  value !== null && typeof value === "object" && !Array.isArray(value)
+    ? Object.entries(value).flatMap(([k, v]) => flatten(v, prefix === "" ? k : `${prefix}.${k}`))
+    : [[prefix, JSON.stringify(value)] as const]
+
+const FIELD_NAMES: Readonly<Record<string, string>> = {
+  "model.dropout": "dropout p",
+  "model.filters": "filters",
+  "optimizer.name": "optimizer",
+  "optimizer.lr": "lr",
+  "scheduler.name": "scheduler"
+}
+
+/**
+ * Legend labels for compared runs: the recipe fields whose values differ (`dropout p = 0.3` vs
+ * `dropout p = 0`), or the folder names when the recipes are the same.
+ */
+export const differenceLabels = (
+  a: { readonly name: string; readonly recipe: unknown },
+  b: { readonly name: string; readonly recipe: unknown }
+): readonly [string, string] => {
+  const fa = new Map(flatten(a.recipe))
+  const fb = new Map(flatten(b.recipe))
+  const keys = [...new Set([...fa.keys(), ...fb.keys()])].filter(
+    (k) => k !== "epochs" && k !== "backend" && fa.get(k) !== fb.get(k)
+  )
+  if (keys.length === 0) return [a.name, b.name]
+  const show = (m: Map<string, string>) =>
+    keys.map((k) => `${FIELD_NAMES[k] ?? k} = ${(m.get(k) ?? "-").replace(/^"(.*)"$/, "$1")}`).join(", ")
+  return [show(fa), show(fb)]
+}
+
 /** Losses of a run folder (Figure 6.10 / 6.31) or, without one, SGD vs Adam on the linear regression (6.19). */
 const lossesSpec = (run: string | undefined, compare: string | undefined) =>
   Effect.gen(function* () {
     if (run === undefined) {
       const runs = Demos.optimizerRuns().slice(0, 2)
-      return Charts.losses(
+      return Charts.lossPanels(
         runs.map((r) => ({ label: r.label, losses: r.losses, valLosses: r.valLosses })),
         "Losses on the linear regression (SGD and Adam)"
       )
@@ -70,15 +103,23 @@ const lossesSpec = (run: string | undefined, compare: string | undefined) =>
     const p = yield* Path.Path
     const load = (dir: string) =>
       Effect.map(Train.readMetrics(dir), (rows) => ({
-        label: p.basename(p.resolve(dir)),
         losses: rows.map((r) => r.loss),
         valLosses: rows.flatMap((r) => (r.valLoss === null ? [] : [r.valLoss]))
       }))
     const first = yield* load(run)
     if (first.losses.length === 0)
       return yield* new PlotError({ plot: "losses", reason: `${run} has no epochs in metrics.jsonl` })
-    if (compare === undefined) return Charts.losses([{ losses: first.losses, valLosses: first.valLosses }])
-    return Charts.losses([first, yield* load(compare)], "Losses (compared)")
+    if (compare === undefined) return Charts.losses([first])
+    const recipeOf = (dir: string) =>
+      Effect.map(Train.readRunConfig(dir), (c) => ({ name: p.basename(p.resolve(dir)), recipe: c.recipe }))
+    const [la, lb] = differenceLabels(yield* recipeOf(run), yield* recipeOf(compare))
+    return Charts.losses(
+      [
+        { label: la, ...first },
+        { label: lb, ...(yield* load(compare)) }
+      ],
+      "Losses (compared)"
+    )
   })
 
 const lrSpec = (run: string | undefined) =>
@@ -144,8 +185,7 @@ const lrFinderSpec = (run: string | undefined) =>
   Effect.gen(function* () {
     if (run === undefined) {
       const t = Demos.linearRegressionRangeTest()
-      const s = LrRangeTest.suggest(t)
-      return Charts.lrFinder(t.lr, t.loss, suggestionMarks(s))
+      return Charts.lrFinder(t.tracking.lr, t.tracking.loss, suggestionMarks(t.suggestions))
     }
     const p = yield* Path.Path
     const path = p.join(run, LR_FINDER_FILE)
@@ -161,13 +201,22 @@ const lrFinderSpec = (run: string | undefined) =>
     return Charts.lrFinder(
       r.lr,
       r.loss,
-      Object.entries(r.suggestions).flatMap(([label, lr]) => (lr === null ? [] : [{ label, lr }]))
+      Object.entries(r.suggestions).flatMap(([key, lr]) =>
+        lr === null ? [] : [{ label: SUGGESTION_LABELS[key] ?? key, lr }]
+      )
     )
   })
 
+/** What each suggestion is, for the legend: "minimum" is fastai's minimum, divided by 10. */
+export const SUGGESTION_LABELS: Readonly<Record<string, string>> = {
+  steepest: "steepest",
+  valley: "valley",
+  minimum: "minimum/10"
+}
+
 export const suggestionMarks = (s: LrRangeTest.Suggestions) =>
   (["steepest", "valley", "minimum"] as const).flatMap((k) =>
-    s[k] === undefined ? [] : [{ label: k, lr: s[k]!.lr }]
+    s[k] === undefined ? [] : [{ label: SUGGESTION_LABELS[k], lr: s[k]!.lr }]
   )
 
 const adaptedSpec = (run: string | undefined, layer: string | undefined) =>

@@ -12,8 +12,11 @@ export type Spec = { readonly [key: string]: unknown }
 const BASE_CONFIG = {
   font: "DejaVu Sans, Liberation Sans, Arial, sans-serif",
   background: "white",
+  // vega measures text with its own estimate; the rasterised font runs a little wider, so the
+  // last tick label on the right would otherwise be cut at the picture's edge.
+  padding: { left: 8, top: 8, right: 24, bottom: 8 },
   view: { stroke: "#bbb" },
-  title: { fontSize: 15, anchor: "middle" },
+  title: { fontSize: 15, anchor: "middle", offset: 10, subtitleFontSize: 11, subtitleColor: "#555" },
   axis: { labelFontSize: 11, titleFontSize: 12 },
   legend: { labelFontSize: 11, titleFontSize: 12, labelLimit: 0 },
   header: { labelFontSize: 12, titleFontSize: 13 }

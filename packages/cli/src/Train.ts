@@ -15,7 +15,7 @@ import * as Checkpoint from "./Checkpoint.js"
 import type * as Cli from "./Cli.js"
 import { ConfigError, RunFolderError, runFolderError } from "./Errors.js"
 import * as Pipeline from "./Pipeline.js"
-import { formatBar, formatEpochLine, Output, summaryTable } from "./Progress.js"
+import { formatBar, formatEpochLine, makePace, Output, summaryTable } from "./Progress.js"
 import * as Recipe from "./Recipe.js"
 import * as Render from "./Render.js"
 import * as Resolve from "./Resolve.js"
@@ -221,13 +221,12 @@ export const run = (args: Args) =>
         let batchLrs: Array<number> = []
         let batchLosses: Array<number> = []
         let grads: Record<string, { shape: ReadonlyArray<number>; steps: Array<Float32Array> }> = {}
-        let epochStart = yield* Clock.currentTimeMillis
         let lastDraw = 0
+        const pace = makePace(recipe.batchSize)
         yield* Stream.runForEach(events, (e) =>
           Effect.gen(function* () {
             if (e._tag === "LearningRate" && e.batch === 0) {
               // published as each epoch starts (a fresh `train` call announces its lr)
-              epochStart = yield* Clock.currentTimeMillis
               batchLrs = []
               batchLosses = []
               grads = {}
@@ -243,7 +242,6 @@ export const run = (args: Args) =>
               const n = loaders.train.numBatches
               if (out.live && (now - lastDraw > 80 || e.batch + 1 === n)) {
                 lastDraw = now
-                const elapsed = Math.max(1e-3, (now - epochStart) / 1000)
                 yield* out.status(
                   formatBar(
                     {
@@ -253,8 +251,7 @@ export const run = (args: Args) =>
                       batches: n,
                       loss: e.loss,
                       lr: e.lr,
-                      samplesPerSecond: ((e.batch + 1) * recipe.batchSize) / elapsed,
-                      elapsedSeconds: elapsed
+                      ...pace(e.epoch, e.batch + 1, now)
                     },
                     out.columns
                   )

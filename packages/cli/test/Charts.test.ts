@@ -38,6 +38,37 @@ describe("chapter pictures", () => {
     expect(svg).toContain("Loss (log scale)")
   })
 
+  it("log loss axes end on labelled ticks: 1 and 0.1 and the lowest values are labelled, none crowded", () => {
+    const gaps = (ticks: ReadonlyArray<number>, pixels: number, domain: ReadonlyArray<number>) =>
+      ticks.slice(1).map((t, i) => (Math.log10(t / ticks[i]) * pixels) / Math.log10(domain[1] / domain[0]))
+    // the compared runs of the README: losses from 1.06 down to 0.0905
+    const a = Charts.logAxis([1.06, 0.7, 0.3, 0.0905], 260)
+    expect(a.scale.domain).toEqual([0.05, 2])
+    expect(a.axis.values).toEqual(expect.arrayContaining([0.05, 0.1, 0.2, 0.5, 1, 2]))
+    for (const g of gaps(a.axis.values, 260, a.scale.domain)) expect(g).toBeGreaterThanOrEqual(18)
+    // one run: 1.07 .. 0.149
+    const b = Charts.logAxis([1.07, 0.149], 260)
+    expect(b.scale.domain).toEqual([0.1, 2])
+    expect(b.axis.values.slice(0, 3)).toEqual([0.1, 0.2, 0.3])
+    // many decades: powers of ten first
+    const c = Charts.logAxis([3e-4, 2.5], 260)
+    expect(c.scale.domain).toEqual([2e-4, 5])
+    expect(c.axis.values).toEqual(expect.arrayContaining([2e-4, 1e-3, 0.01, 0.1, 1, 5]))
+    for (const g of gaps(c.axis.values, 260, c.scale.domain)) expect(g).toBeGreaterThanOrEqual(18)
+  })
+
+  it("Figure 6.19 is two panels, SGD and Adam, each with its training and validation losses", async () => {
+    const runs = Demos.optimizerRuns().slice(0, 2)
+    const spec = Charts.lossPanels(
+      runs.map((r) => ({ label: r.label, losses: r.losses, valLosses: r.valLosses })),
+      "Losses (SGD and Adam)"
+    ) as any
+    expect(spec.hconcat.map((p: any) => p.title)).toEqual(["SGD", "Adam"])
+    expect(spec.hconcat[0].data.values).toHaveLength(20)
+    const svg = await check("losses-panels", spec)
+    expect(svg).toContain("Validation Loss")
+  })
+
   it("learning-rate schedules of the three CyclicLR modes (Figure 6.26)", async () => {
     const schedules = Demos.cyclicSchedules()
     // triangular: 1e-4, 5.5e-4, 1e-3, 5.5e-4, 1e-4 ... ; triangular2 halves the amplitude each cycle
@@ -83,7 +114,14 @@ describe("chapter pictures", () => {
     })
     for (const s of stats) expect(Math.abs(s.mean - 6.6)).toBeLessThan(0.35)
     for (let i = 1; i < stats.length; i++) expect(stats[i].sd).toBeGreaterThan(stats[i - 1].sd)
-    await check("dropout", Charts.dropoutDistributions(d))
+    const spec = Charts.dropoutDistributions(d) as any
+    // every panel counts all 1,000 scenarios (p = 0.9 once lost 132 outside a fixed 0..16 range)
+    for (const panel of spec.hconcat) {
+      expect(panel.data.values.reduce((a: number, b: any) => a + b.count, 0)).toBe(1000)
+      expect(panel.title.text).toContain("1,000 scenarios")
+    }
+    expect(Charts.histogram([0, 0.4, 0.5, 1, 1.2], 0.5).map((b) => b.count)).toEqual([2, 1, 2])
+    await check("dropout", spec)
   })
 
   it("optimizer paths reach the optimum; update terms equal the chapter's formulas (Figures 6.18-6.22, 6.28)", async () => {
@@ -128,11 +166,40 @@ describe("chapter pictures", () => {
   })
 
   it("the LR range test on the linear regression spans 1e-3..1 and is smoothed (Figure 6.27)", async () => {
-    const t = Demos.linearRegressionRangeTest()
-    expect(t.lr.length).toBe(100)
+    const { tracking: t } = Demos.linearRegressionRangeTest()
     expect(t.lr[0]).toBe(1e-3)
-    expect(t.lr[99]).toBeCloseTo(1e-3 * 1000 ** (99 / 100), 12)
+    expect(t.lr[20]).toBeCloseTo(1e-3 * 1000 ** (20 / 100), 12)
     await check("lr-finder", Charts.lrFinder(t.lr, t.loss, [{ label: "steepest", lr: 0.03 }]))
+  })
+
+  it("the LR finder draws the range that matters and names its markers in a legend", async () => {
+    // the README's CNN2 run: 1.12 falling to 0.88, rising, and 257.7 at the very last step
+    const lr = Array.from({ length: 12 }, (_, i) => 1e-3 * 2 ** i)
+    const loss = [1.12, 1.1, 1.05, 1.0, 0.95, 0.9, 0.88, 0.89, 1.0, 1.38, 1.97, 257.7]
+    const marks = [
+      { label: "steepest", lr: lr[4] },
+      { label: "valley", lr: lr[4] * 1.01 },
+      { label: "minimum/10", lr: lr[6] / 10 }
+    ]
+    const spec = Charts.lrFinder(lr, loss, marks) as any
+    const curve = spec.layer[0].data.values
+    expect(curve).toHaveLength(11) // the diverged point is not drawn
+    expect(spec.title.subtitle).toContain("1 point")
+    // y from the lowest loss to the highest before it, padded; the 1.97 after the minimum is clipped
+    const [lo, hi] = spec.layer[0].encoding.y.scale.domain
+    expect(lo).toBeCloseTo(0.88 - 0.08 * 0.24, 10)
+    expect(hi).toBeCloseTo(1.12 + 0.08 * 0.24, 10)
+    // labels live in the legend (never overprinting), each with its lr
+    expect(spec.layer[2].data.values.map((m: any) => m.label)).toEqual([
+      "steepest: 1.60e-2",
+      "valley: 1.62e-2",
+      "minimum/10: 6.40e-3"
+    ])
+    expect(spec.layer.some((l: any) => l.mark.type === "text")).toBe(false)
+    const svg = await check("lr-finder-cnn2", spec)
+    expect(svg).toContain("minimum/10: 6.40e-3")
+    // nothing dropped: no subtitle
+    expect((Charts.lrFinder(lr.slice(0, 8), loss.slice(0, 8), []) as any).title.subtitle).toBeUndefined()
   })
 
   it("confusion matrix", async () => {
@@ -149,5 +216,31 @@ describe("chapter pictures", () => {
       150
     )
     expect(svg).toContain("scissors")
+  })
+
+  it("confusion-matrix numbers are white on dark cells and black on light ones", () => {
+    const spec = Charts.confusionMatrix(
+      ["a", "b"],
+      [
+        [120, 3],
+        [40, 0]
+      ]
+    ) as any
+    const color = Object.fromEntries(spec.data.values.map((v: any) => [v.count, v.textColor]))
+    expect(color).toEqual({ 120: "white", 3: "black", 40: "black", 0: "black" })
+    expect(Charts.textColorOn("#08306b")).toBe("white")
+    expect(Charts.textColorOn("#f7fbff")).toBe("black")
+    expect(Charts.luminance("rgb(255, 255, 255)")).toBeCloseTo(1, 6)
+  })
+
+  it("contour segments cross the level between the corner values", () => {
+    // loss = b at the cell centres: the level 1.5 is the vertical line b = 1.5 + half a cell
+    const surface = { bs: [0, 1, 2], ws: [0, 1, 2], losses: [0, 1, 2].map(() => [0, 1, 2]) }
+    const segs = Charts.contourSegments(surface, [1.5])
+    expect(segs).toHaveLength(2)
+    for (const s of segs) {
+      expect(s.b).toBeCloseTo(2, 12)
+      expect(s.b2).toBeCloseTo(2, 12)
+    }
   })
 })

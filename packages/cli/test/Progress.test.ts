@@ -50,6 +50,57 @@ describe("progress output", () => {
     expect(Progress.formatSeconds(Number.NaN)).toBe("--:--")
   })
 
+  it("on a narrow terminal the less important parts go first; the ETA is never cut", () => {
+    const p = {
+      epoch: 3,
+      epochs: 10,
+      batch: 98,
+      batches: 158,
+      loss: 0.5123,
+      lr: 1e-3,
+      samplesPerSecond: 812,
+      elapsedSeconds: 9.8
+    }
+    expect(Progress.formatBar(p, 100)).toMatch(/ 98\/158 loss 0\.5123 lr 1\.00e-3 812 img\/s ETA 0:06$/)
+    expect(Progress.formatBar(p, 60)).toMatch(/\] +98\/158 loss 0\.5123 lr 1\.00e-3 ETA 0:06$/)
+    expect(Progress.formatBar(p, 50)).toMatch(/\] +98\/158 loss 0\.5123 ETA 0:06$/)
+    expect(Progress.formatBar(p, 20)).toBe("98/158 ETA 0:06")
+    expect(Progress.formatBar(p, 40)).toMatch(/^epoch {2}3\/10 \[#+\.+\] +98\/158 ETA 0:06$/)
+    fc.assert(
+      fc.property(fc.integer({ min: 10, max: 200 }), (columns) => {
+        const line = Progress.formatBar(p, columns)
+        expect(line.length).toBeLessThanOrEqual(Math.max(columns - 1, "ETA 0:06".length))
+        expect(line.endsWith("ETA 0:06")).toBe(true)
+      })
+    )
+  })
+
+  it("the pace starts after the epoch's first batch: no warm-up, no validation pause", () => {
+    const pace = Progress.makePace(16)
+    // epoch 1: the first batch took 2 s (warm-up) -> nothing measured yet, shown as "-"
+    const first = pace(0, 1, 2000)
+    expect(first.samplesPerSecond).toBeNaN()
+    expect(
+      Progress.formatBar({ epoch: 1, epochs: 2, batch: 1, batches: 158, loss: 1, lr: 0.01, ...first })
+    ).toContain("- img/s ETA --:--")
+    // then 10 batches of 16 images in 1 s
+    expect(pace(0, 11, 3000)).toEqual({ samplesPerSecond: 160, elapsedSeconds: 1, paceBatches: 10 })
+    // epoch 2 starts after a 30 s validation pause: its first batch measures nothing
+    expect(pace(1, 1, 33100).samplesPerSecond).toBeNaN()
+    const second = pace(1, 6, 33600)
+    expect(second.samplesPerSecond).toBeCloseTo(160, 9)
+    const line = Progress.formatBar({
+      epoch: 2,
+      epochs: 2,
+      batch: 6,
+      batches: 158,
+      loss: 1,
+      lr: 0.01,
+      ...second
+    })
+    expect(line).toContain("160 img/s ETA 0:15") // 152 batches left at 0.1 s each
+  })
+
   it("the summary table aligns its columns", () => {
     const table = Progress.summaryTable([
       {

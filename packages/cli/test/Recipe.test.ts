@@ -43,9 +43,9 @@ describe("recipes", () => {
       const s = yield* SchedulerConfig.build(r, "x", 158, { lr: 0.03, momentum: 0.9 }) // SGD's defaults
       let st = s!.init({ lr: 0.03, momentum: 0.9 })
       expect(s!.current(st).lr).toBeCloseTo(1e-3, 15)
-      for (let i = 0; i < 158; i++) st = s!.step(st)
+      for (let i = 0; i < 158; i++) st = yield* s!.step(st)
       expect(s!.current(st).lr).toBeCloseTo(1e-2, 12) // the top after one epoch
-      for (let i = 0; i < 158 * 2; i++) st = s!.step(st)
+      for (let i = 0; i < 158 * 2; i++) st = yield* s!.step(st)
       expect(s!.current(st).lr).toBeCloseTo(1e-3 + (1e-2 - 1e-3) / 2, 12) // triangular2 halves the 2nd cycle
     }).pipe(Effect.provide(NodeContext.layer))
   )

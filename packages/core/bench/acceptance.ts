@@ -115,7 +115,7 @@ const program = Effect.gen(function* () {
           // The chapter: an LR range test with SGD(1e-3, Nesterov) up to 0.2 over 100 iterations...
           const probe = Trainer.setOptimizer(
             t,
-            yield* fused(SGD.Config.make({ lr: 1e-3, momentum: 0.9, nesterov: true }))
+            yield* fused(yield* SGD.decode({ lr: 1e-3, momentum: 0.9, nesterov: true }))
           )
           const test = yield* Trainer.lrRangeTest(probe, { endLr: 0.2, numIter: 100 })
           const s = test.suggestions
@@ -126,7 +126,7 @@ const program = Effect.gen(function* () {
           // ...then SGD(0.03, Nesterov) with CyclicLR(1e-3..1e-2, step_size_up = one epoch, triangular2).
           const sgd = Trainer.setOptimizer(
             t,
-            yield* fused(SGD.Config.make({ lr: 0.03, momentum: 0.9, nesterov: true }))
+            yield* fused(yield* SGD.decode({ lr: 0.03, momentum: 0.9, nesterov: true }))
           )
           const cyclic = yield* CyclicLR.make(
             { baseLr: 1e-3, maxLr: 1e-2, stepSizeUp: 1, unit: "epochs", mode: "triangular2" },

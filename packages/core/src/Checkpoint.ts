@@ -14,6 +14,7 @@
  *
  * Files are written to a temporary name and renamed, so a crash never leaves half a checkpoint.
  */
+import { OptimizerState } from "@stepwise/optim"
 import * as tf from "@tensorflow/tfjs-core"
 import { Effect, Schema } from "effect"
 import * as Safetensors from "./Safetensors.js"
@@ -79,7 +80,7 @@ export const snapshot = (t: Trainer.Trainer<any, any>): Snapshot => ({
   },
   params: Object.fromEntries(Object.entries(t.params).map(([k, v]) => [k, host(v)])),
   slots: Object.fromEntries(
-    Object.entries(t.optState.slots).map(([slot, tree]) => [
+    Object.entries(OptimizerState.slotsOf(t.optState)).map(([slot, tree]) => [
       slot,
       Object.fromEntries(Object.entries(tree).map(([k, v]) => [k, host(v)]))
     ])
@@ -190,7 +191,7 @@ export const restore = <E, R>(
     return {
       config,
       params,
-      optState: { step: s.meta.optimizer.step, slots },
+      optState: OptimizerState.make<tf.Tensor>(s.meta.optimizer.step, slots),
       schedState: s.meta.scheduler?.state,
       totalEpochs: s.meta.totalEpochs,
       losses: s.meta.losses,

@@ -1,101 +1,53 @@
 import {
-  type Adam,
+  Adam,
   type InvalidHyperparameter,
   type Numeric,
   type Optimizer,
   Optimizers,
-  type SGD
+  SGD,
+  TfNumeric
 } from "@stepwise/optim"
 import * as tf from "@tensorflow/tfjs-core"
 import { Effect, Layer } from "effect"
 import * as Fused from "./kernels/Fused.js"
 
-type Tensors = Numeric.Params<tf.Tensor>
-
 const run = (kernel: string, inputs: Record<string, tf.Tensor>, attrs: object): Array<tf.Tensor> =>
   tf.engine().runKernel(kernel, inputs as any, attrs as any) as unknown as Array<tf.Tensor>
 
 /**
- * Adam / AdamW with one fused kernel per parameter tensor. Same state (`expAvg`, `expAvgSq`,
- * `maxExpAvgSq`, step), names, defaults and math as `Adam.adam(c, decoupled)(TfNumeric)`, which
- * the tests hold it to.
+ * The tfjs numeric whose `fused` hook runs the engine's kernels: optim's Adam/AdamW/SGD call
+ * them per parameter instead of composing element-wise ops (one definition per algorithm).
  */
-export const adam = (c: Adam.Hyperparameters, decoupled: boolean): Optimizer.Optimizer<tf.Tensor> => ({
-  name: decoupled ? "AdamW" : "Adam",
-  defaults: { lr: c.lr, beta1: c.betas[0] },
-  init: (params) => {
-    const zeros = (): Tensors =>
-      Object.fromEntries(Object.entries(params).map(([k, p]) => [k, tf.zerosLike(p)]))
-    const slots = { expAvg: zeros(), expAvgSq: zeros() }
-    return { step: 0, slots: c.amsgrad ? { ...slots, maxExpAvgSq: zeros() } : slots }
-  },
-  update: (state, grads, params, hyper) => {
-    const step = state.step + 1
-    const attrs: Fused.AdamAttrs = {
-      lr: hyper.lr,
-      beta1: hyper.beta1 ?? c.betas[0],
-      beta2: c.betas[1],
-      eps: c.eps,
-      weightDecay: c.weightDecay,
-      decoupled,
-      amsgrad: c.amsgrad,
-      maximize: c.maximize,
-      step
-    }
-    const { expAvg, expAvgSq, maxExpAvgSq } = state.slots
-    const next: Record<string, Record<string, tf.Tensor>> = { params: {}, expAvg: {}, expAvgSq: {} }
-    if (c.amsgrad) next.maxExpAvgSq = {}
-    for (const name of Object.keys(params)) {
-      const inputs: Record<string, tf.Tensor> = {
-        param: params[name],
-        grad: grads[name],
-        expAvg: expAvg[name],
-        expAvgSq: expAvgSq[name]
+export const numeric: Numeric.Numeric<tf.Tensor> = {
+  ...TfNumeric.TfNumeric,
+  fused: {
+    adam: (inputs, step) => {
+      const ins: Record<string, tf.Tensor> = {
+        param: inputs.param,
+        grad: inputs.grad,
+        expAvg: inputs.expAvg,
+        expAvgSq: inputs.expAvgSq
       }
-      if (c.amsgrad) inputs.maxExpAvgSq = maxExpAvgSq[name]
-      const [p, m, v, vmax] = run(Fused.AdamUpdate, inputs, attrs)
-      next.params[name] = p
-      next.expAvg[name] = m
-      next.expAvgSq[name] = v
-      if (c.amsgrad) next.maxExpAvgSq[name] = vmax
+      if (step.amsgrad && inputs.maxExpAvgSq !== undefined) ins.maxExpAvgSq = inputs.maxExpAvgSq
+      const [param, expAvg, expAvgSq, maxExpAvgSq] = run(Fused.AdamUpdate, ins, step)
+      return { param, expAvg, expAvgSq, maxExpAvgSq }
+    },
+    sgd: (inputs, step) => {
+      const ins: Record<string, tf.Tensor> = { param: inputs.param, grad: inputs.grad }
+      if (step.momentum !== 0 && !step.first && inputs.momentumBuffer !== undefined)
+        ins.momentumBuffer = inputs.momentumBuffer
+      const [param, momentumBuffer] = run(Fused.SgdUpdate, ins, step)
+      return { param, momentumBuffer }
     }
-    const { params: newParams, ...slots } = next
-    return { state: { step, slots }, params: newParams }
   }
-})
+}
 
-/** SGD (momentum, dampening, Nesterov, weight decay) with one fused kernel per parameter tensor. */
-export const sgd = (c: SGD.Config): Optimizer.Optimizer<tf.Tensor> => ({
-  name: "SGD",
-  defaults: { lr: c.lr, momentum: c.momentum },
-  init: () => ({ step: 0, slots: {} }),
-  update: (state, grads, params, hyper) => {
-    const momentum = hyper.momentum ?? c.momentum
-    const buffers = state.slots.momentumBuffer
-    const newParams: Record<string, tf.Tensor> = {}
-    const newBuffers: Record<string, tf.Tensor> = {}
-    for (const name of Object.keys(params)) {
-      const previous = buffers?.[name]
-      const attrs: Fused.SgdAttrs = {
-        lr: hyper.lr,
-        momentum,
-        dampening: c.dampening,
-        weightDecay: c.weightDecay,
-        nesterov: c.nesterov,
-        maximize: c.maximize,
-        first: previous === undefined
-      }
-      const inputs: Record<string, tf.Tensor> = { param: params[name], grad: grads[name] }
-      if (momentum !== 0 && previous !== undefined) inputs.momentumBuffer = previous
-      const [p, buf] = run(Fused.SgdUpdate, inputs, attrs)
-      newParams[name] = p
-      if (buf !== undefined) newBuffers[name] = buf
-    }
-    // With momentum 0 this step, PyTorch leaves any existing buffer untouched.
-    const slots = momentum === 0 ? state.slots : { momentumBuffer: newBuffers }
-    return { state: { step: state.step + 1, slots }, params: newParams }
-  }
-})
+/** Adam / AdamW on the fused numeric. */
+export const adam = (c: Adam.Hyperparameters, decoupled: boolean): Optimizer.Optimizer<tf.Tensor> =>
+  Adam.adam(c, decoupled)(numeric)
+
+/** SGD on the fused numeric. */
+export const sgd = (c: SGD.Config): Optimizer.Optimizer<tf.Tensor> => SGD.optimizer(c)(numeric)
 
 /**
  * An `OptimizerDef` that is fused on tfjs tensors (cpu and wasm backends) for SGD, Adam and

@@ -57,6 +57,24 @@ export interface Result {
 export const smooth = (previous: number | undefined, loss: number, alpha: number): number =>
   previous === undefined ? loss : Ewma.ewma(previous, loss, alpha)
 
+/** torch-lr-finder's stop rule: the smoothed loss went above `divergeTh` times the best so far. */
+export const isDiverged = (smoothed: number, best: number, divergeTh = 5): boolean =>
+  smoothed > divergeTh * best
+
+/**
+ * How many leading points of a curve matter: everything before the first diverged point (the
+ * diverged point itself is recorded, like torch-lr-finder, but only says "it blew up").
+ */
+export const beforeDivergence = (loss: ReadonlyArray<number>, divergeTh = 5): number => {
+  let best = Number.POSITIVE_INFINITY
+  for (let i = 0; i < loss.length; i++) {
+    if (!Number.isFinite(loss[i])) return i
+    best = Math.min(best, loss[i])
+    if (isDiverged(loss[i], best, divergeTh)) return i
+  }
+  return loss.length
+}
+
 /** The lr of iteration `i` (the chapter's `start_lr * lr_fn(i)`). */
 export type LrAt = (iteration: number) => number
 
@@ -113,14 +131,15 @@ export const run = <S, B, E, R>(args: {
       f.loss.push(s)
       const best = Math.min(f.best, s)
       const iteration = f.iteration + 1
-      const diverged = s > divergeTh * best
+      const diverged = isDiverged(s, best, divergeTh)
+      // Diverging on the last planned iteration is not stopping early: all numIter steps ran.
       return {
         state: next,
         iteration,
         lr: f.lr,
         loss: f.loss,
         best,
-        stopped: diverged ? ("diverged" as const) : undefined,
+        stopped: diverged && iteration < numIter ? ("diverged" as const) : undefined,
         done: diverged || iteration >= numIter
       }
     }

@@ -18,9 +18,17 @@
 
 import type { Batch } from "@stepwise/data"
 import { type DataLoader, Random } from "@stepwise/data"
-import { LrRange, type Numeric, type Optimizer, type Scheduler, TfNumeric } from "@stepwise/optim"
+import {
+  LrRange,
+  type Numeric,
+  type Errors as OptimErrors,
+  type Optimizer,
+  OptimizerState,
+  type Scheduler,
+  TfNumeric
+} from "@stepwise/optim"
 import * as tf from "@tensorflow/tfjs-core"
-import { Effect, Option, PubSub, Ref, Schema, Stream } from "effect"
+import { Effect, Either, Option, PubSub, Ref, Schema, Stream } from "effect"
 import * as Events from "./Events.js"
 import * as Loss from "./Loss.js"
 import * as LrRangeTest from "./LrRangeTest.js"
@@ -190,7 +198,8 @@ export const trainStep = (
     captured.push(...layerEvents("Parameters", config.model, capture.parameters, params, where))
   if (capture.gradients.length > 0)
     captured.push(...layerEvents("Gradients", config.model, capture.gradients, grads, where))
-  const next = TfNumeric.tidyUpdate(config.optimizer, optState, grads, params, hyper)
+  // grads come from autodiff at `params`: their tree matches by construction
+  const next = Either.getOrThrow(TfNumeric.tidyUpdate(config.optimizer, optState, grads, params, hyper))
   TfNumeric.disposeReplaced(grads, [...Object.values(next.params), ...stateTensors(next.state)])
   return { loss, params: next.params, optState: next.state, captured }
 }
@@ -218,7 +227,11 @@ export const train = <E, R, E2 = never, R2 = never>(
   nEpochs: number,
   seed = 42,
   options: TrainOptions<E2, R2> = {}
-): Effect.Effect<Trainer<E, R>, E | E2 | NonFiniteLoss | InvalidTrainer, R | R2> =>
+): Effect.Effect<
+  Trainer<E, R>,
+  E | E2 | NonFiniteLoss | InvalidTrainer | OptimErrors.SchedulerStepError,
+  R | R2
+> =>
   Effect.gen(function* () {
     const { trainLoader, valLoader, scheduler } = t.config
     if (trainLoader === undefined)
@@ -297,7 +310,7 @@ export const train = <E, R, E2 = never, R2 = never>(
             if (scheduler?.cadence === "batch") {
               cur = {
                 ...cur,
-                schedState: scheduler.step(cur.schedState, batchSignal(scheduler, epoch + i / n))
+                schedState: yield* scheduler.step(cur.schedState, batchSignal(scheduler, epoch + i / n))
               }
             }
             yield* publish(Events.TrainEvent.BatchEnd({ epoch, batch: i, loss: r.loss, lr }))
@@ -311,9 +324,10 @@ export const train = <E, R, E2 = never, R2 = never>(
         if (valLoss !== undefined && !Number.isFinite(valLoss)) {
           return yield* new NonFiniteLoss({ epoch, batch: -1, loss: valLoss })
         }
-        if (scheduler?.cadence === "epoch") cur = { ...cur, schedState: scheduler.step(cur.schedState) }
+        if (scheduler?.cadence === "epoch")
+          cur = { ...cur, schedState: yield* scheduler.step(cur.schedState) }
         if (scheduler?.cadence === "metric")
-          cur = { ...cur, schedState: scheduler.step(cur.schedState, { metric: valLoss }) }
+          cur = { ...cur, schedState: yield* scheduler.step(cur.schedState, { metric: valLoss }) }
         const lr = hyper(cur).lr
         cur = {
           ...cur,
@@ -480,14 +494,14 @@ const stateTensors = TfNumeric.stateTensors
  * and state. Unlike `trainStep` it consumes its inputs: the gradients and every parameter or
  * state tensor the update replaced are disposed.
  */
-export const updateAndDispose = (
-  optimizer: Optimizer.Optimizer<tf.Tensor>,
-  state: Optimizer.OptimizerState<tf.Tensor>,
+export const updateAndDispose = <S extends Optimizer.OptimizerState<tf.Tensor>>(
+  optimizer: Optimizer.Optimizer<tf.Tensor, S>,
+  state: S,
   grads: Tensors,
   params: Tensors,
   hyper: Optimizer.Hyper
-): { readonly params: Tensors; readonly state: Optimizer.OptimizerState<tf.Tensor> } => {
-  const next = TfNumeric.tidyUpdate(optimizer, state, grads, params, hyper)
+): { readonly params: Tensors; readonly state: S } => {
+  const next = Either.getOrThrow(TfNumeric.tidyUpdate(optimizer, state, grads, params, hyper))
   tf.dispose(Object.values(grads))
   TfNumeric.disposeReplaced(stateTensors(state), stateTensors(next.state))
   TfNumeric.disposeReplaced(params, next.params)
@@ -506,10 +520,7 @@ const cloneTree = (tree: Tensors): Tensors =>
 export const cloneTensors = <T extends Pick<Trainer<any, any>, "params" | "optState">>(t: T): T => ({
   ...t,
   params: cloneTree(t.params),
-  optState: {
-    step: t.optState.step,
-    slots: Object.fromEntries(Object.entries(t.optState.slots).map(([k, v]) => [k, cloneTree(v)]))
-  }
+  optState: OptimizerState.map(t.optState, (x) => tf.clone(x))
 })
 
 // ----------------------------------------------------------------------------------- capture

@@ -64,6 +64,27 @@ describe("LrRangeTest", () => {
     })
   )
 
+  it.effect(
+    "diverging on the last planned step is not 'stopped early'; the plot keeps what precedes divergence",
+    () =>
+      Effect.gen(function* () {
+        // The chapter's CNN2 command: 100 steps ran, only the last one blew up (smoothed 257.7).
+        const last = yield* LrRangeTest.run({
+          batches: Stream.fromIterable([1, 1, 1, 200]),
+          init: 0,
+          lrAt: (i) => i + 1,
+          step: (s: number, b: number) => [b, s + 1] as const,
+          options: { endLr: 10, numIter: 4, alpha: 0.5, divergeTh: 5 }
+        })
+        expect(last.tracking.loss).toEqual([1, 1, 1, 100.5])
+        expect(last.stopped).toBeUndefined()
+        expect(LrRangeTest.beforeDivergence(last.tracking.loss)).toBe(3)
+        expect(LrRangeTest.beforeDivergence([2, 1, 4.9, 5.1, 3])).toBe(3)
+        expect(LrRangeTest.beforeDivergence([2, 1, 4.9], 10)).toBe(3)
+        expect(LrRangeTest.beforeDivergence([2, Number.NaN, 1])).toBe(1)
+      })
+  )
+
   it.effect("releases every state it created, never the initial one", () =>
     Effect.gen(function* () {
       const released: Array<number> = []

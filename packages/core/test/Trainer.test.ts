@@ -2,7 +2,7 @@ import { beforeAll, describe, expect, it } from "@effect/vitest"
 import { DataLoader, Random, TensorDataset } from "@stepwise/data"
 import type { Scheduler } from "@stepwise/optim"
 import * as tf from "@tensorflow/tfjs-core"
-import { Effect, Stream } from "effect"
+import { Effect, Either, Stream } from "effect"
 import * as Loss from "../src/Loss.js"
 import * as Metrics from "../src/Metrics.js"
 import * as Module from "../src/Module.js"
@@ -21,7 +21,7 @@ const recording = (
   init: () => 0,
   step: (k, signal) => {
     log.push(signal)
-    return k + 1
+    return Either.right(k + 1)
   },
   current: (k) => ({ lr: 0.01 * 0.5 ** k })
 })

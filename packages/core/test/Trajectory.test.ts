@@ -110,7 +110,7 @@ describe("Trainer against PyTorch's StepByStep loop (fixture)", () => {
 
   it.effect("SGD Nesterov + CyclicLR(triangular2) per batch: losses, learning rates and final weights", () =>
     Effect.gen(function* () {
-      const o = yield* optimizers(SGD.Config.make({ lr: 0.03, momentum: 0.9, nesterov: true }))
+      const o = yield* optimizers(yield* SGD.decode({ lr: 0.03, momentum: 0.9, nesterov: true }))
       const cyclic = yield* CyclicLR.make({ baseLr: 1e-3, maxLr: 1e-2, stepSizeUp: 4, mode: "triangular2" })
       yield* check(fixture.sgd, o.generic, cyclic)
       yield* check(fixture.sgd, o.fused, cyclic)

@@ -1,51 +1,52 @@
 import { Effect, Schema } from "effect"
-import * as H from "./InvalidHyperparameter.js"
-import type { Numeric } from "./Numeric.js"
-import { filled, gradient, type Optimizer, type OptimizerDef, perParameter } from "./Optimizer.js"
+import type { InvalidHyperparameter } from "./Errors.js"
+import * as F from "./Fields.js"
+import type { Numeric, Params } from "./Numeric.js"
+import { filled, gradient, type Optimizer, perParameter } from "./Optimizer.js"
 
-/** `torch.optim.Adagrad` hyperparameters, PyTorch's defaults. */
-export const Config = Schema.TaggedStruct("Adagrad", {
-  lr: Schema.optionalWith(Schema.Number, { default: () => 1e-2 }),
-  lrDecay: Schema.optionalWith(Schema.Number, { default: () => 0 }),
-  weightDecay: Schema.optionalWith(Schema.Number, { default: () => 0 }),
-  initialAccumulatorValue: Schema.optionalWith(Schema.Number, { default: () => 0 }),
-  eps: Schema.optionalWith(Schema.Number, { default: () => 1e-10 }),
-  maximize: Schema.optionalWith(Schema.Boolean, { default: () => false })
-})
+/** `torch.optim.Adagrad`'s arguments and PyTorch's defaults, in its check order. */
+export const fields = {
+  lr: F.withDefault(F.nonNegative, 1e-2, "learning rate"),
+  lrDecay: F.withDefault(F.nonNegative, 0, "learning-rate decay: lr / (1 + (t - 1) * lrDecay)"),
+  weightDecay: F.withDefault(F.nonNegative, 0, "L2 penalty added to the gradient"),
+  initialAccumulatorValue: F.withDefault(F.nonNegative, 0, "starting value of the sum of squared gradients"),
+  eps: F.withDefault(F.nonNegative, 1e-10, "added to the denominator, after the square root"),
+  maximize: F.withDefault(Schema.Boolean, false, "maximize the objective instead of minimizing")
+}
+export const Config = Schema.TaggedStruct("Adagrad", fields)
 export type Config = typeof Config.Type
 
-export const validate = (c: Config): Effect.Effect<Config, H.InvalidHyperparameter> =>
-  H.check(H.nonNegativeFields(c, ["lr", "lrDecay", "weightDecay", "initialAccumulatorValue", "eps"])).pipe(
-    Effect.as(c)
-  )
+export type State<T> = { readonly step: number; readonly sum: Params<T> }
 
 /**
  * Adagrad: `sum = sum + g^2`, `p = p - clr * g / (sqrt(sum) + eps)` with the decayed rate
  * `clr = lr / (1 + (t - 1) * lrDecay)`. The accumulator starts at `initialAccumulatorValue`.
  */
 export const optimizer =
-  (c: Config): OptimizerDef =>
-  <T>(N: Numeric<T>): Optimizer<T> => ({
+  (c: Config) =>
+  <T>(N: Numeric<T>): Optimizer<T, State<T>> => ({
     name: "Adagrad",
     defaults: { lr: c.lr },
-    init: (params) => ({
-      step: 0,
-      slots: { sum: filled(N, params, c.initialAccumulatorValue) }
-    }),
+    init: (params) => ({ step: 0, sum: filled(N, params, c.initialAccumulatorValue) }),
     update: (state, grads, params, hyper) => {
       const step = state.step + 1
       const clr = hyper.lr / (1 + (step - 1) * c.lrDecay)
       const next = perParameter(params, (name, p) => {
         const g = gradient(N, grads[name], p, c)
-        const sum = N.add(state.slots.sum[name], N.mul(g, g))
+        const sum = N.add(state.sum[name], N.mul(g, g))
         const std = N.addScalar(N.sqrt(sum), c.eps)
         return { param: N.sub(p, N.scale(N.div(g, std), clr)), slots: { sum } }
       })
-      return { state: { step, slots: next.slots }, params: next.params }
+      return { state: { step, sum: next.slots.sum }, params: next.params }
     }
   })
 
+/** Decodes a config without its tag (filling PyTorch's defaults, checking its rules). */
+export const decode = (
+  input: Omit<typeof Config.Encoded, "_tag">
+): Effect.Effect<Config, InvalidHyperparameter> => F.decode(Config)({ ...input, _tag: "Adagrad" })
+
+/** Decodes and builds. */
 export const make = (
   input: Omit<typeof Config.Encoded, "_tag">
-): Effect.Effect<OptimizerDef, H.InvalidHyperparameter> =>
-  H.decode(Config)({ ...input, _tag: "Adagrad" }).pipe(Effect.flatMap(validate), Effect.map(optimizer))
+): Effect.Effect<ReturnType<typeof optimizer>, InvalidHyperparameter> => Effect.map(decode(input), optimizer)

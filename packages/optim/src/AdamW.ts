@@ -1,19 +1,27 @@
 import { Effect, Schema } from "effect"
 import * as Adam from "./Adam.js"
-import type * as H from "./InvalidHyperparameter.js"
-import { decode } from "./InvalidHyperparameter.js"
-import type { OptimizerDef } from "./Optimizer.js"
+import type { InvalidHyperparameter } from "./Errors.js"
+import * as F from "./Fields.js"
 
-/** `torch.optim.AdamW` hyperparameters: Adam's, with weight decay 1e-2 by default. */
-export const Config = Schema.TaggedStruct("AdamW", Adam.fields(1e-2))
+/** `torch.optim.AdamW`'s arguments: Adam's, with a decoupled weight decay of 1e-2 by default. */
+export const fields = Adam.fieldsWith(
+  1e-2,
+  "decoupled weight decay: p *= 1 - lr * weightDecay before the step"
+)
+export const Config = Schema.TaggedStruct("AdamW", fields)
 export type Config = typeof Config.Type
 
-export const validate = (c: Config): Effect.Effect<Config, H.InvalidHyperparameter> => Adam.validate(c)
+export type State<T> = Adam.State<T>
 
 /** AdamW: Adam whose decay shrinks the parameter by `1 - lr * weightDecay` (current lr) first. */
-export const optimizer = (c: Config): OptimizerDef => Adam.adam(c, true)
+export const optimizer = (c: Config) => Adam.adam(c, true)
 
+/** Decodes a config without its tag (filling PyTorch's defaults, checking its rules). */
+export const decode = (
+  input: Omit<typeof Config.Encoded, "_tag">
+): Effect.Effect<Config, InvalidHyperparameter> => F.decode(Config)({ ...input, _tag: "AdamW" })
+
+/** Decodes and builds. */
 export const make = (
   input: Omit<typeof Config.Encoded, "_tag">
-): Effect.Effect<OptimizerDef, H.InvalidHyperparameter> =>
-  decode(Config)({ ...input, _tag: "AdamW" }).pipe(Effect.flatMap(validate), Effect.map(optimizer))
+): Effect.Effect<ReturnType<typeof optimizer>, InvalidHyperparameter> => Effect.map(decode(input), optimizer)

@@ -1,3 +1,4 @@
+import { Either } from "effect"
 import type { Hyper } from "./Optimizer.js"
 import type { Cadence, Scheduler, Signal } from "./Scheduler.js"
 
@@ -19,10 +20,11 @@ export const make = (
   name: "ChainedScheduler",
   cadence,
   init: (base) => ({ base, inner: schedulers.map((s) => s.init(base)) }),
-  step: (s, signal?: Signal) => ({
-    base: s.base,
-    inner: schedulers.map((sch, i) => sch.step(s.inner[i], signal))
-  }),
+  step: (s, signal?: Signal) =>
+    Either.map(Either.all(schedulers.map((sch, i) => sch.step(s.inner[i], signal))), (inner) => ({
+      base: s.base,
+      inner
+    })),
   current: ({ base, inner }) => {
     let out: Hyper = base
     let factor = 1

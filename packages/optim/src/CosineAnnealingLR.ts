@@ -1,15 +1,13 @@
 import { Effect, Schema } from "effect"
-import * as H from "./InvalidHyperparameter.js"
+import * as F from "./Fields.js"
 import { closedForm, cosineAnnealing, type EpochState, type Scheduler } from "./Scheduler.js"
 
-export const Config = Schema.TaggedStruct("CosineAnnealingLR", {
-  tMax: Schema.Number,
-  etaMin: Schema.optionalWith(Schema.Number, { default: () => 0 })
-})
+export const fields = {
+  tMax: F.required(F.positive, "epochs of the half cosine (T_max)"),
+  etaMin: F.withDefault(F.finite, 0, "minimum learning rate")
+}
+export const Config = Schema.TaggedStruct("CosineAnnealingLR", fields)
 export type Config = typeof Config.Type
-
-export const validate = (c: Config): Effect.Effect<Config, H.InvalidHyperparameter> =>
-  H.check([H.positive("tMax", c.tMax)]).pipe(Effect.as(c))
 
 /**
  * `lr = etaMin + (base - etaMin) (1 + cos(pi epoch / tMax)) / 2`. Not clamped at tMax: past it
@@ -22,7 +20,4 @@ export const scheduler = (c: Config): Scheduler<EpochState> =>
   }))
 
 export const make = (input: Omit<typeof Config.Encoded, "_tag">) =>
-  H.decode(Config)({ ...input, _tag: "CosineAnnealingLR" }).pipe(
-    Effect.flatMap(validate),
-    Effect.map(scheduler)
-  )
+  F.decode(Config)({ ...input, _tag: "CosineAnnealingLR" }).pipe(Effect.map(scheduler))

@@ -1,32 +1,29 @@
 import { Effect, Schema } from "effect"
-import * as H from "./InvalidHyperparameter.js"
+import * as F from "./Fields.js"
 import { closedForm, type EpochState, type Scheduler, withMomentum } from "./Scheduler.js"
 
-export const Config = Schema.TaggedStruct("CyclicLR", {
-  baseLr: Schema.Number,
-  maxLr: Schema.Number,
-  stepSizeUp: Schema.optionalWith(Schema.Number, { default: () => 2000 }),
-  /** Defaults to `stepSizeUp`. */
-  stepSizeDown: Schema.optional(Schema.Number),
-  /** The unit of the step sizes: mini-batches, or epochs (times the loader's batches per epoch). */
-  unit: Schema.optionalWith(Schema.Literal("batches", "epochs"), { default: () => "batches" as const }),
-  mode: Schema.optionalWith(Schema.Literal("triangular", "triangular2", "exp_range"), {
-    default: () => "triangular" as const
-  }),
-  gamma: Schema.optionalWith(Schema.Number, { default: () => 1 }),
-  cycleMomentum: Schema.optionalWith(Schema.Boolean, { default: () => true }),
-  baseMomentum: Schema.optionalWith(Schema.Number, { default: () => 0.8 }),
-  maxMomentum: Schema.optionalWith(Schema.Number, { default: () => 0.9 })
-})
+export const fields = {
+  baseLr: F.required(F.nonNegative, "lower learning-rate bound of the cycle"),
+  maxLr: F.required(F.nonNegative, "upper learning-rate bound of the cycle"),
+  stepSizeUp: F.withDefault(F.positive, 2000, "steps of the increasing half of a cycle"),
+  stepSizeDown: F.optional(F.positive, "steps of the decreasing half (default: stepSizeUp)"),
+  unit: F.withDefault(
+    Schema.Literal("batches", "epochs"),
+    "batches",
+    "unit of the step sizes: mini-batches, or epochs (times the loader's batches per epoch)"
+  ),
+  mode: F.withDefault(
+    Schema.Literal("triangular", "triangular2", "exp_range"),
+    "triangular",
+    "amplitude policy: triangular, triangular2 (halved each cycle) or exp_range (gamma ** iteration)"
+  ),
+  gamma: F.withDefault(F.finite, 1, "exp_range's factor"),
+  cycleMomentum: F.withDefault(Schema.Boolean, true, "cycle momentum (or beta1) inversely to the lr"),
+  baseMomentum: F.withDefault(F.finite, 0.8, "momentum at the lr peak"),
+  maxMomentum: F.withDefault(F.finite, 0.9, "momentum at the cycle's start")
+}
+export const Config = Schema.TaggedStruct("CyclicLR", fields)
 export type Config = typeof Config.Type
-
-export const validate = (c: Config): Effect.Effect<Config, H.InvalidHyperparameter> =>
-  H.check([
-    H.nonNegative("baseLr", c.baseLr),
-    H.nonNegative("maxLr", c.maxLr),
-    H.positive("stepSizeUp", c.stepSizeUp),
-    ...(c.stepSizeDown === undefined ? [] : [H.positive("stepSizeDown", c.stepSizeDown)])
-  ]).pipe(Effect.as(c))
 
 /** A custom amplitude scale, replacing `mode`: a function of the cycle (1, 2, ...) or of the iteration. */
 export interface ScaleFn {
@@ -70,7 +67,6 @@ export const scheduler = (c: Config, stepsPerEpoch = 1, custom?: ScaleFn): Sched
 }
 
 export const make = (input: Omit<typeof Config.Encoded, "_tag">, stepsPerEpoch = 1, custom?: ScaleFn) =>
-  H.decode(Config)({ ...input, _tag: "CyclicLR" }).pipe(
-    Effect.flatMap(validate),
+  F.decode(Config)({ ...input, _tag: "CyclicLR" }).pipe(
     Effect.map((c) => scheduler(c, stepsPerEpoch, custom))
   )

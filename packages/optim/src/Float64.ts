@@ -15,8 +15,14 @@ export const make = (values: ArrayLike<number>, shape: ReadonlyArray<number> = [
   return { shape: [...shape], data: Float64Array.from(values) }
 }
 
+// A defect, not an input error: optimizers reach the ops through `Optimizer.step` /
+// `checkTrees`, which return `MismatchedTree` first. Shapes must be equal (no broadcasting).
 const sameSize = (a: Tensor, b: Tensor): void => {
-  if (a.data.length !== b.data.length) {
+  if (
+    a.data.length !== b.data.length ||
+    a.shape.length !== b.shape.length ||
+    a.shape.some((d, i) => d !== b.shape[i])
+  ) {
     throw new RangeError(`shape mismatch: [${a.shape.join(", ")}] vs [${b.shape.join(", ")}]`)
   }
 }
@@ -51,6 +57,30 @@ const maximum = (a: Tensor, b: Tensor): Tensor => {
   const [x, y, out] = [a.data, b.data, new Float64Array(a.data.length)]
   // Math.max propagates NaN, like torch.maximum.
   for (let i = 0; i < out.length; i++) out[i] = Math.max(x[i], y[i])
+  return { shape: a.shape, data: out }
+}
+const minimum = (a: Tensor, b: Tensor): Tensor => {
+  sameSize(a, b)
+  const [x, y, out] = [a.data, b.data, new Float64Array(a.data.length)]
+  for (let i = 0; i < out.length; i++) out[i] = Math.min(x[i], y[i])
+  return { shape: a.shape, data: out }
+}
+const sign = (a: Tensor): Tensor => {
+  const [x, out] = [a.data, new Float64Array(a.data.length)]
+  for (let i = 0; i < out.length; i++) out[i] = Math.sign(x[i])
+  return { shape: a.shape, data: out }
+}
+const where = (cond: Tensor, a: Tensor, b: Tensor): Tensor => {
+  sameSize(cond, a)
+  sameSize(a, b)
+  const [c, x, y, out] = [cond.data, a.data, b.data, new Float64Array(a.data.length)]
+  for (let i = 0; i < out.length; i++) out[i] = c[i] !== 0 ? x[i] : y[i]
+  return { shape: a.shape, data: out }
+}
+const clamp = (a: Tensor, lo: number, hi: number): Tensor => {
+  const [x, out] = [a.data, new Float64Array(a.data.length)]
+  // min(max(x, lo), hi) keeps NaN, like torch.clamp
+  for (let i = 0; i < out.length; i++) out[i] = Math.min(Math.max(x[i], lo), hi)
   return { shape: a.shape, data: out }
 }
 const scale = (a: Tensor, s: number): Tensor => {
@@ -91,6 +121,10 @@ export const Float64: Numeric<Tensor> = {
   sqrt,
   abs,
   maximum,
+  minimum,
+  sign,
+  where,
+  clamp,
   neg,
   fullLike: (a, value) => ({ shape: a.shape, data: new Float64Array(a.data.length).fill(value) }),
   shape: (a) => a.shape,

@@ -1,15 +1,13 @@
 import { Effect, Schema } from "effect"
-import * as H from "./InvalidHyperparameter.js"
+import * as F from "./Fields.js"
 import { bisectRight, closedForm, type EpochState, type Scheduler } from "./Scheduler.js"
 
-export const Config = Schema.TaggedStruct("MultiStepLR", {
-  milestones: Schema.Array(Schema.Number),
-  gamma: Schema.optionalWith(Schema.Number, { default: () => 0.1 })
-})
+export const fields = {
+  milestones: F.required(Schema.Array(F.nonNegativeInt), "epochs at which the lr decays (repeats compound)"),
+  gamma: F.withDefault(F.finite, 0.1, "multiplicative factor of each decay")
+}
+export const Config = Schema.TaggedStruct("MultiStepLR", fields)
 export type Config = typeof Config.Type
-
-export const validate = (c: Config): Effect.Effect<Config, H.InvalidHyperparameter> =>
-  H.check(c.milestones.map((m, i) => H.nonNegativeInt(`milestones.${i}`, m))).pipe(Effect.as(c))
 
 /**
  * `lr = base * gamma ** (milestones passed)`. A milestone listed twice counts twice, so
@@ -24,4 +22,4 @@ export const scheduler = (c: Config): Scheduler<EpochState> => {
 }
 
 export const make = (input: Omit<typeof Config.Encoded, "_tag">) =>
-  H.decode(Config)({ ...input, _tag: "MultiStepLR" }).pipe(Effect.flatMap(validate), Effect.map(scheduler))
+  F.decode(Config)({ ...input, _tag: "MultiStepLR" }).pipe(Effect.map(scheduler))

@@ -17,7 +17,20 @@ export interface Numeric<T> {
   readonly addScalar: (a: T, s: number) => T
   readonly sqrt: (a: T) => T
   readonly abs: (a: T) => T
+  /** Elementwise max; NaN propagates (torch.maximum). */
   readonly maximum: (a: T, b: T) => T
+  /** Elementwise min; NaN propagates (torch.minimum). */
+  readonly minimum: (a: T, b: T) => T
+  /** -1, 0 or 1 per element (0 for 0; NaN stays NaN), as torch.sign. */
+  readonly sign: (a: T) => T
+  /**
+   * `a` where `cond` is non-zero, else `b` (torch.where). `cond` is a numeric mask, not a
+   * boolean tensor, so masks compose with the arithmetic ops: build one with `sign`, `abs`,
+   * `maximum`... (a NaN in `cond` counts as non-zero).
+   */
+  readonly where: (cond: T, a: T, b: T) => T
+  /** Each element limited to [lo, hi] (torch.clamp with scalar bounds). */
+  readonly clamp: (a: T, lo: number, hi: number) => T
   readonly neg: (a: T) => T
   readonly fullLike: (a: T, value: number) => T
   readonly shape: (a: T) => ReadonlyArray<number>

@@ -1,55 +1,81 @@
-import { Effect, Schema } from "effect"
-import * as H from "./InvalidHyperparameter.js"
-import type { Scheduler } from "./Scheduler.js"
-import { type EpochState, withMomentum } from "./Scheduler.js"
+import { Effect, Either, Schema } from "effect"
+import { InvalidHyperparameter, SchedulerStepError } from "./Errors.js"
+import * as F from "./Fields.js"
+import type { EpochState, Scheduler } from "./Scheduler.js"
+import { withMomentum } from "./Scheduler.js"
 
-export const Config = Schema.TaggedStruct("OneCycleLR", {
-  maxLr: Schema.Number,
-  /** Total mini-batches; or give `epochs` and the loader's batches per epoch count. */
-  totalSteps: Schema.optional(Schema.Number),
-  epochs: Schema.optional(Schema.Number),
-  pctStart: Schema.optionalWith(Schema.Number, { default: () => 0.3 }),
-  annealStrategy: Schema.optionalWith(Schema.Literal("cos", "linear"), { default: () => "cos" as const }),
-  cycleMomentum: Schema.optionalWith(Schema.Boolean, { default: () => true }),
-  baseMomentum: Schema.optionalWith(Schema.Number, { default: () => 0.85 }),
-  maxMomentum: Schema.optionalWith(Schema.Number, { default: () => 0.95 }),
-  divFactor: Schema.optionalWith(Schema.Number, { default: () => 25 }),
-  finalDivFactor: Schema.optionalWith(Schema.Number, { default: () => 1e4 }),
-  threePhase: Schema.optionalWith(Schema.Boolean, { default: () => false })
-})
+export const fields = {
+  maxLr: F.required(F.nonNegative, "peak learning rate"),
+  totalSteps: F.optional(
+    F.positiveInt,
+    "total mini-batches of the cycle; or give epochs (and stepsPerEpoch)"
+  ),
+  epochs: F.optional(
+    F.positiveInt,
+    "epochs of the cycle, with stepsPerEpoch (total = epochs * stepsPerEpoch)"
+  ),
+  stepsPerEpoch: F.optional(
+    F.positiveInt,
+    "mini-batches per epoch, with epochs (a training loop passes its loader's count)"
+  ),
+  pctStart: F.withDefault(F.openUnitInterval, 0.3, "fraction of the cycle spent increasing the lr"),
+  annealStrategy: F.withDefault(Schema.Literal("cos", "linear"), "cos", "annealing curve: cos or linear"),
+  cycleMomentum: F.withDefault(Schema.Boolean, true, "cycle momentum (or beta1) inversely to the lr"),
+  baseMomentum: F.withDefault(F.finite, 0.85, "lowest momentum (at the lr peak)"),
+  maxMomentum: F.withDefault(F.finite, 0.95, "highest momentum (at the start and end)"),
+  divFactor: F.withDefault(F.positive, 25, "initial lr = maxLr / divFactor"),
+  finalDivFactor: F.withDefault(F.positive, 1e4, "final lr = initial lr / finalDivFactor"),
+  threePhase: F.withDefault(Schema.Boolean, false, "a third phase back down to the initial lr first")
+}
+
+/** PyTorch's rule: "You must define either total_steps OR (epochs AND steps_per_epoch)". */
+export const Config = Schema.TaggedStruct("OneCycleLR", fields).pipe(
+  Schema.filter(
+    (c) =>
+      c.totalSteps !== undefined ||
+      c.epochs !== undefined || {
+        path: ["totalSteps"],
+        message: "You must define either totalSteps OR (epochs AND stepsPerEpoch)"
+      }
+  )
+)
 export type Config = typeof Config.Type
 
-export const totalSteps = (c: Config, stepsPerEpoch: number): number =>
-  c.totalSteps ?? (c.epochs ?? 0) * stepsPerEpoch
-
-export const validate = (c: Config, stepsPerEpoch = 1): Effect.Effect<Config, H.InvalidHyperparameter> =>
-  H.check([
-    c.totalSteps !== undefined
-      ? H.positiveInt("totalSteps", c.totalSteps)
-      : c.epochs !== undefined
-        ? H.positiveInt("epochs", c.epochs)
-        : { field: "totalSteps", value: undefined, ok: false, reason: "give totalSteps, or epochs" },
-    H.positiveInt("stepsPerEpoch", stepsPerEpoch),
-    {
-      field: "pctStart",
-      value: c.pctStart,
-      ok: c.pctStart >= 0 && c.pctStart <= 1,
-      reason: "must be in [0, 1]"
-    }
-  ]).pipe(Effect.as(c))
+/**
+ * The cycle's length: `totalSteps`, or `epochs * stepsPerEpoch` (the config's, else the
+ * loader's `stepsPerEpoch` given here). Never a silent 1 step per epoch: without either it fails
+ * naming `stepsPerEpoch`.
+ */
+export const totalSteps = (
+  c: Config,
+  stepsPerEpoch?: number
+): Either.Either<number, InvalidHyperparameter> => {
+  if (c.totalSteps !== undefined) return Either.right(c.totalSteps)
+  const perEpoch = c.stepsPerEpoch ?? stepsPerEpoch
+  if (perEpoch === undefined || !Number.isInteger(perEpoch) || perEpoch <= 0 || c.epochs === undefined) {
+    return Either.left(
+      new InvalidHyperparameter({
+        config: "OneCycleLR",
+        field: c.epochs === undefined ? "totalSteps" : "stepsPerEpoch",
+        value: perEpoch,
+        reason: "You must define either totalSteps OR (epochs AND stepsPerEpoch, a positive integer)"
+      })
+    )
+  }
+  return Either.right(c.epochs * perEpoch)
+}
 
 const cosine = (start: number, end: number, pct: number) =>
   end + ((start - end) / 2) * (Math.cos(Math.PI * pct) + 1)
 const linear = (start: number, end: number, pct: number) => (end - start) * pct + start
 
 /**
- * The 1cycle policy, stepped per mini-batch: from `maxLr / divFactor` up to `maxLr` over
+ * The 1cycle policy over `total` mini-batches: from `maxLr / divFactor` up to `maxLr` over
  * `pctStart` of the steps, then down to `initial / finalDivFactor` (three phases: back to the
- * initial lr first). Momentum / beta1 moves inversely. Stepping past `totalSteps`, where
- * PyTorch raises, holds the value reached at `totalSteps`.
+ * initial lr first). Momentum / beta1 moves inversely. Step `total` is allowed (PyTorch's value
+ * there extrapolates slightly past the minimum); one more fails like PyTorch's ValueError.
  */
-export const scheduler = (c: Config, stepsPerEpoch = 1): Scheduler<EpochState> => {
-  const total = totalSteps(c, stepsPerEpoch)
+export const scheduler = (c: Config, total: number): Scheduler<EpochState> => {
   const initial = c.maxLr / c.divFactor
   const min = initial / c.finalDivFactor
   const [hi, lo] = [c.maxMomentum, c.baseMomentum]
@@ -68,7 +94,17 @@ export const scheduler = (c: Config, stepsPerEpoch = 1): Scheduler<EpochState> =
     name: "OneCycleLR",
     cadence: "batch",
     init: (base) => ({ epoch: 0, base }),
-    step: (s, signal) => ({ epoch: Math.min(signal?.epoch ?? s.epoch + 1, total), base: s.base }),
+    step: (s, signal) => {
+      const epoch = signal?.epoch ?? s.epoch + 1
+      return epoch > total
+        ? Either.left(
+            new SchedulerStepError({
+              scheduler: "OneCycleLR",
+              reason: `Tried to step ${epoch} times. The specified number of total steps is ${total}`
+            })
+          )
+        : Either.right({ epoch, base: s.base })
+    },
     current: ({ base, epoch }) => {
       let start = 0
       for (let i = 0; i < phases.length; i++) {
@@ -85,8 +121,8 @@ export const scheduler = (c: Config, stepsPerEpoch = 1): Scheduler<EpochState> =
   }
 }
 
-export const make = (input: Omit<typeof Config.Encoded, "_tag">, stepsPerEpoch = 1) =>
-  H.decode(Config)({ ...input, _tag: "OneCycleLR" }).pipe(
-    Effect.flatMap((c) => validate(c, stepsPerEpoch)),
-    Effect.map((c) => scheduler(c, stepsPerEpoch))
+/** Decodes, resolves the cycle length and builds (`stepsPerEpoch`: the loader's, for `epochs`). */
+export const make = (input: Omit<typeof Config.Encoded, "_tag">, stepsPerEpoch?: number) =>
+  F.decode(Config)({ ...input, _tag: "OneCycleLR" }).pipe(
+    Effect.flatMap((c) => Effect.map(totalSteps(c, stepsPerEpoch), (total) => scheduler(c, total)))
   )

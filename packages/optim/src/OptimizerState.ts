@@ -1,5 +1,5 @@
 import { Schema } from "effect"
-import type { Numeric, Params } from "./Numeric.js"
+import { mapParams, type Numeric, type Params } from "./Numeric.js"
 import type { OptimizerState } from "./Optimizer.js"
 
 /** One tensor as plain numbers: its shape and its values in row-major order. */
@@ -18,35 +18,66 @@ export const Encoded = Schema.Struct({
 })
 export type Encoded = typeof Encoded.Type
 
-/**
- * The Schema of `OptimizerState<T>` on backend `N`: decoding builds tensors with
- * `N.fromArray`, encoding reads them with `N.toArray`. A checkpoint stores the encoded side.
- */
-export const schema = <T>(N: Numeric<T>): Schema.Schema<OptimizerState<T>, Encoded> =>
-  Schema.transform(
-    Encoded,
-    Schema.declare((u: unknown): u is OptimizerState<T> => typeof u === "object" && u !== null),
-    {
-      strict: true,
-      decode: (e) => ({
-        step: e.step,
-        slots: mapSlots(e.slots, (t) => N.fromArray(t.values, t.shape))
-      }),
-      encode: (s) => ({
-        step: s.step,
-        slots: mapSlots(s.slots, (t) => ({ shape: [...N.shape(t)], values: Array.from(N.toArray(t)) }))
-      })
-    }
-  )
-
-const mapSlots = <A, B>(
-  slots: { readonly [slot: string]: Params<A> },
-  f: (a: A) => B
-): { readonly [slot: string]: Params<B> } => {
-  const out: Record<string, Record<string, B>> = {}
-  for (const [slot, tree] of Object.entries(slots)) {
-    out[slot] = {}
-    for (const [name, t] of Object.entries(tree)) out[slot][name] = f(t)
+/** The slot trees of any optimizer's state (`{ expAvg: {...}, expAvgSq: {...} }`), without `step`. */
+export const slotsOf = <T>(state: OptimizerState<T>): { readonly [slot: string]: Params<T> } => {
+  const out: Record<string, Params<T>> = {}
+  for (const [slot, tree] of Object.entries(state)) {
+    if (slot !== "step" && tree !== undefined && typeof tree !== "number") out[slot] = tree
   }
   return out
 }
+
+/**
+ * A state from its step count and slot trees (a checkpoint's contents). The slot names must be
+ * the optimizer's own: `S` is what the caller asserts it restores.
+ */
+export const make = <T, S extends OptimizerState<T> = OptimizerState<T>>(
+  step: number,
+  slots: { readonly [slot: string]: Params<T> }
+): S => ({ ...slots, step }) as unknown as S
+
+/** Applies `f` to every tensor of a state, keeping step and slot names. */
+export const map = <A, B>(state: OptimizerState<A>, f: (a: A) => B): OptimizerState<B> => {
+  const slots: Record<string, Params<B>> = {}
+  for (const [slot, tree] of Object.entries(slotsOf(state))) slots[slot] = mapParams(tree, f)
+  return make(state.step, slots)
+}
+
+/** Every tensor held by a state. */
+export const tensors = <T>(state: OptimizerState<T>): ReadonlyArray<T> =>
+  Object.values(slotsOf(state)).flatMap((tree) => Object.values(tree))
+
+/**
+ * The Schema of an optimizer state on backend `N`: decoding builds tensors with `N.fromArray`,
+ * encoding reads them with `N.toArray`. A checkpoint stores the encoded side. `S` narrows the
+ * decoded type to one optimizer's state (`OptimizerState.schema<tf.Tensor, Adam.State<tf.Tensor>>(N)`).
+ */
+export const schema = <T, S extends OptimizerState<T> = OptimizerState<T>>(
+  N: Numeric<T>
+): Schema.Schema<S, Encoded> =>
+  Schema.transform(
+    Encoded,
+    Schema.declare((u: unknown): u is S => typeof u === "object" && u !== null && "step" in u),
+    {
+      strict: true,
+      decode: (e) =>
+        make<T, S>(
+          e.step,
+          Object.fromEntries(
+            Object.entries(e.slots).map(([slot, tree]) => [
+              slot,
+              mapParams(tree, (t) => N.fromArray(t.values, t.shape))
+            ])
+          )
+        ),
+      encode: (s) => ({
+        step: s.step,
+        slots: Object.fromEntries(
+          Object.entries(slotsOf<T>(s)).map(([slot, tree]) => [
+            slot,
+            mapParams(tree, (t) => ({ shape: [...N.shape(t)], values: Array.from(N.toArray(t)) }))
+          ])
+        )
+      })
+    }
+  )

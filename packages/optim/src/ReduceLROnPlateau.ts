@@ -1,28 +1,28 @@
-import { Effect, Schema } from "effect"
-import * as H from "./InvalidHyperparameter.js"
+import { Effect, Either, Schema } from "effect"
+import * as F from "./Fields.js"
 import type { Hyper } from "./Optimizer.js"
 import type { Scheduler } from "./Scheduler.js"
 
-export const Config = Schema.TaggedStruct("ReduceLROnPlateau", {
-  mode: Schema.optionalWith(Schema.Literal("min", "max"), { default: () => "min" as const }),
-  factor: Schema.optionalWith(Schema.Number, { default: () => 0.1 }),
-  patience: Schema.optionalWith(Schema.Number, { default: () => 10 }),
-  threshold: Schema.optionalWith(Schema.Number, { default: () => 1e-4 }),
-  thresholdMode: Schema.optionalWith(Schema.Literal("rel", "abs"), { default: () => "rel" as const }),
-  cooldown: Schema.optionalWith(Schema.Number, { default: () => 0 }),
-  minLr: Schema.optionalWith(Schema.Number, { default: () => 0 }),
-  eps: Schema.optionalWith(Schema.Number, { default: () => 1e-8 })
-})
+export const fields = {
+  mode: F.withDefault(Schema.Literal("min", "max"), "min", "min: the metric should fall; max: rise"),
+  factor: F.withDefault(
+    F.finite.pipe(Schema.lessThan(1, { message: () => "Factor should be < 1.0" })),
+    0.1,
+    "multiplicative factor of each reduction"
+  ),
+  patience: F.withDefault(F.nonNegativeInt, 10, "bad epochs tolerated before a reduction"),
+  threshold: F.withDefault(F.nonNegative, 1e-4, "minimal change that counts as an improvement"),
+  thresholdMode: F.withDefault(
+    Schema.Literal("rel", "abs"),
+    "rel",
+    "threshold relative to best (rel) or absolute (abs)"
+  ),
+  cooldown: F.withDefault(F.nonNegativeInt, 0, "epochs to wait after a reduction"),
+  minLr: F.withDefault(F.nonNegative, 0, "lower bound of the lr"),
+  eps: F.withDefault(F.nonNegative, 1e-8, "minimal decay: smaller reductions are skipped")
+}
+export const Config = Schema.TaggedStruct("ReduceLROnPlateau", fields)
 export type Config = typeof Config.Type
-
-export const validate = (c: Config): Effect.Effect<Config, H.InvalidHyperparameter> =>
-  H.check([
-    { field: "factor", value: c.factor, ok: c.factor < 1, reason: "Factor should be < 1.0" },
-    H.nonNegativeInt("patience", c.patience),
-    H.nonNegativeInt("cooldown", c.cooldown),
-    H.nonNegative("threshold", c.threshold),
-    H.nonNegative("minLr", c.minLr)
-  ]).pipe(Effect.as(c))
 
 /** Plain JSON: `best` is null until the first metric (PyTorch's +-inf, which JSON cannot hold). */
 export interface State {
@@ -52,7 +52,7 @@ export const scheduler = (c: Config): Scheduler<State> => {
     init: (base) => ({ base, lr: base.lr, best: null, numBadEpochs: 0, cooldownCounter: 0, lastEpoch: 0 }),
     step: (s, signal) => {
       const metric = signal?.metric
-      if (metric === undefined) return s
+      if (metric === undefined) return Either.right(s)
       const better = isBetter(metric, s.best)
       const best = better ? metric : s.best
       let numBadEpochs = better ? 0 : s.numBadEpochs + 1
@@ -68,21 +68,18 @@ export const scheduler = (c: Config): Scheduler<State> => {
         cooldownCounter = c.cooldown
         numBadEpochs = 0
       }
-      return {
+      return Either.right({
         base: s.base,
         lr,
         best,
         numBadEpochs,
         cooldownCounter,
         lastEpoch: signal?.epoch ?? s.lastEpoch + 1
-      }
+      })
     },
     current: (s) => ({ ...s.base, lr: s.lr })
   }
 }
 
 export const make = (input: Omit<typeof Config.Encoded, "_tag">) =>
-  H.decode(Config)({ ...input, _tag: "ReduceLROnPlateau" }).pipe(
-    Effect.flatMap(validate),
-    Effect.map(scheduler)
-  )
+  F.decode(Config)({ ...input, _tag: "ReduceLROnPlateau" }).pipe(Effect.map(scheduler))

@@ -1,3 +1,5 @@
+import { Either } from "effect"
+import type { SchedulerStepError } from "./Errors.js"
 import type { Hyper } from "./Optimizer.js"
 
 /**
@@ -20,7 +22,10 @@ export interface Signal {
 /**
  * A scheduler as a pure state machine. `init(base)` gives the state whose `current` is the lr
  * used for the first step (PyTorch's "lr at step 0"); each `step` is one `scheduler.step()`.
- * States are plain JSON data so checkpoints can hold them.
+ * States are plain JSON data so checkpoints can hold them. `step` returns an Either: it fails
+ * with `SchedulerStepError` where PyTorch's `step()` raises (OneCycleLR past its total steps,
+ * CosineAnnealingWarmRestarts given a negative epoch); in `Effect.gen` write
+ * `state = yield* scheduler.step(state)`.
  */
 export interface Scheduler<S = unknown> {
   readonly name: string
@@ -32,7 +37,7 @@ export interface Scheduler<S = unknown> {
    */
   readonly fractionalEpoch?: boolean
   readonly init: (base: Hyper) => S
-  readonly step: (state: S, signal?: Signal) => S
+  readonly step: (state: S, signal?: Signal) => Either.Either<S, SchedulerStepError>
   readonly current: (state: S) => Hyper
 }
 
@@ -55,7 +60,7 @@ export const closedForm = (
   name,
   cadence,
   init: (base) => ({ epoch: 0, base }),
-  step: (state, signal) => ({ epoch: signal?.epoch ?? state.epoch + 1, base: state.base }),
+  step: (state, signal) => Either.right({ epoch: signal?.epoch ?? state.epoch + 1, base: state.base }),
   current: (state) => at(state.base, state.epoch)
 })
 

@@ -3,8 +3,9 @@ import * as ChainedScheduler from "./ChainedScheduler.js"
 import * as CosineAnnealingLR from "./CosineAnnealingLR.js"
 import * as CosineAnnealingWarmRestarts from "./CosineAnnealingWarmRestarts.js"
 import * as CyclicLR from "./CyclicLR.js"
+import { InvalidHyperparameter } from "./Errors.js"
 import * as ExponentialLR from "./ExponentialLR.js"
-import * as H from "./InvalidHyperparameter.js"
+import * as F from "./Fields.js"
 import * as MultiStepLR from "./MultiStepLR.js"
 import * as OneCycleLR from "./OneCycleLR.js"
 import type { Hyper } from "./Optimizer.js"
@@ -55,7 +56,74 @@ export interface ChainedEncoded {
 export type SchedulerConfig = Leaf | SequentialConfig | ChainedConfig
 export type SchedulerConfigEncoded = LeafEncoded | SequentialEncoded | ChainedEncoded
 
-/** Every built-in scheduler's configuration, tagged (LambdaLR and custom scale functions are code-only). */
+/** When a config's scheduler steps (what `fromConfig(config).cadence` will be). */
+export const cadenceOf = (config: SchedulerConfig): S.Cadence => {
+  switch (config._tag) {
+    case "StepLR":
+    case "MultiStepLR":
+    case "ExponentialLR":
+    case "CosineAnnealingLR":
+      return "epoch"
+    case "ReduceLROnPlateau":
+      return "metric"
+    case "CyclicLR":
+    case "OneCycleLR":
+      return "batch"
+    case "CosineAnnealingWarmRestarts":
+      return config.cadence
+    case "SequentialLR":
+    case "ChainedScheduler":
+      return config.schedulers.length === 0 ? "epoch" : cadenceOf(config.schedulers[0])
+  }
+}
+
+/** The rules of a composed scheduler's parts: at least one, none on the metric, one cadence. */
+const composable = (schedulers: ReadonlyArray<SchedulerConfig>) => {
+  if (schedulers.length === 0) return { path: ["schedulers"], message: "needs a scheduler" }
+  const cadence = cadenceOf(schedulers[0])
+  for (let i = 0; i < schedulers.length; i++) {
+    if (cadenceOf(schedulers[i]) === "metric")
+      return { path: ["schedulers", i], message: "ReduceLROnPlateau cannot be composed" }
+    if (cadenceOf(schedulers[i]) !== cadence)
+      return { path: ["schedulers", i], message: `composed schedulers must share one cadence (${cadence})` }
+  }
+  return undefined
+}
+
+const Sequential = Schema.TaggedStruct("SequentialLR", {
+  schedulers: F.required(
+    Schema.Array(Schema.suspend(() => SchedulerConfig)),
+    "the schedulers, run one after the other"
+  ),
+  milestones: F.required(Schema.Array(F.positiveInt), "steps at which the next scheduler takes over")
+}).pipe(
+  Schema.filter((c) => {
+    const ms = c.milestones
+    if (ms.length !== c.schedulers.length - 1) {
+      return {
+        path: ["milestones"],
+        message: `Sequential Schedulers expects number of schedulers provided to be one more than the number of milestone points, but got number of schedulers ${c.schedulers.length} and the number of milestones to be equal to ${ms.length}`
+      }
+    }
+    const unsorted = ms.findIndex((m, i) => i > 0 && m < ms[i - 1])
+    if (unsorted >= 0)
+      return { path: ["milestones", unsorted], message: "milestones must be in increasing order" }
+    return composable(c.schedulers) ?? true
+  })
+)
+
+const Chained = Schema.TaggedStruct("ChainedScheduler", {
+  schedulers: F.required(
+    Schema.Array(Schema.suspend(() => SchedulerConfig)),
+    "the schedulers, stepped together"
+  )
+}).pipe(Schema.filter((c) => composable(c.schedulers) ?? true))
+
+/**
+ * Every built-in scheduler's configuration, tagged with PyTorch's class name (LambdaLR and
+ * custom scale functions are code-only). The schemas are the only definition of the
+ * hyperparameters, their defaults and PyTorch's constructor rules.
+ */
 export const SchedulerConfig: Schema.Schema<SchedulerConfig, SchedulerConfigEncoded> = Schema.Union(
   StepLR.Config,
   MultiStepLR.Config,
@@ -65,101 +133,117 @@ export const SchedulerConfig: Schema.Schema<SchedulerConfig, SchedulerConfigEnco
   CyclicLR.Config,
   OneCycleLR.Config,
   CosineAnnealingWarmRestarts.Config,
-  Schema.TaggedStruct("SequentialLR", {
-    schedulers: Schema.Array(Schema.suspend(() => SchedulerConfig)),
-    milestones: Schema.Array(Schema.Number)
-  }),
-  Schema.TaggedStruct("ChainedScheduler", { schedulers: Schema.Array(Schema.suspend(() => SchedulerConfig)) })
+  Sequential,
+  Chained
 )
 
-/** Decodes an untrusted config (filling PyTorch's defaults); errors name the field and value. */
-export const decode: (input: unknown) => Effect.Effect<SchedulerConfig, H.InvalidHyperparameter> =
-  H.decode(SchedulerConfig)
+export type Tag = SchedulerConfig["_tag"]
 
-export interface Options {
-  /** Mini-batches per epoch: converts CyclicLR step sizes in epochs and OneCycleLR's `epochs`. */
-  readonly stepsPerEpoch: number
+/** The tags, in the order a CLI lists them. */
+export const tags: ReadonlyArray<Tag> = [
+  "StepLR",
+  "MultiStepLR",
+  "ExponentialLR",
+  "CosineAnnealingLR",
+  "ReduceLROnPlateau",
+  "CyclicLR",
+  "OneCycleLR",
+  "CosineAnnealingWarmRestarts",
+  "SequentialLR",
+  "ChainedScheduler"
+]
+
+const fieldsByTag: { readonly [K in Tag]: Schema.Struct.Fields } = {
+  StepLR: StepLR.fields,
+  MultiStepLR: MultiStepLR.fields,
+  ExponentialLR: ExponentialLR.fields,
+  CosineAnnealingLR: CosineAnnealingLR.fields,
+  ReduceLROnPlateau: ReduceLROnPlateau.fields,
+  CyclicLR: CyclicLR.fields,
+  OneCycleLR: OneCycleLR.fields,
+  CosineAnnealingWarmRestarts: CosineAnnealingWarmRestarts.fields,
+  SequentialLR: Sequential.from.fields,
+  ChainedScheduler: Chained.from.fields
 }
 
-const composite = (
-  field: string,
-  configs: ReadonlyArray<SchedulerConfig>,
-  options: Options
-): Effect.Effect<ReadonlyArray<S.Scheduler<any>>, H.InvalidHyperparameter> =>
-  Effect.gen(function* () {
-    if (configs.length === 0)
-      return yield* new H.InvalidHyperparameter({ field, value: [], reason: "needs a scheduler" })
-    const built = yield* Effect.forEach(configs, (c) => fromConfig(c, options))
-    yield* H.check([
-      ...built.map((s, i) => ({
-        field: `${field}.${i}`,
-        value: s.name,
-        ok: s.cadence !== "metric",
-        reason: "ReduceLROnPlateau cannot be composed"
-      })),
-      ...built.map((s, i) => ({
-        field: `${field}.${i}`,
-        value: s.cadence,
-        ok: s.cadence === built[0].cadence,
-        reason: `composed schedulers must share one cadence (${built[0].cadence})`
-      }))
-    ])
-    return built
-  })
+/**
+ * The fields of a scheduler's config with type, default and description, read from its
+ * schema: what a CLI derives its flags from (`fieldsOf("OneCycleLR")` -> maxLr, totalSteps, ...).
+ */
+export const fieldsOf = (tag: Tag): ReadonlyArray<F.FieldInfo> => F.fieldsOf(fieldsByTag[tag])
 
-/** Validates a config like PyTorch's constructors and builds the scheduler. */
-export const fromConfig = (
+/**
+ * Decodes an untrusted config, filling PyTorch's defaults and checking its rules; the first
+ * broken rule fails as `InvalidHyperparameter { config, field, value, reason }` (`config` is
+ * the innermost scheduler: `StepLR` / `stepSize` inside a SequentialLR).
+ */
+export const decode: (input: unknown) => Effect.Effect<SchedulerConfig, InvalidHyperparameter> =
+  F.decode(SchedulerConfig)
+
+export interface Options {
+  /**
+   * Mini-batches per epoch (the training loader's): OneCycleLR's `epochs` and CyclicLR step
+   * sizes in epochs need it (a config's own OneCycleLR `stepsPerEpoch` wins).
+   */
+  readonly stepsPerEpoch?: number
+}
+
+const needsStepsPerEpoch = (config: string, value: unknown, reason: string) =>
+  new InvalidHyperparameter({ config, field: "stepsPerEpoch", value, reason })
+
+const build = (
   config: SchedulerConfig,
-  options: Options = { stepsPerEpoch: 1 }
-): Effect.Effect<S.Scheduler<any>, H.InvalidHyperparameter> => {
+  options: Options
+): Effect.Effect<S.Scheduler<any>, InvalidHyperparameter> => {
   switch (config._tag) {
     case "StepLR":
-      return Effect.map(StepLR.validate(config), StepLR.scheduler)
+      return Effect.succeed(StepLR.scheduler(config))
     case "MultiStepLR":
-      return Effect.map(MultiStepLR.validate(config), MultiStepLR.scheduler)
+      return Effect.succeed(MultiStepLR.scheduler(config))
     case "ExponentialLR":
-      return Effect.map(ExponentialLR.validate(config), ExponentialLR.scheduler)
+      return Effect.succeed(ExponentialLR.scheduler(config))
     case "CosineAnnealingLR":
-      return Effect.map(CosineAnnealingLR.validate(config), CosineAnnealingLR.scheduler)
+      return Effect.succeed(CosineAnnealingLR.scheduler(config))
     case "ReduceLROnPlateau":
-      return Effect.map(ReduceLROnPlateau.validate(config), ReduceLROnPlateau.scheduler)
-    case "CyclicLR":
-      return H.check([H.positiveInt("stepsPerEpoch", options.stepsPerEpoch)]).pipe(
-        Effect.zipRight(CyclicLR.validate(config)),
-        Effect.map((c) => CyclicLR.scheduler(c, options.stepsPerEpoch))
-      )
+      return Effect.succeed(ReduceLROnPlateau.scheduler(config))
+    case "CyclicLR": {
+      const perEpoch = options.stepsPerEpoch
+      if (config.unit === "batches") return Effect.succeed(CyclicLR.scheduler(config, 1))
+      return perEpoch !== undefined && Number.isInteger(perEpoch) && perEpoch > 0
+        ? Effect.succeed(CyclicLR.scheduler(config, perEpoch))
+        : Effect.fail(
+            needsStepsPerEpoch(
+              "CyclicLR",
+              perEpoch,
+              "step sizes in epochs need the loader's mini-batches per epoch"
+            )
+          )
+    }
     case "OneCycleLR":
-      return Effect.map(OneCycleLR.validate(config, options.stepsPerEpoch), (c) =>
-        OneCycleLR.scheduler(c, options.stepsPerEpoch)
+      return Effect.map(OneCycleLR.totalSteps(config, options.stepsPerEpoch), (total) =>
+        OneCycleLR.scheduler(config, total)
       )
     case "CosineAnnealingWarmRestarts":
-      return Effect.map(CosineAnnealingWarmRestarts.validate(config), CosineAnnealingWarmRestarts.scheduler)
+      return Effect.succeed(CosineAnnealingWarmRestarts.scheduler(config))
     case "SequentialLR":
-      return Effect.gen(function* () {
-        const built = yield* composite("schedulers", config.schedulers, options)
-        const ms = config.milestones
-        yield* H.check([
-          {
-            field: "milestones",
-            value: ms,
-            ok: ms.length === built.length - 1,
-            reason: `needs one milestone fewer than schedulers (${built.length})`
-          },
-          ...ms.map((m, i) => ({
-            field: `milestones.${i}`,
-            value: m,
-            ok: Number.isInteger(m) && m > 0 && (i === 0 || m >= ms[i - 1]),
-            reason: "milestones must be positive integers in increasing order"
-          }))
-        ])
-        return SequentialLR.make(built, ms)
-      })
+      return Effect.map(
+        Effect.forEach(config.schedulers, (c) => build(c, options)),
+        (built) => SequentialLR.make(built, config.milestones)
+      )
     case "ChainedScheduler":
-      return Effect.map(composite("schedulers", config.schedulers, options), (built) =>
-        ChainedScheduler.make(built)
+      return Effect.map(
+        Effect.forEach(config.schedulers, (c) => build(c, options)),
+        (built) => ChainedScheduler.make(built)
       )
   }
 }
+
+/** Checks a config like PyTorch's constructors (it may have been built in code) and builds the scheduler. */
+export const fromConfig = (
+  config: SchedulerConfig,
+  options: Options = {}
+): Effect.Effect<S.Scheduler<any>, InvalidHyperparameter> =>
+  Effect.flatMap(F.validate(SchedulerConfig)(config), (c) => build(c, options))
 
 /**
  * PyTorch's check that a momentum-cycling scheduler has a momentum (or beta1) to cycle: with
@@ -168,18 +252,20 @@ export const fromConfig = (
 export const checkCompatible = (
   config: SchedulerConfig,
   defaults: Hyper
-): Effect.Effect<void, H.InvalidHyperparameter> => {
+): Effect.Effect<void, InvalidHyperparameter> => {
   switch (config._tag) {
     case "CyclicLR":
     case "OneCycleLR":
-      return H.check([
-        {
-          field: "cycleMomentum",
-          value: config.cycleMomentum,
-          ok: !config.cycleMomentum || defaults.momentum !== undefined || defaults.beta1 !== undefined,
-          reason: "optimizer must support momentum or beta1 with cycleMomentum enabled"
-        }
-      ])
+      return !config.cycleMomentum || defaults.momentum !== undefined || defaults.beta1 !== undefined
+        ? Effect.void
+        : Effect.fail(
+            new InvalidHyperparameter({
+              config: config._tag,
+              field: "cycleMomentum",
+              value: config.cycleMomentum,
+              reason: "optimizer must support momentum or beta1 with cycleMomentum enabled"
+            })
+          )
     case "SequentialLR":
     case "ChainedScheduler":
       return Effect.forEach(config.schedulers, (c) => checkCompatible(c, defaults), { discard: true })
@@ -197,8 +283,8 @@ export class Scheduler extends Context.Tag("@stepwise/optim/Scheduler")<
 /** The `Scheduler` service from a config, checked against the program's `Optimizer`. */
 export const layer = (
   config: SchedulerConfig,
-  options: Options
-): Layer.Layer<Scheduler, H.InvalidHyperparameter, Optimizer> =>
+  options: Options = {}
+): Layer.Layer<Scheduler, InvalidHyperparameter, Optimizer> =>
   Layer.effect(
     Scheduler,
     Effect.gen(function* () {

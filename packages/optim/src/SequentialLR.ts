@@ -1,3 +1,4 @@
+import { Either } from "effect"
 import type { Hyper } from "./Optimizer.js"
 import { bisectRight, type Cadence, type Scheduler } from "./Scheduler.js"
 
@@ -24,7 +25,9 @@ export const make = (
     const epoch = s.epoch + 1
     const i = bisectRight(milestones, epoch)
     const restart = i > 0 && milestones[i - 1] === epoch
-    return { base: s.base, epoch, inner: restart ? schedulers[i].init(s.base) : schedulers[i].step(s.inner) }
+    return restart
+      ? Either.right({ base: s.base, epoch, inner: schedulers[i].init(s.base) })
+      : Either.map(schedulers[i].step(s.inner), (inner) => ({ base: s.base, epoch, inner }))
   },
   current: (s) => schedulers[bisectRight(milestones, s.epoch)].current(s.inner)
 })

@@ -1,15 +1,13 @@
 import { Effect, Schema } from "effect"
-import * as H from "./InvalidHyperparameter.js"
+import * as F from "./Fields.js"
 import { closedForm, type EpochState, type Scheduler } from "./Scheduler.js"
 
-export const Config = Schema.TaggedStruct("StepLR", {
-  stepSize: Schema.Number,
-  gamma: Schema.optionalWith(Schema.Number, { default: () => 0.1 })
-})
+export const fields = {
+  stepSize: F.required(F.positiveInt, "epochs between two decays"),
+  gamma: F.withDefault(F.finite, 0.1, "multiplicative factor of each decay")
+}
+export const Config = Schema.TaggedStruct("StepLR", fields)
 export type Config = typeof Config.Type
-
-export const validate = (c: Config): Effect.Effect<Config, H.InvalidHyperparameter> =>
-  H.check([H.positiveInt("stepSize", c.stepSize)]).pipe(Effect.as(c))
 
 /** `lr = base * gamma ** floor(epoch / stepSize)`, stepped per epoch. */
 export const scheduler = (c: Config): Scheduler<EpochState> =>
@@ -19,4 +17,4 @@ export const scheduler = (c: Config): Scheduler<EpochState> =>
   }))
 
 export const make = (input: Omit<typeof Config.Encoded, "_tag">) =>
-  H.decode(Config)({ ...input, _tag: "StepLR" }).pipe(Effect.flatMap(validate), Effect.map(scheduler))
+  F.decode(Config)({ ...input, _tag: "StepLR" }).pipe(Effect.map(scheduler))

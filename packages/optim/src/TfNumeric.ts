@@ -1,6 +1,9 @@
 import * as tf from "@tensorflow/tfjs-core"
+import { Either } from "effect"
+import type { MismatchedTree } from "./Errors.js"
 import type { Numeric, Params } from "./Numeric.js"
-import type { Hyper, Optimizer, OptimizerState, Update } from "./Optimizer.js"
+import { checkTrees, type Hyper, type Optimizer, type OptimizerState, type Update } from "./Optimizer.js"
+import { tensors } from "./OptimizerState.js"
 
 /**
  * The tfjs backend (tfjs-core only; whichever backend is registered runs it). Tensors keep
@@ -18,6 +21,10 @@ export const TfNumeric: Numeric<tf.Tensor> = {
   sqrt: (a) => tf.sqrt(a),
   abs: (a) => tf.abs(a),
   maximum: (a, b) => tf.maximum(a, b),
+  minimum: (a, b) => tf.minimum(a, b),
+  sign: (a) => tf.sign(a),
+  where: (cond, a, b) => tf.tidy(() => tf.where(tf.notEqual(cond, 0), a, b)),
+  clamp: (a, lo, hi) => tf.clipByValue(a, lo, hi),
   neg: (a) => tf.neg(a),
   fullLike: (a, value) => tf.fill(a.shape, value, a.dtype),
   shape: (a) => a.shape,
@@ -25,33 +32,50 @@ export const TfNumeric: Numeric<tf.Tensor> = {
   fromArray: (values, shape) => tf.tensor(Float32Array.from(values), [...shape], "float32")
 }
 
-/** Every tensor held by a state. */
-export const stateTensors = (state: OptimizerState<tf.Tensor>): ReadonlyArray<tf.Tensor> =>
-  Object.values(state.slots).flatMap((slot) => Object.values(slot))
+/** Every tensor held by a state (any optimizer's). */
+export const stateTensors = (state: OptimizerState<tf.Tensor>): ReadonlyArray<tf.Tensor> => tensors(state)
 
 /**
- * One update inside `tf.tidy`: the intermediates are disposed, the new state and parameters are
- * kept. The inputs stay alive (the caller owns them; see `disposeReplaced`).
+ * One checked update inside `tf.tidy`: the intermediates are disposed, the new state and
+ * parameters are kept. The inputs stay alive (the caller owns them; see `disposeReplaced`).
+ * Fails with `MismatchedTree`, before any tensor is made, when the gradients do not fit.
  */
-export const tidyUpdate = (
-  optimizer: Optimizer<tf.Tensor>,
-  state: OptimizerState<tf.Tensor>,
+export const tidyUpdate = <S extends OptimizerState<tf.Tensor>>(
+  optimizer: Optimizer<tf.Tensor, S>,
+  state: S,
   grads: Params<tf.Tensor>,
   params: Params<tf.Tensor>,
-  hyper: Hyper
-): Update<tf.Tensor> =>
-  tf.tidy(() => {
-    const next = optimizer.update(state, grads, params, hyper)
-    return { state: next.state, params: next.params } as unknown as tf.TensorContainer
-  }) as unknown as Update<tf.Tensor>
+  hyper: Hyper,
+  N: Numeric<tf.Tensor> = TfNumeric
+): Either.Either<Update<tf.Tensor, S>, MismatchedTree> =>
+  Either.map(
+    checkTrees(N, params, grads),
+    () =>
+      tf.tidy(() => {
+        const next = optimizer.update(state, grads, params, hyper)
+        return { state: next.state, params: next.params } as unknown as tf.TensorContainer
+      }) as unknown as Update<tf.Tensor, S>
+  )
 
-/** Disposes the tensors of `previous` that `next` no longer holds (an old state or parameter tree). */
+/**
+ * Disposes the tensors of `previous` that `next` no longer holds: states (of any optimizer),
+ * parameter trees, or plain lists of tensors.
+ */
 export const disposeReplaced = (
-  previous: ReadonlyArray<tf.Tensor> | Params<tf.Tensor>,
-  next: ReadonlyArray<tf.Tensor> | Params<tf.Tensor>
+  previous: ReadonlyArray<tf.Tensor> | Params<tf.Tensor> | OptimizerState<tf.Tensor>,
+  next: ReadonlyArray<tf.Tensor> | Params<tf.Tensor> | OptimizerState<tf.Tensor>
 ): void => {
-  const kept = new Set(Array.isArray(next) ? next : Object.values(next))
-  for (const t of Array.isArray(previous) ? previous : Object.values(previous)) {
+  const kept = new Set(tensorsOf(next))
+  for (const t of tensorsOf(previous)) {
     if (!kept.has(t)) t.dispose()
   }
 }
+
+const tensorsOf = (
+  x: ReadonlyArray<tf.Tensor> | Params<tf.Tensor> | OptimizerState<tf.Tensor>
+): ReadonlyArray<tf.Tensor> =>
+  Array.isArray(x)
+    ? x
+    : typeof (x as { step?: unknown }).step === "number"
+      ? tensors(x as OptimizerState<tf.Tensor>)
+      : Object.values(x as Params<tf.Tensor>)

@@ -1,4 +1,4 @@
-import { Float64, Numeric, type Optimizer, Optimizers, TfNumeric } from "@stepwise/optim"
+import { Float64, Numeric, type Optimizer, OptimizerState, Optimizers, TfNumeric } from "@stepwise/optim"
 import "@tensorflow/tfjs-backend-cpu" // registers the "cpu" backend
 import { maxRelErr } from "@stepwise/optim/testing"
 import * as tf from "@tensorflow/tfjs-core"
@@ -42,12 +42,12 @@ const replay = <T>(
     const expected = c.trajectory[t]
     // torch's SGD keeps no step count
     if (expected.step !== null) expect(state.step).toBe(expected.step)
-    expect(Object.keys(state.slots).sort()).toEqual(Object.keys(expected.slots).sort())
+    expect(Object.keys(OptimizerState.slotsOf(state)).sort()).toEqual(Object.keys(expected.slots).sort())
     for (const name of Object.keys(shapes)) {
       const e = err(N.toArray(params[name]), expected.params[name])
       worst = Math.max(worst, e)
       for (const slot of Object.keys(expected.slots)) {
-        const e = err(N.toArray(state.slots[slot][name]), expected.slots[slot][name])
+        const e = err(N.toArray(OptimizerState.slotsOf(state)[slot][name]), expected.slots[slot][name])
         worst = Math.max(worst, e)
       }
     }

@@ -1,5 +1,5 @@
 import { LambdaLR, type Optimizer, type Scheduler, Schedulers } from "@stepwise/optim"
-import { Effect } from "effect"
+import { Effect, Either } from "effect"
 import { describe, expect, it } from "vitest"
 import { fixture } from "./golden.js"
 
@@ -54,7 +54,7 @@ describe("schedulers against torch.optim.lr_scheduler 1.13", () => {
             : c.epochs
               ? { epoch: c.epochs[t - 1] }
               : undefined
-          state = scheduler.step(state, signal)
+          state = Either.getOrThrow(scheduler.step(state, signal))
         }
         const h = scheduler.current(state)
         const where = `${c.name} at step ${t}: got ${JSON.stringify(h)}, torch ${JSON.stringify(expected)}`

@@ -6,12 +6,13 @@ import {
   LambdaLR,
   LrRange,
   type Optimizer,
+  OptimizerState,
   Optimizers,
   ReduceLROnPlateau,
   SGD,
   StepLR
 } from "@stepwise/optim"
-import { Effect } from "effect"
+import { Effect, Either } from "effect"
 import * as fc from "fast-check"
 import { describe, expect, it } from "vitest"
 
@@ -37,7 +38,9 @@ const scalarRun = (
     state = next.state
     out.push({
       p: params.w.data[0],
-      slots: Object.fromEntries(Object.entries(state.slots).map(([k, v]) => [k, v.w.data[0]]))
+      slots: Object.fromEntries(
+        Object.entries(OptimizerState.slotsOf(state)).map(([k, v]) => [k, v.w.data[0]])
+      )
     })
   }
   return out
@@ -209,7 +212,7 @@ describe("the chapter's scheduler identities", () => {
     let state = s.init({ lr: base })
     const out = [s.current(state).lr]
     for (let t = 0; t < n; t++) {
-      state = s.step(state, signal?.(t))
+      state = Either.getOrThrow(s.step(state, signal?.(t)))
       out.push(s.current(state).lr)
     }
     return out
@@ -278,7 +281,7 @@ describe("the chapter's scheduler identities", () => {
             const h = s.current(state)
             if (h.lr < baseLr * (1 - 1e-12) || h.lr > maxLr * (1 + 1e-12)) return false
             if (h.momentum! < 0.8 - 1e-12 || h.momentum! > 0.9 + 1e-12) return false
-            state = s.step(state)
+            state = Either.getOrThrow(s.step(state))
           }
           return true
         }

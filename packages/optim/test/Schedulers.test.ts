@@ -1,5 +1,5 @@
 import { CyclicLR, OneCycleLR, Schedulers } from "@stepwise/optim"
-import { Effect } from "effect"
+import { Effect, Either } from "effect"
 import { describe, expect, it } from "vitest"
 
 const build = (input: unknown, stepsPerEpoch = 1) =>
@@ -15,7 +15,7 @@ const run = (
   let state = s.init(base)
   const out = [s.current(state)]
   for (let t = 0; t < n; t++) {
-    state = s.step(state)
+    state = Either.getOrThrow(s.step(state))
     out.push(s.current(state))
   }
   return out
@@ -61,26 +61,64 @@ describe("schedulers beyond the PyTorch 1.13 fixtures", () => {
     let state = s.init({ lr: 1 })
     const lrs = [s.current(state).lr]
     for (let t = 0; t < 8; t++) {
-      state = s.step(state)
+      state = Either.getOrThrow(s.step(state))
       lrs.push(s.current(state).lr)
     }
     expect(lrs).toEqual([0, 0.5, 1, 0.5, 0, 0.25, 0.5, 0.25, 0])
   })
 
-  it("OneCycleLR holds its final value past totalSteps (PyTorch raises there)", () => {
-    const s = OneCycleLR.scheduler(
-      Effect.runSync(
-        Schedulers.decode({ _tag: "OneCycleLR", maxLr: 0.1, totalSteps: 10 })
-      ) as OneCycleLR.Config
-    )
+  it("OneCycleLR steps up to totalSteps, then fails like PyTorch's ValueError (no silent hold)", () => {
+    const s = Effect.runSync(OneCycleLR.make({ maxLr: 0.1, totalSteps: 10 }))
     let state = s.init({ lr: 1, momentum: 0.9 })
-    for (let t = 0; t < 10; t++) state = s.step(state)
-    const last = s.current(state)
-    expect(s.current(s.step(s.step(state)))).toEqual(last)
+    for (let t = 0; t < 10; t++) state = Either.getOrThrow(s.step(state))
     expect(state.epoch).toBe(10)
     // PyTorch's value at totalSteps: the cosine extrapolated to pct = 8/7, past its minimum
     const min = 0.1 / 25 / 1e4
+    const last = s.current(state)
     expect(last.lr).toBeCloseTo(min + ((0.1 - min) / 2) * (Math.cos((Math.PI * 8) / 7) + 1), 15)
+    const past = s.step(state)
+    expect(Either.isLeft(past)).toBe(true)
+    if (Either.isLeft(past)) {
+      expect(past.left._tag).toBe("SchedulerStepError")
+      expect(past.left.message).toBe(
+        "OneCycleLR: Tried to step 11 times. The specified number of total steps is 10"
+      )
+    }
+    // an explicit epoch past the end fails the same way
+    expect(Either.isLeft(s.step(s.init({ lr: 1 }), { epoch: 11 }))).toBe(true)
+  })
+
+  it("OneCycleLR with epochs needs stepsPerEpoch (its own or the loader's): never a silent 1 step per epoch", () => {
+    const config = Effect.runSync(Schedulers.decode({ _tag: "OneCycleLR", maxLr: 0.1, epochs: 3 }))
+    const missing = Effect.runSync(Effect.either(Schedulers.fromConfig(config)))
+    expect(Either.isLeft(missing) && missing.left.field).toBe("stepsPerEpoch")
+    expect(Either.isLeft(missing) && missing.left.config).toBe("OneCycleLR")
+    // the loader's count, or the config's own field: 3 epochs x 7 = 21 steps, the 22nd fails
+    for (const s of [
+      Effect.runSync(Schedulers.fromConfig(config, { stepsPerEpoch: 7 })),
+      Effect.runSync(
+        Effect.flatMap(
+          Schedulers.decode({ _tag: "OneCycleLR", maxLr: 0.1, epochs: 3, stepsPerEpoch: 7 }),
+          (c) => Schedulers.fromConfig(c)
+        )
+      )
+    ]) {
+      let state = s.init({ lr: 1, momentum: 0.9 })
+      for (let t = 0; t < 21; t++) state = Either.getOrThrow(s.step(state))
+      expect(Either.isLeft(s.step(state))).toBe(true)
+    }
+  })
+
+  it("CosineAnnealingWarmRestarts given a negative epoch fails like PyTorch", () => {
+    const s = Effect.runSync(
+      Effect.flatMap(Schedulers.decode({ _tag: "CosineAnnealingWarmRestarts", t0: 2 }), (c) =>
+        Schedulers.fromConfig(c)
+      )
+    )
+    const r = s.step(s.init({ lr: 0.1 }), { epoch: -1 })
+    expect(Either.isLeft(r) && r.left.message).toBe(
+      "CosineAnnealingWarmRestarts: Expected non-negative epoch, but got -1"
+    )
   })
 
   it("cadences: the chapter's grouping (CyclicLR, OneCycleLR, WarmRestarts per mini-batch)", () => {

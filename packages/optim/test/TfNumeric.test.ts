@@ -1,7 +1,7 @@
 import { Float64, Optimizers, TfNumeric } from "@stepwise/optim"
 import "@tensorflow/tfjs-backend-cpu" // registers the "cpu" backend
 import * as tf from "@tensorflow/tfjs-core"
-import { Effect } from "effect"
+import { Effect, Either } from "effect"
 import { beforeAll, describe, expect, it } from "vitest"
 
 beforeAll(async () => {
@@ -27,7 +27,7 @@ describe("TfNumeric: training-loop tensor hygiene", () => {
       let state = opt.init(params)
       const counts: Array<number> = []
       for (let t = 0; t < 50; t++) {
-        const next = TfNumeric.tidyUpdate(opt, state, grads, params, opt.defaults)
+        const next = Either.getOrThrow(TfNumeric.tidyUpdate(opt, state, grads, params, opt.defaults))
         TfNumeric.disposeReplaced(TfNumeric.stateTensors(state), TfNumeric.stateTensors(next.state))
         TfNumeric.disposeReplaced(params, next.params)
         state = next.state

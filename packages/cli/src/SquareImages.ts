@@ -1,0 +1,58 @@
+/**
+ * CNN2's classifier is sized for square images, and a single-number resize (the default `28`,
+ * torchvision's `Resize(28)`) keeps the aspect ratio. So before decoding a whole folder, peek at
+ * the first image's size (its header only) and say which `--resize` makes it square, instead of
+ * failing after the decode with the shape it happened to get.
+ */
+import type { FileSystem } from "@effect/platform"
+import { type Errors as DataErrors, ImageFolder, Transforms } from "@stepwise/data"
+import { Effect } from "effect"
+import sharp from "sharp"
+import { ConfigError } from "./Errors.js"
+import * as Recipe from "./Recipe.js"
+
+export type Resize = Recipe.Resize
+
+/** Width and height from an image's header, or undefined when sharp cannot read it (the decode will say why). */
+const headerSize = (path: string): Effect.Effect<readonly [number, number] | undefined> =>
+  Effect.tryPromise(() => sharp(path).metadata()).pipe(
+    Effect.map((m) =>
+      m.width !== undefined && m.height !== undefined ? ([m.width, m.height] as const) : undefined
+    ),
+    Effect.orElseSucceed(() => undefined)
+  )
+
+/** The error for a `resize` that keeps a non-square image's aspect ratio, or undefined when it is square. */
+export const nonSquare = (
+  path: string,
+  width: number,
+  height: number,
+  resize: Recipe.Resize
+): ConfigError | undefined => {
+  const size = Recipe.resizeOf(resize)
+  const [w, h] = Transforms.resizedSize(width, height, size)
+  if (w === h) return undefined
+  const n = typeof size === "number" ? size : Math.min(...size)
+  return new ConfigError({
+    file: path,
+    field: "data.resize",
+    reason:
+      `this image is ${width}x${height}, so resize ${JSON.stringify(resize)} makes it ${w}x${h}, ` +
+      `but CNN2 needs square images: use --resize ${n}x${n} (or data.resize: "${n}x${n}")`
+  })
+}
+
+/** Fails with `nonSquare`'s error, judged on the first image of the training folder, before any decoding. */
+export const requireSquare = (
+  root: string,
+  resize: Recipe.Resize
+): Effect.Effect<void, ConfigError | DataErrors.ImageFolderError, FileSystem.FileSystem> =>
+  Effect.gen(function* () {
+    const { samples } = yield* ImageFolder.scan(root, { isValidFile: ImageFolder.hasImageExtension })
+    const first = samples[0]
+    if (first === undefined) return
+    const size = yield* headerSize(first.path)
+    if (size === undefined) return
+    const error = nonSquare(first.path, size[0], size[1], resize)
+    if (error !== undefined) return yield* error
+  })
