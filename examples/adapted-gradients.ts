@@ -9,7 +9,7 @@
  * computes Adam's two bias-corrected EWMAs (optim's `Ewma.calcCorrectedEwma`) and the adapted
  * gradient (Equation 6.9), and its chart module plots them.
  *
- *   npx tsc -b examples && node .tsbuild/examples/adapted-gradients.js [OUT.png]
+ *   npm run example -- adapted-gradients [OUT.png]
  */
 import { writeFileSync } from "node:fs"
 import { NodeContext, NodeRuntime } from "@effect/platform-node"

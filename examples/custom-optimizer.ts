@@ -9,7 +9,9 @@
  * `main` property-tests it with `@stepwise/optim/testing`: the generic laws (purity, zero
  * gradients from a fresh state, the state's Schema round trip) and equivalence to the
  * textbook equation written per element. fast-check shrinks any failure to a minimal case.
- * The optim package's test suite runs `main`.
+ * The optim package's test suite runs `main`; as a program it prints which laws held:
+ *
+ *   npm run example -- custom-optimizer
  */
 import { type Numeric, Optimizer, SGD } from "@stepwise/optim"
 import { Laws } from "@stepwise/optim/testing"
@@ -109,3 +111,15 @@ export const main: Effect.Effect<ReadonlyArray<string>, LawFailed> = Effect.gen(
   passed.push(yield* law("built-in SGD purity", Laws.purity(sgd), 100))
   return passed
 })
+
+// Run as a program (`npm run example -- custom-optimizer`): the property checks, then their summary.
+if (process.argv[1] !== undefined && import.meta.url.endsWith(process.argv[1].replace(/\\/g, "/"))) {
+  Effect.runPromise(main).then(
+    (laws) =>
+      console.log(`clippedSgd: ${laws.length} laws held:\n${laws.map((l) => `  ok ${l}`).join("\n")}`),
+    (e) => {
+      console.error(String(e))
+      process.exitCode = 1
+    }
+  )
+}

@@ -6,7 +6,7 @@
  * epoch and back down in the next (triangular2). Every piece is a value: the trainer that
  * `Trainer.train` returns is the trained model, the one it was given is untouched.
  *
- *   npx tsc -b examples && node .tsbuild/examples/train-cnn2-with-scheduler.js [ROOT]
+ *   npm run example -- train-cnn2-with-scheduler [ROOT]
  */
 import { NodeContext, NodeRuntime } from "@effect/platform-node"
 import { Cnn2, Engine, Loss, Trainer } from "@stepwise/core"

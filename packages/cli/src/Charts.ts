@@ -15,9 +15,8 @@ const finite = (v: number) => Number.isFinite(v)
 const decade = (m: number, k: number) => Number((m * 10 ** k).toPrecision(6))
 
 /**
- * A log axis whose ends are labelled ticks: the domain runs from the largest 1, 2 or 5 x 10^k at
- * or below the smallest value to the smallest one at or above the largest, so the lowest values
- * always sit above a label. Ticks are then added by priority (the ends, powers of ten, 2 and 5,
+ * A log axis whose lowest values sit above a label: the domain runs from the largest 1, 2 or
+ * 5 x 10^k at or below the smallest value (a labelled tick) to a little above the largest. Ticks are then added by priority (the ends, powers of ten, 2 and 5,
  * 3, the rest), each only when it stays `minGap` pixels from those kept, because vega's own log
  * ticks silently drop labels it finds crowded (it dropped 1 and 0.1).
  */
@@ -30,11 +29,12 @@ export const logAxis = (values: ReadonlyArray<number>, pixels = H, minGap = 18) 
     for (let m = 1; m <= 9; m++) candidates.push({ value: decade(m, k), m })
   const nice = candidates.filter((c) => c.m === 1 || c.m === 2 || c.m === 5)
   const lo = nice.filter((c) => c.value <= min).at(-1)!.value
-  const hi = nice.find((c) => c.value >= max)!.value
+  // the top only needs room for the highest point (a tick end there could waste half a decade)
+  const hi = max * 1.08
   const perDecade = pixels / Math.log10(hi / lo)
   const rank = (m: number) => [0, 1, 2, 4, 5, 2, 5, 5, 5, 5][m]
   const inside = candidates.filter((c) => c.value > lo && c.value < hi)
-  const kept = [lo, hi]
+  const kept = [lo]
   for (const c of [...inside].sort((x, y) => rank(x.m) - rank(y.m) || x.value - y.value)) {
     if (kept.every((t) => Math.abs(Math.log10(c.value / t)) * perDecade >= minGap)) kept.push(c.value)
   }
@@ -187,7 +187,8 @@ export const filters = (
   }
   const cell = Math.max(14, Math.floor(84 / Math.max(kh, kw)))
   return {
-    title: `${layer} filters (${out} filters x ${inC} channels, ${kh}x${kw})`,
+    // a short title: a title wider than the grid centres over the grid and leaves a margin beside it
+    title: { text: `${layer} filters`, subtitle: `${out} filters x ${inC} channels, ${kh}x${kw}` },
     data: { values },
     facet: {
       // horizontal row labels: the header band is as wide as labelLimit (vega's default left a
@@ -196,7 +197,7 @@ export const filters = (
         field: "filter",
         type: "nominal",
         title: null,
-        header: { labelAngle: 0, labelAlign: "left", labelLimit: 72, labelPadding: 4 }
+        header: { labelAngle: 0, labelAlign: "left", labelLimit: 96, labelPadding: 4 }
       },
       column: { field: "channel", type: "nominal", title: null, header: { labelFontSize: 11 } }
     },

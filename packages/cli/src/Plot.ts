@@ -247,7 +247,7 @@ const adaptedSpec = (run: string | undefined, layer: string | undefined) =>
 const pathsSpec = () => {
   const runs = Demos.optimizerRuns()
   return Charts.optimizerPaths(
-    Demos.lossSurface(runs),
+    Demos.lossSurface(runs, 40),
     runs,
     Demos.optimum(),
     "Paths over the linear-regression loss surface"
@@ -268,7 +268,7 @@ const updateTermsSpec = () => {
 }
 
 /** Every picture this invocation can draw: the run's and the demos'. */
-const specsFor = (
+export const specsFor = (
   which: Cli.PlotName,
   run: string | undefined,
   compare: string | undefined,

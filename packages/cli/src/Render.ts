@@ -47,3 +47,43 @@ export const svgToPng = (svg: string, density = 144): Promise<Uint8Array> =>
     .then((b) => new Uint8Array(b.buffer, b.byteOffset, b.byteLength))
 
 export const toPng = async (spec: Spec): Promise<Uint8Array> => svgToPng(await toSvg(spec))
+
+const round = (v: unknown): unknown =>
+  typeof v === "number"
+    ? Number.isFinite(v)
+      ? Number(v.toPrecision(6))
+      : String(v)
+    : Array.isArray(v)
+      ? v.map(round)
+      : v !== null && typeof v === "object"
+        ? Object.fromEntries(Object.entries(v).map(([k, x]) => [k, round(x)]))
+        : v
+
+/**
+ * The data a spec draws: every inline `data.values` array, in the order they appear (depth
+ * first through layers, concats and facets), numbers to 6 significant digits (a picture
+ * cannot show more, and the record must not hinge on the last bit of a float); an array shared
+ * by several panels is stored once, then as `{ sameAs: i }`. What `docs/pictures/*.json`
+ * store beside each PNG.
+ */
+export const specData = (spec: unknown): Array<unknown> => {
+  const out: Array<unknown> = []
+  const seen = new Map<unknown, number>()
+  const walk = (node: unknown): void => {
+    if (Array.isArray(node)) {
+      for (const x of node) walk(x)
+      return
+    }
+    if (node === null || typeof node !== "object") return
+    for (const [key, value] of Object.entries(node)) {
+      if (key === "data" && value !== null && typeof value === "object" && "values" in value) {
+        const values = (value as { values: unknown }).values
+        const first = seen.get(values)
+        if (first === undefined) seen.set(values, out.length)
+        out.push(first === undefined ? round(values) : { sameAs: first })
+      } else if (key !== "encoding" && key !== "config") walk(value)
+    }
+  }
+  walk(spec)
+  return out
+}

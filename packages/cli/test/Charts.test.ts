@@ -43,18 +43,22 @@ describe("chapter pictures", () => {
       ticks.slice(1).map((t, i) => (Math.log10(t / ticks[i]) * pixels) / Math.log10(domain[1] / domain[0]))
     // the compared runs of the README: losses from 1.06 down to 0.0905
     const a = Charts.logAxis([1.06, 0.7, 0.3, 0.0905], 260)
-    expect(a.scale.domain).toEqual([0.05, 2])
-    expect(a.axis.values).toEqual(expect.arrayContaining([0.05, 0.1, 0.2, 0.5, 1, 2]))
+    expect(a.scale.domain[0]).toBe(0.05)
+    expect(a.scale.domain[1]).toBeCloseTo(1.06 * 1.08, 12)
+    expect(a.axis.values).toEqual(expect.arrayContaining([0.05, 0.1, 0.2, 0.5, 1]))
     for (const g of gaps(a.axis.values, 260, a.scale.domain)) expect(g).toBeGreaterThanOrEqual(18)
     // one run: 1.07 .. 0.149
     const b = Charts.logAxis([1.07, 0.149], 260)
-    expect(b.scale.domain).toEqual([0.1, 2])
+    expect(b.scale.domain[0]).toBe(0.1)
     expect(b.axis.values.slice(0, 3)).toEqual([0.1, 0.2, 0.3])
+    expect(b.axis.values).toContain(1)
     // many decades: powers of ten first
     const c = Charts.logAxis([3e-4, 2.5], 260)
-    expect(c.scale.domain).toEqual([2e-4, 5])
-    expect(c.axis.values).toEqual(expect.arrayContaining([2e-4, 1e-3, 0.01, 0.1, 1, 5]))
+    expect(c.scale.domain[0]).toBe(2e-4)
+    expect(c.axis.values).toEqual(expect.arrayContaining([2e-4, 1e-3, 0.01, 0.1, 1]))
     for (const g of gaps(c.axis.values, 260, c.scale.domain)) expect(g).toBeGreaterThanOrEqual(18)
+    for (const axis of [a, b, c])
+      expect(Math.max(...axis.axis.values)).toBeLessThanOrEqual(axis.scale.domain[1])
   })
 
   it("Figure 6.19 is two panels, SGD and Adam, each with its training and validation losses", async () => {

@@ -209,12 +209,12 @@ const walk = (
     // not seen before. `readLink` fails on anything but a link; only folders pay for the call.
     const descend = (p: string): Effect.Effect<boolean> =>
       Effect.gen(function* () {
-        const isLink = yield* fs.readLink(p).pipe(
-          Effect.as(true),
-          Effect.orElseSucceed(() => false)
-        )
-        if (!isLink) return true
-        if (!followLinks) return false
+        if (!followLinks)
+          return !(yield* fs.readLink(p).pipe(
+            Effect.as(true),
+            Effect.orElseSucceed(() => false)
+          ))
+        // Following links, any folder (linked or not) may be one already listed through a link.
         const real = yield* realPath(p)
         if (seen.has(real)) return false
         seen.add(real)

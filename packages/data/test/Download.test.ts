@@ -21,7 +21,18 @@ const makeZip = (folder: string, perClass: number) => {
   files["__MACOSX/._junk"] = new Uint8Array([1, 2, 3])
   return Buffer.from(zipSync(files))
 }
+// 50 MB of zeros in one entry: a ~50 KB archive (a zip bomb, scaled down).
+const bomb = Buffer.from(zipSync({ "rps/paper/bomb.png": new Uint8Array(50e6) }))
+/** The same archive lying in its central directory: the entry claims to hold 1,000 bytes. */
+const liar = (() => {
+  const b = Buffer.from(bomb)
+  const dir = b.indexOf(Buffer.from([0x50, 0x4b, 0x01, 0x02]))
+  b.writeUInt32LE(1000, dir + 24)
+  return b
+})()
 const zips: Record<string, Buffer> = {
+  "/data/bomb.zip": bomb,
+  "/data/liar.zip": liar,
   "/data/rps.zip": makeZip("rps", 4),
   "/data/rps-test-set.zip": makeZip("rps-test-set", 2),
   "/data/evil.zip": Buffer.from(zipSync({ "rps/../../escaped.png": png })),
@@ -34,6 +45,25 @@ let base = ""
 beforeAll(async () => {
   server = createServer((req, res) => {
     const url = req.url ?? ""
+    if (url.startsWith("/stall-headers/")) return // accepts, never answers
+    if (url.startsWith("/stall-body/")) {
+      const body = zips["/data/rps.zip"]
+      res.writeHead(200, { "content-length": String(body.length) })
+      res.write(body.subarray(0, 100)) // then silence, connection kept open
+      return
+    }
+    if (url === "/r1/rps.zip") {
+      res.writeHead(302, { location: "/r2/rps.zip" }).end()
+      return
+    }
+    if (url === "/r2/rps.zip") {
+      res.writeHead(301, { location: `${base}/data/rps.zip` }).end()
+      return
+    }
+    if (url === "/loop/rps.zip") {
+      res.writeHead(302, { location: "/loop/rps.zip" }).end()
+      return
+    }
     if (url === "/truncated/rps.zip") {
       // Promises more bytes than it sends, then hangs up.
       const body = zips["/data/rps.zip"]
@@ -54,6 +84,7 @@ beforeAll(async () => {
   base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`
 })
 afterAll(() => {
+  server.closeAllConnections()
   server.close()
 })
 
@@ -127,4 +158,93 @@ describe("downloadRps against a local HTTP server", () => {
       }).pipe(Effect.provide(live))
     )
   }
+
+  const quick = { connectTimeout: "300 millis", idleTimeout: "300 millis" } as const
+  const hardening: ReadonlyArray<[string, string, string, Partial<Rps.DownloadOptions>, RegExp]> = [
+    [
+      "a server that never answers",
+      "/stall-headers/",
+      "rps.zip",
+      quick,
+      /no response within 300ms \(server unreachable or stalled\)/
+    ],
+    [
+      "a server that stalls mid-body",
+      "/stall-body/",
+      "rps.zip",
+      quick,
+      /no data for 300ms after 100 bytes \(server stalled\)/
+    ],
+    ["a redirect loop", "/loop/", "rps.zip", { maxRedirects: 3 }, /more than 3 redirects/],
+    [
+      "a zip bomb (one entry above maxEntryBytes)",
+      "/data/",
+      "bomb.zip",
+      { maxEntryBytes: 10e6 },
+      /entry rps\/paper\/bomb.png declares 50000000 bytes, more than the limit of 10000000/
+    ],
+    [
+      "a zip bomb (the archive above maxExtractedBytes)",
+      "/data/",
+      "bomb.zip",
+      { maxExtractedBytes: 20e6 },
+      /archive declares 50000000 bytes of files, more than the limit of 20000000/
+    ],
+    [
+      "a zip that lies about its sizes",
+      "/data/",
+      "liar.zip",
+      {},
+      /entry rps\/paper\/bomb.png inflates beyond the 1000 bytes it declares/
+    ]
+  ]
+  for (const [what, path, name, options, reason] of hardening) {
+    // Live clock: the time-outs are real time (it.effect's TestClock would never fire them).
+    it.live(`${what}: a DownloadError with the reason, nothing left behind`, () =>
+      Effect.gen(function* () {
+        const dir = tempDir()
+        const started = Date.now()
+        const before = process.memoryUsage().rss
+        const e = yield* Effect.flip(
+          Rps.downloadRps(dir, { baseUrl: `${base}${path}`, archives: [{ name, folder: "rps" }], ...options })
+        )
+        expect(e).toBeInstanceOf(Errors.DownloadError)
+        expect((e as Errors.DownloadError).reason).toMatch(reason)
+        expect(e.message).toContain(`${base}${path}${name}`)
+        expect(Date.now() - started).toBeLessThan(10_000)
+        expect(process.memoryUsage().rss - before).toBeLessThan(300e6)
+        expect(onlyDatasetFolders(dir)).toEqual([])
+      }).pipe(Effect.provide(live))
+    )
+  }
+
+  it.effect("follows a 302 then a 301 (relative and absolute locations) to the archive", () =>
+    Effect.gen(function* () {
+      const dir = tempDir()
+      const result = yield* Rps.downloadRps(dir, {
+        baseUrl: `${base}/r1/`,
+        archives: [{ name: "rps.zip", folder: "rps", sha256: sha(zips["/data/rps.zip"]) }]
+      })
+      expect(result.archives[0].size).toBe(zips["/data/rps.zip"].length)
+      expect(onlyDatasetFolders(dir)).toEqual(["rps"])
+      expect(readdirSync(join(dir, "rps")).sort()).toEqual(["paper", "rock", "scissors"])
+    }).pipe(Effect.provide(live))
+  )
+
+  it.effect("a refused connection names its cause (ECONNREFUSED), not just a transport error", () =>
+    Effect.gen(function* () {
+      const closed = createServer()
+      yield* Effect.promise(() => new Promise<void>((resolve) => closed.listen(0, "127.0.0.1", resolve)))
+      const port = (closed.address() as AddressInfo).port
+      yield* Effect.promise(() => new Promise<void>((resolve) => closed.close(() => resolve())))
+      const e = yield* Effect.flip(
+        Rps.downloadRps(tempDir(), {
+          baseUrl: `http://127.0.0.1:${port}/`,
+          archives: [{ name: "rps.zip", folder: "rps" }]
+        })
+      )
+      expect((e as Errors.DownloadError).reason).toMatch(/ECONNREFUSED/)
+      expect((e as Errors.DownloadError).reason).not.toMatch(/^Transport error/)
+    }).pipe(Effect.provide(live))
+  )
 })

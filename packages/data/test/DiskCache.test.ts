@@ -1,0 +1,38 @@
+import { readdirSync, readFileSync, writeFileSync } from "node:fs"
+import { join } from "node:path"
+import { DiskCache } from "@stepwise/data"
+import { describe, expect, it } from "vitest"
+import { tempDirs } from "./TempDir.js"
+
+const tempDir = tempDirs("stepwise-cache-")
+const key: DiskCache.Key = { path: "/data/a/1.png", size: 123, mtimeMs: 456, resize: 28 }
+const img = { width: 2, height: 1, data: Uint8Array.from([1, 2, 3, 4, 5, 6]) }
+
+describe("DiskCache entries", () => {
+  it("round-trip, and leave no temporary file behind", () => {
+    const dir = tempDir()
+    DiskCache.write(dir, key, img)
+    expect(DiskCache.read(dir, key)).toEqual(img)
+    expect(readdirSync(dir)).toEqual([DiskCache.entryPath(dir, key).slice(dir.length + 1)])
+    expect(DiskCache.read(dir, { ...key, mtimeMs: 457 })).toBeUndefined()
+  })
+
+  it("an entry damaged on disk (same length, one pixel changed) is a miss, never wrong pixels", () => {
+    const dir = tempDir()
+    DiskCache.write(dir, key, img)
+    const file = DiskCache.entryPath(dir, key)
+    const bytes = readFileSync(file)
+    bytes[bytes.length - 1] ^= 0xff
+    writeFileSync(file, bytes)
+    expect(DiskCache.read(dir, key)).toBeUndefined()
+    writeFileSync(file, Buffer.alloc(bytes.length)) // zeroed by a crash before the data reached disk
+    expect(DiskCache.read(dir, key)).toBeUndefined()
+  })
+
+  it("a write that fails leaves nothing behind and throws nothing", () => {
+    const dir = tempDir()
+    writeFileSync(join(dir, "blocker"), "a file where the cache folder should be")
+    expect(() => DiskCache.write(join(dir, "blocker"), key, img)).not.toThrow()
+    expect(readdirSync(dir)).toEqual(["blocker"])
+  })
+})
