@@ -6,7 +6,7 @@ import { existsSync } from "node:fs"
 import { fileURLToPath } from "node:url"
 import "@tensorflow/tfjs-backend-cpu" // registers the "cpu" backend
 import * as tf from "@tensorflow/tfjs-core"
-import { Effect } from "effect"
+import { Effect, Either } from "effect"
 import { Float64, Optimizers, TfNumeric } from "../dist/index.js"
 
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 1)
@@ -79,7 +79,7 @@ const benchTf = (def, shapes) => {
   let before = 0
   const ms = timeLoop(
     () => {
-      const next = TfNumeric.tidyUpdate(opt, state, grads, params, opt.defaults)
+      const next = Either.getOrThrow(TfNumeric.tidyUpdate(opt, state, grads, params, opt.defaults))
       TfNumeric.disposeReplaced(TfNumeric.stateTensors(state), TfNumeric.stateTensors(next.state))
       TfNumeric.disposeReplaced(params, next.params)
       // dataSync on one value: wait for the backend to finish (wasm and cpu are synchronous anyway)

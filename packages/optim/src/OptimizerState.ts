@@ -4,9 +4,18 @@ import type { OptimizerState } from "./Optimizer.js"
 
 /** One tensor as plain numbers: its shape and its values in row-major order. */
 export const EncodedTensor = Schema.Struct({
-  shape: Schema.Array(Schema.Number),
+  shape: Schema.Array(Schema.NonNegativeInt),
   values: Schema.Array(Schema.Number)
-})
+}).pipe(
+  // checked here so a damaged checkpoint fails decoding, instead of throwing in `N.fromArray`
+  Schema.filter(
+    (t) =>
+      t.values.length === t.shape.reduce((a, b) => a * b, 1) || {
+        path: ["values"],
+        message: `shape [${t.shape.join(", ")}] needs ${t.shape.reduce((a, b) => a * b, 1)} values, got ${t.values.length}`
+      }
+  )
+)
 
 /** An optimizer state as plain JSON-ready data: `{ step, slots: { expAvg: { "fc1.weight": {...} } } }`. */
 export const Encoded = Schema.Struct({

@@ -166,6 +166,32 @@ describe("a failing law names the law, parameter, element and step, with expecte
   })
 })
 
+describe("purity names the input an update mutated", () => {
+  it("an optimizer that writes into its parameter array fails at step 1 on that parameter", () => {
+    const inPlace =
+      (lr: number) =>
+      <T>(N: Numeric.Numeric<T>): Optimizer.Optimizer<T, { step: number }> => ({
+        name: "InPlace",
+        defaults: { lr },
+        init: () => ({ step: 0 }),
+        update: (state, grads, params, hyper) => {
+          const next = Optimizer.perParameter(params, (name, p) => {
+            const out = N.sub(p, N.scale(grads[name], hyper.lr))
+            // the bug: also overwrite the caller's tensor (Float64's data is a plain array)
+            ;(p as unknown as Float64.Tensor).data.set((out as unknown as Float64.Tensor).data)
+            return { param: out, slots: {} }
+          })
+          return { state: { step: state.step + 1 }, params: next.params }
+        }
+      })
+    const details = fc.check(Laws.purity(inPlace(0.5), { randomHyper: false }), { numRuns: 100 })
+    expect(details.failed).toBe(true)
+    expect(String((details.errorInstance as Errors.LawViolation).message)).toMatch(
+      /^law purity broken at parameter "[^"]+", element \d+, step 1: expected -?[\d.e-]+, actual -?[\d.e-]+ \(update mutated its inputs/
+    )
+  })
+})
+
 describe("Numeric's sign, where, clamp and minimum agree on Float64 and tfjs", () => {
   it("elementwise, on random tensors (tfjs float32 inputs are exact: the arbitraries draw float32 values)", () => {
     const F = Float64.Float64

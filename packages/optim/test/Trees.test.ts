@@ -1,7 +1,7 @@
-import { Float64, Optimizer, Optimizers, TfNumeric } from "@stepwise/optim"
+import { Adam, Float64, Optimizer, OptimizerState, Optimizers, TfNumeric } from "@stepwise/optim"
 import "@tensorflow/tfjs-backend-cpu" // registers the "cpu" backend
 import * as tf from "@tensorflow/tfjs-core"
-import { Effect, Either } from "effect"
+import { Effect, Either, Schema } from "effect"
 import { beforeAll, describe, expect, it } from "vitest"
 
 beforeAll(async () => {
@@ -72,5 +72,32 @@ describe("a gradient tree that does not fit the parameters is a typed Mismatched
     expect(Either.isLeft(missing) && missing.left.message).toBe("parameter w has no gradient")
     expect(tf.memory().numTensors).toBe(before)
     tf.dispose([...Object.values(p), ...Object.values(g), ...TfNumeric.stateTensors(state)])
+  })
+})
+
+describe("OptimizerState: typed states through one Schema (checkpoints)", () => {
+  it("an Adam state encodes to plain numbers and decodes to an Adam.State; a damaged one fails decoding", () => {
+    const F = Float64.Float64
+    const opt = Effect.runSync(Adam.make({}))(F) // Optimizer<Float64.Tensor, Adam.State<Float64.Tensor>>
+    const params = { w: Float64.make([1, -2], [2]) }
+    const s1 = Either.getOrThrow(
+      Optimizer.step(F, opt, opt.init(params), { w: Float64.make([0.5, 0.25], [2]) }, params, opt.defaults)
+    ).state
+    const schema = OptimizerState.schema<Float64.Tensor, Adam.State<Float64.Tensor>>(F)
+    const encoded = Schema.encodeSync(schema)(s1)
+    expect(encoded).toEqual({
+      step: 1,
+      slots: {
+        expAvg: { w: { shape: [2], values: Array.from(s1.expAvg.w.data) } },
+        expAvgSq: { w: { shape: [2], values: Array.from(s1.expAvgSq.w.data) } }
+      }
+    })
+    const decoded = Schema.decodeUnknownSync(schema)(JSON.parse(JSON.stringify(encoded)))
+    // typed: expAvg is a field of the decoded state, no `slots` indirection
+    expect(Array.from(decoded.expAvg.w.data)).toEqual(Array.from(s1.expAvg.w.data))
+    expect(OptimizerState.tensors(decoded)).toHaveLength(2)
+    const damaged = { step: 1, slots: { expAvg: { w: { shape: [2], values: [1] } } } }
+    const r = Schema.decodeUnknownEither(schema)(damaged)
+    expect(Either.isLeft(r) && r.left.message).toContain("shape [2] needs 2 values, got 1")
   })
 })

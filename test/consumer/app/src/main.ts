@@ -15,21 +15,26 @@ import { Data, Effect } from "effect"
 import * as fc from "fast-check"
 
 /** Heavy-ball momentum: `buf = momentum * buf + g`, `p = p - lr * buf`; written once for any Numeric. */
+type HeavyBallState<T> = { readonly step: number; readonly momentumBuffer?: Numeric.Params<T> }
+
 const heavyBall =
-  (lr: number, momentum: number): Optimizer.OptimizerDef =>
-  <T>(N: Numeric.Numeric<T>): Optimizer.Optimizer<T> => ({
+  (lr: number, momentum: number) =>
+  <T>(N: Numeric.Numeric<T>): Optimizer.Optimizer<T, HeavyBallState<T>> => ({
     name: "HeavyBall",
     defaults: { lr, momentum },
-    init: () => ({ step: 0, slots: {} }),
+    init: () => ({ step: 0 }),
     update: (state, grads, params, hyper) => {
       const m = hyper.momentum ?? momentum
       const next = Optimizer.perParameter(params, (name, p) => {
         const g = grads[name] as T
-        const previous = state.slots.momentumBuffer?.[name]
+        const previous = state.momentumBuffer?.[name]
         const buf = previous === undefined ? g : N.add(N.scale(previous, m), g)
         return { param: N.sub(p, N.scale(buf, hyper.lr)), slots: { momentumBuffer: buf } }
       })
-      return { state: { step: state.step + 1, slots: next.slots }, params: next.params }
+      return {
+        state: { step: state.step + 1, momentumBuffer: next.slots.momentumBuffer },
+        params: next.params
+      }
     }
   })
 
