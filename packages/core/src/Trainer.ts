@@ -74,6 +74,8 @@ export interface Config<E = never, R = never> {
 export interface Trainer<E = never, R = never> {
   readonly config: Config<E, R>
   readonly params: Tensors
+  /** BatchNorm's running statistics (empty without BatchNorm): updated by training steps, never optimized. */
+  readonly buffers: Tensors
   readonly optState: Optimizer.OptimizerState<tf.Tensor>
   /** The scheduler's plain-data state (undefined without a scheduler). */
   readonly schedState: unknown
@@ -96,6 +98,7 @@ export const make = <E = never, R = never>(
   return {
     config,
     params,
+    buffers: Module.initBuffers(config.model),
     optState: config.optimizer.init(params),
     schedState: config.scheduler?.init(config.optimizer.defaults),
     totalEpochs: 0,
@@ -167,6 +170,8 @@ const nothing: CaptureRequest = { gradients: [], parameters: [], activations: []
 export interface StepResult {
   readonly loss: number
   readonly params: Tensors
+  /** The buffers after the step (the inputs' replacements; the caller disposes the old). */
+  readonly buffers: Tensors
   readonly optState: Optimizer.OptimizerState<tf.Tensor>
   readonly captured: ReadonlyArray<Events.TrainEvent>
 }
@@ -184,13 +189,15 @@ export const trainStep = (
   batch: Batch.Batch<Targets>,
   rng: Random.State,
   capture: CaptureRequest = nothing,
-  where: { readonly epoch: number; readonly batch: number } = { epoch: 0, batch: 0 }
+  where: { readonly epoch: number; readonly batch: number } = { epoch: 0, batch: 0 },
+  buffers: Tensors = {}
 ): StepResult => {
   const captured: Array<Events.TrainEvent> = []
   const tap =
     capture.activations.length === 0 ? undefined : activationTap(capture.activations, where, captured)
-  const { loss, grads } = Loss.lossAndGrads(config.model, config.loss, params, batch, {
+  const { loss, grads, ...out } = Loss.lossAndGrads(config.model, config.loss, params, batch, {
     training: true,
+    buffers,
     rng,
     tap
   })
@@ -201,7 +208,7 @@ export const trainStep = (
   // grads come from autodiff at `params`: their tree matches by construction
   const next = Either.getOrThrow(TfNumeric.tidyUpdate(config.optimizer, optState, grads, params, hyper))
   TfNumeric.disposeReplaced(grads, [...Object.values(next.params), ...stateTensors(next.state)])
-  return { loss, params: next.params, optState: next.state, captured }
+  return { loss, params: next.params, buffers: out.buffers, optState: next.state, captured }
 }
 
 /** The dropout state of a mini-batch: a pure function of (seed, epoch, batch). */
@@ -256,11 +263,15 @@ export const train = <E, R, E2 = never, R2 = never>(
       learningRates: [...t.learningRates]
     }
     let owned = false
-    const replace = (next: { params: Tensors; optState: Optimizer.OptimizerState<tf.Tensor> }) => {
+    const replace = (next: {
+      params: Tensors
+      buffers: Tensors
+      optState: Optimizer.OptimizerState<tf.Tensor>
+    }) => {
       if (owned) {
         TfNumeric.disposeReplaced(
-          [...Object.values(cur.params), ...stateTensors(cur.optState)],
-          [...Object.values(next.params), ...stateTensors(next.optState)]
+          [...Object.values(cur.params), ...Object.values(cur.buffers), ...stateTensors(cur.optState)],
+          [...Object.values(next.params), ...Object.values(next.buffers), ...stateTensors(next.optState)]
         )
       }
       cur = { ...cur, ...next }
@@ -302,9 +313,10 @@ export const train = <E, R, E2 = never, R2 = never>(
               {
                 epoch,
                 batch: i
-              }
+              },
+              cur.buffers
             )
-            replace({ params: r.params, optState: r.optState })
+            replace({ params: r.params, buffers: r.buffers, optState: r.optState })
             if (!Number.isFinite(r.loss)) return yield* new NonFiniteLoss({ epoch, batch: i, loss: r.loss })
             losses.push(r.loss)
             if (scheduler?.cadence === "batch") {
@@ -375,15 +387,15 @@ export const evaluate = <E, R>(
 
 /** The loss of one batch in eval mode. */
 export const batchLoss = (t: Trainer<any, any>, batch: Batch.Batch<Targets>): number =>
-  Loss.lossOf(t.config.model, t.config.loss, t.params, batch)
+  Loss.lossOf(t.config.model, t.config.loss, t.params, batch, { training: false, buffers: t.buffers })
 
 /** Model outputs for a batch, eval mode by default: `[n, k]` values, row-major. */
 export const outputs = (
-  t: Pick<Trainer<any, any>, "config" | "params">,
+  t: Pick<Trainer<any, any>, "config" | "params"> & { readonly buffers?: Tensors | undefined },
   batch: { readonly x: Float32Array; readonly shape: ReadonlyArray<number> },
   options: Module.ApplyOptions = { training: false }
 ): { readonly values: Float32Array; readonly shape: ReadonlyArray<number> } =>
-  Loss.outputs(t.config.model, t.params, batch, options)
+  Loss.outputs(t.config.model, t.params, batch, { buffers: t.buffers, ...options })
 
 /** The chapter's `predict(x)`: outputs in eval mode. */
 export const predict = (
@@ -459,6 +471,7 @@ export const lrRangeTest = <E, R>(
     const seed = options.seed ?? 42
     type S = {
       readonly params: Tensors
+      readonly buffers: Tensors
       readonly optState: Optimizer.OptimizerState<tf.Tensor>
       readonly i: number
     }
@@ -467,19 +480,29 @@ export const lrRangeTest = <E, R>(
       (e) => loader.batches(e),
       { concurrency: 1 }
     )
-    const init: S = { params: t.params, optState: t.optState, i: 0 }
+    const init: S = { params: t.params, buffers: t.buffers, optState: t.optState, i: 0 }
     return yield* LrRangeTest.run({
       batches,
       init,
       lrAt: (i) => base.lr * factor(i),
       step: (s: S, batch, lr) => {
-        const r = trainStep(t.config, s.params, s.optState, { ...base, lr }, batch, stepRng(seed, -1, s.i))
-        return [r.loss, { params: r.params, optState: r.optState, i: s.i + 1 }] as const
+        const r = trainStep(
+          t.config,
+          s.params,
+          s.optState,
+          { ...base, lr },
+          batch,
+          stepRng(seed, -1, s.i),
+          undefined,
+          undefined,
+          s.buffers
+        )
+        return [r.loss, { params: r.params, buffers: r.buffers, optState: r.optState, i: s.i + 1 }] as const
       },
       release: (s) =>
         TfNumeric.disposeReplaced(
-          [...Object.values(s.params), ...stateTensors(s.optState)],
-          [...Object.values(t.params), ...stateTensors(t.optState)]
+          [...Object.values(s.params), ...Object.values(s.buffers), ...stateTensors(s.optState)],
+          [...Object.values(t.params), ...Object.values(t.buffers), ...stateTensors(t.optState)]
         ),
       options: { ...options, numIter }
     })
@@ -509,8 +532,10 @@ export const updateAndDispose = <S extends Optimizer.OptimizerState<tf.Tensor>>(
 }
 
 /** Disposes a trainer's parameters and optimizer state. */
-export const dispose = (t: Pick<Trainer<any, any>, "params" | "optState">): void => {
-  tf.dispose([...Object.values(t.params), ...stateTensors(t.optState)])
+export const dispose = (
+  t: Pick<Trainer<any, any>, "params" | "optState"> & { readonly buffers?: Tensors | undefined }
+): void => {
+  tf.dispose([...Object.values(t.params), ...Object.values(t.buffers ?? {}), ...stateTensors(t.optState)])
 }
 
 const cloneTree = (tree: Tensors): Tensors =>
@@ -520,6 +545,7 @@ const cloneTree = (tree: Tensors): Tensors =>
 export const cloneTensors = <T extends Pick<Trainer<any, any>, "params" | "optState">>(t: T): T => ({
   ...t,
   params: cloneTree(t.params),
+  ...("buffers" in t ? { buffers: cloneTree((t as { buffers: Tensors }).buffers) } : {}),
   optState: OptimizerState.map(t.optState, (x) => tf.clone(x))
 })
 
