@@ -3,10 +3,10 @@ import * as tf from "@tensorflow/tfjs-core"
 import { Effect, Either } from "effect"
 import * as fc from "fast-check"
 import { describe, expect, it } from "vitest"
-import * as Engine from "../src/Engine.js"
 import * as Loss from "../src/Loss.js"
 import * as ModelSpec from "../src/ModelSpec.js"
 import * as Module from "../src/Module.js"
+import * as F from "./fixtures.js"
 
 const pairArb = (min: number, max: number) =>
   fc.oneof(fc.integer({ min, max }), fc.tuple(fc.integer({ min, max }), fc.integer({ min, max })))
@@ -95,7 +95,7 @@ describe.each(["wasm", "cpu"] as const)(
   "autodiff, hand-written backward and finite differences (%s)",
   (backend) => {
     it("agree on random nets of built-in layers", async () => {
-      await Effect.runPromise(Engine.use(backend))
+      await F.useEngine(backend)
       let checked = 0
       fc.assert(
         fc.property(netArb, (c) => {
@@ -199,7 +199,7 @@ describe.each(["wasm", "cpu"] as const)("models as functions of tfjs ops (%s)", 
   }
 
   it("tf.variableGrads trains a parameter tree", async () => {
-    await Effect.runPromise(Engine.use(backend))
+    await F.useEngine(backend)
     const before = tf.memory().numTensors
     const { x, y } = batch(1)
     const [w, b, xt, yt] = tf.tidy(() => [
@@ -224,7 +224,7 @@ describe.each(["wasm", "cpu"] as const)("models as functions of tfjs ops (%s)", 
   })
 
   it("a Lambda model trains through Loss.lossAndGrads (tf.valueAndGrads), its gradients equal to tf.grads'", async () => {
-    await Effect.runPromise(Engine.use(backend))
+    await F.useEngine(backend)
     const before = tf.memory().numTensors
     // An MLP written by hand, with a built-in Linear inside it (its custom gradient in the tape).
     const head = Module.Linear({ inFeatures: 8, outFeatures: 2 })
@@ -278,7 +278,7 @@ describe.each(["wasm", "cpu"] as const)("models as functions of tfjs ops (%s)", 
   })
 
   it("lossAndGrads through autodiff equals the explicit path on a net with BatchNorm (loss, gradients, buffers)", async () => {
-    await Effect.runPromise(Engine.use(backend))
+    await F.useEngine(backend)
     const built = ModelSpec.build(
       {
         layers: [

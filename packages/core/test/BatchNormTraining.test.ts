@@ -1,16 +1,15 @@
 import { FileSystem } from "@effect/platform"
 import { NodeFileSystem } from "@effect/platform-node"
-import { beforeAll, describe, expect, it } from "@effect/vitest"
+import { expect, layer } from "@effect/vitest"
 import { Random } from "@stepwise/data"
 import * as tf from "@tensorflow/tfjs-core"
 import { Effect, Either } from "effect"
 import * as Checkpoint from "../src/Checkpoint.js"
+import * as Engine from "../src/Engine.js"
 import * as Loss from "../src/Loss.js"
 import * as ModelSpec from "../src/ModelSpec.js"
 import * as Trainer from "../src/Trainer.js"
 import * as F from "./fixtures.js"
-
-beforeAll(F.useEngine)
 
 /** The acceptance model in small: BatchNorm, LeakyReLU, average pooling, from data. */
 const model = () => {
@@ -45,7 +44,7 @@ const trainer = () => {
 
 const bufferValues = (t: Trainer.Trainer<any, any>) => F.values(t.buffers)
 
-describe("training a model with BatchNorm: the trainer threads its buffers", () => {
+layer(Engine.wasm)("training a model with BatchNorm: the trainer threads its buffers", (it) => {
   it.effect(
     "running statistics move with every step, never through the optimizer; eval mode reads them",
     () =>

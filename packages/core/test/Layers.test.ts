@@ -3,11 +3,11 @@ import { Random } from "@stepwise/data"
 import * as tf from "@tensorflow/tfjs-core"
 import { Effect, Either } from "effect"
 import { describe, expect, it } from "vitest"
-import * as Engine from "../src/Engine.js"
 import * as Loss from "../src/Loss.js"
 import * as ModelSpec from "../src/ModelSpec.js"
 import * as Module from "../src/Module.js"
 import * as TorchWeights from "../src/TorchWeights.js"
+import * as F from "./fixtures.js"
 
 /** Written by scripts/layers_fixture.py with PyTorch 1.13 (data: base64 little-endian float32). */
 interface Encoded {
@@ -73,7 +73,7 @@ describe.each(["wasm", "cpu"] as const)("layers against PyTorch 1.13 (%s)", (bac
   it.each(fixture.cases.map((c) => [c.name, c] as const))(
     "%s: output, gradients and buffers to 1e-5",
     async (_, c) => {
-      await Effect.runPromise(Engine.use(backend))
+      await F.useEngine(backend)
       const { module, outputShape } = built(c)
       expect([c.y.shape[0], ...outputShape]).toEqual(c.y.shape)
       const before = tf.memory().numTensors

@@ -4,10 +4,10 @@ import * as tf from "@tensorflow/tfjs-core"
 import { Effect, Either } from "effect"
 import { describe, expect, it } from "vitest"
 import * as Cnn2 from "../src/Cnn2.js"
-import * as Engine from "../src/Engine.js"
 import * as Loss from "../src/Loss.js"
 import * as ModelSpec from "../src/ModelSpec.js"
 import * as Module from "../src/Module.js"
+import * as F from "./fixtures.js"
 import { images } from "./fixtures.js"
 
 const errorOf = (u: unknown, shape: ReadonlyArray<number> = [3, 28, 28]) => {
@@ -258,7 +258,7 @@ describe.each(["wasm", "cpu"] as const)(
     }
 
     it("the preset built from data and Cnn2.make: same losses, logits and parameters", async () => {
-      await Effect.runPromise(Engine.use(backend))
+      await F.useEngine(backend)
       const preset = builtOf({ preset: "CNN2", nFilters: 5, p: 0.3 })
       expect(run(preset.module)).toEqual(legacy[backend])
       expect(run(Cnn2.make({ nFilters: 5, p: 0.3 }).model)).toEqual(legacy[backend])
