@@ -1,6 +1,6 @@
 import { Random } from "@stepwise/data"
 import * as tf from "@tensorflow/tfjs-core"
-import { Effect, Either } from "effect"
+import { Either } from "effect"
 import * as fc from "fast-check"
 import { describe, expect, it } from "vitest"
 import * as Loss from "../src/Loss.js"

@@ -1,7 +1,7 @@
 import { readFileSync } from "node:fs"
 import { Random } from "@stepwise/data"
 import * as tf from "@tensorflow/tfjs-core"
-import { Effect, Either } from "effect"
+import { Either } from "effect"
 import { describe, expect, it } from "vitest"
 import * as Loss from "../src/Loss.js"
 import * as ModelSpec from "../src/ModelSpec.js"

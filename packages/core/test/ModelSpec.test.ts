@@ -1,7 +1,7 @@
 import { readFileSync } from "node:fs"
 import { Random } from "@stepwise/data"
 import * as tf from "@tensorflow/tfjs-core"
-import { Effect, Either } from "effect"
+import { Either } from "effect"
 import { describe, expect, it } from "vitest"
 import * as Cnn2 from "../src/Cnn2.js"
 import * as Loss from "../src/Loss.js"
