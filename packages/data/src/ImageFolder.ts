@@ -253,7 +253,7 @@ export const make = <A = Image.RgbImage>(
   ImageFolderNotFound | NoClassFolders | EmptyClassFolder | DataFileError | InvalidArgument,
   FileSystem.FileSystem
 > =>
-  Effect.flatMap(checkOptions(options), () =>
+  Effect.flatMap(Effect.zipRight(checkOptions(options), sweepCache(options.diskCache)), () =>
     Effect.map(scan(root, options), ({ classes, samples }) => {
       const limits: Image.Limits = {
         maxPixels: options.maxPixels ?? Image.DEFAULT_MAX_PIXELS,
@@ -334,6 +334,10 @@ export const make = <A = Image.RgbImage>(
       }
     })
   )
+
+/** Temporary entries a killed process left in the disk cache (see `DiskCache.removeStaleTemps`). */
+const sweepCache = (dir: string | undefined): Effect.Effect<void> =>
+  dir === undefined ? Effect.void : Effect.sync(() => DiskCache.removeStaleTemps(dir))
 
 /** Limits and counts must be positive (a NaN limit would silently disable the check). */
 const checkOptions = (options: {
