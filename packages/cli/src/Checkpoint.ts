@@ -4,9 +4,10 @@
  * (see `RunFolder`), `epoch-0000` being the initial state. Restoring into a trainer built from
  * the same recipe gives the state the run had after that epoch, so a resumed run continues exactly.
  */
-import { Checkpoint, Safetensors, Trainer } from "@stepwise/core"
+import type { FileSystem } from "@effect/platform"
+import { Checkpoint, type Engine, Safetensors, Trainer } from "@stepwise/core"
 import { Effect } from "effect"
-import { runFolderError } from "./Errors.js"
+import { type RunFolderError, runFolderError } from "./Errors.js"
 import type { AnyTrainer } from "./Pipeline.js"
 import * as Run from "./RunFolder.js"
 
@@ -23,7 +24,10 @@ export const save = (path: string, t: AnyTrainer) =>
  * Restores a checkpoint into `fresh` (a trainer built from the run's recipe), checking parameter
  * names and shapes, optimizer and scheduler; `fresh`'s own tensors are released.
  */
-export const restore = (path: string, fresh: AnyTrainer) =>
+export const restore = (
+  path: string,
+  fresh: AnyTrainer
+): Effect.Effect<AnyTrainer, RunFolderError, FileSystem.FileSystem | Engine.Engine> =>
   Checkpoint.resume(path, fresh).pipe(
     Effect.mapError(runFolderError(path)),
     Effect.tap(() => Effect.sync(() => Trainer.dispose(fresh)))

@@ -44,7 +44,7 @@ export const run = (args: Args) =>
       batchSize: Option.getOrElse(args.batchSize, () => config.recipe.batchSize),
       backend: Option.getOrElse(args.backend, () => config.recipe.backend)
     }
-    yield* Engine.use(recipe.backend)
+    const engine = yield* Engine.make(recipe.backend)
     const classes = config.classes
     // Images are standardized with the statistics training saved in config.json, and labelled
     // by class name (a folder with some of the model's classes is scored on those).
@@ -77,14 +77,14 @@ export const run = (args: Args) =>
             })
     const net = yield* Pipeline.model(recipe, dataset.sampleShape, classes.length)
     const origin = Recipe.fromFile(`${runDir}/${Run.CONFIG_FILE}`)
-    const { optimizer } = yield* Pipeline.optimizer(recipe, origin)
+    const { optimizer } = yield* Pipeline.optimizer(recipe, origin, engine.numeric)
     // The scheduler too: a checkpoint restores only into the optimizer and scheduler it was saved with.
     const scheduler = yield* Pipeline.scheduler(recipe, origin, config.batchesPerEpoch, optimizer.defaults)
     const fresh = Trainer.make(
       { model: net.model, loss: Loss.crossEntropy, optimizer, scheduler },
       Random.make(recipe.seed)
     )
-    const t = yield* Checkpoint.restore(checkpoint, fresh)
+    const t = yield* Checkpoint.restore(checkpoint, fresh).pipe(Effect.provideService(Engine.Engine, engine))
     const loader = yield* DataLoader.fromTensorDataset(dataset, { batchSize: recipe.batchSize })
     const k = classes.length
     const confusion = Array.from({ length: k }, () => new Array<number>(k).fill(0))
@@ -151,7 +151,7 @@ export const run = (args: Args) =>
       confusion,
       plots: written
     })
-  })
+  }).pipe(Effect.scoped)
 
 /** The failures of this command besides the CLI's own (named so the declaration can be emitted). */
 export type PackageErrors = DataErrors.ImageFolderError | InvalidHyperparameter.InvalidHyperparameter

@@ -4,7 +4,7 @@
  * picture go to `--out`.
  */
 import { Path } from "@effect/platform"
-import { type Engine, Trainer } from "@stepwise/core"
+import { Engine, Trainer } from "@stepwise/core"
 import type { Errors as DataErrors } from "@stepwise/data"
 import type { InvalidHyperparameter } from "@stepwise/optim"
 import { Clock, Effect, Option } from "effect"
@@ -55,11 +55,12 @@ export const run = (args: Args) =>
     const dir = given ?? (yield* Run.claimNewDir(Run.defaultRunDir(new Date(now), "lr-find-")))
     yield* Run.lock(dir, { removeIfEmpty: given === undefined })
     yield* Run.removeStaleTemps(dir)
-    const { trainer: t } = yield* Pipeline.setup(recipe, origin)
+    const { trainer: t, engine } = yield* Pipeline.setup(recipe, origin)
     yield* out.line(
       `stepwise: LR range test of CNN2 with ${Pipeline.describeOptimizer(recipe)}, ${startLr} -> ${endLr} over ${numIter} mini-batches (${stepMode})`
     )
     const result = yield* Trainer.lrRangeTest(t, { endLr, numIter, stepMode, alpha, seed: recipe.seed }).pipe(
+      Effect.provideService(Engine.Engine, engine),
       Effect.ensuring(Effect.sync(() => Trainer.dispose(t)))
     )
     const s = result.suggestions

@@ -20,10 +20,10 @@ import {
   TensorDataset,
   type Transforms
 } from "@stepwise/data"
-import type { Optimizer, Optimizers, Scheduler } from "@stepwise/optim"
+import type { Numeric, Optimizer, Optimizers, Scheduler } from "@stepwise/optim"
 import { TfNumeric } from "@stepwise/optim"
 import type * as tf from "@tensorflow/tfjs-core"
-import { Effect, Either, Option, Stream } from "effect"
+import { Effect, Either, Option, type Scope, Stream } from "effect"
 import { COMMAND_LINE, ConfigError, DataMismatch } from "./Errors.js"
 import { Output } from "./Progress.js"
 import * as Recipe from "./Recipe.js"
@@ -290,14 +290,15 @@ export const model = (recipe: Recipe.Recipe, sampleShape: ReadonlyArray<number>,
 /** Decodes, validates (PyTorch's rules) and builds the optimizer on tfjs tensors. */
 export const optimizer = (
   recipe: Recipe.Recipe,
-  origin: Recipe.Origin
+  origin: Recipe.Origin,
+  numeric: Numeric.Numeric<tf.Tensor> = TfNumeric.TfNumeric
 ): Effect.Effect<
   { readonly config: Optimizers.OptimizerConfig; readonly optimizer: Optimizer.Optimizer<tf.Tensor> },
   ConfigError
 > =>
   Effect.map(Recipe.optimizerOf(recipe.optimizer, origin), ({ config, def }) => ({
     config,
-    optimizer: def(TfNumeric.TfNumeric)
+    optimizer: def(numeric)
   }))
 
 /** The scheduler of a recipe for this run (undefined: none), checked against the optimizer. */
@@ -314,11 +315,12 @@ export const trainer = (
   recipe: Recipe.Recipe,
   origin: Recipe.Origin,
   data: Datasets,
-  batchesPerEpoch: number
+  batchesPerEpoch: number,
+  numeric: Numeric.Numeric<tf.Tensor> = TfNumeric.TfNumeric
 ): Effect.Effect<AnyTrainer, ConfigError | DataErrors.InvalidArgument> =>
   Effect.gen(function* () {
     const net = yield* model(recipe, data.train.sampleShape, data.classes.length)
-    const { optimizer: opt } = yield* optimizer(recipe, origin)
+    const { optimizer: opt } = yield* optimizer(recipe, origin, numeric)
     const sched = yield* scheduler(recipe, origin, batchesPerEpoch, opt.defaults)
     const l = yield* loaders(data, recipe)
     const config: Trainer.Config = {
@@ -329,7 +331,7 @@ export const trainer = (
       trainLoader: l.train,
       valLoader: l.val
     }
-    return Trainer.make(config, Random.make(recipe.seed))
+    return Trainer.make(config, Random.make(recipe.seed), { seed: recipe.seed })
   })
 
 /**
@@ -340,25 +342,31 @@ export const setup = (
   recipe: Recipe.Recipe,
   origin: Recipe.Origin
 ): Effect.Effect<
-  { readonly data: Datasets; readonly loaders: Loaders; readonly trainer: AnyTrainer },
+  {
+    readonly data: Datasets
+    readonly loaders: Loaders
+    readonly trainer: AnyTrainer
+    readonly engine: Engine.EngineService
+  },
   | ConfigError
   | DataMismatch
   | DataErrors.ImageFolderError
   | DataErrors.InvalidArgument
   | DataErrors.InvalidNormalizer
   | Engine.BackendUnavailable,
-  Output | FileSystem.FileSystem
+  Output | FileSystem.FileSystem | Scope.Scope
 > =>
   Effect.gen(function* () {
     const out = yield* Output
     yield* validateEarly(recipe, origin)
     yield* SquareImages.requireSquare(trainRootOf(recipe), recipe.data.resize)
     yield* out.line(`stepwise: ${recipe.backend} engine, loading data...`)
-    yield* Engine.use(recipe.backend)
+    // The engine lives as long as the caller's scope (its kernels are restored when it closes).
+    const engine = yield* Engine.make(recipe.backend)
     const data = yield* prepareData(recipe)
     const l = yield* loaders(data, recipe)
-    const fresh = yield* trainer(recipe, origin, data, l.train.numBatches)
-    return { data, loaders: l, trainer: fresh }
+    const fresh = yield* trainer(recipe, origin, data, l.train.numBatches, engine.numeric)
+    return { data, loaders: l, trainer: fresh, engine }
   })
 
 /** `Adam lr=0.0003 + CyclicLR` for the first line of a run. */

@@ -132,23 +132,27 @@ const filtersSpec = (run: string | undefined, layer: string) =>
         reason: `no conv layer ${layer} in ${path} (try conv1 or conv2)`
       })
     }
-    yield* Engine.use("cpu")
-    const params = Object.fromEntries(
-      Object.entries(snapshot.params).map(([k, v]) => [
-        k,
-        tf.tensor(Float32Array.from(v.data as ArrayLike<number>), [...v.shape])
-      ])
+    // Reordering the weights to PyTorch's layout runs on tensors: a cpu engine for this call.
+    return yield* Effect.scoped(
+      Effect.map(Engine.make("cpu"), () => {
+        const params = Object.fromEntries(
+          Object.entries(snapshot.params).map(([k, v]) => [
+            k,
+            tf.tensor(Float32Array.from(v.data as ArrayLike<number>), [...v.shape])
+          ])
+        )
+        try {
+          const torch = TorchWeights.toTorch(net.model, params)[name]
+          return Charts.filters(
+            layer,
+            torch.data,
+            torch.shape as unknown as readonly [number, number, number, number]
+          )
+        } finally {
+          for (const x of Object.values(params)) x.dispose()
+        }
+      })
     )
-    try {
-      const torch = TorchWeights.toTorch(net.model, params)[name]
-      return Charts.filters(
-        layer,
-        torch.data,
-        torch.shape as unknown as readonly [number, number, number, number]
-      )
-    } finally {
-      for (const x of Object.values(params)) x.dispose()
-    }
   })
 
 const lrFinderSpec = (run: string | undefined) =>

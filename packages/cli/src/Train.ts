@@ -9,7 +9,7 @@
  * written when it arrives is finished first, so the run folder always ends consistent.
  */
 import { Path } from "@effect/platform"
-import { type Engine, Events, Metrics, Trainer } from "@stepwise/core"
+import { Engine, Events, Metrics, Trainer } from "@stepwise/core"
 import type { Errors as DataErrors } from "@stepwise/data"
 import type { InvalidHyperparameter } from "@stepwise/optim"
 import { Clock, Console, Effect, Fiber, Option, Ref, Stream } from "effect"
@@ -89,7 +89,8 @@ export const run = (args: Args) =>
     yield* Run.removeStaleTemps(runDir)
 
     // Engine, data, model, optimizer, scheduler.
-    const { data, loaders, trainer: fresh } = yield* Pipeline.setup(recipe, origin)
+    const { data, loaders, trainer: fresh, engine } = yield* Pipeline.setup(recipe, origin)
+    const onEngine = Effect.provideService(Engine.Engine, engine)
     const parameters = Trainer.countParameters(fresh)
     const fingerprint = yield* Pipeline.fingerprint(data)
     if (saved !== undefined) {
@@ -111,7 +112,9 @@ export const run = (args: Args) =>
     const start = resumed ? yield* Run.reconcile(runDir) : undefined
     // A checkpoint of the initial state carries the run's seed (what resume replays from).
     const t0: Pipeline.AnyTrainer =
-      start === undefined ? { ...fresh, seed: recipe.seed } : yield* Checkpoint.restore(start.path, fresh)
+      start === undefined
+        ? { ...fresh, seed: recipe.seed }
+        : yield* onEngine(Checkpoint.restore(start.path, fresh))
     if (t0.totalEpochs >= recipe.epochs) {
       Trainer.dispose(t0)
       return yield* new ConfigError({
@@ -232,7 +235,9 @@ export const run = (args: Args) =>
       })
 
     yield* Stream.runForEach(
-      epochsOf(t0, { epochs: recipe.epochs - t0.totalEpochs, seed: recipe.seed }),
+      epochsOf(t0, { epochs: recipe.epochs - t0.totalEpochs, seed: recipe.seed }).pipe(
+        Stream.provideService(Engine.Engine, engine)
+      ),
       onEpoch
     ).pipe(
       Effect.provideService(Events.TrainEvents, bus),
@@ -285,7 +290,7 @@ const epochsOf = (t0: Pipeline.AnyTrainer, options: { readonly epochs: number; r
     ): Effect.Effect<
       Option.Option<readonly [EpochResult, { t: Pipeline.AnyTrainer; n: number }]>,
       any,
-      Events.TrainEvents
+      Events.TrainEvents | Engine.Engine
     > =>
       s.n >= options.epochs
         ? Effect.succeed(Option.none())

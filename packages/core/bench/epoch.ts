@@ -7,9 +7,9 @@
  */
 import { execFileSync } from "node:child_process"
 import { fileURLToPath } from "node:url"
-import { Cnn2, Engine, FusedOptimizer, Loss, Trainer } from "@stepwise/core"
+import { Cnn2, Engine, Loss, Trainer } from "@stepwise/core"
 import { DataLoader, Random, TensorDataset } from "@stepwise/data"
-import { Adam, Optimizers, TfNumeric } from "@stepwise/optim"
+import { Adam, Optimizers } from "@stepwise/optim"
 import * as tf from "@tensorflow/tfjs-core"
 import { Effect, Either } from "effect"
 
@@ -30,16 +30,16 @@ const dataset = (n: number, seed: number) => {
 const train = dataset(2520, 1)
 const val = dataset(372, 2)
 
-const epochs = (backend: Engine.BackendName, repeats: number) =>
+const epochs = (repeats: number) =>
   Effect.gen(function* () {
-    yield* Engine.use(backend)
+    const engine = yield* Engine.Engine
     const config = Adam.Config.make({ lr: 3e-4 })
-    const generic = yield* Optimizers.fromConfig(config)
+    const def = yield* Optimizers.fromConfig(config)
     const t = Trainer.make(
       {
         model: Cnn2.make({ nFilters: 5, p: 0.3 }).model,
         loss: Loss.crossEntropy,
-        optimizer: FusedOptimizer.def(config, generic)(TfNumeric.TfNumeric),
+        optimizer: def(engine.numeric),
         trainLoader: yield* DataLoader.fromTensorDataset(train, { batchSize: 16, shuffle: true, seed: 13 }),
         valLoader: yield* DataLoader.fromTensorDataset(val, { batchSize: 16 })
       },
@@ -101,8 +101,8 @@ const torchEpoch = (): { label: string; seconds: number } | string => {
 }
 
 const program = Effect.gen(function* () {
-  const wasm = yield* epochs("wasm", quick ? 1 : 3)
-  const cpu = yield* epochs("cpu", 1)
+  const wasm = yield* epochs(quick ? 1 : 3).pipe(Effect.provide(Engine.wasm))
+  const cpu = yield* epochs(1).pipe(Effect.provide(Engine.cpu))
   const torch = torchEpoch()
   const ref = typeof torch === "string" ? undefined : torch.seconds
   const ratio = (s: number) => (ref === undefined ? "-" : `${(s / ref).toFixed(2)}x`)
