@@ -17,7 +17,7 @@
  *   tried 100 rates; valley 2.67e-2 (used), steepest 7.31e-2, minimum/10 9.53e-3
  *   epoch 1: loss 0.7486 val_loss 0.4668 ...
  *
- *   npx tsc -b examples && node .tsbuild/examples/lr-range-test-then-train.js
+ *   npm run example -- lr-range-test-then-train
  */
 import { NodeContext, NodeRuntime } from "@effect/platform-node"
 import type { LrRangeTest } from "@stepwise/core"

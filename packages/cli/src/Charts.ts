@@ -154,15 +154,22 @@ export const learningRates = (
  * channel). Like matplotlib's `imshow`, each heatmap is scaled to its own min..max.
  * `weights` is in PyTorch's layout [out, in, kh, kw], flat, row-major.
  */
+/** The most filters (and channels) a filter grid draws. */
+export const FILTER_GRID_MAX = 16
+
 export const filters = (
   layer: string,
   weights: ArrayLike<number>,
   shape: readonly [number, number, number, number]
 ): Spec => {
   const [out, inC, kh, kw] = shape
+  // A grid of every filter of a wide layer (128 x 128 cells) is past any image size limit and
+  // unreadable: draw the first FILTER_GRID_MAX of each axis and say so.
+  const rows = Math.min(out, FILTER_GRID_MAX)
+  const cols = Math.min(inC, FILTER_GRID_MAX)
   const values: Array<Record<string, unknown>> = []
-  for (let o = 0; o < out; o++) {
-    for (let c = 0; c < inC; c++) {
+  for (let o = 0; o < rows; o++) {
+    for (let c = 0; c < cols; c++) {
       const base = (o * inC + c) * kh * kw
       let lo = Number.POSITIVE_INFINITY
       let hi = Number.NEGATIVE_INFINITY
@@ -188,18 +195,31 @@ export const filters = (
   const cell = Math.max(14, Math.floor(84 / Math.max(kh, kw)))
   return {
     // a short title: a title wider than the grid centres over the grid and leaves a margin beside it
-    title: { text: `${layer} filters`, subtitle: `${out} filters x ${inC} channels, ${kh}x${kw}` },
+    title: {
+      text: `${layer} filters`,
+      subtitle:
+        `${out} filters x ${inC} channels, ${kh}x${kw}` +
+        (rows < out || cols < inC ? ` (the first ${rows} x ${cols} shown)` : "")
+    },
     data: { values },
     facet: {
       // horizontal row labels: the header band is as wide as labelLimit (vega's default left a
       // wide empty margin), so it is set to what "Filter #15" needs
+      // numeric order (#2 before #10), not the text order vega would use
       row: {
         field: "filter",
         type: "nominal",
         title: null,
-        header: { labelAngle: 0, labelAlign: "left", labelLimit: 96, labelPadding: 4 }
+        sort: Array.from({ length: rows }, (_, o) => `Filter #${o}`),
+        header: { labelAngle: 0, labelAlign: "left", labelLimit: 120, labelPadding: 4 }
       },
-      column: { field: "channel", type: "nominal", title: null, header: { labelFontSize: 11 } }
+      column: {
+        field: "channel",
+        type: "nominal",
+        title: null,
+        sort: Array.from({ length: cols }, (_, c) => `Channel #${c}`),
+        header: { labelFontSize: 11 }
+      }
     },
     spacing: 6,
     spec: {

@@ -405,4 +405,28 @@ export const validateEarly = (
   Effect.gen(function* () {
     const { optimizer: opt } = yield* optimizer(recipe, origin)
     yield* scheduler(recipe, origin, 1, opt.defaults)
+    const size = Recipe.resizeOf(recipe.data.resize)
+    const parameters = cnn2Parameters(recipe.model.filters, typeof size === "number" ? size : size[0])
+    if (parameters > MAX_PARAMETERS) {
+      return yield* Recipe.errorAt(
+        origin,
+        "model.filters",
+        `CNN2 would have ${parameters.toLocaleString("en-US")} parameters, more than the ` +
+          `${MAX_PARAMETERS.toLocaleString("en-US")} this machine's training can hold ` +
+          "(parameters, gradients and optimizer state are each that many float32 values)",
+        recipe.model.filters
+      )
+    }
   })
+
+/** A bound on model size checked before any data is read (about 2 GB of float32 with Adam). */
+export const MAX_PARAMETERS = 100_000_000
+
+/**
+ * CNN2's parameter count for `filters` and square `imageSize` RGB images, 3 classes: two 3x3
+ * convolutions each followed by a 2x2 max-pool, then Linear(filters * s * s, 50), Linear(50, 3).
+ */
+export const cnn2Parameters = (filters: number, imageSize: number): number => {
+  const s = Math.floor((Math.floor((imageSize - 2) / 2) - 2) / 2)
+  return 3 * filters * 9 + filters + filters * filters * 9 + filters + filters * s * s * 50 + 50 + 50 * 3 + 3
+}

@@ -91,6 +91,15 @@ describe("chapter pictures", () => {
     expect(svg).toContain("Channel #2")
   })
 
+  it("filters of a wide layer (128 x 128) draw the first 16 x 16 and render to a PNG", async () => {
+    const w = Float32Array.from({ length: 128 * 128 * 9 }, (_, i) => Math.sin(i))
+    const spec = Charts.filters("conv2", w, [128, 128, 3, 3])
+    expect((spec.data as { values: ReadonlyArray<unknown> }).values.length).toBe(16 * 16 * 9)
+    const svg = await check("filters-wide", spec, 150)
+    expect(svg).toContain("the first 16 x 16 shown")
+    expect(svg).not.toContain("Filter #16")
+  })
+
   it("MA vs EWMA vs corrected EWMA over the chapter's temperatures (Figure 6.16)", async () => {
     const m = Demos.movingAverages(19)
     // EWMA's first value is alpha * x0 = 0.1 * 5; the corrected one is x0 itself; the MA starts at x0.

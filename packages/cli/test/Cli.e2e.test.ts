@@ -106,6 +106,11 @@ describe("bad input: one line naming the flag or file, non-zero exit, nothing wr
     ["dropout outside [0, 1)", ["train", "--dropout", "1"], /--dropout 1: must be in \[0, 1\)/],
     ["unknown scheduler", ["train", "--scheduler", "bogus"], /--scheduler bogus: expected one of/],
     ["not a number", ["train", "--epochs", "ten"], /--epochs ten: not an integer/],
+    [
+      "a model too large to train (checked before reading data)",
+      ["train", "--filters", "100000"],
+      /--filters 100000: CNN2 would have 90,127,900,203 parameters/
+    ],
     ["unknown flag", ["train", "--bogus"], /--bogus/],
     ["missing config", ["train", "--config", "nope.json"], /nope\.json: no such file/],
     [

@@ -109,3 +109,12 @@ describe("flags", () => {
     expect(repeatedFlag(["train", "--nesterov", "--no-nesterov"])).toBeUndefined()
   })
 })
+
+describe("model size limit", () => {
+  it("CNN2's parameter count is the chapter's 6,823 for 5 filters on 28x28 images", () => {
+    expect(Pipeline.cnn2Parameters(5, 28)).toBe(6823)
+    // 100,000 filters: the 3x3 conv2 alone holds 9e10 weights, far past the limit.
+    expect(Pipeline.cnn2Parameters(100_000, 28)).toBeGreaterThan(Pipeline.MAX_PARAMETERS)
+    expect(Pipeline.cnn2Parameters(128, 28)).toBeLessThan(Pipeline.MAX_PARAMETERS)
+  })
+})

@@ -3,7 +3,8 @@
  *
  * Format `stepwise.checkpoint/1` (readable by any safetensors tool):
  * - tensors, float32, in this engine's layout (conv filters [kh, kw, in, out], linear [in, out]):
- *   `params/<name>` for every parameter (`params/conv1.weight`), and
+ *   `params/<name>` for every parameter (`params/conv1.weight`), `buffers/<name>` for every
+ *   buffer (BatchNorm's `buffers/bn1.running_mean`, absent without BatchNorm), and
  *   `optimizer/<slot>/<name>` for every optimizer slot (`optimizer/expAvg/conv1.weight`);
  * - `__metadata__.stepwise`: a JSON document (checked by a Schema on load) with `format`,
  *   `totalEpochs`, the histories `losses` / `valLosses` / `learningRates`, `seed` (the dropout
@@ -42,6 +43,7 @@ export type Meta = typeof Meta.Type
 export interface Snapshot {
   readonly meta: Meta
   readonly params: { readonly [name: string]: Safetensors.HostTensor }
+  readonly buffers: { readonly [name: string]: Safetensors.HostTensor }
   readonly slots: { readonly [slot: string]: { readonly [name: string]: Safetensors.HostTensor } }
 }
 
@@ -73,6 +75,7 @@ export const snapshot = (t: Trainer.Trainer<any, any>): Snapshot => ({
       t.config.scheduler === undefined ? null : { name: t.config.scheduler.name, state: t.schedState }
   },
   params: Object.fromEntries(Object.entries(t.params).map(([k, v]) => [k, host(v)])),
+  buffers: Object.fromEntries(Object.entries(t.buffers).map(([k, v]) => [k, host(v)])),
   slots: Object.fromEntries(
     Object.entries(OptimizerState.slotsOf(t.optState)).map(([slot, tree]) => [
       slot,
@@ -85,6 +88,7 @@ export const snapshot = (t: Trainer.Trainer<any, any>): Snapshot => ({
 export const toFile = (s: Snapshot): Safetensors.File => {
   const tensors: Record<string, Safetensors.HostTensor> = {}
   for (const [k, v] of Object.entries(s.params)) tensors[`params/${k}`] = v
+  for (const [k, v] of Object.entries(s.buffers)) tensors[`buffers/${k}`] = v
   for (const [slot, tree] of Object.entries(s.slots)) {
     if (slot.includes("/")) throw new RangeError(`optimizer slot name ${slot} contains '/'`)
     for (const [k, v] of Object.entries(tree)) tensors[`optimizer/${slot}/${k}`] = v
@@ -106,18 +110,20 @@ export const fromFile = (file: Safetensors.File, path: string): Effect.Effect<Sn
       Effect.mapError((e) => fail(`metadata: ${e.message}`))
     )
     const params: Record<string, Safetensors.HostTensor> = {}
+    const buffers: Record<string, Safetensors.HostTensor> = {}
     const slots: Record<string, Record<string, Safetensors.HostTensor>> = {}
     for (const [name, t] of Object.entries(file.tensors)) {
       if (t.dtype !== "F32") return yield* fail(`tensor ${name} is ${t.dtype}, expected F32`)
-      const m = /^(params|optimizer\/([^/]+))\/(.+)$/.exec(name)
+      const m = /^(params|buffers|optimizer\/([^/]+))\/(.+)$/.exec(name)
       if (m === null) return yield* fail(`unexpected tensor ${name}`)
-      if (m[2] === undefined) params[m[3]] = t
+      if (m[1] === "buffers") buffers[m[3]] = t
+      else if (m[2] === undefined) params[m[3]] = t
       else {
         slots[m[2]] ??= {}
         slots[m[2]][m[3]] = t
       }
     }
-    return { meta, params, slots }
+    return { meta, params, buffers, slots }
   })
 
 /** Writes `t` to `path` atomically. */
@@ -158,6 +164,17 @@ export const restore = <E, R>(
         return yield* fail(`parameter ${name} has shape [${s.params[name].shape}], the model wants [${want}]`)
       }
     }
+    const wantBuffers = Object.keys(template.buffers).sort()
+    const gotBuffers = Object.keys(s.buffers).sort()
+    if (wantBuffers.join() !== gotBuffers.join())
+      return yield* fail(
+        `buffers [${gotBuffers.join(", ")}] do not match the model's [${wantBuffers.join(", ")}]`
+      )
+    for (const name of wantBuffers)
+      if (!sameShape(template.buffers[name].shape, s.buffers[name].shape))
+        return yield* fail(
+          `buffer ${name} has shape [${s.buffers[name].shape}], the model wants [${template.buffers[name].shape}]`
+        )
     if (s.meta.optimizer.name !== config.optimizer.name) {
       return yield* fail(
         `saved with optimizer ${s.meta.optimizer.name}, restoring into ${config.optimizer.name}`
@@ -189,6 +206,7 @@ export const restore = <E, R>(
     return {
       config,
       params,
+      buffers: Object.fromEntries(Object.entries(s.buffers).map(([k, v]) => [k, tensor(v)])),
       optState: OptimizerState.make<tf.Tensor>(s.meta.optimizer.step, slots),
       schedState: s.meta.scheduler?.state,
       totalEpochs: s.meta.totalEpochs,

@@ -4,6 +4,7 @@ import { type Numeric, TfNumeric } from "@stepwise/optim"
 import * as tf from "@tensorflow/tfjs-core"
 import { Context, Effect, Layer, type Scope } from "effect"
 import { BackendUnavailable } from "./Errors.js"
+import { registerGradients } from "./Gradients.js"
 import * as Fused from "./kernels/Fused.js"
 import * as Kernels from "./kernels/Register.js"
 
@@ -98,6 +99,10 @@ const kernelsOf = (backend: BackendName): ReadonlyArray<Kernels.Ours> =>
 export const make = (backend: BackendName): Effect.Effect<EngineService, BackendUnavailable, Scope.Scope> =>
   Effect.gen(function* () {
     if (backend === "tensorflow") yield* loadTensorflow()
+    // tfjs' gradient configs (see Gradients.ts), before our kernels so nothing loaded with them
+    // could replace ours. Not undone at scope end: they only add entries to tfjs' gradient
+    // registry, which nothing else writes, and a second scope reuses them.
+    registerGradients()
     const kernels = yield* Effect.acquireRelease(
       Effect.sync(() => Kernels.register(kernelsOf(backend))),
       (r) => Effect.sync(r.restore)

@@ -1,6 +1,6 @@
 import type { Batch } from "@stepwise/data"
 import * as tf from "@tensorflow/tfjs-core"
-import { type ApplyOptions, ctxOf, type Module, type Params } from "./Module.js"
+import { type ApplyOptions, type Buffers, ctxOf, disposeAll, type Module, type Params } from "./Module.js"
 
 /** Targets as the data contract delivers them: class indices or float values. */
 export type Targets = Int32Array | Float32Array
@@ -104,31 +104,89 @@ export interface LossAndGrads {
   readonly loss: number
   /** Same names as `params`; owned by the caller (dispose them after the optimizer update). */
   readonly grads: Params
+  /**
+   * The buffers after this step (BatchNorm's running statistics in training mode; empty for a
+   * model without buffers). Owned by the caller; they replace `options.buffers`.
+   */
+  readonly buffers: Buffers
+}
+
+export interface GradOptions extends ApplyOptions {
+  /**
+   * Differentiate with tfjs' autodiff (`tf.valueAndGrads`) even when every layer has a
+   * hand-written backward (always the case for a model with a `Module.Lambda`).
+   */
+  readonly autodiff?: boolean | undefined
 }
 
 /**
+ * The loss as a tfjs op: forward is `loss.evaluate` on the downloaded outputs (float64), its
+ * gradient the one `evaluate` computed, so autodiff and the explicit path share one definition.
+ */
+const lossOp = (loss: Loss, targets: Targets, onValue: (value: number) => void) =>
+  tf.customGrad((...args: Array<any>) => {
+    const [z, save] = args as [tf.Tensor, tf.GradSaveFunc]
+    const { loss: value, grad } = loss.evaluate(z.dataSync() as Float32Array, z.shape, targets)
+    onValue(value)
+    save([tf.tensor(grad, z.shape, "float32")])
+    return {
+      value: tf.scalar(value),
+      gradFunc: (dy: tf.Tensor | Array<tf.Tensor>, [g]: Array<tf.Tensor>) => tf.mul(dy as tf.Tensor, g)
+    }
+  })
+
+/**
  * One forward and backward pass: the mean loss of `batch` and the gradient of every parameter.
- * Pure in the sense that matters: same (params, batch, seed) -> same numbers; nothing mutated,
- * every intermediate tensor disposed (only `grads` survive). `options.training` switches
- * dropout on; `options.seed` (or `rng`) fixes its masks.
+ * Pure in the sense that matters: same (params, buffers, batch, seed) -> same numbers; nothing
+ * mutated, every intermediate tensor disposed (only `grads` and `buffers` survive).
+ * `options.training` switches dropout and batch statistics on; `options.seed` (or `rng`) fixes
+ * the masks; `options.buffers` are the running statistics going in.
  *
- * For the trainer: `const { loss, grads } = lossAndGrads(model, loss, params, batch, { training:
- * true, seed })`, then the optimizer update, then dispose `grads` (and replaced params).
+ * A net of built-in layers runs their hand-written backward directly; a net with a
+ * `Module.Lambda` (or `autodiff: true`) goes through `tf.valueAndGrads`, where the built-in
+ * layers are custom-gradient ops with the same backward.
+ *
+ * For the trainer: `const { loss, grads, buffers } = lossAndGrads(model, loss, params, batch,
+ * { training: true, seed, buffers })`, then the optimizer update, then dispose `grads` (and the
+ * replaced params and buffers).
  */
 export const lossAndGrads = (
   model: Module,
   loss: Loss,
   params: Params,
   batch: Batch.Batch<Targets>,
-  options: ApplyOptions
-): LossAndGrads =>
-  tf.tidy(() => {
+  options: GradOptions
+): LossAndGrads => {
+  if (model.explicit && options.autodiff !== true)
+    return tf.tidy(() => {
+      const x = inputTensor(batch.x, batch.shape)
+      const fwd = model.forward(params, "", x, ctxOf(options), false)
+      const { loss: value, grad } = loss.evaluate(fwd.y.dataSync() as Float32Array, fwd.y.shape, batch.y)
+      const { grads } = fwd.backward(tf.tensor(grad, fwd.y.shape, "float32"))
+      return { loss: value, grads, buffers: fwd.buffers ?? {} } as unknown as tf.TensorContainer
+    }) as unknown as LossAndGrads
+  let value = Number.NaN
+  let buffers: Buffers = {}
+  const names = model.specs.map((s) => s.name)
+  const grads = tf.tidy(() => {
     const x = inputTensor(batch.x, batch.shape)
-    const fwd = model.forward(params, "", x, ctxOf(options), false)
-    const { loss: value, grad } = loss.evaluate(fwd.y.dataSync() as Float32Array, fwd.y.shape, batch.y)
-    const { grads } = fwd.backward(tf.tensor(grad, fwd.y.shape, "float32"))
-    return { loss: value, grads } as unknown as tf.TensorContainer
-  }) as unknown as LossAndGrads
+    const op = lossOp(loss, batch.y, (v) => {
+      value = v
+    })
+    const f = (...ps: Array<tf.Tensor>) => {
+      const tree: Record<string, tf.Tensor> = { ...params }
+      names.forEach((n, i) => {
+        tree[n] = ps[i]
+      })
+      const out = model.call(tree, "", x, ctxOf(options))
+      buffers = out.buffers
+      return op(out.y) as tf.Scalar
+    }
+    const r = tf.valueAndGrads(f)(names.map((n) => params[n]))
+    return Object.fromEntries(names.map((n, i) => [n, r.grads[i]]))
+  })
+  return { loss: value, grads, buffers }
+}
 
 /** The loss of a batch without gradients (validation: eval mode, no dropout). */
 export const lossOf = (
@@ -149,9 +207,11 @@ export const outputs = (
   batch: { readonly x: Float32Array; readonly shape: ReadonlyArray<number> },
   options: ApplyOptions = { training: false }
 ): { readonly values: Float32Array; readonly shape: ReadonlyArray<number> } => {
-  const y = tf.tidy(
-    () => model.forward(params, "", inputTensor(batch.x, batch.shape), ctxOf(options), false).y
-  )
+  const y = tf.tidy(() => {
+    const out = model.call(params, "", inputTensor(batch.x, batch.shape), ctxOf(options))
+    disposeAll(out.buffers)
+    return out.y
+  })
   // A copy: the cpu backend hands out its own buffer, which dispose releases.
   const values = (y.dataSync() as Float32Array).slice()
   const shape = y.shape

@@ -8,12 +8,19 @@ import { reluGrad } from "./kernels/Fused.js"
 export type Params = Numeric.Params<tf.Tensor>
 
 /**
+ * Named buffers (BatchNorm's `running_mean`, `running_var`, `num_batches_tracked`): state that
+ * lives beside the parameters and in checkpoints, is updated by the forward pass in training
+ * mode, and is never touched by an optimizer.
+ */
+export type Buffers = Params
+
+/**
  * How a parameter is stored here versus in PyTorch, so weights can be exchanged exactly:
  * - `conv2d`: here [kh, kw, in, out] (tfjs), PyTorch [out, in, kh, kw];
  * - `linear`: here [in, out], PyTorch [out, in];
  * - `linearAfterFlatten`: like `linear`, but the input is a flattened NHWC map [h, w, c]
  *   while PyTorch flattens NCHW [c, h, w], so the input rows are permuted too;
- * - `same`: identical (biases).
+ * - `same`: identical (biases, BatchNorm's vectors).
  */
 export type Layout =
   | { readonly _tag: "conv2d" }
@@ -27,18 +34,29 @@ export interface ParamSpec {
   /** Shape here (tfjs layout). */
   readonly shape: ReadonlyArray<number>
   readonly layout: Layout
-  /** U(-bound, bound) at init (PyTorch's default). */
+  /** U(-bound, bound) at init (PyTorch's default for Conv2d and Linear). */
   readonly bound: number
+  /** A constant instead of a random draw (BatchNorm's weight 1 and bias 0); draws nothing. */
+  readonly fill?: number | undefined
+}
+
+/** A buffer and its value at construction (PyTorch's: running_mean 0, running_var 1, count 0). */
+export interface BufferSpec {
+  readonly name: string
+  readonly shape: ReadonlyArray<number>
+  readonly fill: number
 }
 
 /**
  * What a forward pass needs besides parameters: train/eval mode, the random state the dropout
  * masks come from (each layer derives its own with `Random.foldIn`, so a seed reproduces every
- * mask), and an optional tap that sees every named layer's output (the chapter's hooks).
+ * mask), the buffers (BatchNorm's running statistics), and an optional tap that sees every named
+ * layer's output (the chapter's hooks).
  */
 export interface Ctx {
   readonly training: boolean
   readonly rng: Random.State
+  readonly buffers?: Buffers | undefined
   readonly tap?: ((layer: string, output: tf.Tensor) => void) | undefined
 }
 
@@ -52,24 +70,51 @@ export interface Backward {
 export interface Forward {
   readonly y: tf.Tensor
   readonly backward: (dy: tf.Tensor) => Backward
+  /** Buffers this pass updated (training mode), full names; absent or empty when none. */
+  readonly buffers?: Buffers | undefined
 }
 
 /**
- * A module: a pure function of (parameters, input) with a hand-written backward. tfjs-core's
- * Node bundle registers no gradient functions (they only ship as extension-less ESM files Node
- * cannot load), so autodiff through tf.grads is not available without the full @tensorflow/tfjs;
- * writing each layer's backward also lets a step skip what it does not need (the first layer's
- * input gradient) and run one tfjs kernel where the tape would run several.
+ * A forward pass for tfjs' autodiff: the output and updated buffers. The buffers are kept
+ * (they must outlive the tidy tfjs runs a custom op in): the caller disposes them.
+ */
+export interface Output {
+  readonly y: tf.Tensor
+  readonly buffers: Buffers
+}
+
+/**
+ * A module: a pure function of (parameters, buffers, input), usable two ways.
+ *
+ * - `call` is plain tfjs ops, so `tf.grads` / `tf.valueAndGrads` / `tf.variableGrads`
+ *   differentiate it; built-in layers are `tf.customGrad` ops whose gradient is their
+ *   hand-written backward, so autodiff through them costs what the explicit path costs.
+ * - `forward` (when `explicit`) returns the output and its hand-written backward: what
+ *   `Loss.lossAndGrads` uses for a net of built-in layers. It skips what a step does not need
+ *   (the first layer's input gradient) and runs one tfjs kernel where the tape would run several.
+ *
+ * A module built from a user's function (`Lambda`) is not explicit: a net containing one is
+ * trained through tfjs' autodiff (see Gradients.ts for how its gradient configs get registered).
  */
 export interface Module {
   readonly kind: string
   /** Parameters with names relative to `prefix` "" (a container prefixes its children's). */
   readonly specs: ReadonlyArray<ParamSpec>
+  /** Buffers, named like `specs`. */
+  readonly buffers: ReadonlyArray<BufferSpec>
+  /** Every part has a hand-written backward (`forward` needs no autodiff). */
+  readonly explicit: boolean
   /**
    * `prefix` is prepended to this module's parameter names when looking them up;
    * `needDx` false lets the first layer skip its input gradient.
    */
   readonly forward: (params: Params, prefix: string, x: tf.Tensor, ctx: Ctx, needDx: boolean) => Forward
+  readonly call: (params: Params, prefix: string, x: tf.Tensor, ctx: Ctx) => Output
+  /**
+   * The same forward without the custom gradients: tfjs differentiates its ops with its own
+   * gradient functions. What the tests hold the hand-written backward against.
+   */
+  readonly reference?: ((params: Params, prefix: string, x: tf.Tensor, ctx: Ctx) => Output) | undefined
 }
 
 /** Options of `apply` and of a training step: the seed reproduces every dropout mask. */
@@ -77,21 +122,32 @@ export interface ApplyOptions {
   readonly training: boolean
   readonly seed?: number | undefined
   readonly rng?: Random.State | undefined
+  readonly buffers?: Buffers | undefined
   readonly tap?: ((layer: string, output: tf.Tensor) => void) | undefined
 }
 
 export const ctxOf = (options: ApplyOptions): Ctx => ({
   training: options.training,
   rng: options.rng ?? Random.make(options.seed ?? 0),
+  buffers: options.buffers,
   tap: options.tap
 })
 
-/** Fresh parameters with PyTorch's default initialisation, drawn from `rng` in spec order. */
+const sizeOf = (shape: ReadonlyArray<number>): number => shape.reduce((a, b) => a * b, 1)
+
+/**
+ * Fresh parameters with PyTorch's default initialisation, drawn from `rng` in spec order
+ * (constant-initialised parameters draw nothing, so they do not shift the others' values).
+ */
 export const init = (module: Module, rng: Random.State): Params => {
   const out: Record<string, tf.Tensor> = {}
   let state = rng
   for (const spec of module.specs) {
-    const size = spec.shape.reduce((a, b) => a * b, 1)
+    const size = sizeOf(spec.shape)
+    if (spec.fill !== undefined) {
+      out[spec.name] = tf.fill([...spec.shape], spec.fill, "float32")
+      continue
+    }
     const [values, next] = uniform(state, size, spec.bound)
     state = next
     out[spec.name] = tf.tensor(values, [...spec.shape], "float32")
@@ -99,69 +155,396 @@ export const init = (module: Module, rng: Random.State): Params => {
   return out
 }
 
+/** The buffers at construction (empty for a model without BatchNorm). */
+export const initBuffers = (module: Module): Buffers =>
+  Object.fromEntries(module.buffers.map((b) => [b.name, tf.fill([...b.shape], b.fill, "float32")]))
+
 /** The forward pass only (inference, or training mode for dropout demos). */
 export const apply = (module: Module, params: Params, x: tf.Tensor, options: ApplyOptions): tf.Tensor =>
-  tf.tidy(() => module.forward(params, "", x, ctxOf(options), false).y)
+  tf.tidy(() => {
+    const out = module.call(params, "", x, ctxOf(options))
+    disposeAll(out.buffers)
+    return out.y
+  })
 
 /** Number of trainable scalars (6,823 for CNN2 with 5 filters). */
 export const countParameters = (module: Module): number =>
-  module.specs.reduce((n, s) => n + s.shape.reduce((a, b) => a * b, 1), 0)
+  module.specs.reduce((n, s) => n + sizeOf(s.shape), 0)
 
-const identityBackward = (dy: tf.Tensor): Backward => ({ dx: dy, grads: {} })
+// --------------------------------------------------------------------------- building blocks
+
+/** A layer's pullback: input and parameter gradients from the output gradient. */
+export interface Pullback {
+  readonly dx: tf.Tensor | undefined
+  /** One per parameter, in `specs` order. */
+  readonly dps: ReadonlyArray<tf.Tensor>
+}
+
+/**
+ * One run of a built-in layer. `back` may close over plain values (shapes, flags) but reads
+ * tensors only from `saved`: under `tf.customGrad` the engine disposes the forward pass's
+ * intermediates and hands `back` kept copies of what was saved.
+ */
+export interface Run {
+  readonly y: tf.Tensor
+  readonly saved: ReadonlyArray<tf.Tensor>
+  readonly back: (dy: tf.Tensor, saved: ReadonlyArray<tf.Tensor>, needDx: boolean) => Pullback
+  /** Updated buffers, relative names (BatchNorm in training mode). */
+  readonly buffers?: Record<string, tf.Tensor> | undefined
+}
+
+export interface LeafDefinition {
+  readonly kind: string
+  readonly specs?: ReadonlyArray<ParamSpec>
+  readonly buffers?: ReadonlyArray<BufferSpec>
+  /** `params` in `specs` order; `buffers` by relative name. */
+  readonly run: (
+    x: tf.Tensor,
+    params: ReadonlyArray<tf.Tensor>,
+    ctx: Ctx,
+    buffers: Record<string, tf.Tensor>
+  ) => Run
+}
+
+const bufferValues = (
+  kind: string,
+  specs: ReadonlyArray<BufferSpec>,
+  prefix: string,
+  ctx: Ctx
+): Record<string, tf.Tensor> => {
+  const out: Record<string, tf.Tensor> = {}
+  for (const b of specs) {
+    const t = ctx.buffers?.[`${prefix}${b.name}`]
+    if (t === undefined)
+      throw new RangeError(
+        `${kind}: buffer '${prefix}${b.name}' missing (pass buffers: Module.initBuffers(model) or the trainer's)`
+      )
+    out[b.name] = t
+  }
+  return out
+}
+
+const prefixed = (prefix: string, tree: Record<string, tf.Tensor> | undefined): Buffers =>
+  tree === undefined ? {} : Object.fromEntries(Object.entries(tree).map(([k, v]) => [`${prefix}${k}`, v]))
+
+/**
+ * A built-in layer from its run: `forward` calls the hand-written backward directly, `call`
+ * wraps the same run in `tf.customGrad` so autodiff uses it too.
+ */
+export const leaf = (definition: LeafDefinition): Module => {
+  const specs = definition.specs ?? []
+  const buffers = definition.buffers ?? []
+  const paramsOf = (params: Params, prefix: string) =>
+    specs.map((s) => {
+      const p = params[`${prefix}${s.name}`]
+      if (p === undefined) throw new RangeError(`${definition.kind}: parameter '${prefix}${s.name}' missing`)
+      return p
+    })
+  return {
+    kind: definition.kind,
+    specs,
+    buffers,
+    explicit: true,
+    forward: (params, prefix, x, ctx, needDx) => {
+      const run = definition.run(
+        x,
+        paramsOf(params, prefix),
+        ctx,
+        bufferValues(definition.kind, buffers, prefix, ctx)
+      )
+      return {
+        y: run.y,
+        buffers: prefixed(prefix, run.buffers),
+        backward: (dy) => {
+          const g = run.back(dy, run.saved, needDx)
+          const grads: Record<string, tf.Tensor> = {}
+          specs.forEach((s, i) => {
+            grads[`${prefix}${s.name}`] = g.dps[i]
+          })
+          return { dx: g.dx, grads }
+        }
+      }
+    },
+    call: (params, prefix, x, ctx) => {
+      const ps = paramsOf(params, prefix)
+      const bufs = bufferValues(definition.kind, buffers, prefix, ctx)
+      let updated: Record<string, tf.Tensor> | undefined
+      const op = tf.customGrad((...args: Array<any>) => {
+        const save = args[args.length - 1] as tf.GradSaveFunc
+        const run = definition.run(args[0], args.slice(1, args.length - 1), ctx, bufs)
+        save([...run.saved])
+        // Kept: tfjs runs a custom op's forward in a tidy that would dispose them.
+        updated = run.buffers === undefined ? undefined : keepAll(run.buffers)
+        return {
+          // A custom op must output a new tensor: handing back its input (an identity layer)
+          // confuses the tape about which node produced it.
+          value: run.y === args[0] ? tf.clone(run.y) : run.y,
+          gradFunc: (dy: tf.Tensor | Array<tf.Tensor>, saved: Array<tf.Tensor>) => {
+            const g = run.back(dy as tf.Tensor, saved, true)
+            return [g.dx!, ...g.dps]
+          }
+        }
+      })
+      const y = op(x, ...ps) as tf.Tensor
+      return { y, buffers: prefixed(prefix, updated) }
+    },
+    reference: (params, prefix, x, ctx) => {
+      const run = definition.run(
+        x,
+        paramsOf(params, prefix),
+        ctx,
+        bufferValues(definition.kind, buffers, prefix, ctx)
+      )
+      // tfjs cannot differentiate y = x itself (an identity layer); a clone it can.
+      return { y: run.y === x ? tf.clone(x) : run.y, buffers: prefixed(prefix, run.buffers) }
+    }
+  }
+}
+
+const keepAll = (tree: Record<string, tf.Tensor>): Record<string, tf.Tensor> =>
+  Object.fromEntries(Object.entries(tree).map(([k, v]) => [k, tf.keep(v)]))
+
+/** Disposes a tree of tensors (the buffers `call` returns are kept, so tidy leaves them). */
+export const disposeAll = (tree: Record<string, tf.Tensor> | undefined): void => {
+  for (const t of Object.values(tree ?? {})) t.dispose()
+}
+
+const join = (prefix: string, name: string) => (name === "" ? prefix : `${prefix}${name}.`)
+
+/**
+ * nn.Sequential over named children. A child named "" adds no prefix (so a model made of a
+ * featurizer and a classifier keeps PyTorch's flat names like `conv1.weight`).
+ */
+export const Sequential = (children: ReadonlyArray<readonly [string, Module]>): Module => ({
+  kind: "Sequential",
+  specs: children.flatMap(([name, child]) =>
+    child.specs.map((s) => ({ ...s, name: `${join("", name)}${s.name}` }))
+  ),
+  buffers: children.flatMap(([name, child]) =>
+    child.buffers.map((b) => ({ ...b, name: `${join("", name)}${b.name}` }))
+  ),
+  explicit: children.every(([, child]) => child.explicit),
+  forward: (params, prefix, x, ctx, needDx) => {
+    const backs: Array<Forward["backward"]> = []
+    const buffers: Record<string, tf.Tensor> = {}
+    let h = x
+    children.forEach(([name, child], i) => {
+      const childCtx: Ctx = { ...ctx, rng: Random.foldIn(ctx.rng, i) }
+      const out = child.forward(params, join(prefix, name), h, childCtx, needDx || i > 0)
+      if (ctx.tap !== undefined && name !== "") ctx.tap(`${prefix}${name}`, out.y)
+      backs.push(out.backward)
+      Object.assign(buffers, out.buffers)
+      h = out.y
+    })
+    return {
+      y: h,
+      buffers,
+      backward: (dy) => {
+        const grads: Record<string, tf.Tensor> = {}
+        let g: tf.Tensor | undefined = dy
+        for (let i = backs.length - 1; i >= 0; i--) {
+          const b = backs[i](g!)
+          Object.assign(grads, b.grads)
+          g = b.dx
+        }
+        return { dx: g, grads }
+      }
+    }
+  },
+  call: (params, prefix, x, ctx) => {
+    const buffers: Record<string, tf.Tensor> = {}
+    let h = x
+    children.forEach(([name, child], i) => {
+      const out = child.call(params, join(prefix, name), h, { ...ctx, rng: Random.foldIn(ctx.rng, i) })
+      if (ctx.tap !== undefined && name !== "") ctx.tap(`${prefix}${name}`, out.y)
+      Object.assign(buffers, out.buffers)
+      h = out.y
+    })
+    return { y: h, buffers }
+  },
+  reference: children.every(([, child]) => child.reference !== undefined)
+    ? (params, prefix, x, ctx) => {
+        const buffers: Record<string, tf.Tensor> = {}
+        let h = x
+        children.forEach(([name, child], i) => {
+          const out = child.reference!(params, join(prefix, name), h, {
+            ...ctx,
+            rng: Random.foldIn(ctx.rng, i)
+          })
+          Object.assign(buffers, out.buffers)
+          h = out.y
+        })
+        return { y: h, buffers }
+      }
+    : undefined
+})
+
+export interface LambdaOptions {
+  readonly kind?: string
+  /** Its parameters, names relative to the module (as `Module.init` draws them). */
+  readonly specs?: ReadonlyArray<ParamSpec>
+  /** Any function of tfjs ops; `params` holds this module's parameters by relative name. */
+  readonly fn: (params: Params, x: tf.Tensor, ctx: Ctx) => tf.Tensor
+}
+
+/**
+ * A module from a plain function of tfjs ops: differentiated by tfjs' autodiff. Its `forward`
+ * gets a backward by re-running the function under `tf.grads` (only used when someone calls it
+ * directly: `Loss.lossAndGrads` sends a net containing a Lambda through `tf.valueAndGrads`).
+ */
+export const Lambda = (options: LambdaOptions): Module => {
+  const specs = options.specs ?? []
+  const view = (ps: ReadonlyArray<tf.Tensor>): Params =>
+    Object.fromEntries(specs.map((s, i) => [s.name, ps[i]]))
+  return {
+    kind: options.kind ?? "Lambda",
+    specs,
+    buffers: [],
+    explicit: false,
+    forward: (params, prefix, x, ctx, needDx) => {
+      const ps = specs.map((s) => params[`${prefix}${s.name}`])
+      const f = (xi: tf.Tensor, ...pi: Array<tf.Tensor>) => options.fn(view(pi), xi, ctx)
+      return {
+        y: f(x, ...ps),
+        backward: (dy) => {
+          const [dx, ...dps] = tf.grads(f)([x, ...ps], dy)
+          return {
+            dx: needDx ? dx : undefined,
+            grads: Object.fromEntries(specs.map((s, i) => [`${prefix}${s.name}`, dps[i]]))
+          }
+        }
+      }
+    },
+    call: (params, prefix, x, ctx) => ({
+      y: options.fn(view(specs.map((s) => params[`${prefix}${s.name}`])), x, ctx),
+      buffers: {}
+    })
+  }
+}
 
 // ------------------------------------------------------------------------------------ layers
+
+/** An int or a (height, width) pair, as PyTorch's `_pair`. */
+export type Pair = number | readonly [number, number]
+
+export const pair = (v: Pair): readonly [number, number] => (typeof v === "number" ? [v, v] : v)
 
 export interface Conv2dOptions {
   readonly inChannels: number
   readonly outChannels: number
-  readonly kernelSize: number
-  readonly stride?: number
-  /** PyTorch's integer padding (zeros on every side), or 'same'. */
-  readonly padding?: number | "same"
+  readonly kernelSize: Pair
+  readonly stride?: Pair
+  /** PyTorch's padding: zeros on each side (an int or per-dimension pair), 'valid' or 'same'. */
+  readonly padding?: Pair | "same" | "valid"
+  readonly dilation?: Pair
+  readonly bias?: boolean
 }
 
-/** nn.Conv2d on NHWC activations. */
+type TfPad = "valid" | "same" | Array<[number, number]>
+
+/** A PyTorch padding as tfjs' `pad` attribute (0 stays 'valid', as the chapter's layers ran). */
+const tfPad = (padding: Pair | "same" | "valid"): TfPad => {
+  if (padding === "same" || padding === "valid") return padding
+  const [ph, pw] = pair(padding)
+  if (ph === 0 && pw === 0) return "valid"
+  // Always explicit: with a number, tfjs 4.22 sizes the output with the height's kernel and
+  // stride for both dimensions (wrong for [1, 2] strides or [2, 3] kernels).
+  return [
+    [0, 0],
+    [ph, ph],
+    [pw, pw],
+    [0, 0]
+  ]
+}
+
+/**
+ * A dilated filter as an ordinary one with zeros between the taps: [kh, kw, i, o] ->
+ * [(kh-1)d+1, (kw-1)d+1, i, o]. tfjs convolves with dilation only at stride 1 and its
+ * backward kernels not at all; the expanded filter works with any stride and both kernels,
+ * and its gradient is the strided slice of the expanded one.
+ */
+const dilate = (w: tf.Tensor4D, dh: number, dw: number): tf.Tensor4D => {
+  const [kh, kw, ci, co] = w.shape
+  const spread = tf.pad(tf.reshape(w, [kh, 1, kw, 1, ci, co]), [
+    [0, 0],
+    [0, dh - 1],
+    [0, 0],
+    [0, dw - 1],
+    [0, 0],
+    [0, 0]
+  ])
+  return tf.slice(
+    tf.reshape(spread, [kh * dh, kw * dw, ci, co]) as tf.Tensor4D,
+    [0, 0, 0, 0],
+    [(kh - 1) * dh + 1, (kw - 1) * dw + 1, ci, co]
+  )
+}
+
+/** nn.Conv2d on NHWC activations (weights stored [kh, kw, in, out]). */
 export const Conv2d = (options: Conv2dOptions): Module => {
-  const { inChannels, outChannels, kernelSize: k } = options
-  const stride = options.stride ?? 1
-  const pad: number | "valid" | "same" =
-    options.padding === undefined || options.padding === 0 ? "valid" : options.padding
-  const fanIn = inChannels * k * k
-  const filterShape: [number, number, number, number] = [k, k, inChannels, outChannels]
+  const { inChannels, outChannels } = options
+  const [kh, kw] = pair(options.kernelSize)
+  const [sh, sw] = pair(options.stride ?? 1)
+  const [dh, dw] = pair(options.dilation ?? 1)
+  const pad = tfPad(options.padding ?? 0)
+  const withBias = options.bias ?? true
+  const dilated = dh > 1 || dw > 1
+  const fanIn = inChannels * kh * kw
+  const filterShape: [number, number, number, number] = [kh, kw, inChannels, outChannels]
+  const expandedShape: [number, number, number, number] = [
+    (kh - 1) * dh + 1,
+    (kw - 1) * dw + 1,
+    inChannels,
+    outChannels
+  ]
   // The backward kernels' attributes, fixed by the layer (only the input gradient adds a shape).
-  const attrs = { strides: [stride, stride], pad, dataFormat: "NHWC", dimRoundingMode: undefined }
-  const filterAttrs = { ...attrs, filterShape }
-  return {
+  const attrs = { strides: [sh, sw], pad, dataFormat: "NHWC", dimRoundingMode: undefined }
+  const filterAttrs = { ...attrs, filterShape: expandedShape }
+  const specs: Array<ParamSpec> = [
+    { name: "weight", shape: filterShape, layout: { _tag: "conv2d" }, bound: kaimingUniformBound(fanIn) }
+  ]
+  if (withBias)
+    specs.push({ name: "bias", shape: [outChannels], layout: { _tag: "same" }, bound: biasBound(fanIn) })
+  return leaf({
     kind: "Conv2d",
-    specs: [
-      { name: "weight", shape: filterShape, layout: { _tag: "conv2d" }, bound: kaimingUniformBound(fanIn) },
-      { name: "bias", shape: [outChannels], layout: { _tag: "same" }, bound: biasBound(fanIn) }
-    ],
-    forward: (params, prefix, x, _ctx, needDx) => {
-      const weight = params[`${prefix}weight`] as tf.Tensor4D
-      const bias = params[`${prefix}bias`]
-      const y = tf.fused.conv2d({ x: x as tf.Tensor4D, filter: weight, strides: stride, pad, bias })
+    specs,
+    run: (x, [weight, bias]) => {
+      const filter = dilated ? dilate(weight as tf.Tensor4D, dh, dw) : (weight as tf.Tensor4D)
+      const y = tf.fused.conv2d({
+        x: x as tf.Tensor4D,
+        filter,
+        strides: [sh, sw],
+        pad: pad as any,
+        ...(withBias ? { bias } : {})
+      })
       return {
         y,
-        backward: (dy) => {
-          const dW = tf.engine().runKernel("Conv2DBackpropFilter", { x, dy }, filterAttrs as any) as tf.Tensor
-          const db = tf.sum(dy, [0, 1, 2])
+        saved: [x, weight],
+        back: (dy, [xs, ws], needDx) => {
+          const dWe = tf
+            .engine()
+            .runKernel("Conv2DBackpropFilter", { x: xs, dy }, filterAttrs as any) as tf.Tensor
+          const dW = dilated ? tf.stridedSlice(dWe, [0, 0, 0, 0], expandedShape, [dh, dw, 1, 1]) : dWe
           const dx = needDx
-            ? (tf.engine().runKernel("Conv2DBackpropInput", { dy, filter: weight }, {
-                ...attrs,
-                inputShape: x.shape
-              } as any) as tf.Tensor)
+            ? (tf
+                .engine()
+                .runKernel(
+                  "Conv2DBackpropInput",
+                  { dy, filter: dilated ? dilate(ws as tf.Tensor4D, dh, dw) : ws },
+                  { ...attrs, inputShape: xs.shape } as any
+                ) as tf.Tensor)
             : undefined
-          return { dx, grads: { [`${prefix}weight`]: dW, [`${prefix}bias`]: db } }
+          return { dx, dps: withBias ? [dW, tf.sum(dy, [0, 1, 2])] : [dW] }
         }
       }
     }
-  }
+  })
 }
 
 export interface LinearOptions {
   readonly inFeatures: number
   readonly outFeatures: number
+  readonly bias?: boolean
   /** Set when the input is a flattened NHWC map of PyTorch shape [c, h, w] (for weight exchange). */
   readonly flattenedFrom?: readonly [number, number, number]
 }
@@ -169,76 +552,381 @@ export interface LinearOptions {
 /** nn.Linear: y = x W + b with W stored [in, out]. */
 export const Linear = (options: LinearOptions): Module => {
   const { inFeatures, outFeatures } = options
+  const withBias = options.bias ?? true
   const layout: Layout =
     options.flattenedFrom === undefined
       ? { _tag: "linear" }
       : { _tag: "linearAfterFlatten", chw: options.flattenedFrom }
-  return {
+  const specs: Array<ParamSpec> = [
+    { name: "weight", shape: [inFeatures, outFeatures], layout, bound: kaimingUniformBound(inFeatures) }
+  ]
+  if (withBias)
+    specs.push({ name: "bias", shape: [outFeatures], layout: { _tag: "same" }, bound: biasBound(inFeatures) })
+  return leaf({
     kind: "Linear",
-    specs: [
-      { name: "weight", shape: [inFeatures, outFeatures], layout, bound: kaimingUniformBound(inFeatures) },
-      { name: "bias", shape: [outFeatures], layout: { _tag: "same" }, bound: biasBound(inFeatures) }
-    ],
-    forward: (params, prefix, x, _ctx, needDx) => {
-      const weight = params[`${prefix}weight`] as tf.Tensor2D
-      const bias = params[`${prefix}bias`]
-      const y = tf.fused.matMul({ a: x as tf.Tensor2D, b: weight, bias })
-      return {
-        y,
-        backward: (dy) => ({
+    specs,
+    run: (x, [weight, bias]) => ({
+      y: tf.fused.matMul({ a: x as tf.Tensor2D, b: weight as tf.Tensor2D, ...(withBias ? { bias } : {}) }),
+      saved: [x, weight],
+      back: (dy, [xs, ws], needDx) => {
+        const dW = tf.matMul(xs as tf.Tensor2D, dy as tf.Tensor2D, true, false)
+        return {
           // An explicit transpose then a plain product: wasm's matMul with transposeB skips
           // XNNPACK and costs more for these shapes.
-          dx: needDx ? tf.matMul(dy, tf.transpose(weight)) : undefined,
-          grads: {
-            [`${prefix}weight`]: tf.matMul(x as tf.Tensor2D, dy as tf.Tensor2D, true, false),
-            [`${prefix}bias`]: tf.sum(dy, 0)
-          }
+          dx: needDx ? tf.matMul(dy, tf.transpose(ws)) : undefined,
+          dps: withBias ? [dW, tf.sum(dy, 0)] : [dW]
+        }
+      }
+    })
+  })
+}
+
+export interface Pool2dOptions {
+  readonly kernelSize: Pair
+  /** Defaults to `kernelSize` (PyTorch's `stride=None`). */
+  readonly stride?: Pair | undefined
+  readonly padding?: Pair | undefined
+}
+
+/** PyTorch's pooling output size (floor mode): floor((n + 2p - k) / s) + 1. */
+export const poolOutputSize = (n: number, k: number, s: number, p: number): number =>
+  Math.floor((n + 2 * p - k) / s) + 1
+
+/** nn.MaxPool2d (floor mode, padding counts as -inf as in PyTorch). */
+export const MaxPool2d = (kernelSize: Pair | Pool2dOptions, stride?: Pair): Module => {
+  const o: Pool2dOptions =
+    typeof kernelSize === "object" && !Array.isArray(kernelSize)
+      ? (kernelSize as Pool2dOptions)
+      : { kernelSize: kernelSize as Pair, stride }
+  const [kh, kw] = pair(o.kernelSize)
+  const [sh, sw] = pair(o.stride ?? o.kernelSize)
+  const pad = tfPad(o.padding ?? 0)
+  const attrs = { filterSize: [kh, kw], strides: [sh, sw], pad, dimRoundingMode: undefined }
+  return leaf({
+    kind: "MaxPool2d",
+    run: (x) => {
+      const y = tf.maxPool(x as tf.Tensor4D, [kh, kw], [sh, sw], pad as any)
+      return {
+        y,
+        saved: [x, y],
+        back: (dy, [xs, ys]) => ({
+          dx: tf.engine().runKernel("MaxPoolGrad", { dy, input: xs, output: ys }, attrs as any) as tf.Tensor,
+          dps: []
         })
       }
     }
-  }
+  })
 }
 
-/** nn.ReLU; its gradient passes where the output is positive (0 at 0, like PyTorch). */
-export const ReLU = (): Module => ({
-  kind: "ReLU",
-  specs: [],
-  forward: (_params, _prefix, x) => {
-    const y = tf.relu(x)
-    return { y, backward: (dy) => ({ dx: reluGrad(dy, y), grads: {} }) }
-  }
-})
+/**
+ * y[n, i, j, c] = sum over (h, w) of rows[i, h] cols[j, w] x[n, h, w, c]: average pooling of
+ * every kind is this with 0/weight matrices (PyTorch's divisor factors into a row count times a
+ * column count), and its backward is the same map with the matrices transposed. Two matrix
+ * products, exact window semantics on any backend.
+ */
+const separable = (x: tf.Tensor, rows: tf.Tensor2D, cols: tf.Tensor2D): tf.Tensor => {
+  const [n, h, w, c] = x.shape
+  const oh = rows.shape[0]
+  const ow = cols.shape[0]
+  const byRow = tf.matMul(rows, tf.reshape(tf.transpose(x, [1, 0, 2, 3]), [h, n * w * c]))
+  const t = tf.reshape(tf.transpose(tf.reshape(byRow, [oh, n, w, c]), [2, 1, 0, 3]), [w, n * oh * c])
+  return tf.transpose(tf.reshape(tf.matMul(cols, t), [ow, n, oh, c]), [1, 2, 0, 3])
+}
 
-/** nn.MaxPool2d(kernelSize, stride = kernelSize), no padding, floor mode (as PyTorch). */
-export const MaxPool2d = (kernelSize: number, stride: number = kernelSize): Module => ({
-  kind: "MaxPool2d",
-  specs: [],
-  forward: (_params, _prefix, x) => {
-    const y = tf.maxPool(x as tf.Tensor4D, kernelSize, stride, "valid")
-    return {
-      y,
-      backward: (dy) => ({
-        dx: tf.engine().runKernel("MaxPoolGrad", { dy, input: x, output: y }, {
-          filterSize: [kernelSize, kernelSize],
-          strides: [stride, stride],
-          pad: "valid",
-          dimRoundingMode: undefined
-        } as any) as tf.Tensor,
-        grads: {}
-      })
+/** The averaging matrix of one dimension: windows [start, end) and their divisors. */
+const windowMatrix = (n: number, windows: ReadonlyArray<readonly [number, number, number]>): tf.Tensor2D => {
+  const m = new Float32Array(windows.length * n)
+  windows.forEach(([start, end, divisor], i) => {
+    for (let r = Math.max(0, start); r < Math.min(n, end); r++) m[i * n + r] = 1 / divisor
+  })
+  return tf.tensor2d(m, [windows.length, n])
+}
+
+const separableLeaf = (
+  kind: string,
+  matrices: (h: number, w: number) => readonly [tf.Tensor2D, tf.Tensor2D]
+): Module =>
+  leaf({
+    kind,
+    run: (x) => {
+      const [, h, w] = x.shape
+      const [rows, cols] = matrices(h, w)
+      return {
+        y: separable(x, rows, cols),
+        saved: [rows, cols],
+        back: (dy, [r, c]) => ({
+          dx: separable(dy, tf.transpose(r as tf.Tensor2D), tf.transpose(c as tf.Tensor2D)),
+          dps: []
+        })
+      }
     }
-  }
-})
+  })
+
+export interface AvgPool2dOptions extends Pool2dOptions {
+  /** PyTorch's default true: padded zeros count in the divisor. */
+  readonly countIncludePad?: boolean | undefined
+}
+
+/** nn.AvgPool2d (floor mode). */
+export const AvgPool2d = (options: Pair | AvgPool2dOptions): Module => {
+  const o: AvgPool2dOptions =
+    typeof options === "object" && !Array.isArray(options)
+      ? (options as AvgPool2dOptions)
+      : { kernelSize: options as Pair }
+  const k = pair(o.kernelSize)
+  const s = pair(o.stride ?? o.kernelSize)
+  const p = pair(o.padding ?? 0)
+  const include = o.countIncludePad ?? true
+  const windows = (n: number, d: 0 | 1) =>
+    Array.from({ length: poolOutputSize(n, k[d], s[d], p[d]) }, (_, i) => {
+      const start = i * s[d] - p[d]
+      const end = start + k[d]
+      const valid = Math.min(n, end) - Math.max(0, start)
+      return [start, end, include ? k[d] : valid] as const
+    })
+  return separableLeaf("AvgPool2d", (h, w) => [
+    windowMatrix(h, windows(h, 0)),
+    windowMatrix(w, windows(w, 1))
+  ])
+}
+
+/** nn.AdaptiveAvgPool2d: output bin i averages rows floor(i n / o) .. ceil((i + 1) n / o) - 1. */
+export const AdaptiveAvgPool2d = (outputSize: Pair): Module => {
+  const [oh, ow] = pair(outputSize)
+  const windows = (n: number, o: number) =>
+    Array.from({ length: o }, (_, i) => {
+      const start = Math.floor((i * n) / o)
+      const end = Math.ceil(((i + 1) * n) / o)
+      return [start, end, end - start] as const
+    })
+  return separableLeaf("AdaptiveAvgPool2d", (h, w) => [
+    windowMatrix(h, windows(h, oh)),
+    windowMatrix(w, windows(w, ow))
+  ])
+}
+
+export interface BatchNormOptions {
+  readonly numFeatures: number
+  readonly eps?: number
+  readonly momentum?: number
+  readonly affine?: boolean
+  readonly trackRunningStats?: boolean
+}
+
+/**
+ * nn.BatchNorm1d ([n, c]) and nn.BatchNorm2d (NHWC maps). Training mode normalises with the
+ * batch's mean and biased variance and returns updated buffers: running = (1 - momentum)
+ * running + momentum batch, with the UNBIASED variance (n / (n - 1)) for running_var, and
+ * num_batches_tracked + 1. Eval mode normalises with the running statistics.
+ */
+const batchNorm = (kind: "BatchNorm1d" | "BatchNorm2d", rank: 2 | 4, options: BatchNormOptions): Module => {
+  const c = options.numFeatures
+  const eps = options.eps ?? 1e-5
+  const momentum = options.momentum ?? 0.1
+  const affine = options.affine ?? true
+  const track = options.trackRunningStats ?? true
+  const axes = rank === 4 ? [0, 1, 2] : [0]
+  const specs: Array<ParamSpec> = affine
+    ? [
+        { name: "weight", shape: [c], layout: { _tag: "same" }, bound: 0, fill: 1 },
+        { name: "bias", shape: [c], layout: { _tag: "same" }, bound: 0, fill: 0 }
+      ]
+    : []
+  const buffers: Array<BufferSpec> = track
+    ? [
+        { name: "running_mean", shape: [c], fill: 0 },
+        { name: "running_var", shape: [c], fill: 1 },
+        { name: "num_batches_tracked", shape: [], fill: 0 }
+      ]
+    : []
+  return leaf({
+    kind,
+    specs,
+    buffers,
+    run: (x, ps, ctx, bufs) => {
+      if (x.rank !== rank || x.shape[rank - 1] !== c)
+        throw new RangeError(
+          `${kind}(${c}) expects ${rank === 4 ? "an NHWC map" : "[n, features]"} with ${c} channels, got [${x.shape}]`
+        )
+      const [gamma, beta] = ps
+      const batchStats = ctx.training || !track
+      const m = x.size / c
+      if (batchStats && m < 2)
+        throw new RangeError(
+          `${kind}: expected more than 1 value per channel when training, got input [${x.shape}]`
+        )
+      const mean = batchStats ? tf.mean(x, axes) : bufs.running_mean
+      const centered = tf.sub(x, mean)
+      const variance = batchStats ? tf.mean(tf.square(centered), axes) : bufs.running_var
+      const invstd = tf.rsqrt(tf.add(variance, eps))
+      const xhat = tf.mul(centered, invstd)
+      const y = affine ? tf.add(tf.mul(xhat, gamma), beta) : xhat
+      const updated =
+        ctx.training && track
+          ? {
+              running_mean: tf.add(tf.mul(bufs.running_mean, 1 - momentum), tf.mul(mean, momentum)),
+              running_var: tf.add(
+                tf.mul(bufs.running_var, 1 - momentum),
+                tf.mul(variance, (momentum * m) / (m - 1))
+              ),
+              num_batches_tracked: tf.add(bufs.num_batches_tracked, 1)
+            }
+          : undefined
+      return {
+        y,
+        saved: affine ? [xhat, invstd, gamma] : [xhat, invstd],
+        buffers: updated,
+        back: (dy, [xh, is, g]) => {
+          const dxhat = affine ? tf.mul(dy, g) : dy
+          const dps = affine ? [tf.sum(tf.mul(dy, xh), axes), tf.sum(dy, axes)] : []
+          // With batch statistics the mean and variance depend on x too:
+          // dx = invstd (dxhat - mean(dxhat) - xhat mean(dxhat xhat)).
+          const dx = batchStats
+            ? tf.mul(
+                is,
+                tf.sub(tf.sub(dxhat, tf.mean(dxhat, axes)), tf.mul(xh, tf.mean(tf.mul(dxhat, xh), axes)))
+              )
+            : tf.mul(dxhat, is)
+          return { dx, dps }
+        }
+      }
+    }
+  })
+}
+
+export const BatchNorm1d = (options: BatchNormOptions): Module => batchNorm("BatchNorm1d", 2, options)
+export const BatchNorm2d = (options: BatchNormOptions): Module => batchNorm("BatchNorm2d", 4, options)
 
 /** nn.Flatten: [n, ...] -> [n, prod(...)], in this engine's NHWC order. */
-export const Flatten = (): Module => ({
-  kind: "Flatten",
-  specs: [],
-  forward: (_params, _prefix, x) => {
-    const y = tf.reshape(x, [x.shape[0], -1])
-    return { y, backward: (dy) => ({ dx: tf.reshape(dy, x.shape), grads: {} }) }
-  }
-})
+export const Flatten = (): Module =>
+  leaf({
+    kind: "Flatten",
+    run: (x) => {
+      const shape = x.shape
+      return {
+        y: tf.reshape(x, [shape[0], -1]),
+        saved: [],
+        back: (dy) => ({ dx: tf.reshape(dy, shape), dps: [] })
+      }
+    }
+  })
+
+/** An element-wise activation: y = f(x), dx = dy * f'(x) from the saved tensors. */
+const activation = (
+  kind: string,
+  f: (x: tf.Tensor) => { readonly y: tf.Tensor; readonly saved: ReadonlyArray<tf.Tensor> },
+  df: (dy: tf.Tensor, saved: ReadonlyArray<tf.Tensor>) => tf.Tensor
+): Module =>
+  leaf({
+    kind,
+    run: (x) => {
+      const { y, saved } = f(x)
+      return { y, saved, back: (dy, s) => ({ dx: df(dy, s), dps: [] }) }
+    }
+  })
+
+/** nn.ReLU; its gradient passes where the output is positive (0 at 0, like PyTorch). */
+export const ReLU = (): Module =>
+  activation(
+    "ReLU",
+    (x) => {
+      const y = tf.relu(x)
+      return { y, saved: [y] }
+    },
+    (dy, [y]) => reluGrad(dy, y)
+  )
+
+/** nn.LeakyReLU(negative_slope = 0.01); slope at 0 (as PyTorch's `x > 0` test). */
+export const LeakyReLU = (options: { readonly negativeSlope?: number } = {}): Module => {
+  const slope = options.negativeSlope ?? 0.01
+  return activation(
+    "LeakyReLU",
+    (x) => ({ y: tf.leakyRelu(x, slope), saved: [x] }),
+    (dy, [x]) => tf.where(tf.greater(x, 0), dy, tf.mul(dy, slope))
+  )
+}
+
+/** nn.ELU(alpha = 1): x for x > 0, alpha (e^x - 1) otherwise. */
+export const ELU = (options: { readonly alpha?: number } = {}): Module => {
+  const alpha = options.alpha ?? 1
+  return activation(
+    "ELU",
+    (x) => {
+      // relu(x) + alpha expm1(min(x, 0)): exactly x above 0, and every op differentiable by tfjs.
+      const y = tf.add(tf.relu(x), tf.mul(tf.expm1(tf.minimum(x, 0)), alpha))
+      return { y, saved: [tf.greater(x, 0), y] }
+    },
+    (dy, [positive, y]) => tf.where(positive, dy, tf.mul(dy, tf.add(y, alpha)))
+  )
+}
+
+const SQRT1_2 = Math.SQRT1_2
+const SQRT_2_PI = Math.sqrt(2 / Math.PI)
+const INV_SQRT_2PI = 1 / Math.sqrt(2 * Math.PI)
+
+/** nn.GELU(approximate = 'none'): x Φ(x) with the exact erf, or PyTorch's 'tanh' form. */
+export const GELU = (options: { readonly approximate?: "none" | "tanh" } = {}): Module => {
+  if ((options.approximate ?? "none") === "none")
+    return activation(
+      "GELU",
+      (x) => {
+        const cdf = tf.mul(tf.add(tf.erf(tf.mul(x, SQRT1_2)), 1), 0.5)
+        return { y: tf.mul(x, cdf), saved: [x, cdf] }
+      },
+      (dy, [x, cdf]) => {
+        const pdf = tf.mul(tf.exp(tf.mul(tf.square(x), -0.5)), INV_SQRT_2PI)
+        return tf.mul(dy, tf.add(cdf, tf.mul(x, pdf)))
+      }
+    )
+  return activation(
+    "GELU",
+    (x) => {
+      const t = tf.tanh(tf.mul(tf.add(x, tf.mul(tf.pow(x, 3), 0.044715)), SQRT_2_PI))
+      return { y: tf.mul(tf.mul(x, 0.5), tf.add(t, 1)), saved: [x, t] }
+    },
+    (dy, [x, t]) => {
+      const inner = tf.mul(tf.add(tf.mul(tf.square(x), 3 * 0.044715), 1), SQRT_2_PI)
+      const d = tf.add(
+        tf.mul(tf.add(t, 1), 0.5),
+        tf.mul(tf.mul(tf.mul(x, 0.5), tf.sub(1, tf.square(t))), inner)
+      )
+      return tf.mul(dy, d)
+    }
+  )
+}
+
+/** nn.SiLU: x sigmoid(x). */
+export const SiLU = (): Module =>
+  activation(
+    "SiLU",
+    (x) => {
+      const s = tf.sigmoid(x)
+      return { y: tf.mul(x, s), saved: [x, s] }
+    },
+    (dy, [x, s]) => tf.mul(dy, tf.mul(s, tf.add(tf.mul(x, tf.sub(1, s)), 1)))
+  )
+
+/** nn.Tanh. */
+export const Tanh = (): Module =>
+  activation(
+    "Tanh",
+    (x) => {
+      const y = tf.tanh(x)
+      return { y, saved: [y] }
+    },
+    (dy, [y]) => tf.mul(dy, tf.sub(1, tf.square(y)))
+  )
+
+/** nn.Sigmoid. */
+export const Sigmoid = (): Module =>
+  activation(
+    "Sigmoid",
+    (x) => {
+      const y = tf.sigmoid(x)
+      return { y, saved: [y] }
+    },
+    (dy, [y]) => tf.mul(dy, tf.mul(y, tf.sub(1, y)))
+  )
 
 /**
  * The inverted-dropout mask: each element kept with probability 1 - p (PyTorch's
@@ -268,71 +956,24 @@ const checkP = (p: number): void => {
  */
 const dropoutModule = (kind: string, p: number, maskShape: (x: tf.Tensor) => Array<number>): Module => {
   checkP(p)
-  return {
+  return leaf({
     kind,
-    specs: [],
-    forward: (_params, _prefix, x, ctx) => {
-      if (!ctx.training || p === 0) return { y: x, backward: identityBackward }
+    run: (x, _ps, ctx) => {
+      if (!ctx.training || p === 0) return { y: x, saved: [], back: (dy) => ({ dx: dy, dps: [] }) }
       const shape = maskShape(x)
-      const mask = tf.tensor(
-        dropoutMask(
-          ctx.rng,
-          shape.reduce((a, b) => a * b, 1),
-          p
-        ),
-        shape,
-        "float32"
-      )
-      return { y: tf.mul(x, mask), backward: (dy) => ({ dx: tf.mul(dy, mask), grads: {} }) }
+      const mask = tf.tensor(dropoutMask(ctx.rng, sizeOf(shape), p), shape, "float32")
+      return { y: tf.mul(x, mask), saved: [mask], back: (dy, [m]) => ({ dx: tf.mul(dy, m), dps: [] }) }
     }
-  }
+  })
 }
 
-/** nn.Dropout(p): drops elements in training mode only. */
-export const Dropout = (p: number): Module => dropoutModule("Dropout", p, (x) => x.shape)
+/** nn.Dropout(p = 0.5): drops elements in training mode only. */
+export const Dropout = (p = 0.5): Module => dropoutModule("Dropout", p, (x) => x.shape)
 
-/** nn.Dropout2d(p): drops whole channels of an NHWC map (one draw per sample and channel). */
-export const Dropout2d = (p: number): Module =>
+/** nn.Dropout2d(p = 0.5): drops whole channels of an NHWC map (one draw per sample and channel). */
+export const Dropout2d = (p = 0.5): Module =>
   dropoutModule("Dropout2d", p, (x) => {
     if (x.rank !== 4) throw new RangeError(`Dropout2d expects an NHWC map, got shape [${x.shape}]`)
     const [n, , , c] = x.shape
     return [n, 1, 1, c]
   })
-
-/**
- * nn.Sequential over named children. A child named "" adds no prefix (so a model made of a
- * featurizer and a classifier keeps PyTorch's flat names like `conv1.weight`).
- */
-export const Sequential = (children: ReadonlyArray<readonly [string, Module]>): Module => {
-  const join = (prefix: string, name: string) => (name === "" ? prefix : `${prefix}${name}.`)
-  return {
-    kind: "Sequential",
-    specs: children.flatMap(([name, child]) =>
-      child.specs.map((s) => ({ ...s, name: `${join("", name)}${s.name}` }))
-    ),
-    forward: (params, prefix, x, ctx, needDx) => {
-      const backs: Array<Forward["backward"]> = []
-      let h = x
-      children.forEach(([name, child], i) => {
-        const childCtx: Ctx = { ...ctx, rng: Random.foldIn(ctx.rng, i) }
-        const out = child.forward(params, join(prefix, name), h, childCtx, needDx || i > 0)
-        if (ctx.tap !== undefined && name !== "") ctx.tap(`${prefix}${name}`, out.y)
-        backs.push(out.backward)
-        h = out.y
-      })
-      return {
-        y: h,
-        backward: (dy) => {
-          const grads: Record<string, tf.Tensor> = {}
-          let g: tf.Tensor | undefined = dy
-          for (let i = backs.length - 1; i >= 0; i--) {
-            const b = backs[i](g!)
-            Object.assign(grads, b.grads)
-            g = b.dx
-          }
-          return { dx: g, grads }
-        }
-      }
-    }
-  }
-}

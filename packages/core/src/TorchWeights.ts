@@ -1,7 +1,7 @@
 import * as tf from "@tensorflow/tfjs-core"
 import { Either } from "effect"
 import { WeightMismatch } from "./Errors.js"
-import type { Layout, Module, Params } from "./Module.js"
+import type { Buffers, Layout, Module, Params } from "./Module.js"
 
 /** A tensor in PyTorch's layout: row-major values and a shape (what `state_dict` holds). */
 export interface TorchTensor {
@@ -142,3 +142,34 @@ export const fromTorch = (
 /** PyTorch's shape of each parameter (for documentation and checks). */
 export const torchShapes = (model: Module): Record<string, ReadonlyArray<number>> =>
   Object.fromEntries(model.specs.map((s) => [s.name, torchShape(s.layout, s.shape)]))
+
+/**
+ * Buffers from a PyTorch `state_dict` (BatchNorm's `running_mean`, `running_var`,
+ * `num_batches_tracked`: same names, same layout; the int64 count arrives as a float).
+ */
+export const buffersFromTorch = (
+  model: Module,
+  weights: { readonly [name: string]: TorchTensor }
+): Buffers => {
+  for (const spec of model.buffers) {
+    const w = weights[spec.name]
+    if (w === undefined) throw new WeightMismatch({ parameter: spec.name, reason: "missing" })
+    if (w.shape.length !== spec.shape.length || w.shape.some((d, i) => d !== spec.shape[i]))
+      throw new WeightMismatch({
+        parameter: spec.name,
+        reason: `shape [${w.shape}] where the buffer is [${spec.shape}]`
+      })
+  }
+  return Object.fromEntries(
+    model.buffers.map((b) => [b.name, tf.tensor(weights[b.name].data, [...b.shape], "float32")])
+  )
+}
+
+/** The buffers as PyTorch's `state_dict` holds them. */
+export const buffersToTorch = (model: Module, buffers: Buffers): Record<string, TorchTensor> =>
+  Object.fromEntries(
+    model.buffers.map((b) => [
+      b.name,
+      { shape: b.shape, data: (buffers[b.name].dataSync() as Float32Array).slice() }
+    ])
+  )

@@ -58,6 +58,8 @@ export interface Config<E = never, R = never> {
 export interface Trainer<E = never, R = never> {
   readonly config: Config<E, R>
   readonly params: Tensors
+  /** BatchNorm's running statistics (empty without BatchNorm): updated by training steps, never optimized. */
+  readonly buffers: Tensors
   readonly optState: Optimizer.OptimizerState<tf.Tensor>
   /** The scheduler's plain-data state (undefined without a scheduler). */
   readonly schedState: unknown
@@ -85,6 +87,7 @@ export const make = <E = never, R = never>(
   return {
     config,
     params,
+    buffers: Module.initBuffers(config.model),
     optState: config.optimizer.init(params),
     schedState: config.scheduler?.init(config.optimizer.defaults),
     totalEpochs: 0,
@@ -163,6 +166,8 @@ export interface NonFiniteValue {
 export interface StepResult {
   readonly loss: number
   readonly params: Tensors
+  /** The buffers after the step (the inputs' replacements; the caller disposes the old). */
+  readonly buffers: Tensors
   readonly optState: Optimizer.OptimizerState<tf.Tensor>
   readonly captured: ReadonlyArray<Events.TrainEvent>
   /** Set when the loss, a gradient or an updated parameter is not finite (the step's tensors are still returned). */
@@ -207,13 +212,15 @@ export const trainStep = (
   batch: Batch.Batch<Targets>,
   rng: Random.State,
   capture: CaptureRequest = nothing,
-  where: { readonly epoch: number; readonly batch: number } = { epoch: 0, batch: 0 }
+  where: { readonly epoch: number; readonly batch: number } = { epoch: 0, batch: 0 },
+  buffers: Tensors = {}
 ): StepResult => {
   const captured: Array<Events.TrainEvent> = []
   const tap =
     capture.activations.length === 0 ? undefined : activationTap(capture.activations, where, captured)
-  const { loss, grads } = Loss.lossAndGrads(config.model, config.loss, params, batch, {
+  const { loss, grads, ...out } = Loss.lossAndGrads(config.model, config.loss, params, batch, {
     training: true,
+    buffers,
     rng,
     tap
   })
@@ -230,7 +237,7 @@ export const trainStep = (
       ])
     : { what: "loss" as const, value: loss }
   TfNumeric.disposeReplaced(grads, [...Object.values(next.params), ...stateTensors(next.state)])
-  return { loss, params: next.params, optState: next.state, captured, nonFinite }
+  return { loss, params: next.params, buffers: out.buffers, optState: next.state, captured, nonFinite }
 }
 
 /** The dropout state of a mini-batch: a pure function of (seed, epoch, batch). */
@@ -288,8 +295,11 @@ interface Bus {
   readonly interest: Effect.Effect<CaptureRequest>
 }
 
-const tensorsOf = (t: Pick<Trainer<any, any>, "params" | "optState">): ReadonlyArray<tf.Tensor> => [
+const tensorsOf = (
+  t: Pick<Trainer<any, any>, "params" | "buffers" | "optState">
+): ReadonlyArray<tf.Tensor> => [
   ...Object.values(t.params),
+  ...Object.values(t.buffers),
   ...stateTensors(t.optState)
 ]
 
@@ -329,7 +339,8 @@ const batchStep = <E, R>(bus: Bus, s: EpochFold<E, R>, batch: Batch.Batch<Target
       {
         epoch,
         batch: i
-      }
+      },
+      t.buffers
     )
     const scheduler = t.config.scheduler
     const schedState =
@@ -339,6 +350,7 @@ const batchStep = <E, R>(bus: Bus, s: EpochFold<E, R>, batch: Batch.Batch<Target
     const next: Trainer<E, R> = {
       ...t,
       params: r.params,
+      buffers: r.buffers,
       optState: r.optState,
       schedState: Either.getOrUndefined(schedState)
     }
@@ -553,15 +565,15 @@ export const evaluate = <E, R>(
 
 /** The loss of one batch in eval mode. */
 export const batchLoss = (t: Trainer<any, any>, batch: Batch.Batch<Targets>): number =>
-  Loss.lossOf(t.config.model, t.config.loss, t.params, batch)
+  Loss.lossOf(t.config.model, t.config.loss, t.params, batch, { training: false, buffers: t.buffers })
 
 /** Model outputs for a batch, eval mode by default: `[n, k]` values, row-major. */
 export const outputs = (
-  t: Pick<Trainer<any, any>, "config" | "params">,
+  t: Pick<Trainer<any, any>, "config" | "params"> & { readonly buffers?: Tensors | undefined },
   batch: { readonly x: Float32Array; readonly shape: ReadonlyArray<number> },
   options: Module.ApplyOptions = { training: false }
 ): { readonly values: Float32Array; readonly shape: ReadonlyArray<number> } =>
-  Loss.outputs(t.config.model, t.params, batch, options)
+  Loss.outputs(t.config.model, t.params, batch, { buffers: t.buffers, ...options })
 
 /** The chapter's `predict(x)`: outputs in eval mode. */
 export const predict = (
@@ -638,6 +650,7 @@ export const lrRangeTest = <E, R>(
     const seed = options.seed ?? 42
     type S = {
       readonly params: Tensors
+      readonly buffers: Tensors
       readonly optState: Optimizer.OptimizerState<tf.Tensor>
       readonly i: number
     }
@@ -646,21 +659,31 @@ export const lrRangeTest = <E, R>(
       (e) => loader.batches(e),
       { concurrency: 1 }
     )
-    const init: S = { params: t.params, optState: t.optState, i: 0 }
+    const init: S = { params: t.params, buffers: t.buffers, optState: t.optState, i: 0 }
     return yield* LrRangeTest.run({
       batches,
       init,
       lrAt: (i) => base.lr * factor(i),
       step: (s: S, batch, lr) => {
-        const r = trainStep(t.config, s.params, s.optState, { ...base, lr }, batch, stepRng(seed, -1, s.i))
+        const r = trainStep(
+          t.config,
+          s.params,
+          s.optState,
+          { ...base, lr },
+          batch,
+          stepRng(seed, -1, s.i),
+          undefined,
+          undefined,
+          s.buffers
+        )
         // A NaN gradient or parameter ends the test like a NaN loss does.
         const loss = r.nonFinite === undefined ? r.loss : Number.NaN
-        return [loss, { params: r.params, optState: r.optState, i: s.i + 1 }] as const
+        return [loss, { params: r.params, buffers: r.buffers, optState: r.optState, i: s.i + 1 }] as const
       },
       release: (s) =>
         TfNumeric.disposeReplaced(
-          [...Object.values(s.params), ...stateTensors(s.optState)],
-          [...Object.values(t.params), ...stateTensors(t.optState)]
+          [...Object.values(s.params), ...Object.values(s.buffers), ...stateTensors(s.optState)],
+          [...Object.values(t.params), ...Object.values(t.buffers), ...stateTensors(t.optState)]
         ),
       options: { ...options, numIter }
     })
@@ -690,8 +713,10 @@ export const updateAndDispose = <S extends Optimizer.OptimizerState<tf.Tensor>>(
 }
 
 /** Disposes a trainer's parameters and optimizer state. */
-export const dispose = (t: Pick<Trainer<any, any>, "params" | "optState">): void => {
-  tf.dispose([...Object.values(t.params), ...stateTensors(t.optState)])
+export const dispose = (
+  t: Pick<Trainer<any, any>, "params" | "optState"> & { readonly buffers?: Tensors | undefined }
+): void => {
+  tf.dispose([...Object.values(t.params), ...Object.values(t.buffers ?? {}), ...stateTensors(t.optState)])
 }
 
 const cloneTree = (tree: Tensors): Tensors =>
@@ -701,6 +726,7 @@ const cloneTree = (tree: Tensors): Tensors =>
 export const cloneTensors = <T extends Pick<Trainer<any, any>, "params" | "optState">>(t: T): T => ({
   ...t,
   params: cloneTree(t.params),
+  ...("buffers" in t ? { buffers: cloneTree((t as { buffers: Tensors }).buffers) } : {}),
   optState: OptimizerState.map(t.optState, (x) => tf.clone(x))
 })
 

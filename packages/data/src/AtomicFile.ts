@@ -21,6 +21,21 @@ export const TEMP_MARK = ".tmp-"
 /** True for a name `write` uses as a temporary file (left behind only by a hard kill). */
 export const isTempName = (name: string): boolean => /\.tmp-[0-9a-f-]{36}$/.test(name)
 
+/** Opens `path` with `flag` (creating its folder), writes all of `data` and fsyncs before closing. */
+const writeSynced = (path: string, data: Uint8Array | string, flag: "w" | "a") =>
+  Effect.gen(function* () {
+    const fs = yield* FileSystem.FileSystem
+    const p = yield* Path.Path
+    yield* fs.makeDirectory(p.dirname(path), { recursive: true })
+    yield* Effect.scoped(
+      Effect.gen(function* () {
+        const file = yield* fs.open(path, { flag })
+        yield* file.writeAll(bytesOf(data))
+        yield* file.sync
+      })
+    )
+  })
+
 /** Writes `data` to `path` atomically (temp file, fsync, rename); creates the folder. */
 export const write = (
   path: string,
@@ -28,16 +43,8 @@ export const write = (
 ): Effect.Effect<void, PlatformError, FileSystem.FileSystem | Path.Path> =>
   Effect.gen(function* () {
     const fs = yield* FileSystem.FileSystem
-    const p = yield* Path.Path
-    yield* fs.makeDirectory(p.dirname(path), { recursive: true })
     const tmp = `${path}${TEMP_MARK}${randomUUID()}`
-    yield* Effect.scoped(
-      Effect.gen(function* () {
-        const file = yield* fs.open(tmp, { flag: "w" })
-        yield* file.writeAll(bytesOf(data))
-        yield* file.sync
-      })
-    ).pipe(
+    yield* writeSynced(tmp, data, "w").pipe(
       Effect.zipRight(fs.rename(tmp, path)),
       Effect.onExit((exit) => (Exit.isSuccess(exit) ? Effect.void : Effect.ignore(fs.remove(tmp))))
     )
@@ -47,19 +54,7 @@ export const write = (
 export const append = (
   path: string,
   data: Uint8Array | string
-): Effect.Effect<void, PlatformError, FileSystem.FileSystem | Path.Path> =>
-  Effect.gen(function* () {
-    const fs = yield* FileSystem.FileSystem
-    const p = yield* Path.Path
-    yield* fs.makeDirectory(p.dirname(path), { recursive: true })
-    yield* Effect.scoped(
-      Effect.gen(function* () {
-        const file = yield* fs.open(path, { flag: "a" })
-        yield* file.writeAll(bytesOf(data))
-        yield* file.sync
-      })
-    )
-  })
+): Effect.Effect<void, PlatformError, FileSystem.FileSystem | Path.Path> => writeSynced(path, data, "a")
 
 /** Removes the temporary files a hard kill left in `dir` (not recursive); returns their names. */
 export const removeStaleTemps = (

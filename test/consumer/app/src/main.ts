@@ -65,7 +65,6 @@ const program = Effect.gen(function* () {
   )
   console.log("laws held: purity, zero gradient fixed point, state round trip, textbook equation")
 
-  yield* Engine.use("wasm")
   const all = yield* Effect.provide(
     ImageFolder.loadImageFolder(Rps.bundled().train, { resize: 28 }),
     DecodePool.layerDefault
@@ -104,4 +103,5 @@ const program = Effect.gen(function* () {
   console.log(`drew the losses: ${svg.length} characters of SVG`)
 })
 
-program.pipe(Effect.provide(NodeContext.layer), NodeRuntime.runMain)
+// The tensor engine (tfjs on WebAssembly) and Node's file system, as layers.
+program.pipe(Effect.provide(Engine.wasm), Effect.provide(NodeContext.layer), NodeRuntime.runMain)
