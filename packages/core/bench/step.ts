@@ -9,7 +9,7 @@ import { execFileSync } from "node:child_process"
 import { fileURLToPath } from "node:url"
 import { Cnn2, Engine, FusedOptimizer, Loss, Module, Trainer } from "@stepwise/core"
 import { Random } from "@stepwise/data"
-import { Adam, TfNumeric } from "@stepwise/optim"
+import { Adam, type Optimizer, TfNumeric } from "@stepwise/optim"
 import * as tf from "@tensorflow/tfjs-core"
 import { Effect } from "effect"
 
@@ -44,31 +44,34 @@ const batchAt = (i: number) => {
   }
 }
 
-/** A trainer-shaped step: loss and gradients, Adam update, disposal of what was replaced. */
+/**
+ * The step users run: `Trainer.trainStep` (loss and gradients, optim's Adam through `tidyUpdate`,
+ * disposal of what was replaced). "fused" is optim's Adam on the engine's numeric with its fused
+ * kernels (`FusedOptimizer.numeric` until the Engine layer carries the numeric); "tfjs" is the
+ * same Adam on the plain tfjs numeric (element-wise ops).
+ */
 type UpdateKind = "tfjs" | "fused"
 
 const makeTrainer = (update: UpdateKind) => {
   const { model } = Cnn2.make({ nFilters: 5, p: 0.3 })
   const def = Adam.optimizer(Adam.Config.make({ lr: 3e-4 }))
-  const config = Adam.Config.make({ lr: 3e-4 })
-  const optimizer =
-    update === "tfjs" ? def(TfNumeric.TfNumeric) : FusedOptimizer.def(config, def)(TfNumeric.TfNumeric)
+  const optimizer = def(update === "tfjs" ? TfNumeric.TfNumeric : FusedOptimizer.numeric)
+  const config = { model, loss: Loss.crossEntropy, optimizer }
   let params = Module.init(model, Random.make(0))
-  let state = optimizer.init(params)
-  const times = { grads: 0, update: 0 }
+  let optState: Optimizer.OptimizerState<tf.Tensor> = optimizer.init(params)
   const step = (i: number) => {
-    const t0 = performance.now()
-    const { loss, grads } = Loss.lossAndGrads(model, Loss.crossEntropy, params, batchAt(i), {
-      training: true,
-      seed: i
-    })
-    const t1 = performance.now()
-    const next = Trainer.updateAndDispose(optimizer, state, grads, params, optimizer.defaults)
+    const next = Trainer.trainStep(
+      config,
+      params,
+      optState,
+      optimizer.defaults,
+      batchAt(i),
+      Trainer.stepRng(0, 0, i)
+    )
+    Trainer.dispose({ params, optState })
     params = next.params
-    state = next.state
-    times.grads += t1 - t0
-    times.update += performance.now() - t1
-    return loss
+    optState = next.optState
+    return next.loss
   }
   const validate = () => {
     let total = 0
@@ -83,7 +86,7 @@ const makeTrainer = (update: UpdateKind) => {
     }
     return total / N_VAL
   }
-  return { step, validate, times }
+  return { step, validate }
 }
 
 interface Row {
@@ -107,8 +110,6 @@ const benchEngine = async (
   for (let i = 0; i < 20; i++) t.step(i)
   const perStep: Array<number> = []
   const cpuPerStep: Array<number> = []
-  t.times.grads = 0
-  t.times.update = 0
   for (let r = 0; r < repeats; r++) {
     const t0 = performance.now()
     const c0 = process.cpuUsage()
@@ -117,7 +118,6 @@ const benchEngine = async (
     perStep.push((performance.now() - t0) / steps)
     cpuPerStep.push((c.user + c.system) / 1000 / steps)
   }
-  const split = t.times.grads / (t.times.grads + t.times.update)
   const perEpoch: Array<number> = []
   for (let e = 0; e < epochs; e++) {
     const t0 = performance.now()
@@ -130,7 +130,7 @@ const benchEngine = async (
     msPerStep: median(perStep),
     cpuMsPerStep: median(cpuPerStep),
     sPerEpoch: median(perEpoch),
-    note: `forward+backward ${(100 * split).toFixed(0)}%, Adam update ${(100 * (1 - split)).toFixed(0)}%`
+    note: "Trainer.trainStep"
   }
 }
 
@@ -209,7 +209,20 @@ const profileWasm = async (steps: number) => {
   }
 }
 
+/**
+ * `--callgrind N`: only N wasm steps after 20 warm-up ones, for
+ * `valgrind --tool=callgrind`: the difference of two runs' instruction counts (N and 0) over N
+ * is a per-step count that holds on a loaded machine, where wall times do not.
+ */
+const callgrind = async (steps: number) => {
+  await Effect.runPromise(Engine.use("wasm"))
+  const t = makeTrainer("fused")
+  for (let i = 0; i < 20 + steps; i++) t.step(i)
+}
+
 const main = async () => {
+  const cg = args.indexOf("--callgrind")
+  if (cg >= 0) return callgrind(Number(args[cg + 1]))
   const rows: Array<Row> = []
   const torch = torchRow(2)
   const torch1 = typeof torch === "string" ? undefined : torchRow(1)
@@ -242,6 +255,20 @@ const main = async () => {
     console.log(`| ${cells.join(" | ")} |`)
   }
   if (typeof torch === "string") console.log(torch)
+  // Issue 14's goal (b): the step users run against PyTorch with 2 threads.
+  const ours = rows.find((r) => r.note === "Trainer.trainStep" && r.engine.includes("fused"))!
+  const t2 = typeof torch === "string" ? undefined : torch
+  console.log(
+    `GOAL ${JSON.stringify({
+      name: "(b) CNN2 Adam step, batch 16 (wasm, fused kernels) vs PyTorch 2 threads",
+      ours: ours.msPerStep,
+      theirs: t2?.msPerStep,
+      ratio: t2 === undefined ? undefined : ours.msPerStep / t2.msPerStep,
+      target: "<= 1.0x",
+      unit: "ms",
+      note: `CPU ms per step: ours ${ours.cpuMsPerStep.toFixed(2)}, PyTorch ${t2?.cpuMsPerStep.toFixed(2) ?? "-"}`
+    })}`
+  )
   if (profile) await profileWasm(50)
 }
 
