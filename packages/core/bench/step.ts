@@ -16,8 +16,9 @@ import { Effect } from "effect"
 const args = process.argv.slice(2)
 const profile = args.includes("--profile")
 const quick = args.includes("--quick")
-const N_TRAIN = 2520
-const N_VAL = 372
+// --callgrind needs only a few batches: generating 2.5 M normals would swamp the count.
+const N_TRAIN = args.includes("--callgrind") ? 64 : 2520
+const N_VAL = args.includes("--callgrind") ? 16 : 372
 const BATCH = 16
 
 const median = (xs: Array<number>) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]
