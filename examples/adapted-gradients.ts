@@ -17,7 +17,7 @@ import { Charts, Demos, Render } from "@stepwise/cli"
 import { Cnn2, Engine, Events, Loss, Trainer } from "@stepwise/core"
 import { type Errors as DataErrors, Random } from "@stepwise/data"
 import type { InvalidHyperparameter } from "@stepwise/optim"
-import { Adam, TfNumeric } from "@stepwise/optim"
+import { Adam } from "@stepwise/optim"
 import { Effect } from "effect"
 import { type Options, prepare } from "./train-cnn2-with-scheduler.js"
 
@@ -30,9 +30,9 @@ export type Failure =
 
 export const main = (o: Options & { readonly out?: string } = {}) =>
   Effect.gen(function* () {
-    yield* Engine.use("wasm")
+    const { numeric } = yield* Engine.Engine
     const { trainLoader, valLoader } = yield* prepare(o)
-    const optimizer = (yield* Adam.make({ lr: 3e-4 }))(TfNumeric.TfNumeric)
+    const optimizer = (yield* Adam.make({ lr: 3e-4 }))(numeric)
     const untrained = Trainer.make(
       {
         model: Cnn2.make({ nFilters: 5, p: 0.3 }).model,
@@ -62,7 +62,7 @@ export const main = (o: Options & { readonly out?: string } = {}) =>
     Trainer.dispose(untrained)
     Trainer.dispose(trained)
     return { steps: series.length, gradients: series, adapted: a.adapted, out }
-  })
+  }).pipe(Effect.provide(Engine.wasm))
 
 if (process.argv[1] !== undefined && import.meta.url.endsWith(process.argv[1].replace(/\\/g, "/"))) {
   main({ out: process.argv[2] }).pipe(Effect.provide(NodeContext.layer), NodeRuntime.runMain)

@@ -24,7 +24,7 @@ import type { LrRangeTest } from "@stepwise/core"
 import { Cnn2, Engine, Loss, Trainer } from "@stepwise/core"
 import { type Errors as DataErrors, Random } from "@stepwise/data"
 import type { InvalidHyperparameter } from "@stepwise/optim"
-import { SGD, TfNumeric } from "@stepwise/optim"
+import { SGD } from "@stepwise/optim"
 import { Effect } from "effect"
 import { type Options, prepare } from "./train-cnn2-with-scheduler.js"
 
@@ -39,10 +39,10 @@ export type Failure =
 
 export const main = (o: Options & { readonly numIter?: number } = {}) =>
   Effect.gen(function* () {
-    yield* Engine.use("wasm")
+    const { numeric } = yield* Engine.Engine
     const { trainLoader, valLoader } = yield* prepare(o)
     const sgd = (lr: number) =>
-      Effect.map(SGD.make({ lr, momentum: 0.9, nesterov: true }), (def) => def(TfNumeric.TfNumeric))
+      Effect.map(SGD.make({ lr, momentum: 0.9, nesterov: true }), (def) => def(numeric))
     const untrained = Trainer.make(
       {
         model: Cnn2.make({ nFilters: 5, p: 0.5 }).model,
@@ -76,7 +76,7 @@ export const main = (o: Options & { readonly numIter?: number } = {}) =>
     Trainer.dispose(ready)
     Trainer.dispose(trained)
     return result
-  })
+  }).pipe(Effect.provide(Engine.wasm))
 
 if (process.argv[1] !== undefined && import.meta.url.endsWith(process.argv[1].replace(/\\/g, "/"))) {
   main().pipe(Effect.provide(NodeContext.layer), NodeRuntime.runMain)

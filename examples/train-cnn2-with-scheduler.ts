@@ -13,7 +13,7 @@ import { Cnn2, Engine, Loss, Trainer } from "@stepwise/core"
 import type { Errors as DataErrors, Transforms } from "@stepwise/data"
 import { DataLoader, DecodePool, ImageFolder, Random, Rps, Statistics, TensorDataset } from "@stepwise/data"
 import type { InvalidHyperparameter } from "@stepwise/optim"
-import { CyclicLR, SGD, TfNumeric } from "@stepwise/optim"
+import { CyclicLR, SGD } from "@stepwise/optim"
 import { Effect } from "effect"
 
 export interface Options {
@@ -68,9 +68,9 @@ export const prepare = (o: Options = {}) =>
 
 export const main = (o: Options = {}) =>
   Effect.gen(function* () {
-    yield* Engine.use("wasm")
+    const { numeric } = yield* Engine.Engine
     const { trainLoader, valLoader, classes } = yield* prepare(o)
-    const optimizer = (yield* SGD.make({ lr: 0.03, momentum: 0.9, nesterov: true }))(TfNumeric.TfNumeric)
+    const optimizer = (yield* SGD.make({ lr: 0.03, momentum: 0.9, nesterov: true }))(numeric)
     // step_size_up = len(train_loader): up in one epoch, down in the next
     const scheduler = yield* CyclicLR.make({
       baseLr: 1e-3,
@@ -112,7 +112,7 @@ export const main = (o: Options = {}) =>
     Trainer.dispose(untrained)
     Trainer.dispose(trained)
     return result
-  })
+  }).pipe(Effect.provide(Engine.wasm))
 
 if (process.argv[1] !== undefined && import.meta.url.endsWith(process.argv[1].replace(/\\/g, "/"))) {
   main({ train: process.argv[2] }).pipe(Effect.provide(NodeContext.layer), NodeRuntime.runMain)

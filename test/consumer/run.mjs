@@ -144,10 +144,20 @@ if (install.status !== 0) {
 }
 if (install.status !== 0) {
   const out = install.stdout + install.stderr
-  if (/ENOTCACHED|ENOTFOUND|EAI_AGAIN|ECONNREFUSED|ETIMEDOUT|ECONNRESET|network/i.test(out)) {
-    const reason = `the dependencies are not in the npm cache and the registry is unreachable:\n${out.trim().split("\n").slice(-4).join("\n")}`
-    if (process.env.STEPWISE_CONSUMER_REQUIRED === "1") fail(reason)
-    console.log(`consumer: SKIPPED: ${reason}\nconsumer: run \`npm ci\` with network once to fill the cache.`)
+  // A package missing from the cache shows up as ENOTCACHED or, for a peer, as an ERESOLVE on
+  // "effect@undefined"; either way it is external only if the registry cannot be reached.
+  const ping = exec(npm, ["ping", "--fetch-retries=0", "--fetch-timeout=10000"], app)
+  if (ping.status !== 0) {
+    const reason = `a dependency is not in the npm cache and the registry is unreachable (npm ping: ${
+      (ping.stdout + ping.stderr)
+        .trim()
+        .split("\n")
+        .find((l) => /error/.test(l)) ?? `exit ${ping.status}`
+    })`
+    if (process.env.STEPWISE_CONSUMER_REQUIRED === "1") fail(`${reason}\n${out}`)
+    console.log(
+      `consumer: SKIPPED: ${reason}\nconsumer: run \`npm ci\` once with the registry reachable to fill the cache.`
+    )
     rmSync(work, { recursive: true, force: true })
     process.exit(0)
   }

@@ -222,6 +222,24 @@ export const filters = (
   }
 }
 
+/** What each suggestion is, for the legend: "minimum" is fastai's minimum, divided by 10. */
+export const SUGGESTION_LABELS: Readonly<Record<string, string>> = {
+  steepest: "steepest",
+  valley: "valley",
+  minimum: "minimum/10"
+}
+
+/** The LR range test's suggestions as labelled marks for `lrFinder`. */
+export const suggestionMarks = (
+  s: {
+    readonly [K in "steepest" | "valley" | "minimum"]?: { readonly lr: number } | undefined
+  }
+): ReadonlyArray<{ readonly label: string; readonly lr: number }> =>
+  (["steepest", "valley", "minimum"] as const).flatMap((k) => {
+    const x = s[k]
+    return x === undefined ? [] : [{ label: SUGGESTION_LABELS[k], lr: x.lr }]
+  })
+
 const MARKER_COLORS = ["#d62728", "#2ca02c", "#9467bd", "#ff7f0e"]
 const MARKER_SHAPES = ["circle", "diamond", "square", "triangle-up"]
 
@@ -383,7 +401,8 @@ const stepPanel = (
   mark: { type: "line", strokeWidth: size.strokeWidth },
   encoding: {
     x: { field: "step", type: "quantitative", title: "Step" },
-    y: { field: "value", type: "quantitative", title: null },
+    // flush end labels: a label overhanging the top edge would push that panel's title up
+    y: { field: "value", type: "quantitative", title: null, axis: { labelFlush: true } },
     color: {
       field: "series",
       type: "nominal",

@@ -5,7 +5,7 @@
 import { Args, Command, HelpDoc, Options, ValidationError } from "@effect/cli"
 import { Effect, Option } from "effect"
 import * as F from "./Flags.js"
-import { BackendNames, OptimizerNames, SchedulerNames } from "./Recipe.js"
+import { BackendNames, optimizerTags, schedulerTags, tagOf } from "./Recipe.js"
 
 const json = Options.boolean("json").pipe(
   Options.withDescription(
@@ -23,93 +23,43 @@ export const modelFlags = {
   dropout: F.number("dropout", "CNN2: dropout probability p [0.3]", { min: 0, max: 1, maxExclusive: true })
 }
 
-export const optimizerFlags = {
-  optimizer: F.choice("optimizer", OptimizerNames, "Optimizer [adam]"),
-  // >= 0 as in PyTorch and @stepwise/optim (lr 0 trains nothing, but is not an error)
-  lr: F.number("lr", "Learning rate [3e-4]", { min: 0 }),
-  momentum: F.number("momentum", "SGD/RMSprop momentum factor [0]", { min: 0 }),
-  dampening: F.number("dampening", "SGD dampening for momentum [0]", { min: 0, max: 1 }),
-  nesterov: F.toggle("nesterov", "SGD: use Nesterov momentum"),
-  weightDecay: F.number("weight-decay", "L2 penalty (decoupled for AdamW) [0; AdamW 1e-2]", { min: 0 }),
-  beta1: F.number("beta1", "Adam/AdamW beta1 [0.9]", { min: 0, max: 1, maxExclusive: true }),
-  beta2: F.number("beta2", "Adam/AdamW beta2 [0.999]", { min: 0, max: 1, maxExclusive: true }),
-  eps: F.number("eps", "Term added to the denominator [1e-8; Adagrad 1e-10]", { min: 0, minExclusive: true }),
-  amsgrad: F.toggle("amsgrad", "Adam/AdamW: AMSGrad variant"),
-  alpha: F.number("alpha", "RMSprop smoothing constant [0.99]", { min: 0, max: 1 }),
-  centered: F.toggle("centered", "RMSprop: centered variant"),
-  lrDecay: F.number("lr-decay", "Adagrad learning-rate decay [0]", { min: 0 }),
-  initialAccumulatorValue: F.number("initial-accumulator-value", "Adagrad initial accumulator [0]", {
-    min: 0
-  })
-}
-
-const stepsOrEpoch = (name: string, description: string) =>
+/** A class name of optim's in any case (`sgd`, `SGD`; schedulers also without `LR`). */
+const named = (
+  name: string,
+  tags: ReadonlyArray<string>,
+  description: string,
+  extra: ReadonlyArray<string> = []
+) =>
   Options.text(name).pipe(
-    Options.withPseudoName("INT|epoch"),
-    Options.withDescription(description),
-    Options.mapEffect((text): Effect.Effect<number | "epoch", ValidationError.ValidationError> => {
-      if (text === "epoch") return Effect.succeed("epoch" as const)
-      const r = F.checkNumber(text, { integer: true, min: 1 })
-      return typeof r === "string"
-        ? Effect.fail(ValidationError.invalidValue(HelpDoc.p(`--${name} ${text}: ${r} or "epoch"`)))
-        : Effect.succeed(r)
+    Options.withPseudoName("NAME"),
+    Options.withDescription(`${description}: ${[...tags, ...extra].join(", ")}`),
+    Options.mapEffect((text) => {
+      if (extra.includes(text.toLowerCase())) return Effect.succeed(text.toLowerCase())
+      const tag = tagOf(tags, text)
+      return tag === undefined
+        ? Effect.fail(
+            ValidationError.invalidValue(
+              HelpDoc.p(`--${name} ${text}: expected one of ${[...tags, ...extra].join(", ")} (any case)`)
+            )
+          )
+        : Effect.succeed(tag)
     }),
     Options.optional
   )
 
+export const optimizerFlags = {
+  optimizer: named("optimizer", optimizerTags, "Optimizer [Adam]"),
+  ...F.hyperparameterOptions("optimizer")
+}
+
 export const schedulerFlags = {
-  scheduler: F.choice("scheduler", SchedulerNames, "Learning-rate scheduler [none]"),
-  stepSize: F.number("step-size", "StepLR: epochs between decays", { integer: true, min: 1 }),
-  gamma: F.number("gamma", "StepLR/MultiStepLR/ExponentialLR decay factor; CyclicLR exp_range base", {
-    min: 0,
-    minExclusive: true
-  }),
-  milestones: F.numberList("milestones", "MultiStepLR: epochs at which to decay", { integer: true, min: 0 }),
-  factor: F.number("factor", "ReduceLROnPlateau: decay factor", { min: 0, minExclusive: true }),
-  tMax: F.number("t-max", "CosineAnnealingLR: half period in epochs", { integer: true, min: 1 }),
-  etaMin: F.number("eta-min", "CosineAnnealing*: minimum learning rate", { min: 0 }),
-  mode: F.choice(
-    "mode",
-    ["min", "max", "triangular", "triangular2", "exp_range"] as const,
-    "ReduceLROnPlateau: min|max; CyclicLR: triangular|triangular2|exp_range"
-  ),
-  patience: F.number("patience", "ReduceLROnPlateau: bad epochs tolerated", { integer: true, min: 0 }),
-  threshold: F.number("threshold", "ReduceLROnPlateau: improvement threshold", { min: 0 }),
-  thresholdMode: F.choice("threshold-mode", ["rel", "abs"] as const, "ReduceLROnPlateau threshold mode"),
-  cooldown: F.number("cooldown", "ReduceLROnPlateau: epochs to wait after a decay", {
-    integer: true,
-    min: 0
-  }),
-  minLr: F.number("min-lr", "ReduceLROnPlateau: lower bound on the learning rate", { min: 0 }),
-  baseLr: F.number("base-lr", "CyclicLR: lower learning rate", { min: 0, minExclusive: true }),
-  maxLr: F.number("max-lr", "CyclicLR/OneCycleLR: upper learning rate", { min: 0, minExclusive: true }),
-  stepSizeUp: stepsOrEpoch("step-size-up", 'CyclicLR: mini-batches going up ("epoch" = one epoch)'),
-  stepSizeDown: stepsOrEpoch("step-size-down", "CyclicLR: mini-batches going down [step-size-up]"),
-  cycleMomentum: F.toggle("cycle-momentum", "CyclicLR/OneCycleLR: cycle momentum (beta1) inversely"),
-  baseMomentum: F.number("base-momentum", "CyclicLR/OneCycleLR: lower momentum", { min: 0, max: 1 }),
-  maxMomentum: F.number("max-momentum", "CyclicLR/OneCycleLR: upper momentum", { min: 0, max: 1 }),
-  totalSteps: F.number("total-steps", "OneCycleLR: mini-batches in the cycle [epochs x batches]", {
-    integer: true,
-    min: 1
-  }),
-  pctStart: F.number("pct-start", "OneCycleLR: fraction of the cycle going up [0.3]", { min: 0, max: 1 }),
-  annealStrategy: F.choice("anneal-strategy", ["cos", "linear"] as const, "OneCycleLR annealing [cos]"),
-  divFactor: F.number("div-factor", "OneCycleLR: initial lr = max-lr / div-factor [25]", {
-    min: 0,
-    minExclusive: true
-  }),
-  finalDivFactor: F.number("final-div-factor", "OneCycleLR: min lr = initial lr / final-div-factor [1e4]", {
-    min: 0,
-    minExclusive: true
-  }),
-  threePhase: F.toggle("three-phase", "OneCycleLR: three-phase variant"),
-  t0: F.number("t0", "CosineAnnealingWarmRestarts: epochs of the first cycle", { integer: true, min: 1 }),
-  tMult: F.number("t-mult", "CosineAnnealingWarmRestarts: cycle length multiplier", { integer: true, min: 1 })
+  scheduler: named("scheduler", schedulerTags, "Learning-rate scheduler [none]", ["none"]),
+  ...F.hyperparameterOptions("scheduler")
 }
 
 export const dataFlags = {
   data: F.text("data", "ImageFolder root of the training set [bundled Rock Paper Scissors 28x28]", "DIR"),
-  val: F.text("val", "ImageFolder root of the validation set [bundled test set]", "DIR"),
+  val: F.text("val", "ImageFolder root of the validation set [bundled test set, with bundled data]", "DIR"),
   valSplit: F.number("val-split", "Hold out this fraction of the training set for validation", {
     min: 0,
     max: 1,
@@ -131,65 +81,93 @@ export const dataFlags = {
   normalize: F.toggle("normalize", "Standardize with the training set's per-channel mean/std")
 }
 
+export const epochsFlag = {
+  epochs: F.number("epochs", "Epochs to train [10]", { integer: true, min: 1 })
+}
+
 export const runFlags = {
   config: F.text("config", "Recipe file (JSON or YAML); flags override its fields", "FILE"),
-  epochs: F.number("epochs", "Epochs to train [10]", { integer: true, min: 1 }),
   batchSize: F.number("batch-size", "Mini-batch size [16]", { integer: true, min: 1 }),
   seed: F.number("seed", "Seed for initialisation, shuffling and dropout [13]", { integer: true, min: 0 }),
   backend: F.choice("backend", BackendNames, "Tensor engine [wasm]")
 }
 
-export const train = Command.make("train", {
-  ...runFlags,
-  ...modelFlags,
-  ...optimizerFlags,
-  ...schedulerFlags,
-  ...dataFlags,
-  out: F.text("out", "Run folder to write [runs/<timestamp>]", "DIR"),
+const trainRunFlags = {
+  out: F.text("out", "Run folder to write [runs/<time>]", "DIR"),
   resume: F.text("resume", "Continue the interrupted run in this folder exactly", "RUN_DIR"),
+  allowDataChange: Options.boolean("allow-data-change").pipe(
+    Options.withDescription("With --resume: continue although the data files changed")
+  ),
+  keepCheckpoints: F.number("keep-checkpoints", "Keep only the N latest checkpoints [all]", {
+    integer: true,
+    min: 1
+  }),
   captureGradients: F.text(
     "capture-gradients",
     "Record one layer's gradients (e.g. conv1) for plots",
     "LAYER"
   ),
-  plots: F.toggle("plots", "Write the losses / lr / filters pictures into the run folder"),
-  tensorboard: F.toggle("tensorboard", "Write TensorBoard event files into the run folder"),
+  plots: F.toggle("plots", "Write the losses / lr / filters pictures into the run folder [on]"),
+  tensorboard: F.toggle("tensorboard", "Write TensorBoard event files into the run folder [on]"),
   json
-}).pipe(Command.withDescription("Train CNN2 on an ImageFolder (default: the bundled Rock Paper Scissors)"))
+}
 
-export const lrFind = Command.make("lr-find", {
+export const train = Command.make("train", {
   ...runFlags,
+  ...epochsFlag,
   ...modelFlags,
   ...optimizerFlags,
+  ...schedulerFlags,
   ...dataFlags,
+  ...trainRunFlags
+}).pipe(Command.withDescription("Train CNN2 on an ImageFolder (default: the bundled Rock Paper Scissors)"))
+
+const rangeTestFlags = {
   startLr: F.number("start-lr", "First learning rate of the test [the optimizer's --lr]", {
     min: 0,
     minExclusive: true
   }),
-  endLr: F.number("end-lr", "Last learning rate of the test [1e-1]", { min: 0, minExclusive: true }),
+  endLr: F.number("end-lr", "Last learning rate of the test [0.1]", { min: 0, minExclusive: true }),
   numIter: F.number("num-iter", "Mini-batches (learning rates) to try [100]", { integer: true, min: 2 }),
   stepMode: F.choice("step-mode", ["exp", "linear"] as const, "How the lr grows [exp]"),
   smoothing: F.number("smoothing", "EWMA alpha for the loss curve [0.05]", {
     min: 0,
     max: 1,
     minExclusive: true
-  }),
-  out: F.text("out", "Folder for the plot and results [runs/lr-find-<timestamp>]", "DIR"),
+  })
+}
+
+const lrFindRunFlags = {
+  out: F.text("out", "Folder for the plot and results [runs/lr-find-<time>]", "DIR"),
   json
+}
+
+// No --epochs (the test runs --num-iter mini-batches) and no scheduler (it is its own schedule).
+export const lrFind = Command.make("lr-find", {
+  ...runFlags,
+  ...modelFlags,
+  ...optimizerFlags,
+  ...dataFlags,
+  ...rangeTestFlags,
+  ...lrFindRunFlags
 }).pipe(
   Command.withDescription(
     "LR range test: tries growing learning rates, one mini-batch each, and suggests one"
   )
 )
 
-export const stats = Command.make("stats", {
+const statsFlags = {
   data: F.text("data", "ImageFolder root [bundled training set]", "DIR"),
   resize: dataFlags.resize,
   batchSize: F.number("batch-size", "Mini-batch size used to accumulate [16]", { integer: true, min: 1 }),
   json
-}).pipe(Command.withDescription("Per-channel mean and std of a training set (the normalizer)"))
+}
 
-export const evaluate = Command.make("eval", {
+export const stats = Command.make("stats", statsFlags).pipe(
+  Command.withDescription("Per-channel mean and std of a training set (the normalizer)")
+)
+
+const evalFlags = {
   checkpoint: Options.text("checkpoint").pipe(
     Options.withPseudoName("FILE|RUN_DIR"),
     Options.withDescription("Checkpoint file, or a run folder (its latest checkpoint)")
@@ -199,7 +177,11 @@ export const evaluate = Command.make("eval", {
   backend: runFlags.backend,
   plot: F.text("plot", "Also write the confusion matrix picture here (.png or .svg)", "FILE"),
   json
-}).pipe(Command.withDescription("Per-class [correct, total], accuracy and the confusion matrix"))
+}
+
+export const evaluate = Command.make("eval", evalFlags).pipe(
+  Command.withDescription("Per-class [correct, total], accuracy and the confusion matrix")
+)
 
 export const PlotNames = [
   "losses",
@@ -215,15 +197,7 @@ export const PlotNames = [
 ] as const
 export type PlotName = (typeof PlotNames)[number]
 
-export const plot = Command.make("plot", {
-  which: Args.text({ name: "plot" }).pipe(
-    Args.withDescription(`One of ${PlotNames.join(", ")}`),
-    Args.mapEffect((text) =>
-      (PlotNames as ReadonlyArray<string>).includes(text)
-        ? Effect.succeed(text as PlotName)
-        : Effect.fail(HelpDoc.p(`plot ${text}: expected one of ${PlotNames.join(", ")}`))
-    )
-  ),
+const plotFlags = {
   run: F.text(
     "run",
     "Run folder to plot from (losses, lr, filters, lr-finder, adapted-gradients)",
@@ -234,7 +208,27 @@ export const plot = Command.make("plot", {
   out: F.text("out", "Output folder [RUN_DIR/plots, or runs/plots]", "DIR"),
   format: F.choice("format", ["png", "svg", "both"] as const, "Picture format [png]"),
   json
+}
+
+export const plot = Command.make("plot", {
+  which: Args.text({ name: "plot" }).pipe(
+    Args.withDescription(`One of ${PlotNames.join(", ")}`),
+    Args.mapEffect((text) =>
+      (PlotNames as ReadonlyArray<string>).includes(text)
+        ? Effect.succeed(text as PlotName)
+        : Effect.fail(HelpDoc.p(`plot ${text}: expected one of ${PlotNames.join(", ")}`))
+    )
+  ),
+  ...plotFlags
 }).pipe(Command.withDescription("The chapter's pictures, from a run folder or from built-in demos"))
+
+const downloadFlags = {
+  to: Options.text("to").pipe(
+    Options.withPseudoName("DIR"),
+    Options.withDescription("Folder to extract into")
+  ),
+  json
+}
 
 export const download = Command.make("download", {
   dataset: Args.text({ name: "dataset" }).pipe(
@@ -245,11 +239,7 @@ export const download = Command.make("download", {
         : Effect.fail(HelpDoc.p(`download ${text}: the only dataset is rps`))
     )
   ),
-  to: Options.text("to").pipe(
-    Options.withPseudoName("DIR"),
-    Options.withDescription("Folder to extract into")
-  ),
-  json
+  ...downloadFlags
 }).pipe(Command.withDescription("Download a dataset"))
 
 export const root = Command.make("stepwise").pipe(
@@ -257,6 +247,82 @@ export const root = Command.make("stepwise").pipe(
     "stepwise: Chapter 6 of Deep Learning with PyTorch Step-by-Step, the functional way"
   )
 )
+
+const keys = (...groups: ReadonlyArray<object>): ReadonlyArray<string> => groups.flatMap(Object.keys)
+
+/** What `Help` shows of each command: its summary, examples and option groups. */
+export const commands = {
+  train: {
+    command: train,
+    summary: "Train CNN2 on an ImageFolder (default: the bundled Rock Paper Scissors)",
+    args: undefined,
+    examples: [
+      "stepwise train --config examples/chapter6-adam.json",
+      "stepwise train --optimizer SGD --lr 0.03 --momentum 0.9 --nesterov --dropout 0.5 --scheduler CyclicLR --base-lr 1e-3 --max-lr 1e-2 --step-size-up epoch --mode triangular2",
+      "stepwise train --resume runs/<time> --epochs 20"
+    ],
+    groups: [
+      ["Data", keys(dataFlags)],
+      ["Model (CNN2)", keys(modelFlags)],
+      ["Optimizer", keys(optimizerFlags)],
+      ["Scheduler", keys(schedulerFlags)],
+      ["Run", keys(runFlags, epochsFlag, trainRunFlags)]
+    ]
+  },
+  "lr-find": {
+    command: lrFind,
+    summary: "LR range test: tries growing learning rates, one mini-batch each, and suggests one",
+    args: undefined,
+    examples: [
+      "stepwise lr-find --optimizer SGD --lr 1e-3 --momentum 0.9 --nesterov --end-lr 0.2",
+      "stepwise lr-find --config examples/chapter6-adam.json --lr 1e-5 --end-lr 1 --num-iter 200"
+    ],
+    groups: [
+      ["Data", keys(dataFlags)],
+      ["Model (CNN2)", keys(modelFlags)],
+      ["Optimizer", keys(optimizerFlags)],
+      ["Range test", keys(rangeTestFlags)],
+      ["Run", keys(runFlags, lrFindRunFlags)]
+    ]
+  },
+  stats: {
+    command: stats,
+    summary: "Per-channel mean and std of a training set (the normalizer)",
+    args: undefined,
+    examples: ["stepwise stats", "stepwise stats --data data/rps --resize 28x28"],
+    groups: [["Options", keys(statsFlags)]]
+  },
+  eval: {
+    command: evaluate,
+    summary: "Per-class [correct, total], accuracy and the confusion matrix of a checkpoint",
+    args: undefined,
+    examples: [
+      "stepwise eval --checkpoint runs/<time>",
+      "stepwise eval --checkpoint runs/<time>/checkpoints/epoch-0010.safetensors --data DIR --plot confusion.png"
+    ],
+    groups: [["Options", keys(evalFlags)]]
+  },
+  plot: {
+    command: plot,
+    summary: "The chapter's pictures, from a run folder or from built-in demos",
+    args: `<${PlotNames.join("|")}>`,
+    examples: [
+      "stepwise plot losses --run runs/<time>",
+      "stepwise plot paths --format svg",
+      "stepwise plot all"
+    ],
+    groups: [["Options", keys(plotFlags)]]
+  },
+  download: {
+    command: download,
+    summary: "Download a dataset (rps: the full-size Rock Paper Scissors images, 300x300)",
+    args: "rps",
+    examples: ["stepwise download rps --to data/"],
+    groups: [["Options", keys(downloadFlags)]]
+  }
+} as const
+
+export type CommandName = keyof typeof commands
 
 export type Values<C> = C extends Command.Command<any, any, any, infer A> ? A : never
 

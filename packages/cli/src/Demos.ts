@@ -184,7 +184,7 @@ export const optimizerRuns = (): ReadonlyArray<LinRegRun> => {
 }
 
 /** The training-set MSE over a grid of (b, w) that holds every path with a margin. */
-export const lossSurface = (runs: ReadonlyArray<LinRegRun>, cells = 60): LossSurface => {
+export const lossSurface = (runs: ReadonlyArray<LinRegRun>, cells = 40): LossSurface => {
   const data = LinearRegression.chapter()
   const bs = runs.flatMap((r) => r.b).concat([1])
   const ws = runs.flatMap((r) => r.w).concat([2])

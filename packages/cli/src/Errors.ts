@@ -1,25 +1,54 @@
+/**
+ * Every failure of the cli package, in one place. Each names what the user typed or owns (a
+ * flag, a file, a field, a folder) and keeps the underlying failure as `cause` for debugging;
+ * `formatError` turns any failure into the one line a user sees (never an internal tag).
+ */
 import { Schema } from "effect"
 
-/** A recipe file that cannot be read, parsed, or validated; `field` is a dotted path when known. */
+/**
+ * A recipe that cannot be read, parsed or validated. `file` is the recipe file or
+ * "command line"; `field` is a dotted recipe path or, for the command line, a flag (`--lr`).
+ */
 export class ConfigError extends Schema.TaggedError<ConfigError>()("ConfigError", {
   file: Schema.String,
   field: Schema.optional(Schema.String),
-  reason: Schema.String
+  reason: Schema.String,
+  cause: Schema.optional(Schema.Defect)
 }) {
   override get message() {
+    if (this.file === COMMAND_LINE) {
+      return this.field === undefined ? this.reason : `${this.field}: ${this.reason}`
+    }
     return this.field === undefined
       ? `${this.file}: ${this.reason}`
       : `${this.file}: ${this.field}: ${this.reason}`
   }
 }
 
-/** A file or folder of a run (config, metrics, checkpoint, plot) that cannot be read or written. */
+/** What `ConfigError.file` says when the value came from flags (or a default), not a file. */
+export const COMMAND_LINE = "command line"
+
+/** A file or folder of a run (config, metrics, checkpoint, lock, plot) that cannot be used. */
 export class RunFolderError extends Schema.TaggedError<RunFolderError>()("RunFolderError", {
   path: Schema.String,
-  reason: Schema.String
+  reason: Schema.String,
+  cause: Schema.optional(Schema.Defect)
 }) {
   override get message() {
     return `${this.path}: ${this.reason}`
+  }
+}
+
+/**
+ * Data that does not fit what it is used with: class lists that differ between training data,
+ * validation data, a checkpoint and evaluation data, or data changed under a resumed run.
+ */
+export class DataMismatch extends Schema.TaggedError<DataMismatch>()("DataMismatch", {
+  what: Schema.String,
+  reason: Schema.String
+}) {
+  override get message() {
+    return `${this.what}: ${this.reason}`
   }
 }
 
@@ -34,21 +63,21 @@ export class PlotError extends Schema.TaggedError<PlotError>()("PlotError", {
 }
 
 /**
- * One line for any failure: tagged errors (ours and the other packages') show their tag and
- * message or fields; anything else its message. Never a stack trace.
+ * One line for any failure: its message when it has one (every error here and in the other
+ * packages names its subject); otherwise the fields of a tagged value. Never a stack trace and
+ * never an internal tag in front of a message.
  */
 export const formatError = (error: unknown): string => {
   if (typeof error === "object" && error !== null) {
     const e = error as { _tag?: unknown; message?: unknown }
     const message = typeof e.message === "string" && e.message.length > 0 ? e.message : undefined
+    if (message !== undefined && message !== e._tag) return firstLine(message)
     if (typeof e._tag === "string") {
-      if (message !== undefined && message !== e._tag) return `${e._tag}: ${firstLine(message)}`
       const fields = Object.entries(error as Record<string, unknown>)
         .filter(([k]) => k !== "_tag" && k !== "stack" && k !== "cause")
         .map(([k, v]) => `${k}=${typeof v === "string" ? v : safeJson(v)}`)
       return `${e._tag}${fields.length > 0 ? ` (${fields.join(", ")})` : ""}`
     }
-    if (message !== undefined) return firstLine(message)
   }
   return firstLine(String(error))
 }
@@ -57,11 +86,48 @@ export const formatError = (error: unknown): string => {
 export const firstLine = (e: unknown): string =>
   String((e as { readonly message?: unknown } | null | undefined)?.message ?? e).split("\n")[0]
 
-/** Maps a failure at `path` to a `RunFolderError` with its first line as the reason. */
+const ERRNO_REASONS: Record<string, string> = {
+  ENOENT: "no such file or folder",
+  EACCES: "permission denied",
+  EPERM: "operation not permitted",
+  EROFS: "read-only file system",
+  ENOSPC: "no space left on the device",
+  EDQUOT: "disk quota exceeded",
+  EISDIR: "is a folder, not a file",
+  ENOTDIR: "a part of the path is not a folder",
+  EEXIST: "already exists",
+  EMFILE: "too many open files",
+  EIO: "input/output error"
+}
+
+/**
+ * A file-system failure in the user's terms ("read-only file system", "no space left on the
+ * device"), from the errno code @effect/platform keeps in its cause.
+ */
+export const describeIoError = (e: unknown): string => {
+  const code = errnoOf(e)
+  if (code !== undefined && ERRNO_REASONS[code] !== undefined) return ERRNO_REASONS[code]
+  const reason = (e as { reason?: unknown } | null)?.reason
+  if (reason === "NotFound") return ERRNO_REASONS.ENOENT
+  if (reason === "PermissionDenied") return ERRNO_REASONS.EACCES
+  if (reason === "AlreadyExists") return ERRNO_REASONS.EEXIST
+  const description = (e as { description?: unknown } | null)?.description
+  return firstLine(typeof description === "string" ? description : e)
+}
+
+const errnoOf = (e: unknown): string | undefined => {
+  for (let x: any = e, depth = 0; x !== null && typeof x === "object" && depth < 4; depth++) {
+    if (typeof x.code === "string" && /^E[A-Z]+$/.test(x.code)) return x.code
+    x = x.cause
+  }
+  return undefined
+}
+
+/** Maps a failure at `path` to a `RunFolderError` saying what went wrong, cause kept. */
 export const runFolderError =
   (path: string) =>
   (e: unknown): RunFolderError =>
-    new RunFolderError({ path, reason: firstLine(e) })
+    e instanceof RunFolderError ? e : new RunFolderError({ path, reason: describeIoError(e), cause: e })
 
 const safeJson = (v: unknown) => {
   try {

@@ -12,13 +12,11 @@ import { Effect, Option, Stream } from "effect"
 import * as Charts from "./Charts.js"
 import * as Checkpoint from "./Checkpoint.js"
 import type * as Cli from "./Cli.js"
-import { RunFolderError } from "./Errors.js"
+import { RunFolderError, runFolderError } from "./Errors.js"
 import * as Pipeline from "./Pipeline.js"
-import { writePicture } from "./Plot.js"
 import { Output } from "./Progress.js"
+import * as Recipe from "./Recipe.js"
 import * as Run from "./RunFolder.js"
-import * as SchedulerConfig from "./SchedulerConfig.js"
-import * as Train from "./Train.js"
 
 export type Args = Cli.Values<typeof Cli.evaluate>
 
@@ -27,13 +25,11 @@ export const locate = (target: string) =>
   Effect.gen(function* () {
     const fs = yield* FileSystem.FileSystem
     const p = yield* Path.Path
-    const info = yield* fs
-      .stat(target)
-      .pipe(Effect.mapError(() => new RunFolderError({ path: target, reason: "no such file or folder" })))
+    const info = yield* fs.stat(target).pipe(Effect.mapError(runFolderError(target)))
     if (info.type === "Directory") {
-      const ckpt = yield* Checkpoint.latest(p.join(target, Run.CHECKPOINT_DIR))
+      const ckpt = yield* Run.latestCheckpoint(target)
       if (ckpt === undefined) return yield* new RunFolderError({ path: target, reason: "has no checkpoint" })
-      return { runDir: target, checkpoint: ckpt }
+      return { runDir: target, checkpoint: ckpt.path }
     }
     return { runDir: p.dirname(p.dirname(target)), checkpoint: target }
   })
@@ -42,26 +38,28 @@ export const run = (args: Args) =>
   Effect.gen(function* () {
     const out = yield* Output
     const { runDir, checkpoint } = yield* locate(args.checkpoint)
-    const config = yield* Train.readRunConfig(runDir)
+    const config = yield* Run.readConfig(runDir)
     const recipe = {
       ...config.recipe,
       batchSize: Option.getOrElse(args.batchSize, () => config.recipe.batchSize),
       backend: Option.getOrElse(args.backend, () => config.recipe.backend)
     }
-    yield* Engine.use(recipe.backend)
-    // Images are standardized with the statistics training saved in config.json, so only a
-    // held-out split (valSplit) needs the training folder decoded again.
+    const engine = yield* Engine.make(recipe.backend)
+    const classes = config.classes
+    // Images are standardized with the statistics training saved in config.json, and labelled
+    // by class name (a folder with some of the model's classes is scored on those).
     const fromFolder = (root: string) =>
-      Effect.flatMap(Pipeline.loadFolder(root, recipe.data.resize), (raw) =>
-        Effect.map(
+      Effect.gen(function* () {
+        const raw = yield* Pipeline.loadFolder(root, recipe.data.resize)
+        const aligned = yield* Pipeline.alignClasses(raw, root, classes, `the classes of ${runDir}`)
+        const dataset =
           config.normalizer === null
-            ? Effect.succeed(raw)
-            : ImageFolder.normalizeDataset(raw, config.normalizer),
-          (dataset) => ({ dataset, source: root })
-        )
-      )
+            ? aligned
+            : yield* ImageFolder.normalizeDataset(aligned, config.normalizer)
+        return { dataset, source: root }
+      })
     const dataDir = Option.getOrUndefined(args.data)
-    const valRoot = Pipeline.valRootOf(recipe)
+    const valRoot = config.valRoot ?? undefined
     // Without --data: the run's own validation set, prepared exactly as training prepared it.
     const { dataset, source } =
       dataDir !== undefined
@@ -77,21 +75,16 @@ export const run = (args: Args) =>
                 })
               return { dataset: data.val, source: `${data.trainRoot} (held-out split)` }
             })
-    const classes = config.classes
     const net = yield* Pipeline.model(recipe, dataset.sampleShape, classes.length)
-    const { optimizer } = yield* Pipeline.optimizer(recipe, Run.CONFIG_FILE)
+    const origin = Recipe.fromFile(`${runDir}/${Run.CONFIG_FILE}`)
+    const { optimizer } = yield* Pipeline.optimizer(recipe, origin, engine.numeric)
     // The scheduler too: a checkpoint restores only into the optimizer and scheduler it was saved with.
-    const scheduler = yield* SchedulerConfig.build(
-      recipe,
-      Run.CONFIG_FILE,
-      config.batchesPerEpoch,
-      optimizer.defaults
-    )
+    const scheduler = yield* Pipeline.scheduler(recipe, origin, config.batchesPerEpoch, optimizer.defaults)
     const fresh = Trainer.make(
       { model: net.model, loss: Loss.crossEntropy, optimizer, scheduler },
       Random.make(recipe.seed)
     )
-    const t = yield* Checkpoint.restore(checkpoint, fresh)
+    const t = yield* Checkpoint.restore(checkpoint, fresh).pipe(Effect.provideService(Engine.Engine, engine))
     const loader = yield* DataLoader.fromTensorDataset(dataset, { batchSize: recipe.batchSize })
     const k = classes.length
     const confusion = Array.from({ length: k }, () => new Array<number>(k).fill(0))
@@ -139,7 +132,7 @@ export const run = (args: Args) =>
     if (plotFile !== undefined) {
       const p = yield* Path.Path
       const ext = p.extname(plotFile)
-      written = yield* writePicture(
+      written = yield* Run.writePicture(
         p.dirname(plotFile),
         p.basename(plotFile, ext),
         Charts.confusionMatrix(classes, confusion),
@@ -158,7 +151,7 @@ export const run = (args: Args) =>
       confusion,
       plots: written
     })
-  })
+  }).pipe(Effect.scoped)
 
 /** The failures of this command besides the CLI's own (named so the declaration can be emitted). */
 export type PackageErrors = DataErrors.ImageFolderError | InvalidHyperparameter.InvalidHyperparameter

@@ -4,16 +4,16 @@
  * picture go to `--out`.
  */
 import { Path } from "@effect/platform"
-import { type Engine, Trainer } from "@stepwise/core"
+import { Engine, Trainer } from "@stepwise/core"
 import type { Errors as DataErrors } from "@stepwise/data"
 import type { InvalidHyperparameter } from "@stepwise/optim"
 import { Clock, Effect, Option } from "effect"
 import * as Charts from "./Charts.js"
 import type * as Cli from "./Cli.js"
-import { ConfigError } from "./Errors.js"
+import { COMMAND_LINE, ConfigError } from "./Errors.js"
 import * as Pipeline from "./Pipeline.js"
-import { LR_FINDER_FILE, suggestionMarks, writePicture } from "./Plot.js"
 import { Output } from "./Progress.js"
+import * as Recipe from "./Recipe.js"
 import * as Resolve from "./Resolve.js"
 import * as Run from "./RunFolder.js"
 
@@ -24,24 +24,23 @@ export const run = (args: Args) =>
     const out = yield* Output
     const p = yield* Path.Path
     const now = yield* Clock.currentTimeMillis
-    const base = yield* Resolve.resolve(args)
-    const startLr = Option.getOrElse(args.startLr, () => base.optimizer.lr)
+    const { recipe: base, origin } = yield* Resolve.resolve(args)
+    const startLr = Option.getOrElse(args.startLr, () => Number(base.optimizer.lr ?? Recipe.DEFAULT_LR))
     const endLr = Option.getOrElse(args.endLr, () => 0.1)
     const numIter = Option.getOrElse(args.numIter, () => 100)
     const stepMode = Option.getOrElse(args.stepMode, () => "exp" as const)
     const alpha = Option.getOrElse(args.smoothing, () => 0.05)
-    const file = Option.getOrElse(args.config, () => "command line")
     if (stepMode === "exp" && !(startLr > 0)) {
       return yield* new ConfigError({
-        file,
-        field: "start-lr",
+        file: COMMAND_LINE,
+        field: "--start-lr",
         reason: `must be > 0 for an exponential test (got ${startLr})`
       })
     }
     if (!(endLr > startLr)) {
       return yield* new ConfigError({
-        file,
-        field: "end-lr",
+        file: COMMAND_LINE,
+        field: "--end-lr",
         reason: `must be above the start lr ${startLr} (got ${endLr})`
       })
     }
@@ -49,16 +48,19 @@ export const run = (args: Args) =>
     const recipe = {
       ...base,
       optimizer: { ...base.optimizer, lr: startLr },
-      scheduler: { name: "none" as const }
+      scheduler: undefined
     }
-    const dir = Option.getOrElse(args.out, () =>
-      Run.defaultRunDir(new Date(now)).replace("runs/", "runs/lr-find-")
-    )
-    const { trainer: t } = yield* Pipeline.setup(recipe, file)
+    yield* Pipeline.validateEarly(recipe, origin)
+    const given = Option.getOrUndefined(args.out)
+    const dir = given ?? (yield* Run.claimNewDir(Run.defaultRunDir(new Date(now), "lr-find-")))
+    yield* Run.lock(dir, { removeIfEmpty: given === undefined })
+    yield* Run.removeStaleTemps(dir)
+    const { trainer: t, engine } = yield* Pipeline.setup(recipe, origin)
     yield* out.line(
-      `stepwise: LR range test of CNN2 with ${recipe.optimizer.name}, ${startLr} -> ${endLr} over ${numIter} mini-batches (${stepMode})`
+      `stepwise: LR range test of CNN2 with ${Pipeline.describeOptimizer(recipe)}, ${startLr} -> ${endLr} over ${numIter} mini-batches (${stepMode})`
     )
     const result = yield* Trainer.lrRangeTest(t, { endLr, numIter, stepMode, alpha, seed: recipe.seed }).pipe(
+      Effect.provideService(Engine.Engine, engine),
       Effect.ensuring(Effect.sync(() => Trainer.dispose(t)))
     )
     const s = result.suggestions
@@ -81,16 +83,21 @@ export const run = (args: Args) =>
       suggestions,
       stopped: result.stopped ?? null
     }
-    yield* Run.writeFileAtomic(p.join(dir, LR_FINDER_FILE), `${JSON.stringify(payload)}\n`)
-    const plots = yield* writePicture(
+    yield* Run.writeFileAtomic(p.join(dir, Run.LR_FINDER_FILE), `${JSON.stringify(payload)}\n`)
+    const plots = yield* Run.writePicture(
       dir,
       "lr-finder",
-      Charts.lrFinder(result.tracking.lr, result.tracking.loss, suggestionMarks(s), stepMode === "exp"),
+      Charts.lrFinder(
+        result.tracking.lr,
+        result.tracking.loss,
+        Charts.suggestionMarks(s),
+        stepMode === "exp"
+      ),
       "png"
     )
     for (const f of plots) yield* out.line(`wrote ${f}`)
     yield* out.json({ command: "lr-find", dir, startLr, endLr, numIter, stepMode, ...payload, plots })
-  })
+  }).pipe(Effect.scoped)
 
 /** The failures of this command besides the CLI's own (named so the declaration can be emitted). */
 export type PackageErrors =

@@ -1,9 +1,12 @@
 /** Wires the command tree (`Cli`) to the command handlers. */
 import { type CliApp, Command } from "@effect/cli"
-import { Effect } from "effect"
+import * as tf from "@tensorflow/tfjs-core"
+import { Console, Effect } from "effect"
 import * as Cli from "./Cli.js"
 import * as Download from "./Download.js"
+import { COMMAND_LINE, ConfigError } from "./Errors.js"
 import * as Eval from "./Eval.js"
+import * as Help from "./Help.js"
 import * as LrFind from "./LrFind.js"
 import * as Plot from "./Plot.js"
 import { layerOutput } from "./Progress.js"
@@ -26,6 +29,39 @@ const command = Cli.root.pipe(
   ])
 )
 
+const run = Command.run(command, { name: "stepwise", version: "0.1.0" })
+
+/**
+ * A flag given twice (`--lr 0.1 ... --lr 0.2`): @effect/cli would call the second one unknown,
+ * so it is named here first.
+ */
+export const repeatedFlag = (args: ReadonlyArray<string>): string | undefined => {
+  const seen = new Set<string>()
+  for (const a of args) {
+    if (a === "--") return undefined
+    if (!/^--[a-z]/.test(a)) continue
+    const flag = a.split("=")[0]
+    if (seen.has(flag)) return flag
+    seen.add(flag)
+  }
+  return undefined
+}
+
 /** Runs the command line `argv` (as `process.argv`). */
-export const main: (argv: ReadonlyArray<string>) => Effect.Effect<void, unknown, CliApp.CliApp.Environment> =
-  Command.run(command, { name: "stepwise", version: "0.1.0" })
+export const main = (argv: ReadonlyArray<string>): Effect.Effect<void, unknown, CliApp.CliApp.Environment> =>
+  Effect.gen(function* () {
+    // tfjs's "install the node backend" banner is advice for developers, not for CLI users.
+    tf.enableProdMode()
+    const help = Help.requested(argv.slice(2))
+    if (help !== undefined) {
+      const style = Help.styleFor(process.stdout.isTTY === true, process.env)
+      return yield* Console.log(
+        help.command === undefined ? Help.root(style) : Help.command(help.command, style)
+      )
+    }
+    const twice = repeatedFlag(argv.slice(2))
+    if (twice !== undefined) {
+      return yield* new ConfigError({ file: COMMAND_LINE, field: twice, reason: "given twice; give it once" })
+    }
+    return yield* run(argv)
+  })

@@ -4,9 +4,12 @@
  * APIs of @stepwise/data, @stepwise/optim and @stepwise/core.
  */
 
+import { createHash } from "node:crypto"
+import { relative, resolve as resolvePath } from "node:path"
 import type { FileSystem } from "@effect/platform"
 import { Cnn2, Engine, Loss, TorchWeights, Trainer } from "@stepwise/core"
 import {
+  type Batch,
   type Errors as DataErrors,
   DataLoader,
   DecodePool,
@@ -17,14 +20,13 @@ import {
   TensorDataset,
   type Transforms
 } from "@stepwise/data"
-import type { InvalidHyperparameter, Optimizer } from "@stepwise/optim"
-import { Optimizers, Schedulers as OptimSchedulers, TfNumeric } from "@stepwise/optim"
+import type { Numeric, Optimizer, Optimizers, Scheduler } from "@stepwise/optim"
+import { TfNumeric } from "@stepwise/optim"
 import type * as tf from "@tensorflow/tfjs-core"
-import { Effect, Either } from "effect"
-import { ConfigError } from "./Errors.js"
+import { Effect, Either, Option, type Scope, Stream } from "effect"
+import { COMMAND_LINE, ConfigError, DataMismatch } from "./Errors.js"
 import { Output } from "./Progress.js"
 import * as Recipe from "./Recipe.js"
-import * as Schedulers from "./SchedulerConfig.js"
 import * as SquareImages from "./SquareImages.js"
 
 export interface Datasets {
@@ -39,36 +41,143 @@ export interface Datasets {
 
 export const trainRootOf = (recipe: Recipe.Recipe): string => recipe.data.train ?? Rps.bundled().train
 
+/**
+ * The validation folder: the recipe's, or the bundled test set when training on the bundled
+ * set. Own training data never validates on the bundled set (see `prepareData`).
+ */
 export const valRootOf = (recipe: Recipe.Recipe): string | undefined =>
-  recipe.data.val ?? (recipe.data.valSplit === undefined ? Rps.bundled().test : undefined)
+  recipe.data.val ??
+  (recipe.data.valSplit === undefined && recipe.data.train === undefined ? Rps.bundled().test : undefined)
 
 /**
- * Decodes an ImageFolder at the recipe's size. The decode pool lives for this one load (its
- * threads start only if full-size images need them, and end with the load).
+ * Decodes an ImageFolder at the recipe's size. Images that come out in different sizes (a
+ * single-number `--resize` keeps each one's aspect ratio) are reported as the flag to change.
  */
 export const loadFolder = (
   root: string,
   resize: Recipe.Resize
-): Effect.Effect<TensorDataset.TensorDataset, DataErrors.ImageFolderError, FileSystem.FileSystem> =>
+): Effect.Effect<
+  TensorDataset.TensorDataset,
+  Exclude<DataErrors.ImageFolderError, DataErrors.SampleShapeMismatch> | ConfigError,
+  FileSystem.FileSystem
+> =>
   ImageFolder.loadImageFolder(root, { resize: Recipe.resizeOf(resize) }).pipe(
-    Effect.provide(DecodePool.layerDefault)
+    // the decode pool lives for this one load (threads start only if full-size images need them)
+    Effect.provide(DecodePool.layerDefault),
+    Effect.catchTag("SampleShapeMismatch", (e) => {
+      const side = Math.min(...e.expected.slice(1))
+      return Effect.fail(
+        new ConfigError({
+          file: COMMAND_LINE,
+          field: `--resize ${resizeText(resize)}`,
+          reason:
+            `${e.path} comes out ${e.actual.slice(1).join("x")}, other images ${e.expected.slice(1).join("x")} ` +
+            `(a single size keeps each image's aspect ratio): pass --resize ${side}x${side}`,
+          cause: e
+        })
+      )
+    })
   )
+
+const resizeText = (r: Recipe.Resize) => (Array.isArray(r) ? r.join("x") : String(r))
+
+/**
+ * Checks that two class lists are the same names in the same order (a model's output k means
+ * the k-th class of the data it was trained on); the error names what differs.
+ */
+export const sameClasses = (
+  expectedFrom: string,
+  expected: ReadonlyArray<string>,
+  gotFrom: string,
+  got: ReadonlyArray<string>
+): Effect.Effect<void, DataMismatch> => {
+  if (expected.length === got.length && expected.every((c, i) => c === got[i])) return Effect.void
+  return Effect.fail(
+    new DataMismatch({ what: gotFrom, reason: classDifference(expectedFrom, expected, got) })
+  )
+}
+
+const classDifference = (
+  expectedFrom: string,
+  expected: ReadonlyArray<string>,
+  got: ReadonlyArray<string>
+) => {
+  const missing = expected.filter((c) => !got.includes(c))
+  const extra = got.filter((c) => !expected.includes(c))
+  const parts = [
+    ...(missing.length > 0 ? [`lacks ${missing.join(", ")}`] : []),
+    ...(extra.length > 0 ? [`has ${extra.join(", ")} that ${expectedFrom} does not`] : [])
+  ]
+  return `classes [${got.join(", ")}] do not match ${expectedFrom} [${expected.join(", ")}]${
+    parts.length > 0 ? ` (${parts.join("; ")})` : ""
+  }`
+}
+
+/**
+ * Relabels a dataset whose classes are a subset of `classes` so that its labels index
+ * `classes` by name (evaluating a 3-class model on a folder with two of its classes). A class
+ * the model does not know is an error naming it.
+ */
+export const alignClasses = (
+  ds: TensorDataset.TensorDataset,
+  source: string,
+  classes: ReadonlyArray<string>,
+  classesFrom: string
+): Effect.Effect<TensorDataset.TensorDataset, DataMismatch> => {
+  const own = ds.classes ?? []
+  const unknown = own.filter((c) => !classes.includes(c))
+  if (unknown.length > 0) {
+    return Effect.fail(new DataMismatch({ what: source, reason: classDifference(classesFrom, classes, own) }))
+  }
+  const index = own.map((c) => classes.indexOf(c))
+  return Effect.succeed({ ...ds, y: Int32Array.from(ds.y, (y) => index[y]), classes })
+}
+
+/**
+ * A hash of the data files a run reads (relative names, sizes, modification times), so a
+ * resumed run can tell that its data changed.
+ */
+export const fingerprint = (data: Pick<Datasets, "trainRoot" | "valRoot">) =>
+  Effect.gen(function* () {
+    const hash = createHash("sha256")
+    for (const root of [data.trainRoot, data.valRoot]) {
+      if (root === undefined) continue
+      const { samples } = yield* ImageFolder.scan(root)
+      hash.update(`${root}\n`)
+      for (const s of samples) hash.update(`${relative(root, s.path)}\t${s.size}\t${s.mtimeMs}\n`)
+    }
+    return hash.digest("hex")
+  })
 
 /**
  * The chapter's data preparation: a temporary unshuffled loader over the training images gives
  * the normalizer, which then standardizes both sets. With `valSplit`, a seeded permutation holds
- * out that fraction of the training folder first (statistics come from the rest only).
+ * out that fraction of the training folder first (statistics come from the rest only). The
+ * validation classes must be the training classes, by name.
  */
 export const prepareData = (
   recipe: Recipe.Recipe
 ): Effect.Effect<
   Datasets,
-  DataErrors.ImageFolderError | DataErrors.InvalidArgument | DataErrors.InvalidNormalizer | ConfigError,
+  | DataErrors.ImageFolderError
+  | DataErrors.InvalidArgument
+  | DataErrors.InvalidNormalizer
+  | ConfigError
+  | DataMismatch,
   FileSystem.FileSystem
 > =>
   Effect.gen(function* () {
-    const trainRoot = trainRootOf(recipe)
-    const valRoot = valRootOf(recipe)
+    const trainRoot = resolvePath(trainRootOf(recipe))
+    const valRoot = Option.getOrUndefined(Option.map(Option.fromNullable(valRootOf(recipe)), resolvePath))
+    if (recipe.data.train !== undefined && valRoot === undefined && recipe.data.valSplit === undefined) {
+      return yield* new ConfigError({
+        file: COMMAND_LINE,
+        field: "--data",
+        reason:
+          "own training data needs validation data of the same classes: pass --val DIR, or " +
+          "--val-split 0.2 to hold out a part of it"
+      })
+    }
     const full = yield* loadFolder(trainRoot, recipe.data.resize)
     let train = full
     let val: TensorDataset.TensorDataset | undefined
@@ -77,8 +186,8 @@ export const prepareData = (
       const nVal = Math.round(recipe.data.valSplit * full.length)
       if (nVal === 0 || nVal === full.length) {
         return yield* new ConfigError({
-          file: "command line",
-          field: "data.valSplit",
+          file: COMMAND_LINE,
+          field: "--val-split",
           reason: `${recipe.data.valSplit} of ${full.length} images leaves an empty set`
         })
       }
@@ -89,6 +198,7 @@ export const prepareData = (
       train = TensorDataset.subset(full, trainIdx)
     } else if (valRoot !== undefined) {
       val = yield* loadFolder(valRoot, recipe.data.resize)
+      yield* sameClasses(`the training data ${trainRoot}`, full.classes ?? [], valRoot, val.classes ?? [])
     }
     const normalizer = recipe.data.normalize
       ? yield* Statistics.makeNormalizer(
@@ -103,7 +213,7 @@ export const prepareData = (
       classes: full.classes ?? Rps.CLASSES,
       normalizer,
       trainRoot,
-      valRoot
+      valRoot: recipe.data.valSplit === undefined ? valRoot : undefined
     } satisfies Datasets
   })
 
@@ -112,21 +222,42 @@ export interface Loaders {
   readonly val: DataLoader.DataLoader | undefined
 }
 
+/**
+ * A loader that lets the event loop run before each mini-batch. A training step is synchronous
+ * and Effect's scheduler yields mostly through microtasks, so without this a signal (Ctrl-C,
+ * SIGTERM) is only seen at the next file write: the end of the epoch. One `setImmediate` a
+ * mini-batch lets the interrupt land between two mini-batches.
+ */
+export const yielding = <Y extends Batch.Targets, E, R>(
+  loader: DataLoader.DataLoader<Y, E, R>
+): DataLoader.DataLoader<Y, E, R> => ({
+  ...loader,
+  batches: (epoch) => Stream.tap(loader.batches(epoch), () => macrotask)
+})
+
+const macrotask = Effect.async<void>((resume) => {
+  const handle = setImmediate(() => resume(Effect.void))
+  return Effect.sync(() => clearImmediate(handle))
+})
+
 /** Shuffled training loader (order = f(seed, epoch)) and the validation loader in dataset order. */
 export const loaders = (
   data: Datasets,
   recipe: Recipe.Recipe
 ): Either.Either<Loaders, DataErrors.InvalidArgument> =>
   Either.all({
-    train: DataLoader.fromTensorDataset(data.train, {
-      batchSize: recipe.batchSize,
-      shuffle: true,
-      seed: recipe.seed
-    }),
+    train: Either.map(
+      DataLoader.fromTensorDataset(data.train, {
+        batchSize: recipe.batchSize,
+        shuffle: true,
+        seed: recipe.seed
+      }),
+      yielding
+    ),
     val:
       data.val === undefined
         ? Either.right(undefined)
-        : DataLoader.fromTensorDataset(data.val, { batchSize: recipe.batchSize })
+        : Either.map(DataLoader.fromTensorDataset(data.val, { batchSize: recipe.batchSize }), yielding)
   })
 
 /** CNN2 for the data's image size (it must be square: CNN2's classifier is sized for it). */
@@ -135,16 +266,16 @@ export const model = (recipe: Recipe.Recipe, sampleShape: ReadonlyArray<number>,
     const [c, h, w] = sampleShape
     if (h !== w) {
       return yield* new ConfigError({
-        file: "command line",
-        field: "data.resize",
-        reason: `CNN2 needs square images, got ${h}x${w}`
+        file: COMMAND_LINE,
+        field: "--resize",
+        reason: `CNN2 needs square images, got ${h}x${w}: pass --resize ${Math.min(h, w)}x${Math.min(h, w)}`
       })
     }
     if (h < 10) {
       return yield* new ConfigError({
-        file: "command line",
-        field: "data.resize",
-        reason: `CNN2 needs images of at least 10x10, got ${h}x${w}`
+        file: COMMAND_LINE,
+        field: "--resize",
+        reason: `CNN2 needs images of at least 10x10, got ${h}x${w}: pass --resize 28x28 or larger`
       })
     }
     return Cnn2.make({
@@ -156,81 +287,51 @@ export const model = (recipe: Recipe.Recipe, sampleShape: ReadonlyArray<number>,
     })
   })
 
-const OPTIMIZER_TAGS = {
-  sgd: "SGD",
-  adam: "Adam",
-  adamw: "AdamW",
-  rmsprop: "RMSprop",
-  adagrad: "Adagrad"
-} as const
-
-/** Which recipe fields each optimizer takes (PyTorch's constructor arguments). */
-export const OPTIMIZER_FIELDS: { readonly [K in Recipe.OptimizerName]: ReadonlyArray<string> } = {
-  sgd: ["momentum", "dampening", "nesterov", "weightDecay"],
-  adam: ["beta1", "beta2", "eps", "weightDecay", "amsgrad"],
-  adamw: ["beta1", "beta2", "eps", "weightDecay", "amsgrad"],
-  rmsprop: ["alpha", "eps", "weightDecay", "momentum", "centered"],
-  adagrad: ["lrDecay", "weightDecay", "initialAccumulatorValue", "eps"]
-}
-
-/** The recipe's optimizer section as @stepwise/optim's tagged config input. */
-export const optimizerInput = (
-  o: Recipe.Optimizer,
-  file: string
-): Effect.Effect<Record<string, unknown>, ConfigError> => {
-  const allowed = new Set(["name", "lr", ...OPTIMIZER_FIELDS[o.name]])
-  const extra = Object.keys(o).find((k) => !allowed.has(k) && (o as Record<string, unknown>)[k] !== undefined)
-  if (extra !== undefined) {
-    return Effect.fail(
-      new ConfigError({ file, field: `optimizer.${extra}`, reason: `does not apply to ${o.name}` })
-    )
-  }
-  const { name, beta1, beta2, ...rest } = o
-  const input: Record<string, unknown> = { _tag: OPTIMIZER_TAGS[name], ...rest }
-  if (beta1 !== undefined || beta2 !== undefined) input.betas = [beta1 ?? 0.9, beta2 ?? 0.999]
-  for (const k of Object.keys(input)) if (input[k] === undefined) delete input[k]
-  return Effect.succeed(input)
-}
-
 /** Decodes, validates (PyTorch's rules) and builds the optimizer on tfjs tensors. */
 export const optimizer = (
   recipe: Recipe.Recipe,
-  file: string
+  origin: Recipe.Origin,
+  numeric: Numeric.Numeric<tf.Tensor> = TfNumeric.TfNumeric
 ): Effect.Effect<
   { readonly config: Optimizers.OptimizerConfig; readonly optimizer: Optimizer.Optimizer<tf.Tensor> },
-  ConfigError | InvalidHyperparameter.InvalidHyperparameter
+  ConfigError
 > =>
-  Effect.gen(function* () {
-    const input = yield* optimizerInput(recipe.optimizer, file)
-    const config = yield* Optimizers.decode(input)
-    const def = yield* Optimizers.fromConfig(config)
-    return { config, optimizer: def(TfNumeric.TfNumeric) }
-  })
+  Effect.map(Recipe.optimizerOf(recipe.optimizer, origin), ({ config, def }) => ({
+    config,
+    optimizer: def(numeric)
+  }))
+
+/** The scheduler of a recipe for this run (undefined: none), checked against the optimizer. */
+export const scheduler = (
+  recipe: Recipe.Recipe,
+  origin: Recipe.Origin,
+  batchesPerEpoch: number,
+  optimizerDefaults: Optimizer.Hyper
+): Effect.Effect<Scheduler.Scheduler<any> | undefined, ConfigError> =>
+  Recipe.schedulerOf(recipe.scheduler, origin, { batchesPerEpoch, epochs: recipe.epochs }, optimizerDefaults)
 
 /** A fresh trainer: CNN2 initialised from the seed (the chapter's `torch.manual_seed(13)`). */
 export const trainer = (
   recipe: Recipe.Recipe,
-  file: string,
+  origin: Recipe.Origin,
   data: Datasets,
-  batchesPerEpoch: number
-): Effect.Effect<
-  AnyTrainer,
-  ConfigError | InvalidHyperparameter.InvalidHyperparameter | DataErrors.InvalidArgument
-> =>
+  batchesPerEpoch: number,
+  numeric: Numeric.Numeric<tf.Tensor> = TfNumeric.TfNumeric
+): Effect.Effect<AnyTrainer, ConfigError | DataErrors.InvalidArgument> =>
   Effect.gen(function* () {
     const net = yield* model(recipe, data.train.sampleShape, data.classes.length)
-    const { optimizer: opt } = yield* optimizer(recipe, file)
-    const scheduler = yield* Schedulers.build(recipe, file, batchesPerEpoch, opt.defaults)
+    const { optimizer: opt } = yield* optimizer(recipe, origin, numeric)
+    const sched = yield* scheduler(recipe, origin, batchesPerEpoch, opt.defaults)
     const l = yield* loaders(data, recipe)
     const config: Trainer.Config = {
       model: net.model,
       loss: Loss.crossEntropy,
       optimizer: opt,
-      scheduler,
+      scheduler: sched,
       trainLoader: l.train,
       valLoader: l.val
     }
-    return Trainer.make(config, Random.make(recipe.seed))
+    return Trainer.make(config, Random.make(recipe.seed), { seed: recipe.seed })
   })
 
 /**
@@ -239,28 +340,44 @@ export const trainer = (
  */
 export const setup = (
   recipe: Recipe.Recipe,
-  file: string
+  origin: Recipe.Origin
 ): Effect.Effect<
-  { readonly data: Datasets; readonly loaders: Loaders; readonly trainer: AnyTrainer },
+  {
+    readonly data: Datasets
+    readonly loaders: Loaders
+    readonly trainer: AnyTrainer
+    readonly engine: Engine.EngineService
+  },
   | ConfigError
+  | DataMismatch
+  | DataErrors.ImageFolderError
   | DataErrors.InvalidArgument
   | DataErrors.InvalidNormalizer
-  | InvalidHyperparameter.InvalidHyperparameter
-  | DataErrors.ImageFolderError
   | Engine.BackendUnavailable,
-  Output | FileSystem.FileSystem
+  Output | FileSystem.FileSystem | Scope.Scope
 > =>
   Effect.gen(function* () {
     const out = yield* Output
-    yield* validateEarly(recipe, file)
+    yield* validateEarly(recipe, origin)
     yield* SquareImages.requireSquare(trainRootOf(recipe), recipe.data.resize)
     yield* out.line(`stepwise: ${recipe.backend} engine, loading data...`)
-    yield* Engine.use(recipe.backend)
+    // The engine lives as long as the caller's scope (its kernels are restored when it closes).
+    const engine = yield* Engine.make(recipe.backend)
     const data = yield* prepareData(recipe)
     const l = yield* loaders(data, recipe)
-    const fresh = yield* trainer(recipe, file, data, l.train.numBatches)
-    return { data, loaders: l, trainer: fresh }
+    const fresh = yield* trainer(recipe, origin, data, l.train.numBatches, engine.numeric)
+    return { data, loaders: l, trainer: fresh, engine }
   })
+
+/** `Adam lr=0.0003 + CyclicLR` for the first line of a run. */
+export const describeOptimizer = (recipe: Recipe.Recipe): string => {
+  const tag = Recipe.tagOf(Recipe.optimizerTags, recipe.optimizer.name) ?? recipe.optimizer.name
+  const lr = recipe.optimizer.lr ?? Recipe.DEFAULT_LR
+  const s = recipe.scheduler
+  const sched =
+    s === undefined || s.name === "none" ? "" : ` + ${Recipe.tagOf(Recipe.schedulerTags, s.name) ?? s.name}`
+  return `${tag} lr=${lr}${sched}`
+}
 
 export type AnyTrainer = Trainer.Trainer<never, never>
 export type Tensor = tf.Tensor
@@ -283,10 +400,9 @@ export const torchWeight = (
  */
 export const validateEarly = (
   recipe: Recipe.Recipe,
-  file: string
-): Effect.Effect<void, ConfigError | InvalidHyperparameter.InvalidHyperparameter> =>
+  origin: Recipe.Origin
+): Effect.Effect<void, ConfigError> =>
   Effect.gen(function* () {
-    yield* optimizer(recipe, file)
-    const input = yield* Schedulers.schedulerInput(recipe, file, 1)
-    if (input !== undefined) yield* OptimSchedulers.decode(input)
+    const { optimizer: opt } = yield* optimizer(recipe, origin)
+    yield* scheduler(recipe, origin, 1, opt.defaults)
   })

@@ -2,57 +2,27 @@
  * `stepwise plot NAME`: the chapter's pictures, from a run folder (`--run`) or, for the
  * illustrations, from the built-in demos (`Demos`). Each picture is written as PNG and/or SVG.
  */
-import { FileSystem, Path } from "@effect/platform"
-import { Cnn2, Engine, type LrRangeTest, Safetensors, TorchWeights } from "@stepwise/core"
+import { Path } from "@effect/platform"
+import { Cnn2, Engine, TorchWeights } from "@stepwise/core"
 import * as tf from "@tensorflow/tfjs-core"
 import { Effect, Option, Schema } from "effect"
 import * as Charts from "./Charts.js"
 import * as Checkpoint from "./Checkpoint.js"
 import type * as Cli from "./Cli.js"
 import * as Demos from "./Demos.js"
-import { firstLine, PlotError, RunFolderError, runFolderError } from "./Errors.js"
+import { PlotError, RunFolderError } from "./Errors.js"
 import { Output } from "./Progress.js"
 import * as Recipe from "./Recipe.js"
-import * as Render from "./Render.js"
+import type * as Render from "./Render.js"
 import * as Run from "./RunFolder.js"
-import * as Train from "./Train.js"
 
 export type Args = Cli.Values<typeof Cli.plot>
-export type Format = "png" | "svg" | "both"
+export type Format = Run.Format
 
-/** What `stepwise lr-find` leaves in its folder, and `plot lr-finder --run` reads. */
-export const LR_FINDER_FILE = "lr-finder.json"
-export const LrFinderResult = Schema.Struct({
-  lr: Schema.Array(Schema.Number),
-  loss: Schema.Array(Schema.Number),
-  suggestions: Schema.Record({ key: Schema.String, value: Schema.NullOr(Schema.Number) })
-})
-
-/** Writes one picture in the chosen format(s); returns the paths written. */
-export const writePicture = (dir: string, name: string, spec: Render.Spec, format: Format) =>
-  Effect.gen(function* () {
-    const p = yield* Path.Path
-    const written: Array<string> = []
-    const svg = yield* Effect.tryPromise({
-      try: () => Render.toSvg(spec),
-      catch: (e) => new PlotError({ plot: name, reason: firstLine(e) })
-    })
-    if (format !== "png") {
-      const path = p.join(dir, `${name}.svg`)
-      yield* Run.writeFileAtomic(path, svg)
-      written.push(path)
-    }
-    if (format !== "svg") {
-      const png = yield* Effect.tryPromise({
-        try: () => Render.svgToPng(svg),
-        catch: (e) => new PlotError({ plot: name, reason: firstLine(e) })
-      })
-      const path = p.join(dir, `${name}.png`)
-      yield* Run.writeFileAtomic(path, png)
-      written.push(path)
-    }
-    return written
-  })
+/** What `stepwise lr-find` leaves in its folder (RunFolder reads and writes run files). */
+export const LR_FINDER_FILE = Run.LR_FINDER_FILE
+export const LrFinderResult = Run.LrFinderResult
+export const writePicture = Run.writePicture
 
 const needRun = (plot: string) =>
   new PlotError({ plot, reason: "needs --run RUN_DIR (a folder written by stepwise train)" })
@@ -102,7 +72,7 @@ const lossesSpec = (run: string | undefined, compare: string | undefined) =>
     }
     const p = yield* Path.Path
     const load = (dir: string) =>
-      Effect.map(Train.readMetrics(dir), (rows) => ({
+      Effect.map(Run.readMetrics(dir), (rows) => ({
         losses: rows.map((r) => r.loss),
         valLosses: rows.flatMap((r) => (r.valLoss === null ? [] : [r.valLoss]))
       }))
@@ -111,7 +81,7 @@ const lossesSpec = (run: string | undefined, compare: string | undefined) =>
       return yield* new PlotError({ plot: "losses", reason: `${run} has no epochs in metrics.jsonl` })
     if (compare === undefined) return Charts.losses([first])
     const recipeOf = (dir: string) =>
-      Effect.map(Train.readRunConfig(dir), (c) => ({ name: p.basename(p.resolve(dir)), recipe: c.recipe }))
+      Effect.map(Run.readConfig(dir), (c) => ({ name: p.basename(p.resolve(dir)), recipe: c.recipe }))
     const [la, lb] = differenceLabels(yield* recipeOf(run), yield* recipeOf(compare))
     return Charts.losses(
       [
@@ -130,7 +100,7 @@ const lrSpec = (run: string | undefined) =>
         "batch",
         "CyclicLR modes (1e-4 to 1e-3, step size 2)"
       )
-    const rows = yield* Train.readMetrics(run)
+    const rows = yield* Run.readMetrics(run)
     if (rows.length === 0)
       return yield* new PlotError({ plot: "lr", reason: `${run} has no epochs in metrics.jsonl` })
     return Charts.learningRates([{ label: "learning rate", lrs: rows.flatMap((r) => r.batchLrs) }], "batch")
@@ -141,7 +111,7 @@ const filtersSpec = (run: string | undefined, layer: string) =>
   Effect.gen(function* () {
     if (run === undefined) return yield* needRun("filters")
     const p = yield* Path.Path
-    const config = yield* Train.readRunConfig(run)
+    const config = yield* Run.readConfig(run)
     const path = yield* Checkpoint.latest(p.join(run, Run.CHECKPOINT_DIR))
     if (path === undefined) return yield* new RunFolderError({ path: run, reason: "has no checkpoint" })
     const snapshot = yield* Checkpoint.load(path)
@@ -162,23 +132,27 @@ const filtersSpec = (run: string | undefined, layer: string) =>
         reason: `no conv layer ${layer} in ${path} (try conv1 or conv2)`
       })
     }
-    yield* Engine.use("cpu")
-    const params = Object.fromEntries(
-      Object.entries(snapshot.params).map(([k, v]) => [
-        k,
-        tf.tensor(Float32Array.from(v.data as ArrayLike<number>), [...v.shape])
-      ])
+    // Reordering the weights to PyTorch's layout runs on tensors: a cpu engine for this call.
+    return yield* Effect.scoped(
+      Effect.map(Engine.make("cpu"), () => {
+        const params = Object.fromEntries(
+          Object.entries(snapshot.params).map(([k, v]) => [
+            k,
+            tf.tensor(Float32Array.from(v.data as ArrayLike<number>), [...v.shape])
+          ])
+        )
+        try {
+          const torch = TorchWeights.toTorch(net.model, params)[name]
+          return Charts.filters(
+            layer,
+            torch.data,
+            torch.shape as unknown as readonly [number, number, number, number]
+          )
+        } finally {
+          for (const x of Object.values(params)) x.dispose()
+        }
+      })
     )
-    try {
-      const torch = TorchWeights.toTorch(net.model, params)[name]
-      return Charts.filters(
-        layer,
-        torch.data,
-        torch.shape as unknown as readonly [number, number, number, number]
-      )
-    } finally {
-      for (const x of Object.values(params)) x.dispose()
-    }
   })
 
 const lrFinderSpec = (run: string | undefined) =>
@@ -207,47 +181,31 @@ const lrFinderSpec = (run: string | undefined) =>
     )
   })
 
-/** What each suggestion is, for the legend: "minimum" is fastai's minimum, divided by 10. */
-export const SUGGESTION_LABELS: Readonly<Record<string, string>> = {
-  steepest: "steepest",
-  valley: "valley",
-  minimum: "minimum/10"
-}
-
-export const suggestionMarks = (s: LrRangeTest.Suggestions) =>
-  (["steepest", "valley", "minimum"] as const).flatMap((k) =>
-    s[k] === undefined ? [] : [{ label: SUGGESTION_LABELS[k], lr: s[k]!.lr }]
-  )
+export const SUGGESTION_LABELS = Charts.SUGGESTION_LABELS
+export const suggestionMarks = Charts.suggestionMarks
 
 const adaptedSpec = (run: string | undefined, layer: string | undefined) =>
   Effect.gen(function* () {
     if (run === undefined)
       return Charts.adaptedGradients(Demos.adaptedGradients(Demos.adamWeightGradients(), "linear.weight"))
-    const fs = yield* FileSystem.FileSystem
-    const p = yield* Path.Path
-    const names = (yield* fs.readDirectory(run).pipe(Effect.orElseSucceed(() => [] as Array<string>))).filter(
-      (n) => /^gradients-.+\.safetensors$/.test(n)
-    )
-    const chosen = layer === undefined ? names[0] : Train.gradientsFile(layer)
+    const names = yield* Run.capturedLayers(run)
+    const chosen = layer ?? names[0]
     if (chosen === undefined || !names.includes(chosen)) {
       return yield* new PlotError({
         plot: "adapted-gradients",
         reason: `${run} has no captured gradients${layer === undefined ? "" : ` of ${layer}`} (train with --capture-gradients LAYER)`
       })
     }
-    const path = p.join(run, chosen)
-    const file = yield* Safetensors.read(path).pipe(Effect.mapError(runFolderError(path)))
-    const param = file.tensors.weight ?? Object.values(file.tensors)[0]
-    const steps = param.shape[0]
-    const per = param.data.length / steps
-    const series = Array.from({ length: steps }, (_, i) => Number((param.data as ArrayLike<number>)[i * per]))
-    return Charts.adaptedGradients(Demos.adaptedGradients(series, `${chosen.slice(10, -12)}.weight[0]`))
+    const captured = yield* Run.readGradients(run, chosen)
+    const param = captured.weight ?? Object.values(captured)[0]
+    const series = param.steps.map((step) => step[0])
+    return Charts.adaptedGradients(Demos.adaptedGradients(series, `${chosen}.weight[0]`))
   })
 
 const pathsSpec = () => {
   const runs = Demos.optimizerRuns()
   return Charts.optimizerPaths(
-    Demos.lossSurface(runs, 40),
+    Demos.lossSurface(runs),
     runs,
     Demos.optimum(),
     "Paths over the linear-regression loss surface"

@@ -2,37 +2,35 @@
  * A training recipe: everything `stepwise train` needs, as one JSON/YAML document validated by
  * Schema. Command-line flags override it field by field. The resolved recipe is what a run
  * folder's `config.json` holds, so `--resume` and `eval` can rebuild the same model and data.
+ *
+ * The `optimizer` and `scheduler` sections are not declared here: they are a `name` plus the
+ * fields of @stepwise/optim's config schema of that name (PyTorch's arguments, camelCase), and
+ * `optimizerOf` / `schedulerOf` decode them with optim's schemas and rules, once. The tables
+ * the flags and help are built from (`optimizerFields`, `schedulerFields`) are derived from the
+ * same schemas.
  */
 import { FileSystem } from "@effect/platform"
+import {
+  type Fields,
+  type InvalidHyperparameter,
+  type Optimizer,
+  Optimizers,
+  type Scheduler,
+  Schedulers
+} from "@stepwise/optim"
 import { Effect, ParseResult, Schema } from "effect"
 import * as Yaml from "yaml"
-import { ConfigError } from "./Errors.js"
+import { COMMAND_LINE, ConfigError } from "./Errors.js"
 
-const finiteNumber = Schema.Number.pipe(Schema.finite())
-const positive = finiteNumber.pipe(Schema.positive({ message: () => "must be > 0" }))
-const nonNegative = finiteNumber.pipe(Schema.nonNegative({ message: () => "must be >= 0" }))
-const unit = finiteNumber.pipe(Schema.between(0, 1, { message: () => "must be in [0, 1]" }))
+/** Karpathy's constant, the chapter's Adam lr: the lr of a recipe or flag that names none. */
+export const DEFAULT_LR = 3e-4
+
+const finiteNumber = Schema.Number.pipe(Schema.finite({ message: () => "must be a finite number" }))
 const unitOpen = finiteNumber.pipe(Schema.filter((x) => (x >= 0 && x < 1) || "must be in [0, 1)"))
 const positiveInt = Schema.Int.pipe(Schema.positive({ message: () => "must be a positive integer" }))
 const nonNegativeInt = Schema.Int.pipe(
   Schema.nonNegative({ message: () => "must be a non-negative integer" })
 )
-
-export const OptimizerNames = ["sgd", "adam", "adamw", "rmsprop", "adagrad"] as const
-export type OptimizerName = (typeof OptimizerNames)[number]
-
-export const SchedulerNames = [
-  "none",
-  "step",
-  "multistep",
-  "exponential",
-  "cosine",
-  "plateau",
-  "cyclic",
-  "onecycle",
-  "cosine-warm-restarts"
-] as const
-export type SchedulerName = (typeof SchedulerNames)[number]
 
 export const BackendNames = ["wasm", "cpu", "tensorflow"] as const
 export type BackendName = (typeof BackendNames)[number]
@@ -43,63 +41,15 @@ export const Model = Schema.Struct({
   dropout: Schema.optionalWith(unitOpen, { default: () => 0.3 })
 })
 
-/** An optimizer and its PyTorch hyperparameters (camelCase). Which apply depends on `name`. */
-export const Optimizer = Schema.Struct({
-  name: Schema.Literal(...OptimizerNames),
-  lr: nonNegative,
-  momentum: Schema.optional(nonNegative),
-  dampening: Schema.optional(unit),
-  nesterov: Schema.optional(Schema.Boolean),
-  weightDecay: Schema.optional(nonNegative),
-  beta1: Schema.optional(unitOpen),
-  beta2: Schema.optional(unitOpen),
-  eps: Schema.optional(positive),
-  amsgrad: Schema.optional(Schema.Boolean),
-  alpha: Schema.optional(unit),
-  centered: Schema.optional(Schema.Boolean),
-  lrDecay: Schema.optional(nonNegative),
-  initialAccumulatorValue: Schema.optional(nonNegative)
-})
-export type Optimizer = typeof Optimizer.Type
-
 /**
- * A learning-rate scheduler and its PyTorch parameters (camelCase). `stepSizeUp` and
- * `stepSizeDown` (CyclicLR) count mini-batches and may also be
- * `"epoch"`: the number of mini-batches in one epoch, the chapter's `len(train_loader)`.
- * OneCycleLR's `totalSteps` defaults to the whole run (epochs x mini-batches per epoch).
+ * An optimizer or scheduler section: `name` (PyTorch's class name, any case: `SGD`, `sgd`,
+ * `CyclicLR`, `cyclic`) and that class's arguments, checked by `optimizerOf` / `schedulerOf`.
  */
-const stepsOrEpoch = Schema.Union(positiveInt, Schema.Literal("epoch"))
-export const Scheduler = Schema.Struct({
-  name: Schema.Literal(...SchedulerNames),
-  stepSize: Schema.optional(positiveInt),
-  gamma: Schema.optional(positive),
-  milestones: Schema.optional(Schema.Array(nonNegativeInt)),
-  factor: Schema.optional(positive),
-  tMax: Schema.optional(positiveInt),
-  etaMin: Schema.optional(nonNegative),
-  mode: Schema.optional(Schema.Literal("min", "max", "triangular", "triangular2", "exp_range")),
-  patience: Schema.optional(nonNegativeInt),
-  threshold: Schema.optional(nonNegative),
-  thresholdMode: Schema.optional(Schema.Literal("rel", "abs")),
-  cooldown: Schema.optional(nonNegativeInt),
-  minLr: Schema.optional(nonNegative),
-  baseLr: Schema.optional(positive),
-  maxLr: Schema.optional(positive),
-  stepSizeUp: Schema.optional(stepsOrEpoch),
-  stepSizeDown: Schema.optional(stepsOrEpoch),
-  cycleMomentum: Schema.optional(Schema.Boolean),
-  baseMomentum: Schema.optional(unit),
-  maxMomentum: Schema.optional(unit),
-  totalSteps: Schema.optional(positiveInt),
-  pctStart: Schema.optional(unit),
-  annealStrategy: Schema.optional(Schema.Literal("cos", "linear")),
-  divFactor: Schema.optional(positive),
-  finalDivFactor: Schema.optional(positive),
-  threePhase: Schema.optional(Schema.Boolean),
-  t0: Schema.optional(positiveInt),
-  tMult: Schema.optional(positiveInt)
-})
-export type Scheduler = typeof Scheduler.Type
+export const Section = Schema.Struct(
+  { name: Schema.String },
+  Schema.Record({ key: Schema.String, value: Schema.Unknown })
+)
+export type Section = typeof Section.Type
 
 /** `28` (shorter side, like torchvision's Resize(28)), `[28, 28]`, or `"28x28"`. */
 export const Resize = Schema.Union(
@@ -112,7 +62,7 @@ export type Resize = typeof Resize.Type
 export const Data = Schema.Struct({
   /** ImageFolder root of the training set; absent: the bundled 28x28 Rock Paper Scissors. */
   train: Schema.optional(Schema.String),
-  /** ImageFolder root of the validation set; absent: the bundled test set (unless valSplit). */
+  /** ImageFolder root of the validation set; absent: the bundled test set (bundled data only). */
   val: Schema.optional(Schema.String),
   /** Hold out this fraction of the training set instead of a validation folder. */
   valSplit: Schema.optional(finiteNumber.pipe(Schema.filter((x) => (x > 0 && x < 1) || "must be in (0, 1)"))),
@@ -123,8 +73,9 @@ export const Data = Schema.Struct({
 
 export const Recipe = Schema.Struct({
   model: Schema.optionalWith(Model, { default: () => ({ filters: 5, dropout: 0.3 }) }),
-  optimizer: Schema.optionalWith(Optimizer, { default: () => ({ name: "adam" as const, lr: 3e-4 }) }),
-  scheduler: Schema.optionalWith(Scheduler, { default: () => ({ name: "none" as const }) }),
+  optimizer: Schema.optionalWith(Section, { default: () => ({ name: "Adam", lr: DEFAULT_LR }) }),
+  /** Absent (or `name: none`): a constant learning rate. */
+  scheduler: Schema.optional(Section),
   epochs: Schema.optionalWith(positiveInt, { default: () => 10 }),
   batchSize: Schema.optionalWith(positiveInt, { default: () => 16 }),
   seed: Schema.optionalWith(nonNegativeInt, { default: () => 13 }),
@@ -142,37 +93,306 @@ export const resizeOf = (r: Resize): number | readonly [number, number] => {
   return w === undefined ? h : [h, w]
 }
 
+// ------------------------------------------------------------- optim's schemas, as tables
+
+/** What a flag needs to know about one hyperparameter (derived from optim's schemas). */
+export interface Field {
+  readonly key: string
+  readonly kind: "number" | "boolean" | "choice" | "numbers"
+  /** The literal values of a `choice`, over every config that has the field. */
+  readonly choices: ReadonlyArray<string>
+  /** The configs (tags) that take it, in optim's order. */
+  readonly tags: ReadonlyArray<string>
+  /** Per tag: its default (absent: required, or no default). */
+  readonly defaults: { readonly [tag: string]: unknown }
+  readonly description: string | undefined
+}
+
+/**
+ * optim's `fieldsOf` of every config, merged by field name. Composite schedulers (SequentialLR,
+ * ChainedScheduler hold other configs) are left out: the CLI offers the single schedulers.
+ */
+const tableOf = (
+  tags: ReadonlyArray<string>,
+  fieldsOf: (tag: string) => ReadonlyArray<Fields.FieldInfo>
+): { readonly tags: ReadonlyArray<string>; readonly fields: ReadonlyArray<Field> } => {
+  const leaves = tags.filter((tag) =>
+    fieldsOf(tag).every((f) => f.type !== "config" && f.element !== "config")
+  )
+  const byKey = new Map<
+    string,
+    {
+      key: string
+      kind: Field["kind"]
+      choices: Array<string>
+      tags: Array<string>
+      defaults: Record<string, unknown>
+      description: string | undefined
+    }
+  >()
+  for (const tag of leaves) {
+    for (const f of fieldsOf(tag)) {
+      const kind: Field["kind"] =
+        f.type === "boolean"
+          ? "boolean"
+          : f.type === "literal"
+            ? "choice"
+            : f.type === "array"
+              ? "numbers"
+              : "number"
+      const entry = byKey.get(f.name) ?? {
+        key: f.name,
+        kind,
+        choices: [],
+        tags: [],
+        defaults: {},
+        // optim falls back to the field's name when it has no description
+        description: f.description === f.name ? undefined : f.description
+      }
+      entry.tags.push(tag)
+      for (const c of f.choices ?? []) if (!entry.choices.includes(String(c))) entry.choices.push(String(c))
+      if (f.default !== undefined) entry.defaults[tag] = f.default
+      byKey.set(f.name, entry)
+    }
+  }
+  return { tags: leaves, fields: [...byKey.values()] }
+}
+
+const optimizerTable = tableOf(Optimizers.tags, (tag) => Optimizers.fieldsOf(tag as Optimizers.Tag))
+const schedulerTable = tableOf(Schedulers.tags, (tag) => Schedulers.fieldsOf(tag as Schedulers.Tag))
+
+/** optim's optimizer tags (`SGD`, `Adam`, ...) and scheduler tags (`StepLR`, ...), in its order. */
+export const optimizerTags: ReadonlyArray<string> = optimizerTable.tags
+export const schedulerTags: ReadonlyArray<string> = schedulerTable.tags
+
+/** The hyperparameters of every optimizer / scheduler, one entry a field name. */
+export const optimizerFields: ReadonlyArray<Field> = optimizerTable.fields
+export const schedulerFields: ReadonlyArray<Field> = schedulerTable.fields
+
+const normalize = (name: string) => name.toLowerCase().replace(/[^a-z0-9]/g, "")
+
+/**
+ * A name as a user writes it -> optim's tag: PyTorch's class name in any case, with or without
+ * punctuation, and for schedulers with or without the `LR` ending (`cyclic`, `one-cycle`).
+ */
+export const tagOf = (tags: ReadonlyArray<string>, name: string): string | undefined => {
+  const n = normalize(name)
+  return tags.find((t) => normalize(t) === n || normalize(t).replace(/lr$/, "") === n)
+}
+
+// -------------------------------------------------------------- decoding the two sections
+
+/**
+ * Where a recipe's values came from, so an error names what the user wrote: the recipe file,
+ * or (for the dotted paths in `flags`) the flag that set it.
+ */
+export interface Origin {
+  readonly file: string
+  /** The paths flags set, with their flag. */
+  readonly flags: ReadonlyMap<string, string>
+  /** Every path a flag can set (to name a missing value in flag terms). */
+  readonly flagNames?: ReadonlyMap<string, string>
+}
+
+export const fromFile = (file: string): Origin => ({ file, flags: new Map() })
+
+/** A ConfigError for the recipe path `path` (`optimizer.lr`), naming its flag when one set it. */
+export const errorAt = (origin: Origin, path: string, reason: string, value?: unknown, cause?: unknown) => {
+  const set = origin.flags.get(path)
+  const flag = set ?? (origin.file === COMMAND_LINE ? origin.flagNames?.get(path) : undefined)
+  const shown = value === undefined ? undefined : typeof value === "string" ? value : JSON.stringify(value)
+  return flag !== undefined
+    ? new ConfigError({
+        file: COMMAND_LINE,
+        field: shown === undefined || set === undefined ? flag : `${flag} ${shown}`,
+        reason,
+        ...(cause === undefined ? {} : { cause })
+      })
+    : new ConfigError({
+        file: origin.file,
+        field: path,
+        reason: shown === undefined ? reason : `${reason} (got ${shown})`,
+        ...(cause === undefined ? {} : { cause })
+      })
+}
+
+/** What a run knows once its data is loaded, for the CLI's conveniences. */
+export interface RunShape {
+  readonly batchesPerEpoch: number
+  readonly epochs: number
+}
+
+/**
+ * The CLI's conveniences, resolved before optim decodes a section (and nowhere else): an
+ * optimizer without `lr` gets `DEFAULT_LR`; CyclicLR step sizes may be `"epoch"` (one epoch of
+ * mini-batches, the chapter's `len(train_loader)`); OneCycleLR without `totalSteps` or `epochs`
+ * spans the run.
+ */
+export const conveniences = (
+  tag: string,
+  fields: { readonly [key: string]: unknown },
+  run: RunShape
+): Record<string, unknown> => {
+  const out: Record<string, unknown> = { ...fields }
+  if (optimizerTags.includes(tag) && out.lr === undefined) out.lr = DEFAULT_LR
+  if (tag === "CyclicLR") {
+    for (const k of ["stepSizeUp", "stepSizeDown"]) if (out[k] === "epoch") out[k] = run.batchesPerEpoch
+  }
+  if (tag === "OneCycleLR" && out.totalSteps === undefined && out.epochs === undefined)
+    out.epochs = run.epochs
+  return out
+}
+
+const decodeSection = (
+  section: "optimizer" | "scheduler",
+  value: Section,
+  tags: ReadonlyArray<string>,
+  union: Schema.Schema<any, any>,
+  origin: Origin,
+  run: RunShape
+) =>
+  Effect.gen(function* () {
+    const { name, ...fields } = value
+    const tag = tagOf(tags, name)
+    if (tag === undefined) {
+      return yield* errorAt(origin, `${section}.name`, `expected one of ${tags.join(", ")} (any case)`, name)
+    }
+    const input = { _tag: tag, ...conveniences(tag, fields, run) }
+    return yield* Schema.decodeUnknown(union)(input, { onExcessProperty: "error", errors: "first" }).pipe(
+      Effect.mapError((error) => {
+        const [first] = ParseResult.ArrayFormatter.formatErrorSync(error)
+        const key = first?.path[0] === undefined ? undefined : String(first.path[0])
+        const path = key === undefined ? section : `${section}.${key}`
+        if (first?._tag === "Unexpected")
+          return errorAt(origin, path, `does not apply to ${tag}`, undefined, error)
+        return errorAt(
+          origin,
+          path,
+          oneLine(first?.message ?? String(error)),
+          key === undefined ? undefined : input[key as keyof typeof input],
+          error
+        )
+      })
+    )
+  })
+
+/** optim's rule violations (PyTorch's constructor checks), named where the user wrote the value. */
+const ruleError =
+  (section: "optimizer" | "scheduler", config: { readonly [k: string]: unknown }, origin: Origin) =>
+  (e: InvalidHyperparameter.InvalidHyperparameter) => {
+    const key = e.field.split(".")[0]
+    return errorAt(origin, `${section}.${key}`, e.reason, key in config ? config[key] : e.value, e)
+  }
+
+/**
+ * The recipe's optimizer: decoded by optim's `OptimizerConfig` (PyTorch's defaults filled in),
+ * checked by its rules, and built.
+ */
+export const optimizerOf = (
+  section: Section,
+  origin: Origin
+): Effect.Effect<
+  { readonly config: Optimizers.OptimizerConfig; readonly def: Optimizer.OptimizerDef },
+  ConfigError
+> =>
+  Effect.gen(function* () {
+    const config: Optimizers.OptimizerConfig = yield* decodeSection(
+      "optimizer",
+      section,
+      optimizerTags,
+      Optimizers.OptimizerConfig,
+      origin,
+      { batchesPerEpoch: 1, epochs: 1 }
+    )
+    const def = yield* Optimizers.fromConfig(config).pipe(
+      Effect.mapError(ruleError("optimizer", config, origin))
+    )
+    return { config, def }
+  })
+
+/**
+ * The recipe's scheduler (undefined for none): decoded by optim's `SchedulerConfig` after the
+ * CLI's conveniences, checked by its rules and against the optimizer, and built.
+ */
+export const schedulerOf = (
+  section: Section | undefined,
+  origin: Origin,
+  run: RunShape,
+  optimizerDefaults: Optimizer.Hyper
+): Effect.Effect<Scheduler.Scheduler<any> | undefined, ConfigError> =>
+  Effect.gen(function* () {
+    if (section === undefined || normalize(section.name) === "none") {
+      const given = section === undefined ? undefined : Object.keys(section).find((k) => k !== "name")
+      if (given !== undefined) {
+        return yield* errorAt(origin, `scheduler.${given}`, "given, but no scheduler is chosen")
+      }
+      return undefined
+    }
+    const config: Schedulers.SchedulerConfig = yield* decodeSection(
+      "scheduler",
+      section,
+      schedulerTags,
+      Schedulers.SchedulerConfig,
+      origin,
+      run
+    )
+    const onRule = ruleError("scheduler", config as unknown as Record<string, unknown>, origin)
+    yield* Schedulers.checkCompatible(config, optimizerDefaults).pipe(Effect.mapError(onRule))
+    return yield* Schedulers.fromConfig(config, { stepsPerEpoch: run.batchesPerEpoch }).pipe(
+      Effect.mapError(onRule)
+    )
+  })
+
+// ----------------------------------------------------------------------------- the recipe
+
 const valueAt = (input: unknown, path: ReadonlyArray<PropertyKey>): unknown => {
   let v: any = input
   for (const key of path) v = v === null || typeof v !== "object" ? undefined : v[key]
   return v
 }
 
-/** Decodes a recipe; a failure names the dotted field, the value and the rule. */
-export const decode = (input: unknown, file: string): Effect.Effect<Recipe, ConfigError> =>
-  Schema.decodeUnknown(Recipe)(input, { onExcessProperty: "error", errors: "first" }).pipe(
+/** Decodes a recipe; a failure names the dotted field (or its flag), the value and the rule. */
+export const decode = (input: unknown, origin: Origin | string): Effect.Effect<Recipe, ConfigError> => {
+  const o = typeof origin === "string" ? fromFile(origin) : origin
+  return Schema.decodeUnknown(Recipe)(input, { onExcessProperty: "error", errors: "first" }).pipe(
     Effect.mapError((error) => {
       const [first] = ParseResult.ArrayFormatter.formatErrorSync(error)
       const path = first?.path ?? []
-      const value = valueAt(input, path)
-      const shown = value === undefined ? "" : ` (got ${JSON.stringify(value)})`
-      const reason = first?._tag === "Unexpected" ? "unknown field" : (first?.message ?? String(error))
-      return new ConfigError({
-        file,
-        ...(path.length > 0 ? { field: path.map(String).join(".") } : {}),
-        reason: `${oneLine(reason)}${shown}`
-      })
+      const reason = first?._tag === "Unexpected" ? "unknown field" : oneLine(first?.message ?? String(error))
+      if (path.length === 0) return new ConfigError({ file: o.file, reason, cause: error })
+      return errorAt(o, path.map(String).join("."), reason, valueAt(input, path), error)
     })
   )
+}
 
 const oneLine = (s: string) => s.replace(/\s*\n\s*/g, " ")
 
-/** Parses JSON or YAML text (by extension; YAML is a superset of JSON for anything else). */
+/**
+ * Parses JSON or YAML text (by extension; YAML is a superset of JSON for anything else). YAML
+ * aliases are refused: a recipe is plain data, and an alias can make it circular.
+ */
 export const parseText = (text: string, file: string): Effect.Effect<unknown, ConfigError> =>
   Effect.try({
-    try: () => (file.endsWith(".json") ? (JSON.parse(text) as unknown) : (Yaml.parse(text) as unknown)),
+    try: () => {
+      if (file.endsWith(".json")) return JSON.parse(text) as unknown
+      const doc = Yaml.parseDocument(text)
+      let alias: string | undefined
+      Yaml.visit(doc, {
+        Alias: (_, node) => {
+          alias ??= node.source
+          return Yaml.visit.BREAK
+        }
+      })
+      if (alias !== undefined) throw new Error(`uses the YAML alias *${alias}; write the values out instead`)
+      if (doc.errors.length > 0) throw doc.errors[0]
+      return doc.toJS() as unknown
+    },
     catch: (e) =>
-      new ConfigError({ file, reason: `cannot parse: ${oneLine(String((e as Error).message ?? e))}` })
+      new ConfigError({
+        file,
+        reason: `cannot parse: ${oneLine(String((e as Error).message ?? e))}`,
+        cause: e
+      })
   })
 
 /** Reads a recipe file (raw, not yet decoded: flags are merged first). */
@@ -184,7 +404,8 @@ export const readFile = (file: string) =>
         (e) =>
           new ConfigError({
             file,
-            reason: e._tag === "SystemError" && e.reason === "NotFound" ? "no such file" : "cannot read"
+            reason: e._tag === "SystemError" && e.reason === "NotFound" ? "no such file" : "cannot read",
+            cause: e
           })
       )
     )

@@ -1,90 +1,96 @@
 /**
- * Flags + recipe file -> a validated `Recipe`. Flags win over the file; choosing a different
- * optimizer or scheduler by flag starts that section afresh (the file's Adam betas mean nothing
- * to SGD), keeping only the learning rate.
+ * Flags + recipe file -> a validated `Recipe` and where each value came from. Flags win over the
+ * file; choosing a different optimizer or scheduler by flag starts that section afresh (the
+ * file's Adam betas mean nothing to SGD), keeping only the learning rate. Optimizer and
+ * scheduler flags are the `Flags.hyperparameterFlags` table, derived from optim's schemas.
  */
+import { type FileSystem, Path } from "@effect/platform"
 import { Effect, Option } from "effect"
-import type { ConfigError } from "./Errors.js"
+import { COMMAND_LINE, type ConfigError } from "./Errors.js"
+import * as Flags from "./Flags.js"
 import * as Recipe from "./Recipe.js"
 
 type Json = { [key: string]: unknown }
 
-const o = <A>(x: Option.Option<A>): A | undefined => Option.getOrUndefined(x)
+/** Parsed flag values by option key (absent flags are `Option.none()`). */
+export type RecipeFlags = { readonly config: Option.Option<string> } & { readonly [key: string]: unknown }
 
-export interface RecipeFlags {
-  readonly config: Option.Option<string>
-  readonly epochs?: Option.Option<number>
-  readonly batchSize?: Option.Option<number>
-  readonly seed?: Option.Option<number>
-  readonly backend?: Option.Option<string>
-  readonly filters?: Option.Option<number>
-  readonly dropout?: Option.Option<number>
-  readonly optimizer?: Option.Option<string>
-  readonly lr?: Option.Option<number>
-  readonly momentum?: Option.Option<number>
-  readonly dampening?: Option.Option<number>
-  readonly nesterov?: Option.Option<boolean>
-  readonly weightDecay?: Option.Option<number>
-  readonly beta1?: Option.Option<number>
-  readonly beta2?: Option.Option<number>
-  readonly eps?: Option.Option<number>
-  readonly amsgrad?: Option.Option<boolean>
-  readonly alpha?: Option.Option<number>
-  readonly centered?: Option.Option<boolean>
-  readonly lrDecay?: Option.Option<number>
-  readonly initialAccumulatorValue?: Option.Option<number>
-  readonly scheduler?: Option.Option<string>
-  readonly data?: Option.Option<string>
-  readonly val?: Option.Option<string>
-  readonly valSplit?: Option.Option<number>
-  readonly resize?: Option.Option<string>
-  readonly normalize?: Option.Option<boolean>
-  readonly [schedulerParam: string]: unknown
+const get = (flags: RecipeFlags, key: string): unknown => {
+  const v = flags[key]
+  return v !== undefined && Option.isOption(v)
+    ? Option.getOrUndefined(v as Option.Option<unknown>)
+    : undefined
 }
 
-/** Optimizer hyperparameters that flags may set (the Recipe's optimizer fields minus `name` and `lr`). */
-export const OPTIMIZER_FIELDS = Object.keys(Recipe.Optimizer.fields).filter((k) => k !== "name" && k !== "lr")
+/** The recipe's own (non-hyperparameter) flags: option key -> dotted recipe path. */
+const RECIPE_PATHS: ReadonlyArray<readonly [key: string, path: string]> = [
+  ["epochs", "epochs"],
+  ["batchSize", "batchSize"],
+  ["seed", "seed"],
+  ["backend", "backend"],
+  ["filters", "model.filters"],
+  ["dropout", "model.dropout"],
+  ["optimizer", "optimizer.name"],
+  ["scheduler", "scheduler.name"],
+  ["data", "data.train"],
+  ["val", "data.val"],
+  ["valSplit", "data.valSplit"],
+  ["resize", "data.resize"],
+  ["normalize", "data.normalize"]
+]
 
-/** Scheduler parameters that flags may set (the Recipe's scheduler fields minus `name`). */
-export const SCHEDULER_FIELDS = Object.keys(Recipe.Scheduler.fields).filter((k) => k !== "name")
+/** Every flag that sets a recipe path: [option key, dotted path, --flag]. */
+const allPaths = (): ReadonlyArray<readonly [string, string, string]> => [
+  ...RECIPE_PATHS.map(([k, path]) => [k, path, `--${Flags.kebab(k)}`] as const),
+  ...Flags.hyperparameterFlags.map((f) => [f.option, `${f.section}.${f.field.key}`, `--${f.flag}`] as const)
+]
 
-const pick = (flags: RecipeFlags, keys: ReadonlyArray<string>): Json => {
-  const out: Json = {}
-  for (const k of keys) {
-    const v = flags[k]
-    if (v !== undefined && Option.isOption(v)) {
-      const x = o(v as Option.Option<unknown>)
-      if (x !== undefined) out[k] = x
-    }
+const setPath = (target: Json, path: string, value: unknown) => {
+  const keys = path.split(".")
+  let at = target
+  for (const k of keys.slice(0, -1)) {
+    if (at[k] === undefined) at[k] = {}
+    at = at[k] as Json
   }
-  return out
+  at[keys[keys.length - 1]] = value
 }
 
-/** The overrides the flags make, as a partial raw recipe. */
-export const overrides = (flags: RecipeFlags): Json => {
-  const get = <A>(x: Option.Option<A> | undefined) => (x === undefined ? undefined : o(x))
-  const resize = get(flags.resize)
-  return Recipe.prune({
-    epochs: get(flags.epochs),
-    batchSize: get(flags.batchSize),
-    seed: get(flags.seed),
-    backend: get(flags.backend),
-    model: { filters: get(flags.filters), dropout: get(flags.dropout) },
-    optimizer: { name: get(flags.optimizer), lr: get(flags.lr), ...pick(flags, OPTIMIZER_FIELDS) },
-    scheduler: { name: get(flags.scheduler), ...pick(flags, SCHEDULER_FIELDS) },
-    data: {
-      train: get(flags.data),
-      val: get(flags.val),
-      valSplit: get(flags.valSplit),
-      resize: resize === undefined ? undefined : /^\d+$/.test(resize) ? Number(resize) : resize,
-      normalize: get(flags.normalize)
-    }
-  })
+/** The overrides the flags make, as a partial raw recipe, and which flag set which path. */
+export const overrides = (
+  flags: RecipeFlags
+): { readonly raw: Json; readonly origin: Map<string, string> } => {
+  const raw: Json = {}
+  const origin = new Map<string, string>()
+  for (const [key, path, flag] of allPaths()) {
+    let v = get(flags, key)
+    if (v === undefined) continue
+    if (key === "resize" && typeof v === "string" && /^\d+$/.test(v)) v = Number(v)
+    setPath(raw, path, v)
+    origin.set(path, flag)
+  }
+  return { raw, origin }
 }
 
-const section = (base: Json, over: Json | undefined, keep: ReadonlyArray<string>): Json | undefined => {
+/** The first recipe flag given (as `--flag`), if any: a resumed run keeps its recipe. */
+export const givenRecipeFlags = (flags: RecipeFlags): string | undefined => {
+  if (Option.isOption(flags.config) && Option.isSome(flags.config)) return "--config"
+  if (Option.isOption(flags.out) && Option.isSome(flags.out as Option.Option<unknown>)) return "--out"
+  return allPaths().find(([key]) => key !== "epochs" && get(flags, key) !== undefined)?.[2]
+}
+
+const sameName = (tags: ReadonlyArray<string>, a: unknown, b: unknown) =>
+  typeof a === "string" &&
+  typeof b === "string" &&
+  (Recipe.tagOf(tags, a) ?? a) === (Recipe.tagOf(tags, b) ?? b)
+
+const section = (
+  base: Json,
+  over: Json | undefined,
+  keep: ReadonlyArray<string>,
+  tags: ReadonlyArray<string>
+): Json | undefined => {
   if (over === undefined || Object.keys(over).length === 0) return undefined
-  if (over.name !== undefined && base.name !== undefined && over.name !== base.name) {
+  if (over.name !== undefined && base.name !== undefined && !sameName(tags, over.name, base.name)) {
     const kept: Json = {}
     for (const k of keep) if (base[k] !== undefined) kept[k] = base[k]
     return { ...kept, ...over }
@@ -95,28 +101,62 @@ const section = (base: Json, over: Json | undefined, keep: ReadonlyArray<string>
 /** Merges flag overrides into a raw recipe (see the module comment for the section rule). */
 export const mergeRaw = (base: Json, over: Json): Json => {
   const merged = Recipe.merge(base, { ...over, optimizer: undefined, scheduler: undefined })
-  const opt = section((base.optimizer as Json | undefined) ?? {}, over.optimizer as Json | undefined, ["lr"])
-  const sch = section((base.scheduler as Json | undefined) ?? {}, over.scheduler as Json | undefined, [])
-  if (opt !== undefined) merged.optimizer = opt
-  if (sch !== undefined) merged.scheduler = sch
-  // An optimizer named only by flag needs an lr; PyTorch's SGD has no default, ours is Karpathy's.
-  const optimizer = merged.optimizer as Json | undefined
-  if (optimizer !== undefined && optimizer.lr === undefined) merged.optimizer = { ...optimizer, lr: 3e-4 }
-  if (optimizer !== undefined && optimizer.name === undefined)
-    merged.optimizer = { name: "adam", ...(merged.optimizer as Json) }
-  const scheduler = merged.scheduler as Json | undefined
-  if (scheduler !== undefined && scheduler.name === undefined)
-    merged.scheduler = { name: "none", ...scheduler }
+  const opt = section(
+    (base.optimizer as Json | undefined) ?? {},
+    over.optimizer as Json | undefined,
+    ["lr"],
+    Recipe.optimizerTags
+  )
+  const sch = section(
+    (base.scheduler as Json | undefined) ?? {},
+    over.scheduler as Json | undefined,
+    [],
+    Recipe.schedulerTags
+  )
+  if (opt !== undefined) merged.optimizer = opt.name === undefined ? { name: "Adam", ...opt } : opt
+  if (sch !== undefined) merged.scheduler = sch.name === undefined ? { name: "none", ...sch } : sch
   return merged
 }
 
-/** Reads the recipe file (if any), applies the flags, validates. */
+/**
+ * Reads the recipe file (if any), applies the flags, validates; data paths become absolute
+ * (a run folder's config must work from any directory). The origin names, for each value a
+ * flag set, that flag.
+ */
 export const resolve = (
   flags: RecipeFlags
-): Effect.Effect<Recipe.Recipe, ConfigError, import("@effect/platform").FileSystem.FileSystem> =>
+): Effect.Effect<
+  { readonly recipe: Recipe.Recipe; readonly origin: Recipe.Origin },
+  ConfigError,
+  FileSystem.FileSystem | Path.Path
+> =>
   Effect.gen(function* () {
-    const file = o(flags.config)
+    const p = yield* Path.Path
+    const file = Option.getOrUndefined(flags.config)
     const base = file === undefined ? {} : yield* Recipe.readFile(file)
-    const raw = mergeRaw(base, overrides(flags))
-    return yield* Recipe.decode(raw, file ?? "command line")
+    const over = overrides(flags)
+    const origin: Recipe.Origin = {
+      file: file ?? COMMAND_LINE,
+      flags: over.origin,
+      flagNames: new Map(allPaths().map(([, path, flag]) => [path, flag]))
+    }
+    const decoded = yield* Recipe.decode(mergeRaw(base, over.raw), origin)
+    if (decoded.data.val !== undefined && decoded.data.valSplit !== undefined) {
+      return yield* Recipe.errorAt(
+        origin,
+        "data.valSplit",
+        `holds out validation data, but validation data is given (${origin.flags.get("data.val") ?? "data.val"}): choose one`,
+        decoded.data.valSplit
+      )
+    }
+    const abs = (x: string | undefined) => (x === undefined ? undefined : p.resolve(x))
+    const recipe: Recipe.Recipe = {
+      ...decoded,
+      data: Recipe.prune({
+        ...decoded.data,
+        train: abs(decoded.data.train),
+        val: abs(decoded.data.val)
+      }) as Recipe.Recipe["data"]
+    }
+    return { recipe, origin }
   })

@@ -1,19 +1,22 @@
 /**
- * `stepwise train`: recipe -> data -> CNN2 -> epochs, with a live progress bar, a run folder
+ * `stepwise train`: recipe -> data -> CNN2 -> the epochs, with a live progress bar, a run folder
  * (config, metrics.jsonl, a checkpoint per epoch, pictures, TensorBoard events) and `--json`.
- * Training goes one epoch at a time through core's `Trainer.train`, so the state after every
- * epoch is a value that is checkpointed before the next starts: Ctrl-C therefore always has a
- * consistent checkpoint to leave behind, and `--resume` restarts the fold from it.
+ *
+ * Training is core's fold, consumed as a stream of per-epoch results; everything here is a
+ * consumer of it: each epoch's row goes to metrics.jsonl and TensorBoard (appended), its trainer
+ * to a checkpoint, its line to the terminal. Per-batch progress and captured gradients come from
+ * the `TrainEvents` bus. An interrupt stops the fold between two mini-batches; the epoch being
+ * written when it arrives is finished first, so the run folder always ends consistent.
  */
-import { FileSystem, Path } from "@effect/platform"
-import { type Engine, Events, Metrics, Safetensors, Trainer } from "@stepwise/core"
+import { Path } from "@effect/platform"
+import { Engine, Events, Metrics, Trainer } from "@stepwise/core"
 import type { Errors as DataErrors } from "@stepwise/data"
 import type { InvalidHyperparameter } from "@stepwise/optim"
-import { Clock, Effect, Exit, Fiber, Option, Queue, Schema, Stream } from "effect"
+import { Clock, Console, Effect, Fiber, Option, Ref, Stream } from "effect"
 import * as Charts from "./Charts.js"
 import * as Checkpoint from "./Checkpoint.js"
 import type * as Cli from "./Cli.js"
-import { ConfigError, RunFolderError, runFolderError } from "./Errors.js"
+import { COMMAND_LINE, ConfigError, DataMismatch, RunFolderError } from "./Errors.js"
 import * as Pipeline from "./Pipeline.js"
 import { formatBar, formatEpochLine, makePace, Output, summaryTable } from "./Progress.js"
 import * as Recipe from "./Recipe.js"
@@ -24,345 +27,367 @@ import * as TB from "./TensorBoard.js"
 
 export type Args = Cli.Values<typeof Cli.train>
 
-/** What `config.json` holds: the resolved recipe plus what the data turned out to be. */
-export const RunConfig = Schema.Struct({
-  recipe: Recipe.Recipe,
-  classes: Schema.Array(Schema.String),
-  normalizer: Schema.NullOr(
-    Schema.Struct({ mean: Schema.Array(Schema.Number), std: Schema.Array(Schema.Number) })
-  ),
-  trainRoot: Schema.String,
-  valRoot: Schema.NullOr(Schema.String),
-  batchesPerEpoch: Schema.Number,
-  parameters: Schema.Number
-})
-export type RunConfig = typeof RunConfig.Type
-
-/** One line of `metrics.jsonl`. */
-export interface EpochMetrics {
-  readonly epoch: number
-  readonly loss: number
-  readonly valLoss: number | null
-  /** The lr after this epoch's scheduler steps (the chapter's `learning_rates`). */
-  readonly lr: number
-  /** The lr each mini-batch of this epoch was trained with. */
-  readonly batchLrs: ReadonlyArray<number>
-  readonly trainCorrect: Metrics.PerClass
-  readonly valCorrect: Metrics.PerClass | null
-  readonly seconds: number
-}
-
-export const readRunConfig = (dir: string) =>
-  Effect.gen(function* () {
-    const p = yield* Path.Path
-    const file = p.join(dir, Run.CONFIG_FILE)
-    if (!(yield* Run.exists(file))) {
-      return yield* new RunFolderError({ path: dir, reason: `not a run folder (no ${Run.CONFIG_FILE})` })
-    }
-    const text = yield* Run.readText(file)
-    return yield* Schema.decodeUnknown(Schema.parseJson(RunConfig))(text).pipe(
-      Effect.mapError(() => new RunFolderError({ path: file, reason: "not a valid run config" }))
-    )
-  })
-
-export const readMetrics = (dir: string) =>
-  Effect.gen(function* () {
-    const p = yield* Path.Path
-    const file = p.join(dir, Run.METRICS_FILE)
-    if (!(yield* Run.exists(file))) return [] as ReadonlyArray<EpochMetrics>
-    return Run.decodeMetrics(yield* Run.readText(file)) as ReadonlyArray<EpochMetrics>
-  })
-
 const accuracy = (rows: Metrics.PerClass | null) => (rows === null ? null : Metrics.accuracy(rows))
 
-/** Flags that make up the recipe: a resumed run keeps its recipe, so these are refused with --resume. */
-const RECIPE_FLAGS = [
-  "config",
-  "batchSize",
-  "seed",
-  "backend",
-  "filters",
-  "dropout",
-  "optimizer",
-  "lr",
-  ...Resolve.OPTIMIZER_FIELDS,
-  "scheduler",
-  "data",
-  "val",
-  "valSplit",
-  "resize",
-  "normalize",
-  "out",
-  ...Resolve.SCHEDULER_FIELDS
-]
+/** Where a run starts: its recipe, the folder it writes, and whether it continues one. */
+interface Opened {
+  readonly recipe: Recipe.Recipe
+  readonly origin: Recipe.Origin
+  readonly runDir: string
+  readonly resumed: boolean
+  readonly config: Run.RunConfig | undefined
+}
 
-const kebab = (s: string) => s.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)
+/**
+ * The recipe and the run folder, locked for this process (a second writer fails at once). A new
+ * run gets a fresh folder; `--resume` keeps the saved recipe (only `--epochs` may extend it).
+ */
+const open = (args: Args, started: number) =>
+  Effect.gen(function* () {
+    const p = yield* Path.Path
+    const resumeDir = Option.getOrUndefined(args.resume)
+    if (resumeDir !== undefined) {
+      const given = Resolve.givenRecipeFlags(args)
+      if (given !== undefined) {
+        return yield* new ConfigError({
+          file: COMMAND_LINE,
+          field: given,
+          reason: `cannot change a resumed run's recipe (only --epochs can extend it)`
+        })
+      }
+      const config = yield* Run.readConfig(resumeDir)
+      yield* Run.lock(resumeDir)
+      const epochs = Option.getOrElse(args.epochs, () => config.recipe.epochs)
+      return {
+        recipe: { ...config.recipe, epochs },
+        origin: Recipe.fromFile(p.join(resumeDir, Run.CONFIG_FILE)),
+        runDir: resumeDir,
+        resumed: true,
+        config
+      } satisfies Opened
+    }
+    const { recipe, origin } = yield* Resolve.resolve(args)
+    yield* Pipeline.validateEarly(recipe, origin)
+    const out = Option.getOrUndefined(args.out)
+    const runDir = out ?? (yield* Run.claimNewDir(Run.defaultRunDir(new Date(started))))
+    yield* Run.lock(runDir, { removeIfEmpty: true })
+    if (yield* Run.exists(p.join(runDir, Run.CONFIG_FILE))) {
+      return yield* new RunFolderError({
+        path: runDir,
+        reason: `already holds a run (continue it with --resume ${runDir}, or choose another --out)`
+      })
+    }
+    return { recipe, origin, runDir, resumed: false, config: undefined } satisfies Opened
+  })
 
 export const run = (args: Args) =>
   Effect.gen(function* () {
     const out = yield* Output
-    const fs = yield* FileSystem.FileSystem
     const p = yield* Path.Path
     const started = yield* Clock.currentTimeMillis
-    const resumeDir = Option.getOrUndefined(args.resume)
+    const { recipe, origin, runDir, resumed, config: saved } = yield* open(args, started)
+    yield* Run.removeStaleTemps(runDir)
 
-    // 1. The recipe and the run folder (nothing is written until everything validated).
-    let recipe: Recipe.Recipe
-    let file: string
-    let runDir: string
-    let checkpointPath: string | undefined
-    if (resumeDir !== undefined) {
-      const given = RECIPE_FLAGS.find(
-        (k) => Option.isOption((args as any)[k]) && Option.isSome((args as any)[k])
-      )
-      if (given !== undefined) {
-        return yield* new ConfigError({
-          file: resumeDir,
-          reason: `--${kebab(given)} cannot change a resumed run's recipe (only --epochs can extend it)`
-        })
-      }
-      const saved = yield* readRunConfig(resumeDir)
-      const epochs = Option.getOrElse(args.epochs, () => saved.recipe.epochs)
-      recipe = { ...saved.recipe, epochs }
-      file = p.join(resumeDir, Run.CONFIG_FILE)
-      runDir = resumeDir
-      checkpointPath = yield* Checkpoint.latest(p.join(runDir, Run.CHECKPOINT_DIR))
-      if (checkpointPath === undefined) {
-        return yield* new RunFolderError({ path: runDir, reason: "has no checkpoint to resume from" })
-      }
-    } else {
-      recipe = yield* Resolve.resolve(args)
-      file = Option.getOrElse(args.config, () => "command line")
-      runDir = Option.getOrElse(args.out, () => Run.defaultRunDir(new Date(started)))
-      if (yield* fs.exists(p.join(runDir, Run.CONFIG_FILE)).pipe(Effect.orElseSucceed(() => false))) {
-        return yield* new RunFolderError({
-          path: runDir,
-          reason: `already holds a run (continue it with --resume ${runDir}, or choose another --out)`
-        })
-      }
-    }
-
-    // 2. Engine, data, model, optimizer, scheduler.
-    const { data, loaders, trainer: fresh } = yield* Pipeline.setup(recipe, file)
+    // Engine, data, model, optimizer, scheduler.
+    const { data, loaders, trainer: fresh, engine } = yield* Pipeline.setup(recipe, origin)
+    const onEngine = Effect.provideService(Engine.Engine, engine)
     const parameters = Trainer.countParameters(fresh)
-    let t: Pipeline.AnyTrainer =
-      checkpointPath === undefined ? fresh : yield* Checkpoint.restore(checkpointPath, fresh)
-    if (t.totalEpochs >= recipe.epochs) {
-      const message = `${runDir} already trained ${t.totalEpochs} of ${recipe.epochs} epochs (extend with --epochs N)`
-      Trainer.dispose(t)
-      return yield* new ConfigError({ file, field: "epochs", reason: message })
+    const fingerprint = yield* Pipeline.fingerprint(data)
+    if (saved !== undefined) {
+      yield* Pipeline.sameClasses(`${runDir} (saved classes)`, saved.classes, data.trainRoot, data.classes)
+      if (
+        saved.dataFingerprint !== undefined &&
+        saved.dataFingerprint !== fingerprint &&
+        !args.allowDataChange
+      ) {
+        Trainer.dispose(fresh)
+        return yield* new DataMismatch({
+          what: data.trainRoot,
+          reason:
+            `the data changed since ${runDir} was trained on it (files added, removed or modified); ` +
+            "resuming would continue on other data (pass --allow-data-change to do it anyway)"
+        })
+      }
     }
+    const start = resumed ? yield* Run.reconcile(runDir) : undefined
+    // A checkpoint of the initial state carries the run's seed (what resume replays from).
+    const t0: Pipeline.AnyTrainer =
+      start === undefined
+        ? { ...fresh, seed: recipe.seed }
+        : yield* onEngine(Checkpoint.restore(start.path, fresh))
+    if (t0.totalEpochs >= recipe.epochs) {
+      Trainer.dispose(t0)
+      return yield* new ConfigError({
+        file: COMMAND_LINE,
+        field: "--epochs",
+        reason: `${runDir} already trained ${t0.totalEpochs} of ${recipe.epochs} epochs (extend with --epochs N)`
+      })
+    }
+    yield* Effect.addFinalizer(() => Effect.sync(() => Trainer.dispose(t0)))
 
     const captureLayer = Option.getOrUndefined(args.captureGradients)
-    const layers = [...new Set(Object.keys(fresh.params).map((n) => n.slice(0, n.lastIndexOf("."))))]
+    const layers = [...new Set(Object.keys(fresh.params).map(Events.layerOf))]
     if (captureLayer !== undefined && !layers.includes(captureLayer)) {
-      Trainer.dispose(t)
       return yield* new ConfigError({
-        file: "command line",
-        field: "capture-gradients",
+        file: COMMAND_LINE,
+        field: "--capture-gradients",
         reason: `no layer ${captureLayer} with parameters (CNN2 has ${layers.join(", ")})`
       })
     }
-    const capturedGrads: Captured =
-      captureLayer === undefined || resumeDir === undefined
-        ? {}
-        : yield* readCaptured(
-            p.join(runDir, gradientsFile(captureLayer)),
-            t.totalEpochs * loaders.train.numBatches
-          )
+    const keep = Option.getOrUndefined(args.keepCheckpoints)
 
-    // 3. The run folder.
-    const runConfig: RunConfig = {
+    // The run folder.
+    const runConfig: Run.RunConfig = {
       recipe,
       classes: data.classes,
       normalizer:
         data.normalizer === undefined ? null : { mean: data.normalizer.mean, std: data.normalizer.std },
       trainRoot: data.trainRoot,
       valRoot: data.valRoot ?? null,
+      dataFingerprint: fingerprint,
       batchesPerEpoch: loaders.train.numBatches,
       parameters
     }
-    yield* Run.writeFileAtomic(
-      p.join(runDir, Run.CONFIG_FILE),
-      `${JSON.stringify(Schema.encodeSync(RunConfig)(runConfig), null, 2)}\n`
-    )
-    const ckptDir = p.join(runDir, Run.CHECKPOINT_DIR)
-    if (checkpointPath === undefined) yield* Checkpoint.save(p.join(ckptDir, Checkpoint.fileName(0)), t)
-    const previous = resumeDir === undefined ? [] : (yield* readMetrics(runDir)).slice(0, t.totalEpochs)
-    const rows: Array<EpochMetrics> = [...previous]
+    yield* Run.writeConfig(runDir, runConfig)
+    if (start === undefined) yield* Checkpoint.save(yield* Run.checkpointPath(runDir, 0), t0)
+    const rows: Array<Run.EpochMetrics> = resumed ? [...(yield* Run.readMetrics(runDir))] : []
     const tbOn = Option.getOrElse(args.tensorboard, () => true)
     const plotsOn = Option.getOrElse(args.plots, () => true)
     const tbPath = p.join(runDir, Run.TENSORBOARD_DIR, TB.eventFileName(started / 1000, "stepwise"))
-    const tbRecords: Array<Uint8Array> = [TB.fileVersionRecord(started / 1000)]
+    if (tbOn) yield* Run.appendFile(tbPath, TB.fileVersionRecord(started / 1000))
 
     yield* out.line(
-      `stepwise: ${resumeDir === undefined ? "training" : `resuming at epoch ${t.totalEpochs + 1}`} CNN2 ` +
+      `stepwise: ${resumed ? `resuming at epoch ${t0.totalEpochs + 1}` : "training"} CNN2 ` +
         `(${recipe.model.filters} filters, p=${recipe.model.dropout}, ${parameters} parameters) with ` +
-        `${recipe.optimizer.name} lr=${recipe.optimizer.lr}` +
-        `${recipe.scheduler.name === "none" ? "" : ` + ${recipe.scheduler.name}`} on ${data.train.length} images ` +
+        `${Pipeline.describeOptimizer(recipe)} on ${data.train.length} images ` +
         `(${loaders.train.numBatches} mini-batches of ${recipe.batchSize}), validating on ` +
         `${data.val?.length ?? 0}; run folder ${runDir}`
     )
 
-    // 4. Events -> progress. The consumer reports each epoch's end on `epochDone`.
+    // Per-batch consumers of the event bus: the live bar and captured gradients.
     const bus = yield* Events.makeBus
-    const epochDone = yield* Queue.unbounded<{
-      batchLrs: ReadonlyArray<number>
-      batchLosses: ReadonlyArray<number>
-      grads: Captured
-    }>()
+    const batches = loaders.train.numBatches
     if (captureLayer !== undefined) {
       yield* Events.register("Gradients", [captureLayer]).pipe(Effect.provideService(Events.TrainEvents, bus))
     }
-    const epochs = recipe.epochs
     const events = yield* Events.subscribe.pipe(Effect.provideService(Events.TrainEvents, bus))
+    // The consumer ends with the run's last mini-batch (its gradients, when captured).
+    const lastEvent = (e: Events.TrainEvent) =>
+      e._tag === (captureLayer === undefined ? "BatchEnd" : "Gradients") &&
+      "batch" in e &&
+      e.epoch === recipe.epochs - 1 &&
+      e.batch === batches - 1
     const consumer = yield* Effect.forkScoped(
+      Stream.runForEach(
+        Stream.takeUntil(events, lastEvent),
+        batchConsumer({ out, recipe, batches, runDir, captureLayer })
+      )
+    )
+
+    // The fold, and its per-epoch consumers. Each epoch's files are written uninterruptibly, so
+    // an interrupt lands between mini-batches or after a complete epoch, never between its files.
+    const saved$ = yield* Ref.make(t0.totalEpochs)
+    const last = yield* Ref.make<Pipeline.AnyTrainer | undefined>(undefined)
+    const onEpoch = (r: EpochResult) =>
       Effect.gen(function* () {
-        let batchLrs: Array<number> = []
-        let batchLosses: Array<number> = []
-        let grads: Record<string, { shape: ReadonlyArray<number>; steps: Array<Float32Array> }> = {}
-        let lastDraw = 0
-        const pace = makePace(recipe.batchSize)
-        yield* Stream.runForEach(events, (e) =>
-          Effect.gen(function* () {
-            if (e._tag === "LearningRate" && e.batch === 0) {
-              // published as each epoch starts (a fresh `train` call announces its lr)
-              batchLrs = []
-              batchLosses = []
-              grads = {}
-            } else if (e._tag === "Gradients") {
-              for (const [param, v] of Object.entries(e.values)) {
-                if (grads[param] === undefined) grads[param] = { shape: v.shape, steps: [] }
-                grads[param].steps.push(Float32Array.from(v.values))
-              }
-            } else if (e._tag === "BatchEnd") {
-              batchLrs.push(e.lr)
-              batchLosses.push(e.loss)
-              const now = yield* Clock.currentTimeMillis
-              const n = loaders.train.numBatches
-              if (out.live && (now - lastDraw > 80 || e.batch + 1 === n)) {
-                lastDraw = now
-                yield* out.status(
-                  formatBar(
-                    {
-                      epoch: e.epoch + 1,
-                      epochs,
-                      batch: e.batch + 1,
-                      batches: n,
-                      loss: e.loss,
-                      lr: e.lr,
-                      ...pace(e.epoch, e.batch + 1, now)
-                    },
-                    out.columns
-                  )
-                )
-              }
-            } else if (e._tag === "TrainEnd") {
-              yield* Queue.offer(epochDone, { batchLrs, batchLosses, grads })
-            }
-          })
-        )
-      }).pipe(Effect.provideService(Events.TrainEvents, bus))
-    )
-
-    const writeMetrics = Effect.suspend(() =>
-      Run.writeFileAtomic(p.join(runDir, Run.METRICS_FILE), Run.encodeMetrics(rows))
-    )
-    const resumeHint = `stepwise train --resume ${runDir}`
-
-    // 5. The epochs.
-    const loop = Effect.gen(function* () {
-      while (t.totalEpochs < epochs) {
-        const epochStarted = yield* Clock.currentTimeMillis
-        const next = yield* Trainer.train(t, 1, recipe.seed).pipe(
-          Effect.provideService(Events.TrainEvents, bus)
-        )
-        const { batchLrs, batchLosses, grads } = yield* Queue.take(epochDone)
-        const trainCorrect = yield* correctOn(next, loaders.train)
-        const valCorrect = loaders.val === undefined ? null : yield* correctOn(next, loaders.val)
-        const epochEnded = yield* Clock.currentTimeMillis
-        const epoch = next.totalEpochs
-        const row: EpochMetrics = {
-          epoch,
-          loss: next.losses[epoch - 1],
-          valLoss: next.valLosses[epoch - 1] ?? null,
-          lr: next.learningRates[epoch - 1],
-          batchLrs,
+        const trainCorrect = yield* correctOn(r.trainer, loaders.train)
+        const valCorrect = loaders.val === undefined ? null : yield* correctOn(r.trainer, loaders.val)
+        const row: Run.EpochMetrics = {
+          epoch: r.epoch,
+          loss: r.loss,
+          valLoss: r.valLoss ?? null,
+          lr: r.lr,
+          batchLrs: r.learningRates,
           trainCorrect,
           valCorrect,
-          seconds: (epochEnded - epochStarted) / 1000
+          seconds: r.seconds
         }
-        // The new state is saved before the old one is let go: an interrupt in between leaves
-        // the previous epoch's checkpoint, which is still valid.
-        if (captureLayer !== undefined) {
-          for (const [param, g] of Object.entries(grads)) {
-            if (capturedGrads[param] === undefined) capturedGrads[param] = { shape: g.shape, steps: [] }
-            capturedGrads[param].steps.push(...g.steps)
-          }
-          yield* writeCaptured(p.join(runDir, gradientsFile(captureLayer)), capturedGrads)
-        }
-        yield* Checkpoint.save(p.join(ckptDir, Checkpoint.fileName(epoch)), next)
-        Trainer.dispose(t)
-        t = next
-        rows.push(row)
-        yield* writeMetrics
-        if (tbOn) {
-          // Per mini-batch (global step = mini-batches trained so far) the loss and the lr, so
-          // a cyclic schedule shows as cycles; per epoch (step = epoch) the chapter's scalars.
-          const first = (epoch - 1) * loaders.train.numBatches
-          batchLosses.forEach((loss, i) => {
-            tbRecords.push(
-              TB.scalarsRecord(epochEnded / 1000, first + i + 1, [
-                { tag: "batch/loss", value: loss },
-                { tag: "batch/learning_rate", value: batchLrs[i] }
-              ])
-            )
+        yield* Effect.uninterruptible(
+          Effect.gen(function* () {
+            // The row first: a crash before the checkpoint leaves a row that resume drops.
+            yield* Run.appendMetrics(runDir, row)
+            yield* Checkpoint.save(yield* Run.checkpointPath(runDir, r.epoch), r.trainer)
+            yield* Ref.set(saved$, r.epoch)
+            if (tbOn)
+              yield* Run.appendFile(
+                tbPath,
+                tbRecords(row, r.batchLosses, batches, yield* Clock.currentTimeMillis)
+              )
+            if (keep !== undefined) yield* Run.pruneCheckpoints(runDir, keep)
           })
-          tbRecords.push(TB.scalarsRecord(epochEnded / 1000, epoch, tbScalars(row)))
-          yield* Run.writeFileAtomic(tbPath, concat(tbRecords))
-        }
+        )
+        rows.push(row)
+        yield* Ref.set(last, r.trainer)
         yield* out.line(
           formatEpochLine(
             {
-              epoch,
+              epoch: r.epoch,
               loss: row.loss,
               valLoss: row.valLoss,
               lr: row.lr,
-              trainAccuracy: accuracy(row.trainCorrect),
-              valAccuracy: accuracy(row.valCorrect),
+              trainAccuracy: accuracy(trainCorrect),
+              valAccuracy: accuracy(valCorrect),
               seconds: row.seconds
             },
-            epochs
+            recipe.epochs
           )
         )
-      }
-    })
+      })
 
-    const interrupted = yield* loop.pipe(
+    yield* Stream.runForEach(
+      epochsOf(t0, { epochs: recipe.epochs - t0.totalEpochs, seed: recipe.seed }).pipe(
+        Stream.provideService(Engine.Engine, engine)
+      ),
+      onEpoch
+    ).pipe(
+      Effect.provideService(Events.TrainEvents, bus),
       Effect.onInterrupt(() =>
         Effect.gen(function* () {
           yield* out.clearStatus
-          const at = p.join(ckptDir, Checkpoint.fileName(t.totalEpochs))
-          // Already written at the end of that epoch; writing again costs little and makes the
-          // promise below true even if that write was the one interrupted.
-          yield* Checkpoint.save(at, t).pipe(Effect.ignore)
-          yield* writeMetrics.pipe(Effect.ignore)
-          process.stderr.write(
-            `\nstepwise: interrupted during epoch ${t.totalEpochs + 1}; saved the state after epoch ` +
-              `${t.totalEpochs} to ${at}\nstepwise: resume with: ${resumeHint}\n`
+          const epoch = yield* Ref.get(saved$)
+          const at = yield* Run.checkpointPath(runDir, epoch)
+          yield* Console.error(
+            // (the Console adds the `stepwise: ` prefix to each line)
+            `\ninterrupted during epoch ${epoch + 1}; saved the state after epoch ${epoch} to ${at}` +
+              `\nresume with: stepwise train --resume ${runDir}`
           )
         })
       ),
-      Effect.exit
+      Effect.tap(() => Fiber.join(consumer)),
+      Effect.zipRight(Ref.get(last)),
+      Effect.flatMap((final) => report({ args, runDir, rows, final: final ?? t0, data, plotsOn, started })),
+      Effect.ensuring(
+        // The last trainer the stream emitted is ours to release.
+        Effect.flatMap(Ref.get(last), (t) =>
+          Effect.sync(() => t !== undefined && t !== t0 && Trainer.dispose(t))
+        )
+      )
     )
-    yield* Fiber.interrupt(consumer)
-    if (Exit.isFailure(interrupted)) {
-      return yield* Effect.failCause(interrupted.cause)
-    }
+  }).pipe(Effect.scoped)
 
-    // 6. Pictures and the summary.
+/** Per-epoch result of the training fold (core's `Trainer.epochs` element). */
+interface EpochResult {
+  readonly trainer: Pipeline.AnyTrainer
+  readonly epoch: number
+  readonly loss: number
+  readonly valLoss?: number | undefined
+  readonly batchLosses: ReadonlyArray<number>
+  readonly learningRates: ReadonlyArray<number>
+  readonly lr: number
+  readonly seconds: number
+}
+
+/**
+ * Core's per-epoch fold as a stream (until `Trainer.epochs` lands on main: one `Trainer.train`
+ * step per element, the batch losses and lrs read off the event bus). An element's trainer is
+ * valid until the next element is pulled; the input trainer is never disposed.
+ */
+const epochsOf = (t0: Pipeline.AnyTrainer, options: { readonly epochs: number; readonly seed: number }) =>
+  Stream.unfoldEffect(
+    { t: t0, n: 0 },
+    (
+      s
+    ): Effect.Effect<
+      Option.Option<readonly [EpochResult, { t: Pipeline.AnyTrainer; n: number }]>,
+      any,
+      Events.TrainEvents | Engine.Engine
+    > =>
+      s.n >= options.epochs
+        ? Effect.succeed(Option.none())
+        : Effect.scoped(
+            Effect.gen(function* () {
+              const begun = yield* Clock.currentTimeMillis
+              const events = yield* Events.subscribe
+              const collector = yield* Effect.fork(
+                Stream.runCollect(Stream.takeUntil(events, (e) => e._tag === "TrainEnd"))
+              )
+              const next = yield* Trainer.train(s.t, 1, options.seed)
+              const ends = [...(yield* Fiber.join(collector))].flatMap((e) =>
+                e._tag === "BatchEnd" ? [e] : []
+              )
+              if (s.t !== t0) Trainer.dispose(s.t)
+              const epoch = next.totalEpochs
+              const result: EpochResult = {
+                trainer: next,
+                epoch,
+                loss: next.losses[epoch - 1],
+                valLoss: next.valLosses[epoch - 1],
+                batchLosses: ends.map((e) => e.loss),
+                learningRates: ends.map((e) => e.lr),
+                lr: next.learningRates[epoch - 1],
+                seconds: ((yield* Clock.currentTimeMillis) - begun) / 1000
+              }
+              return Option.some([result, { t: next, n: s.n + 1 }] as const)
+            })
+          )
+  )
+
+/**
+ * The consumer of per-batch events: redraws the live bar (its pace from `Progress.makePace`, so
+ * a validation pause does not show as a slow rate) and writes one file of captured gradients
+ * per epoch.
+ */
+const batchConsumer = (ctx: {
+  readonly out: Output["Type"]
+  readonly recipe: Recipe.Recipe
+  readonly batches: number
+  readonly runDir: string
+  readonly captureLayer: string | undefined
+}) => {
+  let grads: Run.Captured = {}
+  let lastDraw = 0
+  const pace = makePace(ctx.recipe.batchSize)
+  return (e: Events.TrainEvent) =>
+    Effect.gen(function* () {
+      if (e._tag === "Gradients") {
+        for (const [param, v] of Object.entries(e.values)) {
+          if (grads[param] === undefined) grads[param] = { shape: v.shape, steps: [] }
+          grads[param].steps.push(Float32Array.from(v.values))
+        }
+        if (e.batch === ctx.batches - 1 && ctx.captureLayer !== undefined) {
+          yield* Run.writeGradients(ctx.runDir, ctx.captureLayer, e.epoch + 1, grads)
+          grads = {}
+        }
+      } else if (e._tag === "BatchEnd") {
+        const now = yield* Clock.currentTimeMillis
+        const rate = pace(e.epoch, e.batch + 1, now)
+        if (ctx.out.live && (now - lastDraw > 80 || e.batch + 1 === ctx.batches)) {
+          lastDraw = now
+          yield* ctx.out.status(
+            formatBar(
+              {
+                epoch: e.epoch + 1,
+                epochs: ctx.recipe.epochs,
+                batch: e.batch + 1,
+                batches: ctx.batches,
+                loss: e.loss,
+                lr: e.lr,
+                ...rate
+              },
+              ctx.out.columns
+            )
+          )
+        }
+      }
+    })
+}
+
+/** Pictures, the summary table and the `--json` result, after the last epoch. */
+const report = (ctx: {
+  readonly args: Args
+  readonly runDir: string
+  readonly rows: ReadonlyArray<Run.EpochMetrics>
+  readonly final: Pipeline.AnyTrainer
+  readonly data: Pipeline.Datasets
+  readonly plotsOn: boolean
+  readonly started: number
+}) =>
+  Effect.gen(function* () {
+    const out = yield* Output
+    const p = yield* Path.Path
+    const { rows, runDir } = ctx
     const plots: Array<string> = []
-    if (plotsOn) {
+    if (ctx.plotsOn) {
       const plotDir = p.join(runDir, Run.PLOTS_DIR)
       const write = (name: string, spec: Render.Spec) =>
         Effect.gen(function* () {
@@ -370,7 +395,12 @@ export const run = (args: Args) =>
           const path = p.join(plotDir, `${name}.png`)
           yield* Run.writeFileAtomic(path, png)
           plots.push(path)
-        })
+        }).pipe(
+          // A picture that cannot be drawn does not fail a finished training.
+          Effect.catchAllCause((cause) =>
+            out.line(`stepwise: could not draw ${name}.png (${String(cause).split("\n")[0]})`)
+          )
+        )
       yield* write(
         "losses",
         Charts.losses([
@@ -385,7 +415,7 @@ export const run = (args: Args) =>
         Charts.learningRates([{ label: "lr", lrs: rows.flatMap((r) => r.batchLrs) }], "batch")
       )
       for (const layer of ["conv1", "conv2"]) {
-        const w = Pipeline.torchWeight(t, layer)
+        const w = Pipeline.torchWeight(ctx.final, layer)
         if (w !== undefined) yield* write(`filters-${layer}`, Charts.filters(layer, w.values, w.shape))
       }
     }
@@ -399,12 +429,12 @@ export const run = (args: Args) =>
         }))
       )
     )
-    const last = rows[rows.length - 1]
-    const seconds = ((yield* Clock.currentTimeMillis) - started) / 1000
-    const lastCheckpoint = p.join(ckptDir, Checkpoint.fileName(t.totalEpochs))
+    const lastRow = rows[rows.length - 1]
+    const seconds = ((yield* Clock.currentTimeMillis) - ctx.started) / 1000
+    const lastCheckpoint = yield* Run.checkpointPath(runDir, ctx.final.totalEpochs)
     yield* out.line(
       `\nstepwise: done in ${seconds.toFixed(1)}s. Validation accuracy ${
-        last?.valCorrect ? `${(100 * Metrics.accuracy(last.valCorrect)).toFixed(2)}%` : "-"
+        lastRow?.valCorrect ? `${(100 * Metrics.accuracy(lastRow.valCorrect)).toFixed(2)}%` : "-"
       }. Run folder: ${runDir}`
     )
     yield* out.line(`stepwise: evaluate with: stepwise eval --checkpoint ${runDir}`)
@@ -412,60 +442,19 @@ export const run = (args: Args) =>
       command: "train",
       runDir,
       checkpoint: lastCheckpoint,
-      classes: data.classes,
+      classes: ctx.data.classes,
       epochs: rows.length,
       losses: rows.map((r) => r.loss),
       valLosses: rows.map((r) => r.valLoss),
       learningRates: rows.map((r) => r.lr),
       trainCorrect: rows.map((r) => r.trainCorrect),
       valCorrect: rows.map((r) => r.valCorrect),
-      trainAccuracy: last === undefined ? null : accuracy(last.trainCorrect),
-      valAccuracy: last === undefined ? null : accuracy(last.valCorrect),
+      trainAccuracy: lastRow === undefined ? null : accuracy(lastRow.trainCorrect),
+      valAccuracy: lastRow === undefined ? null : accuracy(lastRow.valCorrect),
       epochSeconds: rows.map((r) => r.seconds),
       seconds,
       plots
     })
-    Trainer.dispose(t)
-  }).pipe(Effect.scoped)
-
-/** Gradients of one layer per parameter, one host copy per mini-batch. */
-type Captured = Record<string, { shape: ReadonlyArray<number>; steps: Array<Float32Array> }>
-
-/** `gradients-LAYER.safetensors`: per parameter, a [steps, ...shape] float32 tensor. */
-export const gradientsFile = (layer: string) => `gradients-${layer}.safetensors`
-
-const writeCaptured = (path: string, captured: Captured) =>
-  Effect.gen(function* () {
-    const tensors: Record<string, Safetensors.HostTensor> = {}
-    for (const [param, { shape, steps }] of Object.entries(captured)) {
-      const per = shape.reduce((a, b) => a * b, 1)
-      const data = new Float32Array(steps.length * per)
-      steps.forEach((s, i) => {
-        data.set(s, i * per)
-      })
-      tensors[param] = Safetensors.tensor(data, [steps.length, ...shape])
-    }
-    yield* Safetensors.write(path, { tensors, metadata: { format: "stepwise-gradients/1" } })
-  }).pipe(Effect.mapError(runFolderError(path)))
-
-/** The first `steps` captured gradients of a resumed run (those of its checkpointed epochs). */
-const readCaptured = (path: string, steps: number) =>
-  Effect.gen(function* () {
-    if (!(yield* Run.exists(path))) return {} as Captured
-    const file = yield* Safetensors.read(path).pipe(Effect.mapError(runFolderError(path)))
-    const out: Captured = {}
-    for (const [param, h] of Object.entries(file.tensors)) {
-      const shape = h.shape.slice(1)
-      const per = shape.reduce((a, b) => a * b, 1)
-      const data = Float32Array.from(h.data as ArrayLike<number>)
-      out[param] = {
-        shape,
-        steps: Array.from({ length: Math.min(steps, h.shape[0]) }, (_, i) =>
-          data.slice(i * per, (i + 1) * per)
-        )
-      }
-    }
-    return out
   })
 
 const correctOn = (t: Pipeline.AnyTrainer, loader: Trainer.Loader) =>
@@ -474,7 +463,28 @@ const correctOn = (t: Pipeline.AnyTrainer, loader: Trainer.Loader) =>
     (rows) => rows.map((r) => [r[0], r[1]] as const) as Metrics.PerClass
   )
 
-const tbScalars = (row: EpochMetrics): ReadonlyArray<TB.Scalar> => [
+/**
+ * One epoch's TensorBoard records: per mini-batch (global step = mini-batches trained so far)
+ * the loss and the lr, so a cyclic schedule shows as cycles; per epoch the chapter's scalars.
+ */
+const tbRecords = (
+  row: Run.EpochMetrics,
+  batchLosses: ReadonlyArray<number>,
+  batches: number,
+  nowMs: number
+): Uint8Array => {
+  const first = (row.epoch - 1) * batches
+  const records = batchLosses.map((loss, i) =>
+    TB.scalarsRecord(nowMs / 1000, first + i + 1, [
+      { tag: "batch/loss", value: loss },
+      { tag: "batch/learning_rate", value: row.batchLrs[i] }
+    ])
+  )
+  records.push(TB.scalarsRecord(nowMs / 1000, row.epoch, tbScalars(row)))
+  return concat(records)
+}
+
+const tbScalars = (row: Run.EpochMetrics): ReadonlyArray<TB.Scalar> => [
   { tag: "loss/training", value: row.loss },
   ...(row.valLoss === null ? [] : [{ tag: "loss/validation", value: row.valLoss }]),
   { tag: "learning_rate", value: row.lr },
@@ -485,13 +495,13 @@ const tbScalars = (row: EpochMetrics): ReadonlyArray<TB.Scalar> => [
 ]
 
 const concat = (parts: ReadonlyArray<Uint8Array>): Uint8Array => {
-  const outBytes = new Uint8Array(parts.reduce((n, x) => n + x.length, 0))
+  const bytes = new Uint8Array(parts.reduce((n, x) => n + x.length, 0))
   let at = 0
   for (const x of parts) {
-    outBytes.set(x, at)
+    bytes.set(x, at)
     at += x.length
   }
-  return outBytes
+  return bytes
 }
 
 /** The failures of this command besides the CLI's own (named so the declaration can be emitted). */

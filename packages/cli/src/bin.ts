@@ -14,13 +14,18 @@ import { main } from "./Main.js"
  * @effect/cli prints a rejected command line itself (`Console.error`); this gives those lines the
  * same `stepwise: ` prefix as every other failure, without the trailing blank line.
  */
+// biome-ignore lint/suspicious/noControlCharactersInRegex: matching escape codes is the point
+const ANSI = /\x1b\[[0-9;]*m/g
+const plain = !(process.stderr.isTTY === true && (process.env.NO_COLOR ?? "") === "")
+
 const prefixedErrors = (console: Console.Console): Console.Console => ({
   ...console,
   error: (...args) =>
     console.error(
       ...args.map((a) =>
         typeof a === "string"
-          ? a
+          ? // colour only on a terminal without NO_COLOR
+            (plain ? a.replace(ANSI, "") : a)
               .trimEnd()
               .split("\n")
               .map((l) => (l.length > 0 ? `stepwise: ${l}` : l))
@@ -30,8 +35,19 @@ const prefixedErrors = (console: Console.Console): Console.Console => ({
     )
 })
 
+/**
+ * A failure is reported here, through the Console (which adds the `stepwise: ` prefix); a command line
+ * @effect/cli rejected was already printed by it. The exit still fails, for the exit code.
+ */
+const report = (cause: Cause.Cause<unknown>) => {
+  if (Cause.isInterruptedOnly(cause)) return Effect.void
+  const failure = Cause.failureOption(cause)
+  if (failure._tag === "Some" && ValidationError.isValidationError(failure.value)) return Effect.void
+  return Console.error(formatError(failure._tag === "Some" ? failure.value : Cause.squash(cause)))
+}
+
 const program = Console.consoleWith((console) =>
-  main(process.argv).pipe(Effect.withConsole(prefixedErrors(console)))
+  main(process.argv).pipe(Effect.tapErrorCause(report), Effect.withConsole(prefixedErrors(console)))
 ).pipe(Effect.provide(NodeContext.layer))
 
 /**
@@ -60,8 +76,5 @@ function exitCode(exit: Exit.Exit<unknown, unknown>): number {
   const cause = exit.cause
   if (Cause.isInterruptedOnly(cause)) return 130
   const failure = Cause.failureOption(cause)
-  if (failure._tag === "Some" && ValidationError.isValidationError(failure.value)) return 2
-  const error = failure._tag === "Some" ? failure.value : Cause.squash(cause)
-  process.stderr.write(`stepwise: ${formatError(error)}\n`)
-  return 1
+  return failure._tag === "Some" && ValidationError.isValidationError(failure.value) ? 2 : 1
 }

@@ -5,6 +5,7 @@ import sharp from "sharp"
 import { describe, expect, it } from "vitest"
 import * as Charts from "../src/Charts.js"
 import * as Demos from "../src/Demos.js"
+import * as Plot from "../src/Plot.js"
 import * as Render from "../src/Render.js"
 
 const outDir = join(tmpdir(), "stepwise-cli-charts")
@@ -220,6 +221,21 @@ describe("chapter pictures", () => {
       150
     )
     expect(svg).toContain("scissors")
+  })
+
+  it("compared runs are named by the recipe fields that differ, else by their folders", () => {
+    const recipe = { model: { filters: 5, dropout: 0.3 }, optimizer: { name: "adam", lr: 3e-4 }, epochs: 10 }
+    const nodrop = { ...recipe, model: { filters: 5, dropout: 0 }, epochs: 3 }
+    expect(Plot.differenceLabels({ name: "a", recipe }, { name: "b", recipe: nodrop })).toEqual([
+      "dropout p = 0.3",
+      "dropout p = 0"
+    ])
+    const sgd = { ...recipe, optimizer: { name: "sgd", lr: 0.03, momentum: 0.9 } }
+    expect(Plot.differenceLabels({ name: "a", recipe }, { name: "b", recipe: sgd })).toEqual([
+      "optimizer = adam, lr = 0.0003, optimizer.momentum = -",
+      "optimizer = sgd, lr = 0.03, optimizer.momentum = 0.9"
+    ])
+    expect(Plot.differenceLabels({ name: "a", recipe }, { name: "b", recipe })).toEqual(["a", "b"])
   })
 
   it("confusion-matrix numbers are white on dark cells and black on light ones", () => {

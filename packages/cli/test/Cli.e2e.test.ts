@@ -11,8 +11,11 @@ import { NodeContext } from "@effect/platform-node"
 import { DataLoader, DecodePool, ImageFolder, Rps, Statistics } from "@stepwise/data"
 import { Effect, Layer } from "effect"
 import sharp from "sharp"
-import { beforeAll, describe, expect, it } from "vitest"
+import { beforeAll, describe, expect, it, vi } from "vitest"
 import * as TB from "../src/TensorBoard.js"
+
+// Every case spawns the CLI; on a loaded machine one can take well over a minute.
+vi.setConfig({ testTimeout: 300_000 })
 
 const root = fileURLToPath(new URL("../../..", import.meta.url))
 const bin = join(root, "packages/cli/dist/bin.js")
@@ -69,6 +72,31 @@ describe("stepwise --help", () => {
       expect(t.stdout).toContain(f)
     }
   })
+
+  it("fits 100 columns, groups the options, gives defaults and examples, no generic noise or colour when piped", () => {
+    for (const args of [["--help"], ["train", "--help"], ["lr-find", "--help"], ["eval", "--help"]]) {
+      const r = cli(args)
+      expect(r.code).toBe(0)
+      for (const line of r.stdout.split("\n")) expect(line.length).toBeLessThanOrEqual(100)
+      expect(r.stdout).not.toMatch(/--wizard|--completions|--log-level|A user-defined piece of text/)
+      expect(r.stdout).not.toContain("\u001b[")
+    }
+    const t = cli(["train", "--help"]).stdout
+    expect(t).toContain("stepwise train [options]")
+    expect(t).toContain("stepwise train --config examples/chapter6-adam.json")
+    for (const group of ["Data", "Model (CNN2)", "Optimizer", "Scheduler", "Run"])
+      expect(t).toMatch(new RegExp(`^${group.replace(/[()]/g, "\\$&")}$`, "m"))
+    // descriptions and defaults come from optim's schemas
+    expect(t).toMatch(/--weight-decay NUMBER +.*\[0; AdamW 0\.01\]/)
+    expect(t).toMatch(/--\[no-\]nesterov/)
+    expect(t.split("\n").length).toBeLessThan(200)
+  })
+
+  it("lr-find rejects --epochs", () => {
+    const r = cli(["lr-find", "--epochs", "3"])
+    expect(r.code).not.toBe(0)
+    expect(r.stderr).toMatch(/--epochs/)
+  })
 })
 
 describe("bad input: one line naming the flag or file, non-zero exit, nothing written", () => {
@@ -80,16 +108,20 @@ describe("bad input: one line naming the flag or file, non-zero exit, nothing wr
     ["not a number", ["train", "--epochs", "ten"], /--epochs ten: not an integer/],
     ["unknown flag", ["train", "--bogus"], /--bogus/],
     ["missing config", ["train", "--config", "nope.json"], /nope\.json: no such file/],
-    ["missing data folder", ["train", "--data", "/nonexistent/rps"], /\/nonexistent\/rps/],
+    [
+      "missing data folder",
+      ["train", "--data", "/nonexistent/rps", "--val-split", "0.2"],
+      /\/nonexistent\/rps/
+    ],
     [
       "scheduler without its required bounds",
       ["train", "--scheduler", "cyclic", "--epochs", "1"],
-      /baseLr|maxLr/
+      /--base-lr: is missing/
     ],
     [
       "hyperparameter of another optimizer",
-      ["train", "--optimizer", "sgd", "--beta1", "0.8"],
-      /optimizer\.beta1: does not apply to sgd/
+      ["train", "--optimizer", "sgd", "--betas", "0.8,0.9"],
+      /--betas: does not apply to SGD/
     ],
     ["unknown plot", ["plot", "nope"], /plot nope: expected one of/],
     ["eval of a missing checkpoint", ["eval", "--checkpoint", "/nonexistent/ckpt"], /\/nonexistent\/ckpt/]
@@ -111,7 +143,7 @@ describe("bad input: one line naming the flag or file, non-zero exit, nothing wr
     writeFileSync(file, "optimizer:\n  name: adam\n  lr: -3\n")
     const r = cli(["train", "--config", file, "--out", out])
     expect(r.code).toBe(1)
-    expect(r.stderr.trim()).toBe(`stepwise: ConfigError: ${file}: optimizer.lr: must be >= 0 (got -3)`)
+    expect(r.stderr.trim()).toBe(`stepwise: ${file}: optimizer.lr: must be >= 0 (got -3)`)
     expect(existsSync(out)).toBe(false)
   })
 })
@@ -184,7 +216,7 @@ describe("train, eval, lr-find, plot on the bundled data", () => {
 
   it("leaves a complete run folder: config, metrics.jsonl, checkpoints, pictures, TensorBoard events", async () => {
     const config = JSON.parse(readFileSync(join(run, "config.json"), "utf8"))
-    expect(config.recipe.optimizer).toEqual({ name: "sgd", lr: 0.03, momentum: 0.9, nesterov: true })
+    expect(config.recipe.optimizer).toEqual({ name: "SGD", lr: 0.03, momentum: 0.9, nesterov: true })
     expect(config.batchesPerEpoch).toBe(158)
     expect(config.parameters).toBe(6823)
     const metrics = readFileSync(join(run, "metrics.jsonl"), "utf8")
@@ -289,7 +321,76 @@ describe("train, eval, lr-find, plot on the bundled data", () => {
       ].sort()
     )
     for (const f of p.files) expect((await decodePng(f)).height).toBeGreaterThan(100)
-  })
+  }, 300_000)
+})
+
+describe("signals and locks", () => {
+  /** Starts a command, waits for `ready` on its output, sends `signal`, returns the exit and how long it took. */
+  const interrupt = (args: ReadonlyArray<string>, ready: RegExp, signal: NodeJS.Signals) =>
+    new Promise<{ code: number | null; stderr: string; ms: number }>((resolve) => {
+      const child = spawn(process.execPath, [bin, ...args], { cwd: root })
+      let output = ""
+      let stderr = ""
+      let sentAt = 0
+      const check = () => {
+        if (sentAt === 0 && ready.test(output)) {
+          // let it get well into the work, then signal
+          setTimeout(() => {
+            sentAt = Date.now()
+            child.kill(signal)
+          }, 1500)
+          sentAt = -1
+        }
+      }
+      child.stdout.on("data", (d) => {
+        output += d
+        check()
+      })
+      child.stderr.on("data", (d) => {
+        output += d
+        stderr += d
+        check()
+      })
+      child.on("exit", (code) => resolve({ code, stderr, ms: Date.now() - sentAt }))
+    })
+
+  it("SIGTERM stops training within a mini-batch, keeps the last epoch's checkpoint, leaves no temp file", async () => {
+    const dir = join(tmp, "sigterm")
+    const r = await interrupt(["train", "--epochs", "3", "--out", dir], /training CNN2/, "SIGTERM")
+    expect(r.code).toBe(130)
+    // an epoch takes seconds; the interrupt lands at the next mini-batch
+    expect(r.ms).toBeLessThan(2500)
+    expect(r.stderr).toContain(`stepwise train --resume ${dir}`)
+    const files = readdirSync(dir, { recursive: true }).map(String)
+    expect(files.filter((f) => /\.tmp-/.test(f))).toEqual([])
+    expect(files).toContain(join("checkpoints", "epoch-0000.safetensors"))
+    expect(existsSync(join(dir, ".lock"))).toBe(false)
+  }, 300_000)
+
+  it("lr-find honours Ctrl-C at once and leaves no temp file", async () => {
+    const dir = join(tmp, "lrf-int")
+    const r = await interrupt(["lr-find", "--num-iter", "1000000", "--out", dir], /LR range test/, "SIGINT")
+    expect(r.code).toBe(130)
+    expect(r.ms).toBeLessThan(2500)
+    const files = existsSync(dir) ? readdirSync(dir).map(String) : []
+    expect(files.filter((f) => /\.tmp-/.test(f))).toEqual([])
+  }, 300_000)
+
+  it("a second writer of a run folder fails at once, naming the folder", async () => {
+    const dir = join(tmp, "locked")
+    const first = spawn(process.execPath, [bin, "train", "--epochs", "2", "--out", dir], { cwd: root })
+    await new Promise<void>((resolve) => {
+      const wait = () => (existsSync(join(dir, ".lock")) ? resolve() : setTimeout(wait, 50))
+      wait()
+    })
+    const second = cli(["train", "--epochs", "1", "--out", dir])
+    first.kill("SIGINT")
+    expect(second.code).toBe(1)
+    expect(second.stderr.trim()).toMatch(
+      new RegExp(`^stepwise: ${dir}: is being written by another stepwise process \\(pid \\d+\\)`)
+    )
+    await new Promise((resolve) => first.on("exit", resolve))
+  }, 300_000)
 })
 
 describe("resume", () => {
@@ -331,6 +432,6 @@ describe("resume", () => {
   it("--resume refuses to change the recipe", () => {
     const r = cli(["train", "--resume", join(tmp, "straight"), "--lr", "0.1"])
     expect(r.code).toBe(1)
-    expect(r.stderr).toMatch(/--lr cannot change a resumed run's recipe/)
+    expect(r.stderr).toMatch(/--lr: cannot change a resumed run's recipe/)
   })
 })

@@ -1,8 +1,6 @@
 import * as fc from "fast-check"
 import { describe, expect, it } from "vitest"
-import { ConfigError, formatError } from "../src/Errors.js"
 import * as Progress from "../src/Progress.js"
-import * as Run from "../src/RunFolder.js"
 
 describe("progress output", () => {
   it("the live bar fits the terminal and counts batches", () => {
@@ -127,36 +125,5 @@ describe("progress output", () => {
     expect(new Set(lines.map((l) => l.length)).size).toBe(1)
     expect(lines[2]).toContain("73.3%")
     expect(lines[3]).toContain("99.5%")
-  })
-})
-
-describe("run folder files", () => {
-  it("metrics.jsonl round-trips, one object a line", () => {
-    fc.assert(
-      fc.property(
-        fc.array(fc.record({ epoch: fc.nat(), loss: fc.double({ noNaN: true, noDefaultInfinity: true }) })),
-        (rows) => {
-          const text = Run.encodeMetrics(rows)
-          expect(text.split("\n").length).toBe(rows.length + 1)
-          expect(Run.decodeMetrics(text)).toEqual(
-            rows.map((r) => ({ ...r, loss: Object.is(r.loss, -0) ? 0 : r.loss }))
-          )
-        }
-      )
-    )
-  })
-
-  it("the default run folder sorts by time", () => {
-    expect(Run.defaultRunDir(new Date("2026-11-25T13:40:05.123Z"))).toBe("runs/2026-11-25T13-40-05")
-  })
-})
-
-describe("one-line errors", () => {
-  it("names the file and field, or the tag and fields (flags: see the e2e bad-input cases)", () => {
-    expect(
-      formatError(new ConfigError({ file: "r.yaml", field: "optimizer.lr", reason: "must be >= 0 (got -3)" }))
-    ).toBe("ConfigError: r.yaml: optimizer.lr: must be >= 0 (got -3)")
-    expect(formatError({ _tag: "EmptyDataset", root: "/data" })).toBe("EmptyDataset (root=/data)")
-    expect(formatError(new Error("first\n    at stack (x.js:1:1)"))).toBe("first")
   })
 })

@@ -6,76 +6,128 @@ import { Effect, Either, Option } from "effect"
 import * as Flags from "../src/Flags.js"
 import * as Recipe from "../src/Recipe.js"
 import * as Resolve from "../src/Resolve.js"
-import * as SchedulerConfig from "../src/SchedulerConfig.js"
 
 const example = (name: string) => fileURLToPath(new URL(`../../../examples/${name}`, import.meta.url))
 
-const none = Option.none()
 const flags = (over: Record<string, unknown> = {}): Resolve.RecipeFlags =>
   ({
-    config: none,
+    config: Option.none(),
     ...Object.fromEntries(Object.entries(over).map(([k, v]) => [k, Option.some(v)]))
   }) as Resolve.RecipeFlags
 
+const run = { batchesPerEpoch: 158, epochs: 10 }
+const resolve = (over: Record<string, unknown>) =>
+  Resolve.resolve(flags(over)).pipe(Effect.provide(NodeContext.layer))
+const message = <A>(e: Effect.Effect<A, { message: string }>) =>
+  Effect.runSync(Effect.either(e)).pipe((x) => (Either.isLeft(x) ? x.left.message : "ok"))
+
 describe("recipes", () => {
-  it.effect("the chapter's SGD + CyclicLR recipe decodes to the chapter's hyperparameters", () =>
+  it.effect("the chapter's SGD + CyclicLR recipe decodes into optim's configs, step size one epoch", () =>
     Effect.gen(function* () {
-      const r = yield* Resolve.resolve(flags({ config: example("chapter6-sgd-cyclic.json") }))
+      const { recipe: r, origin } = yield* resolve({ config: example("chapter6-sgd-cyclic.json") })
       expect(r.model).toEqual({ filters: 5, dropout: 0.5 })
-      expect(r.optimizer).toEqual({ name: "sgd", lr: 0.03, momentum: 0.9, nesterov: true })
-      expect(r.scheduler).toEqual({
-        name: "cyclic",
-        baseLr: 1e-3,
-        maxLr: 1e-2,
-        stepSizeUp: "epoch",
-        mode: "triangular2"
-      })
       expect([r.epochs, r.batchSize, r.seed, r.backend]).toEqual([10, 16, 13, "wasm"])
-      // step_size_up = len(train_loader) = 158 mini-batches of the 2,520 training images
-      const input = yield* SchedulerConfig.schedulerInput(r, "x", 158)
-      expect(input).toEqual({
-        _tag: "CyclicLR",
-        baseLr: 1e-3,
-        maxLr: 1e-2,
-        stepSizeUp: 158,
-        mode: "triangular2"
+      const { config, def } = yield* Recipe.optimizerOf(r.optimizer, origin)
+      expect(config).toEqual({
+        _tag: "SGD",
+        lr: 0.03,
+        momentum: 0.9,
+        dampening: 0,
+        weightDecay: 0,
+        nesterov: true,
+        maximize: false
       })
-      const s = yield* SchedulerConfig.build(r, "x", 158, { lr: 0.03, momentum: 0.9 }) // SGD's defaults
+      // step_size_up = len(train_loader) = 158 mini-batches of the 2,520 training images
+      const s = yield* Recipe.schedulerOf(r.scheduler, origin, run, { lr: 0.03, momentum: 0.9 })
       let st = s!.init({ lr: 0.03, momentum: 0.9 })
       expect(s!.current(st).lr).toBeCloseTo(1e-3, 15)
       for (let i = 0; i < 158; i++) st = yield* s!.step(st)
       expect(s!.current(st).lr).toBeCloseTo(1e-2, 12) // the top after one epoch
       for (let i = 0; i < 158 * 2; i++) st = yield* s!.step(st)
       expect(s!.current(st).lr).toBeCloseTo(1e-3 + (1e-2 - 1e-3) / 2, 12) // triangular2 halves the 2nd cycle
-    }).pipe(Effect.provide(NodeContext.layer))
+      expect(def).toBeTypeOf("function")
+    })
   )
+
+  it("names map to optim's tags by one table: PyTorch's class names in any case", () => {
+    expect(Recipe.optimizerTags).toEqual(["SGD", "Adam", "AdamW", "RMSprop", "Adagrad"])
+    for (const [name, tag] of [
+      ["sgd", "SGD"],
+      ["SGD", "SGD"],
+      ["adamw", "AdamW"],
+      ["rmsprop", "RMSprop"]
+    ])
+      expect(Recipe.tagOf(Recipe.optimizerTags, name)).toBe(tag)
+    for (const [name, tag] of [
+      ["cyclic", "CyclicLR"],
+      ["CyclicLR", "CyclicLR"],
+      ["one-cycle", "OneCycleLR"],
+      ["step", "StepLR"],
+      ["ReduceLROnPlateau", "ReduceLROnPlateau"]
+    ])
+      expect(Recipe.tagOf(Recipe.schedulerTags, name)).toBe(tag)
+    expect(Recipe.tagOf(Recipe.optimizerTags, "lbfgs")).toBeUndefined()
+  })
+
+  it("the flag table is derived from optim's schemas: one flag a field, PyTorch's defaults", () => {
+    const byFlag = new Map(Flags.hyperparameterFlags.map((f) => [f.flag, f]))
+    expect(byFlag.get("betas")?.field.kind).toBe("numbers")
+    expect(byFlag.get("betas")?.field.tags).toEqual(["Adam", "AdamW"])
+    expect(Flags.defaultsText(byFlag.get("weight-decay")!.field)).toBe("[0; AdamW 0.01]")
+    expect(Flags.defaultsText(byFlag.get("eps")!.field)).toBe("[1e-8; Adagrad 1e-10]")
+    expect(Flags.defaultsText(byFlag.get("lr")!.field)).toBe(`[${Recipe.DEFAULT_LR}]`)
+    expect(byFlag.get("nesterov")?.field.kind).toBe("boolean")
+    expect(byFlag.get("mode")?.field.choices).toEqual([
+      "min",
+      "max",
+      "triangular",
+      "triangular2",
+      "exp_range"
+    ])
+    // a scheduler field named like an optimizer field or a run flag gets a prefix
+    expect(byFlag.get("scheduler-eps")?.field.tags).toEqual(["ReduceLROnPlateau"])
+    expect(byFlag.get("scheduler-epochs")?.field.tags).toEqual(["OneCycleLR"])
+    expect(byFlag.get("step-size-up")?.section).toBe("scheduler")
+    // no hand-written copy: every field of every optim config has its flag
+    expect(new Set(Flags.hyperparameterFlags.map((f) => f.field.key))).toEqual(
+      new Set([...Recipe.optimizerFields, ...Recipe.schedulerFields].map((f) => f.key))
+    )
+  })
 
   it.effect("the Adam recipe, and flags override the file field by field", () =>
     Effect.gen(function* () {
-      const r = yield* Resolve.resolve(
-        flags({ config: example("chapter6-adam.json"), epochs: 1, dropout: 0 })
-      )
-      expect(r.optimizer).toEqual({ name: "adam", lr: 3e-4 })
+      const { recipe: r } = yield* resolve({ config: example("chapter6-adam.json"), epochs: 1, dropout: 0 })
+      expect(r.optimizer).toEqual({ name: "Adam", lr: 3e-4 })
       expect(r.model).toEqual({ filters: 5, dropout: 0 })
       expect(r.epochs).toBe(1)
-    }).pipe(Effect.provide(NodeContext.layer))
+    })
   )
 
   it("choosing another optimizer by flag starts that section afresh, keeping the lr", () => {
-    const base = { optimizer: { name: "adam", lr: 0.01, beta1: 0.8 } }
-    expect(Resolve.mergeRaw(base, { optimizer: { name: "sgd", momentum: 0.9 } }).optimizer).toEqual({
-      name: "sgd",
+    const base = { optimizer: { name: "adam", lr: 0.01, betas: [0.8, 0.9] } }
+    expect(Resolve.mergeRaw(base, { optimizer: { name: "SGD", momentum: 0.9 } }).optimizer).toEqual({
+      name: "SGD",
       lr: 0.01,
       momentum: 0.9
     })
-    expect(Resolve.mergeRaw(base, { optimizer: { lr: 0.1 } }).optimizer).toEqual({
-      name: "adam",
+    // the same optimizer in another spelling is not another optimizer
+    expect(Resolve.mergeRaw(base, { optimizer: { name: "Adam", lr: 0.1 } }).optimizer).toEqual({
+      name: "Adam",
       lr: 0.1,
-      beta1: 0.8
+      betas: [0.8, 0.9]
     })
   })
 
-  it.effect("YAML recipes decode like JSON ones", () =>
+  it.effect("one lr, decoded once, defaulting in one place", () =>
+    Effect.gen(function* () {
+      const sgd = yield* Recipe.optimizerOf({ name: "sgd" }, Recipe.fromFile("f.json"))
+      expect(sgd.config.lr).toBe(Recipe.DEFAULT_LR)
+      const { recipe } = yield* resolve({})
+      expect(recipe.optimizer).toEqual({ name: "Adam", lr: Recipe.DEFAULT_LR })
+    })
+  )
+
+  it.effect("YAML recipes decode like JSON ones; aliases are refused with a clear message", () =>
     Effect.gen(function* () {
       const raw = yield* Recipe.parseText(
         "model:\n  dropout: 0.5\noptimizer:\n  name: sgd\n  lr: 0.03\n  nesterov: true\n  momentum: 0.9\nscheduler: { name: step, stepSize: 4, gamma: 0.5 }\n",
@@ -84,45 +136,51 @@ describe("recipes", () => {
       const r = yield* Recipe.decode(raw, "r.yaml")
       expect(r.scheduler).toEqual({ name: "step", stepSize: 4, gamma: 0.5 })
       expect(r.model.filters).toBe(5)
+      const e = yield* Effect.flip(Recipe.parseText("a: &x [1]\nb: *x\n", "r.yaml"))
+      expect(e.message).toBe("r.yaml: cannot parse: uses the YAML alias *x; write the values out instead")
     })
   )
 
-  const failure = (input: unknown) =>
-    Effect.runSync(Effect.either(Recipe.decode(input, "bad.json"))).pipe((e) =>
-      Either.isLeft(e) ? e.left.message : "decoded"
-    )
+  const recipeFailure = (input: unknown) => message(Recipe.decode(input, "bad.json"))
+  const optimizerFailure = (input: Recipe.Section) =>
+    message(Recipe.optimizerOf(input, Recipe.fromFile("bad.json")))
+  const schedulerFailure = (input: Recipe.Section) =>
+    message(Recipe.schedulerOf(input, Recipe.fromFile("bad.json"), run, { lr: 0.1 }))
 
-  it("bad recipes fail naming the file, the field and the value", () => {
-    expect(failure({ optimizer: { name: "adam", lr: -1 } })).toBe(
-      "bad.json: optimizer.lr: must be >= 0 (got -1)"
-    )
+  it("bad recipes fail naming the file, the field and the value, by optim's rules", () => {
+    expect(optimizerFailure({ name: "adam", lr: -1 })).toBe("bad.json: optimizer.lr: must be >= 0 (got -1)")
     // lr 0 is valid, as in torch.optim and @stepwise/optim
-    expect(failure({ optimizer: { name: "adam", lr: 0 } })).toBe("decoded")
-    expect(failure({ model: { dropout: 1 } })).toBe("bad.json: model.dropout: must be in [0, 1) (got 1)")
-    expect(failure({ scheduler: { name: "bogus" } })).toMatch(/^bad\.json: scheduler\.name: .*"bogus"/)
-    expect(failure({ epochz: 3 })).toBe("bad.json: epochz: unknown field (got 3)")
-    expect(failure({ batchSize: 2.5 })).toMatch(/^bad\.json: batchSize: .*2\.5/)
-    expect(failure({ data: { resize: "28y" } })).toMatch(/^bad\.json: data\.resize/)
+    expect(optimizerFailure({ name: "adam", lr: 0 })).toBe("ok")
+    expect(optimizerFailure({ name: "sgd", lr: 0.1, betas: [0.9, 0.99] })).toBe(
+      "bad.json: optimizer.betas: does not apply to SGD"
+    )
+    expect(optimizerFailure({ name: "lbfgs" })).toMatch(
+      /^bad\.json: optimizer\.name: expected one of SGD, Adam/
+    )
+    expect(schedulerFailure({ name: "step", stepSize: 2, maxLr: 1 })).toBe(
+      "bad.json: scheduler.maxLr: does not apply to StepLR"
+    )
+    expect(schedulerFailure({ name: "none", gamma: 0.5 })).toBe(
+      "bad.json: scheduler.gamma: given, but no scheduler is chosen"
+    )
+    expect(schedulerFailure({ name: "bogus" })).toMatch(/^bad\.json: scheduler\.name: expected one of StepLR/)
+    expect(recipeFailure({ model: { dropout: 1 } })).toBe(
+      "bad.json: model.dropout: must be in [0, 1) (got 1)"
+    )
+    expect(recipeFailure({ epochz: 3 })).toBe("bad.json: epochz: unknown field (got 3)")
+    expect(recipeFailure({ batchSize: 2.5 })).toMatch(/^bad\.json: batchSize: .*2\.5/)
+    expect(recipeFailure({ data: { resize: "28y" } })).toMatch(/^bad\.json: data\.resize/)
   })
 
-  it.effect("a hyperparameter that does not belong to the optimizer or scheduler is named", () =>
+  it.effect("a value set by a flag is reported by its flag", () =>
     Effect.gen(function* () {
-      const r = yield* Recipe.decode({ optimizer: { name: "sgd", lr: 0.1, beta1: 0.9 } }, "f.json")
-      const e = yield* Effect.flip(
-        SchedulerConfig.build(r, "f.json", 10, { lr: 0.1, momentum: 0 }).pipe(
-          Effect.zipRight(Effect.fail("none"))
-        )
+      const { recipe, origin } = yield* resolve({ optimizer: "SGD", lr: -1 })
+      const e = yield* Effect.flip(Recipe.optimizerOf(recipe.optimizer, origin))
+      expect(e.message).toBe("--lr -1: must be >= 0")
+      const both = yield* Effect.flip(resolve({ val: "v", valSplit: 0.2 }))
+      expect(both.message).toBe(
+        "--val-split 0.2: holds out validation data, but validation data is given (--val): choose one"
       )
-      expect(e).toBe("none")
-      const { optimizerInput } = yield* Effect.promise(() => import("../src/Pipeline.js"))
-      const err = yield* Effect.flip(optimizerInput(r.optimizer, "f.json"))
-      expect(err.message).toBe("f.json: optimizer.beta1: does not apply to sgd")
-      const r2 = yield* Recipe.decode({ scheduler: { name: "step", stepSize: 2, maxLr: 1 } }, "f.json")
-      const err2 = yield* Effect.flip(SchedulerConfig.schedulerInput(r2, "f.json", 10))
-      expect(err2.message).toBe("f.json: scheduler.maxLr: does not apply to step")
-      const r3 = yield* Recipe.decode({ scheduler: { name: "none", gamma: 0.5 } }, "f.json")
-      const err3 = yield* Effect.flip(SchedulerConfig.schedulerInput(r3, "f.json", 10))
-      expect(err3.message).toBe("f.json: scheduler.gamma: given, but no scheduler is chosen")
     })
   )
 
@@ -143,6 +201,8 @@ describe("flag values", () => {
     expect(Flags.checkNumber("1.5", { integer: true })).toBe("not an integer")
     expect(Flags.checkNumber("1", { min: 0, max: 1, maxExclusive: true })).toBe("must be in [0, 1)")
     expect(Flags.checkNumber("0.999", { min: 0, max: 1, maxExclusive: true })).toBe(0.999)
-    expect(Flags.checkNumber("NaN", {})).toBe("not a number")
+    expect(Flags.checkNumber("NaN", {})).toBe("must be a finite number")
+    expect(Flags.checkNumber("Infinity", {})).toBe("must be a finite number")
+    expect(Flags.checkNumber("-inf", {})).toBe("must be a finite number")
   })
 })

@@ -32,7 +32,7 @@ describe("square images for CNN2, judged before decoding", () => {
     expect(Either.isLeft(r)).toBe(true)
     if (Either.isLeft(r)) {
       expect(formatError(r.left)).toBe(
-        `ConfigError: ${join(root, "paper", "a.png")}: data.resize: this image is 300x200, so resize 28 makes it 42x28, ` +
+        `${join(root, "paper", "a.png")}: data.resize: this image is 300x200, so resize 28 makes it 42x28, ` +
           'but CNN2 needs square images: use --resize 28x28 (or data.resize: "28x28")'
       )
     }

@@ -17,9 +17,9 @@
 import { execFileSync } from "node:child_process"
 import { fileURLToPath } from "node:url"
 import { NodeFileSystem } from "@effect/platform-node"
-import { Cnn2, Engine, FusedOptimizer, Loss, Metrics, Trainer } from "@stepwise/core"
+import { Cnn2, Engine, Loss, Metrics, Trainer } from "@stepwise/core"
 import { DataLoader, DecodePool, ImageFolder, Random, Rps, Statistics } from "@stepwise/data"
-import { Adam, CyclicLR, Optimizers, SGD, TfNumeric } from "@stepwise/optim"
+import { Adam, CyclicLR, Optimizers, SGD } from "@stepwise/optim"
 import { Effect, Layer } from "effect"
 
 const args = process.argv.slice(2)
@@ -34,13 +34,11 @@ const epochs = Number(flag("--epochs") ?? 10)
 const PYTORCH = { adam: 330, sgd: 344 }
 const TOTAL = 372
 
+/** optim's definition on the engine's numeric (fused kernels on wasm): what users run. */
 const fused = (config: Optimizers.OptimizerConfig) =>
-  Effect.map(Optimizers.fromConfig(config), (generic) =>
-    FusedOptimizer.def(config, generic)(TfNumeric.TfNumeric)
-  )
+  Effect.zipWith(Optimizers.fromConfig(config), Engine.Engine, (def, engine) => def(engine.numeric))
 
 const program = Effect.gen(function* () {
-  yield* Engine.use("wasm")
   const t0 = performance.now()
   // The chapter's data preparation: a temporary loader for the statistics, then Normalize.
   const rawTrain = yield* ImageFolder.loadImageFolder(`${root}/rps`, { resize: 28 })
@@ -65,7 +63,7 @@ const program = Effect.gen(function* () {
     name: string,
     seed: number,
     p: number,
-    setup: (t: Trainer.Trainer) => Effect.Effect<Trainer.Trainer, unknown>
+    setup: (t: Trainer.Trainer) => Effect.Effect<Trainer.Trainer, unknown, Engine.Engine>
   ) =>
     Effect.gen(function* () {
       const trainLoader = yield* DataLoader.fromTensorDataset(train, { batchSize: 16, shuffle: true, seed })
@@ -183,7 +181,7 @@ const torchRun = (): { adam: Array<number>; sgd: Array<number> } | string => {
 
 // Exit explicitly: the image decoder's worker threads would keep the process alive.
 Effect.runPromise(
-  program.pipe(Effect.provide(Layer.merge(NodeFileSystem.layer, DecodePool.layerDefault)))
+  program.pipe(Effect.provide(Layer.mergeAll(NodeFileSystem.layer, DecodePool.layerDefault, Engine.wasm)))
 ).then(
   () => process.exit(process.exitCode ?? 0),
   (e) => {

@@ -7,11 +7,11 @@
  */
 import { execFileSync } from "node:child_process"
 import { fileURLToPath } from "node:url"
-import { Cnn2, Engine, FusedOptimizer, Loss, Module, Trainer } from "@stepwise/core"
+import { Cnn2, Engine, Loss, Module, Trainer } from "@stepwise/core"
 import { Random } from "@stepwise/data"
 import { Adam, type Optimizer, TfNumeric } from "@stepwise/optim"
 import * as tf from "@tensorflow/tfjs-core"
-import { Effect } from "effect"
+import { Effect, Scope } from "effect"
 
 const args = process.argv.slice(2)
 const profile = args.includes("--profile")
@@ -45,18 +45,22 @@ const batchAt = (i: number) => {
   }
 }
 
+/** The engine on `backend`, held until the process ends (a benchmark switches between them). */
+const useEngine = (backend: Engine.BackendName) =>
+  Effect.runPromise(Effect.flatMap(Scope.make(), (scope) => Scope.extend(Engine.make(backend), scope)))
+
 /**
  * The step users run: `Trainer.trainStep` (loss and gradients, optim's Adam through `tidyUpdate`,
  * disposal of what was replaced). "fused" is optim's Adam on the engine's numeric with its fused
- * kernels (`FusedOptimizer.numeric` until the Engine layer carries the numeric); "tfjs" is the
- * same Adam on the plain tfjs numeric (element-wise ops).
+ * kernels; "tfjs" is the same Adam on the plain tfjs numeric (element-wise ops).
  */
 type UpdateKind = "tfjs" | "fused"
 
-const makeTrainer = (update: UpdateKind) => {
+const makeTrainer = (update: UpdateKind, engine: Engine.EngineService) => {
   const { model } = Cnn2.make({ nFilters: 5, p: 0.3 })
   const def = Adam.optimizer(Adam.Config.make({ lr: 3e-4 }))
-  const optimizer = def(update === "tfjs" ? TfNumeric.TfNumeric : FusedOptimizer.numeric)
+  // "tfjs": optim's definition composed from tfjs ops; "fused": on the engine's numeric, as users run it.
+  const optimizer = update === "tfjs" ? def(TfNumeric.TfNumeric) : def(engine.numeric)
   const config = { model, loss: Loss.crossEntropy, optimizer }
   let params = Module.init(model, Random.make(0))
   let optState: Optimizer.OptimizerState<tf.Tensor> = optimizer.init(params)
@@ -106,8 +110,8 @@ const benchEngine = async (
   repeats: number,
   epochs: number
 ): Promise<Row> => {
-  await Effect.runPromise(Engine.use(backend))
-  const t = makeTrainer(update)
+  const engine = await useEngine(backend)
+  const t = makeTrainer(update, engine)
   for (let i = 0; i < 20; i++) t.step(i)
   const perStep: Array<number> = []
   const cpuPerStep: Array<number> = []
@@ -160,7 +164,7 @@ const torchRow = (threads: number): Row | string => {
  * JS side (tape-free bookkeeping, tidy, loss, masks, input layout).
  */
 const profileWasm = async (steps: number) => {
-  await Effect.runPromise(Engine.use("wasm"))
+  const engine = await useEngine("wasm")
   const byKernel = new Map<string, { calls: number; us: number }>()
   const stack: Array<number> = []
   const originals = tf.getKernelsForBackend("wasm")
@@ -186,7 +190,7 @@ const profileWasm = async (steps: number) => {
       }
     })
   }
-  const t = makeTrainer("fused")
+  const t = makeTrainer("fused", engine)
   for (let i = 0; i < 20; i++) t.step(i)
   byKernel.clear()
   const c0 = cpuUs()
@@ -216,8 +220,7 @@ const profileWasm = async (steps: number) => {
  * is a per-step count that holds on a loaded machine, where wall times do not.
  */
 const callgrind = async (steps: number) => {
-  await Effect.runPromise(Engine.use("wasm"))
-  const t = makeTrainer("fused")
+  const t = makeTrainer("fused", await useEngine("wasm"))
   for (let i = 0; i < 20 + steps; i++) t.step(i)
 }
 

@@ -17,6 +17,7 @@
 import { OptimizerState } from "@stepwise/optim"
 import * as tf from "@tensorflow/tfjs-core"
 import { Effect, Schema } from "effect"
+import { Engine } from "./Engine.js"
 import * as Safetensors from "./Safetensors.js"
 import type * as Trainer from "./Trainer.js"
 
@@ -128,7 +129,10 @@ export const fromFile = (file: Safetensors.File, path: string): Effect.Effect<Sn
 
 /** Writes `t` to `path` atomically. */
 export const save = (path: string, t: Trainer.Trainer<any, any>) =>
-  Effect.suspend(() => Safetensors.write(path, toFile(snapshot(t))))
+  Effect.zipRight(
+    Engine,
+    Effect.suspend(() => Safetensors.write(path, toFile(snapshot(t))))
+  )
 
 /** Reads a checkpoint file. */
 export const load = (path: string) => Effect.flatMap(Safetensors.read(path), (file) => fromFile(file, path))
@@ -145,8 +149,9 @@ export const restore = <E, R>(
   template: Trainer.Trainer<E, R>,
   s: Snapshot,
   path = "<snapshot>"
-): Effect.Effect<Trainer.Trainer<E, R>, CheckpointError> =>
+): Effect.Effect<Trainer.Trainer<E, R>, CheckpointError, Engine> =>
   Effect.gen(function* () {
+    yield* Engine
     const fail = (reason: string) => new CheckpointError({ path, reason })
     const { config } = template
     const expected = Object.keys(template.params).sort()

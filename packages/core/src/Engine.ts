@@ -1,9 +1,13 @@
 import "@tensorflow/tfjs-backend-cpu"
 import "@tensorflow/tfjs-backend-wasm"
+import { type Numeric, TfNumeric } from "@stepwise/optim"
 import * as tf from "@tensorflow/tfjs-core"
-import { Context, Effect, Layer, Schema } from "effect"
-import { registerFusedKernels } from "./kernels/Fused.js"
-import { registerCpuKernels, registerWasmKernels } from "./kernels/Register.js"
+import { Context, Effect, Layer, type Scope } from "effect"
+import { BackendUnavailable } from "./Errors.js"
+import * as Fused from "./kernels/Fused.js"
+import * as Kernels from "./kernels/Register.js"
+
+export { BackendUnavailable } from "./Errors.js"
 
 /**
  * The tensor engine, chosen as a layer: `wasm` (default, ships its .wasm in node_modules),
@@ -14,21 +18,17 @@ export type BackendName = "wasm" | "cpu" | "tensorflow"
 
 export const backendNames: ReadonlyArray<BackendName> = ["wasm", "cpu", "tensorflow"]
 
-/** A requested backend that cannot be used here; `package` is what to install. */
-export class BackendUnavailable extends Schema.TaggedError<BackendUnavailable>()("BackendUnavailable", {
-  backend: Schema.String,
-  package: Schema.String,
-  reason: Schema.String
-}) {
-  override get message(): string {
-    return `backend '${this.backend}' is unavailable: ${this.reason} (install ${this.package})`
-  }
-}
-
 export interface EngineService {
   readonly backend: BackendName
-  /** The tfjs-core namespace, already switched to `backend`. */
+  /** The tfjs-core namespace, switched to `backend`. */
   readonly tf: typeof tf
+  /**
+   * The numeric optimizers run on: tfjs tensors, with `fused` Adam/SGD kernels on cpu and wasm
+   * (optim's Adam/AdamW/SGD then take one kernel call per parameter instead of a dozen ops).
+   */
+  readonly numeric: Numeric.Numeric<tf.Tensor>
+  /** What the layer registered; `kernels.stock` holds the stock kernels ours replaced. */
+  readonly kernels: Kernels.Registration
 }
 
 export class Engine extends Context.Tag("@stepwise/core/Engine")<Engine, EngineService>() {}
@@ -55,33 +55,74 @@ const loadTensorflow = Effect.fn("Engine.loadTensorflow")(function* () {
   })
 })
 
-/**
- * Switches tfjs to `backend` (registering our kernels first) and waits until it is ready.
- * tfjs keeps one global engine, so this is a process-wide choice.
- */
-export const use = Effect.fn("Engine.use")(function* (backend: BackendName) {
-  if (backend === "tensorflow") yield* loadTensorflow()
-  if (backend === "wasm") registerWasmKernels()
-  if (backend === "cpu") registerCpuKernels()
-  registerFusedKernels()
-  const unavailable = (reason: string) =>
-    new BackendUnavailable({
-      backend,
-      package:
-        backend === "tensorflow" ? tensorflowPackages.join(" or ") : `@tensorflow/tfjs-backend-${backend}`,
-      reason
-    })
-  const ok = yield* Effect.tryPromise({
-    try: () => tf.setBackend(backend),
-    catch: (e) => unavailable(String((e as Error)?.message ?? e))
-  })
-  if (!ok) return yield* unavailable("tf.setBackend returned false")
-  yield* Effect.promise(() => tf.ready())
-  return { backend, tf } satisfies EngineService
-})
+const run = (kernel: string, inputs: Record<string, tf.Tensor>, attrs: object): Array<tf.Tensor> =>
+  tf.engine().runKernel(kernel, inputs as any, attrs as any) as unknown as Array<tf.Tensor>
 
+/** tfjs tensors with the fused update kernels (registered by the engine on cpu and wasm). */
+export const fusedNumeric: Numeric.Numeric<tf.Tensor> = {
+  ...TfNumeric.TfNumeric,
+  fused: {
+    adam: (inputs, step) => {
+      const ins: Record<string, tf.Tensor> = {
+        param: inputs.param,
+        grad: inputs.grad,
+        expAvg: inputs.expAvg,
+        expAvgSq: inputs.expAvgSq
+      }
+      if (step.amsgrad && inputs.maxExpAvgSq !== undefined) ins.maxExpAvgSq = inputs.maxExpAvgSq
+      const [param, expAvg, expAvgSq, maxExpAvgSq] = run(Fused.AdamUpdate, ins, step)
+      return { param, expAvg, expAvgSq, maxExpAvgSq }
+    },
+    sgd: (inputs, step) => {
+      const ins: Record<string, tf.Tensor> = { param: inputs.param, grad: inputs.grad }
+      if (step.momentum !== 0 && !step.first && inputs.momentumBuffer !== undefined)
+        ins.momentumBuffer = inputs.momentumBuffer
+      const [param, momentumBuffer] = run(Fused.SgdUpdate, ins, step)
+      return { param, momentumBuffer }
+    }
+  }
+}
+
+const kernelsOf = (backend: BackendName): ReadonlyArray<Kernels.Ours> =>
+  backend === "wasm"
+    ? [...Kernels.wasmKernels, ...Fused.kernels("wasm")]
+    : backend === "cpu"
+      ? [...Kernels.cpuKernels, ...Fused.kernels("cpu")]
+      : []
+
+/**
+ * The engine on `backend`: our kernels registered (restored to the stock ones when the scope
+ * closes), tfjs switched to `backend` and ready. tfjs keeps one global engine, so one engine
+ * scope at a time is what a program should hold.
+ */
+export const make = (backend: BackendName): Effect.Effect<EngineService, BackendUnavailable, Scope.Scope> =>
+  Effect.gen(function* () {
+    if (backend === "tensorflow") yield* loadTensorflow()
+    const kernels = yield* Effect.acquireRelease(
+      Effect.sync(() => Kernels.register(kernelsOf(backend))),
+      (r) => Effect.sync(r.restore)
+    )
+    const unavailable = (reason: string, cause?: unknown) =>
+      new BackendUnavailable({
+        backend,
+        package:
+          backend === "tensorflow" ? tensorflowPackages.join(" or ") : `@tensorflow/tfjs-backend-${backend}`,
+        reason,
+        cause
+      })
+    const ok = yield* Effect.tryPromise({
+      try: () => tf.setBackend(backend),
+      catch: (e) => unavailable(String((e as Error)?.message ?? e), e)
+    })
+    if (!ok) return yield* unavailable("tf.setBackend returned false")
+    yield* Effect.promise(() => tf.ready())
+    const numeric = backend === "tensorflow" ? TfNumeric.TfNumeric : fusedNumeric
+    return { backend, tf, numeric, kernels } satisfies EngineService
+  }).pipe(Effect.withSpan("Engine.make", { attributes: { backend } }))
+
+/** The engine as a layer: everything that touches tensors requires `Engine`. */
 export const layer = (backend: BackendName = "wasm"): Layer.Layer<Engine, BackendUnavailable> =>
-  Layer.effect(Engine, use(backend))
+  Layer.scoped(Engine, make(backend))
 
 export const wasm = layer("wasm")
 export const cpu = layer("cpu")

@@ -28,7 +28,9 @@ import {
   TfNumeric
 } from "@stepwise/optim"
 import * as tf from "@tensorflow/tfjs-core"
-import { Effect, Either, Option, PubSub, Ref, Schema, Stream } from "effect"
+import { Chunk, Clock, Effect, Either, Option, PubSub, Ref, Stream } from "effect"
+import { Engine } from "./Engine.js"
+import { InvalidTrainer, NonFinite, type NonFiniteWhat } from "./Errors.js"
 import * as Events from "./Events.js"
 import * as Loss from "./Loss.js"
 import * as LrRangeTest from "./LrRangeTest.js"
@@ -39,25 +41,7 @@ import * as TorchWeights from "./TorchWeights.js"
 type Tensors = Numeric.Params<tf.Tensor>
 type Targets = Loss.Targets
 
-/** A loss that is NaN or infinite stops training; the trainer it started from is intact. */
-export class NonFiniteLoss extends Schema.TaggedError<NonFiniteLoss>()("NonFiniteLoss", {
-  epoch: Schema.Number,
-  batch: Schema.Number,
-  loss: Schema.Number
-}) {
-  override get message() {
-    return `training diverged: loss ${this.loss} at epoch ${this.epoch}, mini-batch ${this.batch}`
-  }
-}
-
-/** A trainer asked to do something its configuration cannot (no loader, plateau without validation). */
-export class InvalidTrainer extends Schema.TaggedError<InvalidTrainer>()("InvalidTrainer", {
-  reason: Schema.String
-}) {
-  override get message() {
-    return `trainer: ${this.reason}`
-  }
-}
+export { InvalidTrainer, NonFinite } from "./Errors.js"
 
 export type Loader<E = never, R = never> = DataLoader.DataLoader<Targets, E, R>
 
@@ -87,10 +71,15 @@ export interface Trainer<E = never, R = never> {
   readonly seed: number
 }
 
-/** A trainer for `model` with parameters from `rng` (PyTorch's default initialisation). */
+/**
+ * A trainer for `model` with parameters from `rng` (PyTorch's default initialisation) or given
+ * tensors. `seed` is the dropout seed recorded until the first `train`/`epochs` sets its own
+ * (so an epoch-0 checkpoint records the run's seed; default 42, the chapter's).
+ */
 export const make = <E = never, R = never>(
   config: Config<E, R>,
-  init: Random.State | Tensors
+  init: Random.State | Tensors,
+  options: { readonly seed?: number } = {}
 ): Trainer<E, R> => {
   const params = isState(init) ? Module.init(config.model, init) : init
   return {
@@ -102,7 +91,7 @@ export const make = <E = never, R = never>(
     losses: [],
     valLosses: [],
     learningRates: [],
-    seed: 42
+    seed: options.seed ?? 42
   }
 }
 
@@ -164,11 +153,45 @@ export interface CaptureRequest {
 
 const nothing: CaptureRequest = { gradients: [], parameters: [], activations: [] }
 
+/** The first value of a step that is NaN or infinite: in the loss, a gradient, or an updated parameter. */
+export interface NonFiniteValue {
+  readonly what: NonFiniteWhat
+  readonly tensor?: string
+  readonly value: number
+}
+
 export interface StepResult {
   readonly loss: number
   readonly params: Tensors
   readonly optState: Optimizer.OptimizerState<tf.Tensor>
   readonly captured: ReadonlyArray<Events.TrainEvent>
+  /** Set when the loss, a gradient or an updated parameter is not finite (the step's tensors are still returned). */
+  readonly nonFinite: NonFiniteValue | undefined
+}
+
+/**
+ * Which of `trees` first holds a NaN or an infinity, checked on the values themselves so no
+ * kernel's handling of NaN (wasm's max-pool turns a NaN window into -Inf) can hide one. One
+ * fused reduction for all of them: x * 0 is 0 for every finite x and NaN otherwise, so the sum
+ * is exactly 0 when everything is finite (no overflow, unlike summing x). Names are looked up
+ * only on failure.
+ */
+export const firstNonFinite = (
+  trees: ReadonlyArray<readonly [NonFiniteWhat, Tensors]>
+): NonFiniteValue | undefined => {
+  const all = trees.flatMap(([, tree]) => Object.values(tree))
+  if (all.length === 0) return undefined
+  const probe = tf.tidy(() => tf.sum(tf.mul(tf.concat(all.map((x) => tf.reshape(x, [-1]))), tf.scalar(0))))
+  const finite = probe.dataSync()[0] === 0
+  probe.dispose()
+  if (finite) return undefined
+  for (const [what, tree] of trees) {
+    for (const [name, x] of Object.entries(tree)) {
+      const value = (x.dataSync() as Float32Array).find((v) => !Number.isFinite(v))
+      if (value !== undefined) return { what, tensor: name, value }
+    }
+  }
+  return undefined
 }
 
 /**
@@ -200,8 +223,14 @@ export const trainStep = (
     captured.push(...layerEvents("Gradients", config.model, capture.gradients, grads, where))
   // grads come from autodiff at `params`: their tree matches by construction
   const next = Either.getOrThrow(TfNumeric.tidyUpdate(config.optimizer, optState, grads, params, hyper))
+  const nonFinite = Number.isFinite(loss)
+    ? firstNonFinite([
+        ["gradient", grads],
+        ["parameter", next.params]
+      ])
+    : { what: "loss" as const, value: loss }
   TfNumeric.disposeReplaced(grads, [...Object.values(next.params), ...stateTensors(next.state)])
-  return { loss, params: next.params, optState: next.state, captured }
+  return { loss, params: next.params, optState: next.state, captured, nonFinite }
 }
 
 /** The dropout state of a mini-batch: a pure function of (seed, epoch, batch). */
@@ -210,17 +239,266 @@ export const stepRng = (seed: number, epoch: number, batch: number): Random.Stat
 
 // ------------------------------------------------------------------------------------ training
 
+/** One epoch of a run, as `epochs` emits it. */
+export interface EpochResult<E = never, R = never> {
+  /**
+   * The trainer after this epoch. Its tensors stay valid until the next element is pulled (the
+   * stream then disposes what the next step replaces); the last one emitted is the caller's.
+   */
+  readonly trainer: Trainer<E, R>
+  /** 0-based. */
+  readonly epoch: number
+  /** Mean mini-batch training loss. */
+  readonly loss: number
+  readonly valLoss: number | undefined
+  readonly batchLosses: ReadonlyArray<number>
+  /** The lr each mini-batch was trained with. */
+  readonly learningRates: ReadonlyArray<number>
+  /** The lr after this epoch's scheduler steps (what the next epoch starts with). */
+  readonly lr: number
+  readonly seconds: number
+}
+
+export interface EpochsOptions {
+  /** How many more epochs. */
+  readonly epochs: number
+  /** Seed of the dropout masks (recorded in the trainer, hence in checkpoints). */
+  readonly seed: number
+}
+
+/** What the fold carries between mini-batches and epochs (never mutated). */
+interface Run<E, R> {
+  readonly trainer: Trainer<E, R>
+  /** False while `trainer` still holds the caller's tensors, which the stream never disposes. */
+  readonly owned: boolean
+  /** The lr last announced on the event bus (NaN: none yet). */
+  readonly announced: number
+}
+
+interface EpochFold<E, R> extends Run<E, R> {
+  readonly batchLosses: Chunk.Chunk<number>
+  readonly learningRates: Chunk.Chunk<number>
+  /** Set when the fold must stop: a loader failure or a non-finite value. */
+  readonly failure: E | NonFinite | OptimErrors.SchedulerStepError | undefined
+}
+
+/** The run's surroundings: where events go and what subscribers want copied. */
+interface Bus {
+  readonly publish: (e: Events.TrainEvent) => Effect.Effect<void>
+  readonly interest: Effect.Effect<CaptureRequest>
+}
+
+const tensorsOf = (t: Pick<Trainer<any, any>, "params" | "optState">): ReadonlyArray<tf.Tensor> => [
+  ...Object.values(t.params),
+  ...stateTensors(t.optState)
+]
+
+/** Disposes the tensors of `from` that `to` no longer holds, when the stream owns them. */
+const release = <E, R>(from: Run<E, R>, to?: Trainer<E, R>): void => {
+  if (from.owned) TfNumeric.disposeReplaced(tensorsOf(from.trainer), to === undefined ? [] : tensorsOf(to))
+}
+
+/** Announces the lr when it differs from the one announced last; returns the one now announced. */
+const announce = (bus: Bus, t: Trainer<any, any>, announced: number, epoch: number, batch: number) => {
+  const h = hyper(t)
+  if (h.lr === announced) return Effect.succeed(announced)
+  return Effect.as(
+    bus.publish(Events.TrainEvent.LearningRate({ epoch, batch, lr: h.lr, momentum: h.momentum ?? h.beta1 })),
+    h.lr
+  )
+}
+
+/**
+ * The fold's step over mini-batch `i`: `trainStep` at the current trainer, then the batch
+ * scheduler's step. Non-finite values end the fold with `failure` set (nothing is thrown).
+ */
+const batchStep = <E, R>(bus: Bus, s: EpochFold<E, R>, batch: Batch.Batch<Targets>, i: number) =>
+  Effect.gen(function* () {
+    const t = s.trainer
+    const epoch = t.totalEpochs
+    const n = t.config.trainLoader?.numBatches ?? 1
+    const h = hyper(t)
+    const r = trainStep(
+      t.config,
+      t.params,
+      t.optState,
+      h,
+      batch,
+      stepRng(t.seed, epoch, i),
+      yield* bus.interest,
+      {
+        epoch,
+        batch: i
+      }
+    )
+    const scheduler = t.config.scheduler
+    const schedState =
+      scheduler?.cadence === "batch"
+        ? scheduler.step(t.schedState, batchSignal(scheduler, epoch + i / n))
+        : Either.right(t.schedState)
+    const next: Trainer<E, R> = {
+      ...t,
+      params: r.params,
+      optState: r.optState,
+      schedState: Either.getOrUndefined(schedState)
+    }
+    release(s, next)
+    const moved = { ...s, trainer: next, owned: true }
+    if (r.nonFinite !== undefined)
+      return { ...moved, failure: new NonFinite({ epoch, batch: i, ...r.nonFinite }) }
+    if (Either.isLeft(schedState)) return { ...moved, failure: schedState.left }
+    yield* bus.publish(Events.TrainEvent.BatchEnd({ epoch, batch: i, loss: r.loss, lr: h.lr }))
+    yield* Effect.forEach(r.captured, bus.publish, { discard: true })
+    return {
+      ...moved,
+      announced: yield* announce(bus, next, s.announced, epoch, i + 1),
+      batchLosses: Chunk.append(s.batchLosses, r.loss),
+      learningRates: Chunk.append(s.learningRates, h.lr)
+    }
+  })
+
+/**
+ * One epoch: the fold of `batchStep` over the training loader, then validation and the epoch's
+ * scheduler step. On failure every tensor the stream owns is released (the caller's never).
+ */
+const runEpoch = <E, R>(bus: Bus, run: Run<E, R>) =>
+  Effect.gen(function* () {
+    const started = yield* Clock.currentTimeMillis
+    const t0 = run.trainer
+    const epoch = t0.totalEpochs
+    const { trainLoader, valLoader, scheduler } = t0.config
+    const start: EpochFold<E, R> = {
+      ...run,
+      announced: yield* announce(bus, t0, run.announced, epoch, 0),
+      batchLosses: Chunk.empty(),
+      learningRates: Chunk.empty(),
+      failure: undefined
+    }
+    const f = yield* Stream.runFoldWhileEffect(
+      Stream.zipWithIndex(Stream.either(trainLoader!.batches(epoch))),
+      start,
+      (s) => s.failure === undefined,
+      (s, [batch, i]) =>
+        Either.match(batch, {
+          onLeft: (failure) => Effect.succeed({ ...s, failure }),
+          onRight: (b) => batchStep(bus, s, b, i)
+        })
+    )
+    if (f.failure !== undefined) {
+      release(f)
+      return yield* Effect.fail(f.failure)
+    }
+    // An epoch without batches would hand out the caller's tensors: the result owns a copy.
+    const trained = f.owned ? f.trainer : cloneTensors(f.trainer)
+    const valLoss =
+      valLoader === undefined
+        ? undefined
+        : yield* Effect.onError(evaluate(trained, valLoader, epoch), () =>
+            Effect.sync(() => dispose(trained))
+          )
+    if (valLoss !== undefined && !Number.isFinite(valLoss)) {
+      dispose(trained)
+      return yield* new NonFinite({ epoch, batch: "validation", what: "loss", value: valLoss })
+    }
+    const schedState =
+      scheduler?.cadence === "epoch"
+        ? scheduler.step(trained.schedState)
+        : scheduler?.cadence === "metric"
+          ? scheduler.step(trained.schedState, { metric: valLoss })
+          : Either.right(trained.schedState)
+    if (Either.isLeft(schedState)) {
+      dispose(trained)
+      return yield* schedState.left
+    }
+    const loss = mean(Chunk.toReadonlyArray(f.batchLosses))
+    const lr = hyper({ config: t0.config, schedState: schedState.right }).lr
+    const trainer: Trainer<E, R> = {
+      ...trained,
+      schedState: schedState.right,
+      totalEpochs: epoch + 1,
+      losses: [...trained.losses, loss],
+      valLosses: valLoss === undefined ? trained.valLosses : [...trained.valLosses, valLoss],
+      learningRates: [...trained.learningRates, lr]
+    }
+    yield* bus.publish(Events.TrainEvent.EpochEnd({ epoch, loss, valLoss, lr }))
+    const result: EpochResult<E, R> = {
+      trainer,
+      epoch,
+      loss,
+      valLoss,
+      batchLosses: Chunk.toReadonlyArray(f.batchLosses),
+      learningRates: Chunk.toReadonlyArray(f.learningRates),
+      lr,
+      seconds: ((yield* Clock.currentTimeMillis) - started) / 1000
+    }
+    return [result, { trainer, owned: true, announced: f.announced }] as const
+  })
+
+const checkConfig = (t: Trainer<any, any>): Effect.Effect<void, InvalidTrainer> => {
+  const { trainLoader, valLoader, scheduler } = t.config
+  if (trainLoader === undefined) return new InvalidTrainer({ reason: "no training loader (setLoaders)" })
+  if (scheduler?.cadence === "metric" && valLoader === undefined) {
+    return new InvalidTrainer({
+      reason: `${scheduler.name} steps on the validation loss: set a validation loader`
+    })
+  }
+  return Effect.void
+}
+
+const busOf = Effect.map(
+  Effect.serviceOption(Events.TrainEvents),
+  (bus): Bus => ({
+    publish: (e) => (Option.isNone(bus) ? Effect.void : Effect.asVoid(PubSub.publish(bus.value.pubsub, e))),
+    interest: Option.isNone(bus)
+      ? Effect.succeed(nothing)
+      : Effect.map(Ref.get(bus.value.interest), toRequest)
+  })
+)
+
+/**
+ * Training as a stream: `epochs` more epochs of `t`, one `EpochResult` each, a fold of
+ * `trainStep` over every epoch's mini-batches. Publishes `TrainEvent`s when a `TrainEvents` bus
+ * is provided (`TrainEnd` once all epochs are done). Tensors: the input trainer is never
+ * disposed; an emitted trainer is valid until the next element is pulled; the last emitted one
+ * belongs to the caller; on failure (`NonFinite`, a loader error) the stream releases what it owns.
+ */
+export const epochs = <E, R>(
+  t: Trainer<E, R>,
+  options: EpochsOptions
+): Stream.Stream<
+  EpochResult<E, R>,
+  E | NonFinite | InvalidTrainer | OptimErrors.SchedulerStepError,
+  R | Engine
+> =>
+  Stream.unwrap(
+    Effect.gen(function* () {
+      yield* Engine
+      yield* checkConfig(t)
+      const bus = yield* busOf
+      const last = t.totalEpochs + options.epochs
+      const start: Run<E, R> = { trainer: { ...t, seed: options.seed }, owned: false, announced: Number.NaN }
+      return Stream.unfoldEffect(start, (run) =>
+        run.trainer.totalEpochs >= last
+          ? Effect.as(
+              bus.publish(Events.TrainEvent.TrainEnd({ epochs: run.trainer.totalEpochs })),
+              Option.none()
+            )
+          : Effect.map(runEpoch(bus, run), Option.some)
+      )
+    })
+  )
+
 export interface TrainOptions<E2, R2> {
   /**
    * Runs after every epoch with the trainer as it stands (e.g. to write a checkpoint, so a later
-   * `NonFiniteLoss` leaves the last good one on disk). Its tensors are only valid during the call.
+   * `NonFinite` leaves the last good one on disk). Its tensors are only valid during the call.
    */
   readonly onEpochEnd?: (t: Trainer<any, any>) => Effect.Effect<void, E2, R2>
 }
 
 /**
- * The chapter's `train(n_epochs, seed)`: `nEpochs` more epochs, publishing `TrainEvent`s when a
- * `TrainEvents` bus is provided. Fails with `NonFiniteLoss` (the given trainer stays valid).
+ * The chapter's `train(n_epochs, seed)`: the last element of `epochs` (a copy of `t` for 0
+ * epochs, so the result never shares tensors with `t`). Fails with `NonFinite` (`t` stays valid).
  */
 export const train = <E, R, E2 = never, R2 = never>(
   t: Trainer<E, R>,
@@ -229,121 +507,18 @@ export const train = <E, R, E2 = never, R2 = never>(
   options: TrainOptions<E2, R2> = {}
 ): Effect.Effect<
   Trainer<E, R>,
-  E | E2 | NonFiniteLoss | InvalidTrainer | OptimErrors.SchedulerStepError,
-  R | R2
+  E | E2 | NonFinite | InvalidTrainer | OptimErrors.SchedulerStepError,
+  R | R2 | Engine
 > =>
-  Effect.gen(function* () {
-    const { trainLoader, valLoader, scheduler } = t.config
-    if (trainLoader === undefined)
-      return yield* new InvalidTrainer({ reason: "no training loader (setLoaders)" })
-    if (scheduler?.cadence === "metric" && valLoader === undefined) {
-      return yield* new InvalidTrainer({
-        reason: `${scheduler.name} steps on the validation loss: set a validation loader`
-      })
-    }
-    const bus = Option.getOrUndefined(yield* Effect.serviceOption(Events.TrainEvents))
-    const publish = (e: Events.TrainEvent) =>
-      bus === undefined ? Effect.void : PubSub.publish(bus.pubsub, e)
-    const interest =
-      bus === undefined ? Effect.succeed(nothing) : Effect.map(Ref.get(bus.interest), toRequest)
-
-    // The fold's state. `owned` is false while it still holds the caller's tensors.
-    let cur = {
-      ...t,
-      seed,
-      losses: [...t.losses],
-      valLosses: [...t.valLosses],
-      learningRates: [...t.learningRates]
-    }
-    let owned = false
-    const replace = (next: { params: Tensors; optState: Optimizer.OptimizerState<tf.Tensor> }) => {
-      if (owned) {
-        TfNumeric.disposeReplaced(
-          [...Object.values(cur.params), ...stateTensors(cur.optState)],
-          [...Object.values(next.params), ...stateTensors(next.optState)]
-        )
-      }
-      cur = { ...cur, ...next }
-      owned = true
-    }
-    const release = () => {
-      if (owned) dispose(cur)
-    }
-
-    return yield* Effect.gen(function* () {
-      let lastLr = Number.NaN
-      const announce = (epoch: number, batch: number) => {
-        const h = hyper(cur)
-        if (h.lr === lastLr) return Effect.void
-        lastLr = h.lr
-        return publish(
-          Events.TrainEvent.LearningRate({ epoch, batch, lr: h.lr, momentum: h.momentum ?? h.beta1 })
-        )
-      }
-      for (let e = 0; e < nEpochs; e++) {
-        const epoch = cur.totalEpochs
-        const n = trainLoader.numBatches
-        yield* announce(epoch, 0)
-        // Training: one step per mini-batch; batch schedulers step after each.
-        const losses: Array<number> = []
-        yield* Stream.runForEach(Stream.zipWithIndex(trainLoader.batches(epoch)), ([batch, i]) =>
-          Effect.gen(function* () {
-            const request = yield* interest
-            const h = hyper(cur)
-            const lr = h.lr
-            const r = trainStep(
-              cur.config,
-              cur.params,
-              cur.optState,
-              h,
-              batch,
-              stepRng(seed, epoch, i),
-              request,
-              {
-                epoch,
-                batch: i
-              }
-            )
-            replace({ params: r.params, optState: r.optState })
-            if (!Number.isFinite(r.loss)) return yield* new NonFiniteLoss({ epoch, batch: i, loss: r.loss })
-            losses.push(r.loss)
-            if (scheduler?.cadence === "batch") {
-              cur = {
-                ...cur,
-                schedState: yield* scheduler.step(cur.schedState, batchSignal(scheduler, epoch + i / n))
-              }
-            }
-            yield* publish(Events.TrainEvent.BatchEnd({ epoch, batch: i, loss: r.loss, lr }))
-            for (const c of r.captured) yield* publish(c)
-            if (scheduler?.cadence === "batch") yield* announce(epoch, i + 1)
-          })
-        )
-        const loss = mean(losses)
-        // Validation: eval mode, no gradients.
-        const valLoss = valLoader === undefined ? undefined : yield* evaluate(cur, valLoader, epoch)
-        if (valLoss !== undefined && !Number.isFinite(valLoss)) {
-          return yield* new NonFiniteLoss({ epoch, batch: -1, loss: valLoss })
-        }
-        if (scheduler?.cadence === "epoch")
-          cur = { ...cur, schedState: yield* scheduler.step(cur.schedState) }
-        if (scheduler?.cadence === "metric")
-          cur = { ...cur, schedState: yield* scheduler.step(cur.schedState, { metric: valLoss }) }
-        const lr = hyper(cur).lr
-        cur = {
-          ...cur,
-          totalEpochs: epoch + 1,
-          losses: [...cur.losses, loss],
-          valLosses: valLoss === undefined ? cur.valLosses : [...cur.valLosses, valLoss],
-          learningRates: [...cur.learningRates, lr]
-        }
-        yield* publish(Events.TrainEvent.EpochEnd({ epoch, loss, valLoss, lr }))
-        if (options.onEpochEnd !== undefined) yield* options.onEpochEnd(cur)
-      }
-      yield* publish(Events.TrainEvent.TrainEnd({ epochs: cur.totalEpochs }))
-      // The result must not share tensors with the input (both may be disposed independently).
-      return owned ? cur : cloneTensors(cur)
-    }).pipe(Effect.onError(() => Effect.sync(release)))
-  })
+  epochs(t, { epochs: nEpochs, seed }).pipe(
+    Stream.tap(({ trainer }) =>
+      options.onEpochEnd === undefined
+        ? Effect.void
+        : Effect.onError(options.onEpochEnd(trainer), () => Effect.sync(() => dispose(trainer)))
+    ),
+    Stream.runLast,
+    Effect.map(Option.match({ onNone: () => cloneTensors({ ...t, seed }), onSome: ({ trainer }) => trainer }))
+  )
 
 /**
  * Signal for a mini-batch scheduler after batch i of epoch e (0-based): schedulers that declare
@@ -364,13 +539,16 @@ export const evaluate = <E, R>(
   t: Trainer<any, any>,
   loader: Loader<E, R>,
   epoch = 0
-): Effect.Effect<number, E, R> =>
-  Effect.map(
-    Stream.runFold(loader.batches(epoch), [] as Array<number>, (acc, batch) => {
-      acc.push(batchLoss(t, batch))
-      return acc
-    }),
-    mean
+): Effect.Effect<number, E, R | Engine> =>
+  Effect.zipRight(
+    Engine,
+    Effect.map(
+      Stream.runFold(loader.batches(epoch), [] as Array<number>, (acc, batch) => {
+        acc.push(batchLoss(t, batch))
+        return acc
+      }),
+      mean
+    )
   )
 
 /** The loss of one batch in eval mode. */
@@ -449,8 +627,9 @@ export interface RangeTestOptions extends LrRangeTest.Options {
 export const lrRangeTest = <E, R>(
   t: Trainer<E, R>,
   options: RangeTestOptions
-): Effect.Effect<LrRangeTest.Result, E | InvalidTrainer, R> =>
+): Effect.Effect<LrRangeTest.Result, E | InvalidTrainer, R | Engine> =>
   Effect.gen(function* () {
+    yield* Engine
     const loader = (options.loader ?? t.config.trainLoader) as Loader<E, R> | undefined
     if (loader === undefined) return yield* new InvalidTrainer({ reason: "no loader for the LR range test" })
     const base = hyper(t)
@@ -474,7 +653,9 @@ export const lrRangeTest = <E, R>(
       lrAt: (i) => base.lr * factor(i),
       step: (s: S, batch, lr) => {
         const r = trainStep(t.config, s.params, s.optState, { ...base, lr }, batch, stepRng(seed, -1, s.i))
-        return [r.loss, { params: r.params, optState: r.optState, i: s.i + 1 }] as const
+        // A NaN gradient or parameter ends the test like a NaN loss does.
+        const loss = r.nonFinite === undefined ? r.loss : Number.NaN
+        return [loss, { params: r.params, optState: r.optState, i: s.i + 1 }] as const
       },
       release: (s) =>
         TfNumeric.disposeReplaced(

@@ -11,10 +11,11 @@
  */
 import { readFileSync } from "node:fs"
 import { NodeFileSystem } from "@effect/platform-node"
-import { beforeAll, describe, expect, it } from "@effect/vitest"
+import { expect, layer } from "@effect/vitest"
 import { DataLoader, DecodePool, ImageFolder, Random, Rps, Statistics } from "@stepwise/data"
 import { Chunk, Effect, Fiber, Layer, Stream } from "effect"
 import * as Cnn2 from "../src/Cnn2.js"
+import * as Engine from "../src/Engine.js"
 import * as Events from "../src/Events.js"
 import * as Loss from "../src/Loss.js"
 import * as Metrics from "../src/Metrics.js"
@@ -41,8 +42,6 @@ const decode = (e: Encoded): TorchWeights.TorchTensor => {
   }
 }
 
-beforeAll(F.useEngine)
-
 // The chapter's data preparation, decoded once for both tests.
 const loadData = Effect.gen(function* () {
   const root = Rps.bundled()
@@ -62,7 +61,7 @@ const loadData = Effect.gen(function* () {
 )
 const data = await loadData
 
-describe("Acceptance (smoke, real images)", () => {
+layer(Engine.wasm)("Acceptance (smoke, real images)", (it) => {
   it.effect("one epoch matches PyTorch 1.13 mini-batch for mini-batch", () =>
     Effect.gen(function* () {
       const { train, val } = yield* data

@@ -1,20 +1,19 @@
 import { FileSystem } from "@effect/platform"
 import { NodeFileSystem } from "@effect/platform-node"
-import { beforeAll, describe, expect, it } from "@effect/vitest"
+import { expect, layer } from "@effect/vitest"
 import { Random } from "@stepwise/data"
 import { ReduceLROnPlateau, StepLR } from "@stepwise/optim"
 import { Effect } from "effect"
 import * as Checkpoint from "../src/Checkpoint.js"
+import * as Engine from "../src/Engine.js"
 import * as Loss from "../src/Loss.js"
 import * as Safetensors from "../src/Safetensors.js"
 import * as Trainer from "../src/Trainer.js"
 import * as F from "./fixtures.js"
 
-beforeAll(F.useEngine)
-
 const tmp = Effect.flatMap(FileSystem.FileSystem, (fs) => fs.makeTempDirectoryScoped())
 
-describe("Checkpoint", () => {
+layer(Engine.wasm)("Checkpoint", (it) => {
   it.scoped("resuming from a checkpoint at epoch 2 gives exactly the losses of an uninterrupted run", () =>
     Effect.gen(function* () {
       const dir = yield* tmp
@@ -34,7 +33,7 @@ describe("Checkpoint", () => {
     }).pipe(Effect.provide(NodeFileSystem.layer))
   )
 
-  it.scoped("after a NonFiniteLoss the last good checkpoint is on disk", () =>
+  it.scoped("after a NonFinite loss the last good checkpoint is on disk", () =>
     Effect.gen(function* () {
       const path = `${yield* tmp}/run.safetensors`
       let poisoned = false
@@ -58,7 +57,7 @@ describe("Checkpoint", () => {
             )
         })
       )
-      expect(err).toMatchObject({ _tag: "NonFiniteLoss", epoch: 2, batch: 0 })
+      expect(err).toMatchObject({ _tag: "NonFinite", epoch: 2, batch: 0, what: "loss" })
       poisoned = false
       const saved = yield* Checkpoint.resume(path, t)
       expect(saved.totalEpochs).toBe(2)
@@ -66,6 +65,20 @@ describe("Checkpoint", () => {
       expect(saved.losses).toEqual(clean.losses)
       expect(F.values(saved.params)).toEqual(F.values(clean.params))
       for (const x of [t, saved, clean]) Trainer.dispose(x)
+    }).pipe(Effect.provide(NodeFileSystem.layer))
+  )
+
+  it.scoped("an untrained trainer's checkpoint records the seed it was made with (issue 10.12)", () =>
+    Effect.gen(function* () {
+      const path = `${yield* tmp}/epoch-0.safetensors`
+      const base = F.trainer()
+      const t = Trainer.make(base.config, Random.make(13), { seed: 7 })
+      yield* Checkpoint.save(path, t)
+      const s = yield* Checkpoint.load(path)
+      expect(s.meta.seed).toBe(7)
+      expect(s.meta.totalEpochs).toBe(0)
+      Trainer.dispose(base)
+      Trainer.dispose(t)
     }).pipe(Effect.provide(NodeFileSystem.layer))
   )
 

@@ -1,13 +1,12 @@
-import { beforeAll, describe, expect, it } from "@effect/vitest"
+import { expect, layer } from "@effect/vitest"
 import { Chunk, Effect, Fiber, Ref, Stream } from "effect"
+import * as Engine from "../src/Engine.js"
 import * as Events from "../src/Events.js"
 import * as TorchWeights from "../src/TorchWeights.js"
 import * as Trainer from "../src/Trainer.js"
 import * as F from "./fixtures.js"
 
-beforeAll(F.useEngine)
-
-describe("Events", () => {
+layer(Engine.wasm)("Events", (it) => {
   it.scoped("a run streams BatchEnd, LearningRate and EpochEnd events that match the histories", () =>
     Effect.gen(function* () {
       const events = yield* Events.nextRun

@@ -4,10 +4,14 @@ import { Effect } from "effect"
 import * as fc from "fast-check"
 import * as Engine from "../src/Engine.js"
 import * as Fused from "../src/kernels/Fused.js"
-import { stock } from "../src/kernels/Register.js"
+import * as Kernels from "../src/kernels/Register.js"
 import * as Module from "../src/Module.js"
+import * as F from "./fixtures.js"
 
-const run = <A, E>(e: Effect.Effect<A, E>) => Effect.runPromise(e)
+const run = <A>(engine: Promise<A>) => engine
+const use = F.useEngine
+// The cpu engine, held for the file: its registration kept the stock kernels ours replaced.
+const stock = (await F.useEngine("cpu")).kernels.stock
 
 interface Case {
   readonly n: number
@@ -76,7 +80,11 @@ const attrsOf = (c: Case) => ({
 /** Runs a kernel function directly on the current backend and reads its output. */
 const runKernelFunc = (name: string, inputs: Record<string, tf.Tensor>, attrs: object): Float32Array => {
   const backend = tf.backend() as any
-  const out = stock[name]({ inputs, backend, attrs: attrs as any }) as tf.TensorInfo
+  const out = stock.get(name.replace(/^cpu\//, ""))!({
+    inputs,
+    backend,
+    attrs: attrs as any
+  }) as tf.TensorInfo
   const data = Float32Array.from(backend.readSync(out.dataId) as Float32Array)
   backend.disposeData(out.dataId)
   return data
@@ -121,7 +129,7 @@ const filterGrad = (c: Case, x: Float32Array, dy: Float32Array) =>
 
 describe("Conv2DBackpropFilter", () => {
   it("cpu: the flat-array loop equals the stock kernel", async () => {
-    await run(Engine.use("cpu"))
+    await run(use("cpu"))
     fc.assert(
       fc.property(caseArb, (c) => {
         const x = xOf(c)
@@ -149,9 +157,9 @@ describe("Conv2DBackpropFilter", () => {
       fc.asyncProperty(caseArb, async (c) => {
         const x = xOf(c)
         const dy = dyOf(c)
-        await run(Engine.use("cpu"))
+        await run(use("cpu"))
         const expected = stockCpuFilterGrad(c, x, dy)
-        await run(Engine.use("wasm"))
+        await run(use("wasm"))
         expectClose(filterGrad(c, x, dy), expected)
       }),
       { numRuns: 200, examples: [[stride2same]] }
@@ -168,9 +176,9 @@ describe("Conv2DBackpropFilter", () => {
         const { grads, dx } = fwd.backward(tf.onesLike(fwd.y))
         return [...grads.weight.dataSync(), ...dx!.dataSync()]
       })
-    await run(Engine.use("cpu"))
+    await run(use("cpu"))
     const onCpu = grad()
-    await run(Engine.use("wasm"))
+    await run(use("wasm"))
     expectClose(grad(), onCpu)
   })
 })
@@ -183,9 +191,9 @@ describe("Conv2DBackpropInput on wasm", () => {
         const dy = dyOf(c)
         const shapes = { dy: dyShape(c), filter: [c.kh, c.kw, c.cin, c.cout] }
         const attrs = { ...attrsOf(c), inputShape: [c.n, c.h, c.w, c.cin] }
-        await run(Engine.use("cpu"))
+        await run(use("cpu"))
         const expected = registered({ dy, filter: w }, shapes, "Conv2DBackpropInput", attrs)
-        await run(Engine.use("wasm"))
+        await run(use("wasm"))
         expectClose(registered({ dy, filter: w }, shapes, "Conv2DBackpropInput", attrs), expected)
       }),
       { numRuns: 200 }
@@ -237,11 +245,11 @@ describe("MaxPoolGrad on wasm", () => {
       fc.asyncProperty(fc.record(poolFields), async (p) => {
         fc.pre(p.pad === "same" || p.k <= Math.min(p.h, p.w))
         const x = values(p.n * p.h * p.w * p.c, p.seed).map((v) => Math.round(v * 2) / 2)
-        await run(Engine.use("cpu"))
+        await run(use("cpu"))
         const ours = poolGrad(p, x)
         const stockGrad = poolGrad(p, x, "cpu/MaxPoolGrad")
         expectClose(ours, stockGrad)
-        await run(Engine.use("wasm"))
+        await run(use("wasm"))
         expectClose(poolGrad(p, x), stockGrad)
       }),
       { numRuns: 200 }
@@ -251,7 +259,7 @@ describe("MaxPoolGrad on wasm", () => {
 
 describe("MaxPoolGrad on cpu", () => {
   it("the flat-array loop equals the stock kernel", async () => {
-    await run(Engine.use("cpu"))
+    await run(use("cpu"))
     fc.assert(
       fc.property(fc.record({ ...poolFields, ties: fc.boolean() }), (p) => {
         fc.pre(p.pad === "same" || p.k <= Math.min(p.h, p.w))
@@ -268,12 +276,33 @@ describe("MaxPoolGrad on cpu", () => {
 describe("Engine", () => {
   it.effect("the tensorflow backend fails with BackendUnavailable naming the package when absent", () =>
     Effect.gen(function* () {
-      const error = yield* Engine.use("tensorflow").pipe(Effect.flip)
+      const error = yield* Engine.make("tensorflow").pipe(Effect.scoped, Effect.flip)
       expect(error._tag).toBe("BackendUnavailable")
       expect(error.backend).toBe("tensorflow")
       expect(error.package).toContain("@tensorflow/tfjs-node")
     })
   )
+
+  it("a registration replaces stock kernels and adds missing ones; restore undoes exactly that", () => {
+    const abs = tf.getKernel("Abs", "cpu")!.kernelFunc
+    const mine: tf.KernelConfig["kernelFunc"] = (args) => abs(args)
+    const r = Kernels.register([
+      { kernelName: "Abs", backendName: "cpu", make: (previous) => (previous === abs ? mine : abs) },
+      { kernelName: "StepwiseTestKernel", backendName: "cpu", make: () => mine }
+    ])
+    expect(r.stock.get("Abs")).toBe(abs)
+    expect(r.stock.has("StepwiseTestKernel")).toBe(false)
+    expect(tf.getKernel("Abs", "cpu")!.kernelFunc).not.toBe(abs)
+    expect(tf.getKernel("StepwiseTestKernel", "cpu")).toBeDefined()
+    // A registration nested inside leaves ours alone (and so restores nothing).
+    const inner = Kernels.register([{ kernelName: "Abs", backendName: "cpu", make: () => abs }])
+    expect(inner.stock.size).toBe(0)
+    inner.restore()
+    expect(tf.getKernel("Abs", "cpu")!.kernelFunc).not.toBe(abs)
+    r.restore()
+    expect(tf.getKernel("Abs", "cpu")!.kernelFunc).toBe(abs)
+    expect(tf.getKernel("StepwiseTestKernel", "cpu")).toBeUndefined()
+  })
 
   it.effect("the wasm layer provides the wasm backend", () =>
     Effect.gen(function* () {
@@ -287,7 +316,7 @@ describe("Engine", () => {
 describe("fused ReLU gradient", () => {
   for (const backend of ["wasm", "cpu"] as const) {
     it(`equals dy * Step(y) (${backend})`, async () => {
-      await run(Engine.use(backend))
+      await run(use(backend))
       fc.assert(
         fc.property(
           fc.array(fc.integer({ min: 1, max: 6 }), { minLength: 1, maxLength: 4 }),

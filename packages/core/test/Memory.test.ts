@@ -2,17 +2,16 @@ import { describe, expect, it } from "@effect/vitest"
 import { Random } from "@stepwise/data"
 import { Adam, TfNumeric } from "@stepwise/optim"
 import * as tf from "@tensorflow/tfjs-core"
-import { Effect } from "effect"
 import * as Cnn2 from "../src/Cnn2.js"
-import * as Engine from "../src/Engine.js"
 import * as Loss from "../src/Loss.js"
 import * as Module from "../src/Module.js"
 import * as Trainer from "../src/Trainer.js"
+import * as F from "./fixtures.js"
 
 describe("tensor lifetime", () => {
   for (const backend of ["wasm", "cpu"] as const) {
     it(`20 epochs of training steps keep the tensor count, bytes and wasm heap flat (${backend})`, async () => {
-      await Effect.runPromise(Engine.use(backend))
+      await F.useEngine(backend)
       const { model } = Cnn2.make({ nFilters: 5, p: 0.3 })
       const optimizer = Adam.optimizer(Adam.Config.make({ lr: 3e-4 }))(TfNumeric.TfNumeric)
       const [x] = Random.normals(Random.make(2), 4 * 3 * 28 * 28)

@@ -1,14 +1,13 @@
 import { describe, expect, it } from "@effect/vitest"
 import { Random } from "@stepwise/data"
 import * as tf from "@tensorflow/tfjs-core"
-import { Effect } from "effect"
 import * as Cnn2 from "../src/Cnn2.js"
-import * as Engine from "../src/Engine.js"
 import * as Loss from "../src/Loss.js"
 import * as Module from "../src/Module.js"
 import * as TorchWeights from "../src/TorchWeights.js"
+import * as F from "./fixtures.js"
 
-const useEngine = (backend: Engine.BackendName) => Effect.runPromise(Engine.use(backend))
+const useEngine = F.useEngine
 
 const spacedPoints = Float32Array.from({ length: 11 }, (_, i) => Math.fround(0.1 * (i + 1)))
 

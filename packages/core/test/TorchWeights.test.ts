@@ -1,11 +1,10 @@
 import { readFileSync } from "node:fs"
 import { describe, expect, it } from "@effect/vitest"
 import * as tf from "@tensorflow/tfjs-core"
-import { Effect } from "effect"
 import * as Cnn2 from "../src/Cnn2.js"
-import * as Engine from "../src/Engine.js"
 import * as Loss from "../src/Loss.js"
 import * as TorchWeights from "../src/TorchWeights.js"
+import * as F from "./fixtures.js"
 
 /** Written by scripts/cnn2_fixture.py with PyTorch 1.13 (data: base64 little-endian float32). */
 interface Encoded {
@@ -51,7 +50,7 @@ describe("CNN2 against PyTorch 1.13 (fixture)", () => {
 
   for (const backend of ["wasm", "cpu"] as const) {
     it(`imports PyTorch's weights and gives the same logits to 1e-5 (${backend})`, async () => {
-      await Effect.runPromise(Engine.use(backend))
+      await F.useEngine(backend)
       const params = TorchWeights.fromTorch(model, decodeAll(fixture.state_dict))
       const logits = Loss.predict(model, params, batch)
       expect(maxAbsDiff(logits, decode(fixture.logits).data)).toBeLessThan(1e-5)
@@ -59,7 +58,7 @@ describe("CNN2 against PyTorch 1.13 (fixture)", () => {
     })
 
     it(`one step's loss and gradients equal PyTorch's (${backend})`, async () => {
-      await Effect.runPromise(Engine.use(backend))
+      await F.useEngine(backend)
       const params = TorchWeights.fromTorch(model, decodeAll(fixture.state_dict))
       const { loss, grads } = Loss.lossAndGrads(model, Loss.crossEntropy, params, batch, { training: false })
       expect(Math.abs(loss - fixture.loss)).toBeLessThan(1e-6)
@@ -74,7 +73,7 @@ describe("CNN2 against PyTorch 1.13 (fixture)", () => {
   }
 
   it("exports weights back to exactly PyTorch's state_dict", async () => {
-    await Effect.runPromise(Engine.use("wasm"))
+    await F.useEngine("wasm")
     const torch = decodeAll(fixture.state_dict)
     const params = TorchWeights.fromTorch(model, torch)
     const back = TorchWeights.toTorch(model, params)

@@ -1,15 +1,14 @@
-import { beforeAll, describe, expect, it } from "@effect/vitest"
+import { expect, layer } from "@effect/vitest"
 import { DataLoader, Random, TensorDataset } from "@stepwise/data"
 import type { Scheduler } from "@stepwise/optim"
 import * as tf from "@tensorflow/tfjs-core"
-import { Effect, Either, Stream } from "effect"
+import { Effect, Either, Option, Stream } from "effect"
+import * as Engine from "../src/Engine.js"
 import * as Loss from "../src/Loss.js"
 import * as Metrics from "../src/Metrics.js"
 import * as Module from "../src/Module.js"
 import * as Trainer from "../src/Trainer.js"
 import * as F from "./fixtures.js"
-
-beforeAll(F.useEngine)
 
 /** A scheduler that records every signal it gets and halves the lr at each step. */
 const recording = (
@@ -26,7 +25,7 @@ const recording = (
   current: (k) => ({ lr: 0.01 * 0.5 ** k })
 })
 
-describe("Trainer", () => {
+layer(Engine.wasm)("Trainer", (it) => {
   it.effect("one step is params - lr * grad for plain SGD, and leaves its inputs intact", () =>
     Effect.gen(function* () {
       const model = Module.Sequential([["fc", Module.Linear({ inFeatures: 4, outFeatures: 3 })]])
@@ -130,6 +129,82 @@ describe("Trainer", () => {
       })
   )
 
+  it.effect(
+    "epochs emits one result per epoch, the same run as train, each trainer valid until the next pull",
+    () =>
+      Effect.gen(function* () {
+        const t = Trainer.setScheduler(F.trainer({ p: 0.3 }), recording("batch", []))
+        const n = t.config.trainLoader!.numBatches
+        const whole = yield* Trainer.train(t, 3, 42)
+        const start = tf.memory().numTensors
+        const seen: Array<Trainer.EpochResult> = []
+        const counts: Array<number> = []
+        const last = yield* Trainer.epochs(t, { epochs: 3, seed: 42 }).pipe(
+          Stream.tap((r) =>
+            Effect.sync(() => {
+              seen.push(r)
+              counts.push(tf.memory().numTensors)
+              // The trainer just emitted is alive; the one emitted before was released by this pull.
+              expect(Object.values(r.trainer.params).every((p) => !p.isDisposed)).toBe(true)
+              const previous = seen.at(-2)
+              if (previous !== undefined)
+                expect(Object.values(previous.trainer.params).every((p) => p.isDisposed)).toBe(true)
+            })
+          ),
+          Stream.runLast,
+          Effect.map((r) => r.pipe(Option.getOrThrow))
+        )
+        expect(seen.map((r) => r.epoch)).toEqual([0, 1, 2])
+        expect(seen.map((r) => r.loss)).toEqual(whole.losses)
+        expect(seen.map((r) => r.valLoss)).toEqual(whole.valLosses)
+        expect(seen.map((r) => r.lr)).toEqual(whole.learningRates)
+        // Per mini-batch: the lr each step used (halved by every batch step), and the mean of the losses.
+        expect(seen[1].learningRates).toEqual(Array.from({ length: n }, (_, i) => 0.01 * 0.5 ** (n + i)))
+        expect(seen[0].batchLosses).toHaveLength(n)
+        expect(seen[0].loss).toBeCloseTo(seen[0].batchLosses.reduce((a, b) => a + b, 0) / n, 12)
+        expect(seen.every((r) => r.seconds >= 0)).toBe(true)
+        F.expectSameRun(last.trainer, whole)
+        expect(last.trainer.seed).toBe(42)
+        // The stream holds one trainer at a time: the caller's plus one of its own.
+        const own = Object.keys(t.params).length * 3
+        expect(counts).toEqual([start + own, start + own, start + own])
+        // A prefix is the same run: `take` stops pulling, and the taken trainer is the caller's.
+        const two = yield* Trainer.epochs(t, { epochs: 10, seed: 42 }).pipe(Stream.take(2), Stream.runLast)
+        const twoTrainer = two.pipe(Option.getOrThrow).trainer
+        expect(twoTrainer.losses).toEqual(whole.losses.slice(0, 2))
+        for (const x of [t, whole, last.trainer, twoTrainer]) Trainer.dispose(x)
+        expect(tf.memory().numTensors).toBe(start - 2 * own)
+      })
+  )
+
+  it.effect('a NaN validation loss is NonFinite at batch "validation", and the message says so', () =>
+    Effect.gen(function* () {
+      const ds = F.images(16, 12, 2)
+      const x = Float32Array.from(ds.x)
+      x[3] = Number.NaN
+      const val = yield* DataLoader.fromTensorDataset(yield* TensorDataset.make({ ...ds, x }), {
+        batchSize: 8,
+        prefetch: 0
+      })
+      // A linear model, so one NaN input makes a NaN logit (max-pooling could skip it).
+      const model = Module.Sequential([
+        ["flatten", Module.Flatten()],
+        ["fc", Module.Linear({ inFeatures: 3 * 144, outFeatures: 3 })]
+      ])
+      const base = Trainer.make(
+        { model, loss: Loss.crossEntropy, optimizer: F.adam(), trainLoader: F.loaders().train },
+        Random.make(1)
+      )
+      const t = Trainer.setLoaders(base, base.config.trainLoader!, val)
+      const start = tf.memory().numTensors
+      const err = yield* Effect.flip(Trainer.train(t, 2))
+      expect(err).toMatchObject({ _tag: "NonFinite", epoch: 0, batch: "validation", what: "loss" })
+      expect(err.message).toBe("training diverged: validation loss NaN at epoch 1")
+      expect(tf.memory().numTensors).toBe(start)
+      Trainer.dispose(base)
+    })
+  )
+
   it.effect("schedulers step by cadence: per batch, per epoch, or with the validation loss", () =>
     Effect.gen(function* () {
       const base = F.trainer()
@@ -188,7 +263,7 @@ describe("Trainer", () => {
     })
   )
 
-  it.effect("a NaN loss stops training with NonFiniteLoss naming the epoch and batch", () =>
+  it.effect("a NaN loss stops training with NonFinite naming the epoch and batch", () =>
     Effect.gen(function* () {
       const ds = F.images(24, 12, 3)
       const x = Float32Array.from(ds.x)
@@ -208,7 +283,7 @@ describe("Trainer", () => {
       )
       const start = tf.memory().numTensors
       const err = yield* Effect.flip(Trainer.train(t, 3))
-      expect(err).toMatchObject({ _tag: "NonFiniteLoss", epoch: 0, batch: 2 })
+      expect(err).toMatchObject({ _tag: "NonFinite", epoch: 0, batch: 2, what: "loss" })
       expect(tf.memory().numTensors).toBe(start)
       expect(Object.values(t.params).every((p) => !p.isDisposed)).toBe(true)
       Trainer.dispose(t)
@@ -293,3 +368,50 @@ describe("Trainer", () => {
     })
   )
 })
+
+const poisoned = (t: Trainer.Trainer) => {
+  // conv1.weight with one NaN: wasm's max-pool turns NaN windows into -Inf, so the loss alone
+  // may stay finite there; the gradients and parameters cannot.
+  const w = t.params["conv1.weight"]
+  const values = Float32Array.from(w.dataSync())
+  values[0] = Number.NaN
+  return { ...t, params: { ...t.params, "conv1.weight": tf.tensor(values, w.shape) } }
+}
+
+for (const [name, engine] of [
+  ["wasm", Engine.wasm],
+  ["cpu", Engine.cpu]
+] as const) {
+  layer(engine)(`non-finite detection (${name})`, (it) => {
+    it.effect(
+      "a NaN in conv1.weight fails the first step with NonFinite, whatever the engine does with NaN",
+      () =>
+        Effect.gen(function* () {
+          const base = F.trainer()
+          const t = poisoned(base)
+          const start = tf.memory().numTensors
+          const err = yield* Effect.flip(Trainer.train(t, 1))
+          expect(err).toMatchObject({ _tag: "NonFinite", epoch: 0, batch: 0 })
+          console.log("NONFINITE", name, err.message)
+          expect(["loss", "gradient", "parameter"]).toContain(err._tag === "NonFinite" ? err.what : "")
+          expect(err.message).toMatch(/^training diverged: .* at epoch 1, mini-batch 1$/)
+          expect(tf.memory().numTensors).toBe(start)
+          Trainer.dispose(base)
+          t.params["conv1.weight"].dispose()
+        })
+    )
+
+    it("firstNonFinite: one probe over every tensor, names the first culprit, no overflow on large values", () => {
+      const big = { a: tf.tensor([3e38, 3e38, -3e38]), b: tf.tensor([1, 2]) }
+      expect(Trainer.firstNonFinite([["parameter", big]])).toBeUndefined()
+      const bad = { a: tf.tensor([1, 2]), b: tf.tensor([0, Number.NEGATIVE_INFINITY]) }
+      expect(
+        Trainer.firstNonFinite([
+          ["gradient", big],
+          ["parameter", bad]
+        ])
+      ).toEqual({ what: "parameter", tensor: "b", value: Number.NEGATIVE_INFINITY })
+      tf.dispose([...Object.values(big), ...Object.values(bad)])
+    })
+  })
+}

@@ -6,18 +6,17 @@
  * weights must agree (float32 arithmetic in a different order: small tolerances).
  */
 import { readFileSync } from "node:fs"
-import { beforeAll, describe, expect, it } from "@effect/vitest"
+import { expect, layer } from "@effect/vitest"
 import { DataLoader, TensorDataset } from "@stepwise/data"
 import { Adam, CyclicLR, type Optimizer, Optimizers, SGD, TfNumeric } from "@stepwise/optim"
 import type * as tf from "@tensorflow/tfjs-core"
 import { Chunk, Effect, Either, Fiber, Stream } from "effect"
 import * as Cnn2 from "../src/Cnn2.js"
+import * as Engine from "../src/Engine.js"
 import * as Events from "../src/Events.js"
-import * as FusedOptimizer from "../src/FusedOptimizer.js"
 import * as Loss from "../src/Loss.js"
 import * as TorchWeights from "../src/TorchWeights.js"
 import * as Trainer from "../src/Trainer.js"
-import * as F from "./fixtures.js"
 
 interface Encoded {
   readonly shape: Array<number>
@@ -43,8 +42,6 @@ const decode = (e: Encoded): TorchWeights.TorchTensor => {
 const decodeAll = (r: Record<string, Encoded>) =>
   Object.fromEntries(Object.entries(r).map(([k, v]) => [k, decode(v)]))
 
-beforeAll(F.useEngine)
-
 const { model } = Cnn2.make({ nFilters: 5, p: 0 })
 const x = decode(fixture.x).data
 const per = 3 * 28 * 28
@@ -59,11 +56,13 @@ const set = (from: number, to: number) =>
 const trainLoader = Either.getOrThrow(DataLoader.fromTensorDataset(set(0, 32), { batchSize: 8, prefetch: 0 }))
 const valLoader = Either.getOrThrow(DataLoader.fromTensorDataset(set(32, 48), { batchSize: 8, prefetch: 0 }))
 
+/** optim's definition on plain tfjs ops, and on the engine's numeric (its fused kernels). */
 const optimizers = (config: Optimizers.OptimizerConfig) =>
-  Effect.map(Optimizers.fromConfig(config), (generic) => ({
-    generic: generic(TfNumeric.TfNumeric),
-    fused: FusedOptimizer.def(config, generic)(TfNumeric.TfNumeric)
-  }))
+  Effect.gen(function* () {
+    const def = yield* Optimizers.fromConfig(config)
+    const { numeric } = yield* Engine.Engine
+    return { generic: def(TfNumeric.TfNumeric), fused: def(numeric) }
+  })
 
 const check = (
   run: Run,
@@ -99,7 +98,7 @@ const check = (
     Trainer.dispose(done)
   }).pipe(Effect.scoped, Effect.provide(Events.layer))
 
-describe("Trainer against PyTorch's StepByStep loop (fixture)", () => {
+layer(Engine.wasm)("Trainer against PyTorch's StepByStep loop (fixture)", (it) => {
   it.effect("Adam: every mini-batch loss, validation losses and final weights", () =>
     Effect.gen(function* () {
       const o = yield* optimizers(Adam.Config.make({ lr: 3e-3 }))

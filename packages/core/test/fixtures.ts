@@ -3,14 +3,23 @@ import { expect } from "@effect/vitest"
 import { DataLoader, Random, TensorDataset } from "@stepwise/data"
 import { Adam, type Optimizer, SGD, TfNumeric } from "@stepwise/optim"
 import type * as tf from "@tensorflow/tfjs-core"
-import { Effect, Either } from "effect"
+import { Effect, Either, Scope } from "effect"
 import * as Cnn2 from "../src/Cnn2.js"
 import * as Engine from "../src/Engine.js"
 import * as Loss from "../src/Loss.js"
 import * as Module from "../src/Module.js"
 import * as Trainer from "../src/Trainer.js"
 
-export const useEngine = () => Effect.runPromise(Engine.use("wasm"))
+/**
+ * Holds the engine on `backend` for the rest of the test file (a scope nobody closes: the
+ * worker ends with the file). For `it(...)` tests; `it.effect` tests get `Engine.wasm` as a layer.
+ */
+export const useEngine = (backend: Engine.BackendName = "wasm") =>
+  Effect.runPromise(Effect.flatMap(Scope.make(), (scope) => Scope.extend(Engine.make(backend), scope)))
+
+/** Runs `f` with the engine on `backend`; our kernels are restored to the stock ones afterwards. */
+export const withEngine = <A>(backend: Engine.BackendName, f: (engine: Engine.EngineService) => A) =>
+  Effect.runPromise(Effect.scoped(Effect.map(Engine.make(backend), f)))
 
 /**
  * `n` images 3 x size x size whose class is the channel with the brightest centre: learnable

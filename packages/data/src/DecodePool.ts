@@ -18,6 +18,7 @@ import {
   ImageFileTooLarge,
   type ImageReadError,
   ImageTooLarge,
+  InvalidArgument,
   NotARegularFile
 } from "./Errors.js"
 import { defaultLimits, type Limits, makeFileReader, makeSharpDecoder, type RgbImage } from "./Image.js"
@@ -229,9 +230,17 @@ const toResult = (path: string, limits: Limits, r: Reply): Effect.Effect<RgbImag
  */
 export const make = (
   options: { readonly workers?: number } = {}
-): Effect.Effect<DecodePool["Type"], never, Scope.Scope> =>
+): Effect.Effect<DecodePool["Type"], InvalidArgument, Scope.Scope> => {
+  const workers = options.workers ?? defaultThreads()
+  return Number.isInteger(workers) && workers >= 1
+    ? start(workers)
+    : Effect.fail(
+        new InvalidArgument({ field: "workers", value: workers, reason: "must be a positive integer" })
+      )
+}
+
+const start = (workers: number): Effect.Effect<DecodePool["Type"], never, Scope.Scope> =>
   Effect.gen(function* () {
-    const workers = Math.max(1, Math.floor(options.workers ?? defaultThreads()))
     // The pool's own state, owned by this scope: the running threads, if started.
     let threads: Threads | undefined
     let closed = false
@@ -275,11 +284,15 @@ export const make = (
   })
 
 /** The pool as a scoped layer: `DecodePool.layer({ workers: 2 })`. */
-export const layer = (options: { readonly workers?: number } = {}): Layer.Layer<DecodePool> =>
-  Layer.scoped(DecodePool, make(options))
+export const layer = (
+  options: { readonly workers?: number } = {}
+): Layer.Layer<DecodePool, InvalidArgument> => Layer.scoped(DecodePool, make(options))
 
-/** One worker per core, threads started on first use: the convenient default. */
-export const layerDefault: Layer.Layer<DecodePool> = layer()
+/** One worker per core, threads started on first use: the convenient default (cannot fail). */
+export const layerDefault: Layer.Layer<DecodePool> = Layer.scoped(
+  DecodePool,
+  Effect.suspend(() => start(defaultThreads()))
+)
 
 /** `decode` through the service in context. */
 export const decode = (

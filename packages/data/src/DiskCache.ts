@@ -13,10 +13,10 @@
  * an entry torn or zeroed by a crash fails the check and is decoded again, never read as pixels.
  */
 import { createHash, randomUUID } from "node:crypto"
-import { mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs"
+import { mkdirSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs"
 import { join } from "node:path"
 import { crc32 } from "node:zlib"
-import { TEMP_MARK } from "./AtomicFile.js"
+import { isTempName, TEMP_MARK } from "./AtomicFile.js"
 import type { RgbImage } from "./Image.js"
 
 const VERSION = "stepwise-rgb-2"
@@ -77,4 +77,23 @@ export const write = (dir: string, key: Key, img: RgbImage): void => {
       // Nothing more to do: a stray temp is swept by `AtomicFile.removeStaleTemps`.
     }
   }
+}
+
+/**
+ * Removes the temporary entries a hard kill left behind (a clean failure removes its own), and
+ * returns how many. A temp of a process writing into the same cache right now may go too: its
+ * rename then fails and it simply decodes that image again next time (best effort, as above).
+ */
+export const removeStaleTemps = (dir: string): number => {
+  let removed = 0
+  try {
+    for (const name of readdirSync(dir)) {
+      if (!isTempName(name)) continue
+      rmSync(join(dir, name), { force: true })
+      removed++
+    }
+  } catch {
+    // No cache folder yet, or unreadable: nothing to sweep.
+  }
+  return removed
 }

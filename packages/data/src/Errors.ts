@@ -184,3 +184,4 @@ export type ImageFolderError =
   | ImageReadError
   | SampleShapeMismatch
   | DataFileError
+  | InvalidArgument

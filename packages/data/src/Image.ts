@@ -185,10 +185,7 @@ export const decode = (
   if (size !== undefined && size.width * size.height > maxPixels)
     return Effect.fail(new ImageTooLarge({ path, ...size, limit: maxPixels }))
   if (size !== undefined && size.width * size.height > 0 && size.width * size.height <= SMALL_PNG_PIXELS) {
-    const fast = Effect.try({
-      try: () => Png.decodePng(bytes),
-      catch: (e) => new ImageDecodeError({ path, reason: reasonOf(e), cause: e })
-    })
+    const fast = Either.mapLeft(Png.decodePng(bytes), (reason) => new ImageDecodeError({ path, reason }))
     return Effect.flatMap(fast, (raw) =>
       raw === undefined
         ? decodeWithSharp(path, bytes, maxPixels)

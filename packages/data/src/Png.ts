@@ -8,6 +8,7 @@
  * workers can run the same source.
  */
 import { crc32, inflateSync } from "node:zlib"
+import { Either } from "effect"
 
 export interface RawPixels {
   readonly width: number
@@ -172,4 +173,16 @@ const decoder = makePngDecoder({ inflateSync, crc32 })
 
 export const isPng = decoder.isPng
 export const pngSize = decoder.pngSize
-export const decodePng = decoder.decodePng
+/**
+ * Decodes `bytes`: the pixels, `undefined` when the file is a PNG (or not a PNG) this decoder
+ * leaves to sharp, or the reason a damaged file cannot be decoded (bad CRC, truncated,
+ * inconsistent sizes), as libpng and PIL refuse them. (The factory's decoder throws instead: it
+ * runs as plain source on the workers, which report the message.)
+ */
+export const decodePng = (bytes: Uint8Array): Either.Either<RawPixels | undefined, string> => {
+  try {
+    return Either.right(decoder.decodePng(bytes))
+  } catch (e) {
+    return Either.left(e instanceof Error ? e.message : String(e))
+  }
+}

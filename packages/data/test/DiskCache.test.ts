@@ -29,6 +29,19 @@ describe("DiskCache entries", () => {
     expect(DiskCache.read(dir, key)).toBeUndefined()
   })
 
+  it("removeStaleTemps sweeps what a killed writer left, and only that", () => {
+    const dir = tempDir()
+    DiskCache.write(dir, key, img)
+    const entry = DiskCache.entryPath(dir, key)
+    const stale = `${entry}.tmp-0b7e1a9c-3f5d-4c8e-9a2b-1d2e3f4a5b6c`
+    writeFileSync(stale, "half an entry")
+    writeFileSync(join(dir, "notes.txt"), "not ours")
+    expect(DiskCache.removeStaleTemps(dir)).toBe(1)
+    expect(readdirSync(dir).sort()).toEqual([entry.slice(dir.length + 1), "notes.txt"].sort())
+    expect(DiskCache.read(dir, key)).toEqual(img)
+    expect(DiskCache.removeStaleTemps(join(dir, "missing"))).toBe(0)
+  })
+
   it("a write that fails leaves nothing behind and throws nothing", () => {
     const dir = tempDir()
     writeFileSync(join(dir, "blocker"), "a file where the cache folder should be")

@@ -253,3 +253,29 @@ const idat = (data: Buffer) => {
   out.writeUInt32BE(crc32(body), 8 + data.length)
   return out
 }
+
+describe("limits and pool sizes are checked, not silently disabled", () => {
+  it.effect("a NaN or non-positive limit is InvalidArgument naming the option", () =>
+    Effect.gen(function* () {
+      const root = folder(() => {})
+      for (const [options, field] of [
+        [{ maxPixels: Number.NaN }, "maxPixels"],
+        [{ maxFileBytes: 0 }, "maxFileBytes"],
+        [{ concurrency: 1.5 }, "concurrency"]
+      ] as const) {
+        const e = yield* Effect.flip(run(ImageFolder.make(root, options)))
+        expect(e).toMatchObject({ _tag: "InvalidArgument", field })
+      }
+      expect((yield* run(ImageFolder.make(root, { maxPixels: Number.POSITIVE_INFINITY }))).length).toBe(2)
+    })
+  )
+
+  it.effect("a pool of 0, 1.5 or NaN workers is InvalidArgument", () =>
+    Effect.gen(function* () {
+      for (const workers of [0, 1.5, Number.NaN]) {
+        const e = yield* Effect.flip(Effect.scoped(DecodePool.make({ workers })))
+        expect(e).toMatchObject({ _tag: "InvalidArgument", field: "workers" })
+      }
+    })
+  )
+})

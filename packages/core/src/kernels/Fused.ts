@@ -1,4 +1,5 @@
 import * as tf from "@tensorflow/tfjs-core"
+import type { Ours } from "./Register.js"
 
 /**
  * Fused optimizer updates as tfjs kernels on the cpu and wasm backends: one kernel call per
@@ -160,20 +161,15 @@ const reluGradKernel: KernelFunc = (args) => {
   return outs[0]
 }
 
-/** Registers the fused kernels on cpu and wasm (idempotent). */
-export const registerFusedKernels = (): void => {
-  for (const backendName of ["cpu", "wasm"]) {
-    for (const [kernelName, kernelFunc] of [
+/** The fused kernels of one backend (cpu or wasm: the same code reads both kinds of memory). */
+export const kernels = (backendName: "cpu" | "wasm"): ReadonlyArray<Ours> =>
+  (
+    [
       [AdamUpdate, adamKernel],
       [SgdUpdate, sgdKernel],
       [ReluGrad, reluGradKernel]
-    ] as const) {
-      if (tf.getKernel(kernelName, backendName) === undefined) {
-        tf.registerKernel({ kernelName, backendName, kernelFunc })
-      }
-    }
-  }
-}
+    ] as const
+  ).map(([kernelName, kernelFunc]) => ({ kernelName, backendName, make: () => kernelFunc }))
 
 /** True when the current backend has the fused kernels (cpu and wasm, not tensorflow). */
 export const available = (): boolean => tf.getKernel(AdamUpdate, tf.getBackend()) !== undefined

@@ -4,17 +4,55 @@ import { col2imNhwc, conv2dBackpropFilterNhwc, im2colNhwc, maxPoolGradNhwc } fro
 type KernelFunc = tf.KernelConfig["kernelFunc"]
 type AnyBackend = any
 
-/** The kernels we replaced, kept so tests can prove ours equal to them. */
-export const stock: { [key: string]: KernelFunc } = {}
+/** A kernel we register, built from the stock kernel it replaces (if any) for fallbacks. */
+export interface Ours {
+  readonly kernelName: string
+  readonly backendName: string
+  readonly make: (stock: KernelFunc | undefined) => KernelFunc
+}
 
-const replace = (kernelName: string, backendName: string, kernelFunc: KernelFunc): void => {
-  const existing = tf.getKernel(kernelName, backendName)
-  if (existing !== undefined) {
-    if (existing.kernelFunc === kernelFunc) return
-    stock[`${backendName}/${kernelName}`] ??= existing.kernelFunc
-    tf.unregisterKernel(kernelName, backendName)
+/** What a registration did, and how to undo it. */
+export interface Registration {
+  /** The stock kernels ours replaced, by kernel name (tests compare ours against them). */
+  readonly stock: ReadonlyMap<string, KernelFunc>
+  /** Puts the stock kernels back and removes the ones that had none. */
+  readonly restore: () => void
+}
+
+// Marks our kernel functions, so a registration nested in another leaves the outer one alone.
+const OURS = Symbol.for("@stepwise/core/kernel")
+const isOurs = (f: KernelFunc): boolean => (f as unknown as Record<symbol, unknown>)[OURS] === true
+
+/** Registers `kernels` in place of the stock ones; `restore` undoes exactly that. */
+export const register = (kernels: ReadonlyArray<Ours>): Registration => {
+  const stock = new Map<string, KernelFunc>()
+  const done: Array<{ readonly kernel: Ours; readonly previous: KernelFunc | undefined }> = []
+  for (const kernel of kernels) {
+    const { kernelName, backendName } = kernel
+    const previous = tf.getKernel(kernelName, backendName)?.kernelFunc
+    if (previous !== undefined && isOurs(previous)) continue
+    if (previous !== undefined) {
+      stock.set(kernelName, previous)
+      tf.unregisterKernel(kernelName, backendName)
+    }
+    const kernelFunc = Object.assign(kernel.make(previous), { [OURS]: true })
+    tf.registerKernel({ kernelName, backendName, kernelFunc })
+    done.push({ kernel, previous })
   }
-  tf.registerKernel({ kernelName, backendName, kernelFunc })
+  return {
+    stock,
+    restore: () => {
+      for (const { kernel, previous } of done.reverse()) {
+        tf.unregisterKernel(kernel.kernelName, kernel.backendName)
+        if (previous !== undefined)
+          tf.registerKernel({
+            kernelName: kernel.kernelName,
+            backendName: kernel.backendName,
+            kernelFunc: previous
+          })
+      }
+    }
+  }
 }
 
 const convInfoOf = (xShape: number[], attrs: any, filterShape: number[] = attrs.filterShape) =>
@@ -41,19 +79,24 @@ const poolInfoOf = (inputShape: number[], attrs: any) =>
 
 // ---------------------------------------------------------------------------------------- cpu
 
-const cpuConv2DBackpropFilter: KernelFunc = (args) => {
-  const { inputs, backend, attrs } = args as { inputs: any; backend: AnyBackend; attrs: any }
-  const { x, dy } = inputs
-  const info = convInfoOf(x.shape, attrs)
-  // NCHW is rare in tfjs (its wasm convolutions reject it): the stock kernel handles it.
-  if (info.dataFormat !== "channelsLast") return stock["cpu/Conv2DBackpropFilter"](args)
-  const out = conv2dBackpropFilterNhwc(
-    backend.data.get(x.dataId).values,
-    backend.data.get(dy.dataId).values,
-    info
-  )
-  return backend.makeTensorInfo(info.filterShape, "float32", out)
-}
+const cpuConv2DBackpropFilter =
+  (stock: KernelFunc | undefined): KernelFunc =>
+  (args) => {
+    const { inputs, backend, attrs } = args as { inputs: any; backend: AnyBackend; attrs: any }
+    const { x, dy } = inputs
+    const info = convInfoOf(x.shape, attrs)
+    // NCHW is rare in tfjs (its wasm convolutions reject it): the stock kernel handles it.
+    if (info.dataFormat !== "channelsLast") {
+      if (stock === undefined) throw new Error("Conv2DBackpropFilter on cpu: NCHW needs the stock kernel")
+      return stock(args)
+    }
+    const out = conv2dBackpropFilterNhwc(
+      backend.data.get(x.dataId).values,
+      backend.data.get(dy.dataId).values,
+      info
+    )
+    return backend.makeTensorInfo(info.filterShape, "float32", out)
+  }
 
 const cpuMaxPoolGrad: KernelFunc = (args) => {
   const { inputs, backend, attrs } = args as { inputs: any; backend: AnyBackend; attrs: any }
@@ -63,11 +106,11 @@ const cpuMaxPoolGrad: KernelFunc = (args) => {
   return backend.makeTensorInfo(input.shape, "float32", out)
 }
 
-/** Replaces the cpu backend's accessor-per-element kernels with flat-array loops. */
-export const registerCpuKernels = (): void => {
-  replace("Conv2DBackpropFilter", "cpu", cpuConv2DBackpropFilter)
-  replace("MaxPoolGrad", "cpu", cpuMaxPoolGrad)
-}
+/** The cpu backend's accessor-per-element kernels, replaced with flat-array loops. */
+export const cpuKernels: ReadonlyArray<Ours> = [
+  { kernelName: "Conv2DBackpropFilter", backendName: "cpu", make: cpuConv2DBackpropFilter },
+  { kernelName: "MaxPoolGrad", backendName: "cpu", make: () => cpuMaxPoolGrad }
+]
 
 // --------------------------------------------------------------------------------------- wasm
 
@@ -205,9 +248,9 @@ const wasmMaxPoolGrad: KernelFunc = (args) => {
   return dx
 }
 
-/** Registers the missing filter-gradient kernel on wasm and faster input/pool gradients. */
-export const registerWasmKernels = (): void => {
-  replace("Conv2DBackpropFilter", "wasm", wasmConv2DBackpropFilter)
-  replace("Conv2DBackpropInput", "wasm", wasmConv2DBackpropInput)
-  replace("MaxPoolGrad", "wasm", wasmMaxPoolGrad)
-}
+/** The missing filter-gradient kernel on wasm, and faster input/pool gradients. */
+export const wasmKernels: ReadonlyArray<Ours> = [
+  { kernelName: "Conv2DBackpropFilter", backendName: "wasm", make: () => wasmConv2DBackpropFilter },
+  { kernelName: "Conv2DBackpropInput", backendName: "wasm", make: () => wasmConv2DBackpropInput },
+  { kernelName: "MaxPoolGrad", backendName: "wasm", make: () => wasmMaxPoolGrad }
+]

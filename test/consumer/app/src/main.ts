@@ -14,9 +14,10 @@ import { Laws } from "@stepwise/optim/testing"
 import { Data, Effect } from "effect"
 import * as fc from "fast-check"
 
-/** Heavy-ball momentum: `buf = momentum * buf + g`, `p = p - lr * buf`; written once for any Numeric. */
+/** Its state: a step count and the momentum buffers (absent before the first step). */
 type HeavyBallState<T> = { readonly step: number; readonly momentumBuffer?: Numeric.Params<T> }
 
+/** Heavy-ball momentum: `buf = momentum * buf + g`, `p = p - lr * buf`; written once for any Numeric. */
 const heavyBall =
   (lr: number, momentum: number) =>
   <T>(N: Numeric.Numeric<T>): Optimizer.Optimizer<T, HeavyBallState<T>> => ({

@@ -2,10 +2,8 @@ import { describe, expect, it } from "@effect/vitest"
 import { Random } from "@stepwise/data"
 import { Adam, AdamW, Float64, type Optimizer, OptimizerState, SGD, TfNumeric } from "@stepwise/optim"
 import * as tf from "@tensorflow/tfjs-core"
-import { Effect } from "effect"
 import * as fc from "fast-check"
-import * as Engine from "../src/Engine.js"
-import * as FusedOptimizer from "../src/FusedOptimizer.js"
+import * as F from "./fixtures.js"
 
 const shapes: Record<string, Array<number>> = {
   "conv.weight": [3, 3, 2, 4],
@@ -26,7 +24,7 @@ const gradsAt = (t: number, seed: number): Record<string, Float64Array> =>
   )
 
 /**
- * `steps` updates by the fused optimizer on tfjs and by optim's own definition on Float64 (the
+ * `steps` updates by optim's definition on the engine's numeric (fused kernels) on tfjs and by optim's own definition on Float64 (the
  * exact reference); parameters and every slot must agree to float32 precision.
  */
 const compare = (
@@ -84,10 +82,10 @@ const compare = (
 
 const lr = fc.double({ min: 1e-4, max: 0.5, noNaN: true })
 
-describe("fused optimizers equal optim's definitions", () => {
+describe("the engine's numeric (fused kernels) equals optim's definitions on exact Float64", () => {
   for (const backend of ["wasm", "cpu"] as const) {
     it(`Adam and AdamW, any options (${backend})`, async () => {
-      await Effect.runPromise(Engine.use(backend))
+      const { numeric } = await F.useEngine(backend)
       fc.assert(
         fc.property(
           fc.record({
@@ -118,7 +116,7 @@ describe("fused optimizers equal optim's definitions", () => {
             const hypers = Array.from({ length: 12 }, (_, t) =>
               o.cycle ? { lr: o.lr * (1 + (t % 3)), beta1: 0.8 + 0.01 * t } : { lr: o.lr }
             )
-            compare(FusedOptimizer.adam(c, o.decoupled), def, hypers, o.seed)
+            compare(def(numeric), def, hypers, o.seed)
           }
         ),
         { numRuns: 40 }
@@ -126,7 +124,7 @@ describe("fused optimizers equal optim's definitions", () => {
     })
 
     it(`SGD: momentum, dampening, Nesterov, weight decay, momentum cycled through 0 (${backend})`, async () => {
-      await Effect.runPromise(Engine.use(backend))
+      const { numeric } = await F.useEngine(backend)
       fc.assert(
         fc.property(
           fc.record({
@@ -148,7 +146,7 @@ describe("fused optimizers equal optim's definitions", () => {
             const hypers = Array.from({ length: 12 }, (_, t) =>
               o.cycle ? { lr: o.lr, momentum: [0, 0.9, 0.8, 0][t % 4] } : { lr: o.lr }
             )
-            compare(FusedOptimizer.sgd(c), SGD.optimizer(c), hypers, o.seed)
+            compare(SGD.optimizer(c)(numeric), SGD.optimizer(c), hypers, o.seed)
           }
         ),
         { numRuns: 40 }
@@ -156,20 +154,23 @@ describe("fused optimizers equal optim's definitions", () => {
     })
   }
 
-  it("def() runs the fused kernel on tfjs and the generic definition on other numerics", async () => {
-    await Effect.runPromise(Engine.use("wasm"))
-    const config = Adam.Config.make({ lr: 3e-4 })
-    const def = FusedOptimizer.def(config, Adam.optimizer(config))
-    const onTf = def(TfNumeric.TfNumeric)
-    const params = { w: tf.ones([3]) }
-    const grads = { w: tf.ones([3]) }
-    const state = onTf.init(params)
-    const info = await tf.profile(() => {
-      const u = onTf.update(state, grads, params, onTf.defaults)
-      tf.dispose([...Object.values(u.params), ...TfNumeric.stateTensors(u.state)])
+  for (const backend of ["wasm", "cpu"] as const) {
+    it(`optim's Adam on the engine's numeric runs one fused kernel per parameter; plain TfNumeric composes ops (${backend})`, async () => {
+      const { numeric } = await F.useEngine(backend)
+      const def = Adam.optimizer(Adam.Config.make({ lr: 3e-4 }))
+      const kernelsOf = async (o: Optimizer.Optimizer<tf.Tensor>) => {
+        const params = { w: tf.ones([3]), b: tf.ones([2]) }
+        const grads = { w: tf.ones([3]), b: tf.ones([2]) }
+        const state = o.init(params)
+        const info = await tf.profile(() => {
+          const u = o.update(state, grads, params, o.defaults)
+          tf.dispose([...Object.values(u.params), ...TfNumeric.stateTensors(u.state)])
+        })
+        tf.dispose([...Object.values(params), ...Object.values(grads), ...TfNumeric.stateTensors(state)])
+        return info.kernels.map((k) => k.name)
+      }
+      expect(await kernelsOf(def(numeric))).toEqual(["StepwiseAdamUpdate", "StepwiseAdamUpdate"])
+      expect((await kernelsOf(def(TfNumeric.TfNumeric))).length).toBeGreaterThan(10)
     })
-    expect(info.kernelNames).toEqual(["StepwiseAdamUpdate"])
-    expect(def(Float64.Float64).name).toBe("Adam")
-    tf.dispose([params.w, grads.w, ...TfNumeric.stateTensors(state)])
-  })
+  }
 })
