@@ -118,8 +118,16 @@ const torchEpoch = (): { label: string; seconds: number } | string => {
   return { label: `PyTorch ${out.torch} (${out.threads} threads)`, seconds: out.sPerEpoch }
 }
 
+const accuracyLine = (wasm: { accuracy: number; accuracyCpu: number; epochCpu: number }) =>
+  console.log(
+    `\nThe CLI's per-epoch training-accuracy pass (forward over 2,520 images): ${wasm.accuracy.toFixed(3)} s, ` +
+      `CPU ${wasm.accuracyCpu.toFixed(3)} s against ${wasm.epochCpu.toFixed(3)} s CPU for a training epoch with validation ` +
+      `(+${((100 * wasm.accuracyCpu) / wasm.epochCpu).toFixed(0)}%)`
+  )
+
 const program = Effect.gen(function* () {
   const wasm = yield* epochs(quick ? 1 : 3).pipe(Effect.provide(Engine.wasm))
+  if (process.argv.includes("--accuracy-only")) return accuracyLine(wasm)
   const cpu = yield* epochs(1).pipe(Effect.provide(Engine.cpu))
   const torch = torchEpoch()
   const ref = typeof torch === "string" ? undefined : torch.seconds
@@ -144,11 +152,7 @@ const program = Effect.gen(function* () {
   console.log("| --- | --- | --- |")
   const rest = wasm.seconds - wasm.steps - wasm.validation
   console.log(`| ${wasm.steps.toFixed(3)} | ${wasm.validation.toFixed(3)} | ${rest.toFixed(3)} |`)
-  console.log(
-    `\nThe CLI's per-epoch training-accuracy pass (forward over 2,520 images): ${wasm.accuracy.toFixed(3)} s, ` +
-      `CPU ${wasm.accuracyCpu.toFixed(3)} s against ${wasm.epochCpu.toFixed(3)} s CPU for a training epoch with validation ` +
-      `(+${((100 * wasm.accuracyCpu) / wasm.epochCpu).toFixed(0)}%)`
-  )
+  accuracyLine(wasm)
 })
 
 Effect.runPromise(program).then(
