@@ -265,62 +265,12 @@ export const run = (args: Args) =>
     )
   }).pipe(Effect.scoped)
 
-/** Per-epoch result of the training fold (core's `Trainer.epochs` element). */
-interface EpochResult {
-  readonly trainer: Pipeline.AnyTrainer
-  readonly epoch: number
-  readonly loss: number
-  readonly valLoss?: number | undefined
-  readonly batchLosses: ReadonlyArray<number>
-  readonly learningRates: ReadonlyArray<number>
-  readonly lr: number
-  readonly seconds: number
-}
+/** Core's per-epoch result, numbered as the CLI counts: `epoch` n is the state after n epochs. */
+type EpochResult = Trainer.EpochResult<never, never>
 
-/**
- * Core's per-epoch fold as a stream (until `Trainer.epochs` lands on main: one `Trainer.train`
- * step per element, the batch losses and lrs read off the event bus). An element's trainer is
- * valid until the next element is pulled; the input trainer is never disposed.
- */
-const epochsOf = (t0: Pipeline.AnyTrainer, options: { readonly epochs: number; readonly seed: number }) =>
-  Stream.unfoldEffect(
-    { t: t0, n: 0 },
-    (
-      s
-    ): Effect.Effect<
-      Option.Option<readonly [EpochResult, { t: Pipeline.AnyTrainer; n: number }]>,
-      any,
-      Events.TrainEvents | Engine.Engine
-    > =>
-      s.n >= options.epochs
-        ? Effect.succeed(Option.none())
-        : Effect.scoped(
-            Effect.gen(function* () {
-              const begun = yield* Clock.currentTimeMillis
-              const events = yield* Events.subscribe
-              const collector = yield* Effect.fork(
-                Stream.runCollect(Stream.takeUntil(events, (e) => e._tag === "TrainEnd"))
-              )
-              const next = yield* Trainer.train(s.t, 1, options.seed)
-              const ends = [...(yield* Fiber.join(collector))].flatMap((e) =>
-                e._tag === "BatchEnd" ? [e] : []
-              )
-              if (s.t !== t0) Trainer.dispose(s.t)
-              const epoch = next.totalEpochs
-              const result: EpochResult = {
-                trainer: next,
-                epoch,
-                loss: next.losses[epoch - 1],
-                valLoss: next.valLosses[epoch - 1],
-                batchLosses: ends.map((e) => e.loss),
-                learningRates: ends.map((e) => e.lr),
-                lr: next.learningRates[epoch - 1],
-                seconds: ((yield* Clock.currentTimeMillis) - begun) / 1000
-              }
-              return Option.some([result, { t: next, n: s.n + 1 }] as const)
-            })
-          )
-  )
+/** Core's training fold (`Trainer.epochs`), its epochs numbered from 1 like rows and checkpoints. */
+const epochsOf = (t0: Pipeline.AnyTrainer, options: Trainer.EpochsOptions) =>
+  Stream.map(Trainer.epochs(t0, options), (r): EpochResult => ({ ...r, epoch: r.epoch + 1 }))
 
 /**
  * The consumer of per-batch events: redraws the live bar (its pace from `Progress.makePace`, so
