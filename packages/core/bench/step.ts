@@ -9,15 +9,16 @@ import { execFileSync } from "node:child_process"
 import { fileURLToPath } from "node:url"
 import { Cnn2, Engine, Loss, Module, Trainer } from "@stepwise/core"
 import { Random } from "@stepwise/data"
-import { Adam, TfNumeric } from "@stepwise/optim"
+import { Adam, type Optimizer, TfNumeric } from "@stepwise/optim"
 import * as tf from "@tensorflow/tfjs-core"
 import { Effect, Scope } from "effect"
 
 const args = process.argv.slice(2)
 const profile = args.includes("--profile")
 const quick = args.includes("--quick")
-const N_TRAIN = 2520
-const N_VAL = 372
+// --callgrind needs only a few batches: generating 2.5 M normals would swamp the count.
+const N_TRAIN = args.includes("--callgrind") ? 64 : 2520
+const N_VAL = args.includes("--callgrind") ? 16 : 372
 const BATCH = 16
 
 const median = (xs: Array<number>) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]
@@ -48,7 +49,11 @@ const batchAt = (i: number) => {
 const useEngine = (backend: Engine.BackendName) =>
   Effect.runPromise(Effect.flatMap(Scope.make(), (scope) => Scope.extend(Engine.make(backend), scope)))
 
-/** A trainer-shaped step: loss and gradients, Adam update, disposal of what was replaced. */
+/**
+ * The step users run: `Trainer.trainStep` (loss and gradients, optim's Adam through `tidyUpdate`,
+ * disposal of what was replaced). "fused" is optim's Adam on the engine's numeric with its fused
+ * kernels; "tfjs" is the same Adam on the plain tfjs numeric (element-wise ops).
+ */
 type UpdateKind = "tfjs" | "fused"
 
 const makeTrainer = (update: UpdateKind, engine: Engine.EngineService) => {
@@ -56,22 +61,22 @@ const makeTrainer = (update: UpdateKind, engine: Engine.EngineService) => {
   const def = Adam.optimizer(Adam.Config.make({ lr: 3e-4 }))
   // "tfjs": optim's definition composed from tfjs ops; "fused": on the engine's numeric, as users run it.
   const optimizer = update === "tfjs" ? def(TfNumeric.TfNumeric) : def(engine.numeric)
+  const config = { model, loss: Loss.crossEntropy, optimizer }
   let params = Module.init(model, Random.make(0))
-  let state = optimizer.init(params)
-  const times = { grads: 0, update: 0 }
+  let optState: Optimizer.OptimizerState<tf.Tensor> = optimizer.init(params)
   const step = (i: number) => {
-    const t0 = performance.now()
-    const { loss, grads } = Loss.lossAndGrads(model, Loss.crossEntropy, params, batchAt(i), {
-      training: true,
-      seed: i
-    })
-    const t1 = performance.now()
-    const next = Trainer.updateAndDispose(optimizer, state, grads, params, optimizer.defaults)
+    const next = Trainer.trainStep(
+      config,
+      params,
+      optState,
+      optimizer.defaults,
+      batchAt(i),
+      Trainer.stepRng(0, 0, i)
+    )
+    Trainer.dispose({ params, optState })
     params = next.params
-    state = next.state
-    times.grads += t1 - t0
-    times.update += performance.now() - t1
-    return loss
+    optState = next.optState
+    return next.loss
   }
   const validate = () => {
     let total = 0
@@ -86,7 +91,7 @@ const makeTrainer = (update: UpdateKind, engine: Engine.EngineService) => {
     }
     return total / N_VAL
   }
-  return { step, validate, times }
+  return { step, validate }
 }
 
 interface Row {
@@ -110,8 +115,6 @@ const benchEngine = async (
   for (let i = 0; i < 20; i++) t.step(i)
   const perStep: Array<number> = []
   const cpuPerStep: Array<number> = []
-  t.times.grads = 0
-  t.times.update = 0
   for (let r = 0; r < repeats; r++) {
     const t0 = performance.now()
     const c0 = process.cpuUsage()
@@ -120,7 +123,6 @@ const benchEngine = async (
     perStep.push((performance.now() - t0) / steps)
     cpuPerStep.push((c.user + c.system) / 1000 / steps)
   }
-  const split = t.times.grads / (t.times.grads + t.times.update)
   const perEpoch: Array<number> = []
   for (let e = 0; e < epochs; e++) {
     const t0 = performance.now()
@@ -133,7 +135,7 @@ const benchEngine = async (
     msPerStep: median(perStep),
     cpuMsPerStep: median(cpuPerStep),
     sPerEpoch: median(perEpoch),
-    note: `forward+backward ${(100 * split).toFixed(0)}%, Adam update ${(100 * (1 - split)).toFixed(0)}%`
+    note: "Trainer.trainStep"
   }
 }
 
@@ -212,7 +214,19 @@ const profileWasm = async (steps: number) => {
   }
 }
 
+/**
+ * `--callgrind N`: only N wasm steps after 20 warm-up ones, for
+ * `valgrind --tool=callgrind`: the difference of two runs' instruction counts (N and 0) over N
+ * is a per-step count that holds on a loaded machine, where wall times do not.
+ */
+const callgrind = async (steps: number) => {
+  const t = makeTrainer("fused", await useEngine("wasm"))
+  for (let i = 0; i < 20 + steps; i++) t.step(i)
+}
+
 const main = async () => {
+  const cg = args.indexOf("--callgrind")
+  if (cg >= 0) return callgrind(Number(args[cg + 1]))
   const rows: Array<Row> = []
   const torch = torchRow(2)
   const torch1 = typeof torch === "string" ? undefined : torchRow(1)
@@ -245,6 +259,20 @@ const main = async () => {
     console.log(`| ${cells.join(" | ")} |`)
   }
   if (typeof torch === "string") console.log(torch)
+  // Issue 14's goal (b): the step users run against PyTorch with 2 threads.
+  const ours = rows.find((r) => r.note === "Trainer.trainStep" && r.engine.includes("fused"))!
+  const t2 = typeof torch === "string" ? undefined : torch
+  console.log(
+    `GOAL ${JSON.stringify({
+      name: "(b) CNN2 Adam step, batch 16 (wasm, fused kernels) vs PyTorch 2 threads",
+      ours: ours.msPerStep,
+      theirs: t2?.msPerStep,
+      ratio: t2 === undefined ? undefined : ours.msPerStep / t2.msPerStep,
+      target: "<= 1.0x",
+      unit: "ms",
+      note: `CPU ms per step: ours ${ours.cpuMsPerStep.toFixed(2)}, PyTorch ${t2?.cpuMsPerStep.toFixed(2) ?? "-"}`
+    })}`
+  )
   if (profile) await profileWasm(50)
 }
 

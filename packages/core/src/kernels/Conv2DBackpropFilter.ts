@@ -56,7 +56,12 @@ export const conv2dBackpropFilterNhwc = (
  * of a window row is one contiguous run, scanned by a single loop with counters instead of
  * nested loops over tiny windows (faster for CNN2's 2x2 pools).
  */
-const maxPoolGradTiled = (x: Float32Array, dy: Float32Array, info: backend_util.Conv2DInfo): Float32Array => {
+const maxPoolGradTiled = (
+  x: Float32Array,
+  dy: Float32Array,
+  info: backend_util.Conv2DInfo,
+  dx: Float32Array
+): Float32Array => {
   const {
     batchSize,
     inHeight,
@@ -67,7 +72,6 @@ const maxPoolGradTiled = (x: Float32Array, dy: Float32Array, info: backend_util.
     strideHeight: sh,
     strideWidth: sw
   } = info
-  const dx = new Float32Array(batchSize * inHeight * inWidth * c)
   const rowLen = outWidth * c
   const best = new Float32Array(rowLen)
   const at = new Int32Array(rowLen)
@@ -109,7 +113,9 @@ const maxPoolGradTiled = (x: Float32Array, dy: Float32Array, info: backend_util.
 export const maxPoolGradNhwc = (
   x: Float32Array,
   dy: Float32Array,
-  info: backend_util.Conv2DInfo
+  info: backend_util.Conv2DInfo,
+  /** Where to write (zeros, input-sized): the wasm kernel passes its output's heap view. */
+  dx: Float32Array = new Float32Array(info.batchSize * info.inHeight * info.inWidth * info.inChannels)
 ): Float32Array => {
   const { batchSize, inHeight, inWidth, inChannels: c, outHeight, outWidth } = info
   const { strideHeight, strideWidth, effectiveFilterHeight, effectiveFilterWidth } = info
@@ -125,8 +131,7 @@ export const maxPoolGradNhwc = (
     left === 0 &&
     info.padInfo.bottom === 0 &&
     info.padInfo.right === 0
-  if (tiled) return maxPoolGradTiled(x, dy, info)
-  const dx = new Float32Array(batchSize * inHeight * inWidth * c)
+  if (tiled) return maxPoolGradTiled(x, dy, info, dx)
   // Channels innermost, so every read is contiguous; one running maximum per channel.
   const best = new Float32Array(c)
   const at = new Int32Array(c)

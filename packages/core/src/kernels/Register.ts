@@ -243,8 +243,8 @@ const wasmMaxPoolGrad: KernelFunc = (args) => {
   const { dy, input } = inputs
   const info = poolInfoOf(input.shape, attrs)
   const dx = backend.makeOutput([...input.shape], "float32") as tf.TensorInfo
-  const values = maxPoolGradNhwc(heap(backend, input), heap(backend, dy), info)
-  heap(backend, dx).set(values)
+  // Written in place on the heap (views taken after the allocation): no JS array and copy.
+  maxPoolGradNhwc(heap(backend, input), heap(backend, dy), info, heap(backend, dx).fill(0))
   return dx
 }
 
