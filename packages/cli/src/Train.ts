@@ -292,7 +292,7 @@ const batchConsumer = (ctx: {
       if (e._tag === "Gradients") {
         for (const [param, v] of Object.entries(e.values)) {
           if (grads[param] === undefined) grads[param] = { shape: v.shape, steps: [] }
-          grads[param].steps.push(Float32Array.from(v.values))
+          grads[param].steps.push(v.values) // a fresh host copy per event (core copies via toTorch)
         }
         if (e.batch === ctx.batches - 1 && ctx.captureLayer !== undefined) {
           yield* Run.writeGradients(ctx.runDir, ctx.captureLayer, e.epoch + 1, grads)
