@@ -409,7 +409,7 @@ const report = (ctx: {
 
 const correctOn = (t: Pipeline.AnyTrainer, loader: Trainer.Loader) =>
   Effect.map(
-    Trainer.loaderApply(loader, (b) => Trainer.correct(t, b).map((r) => [...r])),
+    Trainer.loaderApply(loader, (b) => Trainer.correct(t, b)),
     (rows) => rows.map((r) => [r[0], r[1]] as const) as Metrics.PerClass
   )
 
