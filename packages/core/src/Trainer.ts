@@ -694,9 +694,9 @@ export const lrRangeTest = <E, R>(
 const stateTensors = TfNumeric.stateTensors
 
 /**
- * One optimizer update for a hand-written loop (benchmarks, memory tests): the new parameters
- * and state. Unlike `trainStep` it consumes its inputs: the gradients and every parameter or
- * state tensor the update replaced are disposed.
+ * One optimizer update for a hand-written loop (test/Memory.test.ts; the benchmarks run
+ * `trainStep`): the new parameters and state. Unlike `trainStep` it consumes its inputs: the
+ * gradients and every parameter or state tensor the update replaced are disposed.
  */
 export const updateAndDispose = <S extends Optimizer.OptimizerState<tf.Tensor>>(
   optimizer: Optimizer.Optimizer<tf.Tensor, S>,

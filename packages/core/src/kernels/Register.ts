@@ -42,7 +42,8 @@ export const register = (kernels: ReadonlyArray<Ours>): Registration => {
   return {
     stock,
     restore: () => {
-      for (const { kernel, previous } of done.reverse()) {
+      // splice: a second call finds nothing to undo (reverse alone would flip the list in place)
+      for (const { kernel, previous } of done.splice(0).reverse()) {
         tf.unregisterKernel(kernel.kernelName, kernel.backendName)
         if (previous !== undefined)
           tf.registerKernel({
