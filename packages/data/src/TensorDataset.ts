@@ -6,7 +6,7 @@ import { Either } from "effect"
 import type { Batch, Targets } from "./Batch.js"
 import { InvalidArgument, type InvalidNormalizer, ShapeMismatch } from "./Errors.js"
 import * as Random from "./Random.js"
-import { checkNormalize, type NormalizeParams, normalizeCHW } from "./Transforms.js"
+import { checkNormalize, type NormalizeParams, normalizeCHWInto } from "./Transforms.js"
 
 /** (Declared in `Errors`; re-exported where it was first defined.) */
 export { ShapeMismatch }
@@ -166,7 +166,8 @@ export const normalize = <Y extends Targets>(
     const per = sampleSize(ds)
     const x = new Float32Array(ds.x.length)
     for (let i = 0; i < ds.length; i++) {
-      x.set(normalizeCHW(ds.x.subarray(i * per, (i + 1) * per), channels, checked), i * per)
+      const [from, to] = [i * per, (i + 1) * per]
+      normalizeCHWInto(ds.x.subarray(from, to), channels, checked, x.subarray(from, to))
     }
     return { ...ds, x }
   })

@@ -250,8 +250,17 @@ export const normalizeCHW = (data: Float32Array, channels: number, params: Norma
       reason: `expected ${channels} values each, one per channel`
     })
   }
+  return normalizeCHWInto(data, channels, params, new Float32Array(data.length))
+}
+
+/** `normalizeCHW` writing into `out` (same length as `data`), without the parameter check. */
+export const normalizeCHWInto = (
+  data: Float32Array,
+  channels: number,
+  params: NormalizeParams,
+  out: Float32Array
+): Float32Array => {
   const hw = data.length / channels
-  const out = new Float32Array(data.length)
   for (let c = 0; c < channels; c++) {
     const m = Math.fround(params.mean[c])
     const s = Math.fround(params.std[c])

@@ -59,12 +59,14 @@ export const checkTrees = <T>(
   grads: Params<T>
 ): Either.Either<void, MismatchedTree> => {
   for (const name of Object.keys(params)) {
-    const expected = [...N.shape(params[name])]
+    const expected = N.shape(params[name])
     const g = Object.hasOwn(grads, name) ? grads[name] : undefined
-    if (g === undefined) return Either.left(new MismatchedTree({ parameter: name, expected }))
-    const actual = [...N.shape(g)]
+    if (g === undefined) return Either.left(new MismatchedTree({ parameter: name, expected: [...expected] }))
+    const actual = N.shape(g)
     if (!sameShape(expected, actual))
-      return Either.left(new MismatchedTree({ parameter: name, expected, actual }))
+      return Either.left(
+        new MismatchedTree({ parameter: name, expected: [...expected], actual: [...actual] })
+      )
   }
   for (const name of Object.keys(grads)) {
     if (!Object.hasOwn(params, name))

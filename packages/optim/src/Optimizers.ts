@@ -23,9 +23,6 @@ export const OptimizerConfig = Schema.Union(
 export type OptimizerConfig = typeof OptimizerConfig.Type
 export type Tag = OptimizerConfig["_tag"]
 
-/** The tags, in the order a CLI lists them. */
-export const tags: ReadonlyArray<Tag> = ["SGD", "Adam", "AdamW", "RMSprop", "Adagrad"]
-
 const fieldsByTag: { readonly [K in Tag]: Schema.Struct.Fields } = {
   SGD: SGD.fields,
   Adam: Adam.fields,
@@ -33,6 +30,9 @@ const fieldsByTag: { readonly [K in Tag]: Schema.Struct.Fields } = {
   RMSprop: RMSprop.fields,
   Adagrad: Adagrad.fields
 }
+
+/** The tags, in the order a CLI lists them (`fieldsByTag`'s keys: its type makes it exhaustive). */
+export const tags = Object.keys(fieldsByTag) as ReadonlyArray<Tag>
 
 /**
  * The fields of an optimizer's config with type, default and description, read from its

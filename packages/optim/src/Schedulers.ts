@@ -139,20 +139,6 @@ export const SchedulerConfig: Schema.Schema<SchedulerConfig, SchedulerConfigEnco
 
 export type Tag = SchedulerConfig["_tag"]
 
-/** The tags, in the order a CLI lists them. */
-export const tags: ReadonlyArray<Tag> = [
-  "StepLR",
-  "MultiStepLR",
-  "ExponentialLR",
-  "CosineAnnealingLR",
-  "ReduceLROnPlateau",
-  "CyclicLR",
-  "OneCycleLR",
-  "CosineAnnealingWarmRestarts",
-  "SequentialLR",
-  "ChainedScheduler"
-]
-
 const fieldsByTag: { readonly [K in Tag]: Schema.Struct.Fields } = {
   StepLR: StepLR.fields,
   MultiStepLR: MultiStepLR.fields,
@@ -165,6 +151,9 @@ const fieldsByTag: { readonly [K in Tag]: Schema.Struct.Fields } = {
   SequentialLR: Sequential.from.fields,
   ChainedScheduler: Chained.from.fields
 }
+
+/** The tags, in the order a CLI lists them (`fieldsByTag`'s keys: its type makes it exhaustive). */
+export const tags = Object.keys(fieldsByTag) as ReadonlyArray<Tag>
 
 /**
  * The fields of a scheduler's config with type, default and description, read from its
