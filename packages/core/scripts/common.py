@@ -120,3 +120,50 @@ def rps_datasets(root):
     train = ImageFolder(root=f"{root}/rps", transform=composer)
     val = ImageFolder(root=f"{root}/rps-test-set", transform=composer)
     return train, val
+
+
+# safetensors by hand (the Python package is not installed with Debian's torch): 8 bytes of
+# little-endian header length, a JSON header (dtype, shape, data_offsets; `__metadata__` a
+# string map), then the raw little-endian values, in header order without gaps.
+ST_DTYPES = {torch.float32: ("F32", "<f4"), torch.float64: ("F64", "<f8"), torch.int64: ("I64", "<i8"),
+             torch.int32: ("I32", "<i4")}
+
+
+def write_safetensors(path, tensors, metadata=None):
+    """Writes {name: tensor} (sorted by name) and string metadata to `path` atomically."""
+    header, blobs, offset = {}, [], 0
+    if metadata:
+        header["__metadata__"] = dict(metadata)
+    for name in sorted(tensors):
+        t = tensors[name].detach().contiguous()
+        dtype, np_dtype = ST_DTYPES[t.dtype]
+        blob = t.numpy().astype(np_dtype).tobytes()
+        header[name] = {"dtype": dtype, "shape": list(t.shape), "data_offsets": [offset, offset + len(blob)]}
+        blobs.append(blob)
+        offset += len(blob)
+    text = json.dumps(header, separators=(",", ":")).encode("utf-8")
+    text += b" " * ((8 - len(text) % 8) % 8)
+    tmp = path + ".tmp"
+    with open(tmp, "wb") as f:
+        f.write(len(text).to_bytes(8, "little"))
+        f.write(text)
+        for blob in blobs:
+            f.write(blob)
+    os.replace(tmp, path)
+
+
+def read_safetensors(path):
+    """(tensors, metadata) of a safetensors file (the dtypes of ST_DTYPES)."""
+    by_name = {v[0]: v[1] for v in ST_DTYPES.values()}
+    with open(path, "rb") as f:
+        raw = f.read()
+    n = int.from_bytes(raw[:8], "little")
+    header = json.loads(raw[8:8 + n].decode("utf-8"))
+    metadata = header.pop("__metadata__", {})
+    data = raw[8 + n:]
+    tensors = {}
+    for name, e in header.items():
+        begin, end = e["data_offsets"]
+        a = np.frombuffer(data[begin:end], dtype=by_name[e["dtype"]]).reshape(e["shape"])
+        tensors[name] = torch.from_numpy(a.copy())
+    return tensors, metadata
