@@ -82,16 +82,24 @@ export class SafetensorsError extends Schema.TaggedError<SafetensorsError>()("Sa
 }
 
 /**
- * Weights that do not fit the model: the parameter, and when shapes differ both of them
- * (`expected` in PyTorch's layout).
+ * Weights that do not fit the model: the tensor (a parameter or a buffer, PyTorch's name), and
+ * when shapes differ both of them (`expected` in PyTorch's layout); when a whole state_dict's
+ * names differ, every `missing` and `unexpected` name (like `load_state_dict(strict=True)`).
+ * `path` is the file the weights came from, when they came from one.
  */
 export class WeightMismatch extends Schema.TaggedError<WeightMismatch>()("WeightMismatch", {
   parameter: Schema.String,
   reason: Schema.String,
   expected: Schema.optional(Schema.Array(Schema.Number)),
-  actual: Schema.optional(Schema.Array(Schema.Number))
+  actual: Schema.optional(Schema.Array(Schema.Number)),
+  missing: Schema.optional(Schema.Array(Schema.String)),
+  unexpected: Schema.optional(Schema.Array(Schema.String)),
+  path: Schema.optional(Schema.String)
 }) {
   override get message() {
-    return `weights for ${this.parameter}: ${this.reason}`
+    const where = this.path === undefined ? "" : `${this.path}: `
+    return this.missing === undefined && this.unexpected === undefined
+      ? `${where}weights for ${this.parameter}: ${this.reason}`
+      : `${where}weights do not match the model: ${this.reason}`
   }
 }

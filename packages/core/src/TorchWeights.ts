@@ -1,7 +1,15 @@
+/**
+ * PyTorch weights: parameters between this engine's layouts and PyTorch's, and whole
+ * `state_dict`s (parameters and buffers, PyTorch's names) as safetensors files that
+ * `model.load_state_dict(safetensors.torch.load_file(path))` takes as they are.
+ */
+import type { FileSystem, Error as PlatformError } from "@effect/platform"
 import * as tf from "@tensorflow/tfjs-core"
-import { Either } from "effect"
-import { WeightMismatch } from "./Errors.js"
+import { Effect, Either, Schema } from "effect"
+import { SafetensorsError, WeightMismatch } from "./Errors.js"
+import * as ModelSpec from "./ModelSpec.js"
 import type { Buffers, Layout, Module, Params } from "./Module.js"
+import * as Safetensors from "./Safetensors.js"
 
 /** A tensor in PyTorch's layout: row-major values and a shape (what `state_dict` holds). */
 export interface TorchTensor {
@@ -145,24 +153,40 @@ export const torchShapes = (model: Module): Record<string, ReadonlyArray<number>
 
 /**
  * Buffers from a PyTorch `state_dict` (BatchNorm's `running_mean`, `running_var`,
- * `num_batches_tracked`: same names, same layout; the int64 count arrives as a float).
+ * `num_batches_tracked`: same names, same layout; the int64 count arrives as a float). Extra
+ * names are left alone (the same dict usually holds the parameters too).
  */
 export const buffersFromTorch = (
   model: Module,
   weights: { readonly [name: string]: TorchTensor }
-): Buffers => {
+): Either.Either<Buffers, WeightMismatch> => {
+  const bad = checkBuffers(model, weights)
+  if (bad !== undefined) return Either.left(bad)
+  return Either.right(
+    Object.fromEntries(
+      model.buffers.map((b) => [b.name, tf.tensor(weights[b.name].data, [...b.shape], "float32")])
+    )
+  )
+}
+
+/** The first buffer that is missing or misshapen, without allocating anything. */
+const checkBuffers = (
+  model: Module,
+  weights: { readonly [name: string]: TorchTensor }
+): WeightMismatch | undefined => {
   for (const spec of model.buffers) {
     const w = weights[spec.name]
-    if (w === undefined) throw new WeightMismatch({ parameter: spec.name, reason: "missing" })
-    if (w.shape.length !== spec.shape.length || w.shape.some((d, i) => d !== spec.shape[i]))
-      throw new WeightMismatch({
+    if (w === undefined)
+      return new WeightMismatch({ parameter: spec.name, reason: "missing", expected: spec.shape })
+    if (!sameShape(w.shape, spec.shape) || w.data.length !== sizeOf(spec.shape))
+      return new WeightMismatch({
         parameter: spec.name,
-        reason: `shape [${w.shape}] where the buffer is [${spec.shape}]`
+        reason: `shape [${w.shape.join(", ")}], the model's buffer is [${spec.shape.join(", ")}]`,
+        expected: spec.shape,
+        actual: [...w.shape]
       })
   }
-  return Object.fromEntries(
-    model.buffers.map((b) => [b.name, tf.tensor(weights[b.name].data, [...b.shape], "float32")])
-  )
+  return undefined
 }
 
 /** The buffers as PyTorch's `state_dict` holds them. */
@@ -173,3 +197,204 @@ export const buffersToTorch = (model: Module, buffers: Buffers): Record<string, 
       { shape: b.shape, data: (buffers[b.name].dataSync() as Float32Array).slice() }
     ])
   )
+
+const sameShape = (a: ReadonlyArray<number>, b: ReadonlyArray<number>) =>
+  a.length === b.length && a.every((d, i) => d === b[i])
+
+// ------------------------------------------------------------------ whole state_dicts and files
+
+/** A model's weights: what `Module.init` / `initBuffers` make and a `state_dict` holds. */
+export interface Weights {
+  readonly params: Params
+  readonly buffers: Buffers
+}
+
+/**
+ * PyTorch keeps BatchNorm's batch count as int64 (`num_batches_tracked` is the one integer
+ * buffer of torch.nn); everything else a model holds is float32.
+ */
+const isCount = (name: string) => name === "num_batches_tracked" || name.endsWith(".num_batches_tracked")
+
+/**
+ * The model's `state_dict` as PyTorch holds it: parameters and buffers under PyTorch's names, in
+ * PyTorch's layouts ([out, in, kh, kw], [out, in]), float32, the batch counts int64.
+ */
+export const stateDict = (model: Module, weights: Weights): Record<string, Safetensors.HostTensor> => {
+  const out: Record<string, Safetensors.HostTensor> = {}
+  for (const [name, t] of Object.entries(toTorch(model, weights.params)))
+    out[name] = Safetensors.tensor(t.data, t.shape)
+  for (const [name, t] of Object.entries(buffersToTorch(model, weights.buffers)))
+    out[name] = isCount(name)
+      ? Safetensors.tensor(
+          BigInt64Array.from(t.data, (v) => BigInt(Math.round(v))),
+          t.shape
+        )
+      : Safetensors.tensor(t.data, t.shape)
+  return out
+}
+
+/** A host tensor as float32 values, or why its element type cannot be one of the model's. */
+const asFloat32 = (name: string, t: Safetensors.HostTensor): Either.Either<TorchTensor, string> => {
+  if (t.dtype === "F32") return Either.right({ shape: t.shape, data: t.data as Float32Array })
+  // An integer count is exact in float32 up to 2^24 batches, far more than a run trains.
+  if (isCount(name) && (t.dtype === "I64" || t.dtype === "I32"))
+    return Either.right({
+      shape: t.shape,
+      data: Float32Array.from(t.data as ArrayLike<number | bigint>, Number)
+    })
+  return Either.left(
+    `is ${t.dtype}, expected ${isCount(name) ? "I64 (or F32)" : "F32 (save the model after model.float())"}`
+  )
+}
+
+/**
+ * A model's weights from a whole PyTorch `state_dict` (strict, like `load_state_dict`): every
+ * parameter and buffer present, nothing else, each with PyTorch's shape and float32 (int64 for
+ * the batch counts). Nothing is allocated when it fails.
+ */
+export const fromStateDict = (
+  model: Module,
+  tensors: { readonly [name: string]: Safetensors.HostTensor },
+  path?: string
+): Either.Either<Weights, WeightMismatch> => {
+  const at = (e: WeightMismatch) => (path === undefined ? e : new WeightMismatch({ ...e, path }))
+  const wanted = [...model.specs.map((s) => s.name), ...model.buffers.map((b) => b.name)]
+  const given = Object.keys(tensors)
+  const missing = wanted.filter((n) => !Object.hasOwn(tensors, n))
+  const unexpected = given.filter((n) => !wanted.includes(n))
+  if (missing.length > 0 || unexpected.length > 0) {
+    const list = (names: ReadonlyArray<string>) => names.join(", ")
+    return Either.left(
+      at(
+        new WeightMismatch({
+          parameter: missing[0] ?? unexpected[0],
+          reason: [
+            ...(missing.length > 0 ? [`missing ${list(missing)}`] : []),
+            ...(unexpected.length > 0 ? [`unexpected ${list(unexpected)}`] : [])
+          ].join("; "),
+          missing,
+          unexpected
+        })
+      )
+    )
+  }
+  const host: Record<string, TorchTensor> = {}
+  for (const name of wanted) {
+    const t = asFloat32(name, tensors[name])
+    if (Either.isLeft(t)) return Either.left(at(new WeightMismatch({ parameter: name, reason: t.left })))
+    host[name] = t.right
+  }
+  // Buffers are checked before fromTorch makes the parameters' tensors: a failure allocates nothing.
+  const bad = checkBuffers(model, host)
+  if (bad !== undefined) return Either.left(at(bad))
+  return Either.flatMap(Either.mapLeft(fromTorch(model, host), at), (params) =>
+    Either.map(buffersFromTorch(model, host), (buffers) => ({ params, buffers }))
+  )
+}
+
+/** What a weights file says besides the tensors (our exports write all of it). */
+export interface Metadata {
+  readonly classes?: ReadonlyArray<string> | undefined
+  /** The per-channel statistics inputs are standardized with (absent: none). */
+  readonly normalizer?:
+    | { readonly mean: ReadonlyArray<number>; readonly std: ReadonlyArray<number> }
+    | undefined
+  readonly model?: ModelSpec.Model | undefined
+  /** [C, H, W] the model was built for. */
+  readonly inputShape?: ReadonlyArray<number> | undefined
+}
+
+/** Metadata keys: PyTorch users read `classes`, `mean`, `std`; ours carry the model itself. */
+export const META_MODEL = "stepwise.model"
+export const META_INPUT_SHAPE = "stepwise.inputShape"
+
+/**
+ * A safetensors file of the model's `state_dict` (what `safetensors.torch.load_file` gives
+ * `model.load_state_dict`), with `format: pt` as Hugging Face's tools expect, and the metadata
+ * as JSON strings.
+ */
+export const toFile = (model: Module, weights: Weights, metadata: Metadata = {}): Safetensors.File => {
+  const meta: Record<string, string> = { format: "pt" }
+  if (metadata.classes !== undefined) meta.classes = JSON.stringify(metadata.classes)
+  if (metadata.normalizer !== undefined) {
+    meta.mean = JSON.stringify(metadata.normalizer.mean)
+    meta.std = JSON.stringify(metadata.normalizer.std)
+  }
+  if (metadata.model !== undefined)
+    meta[META_MODEL] = JSON.stringify(Schema.encodeSync(ModelSpec.Model)(metadata.model))
+  if (metadata.inputShape !== undefined) meta[META_INPUT_SHAPE] = JSON.stringify(metadata.inputShape)
+  return { tensors: stateDict(model, weights), metadata: meta }
+}
+
+const Numbers = Schema.parseJson(Schema.Array(Schema.Number))
+const MetaFields = Schema.Struct({
+  classes: Schema.optional(Schema.parseJson(Schema.Array(Schema.String))),
+  mean: Schema.optional(Numbers),
+  std: Schema.optional(Numbers),
+  [META_MODEL]: Schema.optional(Schema.parseJson()),
+  [META_INPUT_SHAPE]: Schema.optional(Schema.parseJson(Schema.Array(Schema.Int.pipe(Schema.positive()))))
+})
+
+/**
+ * The metadata of a weights file (absent keys stay absent; a PyTorch user's file usually has
+ * none). A malformed value, or `mean` without `std`, names the key.
+ */
+export const metadataOf = (
+  file: Safetensors.File,
+  path = "<memory>"
+): Either.Either<Metadata, SafetensorsError | ModelSpec.ModelSpecError> => {
+  const fail = (reason: string) => new SafetensorsError({ path, reason })
+  return Either.gen(function* () {
+    const m = yield* Either.mapLeft(Schema.decodeUnknownEither(MetaFields)(file.metadata), (e) =>
+      fail(`metadata: ${e.message}`)
+    )
+    if ((m.mean === undefined) !== (m.std === undefined))
+      return yield* Either.left(fail("metadata: mean and std go together, one of them is missing"))
+    const raw = m[META_MODEL]
+    const model = raw === undefined ? undefined : yield* ModelSpec.decode(raw)
+    return {
+      classes: m.classes,
+      normalizer: m.mean === undefined || m.std === undefined ? undefined : { mean: m.mean, std: m.std },
+      model,
+      inputShape: m[META_INPUT_SHAPE]
+    }
+  })
+}
+
+/** Writes the model's `state_dict` to `path` atomically (temporary sibling, fsync, rename). */
+export const write = (path: string, model: Module, weights: Weights, metadata: Metadata = {}) =>
+  Effect.suspend(() => Safetensors.write(path, toFile(model, weights, metadata)))
+
+/** Reads a `state_dict` file into `model`'s weights (strict: names, shapes, dtypes). */
+export const read = (
+  path: string,
+  model: Module
+): Effect.Effect<
+  Weights,
+  SafetensorsError | WeightMismatch | PlatformError.PlatformError,
+  FileSystem.FileSystem
+> => Effect.flatMap(Safetensors.read(path), (file) => fromStateDict(model, file.tensors, path))
+
+/**
+ * A file we exported, on its own: the model rebuilt from its `stepwise.model` and
+ * `stepwise.inputShape` metadata, its weights, and the rest of the metadata.
+ */
+export const load = (
+  path: string
+): Effect.Effect<
+  { readonly built: ModelSpec.Built; readonly weights: Weights; readonly metadata: Metadata },
+  SafetensorsError | ModelSpec.ModelSpecError | WeightMismatch | PlatformError.PlatformError,
+  FileSystem.FileSystem
+> =>
+  Effect.gen(function* () {
+    const file = yield* Safetensors.read(path)
+    const metadata = yield* metadataOf(file, path)
+    if (metadata.model === undefined || metadata.inputShape === undefined)
+      return yield* new SafetensorsError({
+        path,
+        reason: `no ${META_MODEL} / ${META_INPUT_SHAPE} metadata: give the model (TorchWeights.read)`
+      })
+    const built = yield* ModelSpec.build(metadata.model, metadata.inputShape)
+    const weights = yield* fromStateDict(built.module, file.tensors, path)
+    return { built, weights, metadata }
+  })

@@ -76,18 +76,19 @@ export interface Trainer<E = never, R = never> {
 /**
  * A trainer for `model` with parameters from `rng` (PyTorch's default initialisation) or given
  * tensors. `seed` is the dropout seed recorded until the first `train`/`epochs` sets its own
- * (so an epoch-0 checkpoint records the run's seed; default 42, the chapter's).
+ * (so an epoch-0 checkpoint records the run's seed; default 42, the chapter's). `buffers`, when
+ * given, replaces the construction values (BatchNorm statistics imported with the weights).
  */
 export const make = <E = never, R = never>(
   config: Config<E, R>,
   init: Random.State | Tensors,
-  options: { readonly seed?: number } = {}
+  options: { readonly seed?: number; readonly buffers?: Tensors } = {}
 ): Trainer<E, R> => {
   const params = isState(init) ? Module.init(config.model, init) : init
   return {
     config,
     params,
-    buffers: Module.initBuffers(config.model),
+    buffers: options.buffers ?? Module.initBuffers(config.model),
     optState: config.optimizer.init(params),
     schedState: config.scheduler?.init(config.optimizer.defaults),
     totalEpochs: 0,

@@ -65,7 +65,7 @@ const built = (c: Case) => {
 const load = (module: Module.Module, c: Case) => {
   const all = Object.fromEntries(Object.entries(c.state_dict).map(([k, v]) => [`l.${k}`, decode(v)]))
   const params = Either.getOrThrow(TorchWeights.fromTorch(module, all))
-  const buffers = TorchWeights.buffersFromTorch(module, all)
+  const buffers = Either.getOrThrow(TorchWeights.buffersFromTorch(module, all))
   return { params, buffers }
 }
 
