@@ -219,18 +219,102 @@ const isCount = (name: string) => name === "num_batches_tracked" || name.endsWit
  * The model's `state_dict` as PyTorch holds it: parameters and buffers under PyTorch's names, in
  * PyTorch's layouts ([out, in, kh, kw], [out, in]), float32, the batch counts int64.
  */
-export const stateDict = (model: Module, weights: Weights): Record<string, Safetensors.HostTensor> => {
+export const stateDict = (model: Module, weights: Weights): Record<string, Safetensors.HostTensor> =>
+  torchStateDict(
+    model,
+    (name) => weights.params[name].dataSync() as Float32Array,
+    (name) => weights.buffers[name].dataSync() as Float32Array
+  )
+
+const torchStateDict = (
+  model: Module,
+  param: (name: string) => Float32Array,
+  buffer: (name: string) => Float32Array
+): Record<string, Safetensors.HostTensor> => {
   const out: Record<string, Safetensors.HostTensor> = {}
-  for (const [name, t] of Object.entries(toTorch(model, weights.params)))
-    out[name] = Safetensors.tensor(t.data, t.shape)
-  for (const [name, t] of Object.entries(buffersToTorch(model, weights.buffers)))
-    out[name] = isCount(name)
+  for (const spec of model.specs) {
+    const t = toTorchValues(spec.layout, spec.shape, param(spec.name))
+    out[spec.name] = Safetensors.tensor(t.data, t.shape)
+  }
+  for (const b of model.buffers) {
+    const v = buffer(b.name)
+    out[b.name] = isCount(b.name)
       ? Safetensors.tensor(
-          BigInt64Array.from(t.data, (v) => BigInt(Math.round(v))),
-          t.shape
+          BigInt64Array.from(v, (x) => BigInt(Math.round(x))),
+          b.shape
         )
-      : Safetensors.tensor(t.data, t.shape)
+      : Safetensors.tensor(v.slice(), b.shape)
+  }
   return out
+}
+
+/** A model's weights on the host in this engine's layout (a checkpoint's `params` and `buffers`). */
+export interface HostWeights {
+  readonly params: { readonly [name: string]: Safetensors.HostTensor }
+  readonly buffers: { readonly [name: string]: Safetensors.HostTensor }
+}
+
+/**
+ * The `state_dict` of host weights in this engine's layout (no tensor engine needed): every
+ * parameter and buffer of the model, nothing else, float32, each with the model's shape here
+ * (`expected` and `actual` in this engine's layout).
+ */
+export const stateDictOfHost = (
+  model: Module,
+  host: HostWeights,
+  path?: string
+): Either.Either<Record<string, Safetensors.HostTensor>, WeightMismatch> => {
+  const names = Either.mapLeft(
+    checkNames(
+      [...model.specs.map((s) => s.name), ...model.buffers.map((b) => b.name)],
+      [...Object.keys(host.params), ...Object.keys(host.buffers)]
+    ),
+    (e) => (path === undefined ? e : new WeightMismatch({ ...e, path }))
+  )
+  if (Either.isLeft(names)) return Either.left(names.left)
+  const entries = [
+    ...model.specs.map((s) => [s.name, s.shape, host.params[s.name]] as const),
+    ...model.buffers.map((b) => [b.name, b.shape, host.buffers[b.name]] as const)
+  ]
+  for (const [name, shape, t] of entries) {
+    const fail = (reason: string, actual?: ReadonlyArray<number>) =>
+      Either.left(new WeightMismatch({ parameter: name, reason, expected: shape, actual, path }))
+    if (t === undefined) return fail("missing (a parameter saved as a buffer, or the other way round)")
+    if (t.dtype !== "F32") return fail(`is ${t.dtype}, expected F32`)
+    if (!sameShape(t.shape, shape) || t.data.length !== sizeOf(shape))
+      return fail(
+        `shape [${t.shape.join(", ")}], the model wants [${shape.join(", ")}] (this engine's layout)`,
+        [...t.shape]
+      )
+  }
+  return Either.right(
+    torchStateDict(
+      model,
+      (name) => host.params[name].data as Float32Array,
+      (name) => host.buffers[name].data as Float32Array
+    )
+  )
+}
+
+/** Missing and unexpected names, as `load_state_dict(strict=True)` reports them. */
+const checkNames = (
+  wanted: ReadonlyArray<string>,
+  given: ReadonlyArray<string>
+): Either.Either<void, WeightMismatch> => {
+  const missing = wanted.filter((n) => !given.includes(n))
+  const unexpected = given.filter((n) => !wanted.includes(n))
+  if (missing.length === 0 && unexpected.length === 0) return Either.void
+  return Either.left(
+    new WeightMismatch({
+      parameter: missing[0] ?? unexpected[0],
+      reason: [
+        ...(missing.length > 0 ? [`missing ${missing.join(", ")}`] : []),
+        ...(unexpected.length > 0 ? [`unexpected ${unexpected.join(", ")}`] : [])
+      ].join("; "),
+      missing,
+      unexpected
+    })
+  )
 }
 
 /** A host tensor as float32 values, or why its element type cannot be one of the model's. */
@@ -259,25 +343,8 @@ export const fromStateDict = (
 ): Either.Either<Weights, WeightMismatch> => {
   const at = (e: WeightMismatch) => (path === undefined ? e : new WeightMismatch({ ...e, path }))
   const wanted = [...model.specs.map((s) => s.name), ...model.buffers.map((b) => b.name)]
-  const given = Object.keys(tensors)
-  const missing = wanted.filter((n) => !Object.hasOwn(tensors, n))
-  const unexpected = given.filter((n) => !wanted.includes(n))
-  if (missing.length > 0 || unexpected.length > 0) {
-    const list = (names: ReadonlyArray<string>) => names.join(", ")
-    return Either.left(
-      at(
-        new WeightMismatch({
-          parameter: missing[0] ?? unexpected[0],
-          reason: [
-            ...(missing.length > 0 ? [`missing ${list(missing)}`] : []),
-            ...(unexpected.length > 0 ? [`unexpected ${list(unexpected)}`] : [])
-          ].join("; "),
-          missing,
-          unexpected
-        })
-      )
-    )
-  }
+  const names = checkNames(wanted, Object.keys(tensors))
+  if (Either.isLeft(names)) return Either.left(at(names.left))
   const host: Record<string, TorchTensor> = {}
   for (const name of wanted) {
     const t = asFloat32(name, tensors[name])
@@ -309,11 +376,14 @@ export const META_MODEL = "stepwise.model"
 export const META_INPUT_SHAPE = "stepwise.inputShape"
 
 /**
- * A safetensors file of the model's `state_dict` (what `safetensors.torch.load_file` gives
+ * A safetensors file of a `state_dict` (`stateDict`, `stateDictOfHost`; what `safetensors.torch.load_file` gives
  * `model.load_state_dict`), with `format: pt` as Hugging Face's tools expect, and the metadata
  * as JSON strings.
  */
-export const toFile = (model: Module, weights: Weights, metadata: Metadata = {}): Safetensors.File => {
+export const toFile = (
+  stateDict: { readonly [name: string]: Safetensors.HostTensor },
+  metadata: Metadata = {}
+): Safetensors.File => {
   const meta: Record<string, string> = { format: "pt" }
   if (metadata.classes !== undefined) meta.classes = JSON.stringify(metadata.classes)
   if (metadata.normalizer !== undefined) {
@@ -323,7 +393,7 @@ export const toFile = (model: Module, weights: Weights, metadata: Metadata = {})
   if (metadata.model !== undefined)
     meta[META_MODEL] = JSON.stringify(Schema.encodeSync(ModelSpec.Model)(metadata.model))
   if (metadata.inputShape !== undefined) meta[META_INPUT_SHAPE] = JSON.stringify(metadata.inputShape)
-  return { tensors: stateDict(model, weights), metadata: meta }
+  return { tensors: stateDict, metadata: meta }
 }
 
 const Numbers = Schema.parseJson(Schema.Array(Schema.Number))
@@ -363,7 +433,7 @@ export const metadataOf = (
 
 /** Writes the model's `state_dict` to `path` atomically (temporary sibling, fsync, rename). */
 export const write = (path: string, model: Module, weights: Weights, metadata: Metadata = {}) =>
-  Effect.suspend(() => Safetensors.write(path, toFile(model, weights, metadata)))
+  Effect.suspend(() => Safetensors.write(path, toFile(stateDict(model, weights), metadata)))
 
 /** Reads a `state_dict` file into `model`'s weights (strict: names, shapes, dtypes). */
 export const read = (

@@ -148,6 +148,28 @@ describe.each(["cnn2", "bn"] as const)("the %s state_dict of PyTorch 1.13 (safet
       expect(Buffer.from(ours[k].data.buffer).equals(Buffer.from(t.data.buffer)), k).toBe(true)
     }
     if (name === "bn") expect(ours["1.num_batches_tracked"]).toMatchObject({ dtype: "I64", shape: [] })
+    // The same from host copies in this engine's layout (a checkpoint's tensors), without an engine.
+    const host = (tree: Record<string, tf.Tensor>) =>
+      Object.fromEntries(
+        Object.entries(tree).map(([k, t]) => [
+          k,
+          Safetensors.tensor((t.dataSync() as Float32Array).slice(), t.shape)
+        ])
+      )
+    const hostWeights = { params: host(w.params), buffers: host(w.buffers) }
+    expect(Either.getOrThrow(TorchWeights.stateDictOfHost(model, hostWeights))).toEqual(ours)
+    const firstParam = model.specs[0]
+    const bad = TorchWeights.stateDictOfHost(
+      model,
+      {
+        ...hostWeights,
+        params: { ...hostWeights.params, [firstParam.name]: Safetensors.tensor(new Float32Array(1), [1]) }
+      },
+      "ckpt"
+    )
+    if (Either.isRight(bad)) throw new Error("expected a WeightMismatch")
+    expect(bad.left).toMatchObject({ parameter: firstParam.name, expected: firstParam.shape, actual: [1] })
+    expect(bad.left.message).toMatch(/^ckpt: weights for .*weight: shape \[1\], the model wants/)
     dispose(w)
   })
 
