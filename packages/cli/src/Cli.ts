@@ -1,5 +1,5 @@
 /**
- * The command tree: `stepwise train | lr-find | stats | eval | plot | download`, every flag with
+ * The command tree: `stepwise train | lr-find | stats | eval | export | plot | download`, every flag with
  * its validation. Handlers live in one module a command; this file only parses.
  */
 import { Args, Command, HelpDoc, Options, ValidationError } from "@effect/cli"
@@ -102,6 +102,11 @@ const trainRunFlags = {
     integer: true,
     min: 1
   }),
+  initFrom: F.text(
+    "init-from",
+    "Start from a PyTorch state_dict (safetensors, e.g. from stepwise export) instead of the seed's weights",
+    "FILE"
+  ),
   captureGradients: F.text(
     "capture-gradients",
     "Record one layer's gradients (e.g. conv1) for plots",
@@ -222,6 +227,23 @@ export const plot = Command.make("plot", {
   ...plotFlags
 }).pipe(Command.withDescription("The chapter's pictures, from a run folder or from built-in demos"))
 
+const exportFlags = {
+  checkpoint: evalFlags.checkpoint,
+  format: Options.choice("format", ["torch"] as const).pipe(
+    Options.withDescription("torch: the model's PyTorch state_dict as safetensors"),
+    Options.withDefault("torch" as const)
+  ),
+  out: Options.text("out").pipe(
+    Options.withPseudoName("FILE"),
+    Options.withDescription("File to write (.safetensors)")
+  ),
+  json
+}
+
+export const exportWeights = Command.make("export", exportFlags).pipe(
+  Command.withDescription("Export a checkpoint's weights for PyTorch (a state_dict as safetensors)")
+)
+
 const downloadFlags = {
   to: Options.text("to").pipe(
     Options.withPseudoName("DIR"),
@@ -301,6 +323,16 @@ export const commands = {
       "stepwise eval --checkpoint runs/<time>/checkpoints/epoch-0010.safetensors --data DIR --plot confusion.png"
     ],
     groups: [["Options", keys(evalFlags)]]
+  },
+  export: {
+    command: exportWeights,
+    summary: "A checkpoint's weights as a PyTorch state_dict (safetensors, with classes and normalizer)",
+    args: undefined,
+    examples: [
+      "stepwise export --checkpoint runs/<time> --format torch --out model.safetensors",
+      "stepwise export --checkpoint runs/<time>/checkpoints/epoch-0010.safetensors --out model.safetensors"
+    ],
+    groups: [["Options", keys(exportFlags)]]
   },
   plot: {
     command: plot,

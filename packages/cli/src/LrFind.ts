@@ -4,6 +4,7 @@
  * picture go to `--out`.
  */
 import { Path } from "@effect/platform"
+import type { Errors as CoreErrors } from "@stepwise/core"
 import { Engine, Trainer } from "@stepwise/core"
 import type { Errors as DataErrors } from "@stepwise/data"
 import type { InvalidHyperparameter } from "@stepwise/optim"
@@ -104,3 +105,5 @@ export type PackageErrors =
   | DataErrors.ImageFolderError
   | InvalidHyperparameter.InvalidHyperparameter
   | Engine.BackendUnavailable
+  | CoreErrors.WeightMismatch
+  | CoreErrors.SafetensorsError

@@ -6,6 +6,7 @@ import * as Cli from "./Cli.js"
 import * as Download from "./Download.js"
 import { COMMAND_LINE, ConfigError } from "./Errors.js"
 import * as Eval from "./Eval.js"
+import * as Export from "./Export.js"
 import * as Help from "./Help.js"
 import * as LrFind from "./LrFind.js"
 import * as Plot from "./Plot.js"
@@ -24,6 +25,7 @@ const command = Cli.root.pipe(
     Cli.lrFind.pipe(Command.withHandler(withOutput(LrFind.run))),
     Cli.stats.pipe(Command.withHandler(withOutput(Stats.run))),
     Cli.evaluate.pipe(Command.withHandler(withOutput(Eval.run))),
+    Cli.exportWeights.pipe(Command.withHandler(withOutput(Export.run))),
     Cli.plot.pipe(Command.withHandler(withOutput(Plot.run))),
     Cli.download.pipe(Command.withHandler(withOutput(Download.run)))
   ])

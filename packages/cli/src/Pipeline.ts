@@ -7,7 +7,7 @@
 import { createHash } from "node:crypto"
 import { relative, resolve as resolvePath } from "node:path"
 import type { FileSystem } from "@effect/platform"
-import { Cnn2, Engine, Loss, TorchWeights, Trainer } from "@stepwise/core"
+import { Cnn2, Engine, Loss, type Module, type Safetensors, TorchWeights, Trainer } from "@stepwise/core"
 import {
   type Batch,
   type Errors as DataErrors,
@@ -24,7 +24,7 @@ import type { Numeric, Optimizer, Optimizers, Scheduler } from "@stepwise/optim"
 import { TfNumeric } from "@stepwise/optim"
 import type * as tf from "@tensorflow/tfjs-core"
 import { Effect, Either, Option, type Scope, Stream } from "effect"
-import { COMMAND_LINE, ConfigError, DataMismatch } from "./Errors.js"
+import { COMMAND_LINE, ConfigError, DataMismatch, describeIoError } from "./Errors.js"
 import { Output } from "./Progress.js"
 import * as Recipe from "./Recipe.js"
 import * as SquareImages from "./SquareImages.js"
@@ -317,7 +317,11 @@ export const trainer = (
   data: Datasets,
   batchesPerEpoch: number,
   numeric: Numeric.Numeric<tf.Tensor> = TfNumeric.TfNumeric
-): Effect.Effect<AnyTrainer, ConfigError | DataErrors.InvalidArgument> =>
+): Effect.Effect<
+  AnyTrainer,
+  ConfigError | DataErrors.InvalidArgument | TorchWeights.WeightMismatch | Safetensors.SafetensorsError,
+  FileSystem.FileSystem
+> =>
   Effect.gen(function* () {
     const net = yield* model(recipe, data.train.sampleShape, data.classes.length)
     const { optimizer: opt } = yield* optimizer(recipe, origin, numeric)
@@ -331,8 +335,23 @@ export const trainer = (
       trainLoader: l.train,
       valLoader: l.val
     }
-    return Trainer.make(config, Random.make(recipe.seed), { seed: recipe.seed })
+    const init =
+      recipe.initFrom === undefined ? undefined : yield* initialWeights(recipe.initFrom, net.model, origin)
+    return init === undefined
+      ? Trainer.make(config, Random.make(recipe.seed), { seed: recipe.seed })
+      : Trainer.make(config, init.params, { seed: recipe.seed, buffers: init.buffers })
   })
+
+/**
+ * `initFrom`: a PyTorch `state_dict` file read into the model, strictly (a missing, unexpected
+ * or misshapen tensor is a `WeightMismatch` naming it and the file).
+ */
+export const initialWeights = (path: string, model: Module.Module, origin: Recipe.Origin) =>
+  TorchWeights.read(path, model).pipe(
+    Effect.catchTag("SystemError", "BadArgument", (e) =>
+      Effect.fail(Recipe.errorAt(origin, "initFrom", `${path}: ${describeIoError(e)}`, undefined, e))
+    )
+  )
 
 /**
  * What `train` and `lr-find` start from: the recipe checked before any data is read, its engine,
@@ -353,6 +372,8 @@ export const setup = (
   | DataErrors.ImageFolderError
   | DataErrors.InvalidArgument
   | DataErrors.InvalidNormalizer
+  | TorchWeights.WeightMismatch
+  | Safetensors.SafetensorsError
   | Engine.BackendUnavailable,
   Output | FileSystem.FileSystem | Scope.Scope
 > =>

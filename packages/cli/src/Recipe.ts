@@ -80,7 +80,9 @@ export const Recipe = Schema.Struct({
   batchSize: Schema.optionalWith(positiveInt, { default: () => 16 }),
   seed: Schema.optionalWith(nonNegativeInt, { default: () => 13 }),
   backend: Schema.optionalWith(Schema.Literal(...BackendNames), { default: () => "wasm" as const }),
-  data: Schema.optionalWith(Data, { default: () => ({ resize: 28, normalize: true }) })
+  data: Schema.optionalWith(Data, { default: () => ({ resize: 28, normalize: true }) }),
+  /** A PyTorch `state_dict` (safetensors) to start from instead of the seed's initialisation. */
+  initFrom: Schema.optional(Schema.String)
 })
 export type Recipe = typeof Recipe.Type
 export type RecipeInput = typeof Recipe.Encoded

@@ -36,7 +36,8 @@ const RECIPE_PATHS: ReadonlyArray<readonly [key: string, path: string]> = [
   ["val", "data.val"],
   ["valSplit", "data.valSplit"],
   ["resize", "data.resize"],
-  ["normalize", "data.normalize"]
+  ["normalize", "data.normalize"],
+  ["initFrom", "initFrom"]
 ]
 
 /** Every flag that sets a recipe path: [option key, dotted path, --flag]. */
@@ -152,6 +153,7 @@ export const resolve = (
     const abs = (x: string | undefined) => (x === undefined ? undefined : p.resolve(x))
     const recipe: Recipe.Recipe = {
       ...decoded,
+      ...(decoded.initFrom === undefined ? {} : { initFrom: abs(decoded.initFrom) }),
       data: Recipe.prune({
         ...decoded.data,
         train: abs(decoded.data.train),

@@ -9,6 +9,7 @@
  * written when it arrives is finished first, so the run folder always ends consistent.
  */
 import { Path } from "@effect/platform"
+import type { Errors as CoreErrors } from "@stepwise/core"
 import { Engine, Events, Metrics, Trainer } from "@stepwise/core"
 import type { Errors as DataErrors } from "@stepwise/data"
 import type { InvalidHyperparameter } from "@stepwise/optim"
@@ -89,7 +90,13 @@ export const run = (args: Args) =>
     yield* Run.removeStaleTemps(runDir)
 
     // Engine, data, model, optimizer, scheduler.
-    const { data, loaders, trainer: fresh, engine } = yield* Pipeline.setup(recipe, origin)
+    // (A resumed run restores a checkpoint: its `initFrom` weights were read once, when it started.)
+    const {
+      data,
+      loaders,
+      trainer: fresh,
+      engine
+    } = yield* Pipeline.setup(resumed ? { ...recipe, initFrom: undefined } : recipe, origin)
     const onEngine = Effect.provideService(Engine.Engine, engine)
     const parameters = Trainer.countParameters(fresh)
     const fingerprint = yield* Pipeline.fingerprint(data)
@@ -459,3 +466,5 @@ export type PackageErrors =
   | DataErrors.ImageFolderError
   | InvalidHyperparameter.InvalidHyperparameter
   | Engine.BackendUnavailable
+  | CoreErrors.WeightMismatch
+  | CoreErrors.SafetensorsError

@@ -1,0 +1,105 @@
+/**
+ * `stepwise export --checkpoint C --format torch --out F.safetensors`: a checkpoint's weights as
+ * the PyTorch `state_dict` of its model (PyTorch's names and layouts, BatchNorm's buffers, the
+ * batch counts int64), so `model.load_state_dict(safetensors.torch.load_file(F))` takes it as
+ * is. The file's metadata carries the class names, the normalizer's `mean` and `std` and the
+ * model spec (`stepwise.model`, `stepwise.inputShape`). Nothing but the checkpoint is read: it
+ * describes its own run (`meta.run`). No tensor engine either: the layouts are permuted on the host.
+ */
+import { type Checkpoint as CoreCheckpoint, ModelSpec, Safetensors, TorchWeights } from "@stepwise/core"
+import { Effect, Either, Schema } from "effect"
+import * as Checkpoint from "./Checkpoint.js"
+import type * as Cli from "./Cli.js"
+import { RunFolderError } from "./Errors.js"
+import { locate } from "./Eval.js"
+import { Output } from "./Progress.js"
+import * as Run from "./RunFolder.js"
+
+export type Args = Cli.Values<typeof Cli.exportWeights>
+
+const PositiveInt = Schema.Int.pipe(Schema.positive())
+
+/** What a self-describing checkpoint records about its run (`meta.run`). */
+export const RunInfo = Schema.Struct({
+  model: ModelSpec.Model,
+  inputShape: Schema.Tuple(PositiveInt, PositiveInt, PositiveInt),
+  classes: Schema.Array(Schema.String),
+  normalizer: Schema.NullOr(
+    Schema.Struct({ mean: Schema.Array(Schema.Number), std: Schema.Array(Schema.Number) })
+  ),
+  recipe: Schema.Unknown
+})
+export type RunInfo = typeof RunInfo.Type
+
+/**
+ * The run a checkpoint describes: its model spec, input shape, classes and normalizer. The one
+ * place this command reads `meta.run`; a checkpoint without it (written before checkpoints
+ * described themselves) is an error naming the file.
+ */
+export const runOf = (
+  snapshot: CoreCheckpoint.Snapshot,
+  path: string
+): Effect.Effect<RunInfo, RunFolderError> => {
+  const raw = (snapshot.meta as { readonly run?: unknown }).run
+  if (raw === undefined)
+    return new RunFolderError({
+      path,
+      reason:
+        "the checkpoint does not describe its model (no run metadata: saved by an older stepwise); " +
+        "re-train or resume it with this version to export it"
+    })
+  return Schema.decodeUnknown(RunInfo)(raw).pipe(
+    Effect.mapError(
+      (e) => new RunFolderError({ path, reason: `run metadata: ${e.message.split("\n")[0]}`, cause: e })
+    )
+  )
+}
+
+/**
+ * The export file of a checkpoint: its model rebuilt from the spec, its parameters and buffers
+ * checked against that model and put in PyTorch's layout, the run's metadata. Pure.
+ */
+export const torchFile = (
+  snapshot: CoreCheckpoint.Snapshot,
+  run: RunInfo,
+  path: string
+): Either.Either<Safetensors.File, RunFolderError | TorchWeights.WeightMismatch> =>
+  Either.gen(function* () {
+    const built = yield* Either.mapLeft(
+      ModelSpec.build(run.model, run.inputShape),
+      (e) => new RunFolderError({ path, reason: `model: ${e.message}`, cause: e })
+    )
+    const stateDict = yield* TorchWeights.stateDictOfHost(built.module, snapshot, path)
+    return TorchWeights.toFile(stateDict, {
+      classes: run.classes,
+      normalizer: run.normalizer ?? undefined,
+      model: run.model,
+      inputShape: run.inputShape
+    })
+  })
+
+export const run = (args: Args) =>
+  Effect.gen(function* () {
+    const out = yield* Output
+    const { checkpoint } = yield* locate(args.checkpoint)
+    const snapshot = yield* Checkpoint.load(checkpoint)
+    const info = yield* runOf(snapshot, checkpoint)
+    const file = yield* torchFile(snapshot, info, checkpoint)
+    const bytes = yield* Effect.try({
+      try: () => Safetensors.encode(file, args.out),
+      catch: (e) => new RunFolderError({ path: args.out, reason: String(e), cause: e })
+    })
+    yield* Run.writeFileAtomic(args.out, bytes)
+    const names = Object.keys(file.tensors)
+    yield* out.line(`wrote ${args.out}: ${names.length} tensors (PyTorch's state_dict) from ${checkpoint}`)
+    yield* out.json({
+      command: "export",
+      checkpoint,
+      format: args.format,
+      out: args.out,
+      tensors: Object.fromEntries(
+        Object.entries(file.tensors).map(([k, t]) => [k, { dtype: t.dtype, shape: t.shape }])
+      ),
+      classes: info.classes
+    })
+  })
