@@ -349,7 +349,7 @@ export const trainer = (
 export const initialWeights = (path: string, model: Module.Module, origin: Recipe.Origin) =>
   TorchWeights.read(path, model).pipe(
     Effect.catchTag("SystemError", "BadArgument", (e) =>
-      Effect.fail(Recipe.errorAt(origin, "initFrom", `${path}: ${describeIoError(e)}`, undefined, e))
+      Effect.fail(Recipe.errorAt(origin, "initFrom", describeIoError(e), path, e))
     )
   )
 

@@ -1,0 +1,62 @@
+import { Effect, Either } from "effect"
+import { describe, expect, it } from "vitest"
+import * as Export from "../src/Export.js"
+import { fixture, snapshotOf } from "./torchFixtures.js"
+
+const same = (a: { data: ArrayBufferView }, b: { data: ArrayBufferView }) =>
+  Buffer.from(a.data.buffer, a.data.byteOffset, a.data.byteLength).equals(
+    Buffer.from(b.data.buffer, b.data.byteOffset, b.data.byteLength)
+  )
+
+describe("Export (in process, no engine)", () => {
+  it.each(["cnn2", "bn"] as const)(
+    "a self-describing %s checkpoint gives exactly PyTorch's state_dict and the run's metadata",
+    async (name) => {
+      const snapshot = snapshotOf(name, true)
+      const run = await Effect.runPromise(Export.runOf(snapshot, "ckpt"))
+      const file = Either.getOrThrow(Export.torchFile(snapshot, run, "ckpt"))
+      const expected = fixture(`torch-${name}`).tensors
+      expect(Object.keys(file.tensors).sort()).toEqual(Object.keys(expected).sort())
+      for (const [k, t] of Object.entries(expected)) {
+        expect(file.tensors[k].dtype, k).toBe(t.dtype)
+        expect(file.tensors[k].shape, k).toEqual(t.shape)
+        expect(same(file.tensors[k], t), k).toBe(true)
+      }
+      expect(file.metadata).toEqual({
+        format: "pt",
+        classes: '["paper","rock","scissors"]',
+        mean: "[0.85,0.82,0.81]",
+        std: "[0.21,0.25,0.27]",
+        "stepwise.model": JSON.stringify(run.model),
+        "stepwise.inputShape": "[3,28,28]"
+      })
+    }
+  )
+
+  it("a checkpoint without run metadata is an error naming the file", async () => {
+    const r = await Effect.runPromise(
+      Effect.either(Export.runOf(snapshotOf("cnn2", false), "old.safetensors"))
+    )
+    if (Either.isRight(r)) throw new Error("expected a RunFolderError")
+    expect(r.left._tag).toBe("RunFolderError")
+    expect(r.left.message).toMatch(/^old\.safetensors: the checkpoint does not describe its model/)
+  })
+
+  it("weights that do not fit the recorded model name the tensors", async () => {
+    const snapshot = snapshotOf("cnn2", true)
+    const bn = await Effect.runPromise(Export.runOf(snapshotOf("bn", true), "bn"))
+    const r = Export.torchFile(snapshot, bn, "ckpt")
+    if (Either.isRight(r)) throw new Error("expected a WeightMismatch")
+    expect(r.left.message).toMatch(
+      /^ckpt: weights do not match the model: missing 0\.weight, .*; unexpected conv1\.weight/
+    )
+  })
+
+  it("malformed run metadata names the file", async () => {
+    const s = snapshotOf("cnn2", true)
+    const bad = { ...s, meta: { ...s.meta, run: { model: { layers: "x" }, inputShape: [3, 28] } } }
+    const r = await Effect.runPromise(Effect.either(Export.runOf(bad, "ckpt")))
+    if (Either.isRight(r)) throw new Error("expected a RunFolderError")
+    expect(r.left.message).toMatch(/^ckpt: run metadata: /)
+  })
+})
