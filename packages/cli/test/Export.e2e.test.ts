@@ -63,6 +63,9 @@ beforeAll(() => {
   makeSubset(24)
 }, 300_000)
 
+// The tests that export a checkpoint need core's `Checkpoint` to keep `meta.run` (self-describing
+// checkpoints, issue 13 item 4, another branch): until it lands they fail with "the checkpoint
+// does not describe its model".
 describe("stepwise export --format torch", () => {
   it.each(["cnn2", "bn"] as const)(
     "writes exactly PyTorch's state_dict of the %s fixture, with classes, mean, std and the model",
@@ -71,7 +74,7 @@ describe("stepwise export --format torch", () => {
       const out = join(tmp, `${name}-export.safetensors`)
       const r = await cli(["export", "--checkpoint", ckpt, "--format", "torch", "--out", out, "--json"])
       expect(r.stderr).not.toMatch(/stepwise: .*(error|Error)/)
-      expect(r.code).toBe(0)
+      expect(r.code, r.stderr).toBe(0)
       const written = readFile(out)
       const expected = fixture(`torch-${name}`).tensors
       expect(Object.keys(written.tensors).sort()).toEqual(Object.keys(expected).sort())
@@ -107,7 +110,7 @@ describe("stepwise export --format torch", () => {
     )
   })
 
-  // Needs self-describing checkpoints from `stepwise train` (issue 13, item 4; another branch).
+  // Also needs `stepwise train` to write `meta.run` (issue 13, item 4).
   it("exports a checkpoint made by stepwise train: the chapter's CNN2 names and shapes", async () => {
     const runDir = join(tmp, "trained")
     const t = await cli(["train", ...smallRun, "--out", runDir])
