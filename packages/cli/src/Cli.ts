@@ -229,9 +229,10 @@ export const plot = Command.make("plot", {
 
 const exportFlags = {
   checkpoint: evalFlags.checkpoint,
-  format: Options.choice("format", ["torch"] as const).pipe(
-    Options.withDescription("torch: the model's PyTorch state_dict as safetensors"),
-    Options.withDefault("torch" as const)
+  format: F.choice(
+    "format",
+    ["torch"] as const,
+    "torch: the model's PyTorch state_dict as safetensors [torch]"
   ),
   out: Options.text("out").pipe(
     Options.withPseudoName("FILE"),

@@ -7,7 +7,7 @@
  * describes its own run (`meta.run`). No tensor engine either: the layouts are permuted on the host.
  */
 import { type Checkpoint as CoreCheckpoint, ModelSpec, Safetensors, TorchWeights } from "@stepwise/core"
-import { Effect, Either, Schema } from "effect"
+import { Effect, Either, Option, Schema } from "effect"
 import * as Checkpoint from "./Checkpoint.js"
 import type * as Cli from "./Cli.js"
 import { RunFolderError } from "./Errors.js"
@@ -95,7 +95,7 @@ export const run = (args: Args) =>
     yield* out.json({
       command: "export",
       checkpoint,
-      format: args.format,
+      format: Option.getOrElse(args.format, () => "torch" as const),
       out: args.out,
       tensors: Object.fromEntries(
         Object.entries(file.tensors).map(([k, t]) => [k, { dtype: t.dtype, shape: t.shape }])
