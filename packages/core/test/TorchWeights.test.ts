@@ -15,6 +15,7 @@ import * as ModelSpec from "../src/ModelSpec.js"
 import * as Module from "../src/Module.js"
 import * as Safetensors from "../src/Safetensors.js"
 import * as TorchWeights from "../src/TorchWeights.js"
+import * as Trainer from "../src/Trainer.js"
 import * as F from "./fixtures.js"
 
 /** Written by scripts/cnn2_fixture.py with PyTorch 1.13 (data: base64 little-endian float32). */
@@ -134,7 +135,15 @@ describe.each(["cnn2", "bn"] as const)("the %s state_dict of PyTorch 1.13 (safet
     await F.useEngine("wasm")
     const w = Either.getOrThrow(TorchWeights.fromStateDict(model, state.tensors, "fixture"))
     expect(maxAbsDiff(logitsOf(w), io.tensors.logits.data as Float32Array)).toBeLessThan(1e-4)
-    dispose(w)
+    // A trainer started from them (what `train --init-from` makes) predicts the same.
+    const t = Trainer.make({ model, loss: Loss.crossEntropy, optimizer: F.adam() }, w.params, {
+      buffers: w.buffers
+    })
+    expect(t.buffers).toBe(w.buffers)
+    expect(maxAbsDiff(Trainer.outputs(t, batch).values, io.tensors.logits.data as Float32Array)).toBeLessThan(
+      1e-4
+    )
+    Trainer.dispose(t)
   })
 
   it("exports exactly PyTorch's names, shapes, dtypes and values", async () => {
