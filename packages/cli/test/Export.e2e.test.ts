@@ -4,7 +4,16 @@
  * (packages/core/scripts/torch_weights_fixture.py) and a small subset of the bundled data.
  */
 import { spawn, spawnSync } from "node:child_process"
-import { copyFileSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from "node:fs"
+import {
+  copyFileSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  writeFileSync
+} from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { fileURLToPath } from "node:url"
@@ -134,7 +143,9 @@ describe("stepwise export --format torch", () => {
 describe("stepwise train --init-from", () => {
   it("starts from PyTorch's weights: the epoch-0 checkpoint holds the CNN2 fixture, in our layout", async () => {
     const runDir = join(tmp, "from-torch")
-    const weights = join(fixtures, "torch-cnn2.safetensors")
+    // A copy, removed before resuming: a resumed run restores its checkpoint, not the file.
+    const weights = join(tmp, "cnn2-weights.safetensors")
+    copyFileSync(join(fixtures, "torch-cnn2.safetensors"), weights)
     const r = await cli(["train", ...smallRun, "--init-from", weights, "--out", runDir, "--json"])
     expect(r.code, r.stderr).toBe(0)
     const epoch0 = readFile(join(runDir, "checkpoints", "epoch-0000.safetensors"))
@@ -153,6 +164,10 @@ describe("stepwise train --init-from", () => {
     // ... and the run's recipe records where they came from.
     const config = JSON.parse(readFileSync(join(runDir, "config.json"), "utf8"))
     expect(config.recipe.initFrom).toBe(weights)
+    rmSync(weights)
+    const resumed = await cli(["train", "--resume", runDir, "--epochs", "2"])
+    expect(resumed.code, resumed.stderr).toBe(0)
+    expect(existsSync(join(runDir, "checkpoints", "epoch-0002.safetensors"))).toBe(true)
   })
 
   it("weights that do not fit the model fail before training, naming the tensors and the file", async () => {
