@@ -1,6 +1,9 @@
-import { Effect, Either } from "effect"
+import { resolve as resolvePath } from "node:path"
+import { NodeContext } from "@effect/platform-node"
+import { Effect, Either, Option } from "effect"
 import { describe, expect, it } from "vitest"
 import * as Export from "../src/Export.js"
+import * as Resolve from "../src/Resolve.js"
 import { fixture, snapshotOf } from "./torchFixtures.js"
 
 const same = (a: { data: ArrayBufferView }, b: { data: ArrayBufferView }) =>
@@ -58,5 +61,30 @@ describe("Export (in process, no engine)", () => {
     const r = await Effect.runPromise(Effect.either(Export.runOf(bad, "ckpt")))
     if (Either.isRight(r)) throw new Error("expected a RunFolderError")
     expect(r.left.message).toMatch(/^ckpt: run metadata: /)
+  })
+})
+
+describe("initFrom in recipes", () => {
+  const resolve = (initFrom: string) =>
+    Effect.runPromise(
+      Resolve.resolve({ config: Option.none(), initFrom: Option.some(initFrom) } as Resolve.RecipeFlags).pipe(
+        Effect.provide(NodeContext.layer)
+      )
+    )
+
+  it("--init-from sets the recipe's initFrom, as an absolute path (a run's config works from anywhere)", async () => {
+    const { recipe, origin } = await resolve("weights/model.safetensors")
+    expect(recipe.initFrom).toBe(resolvePath("weights/model.safetensors"))
+    expect(origin.flags.get("initFrom")).toBe("--init-from")
+  })
+
+  it("a recipe without it has none", async () => {
+    const r = await Effect.runPromise(
+      Resolve.resolve({ config: Option.none() } as Resolve.RecipeFlags).pipe(
+        Effect.provide(NodeContext.layer)
+      )
+    )
+    expect(r.recipe.initFrom).toBeUndefined()
+    expect(Object.keys(r.recipe)).not.toContain("initFrom")
   })
 })
