@@ -269,7 +269,7 @@ export const stateDictOfHost = (
       [...model.specs.map((s) => s.name), ...model.buffers.map((b) => b.name)],
       [...Object.keys(host.params), ...Object.keys(host.buffers)]
     ),
-    (e) => (path === undefined ? e : new WeightMismatch({ ...e, path }))
+    (e) => inFile(e, path)
   )
   if (Either.isLeft(names)) return Either.left(names.left)
   const entries = [
@@ -295,6 +295,20 @@ export const stateDictOfHost = (
     )
   )
 }
+
+/** The same mismatch, naming the file the weights came from. */
+const inFile = (e: WeightMismatch, path: string | undefined): WeightMismatch =>
+  path === undefined
+    ? e
+    : new WeightMismatch({
+        parameter: e.parameter,
+        reason: e.reason,
+        expected: e.expected,
+        actual: e.actual,
+        missing: e.missing,
+        unexpected: e.unexpected,
+        path
+      })
 
 /** Missing and unexpected names, as `load_state_dict(strict=True)` reports them. */
 const checkNames = (
@@ -341,7 +355,7 @@ export const fromStateDict = (
   tensors: { readonly [name: string]: Safetensors.HostTensor },
   path?: string
 ): Either.Either<Weights, WeightMismatch> => {
-  const at = (e: WeightMismatch) => (path === undefined ? e : new WeightMismatch({ ...e, path }))
+  const at = (e: WeightMismatch) => inFile(e, path)
   const wanted = [...model.specs.map((s) => s.name), ...model.buffers.map((b) => b.name)]
   const names = checkNames(wanted, Object.keys(tensors))
   if (Either.isLeft(names)) return Either.left(at(names.left))
