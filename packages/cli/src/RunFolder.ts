@@ -292,10 +292,11 @@ export const writeGradients = (dir: string, layer: string, epoch: number, captur
       })
       tensors[param] = Safetensors.tensor(data, [steps.length, ...shape])
     }
-    yield* writeFileAtomic(
-      path,
-      Safetensors.encode({ tensors, metadata: { format: "stepwise-gradients/2" } })
-    )
+    const bytes = yield* Safetensors.encode(
+      { tensors, metadata: { format: "stepwise-gradients/2" } },
+      path
+    ).pipe(Effect.mapError(runFolderError(path)))
+    yield* writeFileAtomic(path, bytes)
   })
 
 /** Every captured mini-batch of a layer, epochs in order. */

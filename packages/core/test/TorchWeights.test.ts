@@ -45,7 +45,7 @@ const maxAbsDiff = (a: ArrayLike<number>, b: ArrayLike<number>) => {
 }
 
 describe("CNN2 against PyTorch 1.13 (fixture)", () => {
-  const { model } = Cnn2.make({ nFilters: fixture.nFilters, p: fixture.p })
+  const { model } = Either.getOrThrow(Cnn2.make({ nFilters: fixture.nFilters, p: fixture.p }))
   const x = decode(fixture.x)
   const batch = { x: x.data, shape: x.shape, y: Int32Array.from(fixture.y) }
 
@@ -61,7 +61,9 @@ describe("CNN2 against PyTorch 1.13 (fixture)", () => {
     it(`one step's loss and gradients equal PyTorch's (${backend})`, async () => {
       await F.useEngine(backend)
       const params = Either.getOrThrow(TorchWeights.fromTorch(model, decodeAll(fixture.state_dict)))
-      const { loss, grads } = Loss.lossAndGrads(model, Loss.crossEntropy, params, batch, { training: false })
+      const { loss, grads } = Either.getOrThrow(
+        Loss.lossAndGrads(model, Loss.crossEntropy, params, batch, { training: false })
+      )
       expect(Math.abs(loss - fixture.loss)).toBeLessThan(1e-6)
       const ours = TorchWeights.toTorch(model, grads)
       for (const [name, expected] of Object.entries(decodeAll(fixture.grads))) {
