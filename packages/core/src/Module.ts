@@ -517,27 +517,21 @@ const dilate = (w: tf.Tensor4D, dh: number, dw: number): tf.Tensor4D => {
 
 /**
  * nn.Conv2d on NHWC activations (weights stored [kh, kw, in, out]); `InvalidLayer` for a
- * non-positive channel count, kernel size, stride or dilation, a negative padding, or
- * padding 'same' with a stride (PyTorch refuses each).
+ * non-positive channel count, kernel size, stride or dilation, or a negative padding. (Padding
+ * 'same' with a stride is tfjs' 'same', which this layer supports; ModelSpec refuses it, as
+ * PyTorch does, so recipes stay portable.)
  */
 export const Conv2d = (options: Conv2dOptions): Either.Either<Module, InvalidLayer> => {
   const padding = options.padding ?? 0
-  const stride = options.stride ?? 1
   return checked(
     "Conv2d",
     [
       count("inChannels", options.inChannels),
       count("outChannels", options.outChannels),
       positivePair("kernelSize", options.kernelSize),
-      positivePair("stride", stride),
+      positivePair("stride", options.stride ?? 1),
       positivePair("dilation", options.dilation ?? 1),
-      ...(padding === "same" || padding === "valid" ? [] : [nonNegativePair("padding", padding)]),
-      [
-        "padding",
-        padding,
-        padding !== "same" || pair(stride).every((d) => d === 1),
-        "'same' is not supported for strided convolutions"
-      ] as const
+      ...(padding === "same" || padding === "valid" ? [] : [nonNegativePair("padding", padding)])
     ],
     () => conv2d(options)
   )
