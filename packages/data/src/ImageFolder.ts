@@ -9,6 +9,7 @@
 
 import * as nodePath from "node:path"
 import { FileSystem } from "@effect/platform"
+import { sameShape } from "@stepwise/optim/Shape"
 import { Effect, Either, Option, Stream } from "effect"
 import type { Batch } from "./Batch.js"
 import * as DataLoader from "./DataLoader.js"
@@ -363,9 +364,6 @@ const checkOptions = (options: {
     return bad("concurrency", c, "must be a positive integer")
   return Effect.void
 }
-
-const sameShape = (a: ReadonlyArray<number>, b: ReadonlyArray<number>): boolean =>
-  a.length === b.length && a.every((d, i) => d === b[i])
 
 /** Checks that a sample has the shape the batch expects. */
 export const checkShape = (
