@@ -126,3 +126,19 @@ export class InvalidLayer extends Schema.TaggedError<InvalidLayer>()("InvalidLay
     return `${this.layer}: ${this.field} = ${JSON.stringify(this.value)} ${this.reason}`
   }
 }
+
+/**
+ * A model spec that does not fit: `path` locates the layer (`layers[3]`,
+ * `layers[0].layers[2]`), `layer` is its name and type, `field` the offending field.
+ */
+export class ModelSpecError extends Schema.TaggedError<ModelSpecError>()("ModelSpecError", {
+  path: Schema.String,
+  layer: Schema.String,
+  field: Schema.String,
+  reason: Schema.String
+}) {
+  override get message(): string {
+    const where = this.path === "" ? "model" : `model.${this.path}`
+    return `${where}${this.layer === "" ? "" : ` (${this.layer})`}: ${this.field}: ${this.reason}`
+  }
+}

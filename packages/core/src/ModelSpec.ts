@@ -1,5 +1,8 @@
 import { Either, ParseResult, Schema } from "effect"
+import { ModelSpecError } from "./Errors.js"
 import * as Module from "./Module.js"
+
+export { ModelSpecError } from "./Errors.js"
 
 /**
  * Models as data: a model is a list of layer specs (PyTorch's class names and argument names in
@@ -172,22 +175,6 @@ export const Cnn2Preset = Schema.Struct({
 /** What a recipe's `model` holds. */
 export const Model = Schema.Union(Layers, Cnn2Preset)
 export type Model = typeof Model.Type
-
-/**
- * A model spec that does not fit: `path` locates the layer (`layers[3]`,
- * `layers[0].layers[2]`), `layer` is its name and type, `field` the offending field.
- */
-export class ModelSpecError extends Schema.TaggedError<ModelSpecError>()("ModelSpecError", {
-  path: Schema.String,
-  layer: Schema.String,
-  field: Schema.String,
-  reason: Schema.String
-}) {
-  override get message(): string {
-    const where = this.path === "" ? "model" : `model.${this.path}`
-    return `${where}${this.layer === "" ? "" : ` (${this.layer})`}: ${this.field}: ${this.reason}`
-  }
-}
 
 const pathText = (path: ReadonlyArray<PropertyKey>): string =>
   path.map((k, i) => (typeof k === "number" ? `[${k}]` : i === 0 ? String(k) : `.${String(k)}`)).join("")
