@@ -16,10 +16,10 @@
  * in-memory file system (tests run the writers and read back exactly what they left).
  */
 import { FileSystem, Path } from "@effect/platform"
+import { NodeFileSystem, NodePath } from "@effect/platform-node"
 import type { Safetensors as SafetensorsFile } from "@stepwise/core"
 import { Safetensors } from "@stepwise/core"
 import { AtomicFile } from "@stepwise/data"
-import { NodeFileSystem, NodePath } from "@effect/platform-node"
 import { Effect, Layer, Option, Schema, type Scope } from "effect"
 import { firstLine, PlotError, RunFolderError, runFolderError } from "./Errors.js"
 import * as MemoryFileSystem from "./MemoryFileSystem.js"
