@@ -35,13 +35,13 @@ export const main = (o: Options & { readonly out?: string } = {}) =>
     const optimizer = (yield* Adam.make({ lr: 3e-4 }))(numeric)
     const untrained = Trainer.make(
       {
-        model: Cnn2.make({ nFilters: 5, p: 0.3 }).model,
+        model: (yield* Cnn2.make({ nFilters: 5, p: 0.3 })).model,
         loss: Loss.crossEntropy,
         optimizer,
         trainLoader,
         valLoader
       },
-      Random.make(13)
+      yield* Random.make(13)
     )
     const { trained, captured } = yield* Effect.scoped(
       Effect.gen(function* () {

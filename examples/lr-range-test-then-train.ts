@@ -45,13 +45,13 @@ export const main = (o: Options & { readonly numIter?: number } = {}) =>
       Effect.map(SGD.make({ lr, momentum: 0.9, nesterov: true }), (def) => def(numeric))
     const untrained = Trainer.make(
       {
-        model: Cnn2.make({ nFilters: 5, p: 0.5 }).model,
+        model: (yield* Cnn2.make({ nFilters: 5, p: 0.5 })).model,
         loss: Loss.crossEntropy,
         optimizer: yield* sgd(1e-3),
         trainLoader,
         valLoader
       },
-      Random.make(13)
+      yield* Random.make(13)
     )
     const test = yield* Trainer.lrRangeTest(untrained, { endLr: 0.2, numIter: o.numIter ?? 100 })
     // The chapter's pick, the centre of the descending part (see above); 1e-2 if the curve never falls.

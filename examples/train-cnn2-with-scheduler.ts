@@ -81,13 +81,13 @@ export const main = (o: Options = {}) =>
     const untrained = Trainer.setScheduler(
       Trainer.make(
         {
-          model: Cnn2.make({ nFilters: 5, p: 0.5 }).model,
+          model: (yield* Cnn2.make({ nFilters: 5, p: 0.5 })).model,
           loss: Loss.crossEntropy,
           optimizer,
           trainLoader,
           valLoader
         },
-        Random.make(13)
+        yield* Random.make(13)
       ),
       scheduler
     )

@@ -13,12 +13,10 @@ import * as Run from "./RunFolder.js"
 
 /** Writes `t` to `path` through data's `AtomicFile` (temp file, fsync, rename). */
 export const save = (path: string, t: AnyTrainer) =>
-  Effect.suspend(() =>
-    Effect.try({
-      try: () => Safetensors.encode(Checkpoint.toFile(Checkpoint.snapshot(t)), path),
-      catch: runFolderError(path)
-    })
-  ).pipe(Effect.flatMap((bytes) => Run.writeFileAtomic(path, bytes)))
+  Effect.suspend(() => Safetensors.encode(Checkpoint.toFile(Checkpoint.snapshot(t)), path)).pipe(
+    Effect.mapError(runFolderError(path)),
+    Effect.flatMap((bytes) => Run.writeFileAtomic(path, bytes))
+  )
 
 /**
  * Restores a checkpoint into `fresh` (a trainer built from the run's recipe), checking parameter

@@ -67,7 +67,11 @@ export const dropoutDistributions = (
   return ps.map((p, k) => {
     const outputs: Array<number> = []
     for (let s = 0; s < scenarios; s++) {
-      const mask = Module.dropoutMask(Random.foldIn(Random.foldIn(Random.make(seed), k), s), points.length, p)
+      const mask = Module.dropoutMask(
+        Random.foldIn(Random.foldIn(Random.unsafeMake(seed), k), s),
+        points.length,
+        p
+      )
       outputs.push(points.reduce((acc, x, i) => acc + x * mask[i], 0))
     }
     return { p, outputs }

@@ -136,3 +136,13 @@ const safeJson = (v: unknown) => {
     return String(v)
   }
 }
+
+/** A TensorBoard event file that does not parse: the byte offset and what is wrong there. */
+export class CorruptEventFile extends Schema.TaggedError<CorruptEventFile>()("CorruptEventFile", {
+  offset: Schema.Number,
+  reason: Schema.String
+}) {
+  override get message() {
+    return `corrupt event file at byte ${this.offset}: ${this.reason}`
+  }
+}

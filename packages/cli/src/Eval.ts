@@ -82,7 +82,7 @@ export const run = (args: Args) =>
     const scheduler = yield* Pipeline.scheduler(recipe, origin, config.batchesPerEpoch, optimizer.defaults)
     const fresh = Trainer.make(
       { model: net.model, loss: Loss.crossEntropy, optimizer, scheduler },
-      Random.make(recipe.seed)
+      yield* Random.make(recipe.seed)
     )
     const t = yield* Checkpoint.restore(checkpoint, fresh).pipe(Effect.provideService(Engine.Engine, engine))
     const loader = yield* DataLoader.fromTensorDataset(dataset, { batchSize: recipe.batchSize })

@@ -85,10 +85,9 @@ export const run = (args: Args) =>
     const snapshot = yield* Checkpoint.load(checkpoint)
     const info = yield* runOf(snapshot, checkpoint)
     const file = yield* torchFile(snapshot, info, checkpoint)
-    const bytes = yield* Effect.try({
-      try: () => Safetensors.encode(file, args.out),
-      catch: (e) => new RunFolderError({ path: args.out, reason: String(e), cause: e })
-    })
+    const bytes = yield* Safetensors.encode(file, args.out).pipe(
+      Effect.mapError((e) => new RunFolderError({ path: args.out, reason: e.message, cause: e }))
+    )
     yield* Run.writeFileAtomic(args.out, bytes)
     const names = Object.keys(file.tensors)
     yield* out.line(`wrote ${args.out}: ${names.length} tensors (PyTorch's state_dict) from ${checkpoint}`)

@@ -182,7 +182,7 @@ export const prepareData = (
     let train = full
     let val: TensorDataset.TensorDataset | undefined
     if (recipe.data.valSplit !== undefined) {
-      const [perm] = Random.shuffle(Random.foldIn(Random.make(recipe.seed), 0x5e1), full.length)
+      const [perm] = Random.shuffle(Random.foldIn(yield* Random.make(recipe.seed), 0x5e1), full.length)
       const nVal = Math.round(recipe.data.valSplit * full.length)
       if (nVal === 0 || nVal === full.length) {
         return yield* new ConfigError({
@@ -278,13 +278,15 @@ export const model = (recipe: Recipe.Recipe, sampleShape: ReadonlyArray<number>,
         reason: `CNN2 needs images of at least 10x10, got ${h}x${w}: pass --resize 28x28 or larger`
       })
     }
-    return Cnn2.make({
+    return yield* Cnn2.make({
       nFilters: recipe.model.filters,
       p: recipe.model.dropout,
       inChannels: c,
       imageSize: h,
       nClasses
-    })
+    }).pipe(
+      Effect.mapError((e) => new ConfigError({ file: COMMAND_LINE, field: "model", reason: e.message }))
+    )
   })
 
 /** Decodes, validates (PyTorch's rules) and builds the optimizer on tfjs tensors. */
@@ -338,7 +340,7 @@ export const trainer = (
     const init =
       recipe.initFrom === undefined ? undefined : yield* initialWeights(recipe.initFrom, net.model, origin)
     return init === undefined
-      ? Trainer.make(config, Random.make(recipe.seed), { seed: recipe.seed })
+      ? Trainer.make(config, yield* Random.make(recipe.seed), { seed: recipe.seed })
       : Trainer.make(config, init.params, { seed: recipe.seed, buffers: init.buffers })
   })
 

@@ -117,13 +117,15 @@ const filtersSpec = (run: string | undefined, layer: string) =>
     const snapshot = yield* Checkpoint.load(path)
     const size = Recipe.resizeOf(config.recipe.data.resize)
     const [c, h] = [3, typeof size === "number" ? size : size[0]]
-    const net = Cnn2.make({
+    const net = yield* Cnn2.make({
       nFilters: config.recipe.model.filters,
       p: config.recipe.model.dropout,
       inChannels: c,
       imageSize: h,
       nClasses: config.classes.length
-    })
+    }).pipe(
+      Effect.mapError((e) => new RunFolderError({ path: run, reason: `its recipe's model: ${e.message}` }))
+    )
     const name = `${layer}.weight`
     const host = snapshot.params[name]
     if (host === undefined || host.shape.length !== 4) {

@@ -11,13 +11,18 @@
  *
  * Whole files go through data's `AtomicFile.write` (temp sibling, fsync, rename), rows and
  * records through `AtomicFile.append`. Commands use this module and never each other.
+ *
+ * Everything here needs only `FileSystem` and `Path`: `layer` gives Node's, `layerMemory` a fresh
+ * in-memory file system (tests run the writers and read back exactly what they left).
  */
 import { FileSystem, Path } from "@effect/platform"
+import { NodeFileSystem, NodePath } from "@effect/platform-node"
 import type { Safetensors as SafetensorsFile } from "@stepwise/core"
 import { Safetensors } from "@stepwise/core"
 import { AtomicFile } from "@stepwise/data"
-import { Effect, Option, Schema, type Scope } from "effect"
+import { Effect, Layer, Option, Schema, type Scope } from "effect"
 import { firstLine, PlotError, RunFolderError, runFolderError } from "./Errors.js"
+import * as MemoryFileSystem from "./MemoryFileSystem.js"
 import * as Recipe from "./Recipe.js"
 import * as Render from "./Render.js"
 
@@ -27,6 +32,18 @@ export const CHECKPOINT_DIR = "checkpoints"
 export const PLOTS_DIR = "plots"
 export const TENSORBOARD_DIR = "tensorboard"
 export const LOCK_FILE = ".lock"
+
+/** What every function here runs on: the node file system. */
+export const layer: Layer.Layer<FileSystem.FileSystem | Path.Path> = Layer.merge(
+  NodeFileSystem.layer,
+  NodePath.layer
+)
+
+/** The same functions on an empty in-memory file system (POSIX paths; one per build). */
+export const layerMemory: Layer.Layer<FileSystem.FileSystem | Path.Path> = Layer.merge(
+  MemoryFileSystem.layer,
+  NodePath.layerPosix
+)
 
 // ------------------------------------------------------------------------------- plain files
 
@@ -292,10 +309,11 @@ export const writeGradients = (dir: string, layer: string, epoch: number, captur
       })
       tensors[param] = Safetensors.tensor(data, [steps.length, ...shape])
     }
-    yield* writeFileAtomic(
-      path,
-      Safetensors.encode({ tensors, metadata: { format: "stepwise-gradients/2" } })
-    )
+    const bytes = yield* Safetensors.encode(
+      { tensors, metadata: { format: "stepwise-gradients/2" } },
+      path
+    ).pipe(Effect.mapError(runFolderError(path)))
+    yield* writeFileAtomic(path, bytes)
   })
 
 /** Every captured mini-batch of a layer, epochs in order. */

@@ -4,6 +4,8 @@
  * scalar summaries. Only the handful of protobuf fields TensorBoard's scalar dashboard reads are
  * written; `readEvents` decodes the same subset back (and checks every CRC) for tests and tools.
  */
+import { Either } from "effect"
+import { CorruptEventFile } from "./Errors.js"
 
 // CRC32C (Castagnoli, reflected polynomial 0x82F63B78), table-driven.
 const CRC32C_TABLE = (() => {
@@ -118,14 +120,10 @@ export interface DecodedEvent {
   readonly scalars: ReadonlyArray<Scalar>
 }
 
-export class CorruptEventFile extends Error {
-  constructor(
-    readonly offset: number,
-    readonly reason: string
-  ) {
-    super(`corrupt event file at byte ${offset}: ${reason}`)
-  }
-}
+export { CorruptEventFile } from "./Errors.js"
+
+/** The protobuf cursor stops at the first bad byte; `readEvents` turns that into its `Left`. */
+const corrupt = (offset: number, reason: string) => new CorruptEventFile({ offset, reason })
 
 class Reader {
   pos = 0
@@ -138,14 +136,14 @@ class Reader {
     let shift = 0n
     for (;;) {
       const b = this.bytes[this.pos++]
-      if (b === undefined) throw new CorruptEventFile(this.pos, "truncated varint")
+      if (b === undefined) throw corrupt(this.pos, "truncated varint")
       result |= BigInt(b & 0x7f) << shift
       if ((b & 0x80) === 0) return result
       shift += 7n
     }
   }
   take(n: number): Uint8Array {
-    if (this.pos + n > this.bytes.length) throw new CorruptEventFile(this.pos, "truncated field")
+    if (this.pos + n > this.bytes.length) throw corrupt(this.pos, "truncated field")
     const out = this.bytes.subarray(this.pos, this.pos + n)
     this.pos += n
     return out
@@ -160,7 +158,7 @@ class Reader {
       else if (wire === 1) yield [field, wire, this.take(8)]
       else if (wire === 2) yield [field, wire, this.take(Number(this.varint()))]
       else if (wire === 5) yield [field, wire, this.take(4)]
-      else throw new CorruptEventFile(this.pos, `unsupported wire type ${wire}`)
+      else throw corrupt(this.pos, `unsupported wire type ${wire}`)
     }
   }
 }
@@ -193,23 +191,34 @@ const decodeEvent = (bytes: Uint8Array): DecodedEvent => {
   return fileVersion === undefined ? { wallTime, step, scalars } : { wallTime, step, fileVersion, scalars }
 }
 
-/** Parses a whole event file, checking both CRCs of every record. Throws `CorruptEventFile`. */
-export const readEvents = (bytes: Uint8Array): ReadonlyArray<DecodedEvent> => {
+/**
+ * Parses a whole event file, checking both CRCs of every record; `CorruptEventFile` names the
+ * byte where it goes wrong.
+ */
+export const readEvents = (
+  bytes: Uint8Array
+): Either.Either<ReadonlyArray<DecodedEvent>, CorruptEventFile> => {
   const events: Array<DecodedEvent> = []
   let pos = 0
   while (pos < bytes.length) {
-    if (pos + 12 > bytes.length) throw new CorruptEventFile(pos, "truncated header")
+    if (pos + 12 > bytes.length) return Either.left(corrupt(pos, "truncated header"))
     const header = view(bytes.subarray(pos, pos + 12))
     const length = Number(header.getBigUint64(0, true))
     if (header.getUint32(8, true) !== maskedCrc32c(bytes.subarray(pos, pos + 8)))
-      throw new CorruptEventFile(pos, "length CRC mismatch")
+      return Either.left(corrupt(pos, "length CRC mismatch"))
     const data = bytes.subarray(pos + 12, pos + 12 + length)
     if (data.length !== length || pos + 16 + length > bytes.length)
-      throw new CorruptEventFile(pos, "truncated record")
+      return Either.left(corrupt(pos, "truncated record"))
     if (view(bytes.subarray(pos + 12 + length, pos + 16 + length)).getUint32(0, true) !== maskedCrc32c(data))
-      throw new CorruptEventFile(pos, "data CRC mismatch")
-    events.push(decodeEvent(data))
+      return Either.left(corrupt(pos, "data CRC mismatch"))
+    try {
+      events.push(decodeEvent(data))
+    } catch (e) {
+      // Only the cursor throws in decodeEvent, and only CorruptEventFile (offsets within the record).
+      if (e instanceof CorruptEventFile) return Either.left(corrupt(pos + 12 + e.offset, e.reason))
+      throw e
+    }
     pos += 16 + length
   }
-  return events
+  return Either.right(events)
 }

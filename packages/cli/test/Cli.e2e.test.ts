@@ -9,7 +9,7 @@ import { join } from "node:path"
 import { fileURLToPath } from "node:url"
 import { NodeContext } from "@effect/platform-node"
 import { DataLoader, DecodePool, ImageFolder, Rps, Statistics } from "@stepwise/data"
-import { Effect, Layer } from "effect"
+import { Effect, Either, Layer } from "effect"
 import sharp from "sharp"
 import { beforeAll, describe, expect, it, vi } from "vitest"
 import * as TB from "../src/TensorBoard.js"
@@ -242,7 +242,7 @@ describe("train, eval, lr-find, plot on the bundled data", () => {
     }
     const [events] = readdirSync(join(run, "tensorboard"))
     expect(events).toMatch(/^events\.out\.tfevents\.\d+\.stepwise$/)
-    const decoded = TB.readEvents(readFileSync(join(run, "tensorboard", events)))
+    const decoded = Either.getOrThrow(TB.readEvents(readFileSync(join(run, "tensorboard", events))))
     expect(decoded[0].fileVersion).toBe("brain.Event:2")
     // 158 per-mini-batch events (steps 1..158), then the epoch's (step 1)
     expect(decoded).toHaveLength(1 + 158 + 1)

@@ -62,7 +62,7 @@ const smallRun = ["--data", subset, "--val-split", "0.25", "--epochs", "1", "--n
 /** A self-describing checkpoint file (`meta.run`) of a fixture's weights. */
 const checkpointOf = (name: "cnn2" | "bn", run: boolean) => {
   const path = join(tmp, `${name}${run ? "" : "-norun"}.safetensors`)
-  writeFileSync(path, Safetensors.encode(Checkpoint.toFile(snapshotOf(name, run)), path))
+  writeFileSync(path, Either.getOrThrow(Safetensors.encode(Checkpoint.toFile(snapshotOf(name, run)), path)))
   return path
 }
 

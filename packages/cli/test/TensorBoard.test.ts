@@ -1,3 +1,4 @@
+import { Either, Option } from "effect"
 import * as fc from "fast-check"
 import { describe, expect, it } from "vitest"
 import * as TB from "../src/TensorBoard.js"
@@ -87,7 +88,7 @@ describe("Event encoding", () => {
             file.set(p, off)
             off += p.length
           }
-          const decoded = TB.readEvents(file)
+          const decoded = Either.getOrThrow(TB.readEvents(file))
           expect(decoded.length).toBe(events.length + 1)
           expect(decoded[0].fileVersion).toBe("brain.Event:2")
           expect(decoded[0].wallTime).toBe(1700000000.25)
@@ -107,7 +108,11 @@ describe("Event encoding", () => {
     const record = TB.scalarsRecord(1, 1, [{ tag: "loss/train", value: 0.5 }])
     const bad = record.slice()
     bad[20] ^= 0xff
-    expect(() => TB.readEvents(bad)).toThrow(/CRC mismatch/)
-    expect(() => TB.readEvents(record.subarray(0, record.length - 2))).toThrow(/truncated/)
+    expect(Either.getLeft(TB.readEvents(bad))).toEqual(
+      Option.some(new TB.CorruptEventFile({ offset: 0, reason: "data CRC mismatch" }))
+    )
+    expect(
+      Either.getLeft(TB.readEvents(record.subarray(0, record.length - 2))).pipe(Option.map((e) => e.message))
+    ).toEqual(Option.some("corrupt event file at byte 0: truncated record"))
   })
 })

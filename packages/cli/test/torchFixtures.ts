@@ -9,7 +9,8 @@ import { Checkpoint, ModelSpec, Safetensors, TorchWeights } from "@stepwise/core
 import { Either } from "effect"
 
 export const fixtures = fileURLToPath(new URL("../../core/test/fixtures", import.meta.url))
-export const readFile = (path: string) => Safetensors.decode(new Uint8Array(readFileSync(path)), path)
+export const readFile = (path: string) =>
+  Either.getOrThrow(Safetensors.decode(new Uint8Array(readFileSync(path)), path))
 export const fixture = (name: string) => readFile(join(fixtures, `${name}.safetensors`))
 
 /**

@@ -20,7 +20,7 @@ import { NodeFileSystem } from "@effect/platform-node"
 import { Cnn2, Engine, Loss, Metrics, Trainer } from "@stepwise/core"
 import { DataLoader, DecodePool, ImageFolder, Random, Rps, Statistics } from "@stepwise/data"
 import { Adam, CyclicLR, Optimizers, SGD } from "@stepwise/optim"
-import { Effect, Layer } from "effect"
+import { Effect, Either, Layer } from "effect"
 
 const args = process.argv.slice(2)
 const flag = (name: string) => {
@@ -70,13 +70,13 @@ const program = Effect.gen(function* () {
       const adam = yield* fused(Adam.Config.make({ lr: 3e-4 }))
       const start = Trainer.make(
         {
-          model: Cnn2.make({ nFilters: 5, p }).model,
+          model: Either.getOrThrow(Cnn2.make({ nFilters: 5, p })).model,
           loss: Loss.crossEntropy,
           optimizer: adam,
           trainLoader,
           valLoader
         },
-        Random.make(seed)
+        Random.unsafeMake(seed)
       )
       const configured = yield* setup(start)
       const t1 = performance.now()

@@ -18,7 +18,7 @@ const cpuSeconds = (c: NodeJS.CpuUsage) => (c.user + c.system) / 1e6
 const median = (xs: ReadonlyArray<number>) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]
 
 const dataset = (n: number, seed: number) => {
-  const [x] = Random.normals(Random.make(seed), n * 3 * 28 * 28)
+  const [x] = Random.normals(Random.unsafeMake(seed), n * 3 * 28 * 28)
   return Either.getOrThrow(
     TensorDataset.make({
       x: Float32Array.from(x),
@@ -38,13 +38,13 @@ const epochs = (repeats: number) =>
     const def = yield* Optimizers.fromConfig(config)
     const t = Trainer.make(
       {
-        model: Cnn2.make({ nFilters: 5, p: 0.3 }).model,
+        model: Either.getOrThrow(Cnn2.make({ nFilters: 5, p: 0.3 })).model,
         loss: Loss.crossEntropy,
         optimizer: def(engine.numeric),
         trainLoader: yield* DataLoader.fromTensorDataset(train, { batchSize: 16, shuffle: true, seed: 13 }),
         valLoader: yield* DataLoader.fromTensorDataset(val, { batchSize: 16 })
       },
-      Random.make(13)
+      Random.unsafeMake(13)
     )
     const times: Array<number> = []
     const tensors: Array<number> = []

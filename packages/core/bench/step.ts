@@ -11,7 +11,7 @@ import { Cnn2, Engine, Loss, Module, Trainer } from "@stepwise/core"
 import { Random } from "@stepwise/data"
 import { Adam, type Optimizer, TfNumeric } from "@stepwise/optim"
 import * as tf from "@tensorflow/tfjs-core"
-import { Effect, Scope } from "effect"
+import { Effect, Either, Scope } from "effect"
 
 const args = process.argv.slice(2)
 const profile = args.includes("--profile")
@@ -24,8 +24,8 @@ const BATCH = 16
 const median = (xs: Array<number>) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]
 
 const data = (() => {
-  const [x] = Random.normals(Random.make(1), N_TRAIN * 3 * 28 * 28)
-  const [xv] = Random.normals(Random.make(2), N_VAL * 3 * 28 * 28)
+  const [x] = Random.normals(Random.unsafeMake(1), N_TRAIN * 3 * 28 * 28)
+  const [xv] = Random.normals(Random.unsafeMake(2), N_VAL * 3 * 28 * 28)
   const y = Int32Array.from({ length: N_TRAIN }, (_, i) => i % 3)
   return {
     x: Float32Array.from(x),
@@ -57,12 +57,12 @@ const useEngine = (backend: Engine.BackendName) =>
 type UpdateKind = "tfjs" | "fused"
 
 const makeTrainer = (update: UpdateKind, engine: Engine.EngineService) => {
-  const { model } = Cnn2.make({ nFilters: 5, p: 0.3 })
+  const { model } = Either.getOrThrow(Cnn2.make({ nFilters: 5, p: 0.3 }))
   const def = Adam.optimizer(Adam.Config.make({ lr: 3e-4 }))
   // "tfjs": optim's definition composed from tfjs ops; "fused": on the engine's numeric, as users run it.
   const optimizer = update === "tfjs" ? def(TfNumeric.TfNumeric) : def(engine.numeric)
   const config = { model, loss: Loss.crossEntropy, optimizer }
-  let params = Module.init(model, Random.make(0))
+  let params = Module.init(model, Random.unsafeMake(0))
   let optState: Optimizer.OptimizerState<tf.Tensor> = optimizer.init(params)
   const step = (i: number) => {
     const next = Trainer.trainStep(
@@ -87,7 +87,7 @@ const makeTrainer = (update: UpdateKind, engine: Engine.EngineService) => {
         shape: [n, 3, 28, 28],
         y: data.yv.subarray(b, b + n)
       }
-      total += Loss.lossOf(model, Loss.crossEntropy, params, batch) * n
+      total += Either.getOrThrow(Loss.lossOf(model, Loss.crossEntropy, params, batch)) * n
     }
     return total / N_VAL
   }

@@ -70,14 +70,18 @@ export class CheckpointError extends Schema.TaggedError<CheckpointError>()("Chec
   }
 }
 
-/** A malformed safetensors file (or an unwritable value), naming the file and what is wrong. */
+/**
+ * A malformed safetensors file (or an unwritable value), naming the file, what is wrong and, for
+ * a malformed file, the byte offset where it goes wrong.
+ */
 export class SafetensorsError extends Schema.TaggedError<SafetensorsError>()("SafetensorsError", {
   path: Schema.String,
   reason: Schema.String,
+  offset: Schema.optional(Schema.Number),
   cause: Schema.optional(Schema.Defect)
 }) {
   override get message() {
-    return `safetensors ${this.path}: ${this.reason}`
+    return `safetensors ${this.path}${this.offset === undefined ? "" : ` at byte ${this.offset}`}: ${this.reason}`
   }
 }
 
@@ -101,5 +105,48 @@ export class WeightMismatch extends Schema.TaggedError<WeightMismatch>()("Weight
     return this.missing === undefined && this.unexpected === undefined
       ? `${where}weights for ${this.parameter}: ${this.reason}`
       : `${where}weights do not match the model: ${this.reason}`
+  }
+}
+
+/**
+ * Targets that do not fit the model's outputs: a count that differs from the samples, or a class
+ * index outside the outputs' classes. `where` is the loss or metric (`CrossEntropyLoss`,
+ * `Metrics.correct`); `index` the first offending sample when one is to blame.
+ */
+export class InvalidTargets extends Schema.TaggedError<InvalidTargets>()("InvalidTargets", {
+  where: Schema.String,
+  reason: Schema.String,
+  index: Schema.optional(Schema.Number)
+}) {
+  override get message() {
+    return `${this.where}: ${this.reason}${this.index === undefined ? "" : ` (sample ${this.index})`}`
+  }
+}
+
+/** A layer constructor's argument it cannot build a layer from (kernel size 0, p = 2...). */
+export class InvalidLayer extends Schema.TaggedError<InvalidLayer>()("InvalidLayer", {
+  layer: Schema.String,
+  field: Schema.String,
+  value: Schema.Unknown,
+  reason: Schema.String
+}) {
+  override get message() {
+    return `${this.layer}: ${this.field} = ${JSON.stringify(this.value)} ${this.reason}`
+  }
+}
+
+/**
+ * A model spec that does not fit: `path` locates the layer (`layers[3]`,
+ * `layers[0].layers[2]`), `layer` is its name and type, `field` the offending field.
+ */
+export class ModelSpecError extends Schema.TaggedError<ModelSpecError>()("ModelSpecError", {
+  path: Schema.String,
+  layer: Schema.String,
+  field: Schema.String,
+  reason: Schema.String
+}) {
+  override get message(): string {
+    const where = this.path === "" ? "model" : `model.${this.path}`
+    return `${where}${this.layer === "" ? "" : ` (${this.layer})`}: ${this.field}: ${this.reason}`
   }
 }

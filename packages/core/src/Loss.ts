@@ -1,15 +1,29 @@
-import type { Batch } from "@stepwise/data"
+import { type Batch, type Errors as DataErrors, Random } from "@stepwise/data"
 import * as tf from "@tensorflow/tfjs-core"
+import { Either } from "effect"
+import { InvalidTargets } from "./Errors.js"
+
+type InvalidArgument = DataErrors.InvalidArgument
+
 import { type ApplyOptions, type Buffers, ctxOf, disposeAll, type Module, type Params } from "./Module.js"
 
 /** Targets as the data contract delivers them: class indices or float values. */
 export type Targets = Int32Array | Float32Array
+
+export { InvalidTargets } from "./Errors.js"
+
+/** A loss value and its gradient with respect to the outputs. */
+export interface LossValue {
+  readonly loss: number
+  readonly grad: Float32Array
+}
 
 /**
  * A loss on the model's raw outputs (logits), averaged over the batch like PyTorch's default
  * `reduction='mean'`. `evaluate` is plain arithmetic on the (small) output array in float64:
  * it returns the loss and its gradient with respect to the outputs, which the model's backward
  * takes from there. One download and one upload a step instead of a dozen kernel calls.
+ * Targets that do not fit the outputs are an `InvalidTargets` (where PyTorch raises).
  */
 export interface Loss {
   readonly name: string
@@ -17,8 +31,11 @@ export interface Loss {
     outputs: Float32Array,
     shape: ReadonlyArray<number>,
     targets: Targets
-  ) => { readonly loss: number; readonly grad: Float32Array }
+  ) => Either.Either<LossValue, InvalidTargets>
 }
+
+const countMismatch = (where: string, targets: number, outputs: number, what: string) =>
+  Either.left(new InvalidTargets({ where, reason: `${targets} targets for ${outputs} ${what}` }))
 
 /** nn.CrossEntropyLoss: mean over samples of logsumexp(z) - z[y]. */
 export const crossEntropy: Loss = {
@@ -26,15 +43,20 @@ export const crossEntropy: Loss = {
   evaluate: (z, shape, y) => {
     const n = shape[0]
     const k = z.length / n
-    if (y.length !== n) throw new RangeError(`CrossEntropyLoss: ${y.length} targets for ${n} samples`)
+    if (y.length !== n) return countMismatch("CrossEntropyLoss", y.length, n, "samples")
     const grad = new Float32Array(z.length)
     let total = 0
     for (let i = 0; i < n; i++) {
       const row = i * k
       const label = y[i]
-      if (!Number.isInteger(label) || label < 0 || label >= k) {
-        throw new RangeError(`CrossEntropyLoss: target ${label} out of bounds for ${k} classes`)
-      }
+      if (!Number.isInteger(label) || label < 0 || label >= k)
+        return Either.left(
+          new InvalidTargets({
+            where: "CrossEntropyLoss",
+            reason: `target ${label} out of bounds for ${k} classes`,
+            index: i
+          })
+        )
       let max = Number.NEGATIVE_INFINITY
       for (let j = 0; j < k; j++) max = Math.max(max, z[row + j])
       let sum = 0
@@ -45,7 +67,7 @@ export const crossEntropy: Loss = {
         grad[row + j] = (Math.exp(z[row + j] - logSumExp) - (j === label ? 1 : 0)) / n
       }
     }
-    return { loss: total / n, grad }
+    return Either.right({ loss: total / n, grad })
   }
 }
 
@@ -53,7 +75,7 @@ export const crossEntropy: Loss = {
 export const mse: Loss = {
   name: "MSELoss",
   evaluate: (z, _shape, t) => {
-    if (t.length !== z.length) throw new RangeError(`MSELoss: ${t.length} targets for ${z.length} outputs`)
+    if (t.length !== z.length) return countMismatch("MSELoss", t.length, z.length, "outputs")
     const m = z.length
     const grad = new Float32Array(m)
     let total = 0
@@ -62,7 +84,7 @@ export const mse: Loss = {
       total += d * d
       grad[i] = (2 * d) / m
     }
-    return { loss: total / m, grad }
+    return Either.right({ loss: total / m, grad })
   }
 }
 
@@ -70,8 +92,7 @@ export const mse: Loss = {
 export const bceWithLogits: Loss = {
   name: "BCEWithLogitsLoss",
   evaluate: (z, _shape, t) => {
-    if (t.length !== z.length)
-      throw new RangeError(`BCEWithLogitsLoss: ${t.length} targets for ${z.length} outputs`)
+    if (t.length !== z.length) return countMismatch("BCEWithLogitsLoss", t.length, z.length, "outputs")
     const m = z.length
     const grad = new Float32Array(m)
     let total = 0
@@ -80,7 +101,7 @@ export const bceWithLogits: Loss = {
       total += Math.max(x, 0) - x * t[i] + Math.log1p(Math.exp(-Math.abs(x)))
       grad[i] = (1 / (1 + Math.exp(-x)) - t[i]) / m
     }
-    return { loss: total / m, grad }
+    return Either.right({ loss: total / m, grad })
   }
 }
 
@@ -122,12 +143,22 @@ export interface GradOptions extends ApplyOptions {
 /**
  * The loss as a tfjs op: forward is `loss.evaluate` on the downloaded outputs (float64), its
  * gradient the one `evaluate` computed, so autodiff and the explicit path share one definition.
+ * Targets that do not fit go to `onValue` as the error, and the op yields NaN (the caller drops
+ * the result).
  */
-const lossOp = (loss: Loss, targets: Targets, onValue: (value: number) => void) =>
+const lossOp = (
+  loss: Loss,
+  targets: Targets,
+  onValue: (value: Either.Either<number, InvalidTargets>) => void
+) =>
   tf.customGrad((...args: Array<any>) => {
     const [z, save] = args as [tf.Tensor, tf.GradSaveFunc]
-    const { loss: value, grad } = loss.evaluate(z.dataSync() as Float32Array, z.shape, targets)
-    onValue(value)
+    const evaluated = loss.evaluate(z.dataSync() as Float32Array, z.shape, targets)
+    onValue(Either.map(evaluated, (r) => r.loss))
+    const { loss: value, grad } = Either.getOrElse(evaluated, () => ({
+      loss: Number.NaN,
+      grad: new Float32Array(z.size)
+    }))
     save([tf.tensor(grad, z.shape, "float32")])
     return {
       value: tf.scalar(value),
@@ -138,7 +169,8 @@ const lossOp = (loss: Loss, targets: Targets, onValue: (value: number) => void) 
 /**
  * One forward and backward pass: the mean loss of `batch` and the gradient of every parameter.
  * Pure in the sense that matters: same (params, buffers, batch, seed) -> same numbers; nothing
- * mutated, every intermediate tensor disposed (only `grads` and `buffers` survive).
+ * mutated, every intermediate tensor disposed (only `grads` and `buffers` survive, and nothing
+ * does when the targets do not fit: `InvalidTargets`).
  * `options.training` switches dropout and batch statistics on; `options.seed` (or `rng`) fixes
  * the masks; `options.buffers` are the running statistics going in.
  *
@@ -146,9 +178,9 @@ const lossOp = (loss: Loss, targets: Targets, onValue: (value: number) => void) 
  * `Module.Lambda` (or `autodiff: true`) goes through `tf.valueAndGrads`, where the built-in
  * layers are custom-gradient ops with the same backward.
  *
- * For the trainer: `const { loss, grads, buffers } = lossAndGrads(model, loss, params, batch,
- * { training: true, seed, buffers })`, then the optimizer update, then dispose `grads` (and the
- * replaced params and buffers).
+ * For the trainer: `const { loss, grads, buffers } = yield* lossAndGrads(model, loss, params,
+ * batch, { training: true, seed, buffers })`, then the optimizer update, then dispose `grads`
+ * (and the replaced params and buffers).
  */
 export const lossAndGrads = (
   model: Module,
@@ -156,16 +188,48 @@ export const lossAndGrads = (
   params: Params,
   batch: Batch.Batch<Targets>,
   options: GradOptions
-): LossAndGrads => {
-  if (model.explicit && options.autodiff !== true)
-    return tf.tidy(() => {
-      const x = inputTensor(batch.x, batch.shape)
-      const fwd = model.forward(params, "", x, ctxOf(options), false)
-      const { loss: value, grad } = loss.evaluate(fwd.y.dataSync() as Float32Array, fwd.y.shape, batch.y)
-      const { grads } = fwd.backward(tf.tensor(grad, fwd.y.shape, "float32"))
-      return { loss: value, grads, buffers: fwd.buffers ?? {} } as unknown as tf.TensorContainer
-    }) as unknown as LossAndGrads
-  let value = Number.NaN
+): Either.Either<LossAndGrads, InvalidTargets | InvalidArgument> =>
+  Either.flatMap(checkSeed(options), () =>
+    model.explicit && options.autodiff !== true
+      ? explicitLossAndGrads(model, loss, params, batch, options)
+      : autodiffLossAndGrads(model, loss, params, batch, options)
+  )
+
+/** `InvalidArgument` for a seed `Random.make` refuses (only read when no `rng` is given). */
+const checkSeed = (options: ApplyOptions): Either.Either<unknown, InvalidArgument> =>
+  options.rng === undefined ? Random.checkSeed(options.seed ?? 0) : Either.void
+
+const explicitLossAndGrads = (
+  model: Module,
+  loss: Loss,
+  params: Params,
+  batch: Batch.Batch<Targets>,
+  options: GradOptions
+): Either.Either<LossAndGrads, InvalidTargets> => {
+  let failure: InvalidTargets | undefined
+  const out = tf.tidy(() => {
+    const x = inputTensor(batch.x, batch.shape)
+    const fwd = model.forward(params, "", x, ctxOf(options), false)
+    const evaluated = loss.evaluate(fwd.y.dataSync() as Float32Array, fwd.y.shape, batch.y)
+    if (Either.isLeft(evaluated)) {
+      failure = evaluated.left
+      return {} // tidy disposes the forward pass
+    }
+    const { loss: value, grad } = evaluated.right
+    const { grads } = fwd.backward(tf.tensor(grad, fwd.y.shape, "float32"))
+    return { loss: value, grads, buffers: fwd.buffers ?? {} } as unknown as tf.TensorContainer
+  }) as unknown as LossAndGrads
+  return failure === undefined ? Either.right(out) : Either.left(failure)
+}
+
+const autodiffLossAndGrads = (
+  model: Module,
+  loss: Loss,
+  params: Params,
+  batch: Batch.Batch<Targets>,
+  options: GradOptions
+): Either.Either<LossAndGrads, InvalidTargets> => {
+  let value: Either.Either<number, InvalidTargets> = Either.right(Number.NaN)
   let buffers: Buffers = {}
   const names = model.specs.map((s) => s.name)
   const grads = tf.tidy(() => {
@@ -185,7 +249,14 @@ export const lossAndGrads = (
     const r = tf.valueAndGrads(f)(names.map((n) => params[n]))
     return Object.fromEntries(names.map((n, i) => [n, r.grads[i]]))
   })
-  return { loss: value, grads, buffers }
+  return Either.match(value, {
+    onLeft: (e) => {
+      disposeAll(grads)
+      disposeAll(buffers)
+      return Either.left(e)
+    },
+    onRight: (v) => Either.right({ loss: v, grads, buffers })
+  })
 }
 
 /** The loss of a batch without gradients (validation: eval mode, no dropout). */
@@ -195,10 +266,11 @@ export const lossOf = (
   params: Params,
   batch: Batch.Batch<Targets>,
   options: ApplyOptions = { training: false }
-): number => {
-  const out = outputs(model, params, batch, options)
-  return loss.evaluate(out.values, out.shape, batch.y).loss
-}
+): Either.Either<number, InvalidTargets | InvalidArgument> =>
+  Either.flatMap(checkSeed(options), () => {
+    const out = outputs(model, params, batch, options)
+    return Either.map(loss.evaluate(out.values, out.shape, batch.y), (r) => r.loss)
+  })
 
 /** The model's outputs (logits) for a batch and their shape, row-major, eval mode by default. */
 export const outputs = (

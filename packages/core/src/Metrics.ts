@@ -2,6 +2,10 @@
  * Classification metrics on host arrays: the chapter's `correct()` (one `[correct, total]` row
  * per class) and the sums it is reduced with.
  */
+import { Either } from "effect"
+import { InvalidTargets } from "./Errors.js"
+
+export { InvalidTargets } from "./Errors.js"
 
 /** One row per class: `[correctly predicted, samples of that class]`. */
 export type PerClass = ReadonlyArray<readonly [number, number]>
@@ -41,34 +45,45 @@ export const predictions = (logits: ArrayLike<number>, nClasses: number, thresho
 /**
  * The chapter's `correct(x, y)`: for each class `c`, how many samples of class `c` were predicted
  * as `c`, and how many samples of class `c` there were. Binary models (one logit) count two classes.
+ * `InvalidTargets` when the targets do not fit the predictions (count, or a class out of range).
  */
 export const correct = (
   logits: ArrayLike<number>,
   nClasses: number,
   y: ArrayLike<number>,
   threshold = 0.5
-): PerClass => {
+): Either.Either<PerClass, InvalidTargets> => {
   const predicted = predictions(logits, nClasses, threshold)
-  if (predicted.length !== y.length) {
-    throw new RangeError(`Metrics.correct: ${predicted.length} predictions for ${y.length} targets`)
-  }
+  if (predicted.length !== y.length)
+    return Either.left(
+      new InvalidTargets({
+        where: "Metrics.correct",
+        reason: `${predicted.length} predictions for ${y.length} targets`
+      })
+    )
   const classes = Math.max(2, nClasses)
   const rows = Array.from({ length: classes }, () => [0, 0] as [number, number])
   for (let i = 0; i < y.length; i++) {
     const c = y[i]
     if (c < 0 || c >= classes || !Number.isInteger(c))
-      throw new RangeError(`Metrics.correct: target ${c} at ${i}`)
+      return Either.left(
+        new InvalidTargets({
+          where: "Metrics.correct",
+          reason: `target ${c} out of bounds for ${classes} classes`,
+          index: i
+        })
+      )
     rows[c][1] += 1
     if (predicted[i] === c) rows[c][0] += 1
   }
-  return rows
+  return Either.right(rows)
 }
 
-/** Adds per-class rows (the `reduce='sum'` of `loader_apply`). */
-export const add = (a: PerClass, b: PerClass): PerClass => {
-  if (a.length !== b.length) throw new RangeError(`Metrics.add: ${a.length} classes vs ${b.length}`)
-  return a.map(([c, t], i) => [c + b[i][0], t + b[i][1]] as const)
-}
+/** Adds per-class rows (the `reduce='sum'` of `loader_apply`); `InvalidTargets` for different class counts. */
+export const add = (a: PerClass, b: PerClass): Either.Either<PerClass, InvalidTargets> =>
+  a.length === b.length
+    ? Either.right(a.map(([c, t], i) => [c + b[i][0], t + b[i][1]] as const))
+    : Either.left(new InvalidTargets({ where: "Metrics.add", reason: `${a.length} classes vs ${b.length}` }))
 
 /** All classes together: `[correct, total]` (the chapter's `.sum(axis=0)`). */
 export const total = (rows: PerClass): readonly [number, number] =>

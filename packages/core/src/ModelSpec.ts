@@ -1,5 +1,8 @@
 import { Either, ParseResult, Schema } from "effect"
+import { ModelSpecError } from "./Errors.js"
 import * as Module from "./Module.js"
+
+export { ModelSpecError } from "./Errors.js"
 
 /**
  * Models as data: a model is a list of layer specs (PyTorch's class names and argument names in
@@ -172,22 +175,6 @@ export const Cnn2Preset = Schema.Struct({
 /** What a recipe's `model` holds. */
 export const Model = Schema.Union(Layers, Cnn2Preset)
 export type Model = typeof Model.Type
-
-/**
- * A model spec that does not fit: `path` locates the layer (`layers[3]`,
- * `layers[0].layers[2]`), `layer` is its name and type, `field` the offending field.
- */
-export class ModelSpecError extends Schema.TaggedError<ModelSpecError>()("ModelSpecError", {
-  path: Schema.String,
-  layer: Schema.String,
-  field: Schema.String,
-  reason: Schema.String
-}) {
-  override get message(): string {
-    const where = this.path === "" ? "model" : `model.${this.path}`
-    return `${where}${this.layer === "" ? "" : ` (${this.layer})`}: ${this.field}: ${this.reason}`
-  }
-}
 
 const pathText = (path: ReadonlyArray<PropertyKey>): string =>
   path.map((k, i) => (typeof k === "number" ? `[${k}]` : i === 0 ? String(k) : `.${String(k)}`)).join("")
@@ -401,6 +388,9 @@ const buildLayer = (
     ]
   })
   const same = (module: Module.Module) => Either.right(leaf(module, flow.shape, flow.chw))
+  // The constructors' own checks, in this spec's terms (the schema already keeps most out).
+  const built = (module: Either.Either<Module.Module, Module.InvalidLayer>) =>
+    Either.mapLeft(module, (e) => fail(e.field, e.reason))
   switch (spec.type) {
     case "Conv2d":
       return Either.flatMap(needMap(flow, fail, "Conv2d"), ([c, h, w]) =>
@@ -432,46 +422,52 @@ const buildLayer = (
             dilation: spec.dilation ?? 1,
             bias: spec.bias ?? true
           })
-          return Either.right(leaf(module, [spec.outChannels, oh, ow]))
+          return Either.map(built(module), (m) => leaf(m, [spec.outChannels, oh, ow]))
         })
       )
     case "Linear":
       return Either.flatMap(needVector(flow, fail, "Linear"), (f) =>
-        Either.map(checkGiven(fail, "inFeatures", spec.inFeatures, f), (inFeatures) =>
-          leaf(
-            Module.Linear({
-              inFeatures,
-              outFeatures: spec.outFeatures,
-              bias: spec.bias ?? true,
-              ...(flow.chw === undefined ? {} : { flattenedFrom: flow.chw })
-            }),
-            [spec.outFeatures]
+        Either.flatMap(checkGiven(fail, "inFeatures", spec.inFeatures, f), (inFeatures) =>
+          Either.map(
+            built(
+              Module.Linear({
+                inFeatures,
+                outFeatures: spec.outFeatures,
+                bias: spec.bias ?? true,
+                ...(flow.chw === undefined ? {} : { flattenedFrom: flow.chw })
+              })
+            ),
+            (m) => leaf(m, [spec.outFeatures])
           )
         )
       )
     case "MaxPool2d":
-      return Either.map(pool(spec, flow, fail, "MaxPool2d"), (shape) =>
-        leaf(
-          Module.MaxPool2d({ kernelSize: spec.kernelSize, stride: spec.stride, padding: spec.padding }),
-          shape
+      return Either.flatMap(pool(spec, flow, fail, "MaxPool2d"), (shape) =>
+        Either.map(
+          built(
+            Module.MaxPool2d({ kernelSize: spec.kernelSize, stride: spec.stride, padding: spec.padding })
+          ),
+          (m) => leaf(m, shape)
         )
       )
     case "AvgPool2d":
-      return Either.map(pool(spec, flow, fail, "AvgPool2d"), (shape) =>
-        leaf(
-          Module.AvgPool2d({
-            kernelSize: spec.kernelSize,
-            stride: spec.stride,
-            padding: spec.padding,
-            countIncludePad: spec.countIncludePad
-          }),
-          shape
+      return Either.flatMap(pool(spec, flow, fail, "AvgPool2d"), (shape) =>
+        Either.map(
+          built(
+            Module.AvgPool2d({
+              kernelSize: spec.kernelSize,
+              stride: spec.stride,
+              padding: spec.padding,
+              countIncludePad: spec.countIncludePad
+            })
+          ),
+          (m) => leaf(m, shape)
         )
       )
     case "AdaptiveAvgPool2d":
-      return Either.map(needMap(flow, fail, "AdaptiveAvgPool2d"), ([c]) => {
+      return Either.flatMap(needMap(flow, fail, "AdaptiveAvgPool2d"), ([c]) => {
         const [oh, ow] = Module.pair(spec.outputSize)
-        return leaf(Module.AdaptiveAvgPool2d(spec.outputSize), [c, oh, ow])
+        return Either.map(built(Module.AdaptiveAvgPool2d(spec.outputSize)), (m) => leaf(m, [c, oh, ow]))
       })
     case "BatchNorm1d":
     case "BatchNorm2d": {
@@ -488,14 +484,19 @@ const buildLayer = (
             ...(spec.affine === undefined ? {} : { affine: spec.affine }),
             ...(spec.trackRunningStats === undefined ? {} : { trackRunningStats: spec.trackRunningStats })
           }
-          return same(spec.type === "BatchNorm2d" ? Module.BatchNorm2d(options) : Module.BatchNorm1d(options))
+          return Either.flatMap(
+            built(spec.type === "BatchNorm2d" ? Module.BatchNorm2d(options) : Module.BatchNorm1d(options)),
+            same
+          )
         })
       )
     }
     case "Dropout":
-      return same(Module.Dropout(spec.p ?? 0.5))
+      return Either.flatMap(built(Module.Dropout(spec.p ?? 0.5)), same)
     case "Dropout2d":
-      return Either.flatMap(needMap(flow, fail, "Dropout2d"), () => same(Module.Dropout2d(spec.p ?? 0.5)))
+      return Either.flatMap(needMap(flow, fail, "Dropout2d"), () =>
+        Either.flatMap(built(Module.Dropout2d(spec.p ?? 0.5)), same)
+      )
     case "Flatten":
       return Either.right(
         leaf(

@@ -1,6 +1,8 @@
 import { Random } from "@stepwise/data"
 import type { Numeric } from "@stepwise/optim"
 import * as tf from "@tensorflow/tfjs-core"
+import { Either } from "effect"
+import { InvalidLayer } from "./Errors.js"
 import { biasBound, kaimingUniformBound, uniform } from "./Init.js"
 import { reluGrad } from "./kernels/Fused.js"
 
@@ -128,7 +130,8 @@ export interface ApplyOptions {
 
 export const ctxOf = (options: ApplyOptions): Ctx => ({
   training: options.training,
-  rng: options.rng ?? Random.make(options.seed ?? 0),
+  // lossAndGrads and lossOf check the seed first (InvalidArgument); `apply` takes it as given.
+  rng: options.rng ?? Random.unsafeMake(options.seed ?? 0),
   buffers: options.buffers,
   tap: options.tap
 })
@@ -215,6 +218,7 @@ const bufferValues = (
   const out: Record<string, tf.Tensor> = {}
   for (const b of specs) {
     const t = ctx.buffers?.[`${prefix}${b.name}`]
+    // Buffers come from initBuffers / the trainer: a missing one is a caller's bug, not data.
     if (t === undefined)
       throw new RangeError(
         `${kind}: buffer '${prefix}${b.name}' missing (pass buffers: Module.initBuffers(model) or the trainer's)`
@@ -237,6 +241,7 @@ export const leaf = (definition: LeafDefinition): Module => {
   const paramsOf = (params: Params, prefix: string) =>
     specs.map((s) => {
       const p = params[`${prefix}${s.name}`]
+      // Params come from `init` / the trainer for this very model: a missing one is a caller's bug.
       if (p === undefined) throw new RangeError(`${definition.kind}: parameter '${prefix}${s.name}' missing`)
       return p
     })
@@ -429,6 +434,36 @@ export type Pair = number | readonly [number, number]
 
 export const pair = (v: Pair): readonly [number, number] => (typeof v === "number" ? [v, v] : v)
 
+export { InvalidLayer } from "./Errors.js"
+
+/**
+ * A layer constructor's checks, in the order PyTorch runs them: the first one that fails is the
+ * `InvalidLayer`; all passing builds the layer.
+ */
+const checked = (
+  layer: string,
+  checks: ReadonlyArray<readonly [field: string, value: unknown, ok: boolean, reason: string]>,
+  build: () => Module
+): Either.Either<Module, InvalidLayer> => {
+  const bad = checks.find(([, , ok]) => !ok)
+  return bad === undefined
+    ? Either.right(build())
+    : Either.left(new InvalidLayer({ layer, field: bad[0], value: bad[1], reason: bad[3] }))
+}
+
+const isCount = (v: number) => Number.isInteger(v) && v >= 1
+const positivePair = (field: string, v: Pair) =>
+  [field, v, pair(v).every(isCount), "must be a positive integer or a pair of them"] as const
+const nonNegativePair = (field: string, v: Pair) =>
+  [
+    field,
+    v,
+    pair(v).every((d) => Number.isInteger(d) && d >= 0),
+    "must be a non-negative integer or a pair of them"
+  ] as const
+const count = (field: string, v: number) => [field, v, isCount(v), "must be a positive integer"] as const
+const probability = (v: number) => ["p", v, v >= 0 && v <= 1, "has to be between 0 and 1"] as const
+
 export interface Conv2dOptions {
   readonly inChannels: number
   readonly outChannels: number
@@ -480,8 +515,29 @@ const dilate = (w: tf.Tensor4D, dh: number, dw: number): tf.Tensor4D => {
   )
 }
 
-/** nn.Conv2d on NHWC activations (weights stored [kh, kw, in, out]). */
-export const Conv2d = (options: Conv2dOptions): Module => {
+/**
+ * nn.Conv2d on NHWC activations (weights stored [kh, kw, in, out]); `InvalidLayer` for a
+ * non-positive channel count, kernel size, stride or dilation, or a negative padding. (Padding
+ * 'same' with a stride is tfjs' 'same', which this layer supports; ModelSpec refuses it, as
+ * PyTorch does, so recipes stay portable.)
+ */
+export const Conv2d = (options: Conv2dOptions): Either.Either<Module, InvalidLayer> => {
+  const padding = options.padding ?? 0
+  return checked(
+    "Conv2d",
+    [
+      count("inChannels", options.inChannels),
+      count("outChannels", options.outChannels),
+      positivePair("kernelSize", options.kernelSize),
+      positivePair("stride", options.stride ?? 1),
+      positivePair("dilation", options.dilation ?? 1),
+      ...(padding === "same" || padding === "valid" ? [] : [nonNegativePair("padding", padding)])
+    ],
+    () => conv2d(options)
+  )
+}
+
+const conv2d = (options: Conv2dOptions): Module => {
   const { inChannels, outChannels } = options
   const [kh, kw] = pair(options.kernelSize)
   const [sh, sw] = pair(options.stride ?? 1)
@@ -549,8 +605,29 @@ export interface LinearOptions {
   readonly flattenedFrom?: readonly [number, number, number]
 }
 
-/** nn.Linear: y = x W + b with W stored [in, out]. */
-export const Linear = (options: LinearOptions): Module => {
+/** nn.Linear: y = x W + b with W stored [in, out]; `InvalidLayer` for a non-positive size. */
+export const Linear = (options: LinearOptions): Either.Either<Module, InvalidLayer> =>
+  checked(
+    "Linear",
+    [
+      count("inFeatures", options.inFeatures),
+      count("outFeatures", options.outFeatures),
+      ...(options.flattenedFrom === undefined
+        ? []
+        : [
+            [
+              "flattenedFrom",
+              options.flattenedFrom,
+              options.flattenedFrom.every(isCount) &&
+                options.flattenedFrom.reduce((a, b) => a * b, 1) === options.inFeatures,
+              `must be positive and multiply to inFeatures (${options.inFeatures})`
+            ] as const
+          ])
+    ],
+    () => linear(options)
+  )
+
+const linear = (options: LinearOptions): Module => {
   const { inFeatures, outFeatures } = options
   const withBias = options.bias ?? true
   const layout: Layout =
@@ -592,12 +669,40 @@ export interface Pool2dOptions {
 export const poolOutputSize = (n: number, k: number, s: number, p: number): number =>
   Math.floor((n + 2 * p - k) / s) + 1
 
-/** nn.MaxPool2d (floor mode, padding counts as -inf as in PyTorch). */
-export const MaxPool2d = (kernelSize: Pair | Pool2dOptions, stride?: Pair): Module => {
+/** PyTorch's pooling checks: positive kernel and stride, padding at most half the kernel. */
+const poolChecks = (o: Pool2dOptions) => {
+  const k = o.kernelSize
+  const padding = o.padding ?? 0
+  const validK = pair(k).every(isCount)
+  return [
+    positivePair("kernelSize", k),
+    positivePair("stride", o.stride ?? k),
+    nonNegativePair("padding", padding),
+    [
+      "padding",
+      padding,
+      !validK || pair(padding).every((p, d) => p <= pair(k)[d] / 2),
+      `should be at most half of the kernel size ${JSON.stringify(k)}`
+    ] as const
+  ]
+}
+
+/**
+ * nn.MaxPool2d (floor mode, padding counts as -inf as in PyTorch); `InvalidLayer` for a
+ * non-positive kernel size or stride, or a padding over half the kernel.
+ */
+export const MaxPool2d = (
+  kernelSize: Pair | Pool2dOptions,
+  stride?: Pair
+): Either.Either<Module, InvalidLayer> => {
   const o: Pool2dOptions =
     typeof kernelSize === "object" && !Array.isArray(kernelSize)
       ? (kernelSize as Pool2dOptions)
       : { kernelSize: kernelSize as Pair, stride }
+  return checked("MaxPool2d", poolChecks(o), () => maxPool2d(o))
+}
+
+const maxPool2d = (o: Pool2dOptions): Module => {
   const [kh, kw] = pair(o.kernelSize)
   const [sh, sw] = pair(o.stride ?? o.kernelSize)
   const pad = tfPad(o.padding ?? 0)
@@ -667,12 +772,16 @@ export interface AvgPool2dOptions extends Pool2dOptions {
   readonly countIncludePad?: boolean | undefined
 }
 
-/** nn.AvgPool2d (floor mode). */
-export const AvgPool2d = (options: Pair | AvgPool2dOptions): Module => {
+/** nn.AvgPool2d (floor mode); `InvalidLayer` as `MaxPool2d`. */
+export const AvgPool2d = (options: Pair | AvgPool2dOptions): Either.Either<Module, InvalidLayer> => {
   const o: AvgPool2dOptions =
     typeof options === "object" && !Array.isArray(options)
       ? (options as AvgPool2dOptions)
       : { kernelSize: options as Pair }
+  return checked("AvgPool2d", poolChecks(o), () => avgPool2d(o))
+}
+
+const avgPool2d = (o: AvgPool2dOptions): Module => {
   const k = pair(o.kernelSize)
   const s = pair(o.stride ?? o.kernelSize)
   const p = pair(o.padding ?? 0)
@@ -691,7 +800,10 @@ export const AvgPool2d = (options: Pair | AvgPool2dOptions): Module => {
 }
 
 /** nn.AdaptiveAvgPool2d: output bin i averages rows floor(i n / o) .. ceil((i + 1) n / o) - 1. */
-export const AdaptiveAvgPool2d = (outputSize: Pair): Module => {
+export const AdaptiveAvgPool2d = (outputSize: Pair): Either.Either<Module, InvalidLayer> =>
+  checked("AdaptiveAvgPool2d", [positivePair("outputSize", outputSize)], () => adaptiveAvgPool2d(outputSize))
+
+const adaptiveAvgPool2d = (outputSize: Pair): Module => {
   const [oh, ow] = pair(outputSize)
   const windows = (n: number, o: number) =>
     Array.from({ length: o }, (_, i) => {
@@ -744,6 +856,7 @@ const batchNorm = (kind: "BatchNorm1d" | "BatchNorm2d", rank: 2 | 4, options: Ba
     specs,
     buffers,
     run: (x, ps, ctx, bufs) => {
+      // Shapes are checked where models are built (ModelSpec); a mismatch is a hand-built model's bug.
       if (x.rank !== rank || x.shape[rank - 1] !== c)
         throw new RangeError(
           `${kind}(${c}) expects ${rank === 4 ? "an NHWC map" : "[n, features]"} with ${c} channels, got [${x.shape}]`
@@ -751,6 +864,8 @@ const batchNorm = (kind: "BatchNorm1d" | "BatchNorm2d", rank: 2 | 4, options: Ba
       const [gamma, beta] = ps
       const batchStats = ctx.training || !track
       const m = x.size / c
+      // A forward pass has no error channel; the trainer refuses one-sample batches before this
+      // (left as is: see the report of issue 9, BatchNorm on a batch of one).
       if (batchStats && m < 2)
         throw new RangeError(
           `${kind}: expected more than 1 value per channel when training, got input [${x.shape}]`
@@ -794,8 +909,29 @@ const batchNorm = (kind: "BatchNorm1d" | "BatchNorm2d", rank: 2 | 4, options: Ba
   })
 }
 
-export const BatchNorm1d = (options: BatchNormOptions): Module => batchNorm("BatchNorm1d", 2, options)
-export const BatchNorm2d = (options: BatchNormOptions): Module => batchNorm("BatchNorm2d", 4, options)
+/** PyTorch's BatchNorm arguments: a positive feature count, eps > 0, momentum in [0, 1]. */
+const checkedBatchNorm = (kind: "BatchNorm1d" | "BatchNorm2d", rank: 2 | 4, options: BatchNormOptions) =>
+  checked(
+    kind,
+    [
+      count("numFeatures", options.numFeatures),
+      ["eps", options.eps, options.eps === undefined || options.eps > 0, "must be positive"],
+      [
+        "momentum",
+        options.momentum,
+        options.momentum === undefined || (options.momentum >= 0 && options.momentum <= 1),
+        "has to be between 0 and 1"
+      ]
+    ],
+    () => batchNorm(kind, rank, options)
+  )
+
+/** nn.BatchNorm1d over [n, features]; `InvalidLayer` for a bad feature count, eps or momentum. */
+export const BatchNorm1d = (options: BatchNormOptions): Either.Either<Module, InvalidLayer> =>
+  checkedBatchNorm("BatchNorm1d", 2, options)
+/** nn.BatchNorm2d over NHWC maps; `InvalidLayer` for a bad feature count, eps or momentum. */
+export const BatchNorm2d = (options: BatchNormOptions): Either.Either<Module, InvalidLayer> =>
+  checkedBatchNorm("BatchNorm2d", 4, options)
 
 /** nn.Flatten: [n, ...] -> [n, prod(...)], in this engine's NHWC order. */
 export const Flatten = (): Module =>
@@ -946,33 +1082,38 @@ export const dropoutMask = (rng: Random.State, size: number, p: number): Float32
   return mask
 }
 
-const checkP = (p: number): void => {
-  if (!(p >= 0 && p <= 1)) throw new RangeError(`dropout probability has to be between 0 and 1, but got ${p}`)
-}
-
 /**
  * A dropout module: in training mode (p > 0) multiplies by an inverted-dropout mask of
  * `maskShape(x)` (broadcast over x), the same mask in the backward pass.
  */
-const dropoutModule = (kind: string, p: number, maskShape: (x: tf.Tensor) => Array<number>): Module => {
-  checkP(p)
-  return leaf({
-    kind,
-    run: (x, _ps, ctx) => {
-      if (!ctx.training || p === 0) return { y: x, saved: [], back: (dy) => ({ dx: dy, dps: [] }) }
-      const shape = maskShape(x)
-      const mask = tf.tensor(dropoutMask(ctx.rng, sizeOf(shape), p), shape, "float32")
-      return { y: tf.mul(x, mask), saved: [mask], back: (dy, [m]) => ({ dx: tf.mul(dy, m), dps: [] }) }
-    }
-  })
-}
+const dropoutModule = (
+  kind: string,
+  p: number,
+  maskShape: (x: tf.Tensor) => Array<number>
+): Either.Either<Module, InvalidLayer> =>
+  checked(kind, [probability(p)], () =>
+    leaf({
+      kind,
+      run: (x, _ps, ctx) => {
+        if (!ctx.training || p === 0) return { y: x, saved: [], back: (dy) => ({ dx: dy, dps: [] }) }
+        const shape = maskShape(x)
+        const mask = tf.tensor(dropoutMask(ctx.rng, sizeOf(shape), p), shape, "float32")
+        return { y: tf.mul(x, mask), saved: [mask], back: (dy, [m]) => ({ dx: tf.mul(dy, m), dps: [] }) }
+      }
+    })
+  )
 
-/** nn.Dropout(p = 0.5): drops elements in training mode only. */
-export const Dropout = (p = 0.5): Module => dropoutModule("Dropout", p, (x) => x.shape)
+/** nn.Dropout(p = 0.5): drops elements in training mode only; `InvalidLayer` unless 0 <= p <= 1. */
+export const Dropout = (p = 0.5): Either.Either<Module, InvalidLayer> =>
+  dropoutModule("Dropout", p, (x) => x.shape)
 
-/** nn.Dropout2d(p = 0.5): drops whole channels of an NHWC map (one draw per sample and channel). */
-export const Dropout2d = (p = 0.5): Module =>
+/**
+ * nn.Dropout2d(p = 0.5): drops whole channels of an NHWC map (one draw per sample and channel);
+ * `InvalidLayer` unless 0 <= p <= 1.
+ */
+export const Dropout2d = (p = 0.5): Either.Either<Module, InvalidLayer> =>
   dropoutModule("Dropout2d", p, (x) => {
+    // A map is checked where models are built (ModelSpec); a vector here is a hand-built model's bug.
     if (x.rank !== 4) throw new RangeError(`Dropout2d expects an NHWC map, got shape [${x.shape}]`)
     const [n, , , c] = x.shape
     return [n, 1, 1, c]

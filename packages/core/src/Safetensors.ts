@@ -10,7 +10,7 @@
  */
 import { FileSystem } from "@effect/platform"
 import { AtomicFile } from "@stepwise/data"
-import { Effect, Schema } from "effect"
+import { Effect, Either, Schema } from "effect"
 import { SafetensorsError } from "./Errors.js"
 
 export type DType = "F32" | "F64" | "I32" | "I64" | "U8" | "I8" | "I16" | "U16" | "U32"
@@ -102,24 +102,22 @@ const numel = (shape: ReadonlyArray<number>) => shape.reduce((a, b) => a * b, 1)
 const littleEndian = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1
 
 /** Encodes tensors (sorted by name, like the reference writer) and string metadata. */
-export const encode = (file: File, path = "<memory>"): Uint8Array => {
-  if (!littleEndian) throw new SafetensorsError({ path, reason: "big-endian hosts are not supported" })
+export const encode = (file: File, path = "<memory>"): Either.Either<Uint8Array, SafetensorsError> => {
+  const fail = (reason: string) => Either.left(new SafetensorsError({ path, reason }))
+  if (!littleEndian) return fail("big-endian hosts are not supported")
   const names = Object.keys(file.tensors).sort()
   const header: Record<string, unknown> = {}
   if (Object.keys(file.metadata).length > 0) header.__metadata__ = { ...file.metadata }
   let offset = 0
   for (const name of names) {
-    if (name === "__metadata__") throw new SafetensorsError({ path, reason: `reserved tensor name ${name}` })
+    if (name === "__metadata__") return fail(`reserved tensor name ${name}`)
     const t = file.tensors[name]
-    if (!t.shape.every((d) => Number.isInteger(d) && d >= 0)) {
-      throw new SafetensorsError({ path, reason: `tensor ${name}: invalid shape [${t.shape.join(", ")}]` })
-    }
-    if (numel(t.shape) !== t.data.length || dtypeOf(t.data) !== t.dtype) {
-      throw new SafetensorsError({
-        path,
-        reason: `tensor ${name}: ${t.data.length} ${dtypeOf(t.data)} values for ${t.dtype} shape [${t.shape.join(", ")}]`
-      })
-    }
+    if (!t.shape.every((d) => Number.isInteger(d) && d >= 0))
+      return fail(`tensor ${name}: invalid shape [${t.shape.join(", ")}]`)
+    if (numel(t.shape) !== t.data.length || dtypeOf(t.data) !== t.dtype)
+      return fail(
+        `tensor ${name}: ${t.data.length} ${dtypeOf(t.data)} values for ${t.dtype} shape [${t.shape.join(", ")}]`
+      )
     const bytes = t.data.byteLength
     own(header, name, { dtype: t.dtype, shape: [...t.shape], data_offsets: [offset, offset + bytes] })
     offset += bytes
@@ -136,7 +134,7 @@ export const encode = (file: File, path = "<memory>"): Uint8Array => {
     out.set(new Uint8Array(d.buffer, d.byteOffset, d.byteLength), at)
     at += d.byteLength
   }
-  return out
+  return Either.right(out)
 }
 
 const HeaderEntry = Schema.Struct({
@@ -146,21 +144,27 @@ const HeaderEntry = Schema.Struct({
 })
 const decodeEntry = Schema.decodeUnknownEither(HeaderEntry)
 
-/** Decodes a whole file, checking every offset, size and dtype; values are copied out (aligned). */
-export const decode = (bytes: Uint8Array, path = "<memory>"): File => {
-  const fail = (reason: string) => new SafetensorsError({ path, reason })
-  if (bytes.length < 8) throw fail(`${bytes.length} bytes, too short for the 8-byte header length`)
+/**
+ * Decodes a whole file, checking every offset, size and dtype; values are copied out (aligned).
+ * A malformed file is a `SafetensorsError` naming `path` and, where one is to blame, the byte
+ * `offset` in the file (0: the length prefix, 8: the header, past the header: a tensor's data).
+ */
+export const decode = (bytes: Uint8Array, path = "<memory>"): Either.Either<File, SafetensorsError> => {
+  const fail = (reason: string, offset?: number, cause?: unknown) =>
+    Either.left(new SafetensorsError({ path, reason, offset, cause }))
+  if (bytes.length < 8) return fail(`${bytes.length} bytes, too short for the 8-byte header length`, 0)
   const n = new DataView(bytes.buffer, bytes.byteOffset, 8).getBigUint64(0, true)
-  if (n > BigInt(bytes.length - 8)) throw fail(`header length ${n} exceeds the file (${bytes.length} bytes)`)
+  if (n > BigInt(bytes.length - 8))
+    return fail(`header length ${n} exceeds the file (${bytes.length} bytes)`, 0)
   const headerEnd = 8 + Number(n)
   let header: unknown
   try {
     header = JSON.parse(new TextDecoder("utf-8", { fatal: true }).decode(bytes.subarray(8, headerEnd)))
   } catch (e) {
-    throw fail(`header is not UTF-8 JSON (${String(e)})`)
+    return fail(`header is not UTF-8 JSON (${String(e)})`, 8, e)
   }
   if (typeof header !== "object" || header === null || Array.isArray(header))
-    throw fail("header is not an object")
+    return fail("header is not an object", 8)
   const dataLength = bytes.length - headerEnd
   const tensors: Record<string, HostTensor> = {}
   const metadata: Record<string, string> = {}
@@ -168,16 +172,16 @@ export const decode = (bytes: Uint8Array, path = "<memory>"): File => {
   for (const [name, raw] of Object.entries(header)) {
     if (name === "__metadata__") {
       if (typeof raw !== "object" || raw === null || Array.isArray(raw))
-        throw fail("__metadata__ must map strings to strings")
+        return fail("__metadata__ must map strings to strings", 8)
       for (const [k, v] of Object.entries(raw)) {
         if (typeof v !== "string")
-          throw fail(`__metadata__ must map strings to strings (${k} is not a string)`)
+          return fail(`__metadata__ must map strings to strings (${k} is not a string)`, 8)
         own(metadata, k, v)
       }
       continue
     }
     const e = decodeEntry(raw)
-    if (e._tag === "Left") throw fail(`tensor ${name}: malformed entry ${JSON.stringify(raw)}`)
+    if (e._tag === "Left") return fail(`tensor ${name}: malformed entry ${JSON.stringify(raw)}`, 8, e.left)
     const {
       dtype,
       shape,
@@ -185,12 +189,12 @@ export const decode = (bytes: Uint8Array, path = "<memory>"): File => {
     } = e.right
     const expected = numel(shape) * BYTES[dtype]
     if (end < begin || end > dataLength)
-      throw fail(`tensor ${name}: offsets [${begin}, ${end}] outside the data (${dataLength} bytes)`)
-    if (end - begin !== expected) {
-      throw fail(
-        `tensor ${name}: ${end - begin} bytes for ${dtype} shape [${shape.join(", ")}] (needs ${expected})`
+      return fail(`tensor ${name}: offsets [${begin}, ${end}] outside the data (${dataLength} bytes)`, 8)
+    if (end - begin !== expected)
+      return fail(
+        `tensor ${name}: ${end - begin} bytes for ${dtype} shape [${shape.join(", ")}] (needs ${expected})`,
+        headerEnd + begin
       )
-    }
     spans.push([begin, end, name])
     // A fresh, aligned copy (Node's Buffer#slice would be a view into a shared pool).
     const copy = new Uint8Array(end - begin)
@@ -201,11 +205,13 @@ export const decode = (bytes: Uint8Array, path = "<memory>"): File => {
   spans.sort((a, b) => a[0] - b[0] || a[1] - b[1])
   let at = 0
   for (const [begin, end, name] of spans) {
-    if (begin !== at) throw fail(`tensor ${name}: starts at ${begin}, expected ${at} (gap or overlap)`)
+    if (begin !== at)
+      return fail(`tensor ${name}: starts at ${begin}, expected ${at} (gap or overlap)`, headerEnd + at)
     at = end
   }
-  if (at !== dataLength) throw fail(`${dataLength - at} trailing bytes after the last tensor`)
-  return { tensors, metadata }
+  if (at !== dataLength)
+    return fail(`${dataLength - at} trailing bytes after the last tensor`, headerEnd + at)
+  return Either.right({ tensors, metadata })
 }
 
 /**
@@ -214,11 +220,7 @@ export const decode = (bytes: Uint8Array, path = "<memory>"): File => {
  */
 export const write = (path: string, file: File) =>
   Effect.gen(function* () {
-    const bytes = yield* Effect.try({
-      try: () => encode(file, path),
-      catch: (e) =>
-        e instanceof SafetensorsError ? e : new SafetensorsError({ path, reason: String(e), cause: e })
-    })
+    const bytes = yield* encode(file, path)
     yield* AtomicFile.write(path, bytes)
   })
 
@@ -227,8 +229,5 @@ export const read = (path: string) =>
   Effect.gen(function* () {
     const fs = yield* FileSystem.FileSystem
     const bytes = yield* fs.readFile(path)
-    return yield* Effect.try({
-      try: () => decode(bytes, path),
-      catch: (e) => (e instanceof SafetensorsError ? e : new SafetensorsError({ path, reason: String(e) }))
-    })
+    return yield* decode(bytes, path)
   })

@@ -28,7 +28,7 @@ import {
   TfNumeric
 } from "@stepwise/optim"
 import * as tf from "@tensorflow/tfjs-core"
-import { Chunk, Clock, Effect, Either, Option, PubSub, Ref, Stream } from "effect"
+import { Chunk, Clock, Effect, Either, identity, Option, PubSub, Ref, Stream } from "effect"
 import { Engine } from "./Engine.js"
 import { InvalidTrainer, NonFinite, type NonFiniteWhat } from "./Errors.js"
 import * as Events from "./Events.js"
@@ -219,12 +219,11 @@ export const trainStep = (
   const captured: Array<Events.TrainEvent> = []
   const tap =
     capture.activations.length === 0 ? undefined : activationTap(capture.activations, where, captured)
-  const { loss, grads, ...out } = Loss.lossAndGrads(config.model, config.loss, params, batch, {
-    training: true,
-    buffers,
-    rng,
-    tap
-  })
+  // Throws InvalidTargets for targets that do not fit the model (was a RangeError from the loss).
+  const { loss, grads, ...out } = Either.getOrThrowWith(
+    Loss.lossAndGrads(config.model, config.loss, params, batch, { training: true, buffers, rng, tap }),
+    identity
+  )
   if (capture.parameters.length > 0)
     captured.push(...layerEvents("Parameters", config.model, capture.parameters, params, where))
   if (capture.gradients.length > 0)
@@ -243,7 +242,7 @@ export const trainStep = (
 
 /** The dropout state of a mini-batch: a pure function of (seed, epoch, batch). */
 export const stepRng = (seed: number, epoch: number, batch: number): Random.State =>
-  Random.foldIn(Random.foldIn(Random.make(seed), epoch), batch)
+  Random.foldIn(Random.foldIn(Random.unsafeMake(seed), epoch), batch)
 
 // ------------------------------------------------------------------------------------ training
 
@@ -566,7 +565,10 @@ export const evaluate = <E, R>(
 
 /** The loss of one batch in eval mode. */
 export const batchLoss = (t: Trainer<any, any>, batch: Batch.Batch<Targets>): number =>
-  Loss.lossOf(t.config.model, t.config.loss, t.params, batch, { training: false, buffers: t.buffers })
+  Either.getOrThrowWith(
+    Loss.lossOf(t.config.model, t.config.loss, t.params, batch, { training: false, buffers: t.buffers }),
+    identity
+  )
 
 /** Model outputs for a batch, eval mode by default: `[n, k]` values, row-major. */
 export const outputs = (
@@ -589,7 +591,7 @@ export const correct = (
   threshold = 0.5
 ): Metrics.PerClass => {
   const out = outputs(t, batch)
-  return Metrics.correct(out.values, out.shape[1] ?? 1, batch.y, threshold)
+  return Either.getOrThrowWith(Metrics.correct(out.values, out.shape[1] ?? 1, batch.y, threshold), identity)
 }
 
 /**

@@ -66,7 +66,7 @@ layer(Engine.wasm)("Acceptance (smoke, real images)", (it) => {
     Effect.gen(function* () {
       const { train, val } = yield* data
       expect([train.length, val.length]).toEqual([2520, 372])
-      const { model } = Cnn2.make({ nFilters: 5, p: 0 })
+      const { model } = Either.getOrThrow(Cnn2.make({ nFilters: 5, p: 0 }))
       const init = Object.fromEntries(Object.entries(fixture.init).map(([k, v]) => [k, decode(v)]))
       const t = Trainer.make(
         {
@@ -102,13 +102,13 @@ layer(Engine.wasm)("Acceptance (smoke, real images)", (it) => {
       const valLoader = yield* DataLoader.fromTensorDataset(val, { batchSize: 16 })
       const t = Trainer.make(
         {
-          model: Cnn2.make({ nFilters: 5, p: 0.3 }).model,
+          model: Either.getOrThrow(Cnn2.make({ nFilters: 5, p: 0.3 })).model,
           loss: Loss.crossEntropy,
           optimizer: F.adam(3e-4),
           trainLoader: yield* DataLoader.fromTensorDataset(train, { batchSize: 16, shuffle: true, seed: 13 }),
           valLoader
         },
-        Random.make(13)
+        Random.unsafeMake(13)
       )
       expect(Trainer.countParameters(t)).toBe(6823)
       const done = yield* Trainer.train(t, 1, 42)

@@ -108,15 +108,15 @@ describe.each(["wasm", "cpu"] as const)(
           const { module } = built.right
           checked++
           const before = tf.memory().numTensors
-          const params = Module.init(module, Random.make(c.seed))
+          const params = Module.init(module, Random.unsafeMake(c.seed))
           const buffers = Module.initBuffers(module)
           tf.tidy(() => {
             const [xs, s1] = Random.normals(
-              Random.make(c.seed + 1),
+              Random.unsafeMake(c.seed + 1),
               c.n * c.shape[0] * c.shape[1] * c.shape[2]
             )
             const x = Loss.inputTensor(Float32Array.from(xs), [c.n, ...c.shape])
-            const ctx: Module.Ctx = { training: c.training, rng: Random.make(c.seed + 2), buffers }
+            const ctx: Module.Ctx = { training: c.training, rng: Random.unsafeMake(c.seed + 2), buffers }
             const fwd = module.forward(params, "", x, ctx, true)
             const [rs, s2] = Random.normals(s1, fwd.y.size)
             const r = tf.tensor(Float32Array.from(rs), fwd.y.shape)
@@ -191,7 +191,7 @@ describe.each(["wasm", "cpu"] as const)(
 
 describe.each(["wasm", "cpu"] as const)("models as functions of tfjs ops (%s)", (backend) => {
   const batch = (seed: number) => {
-    const [xs] = Random.normals(Random.make(seed), 32 * 2)
+    const [xs] = Random.normals(Random.unsafeMake(seed), 32 * 2)
     const y = new Int32Array(32)
     // Two Gaussian blobs with a curved boundary: needs the hidden layer.
     for (let i = 0; i < 32; i++) y[i] = xs[2 * i] * xs[2 * i] + xs[2 * i + 1] > 0.5 ? 1 : 0
@@ -227,7 +227,7 @@ describe.each(["wasm", "cpu"] as const)("models as functions of tfjs ops (%s)", 
     await F.useEngine(backend)
     const before = tf.memory().numTensors
     // An MLP written by hand, with a built-in Linear inside it (its custom gradient in the tape).
-    const head = Module.Linear({ inFeatures: 8, outFeatures: 2 })
+    const head = Either.getOrThrow(Module.Linear({ inFeatures: 8, outFeatures: 2 }))
     const mlp = Module.Lambda({
       kind: "MLP",
       specs: [
@@ -239,10 +239,12 @@ describe.each(["wasm", "cpu"] as const)("models as functions of tfjs ops (%s)", 
     })
     const model = Module.Sequential([["mlp", mlp]])
     expect(model.explicit).toBe(false)
-    let params = Module.init(model, Random.make(3))
+    let params = Module.init(model, Random.unsafeMake(3))
     const data = batch(2)
     // One step checked against tf.grads over the same function.
-    const step0 = Loss.lossAndGrads(model, Loss.crossEntropy, params, data, { training: true })
+    const step0 = Either.getOrThrow(
+      Loss.lossAndGrads(model, Loss.crossEntropy, params, data, { training: true })
+    )
     tf.tidy(() => {
       const names = model.specs.map((s) => s.name)
       const x = tf.tensor2d(data.x, [32, 2])
@@ -260,9 +262,11 @@ describe.each(["wasm", "cpu"] as const)("models as functions of tfjs ops (%s)", 
     Module.disposeAll(step0.grads)
     const losses: Array<number> = []
     for (let step = 0; step < 40; step++) {
-      const { loss, grads, buffers } = Loss.lossAndGrads(model, Loss.crossEntropy, params, data, {
-        training: true
-      })
+      const { loss, grads, buffers } = Either.getOrThrow(
+        Loss.lossAndGrads(model, Loss.crossEntropy, params, data, {
+          training: true
+        })
+      )
       expect(Object.keys(buffers)).toEqual([])
       losses.push(loss)
       const next = tf.tidy(() =>
@@ -296,17 +300,19 @@ describe.each(["wasm", "cpu"] as const)("models as functions of tfjs ops (%s)", 
     if (Either.isLeft(built)) throw built.left
     const model = built.right.module
     const before = tf.memory().numTensors
-    const params = Module.init(model, Random.make(4))
+    const params = Module.init(model, Random.unsafeMake(4))
     const buffers = Module.initBuffers(model)
-    const [xs] = Random.normals(Random.make(5), 8 * 3 * 36)
+    const [xs] = Random.normals(Random.unsafeMake(5), 8 * 3 * 36)
     const data = {
       x: Float32Array.from(xs),
       y: Int32Array.from([0, 1, 2, 0, 1, 2, 0, 1]),
       shape: [8, 3, 6, 6]
     } as any
     const options = { training: true, seed: 11, buffers }
-    const explicit = Loss.lossAndGrads(model, Loss.crossEntropy, params, data, options)
-    const auto = Loss.lossAndGrads(model, Loss.crossEntropy, params, data, { ...options, autodiff: true })
+    const explicit = Either.getOrThrow(Loss.lossAndGrads(model, Loss.crossEntropy, params, data, options))
+    const auto = Either.getOrThrow(
+      Loss.lossAndGrads(model, Loss.crossEntropy, params, data, { ...options, autodiff: true })
+    )
     expect(Math.abs(explicit.loss - auto.loss)).toBeLessThan(1e-9)
     for (const s of model.specs) {
       const diff = tf.tidy(

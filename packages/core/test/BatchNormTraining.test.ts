@@ -38,7 +38,7 @@ const trainer = () => {
   const l = F.loaders()
   return Trainer.make(
     { model: model(), loss: Loss.crossEntropy, optimizer: F.adam(), trainLoader: l.train, valLoader: l.val },
-    Random.make(13)
+    Random.unsafeMake(13)
   )
 }
 

@@ -3,7 +3,7 @@ import { NodeContext } from "@effect/platform-node"
 import { expect, layer } from "@effect/vitest"
 import { Random } from "@stepwise/data"
 import { ReduceLROnPlateau, StepLR } from "@stepwise/optim"
-import { Effect } from "effect"
+import { Effect, Either } from "effect"
 import * as Checkpoint from "../src/Checkpoint.js"
 import * as Engine from "../src/Engine.js"
 import * as Loss from "../src/Loss.js"
@@ -40,12 +40,12 @@ layer(Engine.wasm)("Checkpoint", (it) => {
       // Cross-entropy that turns NaN once the second epoch has been saved.
       const loss: Loss.Loss = {
         name: "PoisonedCrossEntropy",
-        evaluate: (z, shape, y) => {
-          const r = Loss.crossEntropy.evaluate(z, shape, y)
-          return poisoned ? { loss: Number.NaN, grad: r.grad } : r
-        }
+        evaluate: (z, shape, y) =>
+          Either.map(Loss.crossEntropy.evaluate(z, shape, y), (r) =>
+            poisoned ? { loss: Number.NaN, grad: r.grad } : r
+          )
       }
-      const t = Trainer.make({ ...F.trainer().config, loss }, Random.make(13))
+      const t = Trainer.make({ ...F.trainer().config, loss }, Random.unsafeMake(13))
       const err = yield* Effect.flip(
         Trainer.train(t, 4, 42, {
           onEpochEnd: (s) =>
@@ -72,7 +72,7 @@ layer(Engine.wasm)("Checkpoint", (it) => {
     Effect.gen(function* () {
       const path = `${yield* tmp}/epoch-0.safetensors`
       const base = F.trainer()
-      const t = Trainer.make(base.config, Random.make(13), { seed: 7 })
+      const t = Trainer.make(base.config, Random.unsafeMake(13), { seed: 7 })
       yield* Checkpoint.save(path, t)
       const s = yield* Checkpoint.load(path)
       expect(s.meta.seed).toBe(7)
@@ -130,7 +130,10 @@ layer(Engine.wasm)("Checkpoint", (it) => {
       const e = yield* Effect.flip(Checkpoint.resume(path, wrongModel))
       expect(e.message).toMatch(/parameter conv1.bias has shape \[3\], the model wants \[5\]/)
       const fs = yield* FileSystem.FileSystem
-      yield* fs.writeFile(`${dir}/plain.safetensors`, Safetensors.encode({ tensors: {}, metadata: {} }))
+      yield* fs.writeFile(
+        `${dir}/plain.safetensors`,
+        Either.getOrThrow(Safetensors.encode({ tensors: {}, metadata: {} }))
+      )
       const plain = yield* Effect.flip(Checkpoint.resume(`${dir}/plain.safetensors`, t))
       expect(plain).toMatchObject({
         _tag: "CheckpointError",
@@ -138,10 +141,12 @@ layer(Engine.wasm)("Checkpoint", (it) => {
       })
       yield* fs.writeFile(
         `${dir}/bad.safetensors`,
-        Safetensors.encode({
-          tensors: {},
-          metadata: { stepwise: JSON.stringify({ format: "stepwise.checkpoint/1" }) }
-        })
+        Either.getOrThrow(
+          Safetensors.encode({
+            tensors: {},
+            metadata: { stepwise: JSON.stringify({ format: "stepwise.checkpoint/1" }) }
+          })
+        )
       )
       const bad = yield* Effect.flip(Checkpoint.resume(`${dir}/bad.safetensors`, t))
       expect(bad.message).toMatch(/: metadata: .*totalEpochs/s)

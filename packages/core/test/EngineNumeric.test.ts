@@ -16,7 +16,7 @@ const gradsAt = (t: number, seed: number): Record<string, Float64Array> =>
   Object.fromEntries(
     Object.entries(shapes).map(([name, shape], k) => {
       const [u] = Random.normals(
-        Random.foldIn(Random.make(seed), t * 10 + k),
+        Random.foldIn(Random.unsafeMake(seed), t * 10 + k),
         shape.reduce((a, b) => a * b, 1)
       )
       return [name, Float64Array.from(u, (v, i) => (i % 7 === 0 ? 0 : Math.fround(v)))]

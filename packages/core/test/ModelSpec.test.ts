@@ -157,7 +157,7 @@ describe("ModelSpec: shapes inferred from the input", () => {
       ].join("\n")
     )
     // Same names, shapes, layouts and order as the hand-built CNN2 (so the same draws).
-    expect(built.module.specs).toEqual(Cnn2.make({ nFilters: 5, p: 0.3 }).model.specs)
+    expect(built.module.specs).toEqual(Either.getOrThrow(Cnn2.make({ nFilters: 5, p: 0.3 })).model.specs)
   })
 
   it("a net with BatchNorm, LeakyReLU and average pooling: shapes, parameters and buffers", () => {
@@ -227,7 +227,7 @@ describe.each(["wasm", "cpu"] as const)(
   "the CNN2 preset reproduces today's runs bit for bit (%s)",
   (backend) => {
     const run = (model: Module.Module) => {
-      let params = Module.init(model, Random.make(42))
+      let params = Module.init(model, Random.unsafeMake(42))
       const data = images(32, 28, 3)
       const losses: Array<number> = []
       const size = 3 * 28 * 28
@@ -237,10 +237,12 @@ describe.each(["wasm", "cpu"] as const)(
           y: (data.y as Int32Array).slice(step * 8, (step + 1) * 8),
           shape: [8, 3, 28, 28]
         } as any
-        const { loss, grads } = Loss.lossAndGrads(model, Loss.crossEntropy, params, batch, {
-          training: true,
-          rng: Random.foldIn(Random.make(9), step)
-        })
+        const { loss, grads } = Either.getOrThrow(
+          Loss.lossAndGrads(model, Loss.crossEntropy, params, batch, {
+            training: true,
+            rng: Random.foldIn(Random.unsafeMake(9), step)
+          })
+        )
         losses.push(loss)
         const next = tf.tidy(() =>
           Object.fromEntries(Object.entries(params).map(([k, p]) => [k, tf.sub(p, tf.mul(grads[k], 0.05))]))
@@ -261,7 +263,7 @@ describe.each(["wasm", "cpu"] as const)(
       await F.useEngine(backend)
       const preset = builtOf({ preset: "CNN2", nFilters: 5, p: 0.3 })
       expect(run(preset.module)).toEqual(legacy[backend])
-      expect(run(Cnn2.make({ nFilters: 5, p: 0.3 }).model)).toEqual(legacy[backend])
+      expect(run(Either.getOrThrow(Cnn2.make({ nFilters: 5, p: 0.3 })).model)).toEqual(legacy[backend])
     })
   }
 )

@@ -1,7 +1,7 @@
 import { describe, expect, it } from "@effect/vitest"
 import { Random } from "@stepwise/data"
 import * as tf from "@tensorflow/tfjs-core"
-import { Either } from "effect"
+import { Either, Option } from "effect"
 import * as Cnn2 from "../src/Cnn2.js"
 import * as Loss from "../src/Loss.js"
 import * as Module from "../src/Module.js"
@@ -14,14 +14,17 @@ const spacedPoints = Float32Array.from({ length: 11 }, (_, i) => Math.fround(0.1
 
 const dropTrain = (p: number, seed: number): Float32Array =>
   tf.tidy(() =>
-    Module.apply(Module.Dropout(p), {}, tf.tensor1d(spacedPoints), { training: true, seed }).dataSync()
+    Module.apply(Either.getOrThrow(Module.Dropout(p)), {}, tf.tensor1d(spacedPoints), {
+      training: true,
+      seed
+    }).dataSync()
   ) as Float32Array
 
 describe("the chapter's worked examples", () => {
   it("a three-channel convolution gives 39", async () => {
     await useEngine("wasm")
     const model = Module.Sequential([
-      ["conv", Module.Conv2d({ inChannels: 3, outChannels: 1, kernelSize: 3 })]
+      ["conv", Either.getOrThrow(Module.Conv2d({ inChannels: 3, outChannels: 1, kernelSize: 3 }))]
     ])
     const regions = [5, 0, 8, 1, 9, 5, 6, 0, 2, 0, 5, 4, 8, 1, 9, 4, 8, 1, 4, 2, 0, 6, 3, 0, 5, 2, 8]
     const filter = [0, 3, 0, 1, 0, 1, 2, 1, 0, 2, 1, 0, 0, 3, 1, 1, -1, 0, 0, 1, 3, -1, -2, 0, 2, 0, 1]
@@ -44,7 +47,7 @@ describe("the chapter's worked examples", () => {
     expect(ratios.filter((r) => r === 0).length).toBeGreaterThan(0)
     expect(ratios.filter((r) => r === 2).length).toBeGreaterThan(0)
     const evalOut = tf.tidy(() =>
-      Module.apply(Module.Dropout(0.5), {}, tf.tensor1d(spacedPoints), {
+      Module.apply(Either.getOrThrow(Module.Dropout(0.5)), {}, tf.tensor1d(spacedPoints), {
         training: false,
         seed: 44
       }).dataSync()
@@ -75,7 +78,7 @@ describe("dropout", () => {
   })
 
   it("keeps a fraction 1 - p of the elements (100,000 draws)", () => {
-    const mask = Module.dropoutMask(Random.make(3), 100_000, 0.3)
+    const mask = Module.dropoutMask(Random.unsafeMake(3), 100_000, 0.3)
     const kept = mask.filter((v) => v !== 0)
     expect(Math.abs(kept.length / 100_000 - 0.7)).toBeLessThan(0.006)
     expect(kept.every((v) => Math.abs(v - 1 / 0.7) < 1e-6)).toBe(true)
@@ -85,7 +88,10 @@ describe("dropout", () => {
     await useEngine("wasm")
     const [n, h, w, c] = [4, 3, 3, 16]
     const out = tf.tidy(() =>
-      Module.apply(Module.Dropout2d(0.5), {}, tf.ones([n, h, w, c]), { training: true, seed: 1 }).arraySync()
+      Module.apply(Either.getOrThrow(Module.Dropout2d(0.5)), {}, tf.ones([n, h, w, c]), {
+        training: true,
+        seed: 1
+      }).arraySync()
     ) as Array<Array<Array<Array<number>>>>
     let dropped = 0
     for (let b = 0; b < n; b++) {
@@ -101,13 +107,70 @@ describe("dropout", () => {
   })
 
   it("rejects a probability outside [0, 1]", () => {
-    expect(() => Module.Dropout(1.5)).toThrow(/between 0 and 1/)
+    expect(Either.getLeft(Module.Dropout(1.5))).toEqual(
+      Option.some(
+        new Module.InvalidLayer({
+          layer: "Dropout",
+          field: "p",
+          value: 1.5,
+          reason: "has to be between 0 and 1"
+        })
+      )
+    )
+  })
+
+  it("layer constructors refuse what PyTorch refuses, naming the layer and the field", () => {
+    const refused = (m: Either.Either<Module.Module, Module.InvalidLayer>) =>
+      Either.match(m, {
+        onLeft: (e) => `${e.layer}.${e.field}=${JSON.stringify(e.value)}`,
+        onRight: () => "built"
+      })
+    expect(refused(Module.Conv2d({ inChannels: 3, outChannels: 4, kernelSize: 0 }))).toBe(
+      "Conv2d.kernelSize=0"
+    )
+    expect(refused(Module.Conv2d({ inChannels: 3, outChannels: 4, kernelSize: [3, 2.5] }))).toBe(
+      "Conv2d.kernelSize=[3,2.5]"
+    )
+    expect(refused(Module.Conv2d({ inChannels: 0, outChannels: 4, kernelSize: 3 }))).toBe(
+      "Conv2d.inChannels=0"
+    )
+    expect(refused(Module.Conv2d({ inChannels: 3, outChannels: 4, kernelSize: 3, padding: -1 }))).toBe(
+      "Conv2d.padding=-1"
+    )
+    expect(refused(Module.Conv2d({ inChannels: 3, outChannels: 4, kernelSize: 3, stride: [1, 0] }))).toBe(
+      "Conv2d.stride=[1,0]"
+    )
+    // tfjs' 'same' works at any stride here (ModelSpec is the one that refuses it, like PyTorch).
+    expect(
+      refused(Module.Conv2d({ inChannels: 3, outChannels: 4, kernelSize: 3, stride: 2, padding: "same" }))
+    ).toBe("built")
+    expect(refused(Module.Linear({ inFeatures: 10, outFeatures: 0 }))).toBe("Linear.outFeatures=0")
+    expect(refused(Module.Linear({ inFeatures: 10, outFeatures: 2, flattenedFrom: [2, 2, 2] }))).toBe(
+      "Linear.flattenedFrom=[2,2,2]"
+    )
+    expect(refused(Module.MaxPool2d(0))).toBe("MaxPool2d.kernelSize=0")
+    expect(refused(Module.MaxPool2d({ kernelSize: 2, padding: 2 }))).toBe("MaxPool2d.padding=2")
+    expect(refused(Module.AvgPool2d({ kernelSize: 3, stride: 0 }))).toBe("AvgPool2d.stride=0")
+    expect(refused(Module.AdaptiveAvgPool2d([1, 0]))).toBe("AdaptiveAvgPool2d.outputSize=[1,0]")
+    expect(refused(Module.BatchNorm2d({ numFeatures: 4, eps: 0 }))).toBe("BatchNorm2d.eps=0")
+    expect(refused(Module.BatchNorm1d({ numFeatures: 4, momentum: 2 }))).toBe("BatchNorm1d.momentum=2")
+    expect(refused(Module.Dropout2d(-0.1))).toBe("Dropout2d.p=-0.1")
+    expect(Either.getLeft(Cnn2.make({ nFilters: 0 })).pipe(Option.map((e) => e.message))).toEqual(
+      Option.some("Conv2d: outChannels = 0 must be a positive integer")
+    )
+    // 8 x 8 images leave nothing after two conv-pool stages: fc1 has no inputs.
+    expect(Either.getLeft(Cnn2.make({ nFilters: 5, imageSize: 8 })).pipe(Option.map((e) => e.field))).toEqual(
+      Option.some("inFeatures")
+    )
+    expect(Either.getLeft(Cnn2.make({ nFilters: 5, p: 2 })).pipe(Option.map((e) => e.layer))).toEqual(
+      Option.some("Dropout")
+    )
   })
 })
 
 describe("CNN2", () => {
   it("has 6,823 parameters for 5 filters, named and shaped like PyTorch's state_dict", () => {
-    const { model, featurizer, classifier } = Cnn2.make({ nFilters: 5, p: 0.3 })
+    const { model, featurizer, classifier } = Either.getOrThrow(Cnn2.make({ nFilters: 5, p: 0.3 }))
     expect(Module.countParameters(model)).toBe(6823)
     expect(Module.countParameters(featurizer) + Module.countParameters(classifier)).toBe(6823)
     expect(TorchWeights.torchShapes(model)).toEqual({
@@ -124,8 +187,8 @@ describe("CNN2", () => {
 
   it("initialises like PyTorch: U(+-1/sqrt(fan_in)) for weights and biases", async () => {
     await useEngine("wasm")
-    const { model } = Cnn2.make({ nFilters: 5 })
-    const params = Module.init(model, Random.make(42))
+    const { model } = Either.getOrThrow(Cnn2.make({ nFilters: 5 }))
+    const params = Module.init(model, Random.unsafeMake(42))
     const fanIn: Record<string, number> = { conv1: 27, conv2: 45, fc1: 125, fc2: 50 }
     for (const [name, t] of Object.entries(params)) {
       const bound = 1 / Math.sqrt(fanIn[name.split(".")[0]])
@@ -141,15 +204,15 @@ describe("CNN2", () => {
       }
     }
     // Same rng, same parameters.
-    const again = Module.init(model, Random.make(42))
+    const again = Module.init(model, Random.unsafeMake(42))
     expect(Array.from(again["fc1.weight"].dataSync())).toEqual(Array.from(params["fc1.weight"].dataSync()))
     tf.dispose([...Object.values(params), ...Object.values(again)])
   })
 
   it("PyTorch weight layout round-trips exactly", async () => {
     await useEngine("wasm")
-    const { model } = Cnn2.make({ nFilters: 4 })
-    const params = Module.init(model, Random.make(1))
+    const { model } = Either.getOrThrow(Cnn2.make({ nFilters: 4 }))
+    const params = Module.init(model, Random.unsafeMake(1))
     const torch = TorchWeights.toTorch(model, params)
     const back = Either.getOrThrow(TorchWeights.fromTorch(model, torch))
     for (const name of Object.keys(params)) {
@@ -173,26 +236,41 @@ describe("CNN2", () => {
 
 describe("losses", () => {
   it("cross-entropy from logits (mean) and its gradient softmax - onehot", () => {
-    const { loss, grad } = Loss.crossEntropy.evaluate(
-      Float32Array.from([1, 2, 3, 0, 0, 0]),
-      [2, 3],
-      Int32Array.from([2, 0])
+    const { loss, grad } = Either.getOrThrow(
+      Loss.crossEntropy.evaluate(Float32Array.from([1, 2, 3, 0, 0, 0]), [2, 3], Int32Array.from([2, 0]))
     )
     const l1 = Math.log(Math.exp(1) + Math.exp(2) + Math.exp(3)) - 3
     expect(loss).toBeCloseTo((l1 + Math.log(3)) / 2, 12)
     const s = Math.exp(1) + Math.exp(2) + Math.exp(3)
     expect(grad[2]).toBeCloseTo((Math.exp(3) / s - 1) / 2, 7)
     expect(grad[3]).toBeCloseTo((1 / 3 - 1) / 2, 7)
-    expect(() => Loss.crossEntropy.evaluate(new Float32Array(3), [1, 3], Int32Array.from([3]))).toThrow(
-      /out of bounds/
+    expect(
+      Either.getLeft(Loss.crossEntropy.evaluate(new Float32Array(6), [2, 3], Int32Array.from([0, 3])))
+    ).toEqual(
+      Option.some(
+        new Loss.InvalidTargets({
+          where: "CrossEntropyLoss",
+          reason: "target 3 out of bounds for 3 classes",
+          index: 1
+        })
+      )
     )
+    expect(
+      Either.getLeft(Loss.mse.evaluate(new Float32Array(3), [3, 1], Float32Array.from([1, 2]))).pipe(
+        Option.map((e) => e.message)
+      )
+    ).toEqual(Option.some("MSELoss: 2 targets for 3 outputs"))
   })
 
   it("MSE and BCE-with-logits match their definitions", () => {
-    const mse = Loss.mse.evaluate(Float32Array.from([1, 2]), [2, 1], Float32Array.from([0, 4]))
+    const mse = Either.getOrThrow(
+      Loss.mse.evaluate(Float32Array.from([1, 2]), [2, 1], Float32Array.from([0, 4]))
+    )
     expect(mse.loss).toBe(2.5)
     expect(Array.from(mse.grad)).toEqual([1, -2])
-    const bce = Loss.bceWithLogits.evaluate(Float32Array.from([0, 100]), [2, 1], Float32Array.from([1, 0]))
+    const bce = Either.getOrThrow(
+      Loss.bceWithLogits.evaluate(Float32Array.from([0, 100]), [2, 1], Float32Array.from([1, 0]))
+    )
     expect(bce.loss).toBeCloseTo((Math.log(2) + 100) / 2, 10)
     expect(bce.grad[0]).toBeCloseTo(-0.25, 7)
     expect(bce.grad[1]).toBeCloseTo(0.5, 7)
@@ -201,7 +279,7 @@ describe("losses", () => {
 
 describe("lossAndGrads", () => {
   const batchOf = (n: number, seed: number) => {
-    const [x] = Random.normals(Random.make(seed), n * 3 * 28 * 28)
+    const [x] = Random.normals(Random.unsafeMake(seed), n * 3 * 28 * 28)
     return {
       x: Float32Array.from(x),
       shape: [n, 3, 28, 28],
@@ -212,11 +290,13 @@ describe("lossAndGrads", () => {
   for (const backend of ["cpu", "wasm"] as const) {
     it(`gradients match central finite differences (${backend})`, async () => {
       await useEngine(backend)
-      const { model } = Cnn2.make({ nFilters: 3 })
-      const params = Module.init(model, Random.make(5))
+      const { model } = Either.getOrThrow(Cnn2.make({ nFilters: 3 }))
+      const params = Module.init(model, Random.unsafeMake(5))
       const batch = batchOf(2, 9)
-      const { loss, grads } = Loss.lossAndGrads(model, Loss.crossEntropy, params, batch, { training: false })
-      expect(loss).toBeCloseTo(Loss.lossOf(model, Loss.crossEntropy, params, batch), 6)
+      const { loss, grads } = Either.getOrThrow(
+        Loss.lossAndGrads(model, Loss.crossEntropy, params, batch, { training: false })
+      )
+      expect(loss).toBeCloseTo(Either.getOrThrow(Loss.lossOf(model, Loss.crossEntropy, params, batch)), 6)
       // Small enough not to cross a ReLU / max-pool switch, large enough for float32.
       const eps = 1e-3
       let checked = 0
@@ -230,7 +310,7 @@ describe("lossAndGrads", () => {
             const v = base.slice()
             v[i] += delta
             const shifted = { ...params, [name]: tf.tensor(v, params[name].shape) }
-            const l = Loss.lossOf(model, Loss.crossEntropy, shifted, batch)
+            const l = Either.getOrThrow(Loss.lossOf(model, Loss.crossEntropy, shifted, batch))
             shifted[name].dispose()
             return l
           }
@@ -246,15 +326,51 @@ describe("lossAndGrads", () => {
 
   it("same seed, same loss and gradients; dropout changes them", async () => {
     await useEngine("wasm")
-    const { model } = Cnn2.make({ nFilters: 5, p: 0.5 })
-    const params = Module.init(model, Random.make(5))
+    const { model } = Either.getOrThrow(Cnn2.make({ nFilters: 5, p: 0.5 }))
+    const params = Module.init(model, Random.unsafeMake(5))
     const batch = batchOf(4, 1)
     const run = (seed: number) =>
-      Loss.lossAndGrads(model, Loss.crossEntropy, params, batch, { training: true, seed })
+      Either.getOrThrow(Loss.lossAndGrads(model, Loss.crossEntropy, params, batch, { training: true, seed }))
     const [a, b, c] = [run(1), run(1), run(2)]
     expect(a.loss).toBe(b.loss)
     expect(Array.from(a.grads["fc1.weight"].dataSync())).toEqual(Array.from(b.grads["fc1.weight"].dataSync()))
     expect(a.loss).not.toBe(c.loss)
     tf.dispose([...Object.values(params), ...[a, b, c].flatMap((r) => Object.values(r.grads))])
+  })
+
+  it("targets that do not fit are an InvalidTargets on both paths, and no tensor survives", async () => {
+    await useEngine("wasm")
+    const { model } = Either.getOrThrow(Cnn2.make({ nFilters: 3 }))
+    const params = Module.init(model, Random.unsafeMake(5))
+    const batch = { ...batchOf(2, 1), y: Int32Array.from([0, 7]) }
+    const before = tf.memory().numTensors
+    for (const autodiff of [false, true]) {
+      const r = Loss.lossAndGrads(model, Loss.crossEntropy, params, batch, {
+        training: true,
+        seed: 1,
+        autodiff
+      })
+      expect(Either.getLeft(r)).toEqual(
+        Option.some(
+          new Loss.InvalidTargets({
+            where: "CrossEntropyLoss",
+            reason: "target 7 out of bounds for 3 classes",
+            index: 1
+          })
+        )
+      )
+      expect(tf.memory().numTensors).toBe(before)
+    }
+    expect(
+      Either.getLeft(Loss.lossOf(model, Loss.crossEntropy, params, batch)).pipe(Option.map((e) => e._tag))
+    ).toEqual(Option.some("InvalidTargets"))
+    // A seed Random.make refuses is refused before any tensor work.
+    const badSeed = Loss.lossAndGrads(model, Loss.crossEntropy, params, batchOf(2, 1), {
+      training: true,
+      seed: 0.5
+    })
+    expect(Either.getLeft(badSeed).pipe(Option.map((e) => e._tag))).toEqual(Option.some("InvalidArgument"))
+    expect(tf.memory().numTensors).toBe(before)
+    tf.dispose(Object.values(params))
   })
 })

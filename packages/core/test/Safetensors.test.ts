@@ -1,7 +1,7 @@
 import { FileSystem } from "@effect/platform"
 import { NodeContext } from "@effect/platform-node"
 import { describe, expect, it } from "@effect/vitest"
-import { Effect } from "effect"
+import { Effect, Either, Option } from "effect"
 import * as fc from "fast-check"
 import * as Safetensors from "../src/Safetensors.js"
 
@@ -19,13 +19,15 @@ const handMade = (header: string, data: Uint8Array) => {
 
 describe("Safetensors", () => {
   it("writes the documented layout: u64 LE header length, JSON header padded to 8 bytes, raw LE data", () => {
-    const bytes = Safetensors.encode({
-      tensors: {
-        b: Safetensors.tensor(new Int32Array([7]), []),
-        a: Safetensors.tensor(new Float32Array([1, 2]), [2])
-      },
-      metadata: { format: "pt" }
-    })
+    const bytes = Either.getOrThrow(
+      Safetensors.encode({
+        tensors: {
+          b: Safetensors.tensor(new Int32Array([7]), []),
+          a: Safetensors.tensor(new Float32Array([1, 2]), [2])
+        },
+        metadata: { format: "pt" }
+      })
+    )
     const n = Number(new DataView(bytes.buffer).getBigUint64(0, true))
     expect(n % 8).toBe(0)
     const header = JSON.parse(new TextDecoder().decode(bytes.subarray(8, 8 + n)))
@@ -44,7 +46,7 @@ describe("Safetensors", () => {
       '{"w":{"dtype":"F64","shape":[1,1],"data_offsets":[8,16]},"v":{"dtype":"F64","shape":[1],"data_offsets":[0,8]}}',
       data
     )
-    const file = Safetensors.decode(bytes)
+    const file = Either.getOrThrow(Safetensors.decode(bytes))
     expect(Array.from(file.tensors.v.data as Float64Array)).toEqual([0.5])
     expect(Array.from(file.tensors.w.data as Float64Array)).toEqual([-3])
     expect(file.tensors.w.shape).toEqual([1, 1])
@@ -70,7 +72,9 @@ describe("Safetensors", () => {
         ),
         fc.dictionary(fc.string(), fc.string(), { maxKeys: 3 }),
         (tensors, metadata) => {
-          const back = Safetensors.decode(Safetensors.encode({ tensors, metadata }))
+          const back = Either.getOrThrow(
+            Safetensors.decode(Either.getOrThrow(Safetensors.encode({ tensors, metadata })))
+          )
           expect(back.metadata).toEqual(metadata)
           expect(Object.keys(back.tensors).sort()).toEqual(Object.keys(tensors).sort())
           for (const [name, t] of Object.entries(tensors)) {
@@ -92,7 +96,9 @@ describe("Safetensors", () => {
       ["constructor", Safetensors.tensor(new Float32Array([2]), [1])]
     ])
     const metadata = Object.fromEntries([["__proto__", "x"]])
-    const back = Safetensors.decode(Safetensors.encode({ tensors, metadata }))
+    const back = Either.getOrThrow(
+      Safetensors.decode(Either.getOrThrow(Safetensors.encode({ tensors, metadata })))
+    )
     expect(Object.keys(back.tensors).sort()).toEqual(["__proto__", "constructor"])
     expect(
       Array.from(new Map(Object.entries(back.tensors)).get("constructor")!.data as Float32Array)
@@ -101,15 +107,24 @@ describe("Safetensors", () => {
   })
 
   it("rejects malformed files with a reason", () => {
-    const reason = (bytes: Uint8Array) => {
-      try {
-        Safetensors.decode(bytes, "x.safetensors")
-        return "accepted"
-      } catch (e) {
-        expect(e).toBeInstanceOf(Safetensors.SafetensorsError)
-        return (e as Safetensors.SafetensorsError).reason
-      }
-    }
+    const failure = (bytes: Uint8Array) =>
+      Either.match(Safetensors.decode(bytes, "x.safetensors"), {
+        onLeft: (e) => {
+          expect(e).toBeInstanceOf(Safetensors.SafetensorsError)
+          expect(e.path).toBe("x.safetensors")
+          return e
+        },
+        onRight: () => undefined
+      })
+    const reason = (bytes: Uint8Array) => failure(bytes)?.reason ?? "accepted"
+    // The offset points at what is wrong: the length prefix, the header, or the tensor's bytes.
+    const header = '{"a":{"dtype":"F32","shape":[2],"data_offsets":[0,4]}}'
+    expect(failure(new Uint8Array(4))?.offset).toBe(0)
+    expect(failure(handMade("{", new Uint8Array()))?.offset).toBe(8)
+    expect(failure(handMade(header, new Uint8Array(4)))?.offset).toBe(8 + header.length)
+    expect(failure(handMade(header, new Uint8Array(4)))?.message).toBe(
+      `safetensors x.safetensors at byte ${8 + header.length}: tensor a: 4 bytes for F32 shape [2] (needs 8)`
+    )
     expect(reason(new Uint8Array(4))).toMatch(/too short/)
     expect(reason(handMade("{", new Uint8Array()))).toMatch(/not UTF-8 JSON/)
     const big = handMade("{}", new Uint8Array())
@@ -131,9 +146,18 @@ describe("Safetensors", () => {
   })
 
   it("refuses to encode values that disagree with their shape", () => {
-    expect(() =>
-      Safetensors.encode({ tensors: { a: Safetensors.tensor(new Float32Array(3), [2, 2]) }, metadata: {} })
-    ).toThrow(/3 F32 values for F32 shape \[2, 2\]/)
+    const encoded = Safetensors.encode(
+      { tensors: { a: Safetensors.tensor(new Float32Array(3), [2, 2]) }, metadata: {} },
+      "y.safetensors"
+    )
+    expect(Either.getLeft(encoded)).toEqual(
+      Option.some(
+        new Safetensors.SafetensorsError({
+          path: "y.safetensors",
+          reason: "tensor a: 3 F32 values for F32 shape [2, 2]"
+        })
+      )
+    )
   })
 
   it.effect("writes atomically (no temp file left) and reads back", () =>

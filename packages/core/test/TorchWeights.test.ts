@@ -56,7 +56,7 @@ const maxAbsDiff = (a: ArrayLike<number>, b: ArrayLike<number>) => {
 }
 
 describe("CNN2 against PyTorch 1.13 (fixture)", () => {
-  const { model } = Cnn2.make({ nFilters: fixture.nFilters, p: fixture.p })
+  const { model } = Either.getOrThrow(Cnn2.make({ nFilters: fixture.nFilters, p: fixture.p }))
   const x = decode(fixture.x)
   const batch = { x: x.data, shape: x.shape, y: Int32Array.from(fixture.y) }
 
@@ -72,7 +72,9 @@ describe("CNN2 against PyTorch 1.13 (fixture)", () => {
     it(`one step's loss and gradients equal PyTorch's (${backend})`, async () => {
       await F.useEngine(backend)
       const params = Either.getOrThrow(TorchWeights.fromTorch(model, decodeAll(fixture.state_dict)))
-      const { loss, grads } = Loss.lossAndGrads(model, Loss.crossEntropy, params, batch, { training: false })
+      const { loss, grads } = Either.getOrThrow(
+        Loss.lossAndGrads(model, Loss.crossEntropy, params, batch, { training: false })
+      )
       expect(Math.abs(loss - fixture.loss)).toBeLessThan(1e-6)
       const ours = TorchWeights.toTorch(model, grads)
       for (const [name, expected] of Object.entries(decodeAll(fixture.grads))) {
@@ -100,9 +102,11 @@ describe("CNN2 against PyTorch 1.13 (fixture)", () => {
 // ---------------------------------------------------------- state_dict files (safetensors)
 
 const fixtureFile = (name: string) =>
-  Safetensors.decode(
-    new Uint8Array(readFileSync(new URL(`./fixtures/${name}.safetensors`, import.meta.url))),
-    name
+  Either.getOrThrow(
+    Safetensors.decode(
+      new Uint8Array(readFileSync(new URL(`./fixtures/${name}.safetensors`, import.meta.url))),
+      name
+    )
   )
 
 /** Is Debian's torch there to load our files into PyTorch itself? */
@@ -204,7 +208,7 @@ describe.each(["cnn2", "bn"] as const)("the %s state_dict of PyTorch 1.13 (safet
       }
     }
     const file = fixtureFile(`torch-${name}`)
-    const ours = Safetensors.decode(new Uint8Array(readFileSync(path)), path)
+    const ours = Either.getOrThrow(Safetensors.decode(new Uint8Array(readFileSync(path)), path))
     expect(ours.metadata).toMatchObject({ format: "pt", classes: '["paper","rock","scissors"]' })
     expect(Object.keys(ours.tensors).sort()).toEqual(Object.keys(file.tensors).sort())
     dispose(w)
@@ -215,7 +219,7 @@ describe.each(["cnn2", "bn"] as const)("the %s state_dict of PyTorch 1.13 (safet
     await F.useEngine("wasm")
     // Weights of our own (fresh initialisation), so PyTorch's logits are not its fixture's.
     const fixtureWeights = Either.getOrThrow(TorchWeights.fromStateDict(model, state.tensors))
-    const w = { params: Module.init(model, Random.make(3)), buffers: fixtureWeights.buffers }
+    const w = { params: Module.init(model, Random.unsafeMake(3)), buffers: fixtureWeights.buffers }
     tf.dispose(Object.values(fixtureWeights.params))
     const weightsPath = join(tmp, `${name}-ours.safetensors`)
     const ioPath = join(tmp, `${name}-ours-io.safetensors`)

@@ -28,8 +28,10 @@ const recording = (
 layer(Engine.wasm)("Trainer", (it) => {
   it.effect("one step is params - lr * grad for plain SGD, and leaves its inputs intact", () =>
     Effect.gen(function* () {
-      const model = Module.Sequential([["fc", Module.Linear({ inFeatures: 4, outFeatures: 3 })]])
-      const params = Module.init(model, Random.make(3))
+      const model = Module.Sequential([
+        ["fc", Either.getOrThrow(Module.Linear({ inFeatures: 4, outFeatures: 3 }))]
+      ])
+      const params = Module.init(model, Random.unsafeMake(3))
       const before = F.values(params)
       const batch = {
         x: Float32Array.from([1, 2, 3, 4, -1, 0, 1, 0]),
@@ -37,7 +39,9 @@ layer(Engine.wasm)("Trainer", (it) => {
         y: Int32Array.from([2, 0])
       }
       const config = { model, loss: Loss.crossEntropy, optimizer: F.sgd(0.1) }
-      const g = Loss.lossAndGrads(model, Loss.crossEntropy, params, batch, { training: true })
+      const g = Either.getOrThrow(
+        Loss.lossAndGrads(model, Loss.crossEntropy, params, batch, { training: true })
+      )
       const expected = Object.fromEntries(
         Object.entries(params).map(([k, p]) => {
           const gv = g.grads[k].dataSync()
@@ -50,7 +54,7 @@ layer(Engine.wasm)("Trainer", (it) => {
         config.optimizer.init(params),
         { lr: 0.1 },
         batch,
-        Random.make(0)
+        Random.unsafeMake(0)
       )
       expect(r.loss).toBeCloseTo(g.loss, 6)
       for (const [k, v] of Object.entries(F.values(r.params))) {
@@ -189,11 +193,11 @@ layer(Engine.wasm)("Trainer", (it) => {
       // A linear model, so one NaN input makes a NaN logit (max-pooling could skip it).
       const model = Module.Sequential([
         ["flatten", Module.Flatten()],
-        ["fc", Module.Linear({ inFeatures: 3 * 144, outFeatures: 3 })]
+        ["fc", Either.getOrThrow(Module.Linear({ inFeatures: 3 * 144, outFeatures: 3 }))]
       ])
       const base = Trainer.make(
         { model, loss: Loss.crossEntropy, optimizer: F.adam(), trainLoader: F.loaders().train },
-        Random.make(1)
+        Random.unsafeMake(1)
       )
       const t = Trainer.setLoaders(base, base.config.trainLoader!, val)
       const start = tf.memory().numTensors
@@ -275,11 +279,11 @@ layer(Engine.wasm)("Trainer", (it) => {
       // A linear model, so one NaN input makes a NaN logit (max-pooling could skip it).
       const model = Module.Sequential([
         ["flatten", Module.Flatten()],
-        ["fc", Module.Linear({ inFeatures: 3 * 144, outFeatures: 3 })]
+        ["fc", Either.getOrThrow(Module.Linear({ inFeatures: 3 * 144, outFeatures: 3 }))]
       ])
       const t = Trainer.make(
         { model, loss: Loss.crossEntropy, optimizer: F.adam(), trainLoader: loader },
-        Random.make(1)
+        Random.unsafeMake(1)
       )
       const start = tf.memory().numTensors
       const err = yield* Effect.flip(Trainer.train(t, 3))
@@ -294,7 +298,7 @@ layer(Engine.wasm)("Trainer", (it) => {
     Effect.gen(function* () {
       const t = Trainer.make(
         { model: F.cnn(0.3), loss: Loss.crossEntropy, optimizer: F.adam() },
-        Random.make(13)
+        Random.unsafeMake(13)
       )
       const { val } = F.loaders()
       const [batch] = yield* DataLoader.collect(val)
@@ -310,7 +314,7 @@ layer(Engine.wasm)("Trainer", (it) => {
       expect(Trainer.countParameters(t)).toBe(84 + 84 + 200 + 153)
       const cnn5 = Trainer.make(
         { model: yield* Effect.sync(() => F.cnn5()), loss: Loss.crossEntropy, optimizer: F.adam() },
-        Random.make(1)
+        Random.unsafeMake(1)
       )
       expect(Trainer.countParameters(cnn5)).toBe(6823)
       Trainer.dispose(t)
@@ -345,10 +349,12 @@ layer(Engine.wasm)("Trainer", (it) => {
       expect(t.optState.step).toBe(0)
       // The first point is the raw loss of the untrained model on the first batch.
       const [first] = yield* DataLoader.collect(t.config.trainLoader!, 0)
-      const g = Loss.lossAndGrads(t.config.model, t.config.loss, t.params, first, {
-        training: true,
-        rng: Trainer.stepRng(42, -1, 0)
-      })
+      const g = Either.getOrThrow(
+        Loss.lossAndGrads(t.config.model, t.config.loss, t.params, first, {
+          training: true,
+          rng: Trainer.stepRng(42, -1, 0)
+        })
+      )
       expect(r.tracking.loss[0]).toBe(g.loss)
       for (const x of Object.values(g.grads)) x.dispose()
       // minimum: a tenth of the lr of the smallest smoothed loss past fastai's trimming (12 / 10 = 1 point

@@ -42,7 +42,7 @@ const decode = (e: Encoded): TorchWeights.TorchTensor => {
 const decodeAll = (r: Record<string, Encoded>) =>
   Object.fromEntries(Object.entries(r).map(([k, v]) => [k, decode(v)]))
 
-const { model } = Cnn2.make({ nFilters: 5, p: 0 })
+const { model } = Either.getOrThrow(Cnn2.make({ nFilters: 5, p: 0 }))
 const x = decode(fixture.x).data
 const per = 3 * 28 * 28
 const set = (from: number, to: number) =>

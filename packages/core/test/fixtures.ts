@@ -26,7 +26,7 @@ export const withEngine = <A>(backend: Engine.BackendName, f: (engine: Engine.En
  * by CNN2 within a few epochs, noisy enough that losses differ batch to batch.
  */
 export const images = (n: number, size: number, seed: number): TensorDataset.TensorDataset => {
-  const [noise, s1] = Random.normals(Random.make(seed), n * 3 * size * size)
+  const [noise, s1] = Random.normals(Random.unsafeMake(seed), n * 3 * size * size)
   const y = new Int32Array(n)
   let s = s1
   for (let i = 0; i < n; i++) {
@@ -49,7 +49,7 @@ export const loaders = (batchSize = 8) => ({
   val: Either.getOrThrow(DataLoader.fromTensorDataset(images(16, 12, 2), { batchSize, prefetch: 0 }))
 })
 
-export const cnn = (p = 0.3) => Cnn2.make({ nFilters: 3, p, imageSize: 12 }).model
+export const cnn = (p = 0.3) => Either.getOrThrow(Cnn2.make({ nFilters: 3, p, imageSize: 12 })).model
 
 export const adam = (lr = 3e-3): Optimizer.Optimizer<tf.Tensor> =>
   Effect.runSync(Adam.make({ lr }))(TfNumeric.TfNumeric)
@@ -66,16 +66,16 @@ export const trainer = (options: { p?: number; lr?: number; batchSize?: number }
       trainLoader: l.train,
       valLoader: l.val
     },
-    Random.make(13)
+    Random.unsafeMake(13)
   )
 }
 
 export const values = (params: Readonly<Record<string, tf.Tensor>>) =>
   Object.fromEntries(Object.entries(params).map(([k, v]) => [k, Array.from(v.dataSync())]))
 
-export const cnn5 = () => Cnn2.make({ nFilters: 5, p: 0.3 }).model
+export const cnn5 = () => Either.getOrThrow(Cnn2.make({ nFilters: 5, p: 0.3 })).model
 
-export const cnn5Params = () => Module.init(cnn5(), Random.make(5))
+export const cnn5Params = () => Module.init(cnn5(), Random.unsafeMake(5))
 
 /** Two runs that must be the same: losses, validation losses, learning rates and parameters. */
 export const expectSameRun = (

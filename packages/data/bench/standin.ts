@@ -15,7 +15,7 @@ const SIZE = 300
 const VERSION = "v1"
 
 const draw = (seed: number): Buffer => {
-  let s = Random.make(seed)
+  let s = Random.unsafeMake(seed)
   const take = () => {
     const [u, next] = Random.nextFloat(s)
     s = next

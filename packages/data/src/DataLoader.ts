@@ -50,7 +50,8 @@ export const epochOrder = (
   epoch: number
 ) => {
   if (!options.shuffle) return Uint32Array.from({ length: n }, (_, i) => i)
-  const [perm] = Random.shuffle(Random.foldIn(Random.make(options.seed ?? 0), epoch), n)
+  // The loader constructors checked the seed (`checkOptions`).
+  const [perm] = Random.shuffle(Random.foldIn(Random.unsafeMake(options.seed ?? 0), epoch), n)
   return perm
 }
 
@@ -71,15 +72,21 @@ export const checkBatchSize = (batchSize: number): Either.Either<number, Invalid
         new InvalidArgument({ field: "batchSize", value: batchSize, reason: "must be a positive integer" })
       )
 
+/** `InvalidArgument` for a bad `batchSize` or `seed` (every loader's check of its options). */
+export const checkOptions = (options: Options): Either.Either<Options, InvalidArgument> =>
+  Either.flatMap(checkBatchSize(options.batchSize), () =>
+    Either.map(Random.checkSeed(options.seed ?? 0), () => options)
+  )
+
 /**
- * A loader over an in-memory dataset; `InvalidArgument` for a bad `batchSize`. An `Either` is an
+ * A loader over an in-memory dataset; `InvalidArgument` for a bad `batchSize` or `seed`. An `Either` is an
  * `Effect` too: `yield* DataLoader.fromTensorDataset(ds, options)` inside `Effect.gen`.
  */
 export const fromTensorDataset = <Y extends Targets>(
   dataset: TensorDataset.TensorDataset<Y>,
   options: Options
 ): Either.Either<DataLoader<Y>, InvalidArgument> =>
-  Either.map(checkBatchSize(options.batchSize), () => inMemory(dataset, options))
+  Either.map(checkOptions(options), () => inMemory(dataset, options))
 
 const inMemory = <Y extends Targets>(
   dataset: TensorDataset.TensorDataset<Y>,

@@ -29,6 +29,10 @@ import * as Image from "./Image.js"
 import * as TensorDataset from "./TensorDataset.js"
 import { type ImageTensor, noContext, Resize, ToTensor, type Transform } from "./Transforms.js"
 
+// Shapes as plain arrays (optim has the same one-liner; data does not depend on optim for it).
+const sameShape = (a: ReadonlyArray<number>, b: ReadonlyArray<number>): boolean =>
+  a.length === b.length && a.every((d, i) => d === b[i])
+
 /** The extensions torchvision's ImageFolder accepts that sharp can decode (compared lower-case). */
 export const IMAGE_EXTENSIONS: ReadonlyArray<string> = [
   ".png",
@@ -253,86 +257,93 @@ export const make = <A = Image.RgbImage>(
   ImageFolderNotFound | NoClassFolders | EmptyClassFolder | DataFileError | InvalidArgument,
   FileSystem.FileSystem
 > =>
-  Effect.flatMap(Effect.zipRight(checkOptions(options), sweepCache(options.diskCache)), () =>
-    Effect.map(scan(root, options), ({ classes, samples }) => {
-      const limits: Image.Limits = {
-        maxPixels: options.maxPixels ?? Image.DEFAULT_MAX_PIXELS,
-        maxFileBytes: options.maxFileBytes ?? Image.DEFAULT_MAX_FILE_BYTES
-      }
-      const transform = options.transform ?? ((img: Image.RgbImage) => img as unknown as A)
-      const target = options.targetTransform ?? ((l: number) => l)
-      const size = options.resize
-      const resizeOnMain = size === undefined ? undefined : Resize(size)
-      let where: "main" | "workers" | undefined =
-        options.loader !== undefined
-          ? "main"
-          : options.decodeOn === "auto"
-            ? undefined
-            : (options.decodeOn ?? undefined)
-      const onMain = (path: string) =>
-        (options.loader ?? ((p: string) => Image.loadBlocking(p, limits)))(path).pipe(
-          Effect.tap((img) => {
-            where ??= img.width * img.height <= Image.SMALL_PNG_PIXELS ? "main" : "workers"
-          }),
-          Effect.map((img) => (resizeOnMain === undefined ? img : resizeOnMain(img, noContext)))
-        )
-      const decode = (
-        path: string
-      ): Effect.Effect<Image.RgbImage, ImageReadError, FileSystem.FileSystem | DecodePool.DecodePool> =>
-        where === "workers" ? DecodePool.decode(path, size, limits) : onMain(path)
-      const cacheDir = options.diskCache
-      const load = (
-        ref: SampleRef
-      ): Effect.Effect<Image.RgbImage, ImageReadError, FileSystem.FileSystem | DecodePool.DecodePool> => {
-        if (cacheDir === undefined) return decode(ref.path)
-        const key = { path: ref.path, size: ref.size, mtimeMs: ref.mtimeMs, resize: size }
-        return Effect.suspend(() => {
-          const hit = DiskCache.read(cacheDir, key)
-          return hit !== undefined
-            ? Effect.succeed(hit)
-            : Effect.tap(decode(ref.path), (img) => Effect.sync(() => DiskCache.write(cacheDir, key, img)))
-        })
-      }
-      const onError = options.onError ?? "fail"
-      const concurrency = options.concurrency ?? 8
-      const get = (index: number, epoch = options.epoch ?? 0) => {
-        const ref = samples[index]
-        return Effect.map(load(ref), (img) => ({
-          index,
-          path: ref.path,
-          value: transform(img, { epoch, index }),
-          label: target(ref.label)
-        }))
-      }
-      const indices = Array.from({ length: samples.length }, (_, i) => i)
-      const stream =
-        onError === "fail"
-          ? Stream.mapEffect(Stream.fromIterable(indices), (i) => get(i), { concurrency })
-          : Stream.filterMap(
-              Stream.mapEffect(
-                Stream.fromIterable(indices),
-                (i) =>
-                  get(i).pipe(
-                    Effect.map(Option.some),
-                    Effect.catchAll((e) =>
-                      Effect.as(Effect.logWarning(`skipping ${e.message}`), Option.none<Sample<A>>())
-                    )
-                  ),
-                { concurrency }
-              ),
-              (o) => o
-            )
-      return {
-        root,
-        classes,
-        classToIdx: Object.fromEntries(classes.map((c, i) => [c, i])),
-        samples,
-        length: samples.length,
-        get,
-        stream,
-        onError
-      }
-    })
+  Effect.flatMap(
+    Effect.zipLeft(
+      Effect.zipRight(
+        checkOptions(options),
+        options.resize === undefined ? Effect.succeed(undefined) : Resize(options.resize)
+      ),
+      sweepCache(options.diskCache)
+    ),
+    (resizeOnMain) =>
+      Effect.map(scan(root, options), ({ classes, samples }) => {
+        const limits: Image.Limits = {
+          maxPixels: options.maxPixels ?? Image.DEFAULT_MAX_PIXELS,
+          maxFileBytes: options.maxFileBytes ?? Image.DEFAULT_MAX_FILE_BYTES
+        }
+        const transform = options.transform ?? ((img: Image.RgbImage) => img as unknown as A)
+        const target = options.targetTransform ?? ((l: number) => l)
+        const size = options.resize
+        let where: "main" | "workers" | undefined =
+          options.loader !== undefined
+            ? "main"
+            : options.decodeOn === "auto"
+              ? undefined
+              : (options.decodeOn ?? undefined)
+        const onMain = (path: string) =>
+          (options.loader ?? ((p: string) => Image.loadBlocking(p, limits)))(path).pipe(
+            Effect.tap((img) => {
+              where ??= img.width * img.height <= Image.SMALL_PNG_PIXELS ? "main" : "workers"
+            }),
+            Effect.map((img) => (resizeOnMain === undefined ? img : resizeOnMain(img, noContext)))
+          )
+        const decode = (
+          path: string
+        ): Effect.Effect<Image.RgbImage, ImageReadError, FileSystem.FileSystem | DecodePool.DecodePool> =>
+          where === "workers" ? DecodePool.decode(path, size, limits) : onMain(path)
+        const cacheDir = options.diskCache
+        const load = (
+          ref: SampleRef
+        ): Effect.Effect<Image.RgbImage, ImageReadError, FileSystem.FileSystem | DecodePool.DecodePool> => {
+          if (cacheDir === undefined) return decode(ref.path)
+          const key = { path: ref.path, size: ref.size, mtimeMs: ref.mtimeMs, resize: size }
+          return Effect.suspend(() => {
+            const hit = DiskCache.read(cacheDir, key)
+            return hit !== undefined
+              ? Effect.succeed(hit)
+              : Effect.tap(decode(ref.path), (img) => Effect.sync(() => DiskCache.write(cacheDir, key, img)))
+          })
+        }
+        const onError = options.onError ?? "fail"
+        const concurrency = options.concurrency ?? 8
+        const get = (index: number, epoch = options.epoch ?? 0) => {
+          const ref = samples[index]
+          return Effect.map(load(ref), (img) => ({
+            index,
+            path: ref.path,
+            value: transform(img, { epoch, index }),
+            label: target(ref.label)
+          }))
+        }
+        const indices = Array.from({ length: samples.length }, (_, i) => i)
+        const stream =
+          onError === "fail"
+            ? Stream.mapEffect(Stream.fromIterable(indices), (i) => get(i), { concurrency })
+            : Stream.filterMap(
+                Stream.mapEffect(
+                  Stream.fromIterable(indices),
+                  (i) =>
+                    get(i).pipe(
+                      Effect.map(Option.some),
+                      Effect.catchAll((e) =>
+                        Effect.as(Effect.logWarning(`skipping ${e.message}`), Option.none<Sample<A>>())
+                      )
+                    ),
+                  { concurrency }
+                ),
+                (o) => o
+              )
+        return {
+          root,
+          classes,
+          classToIdx: Object.fromEntries(classes.map((c, i) => [c, i])),
+          samples,
+          length: samples.length,
+          get,
+          stream,
+          onError
+        }
+      })
   )
 
 /** Temporary entries a killed process left in the disk cache (see `DiskCache.removeStaleTemps`). */
@@ -356,9 +367,6 @@ const checkOptions = (options: {
     return bad("concurrency", c, "must be a positive integer")
   return Effect.void
 }
-
-const sameShape = (a: ReadonlyArray<number>, b: ReadonlyArray<number>): boolean =>
-  a.length === b.length && a.every((d, i) => d === b[i])
 
 /** Checks that a sample has the shape the batch expects. */
 export const checkShape = (
@@ -484,7 +492,7 @@ export const loader = <C>(
     FileSystem.FileSystem | DecodePool.DecodePool
   >,
   InvalidArgument
-> => Either.map(DataLoader.checkBatchSize(options.batchSize), () => cachedLoader(folder, options))
+> => Either.map(DataLoader.checkOptions(options), () => cachedLoader(folder, options))
 
 const cachedLoader = <C>(
   folder: ImageFolder<C>,

@@ -50,18 +50,19 @@ const split = (x: Float64Array, y: Float64Array, perm: ArrayLike<number>, nTrain
   }
 }
 
-/** Seeded data from this package's own generator (any seed, any size). */
-export const generate = (options: Options): Data => {
-  const n = options.n ?? 100
-  const b = options.trueB ?? 1
-  const w = options.trueW ?? 2
-  const noise = options.noise ?? 0.1
-  const [xs, s1] = Random.uniforms(Random.make(options.seed), n)
-  const [eps, s2] = Random.normals(s1, n)
-  const y = xs.map((v, i) => b + w * v + noise * eps[i])
-  const [perm] = Random.shuffle(s2, n)
-  return split(xs, y, perm, Math.trunc(n * 0.8))
-}
+/** Seeded data from this package's own generator (any size); `InvalidArgument` for a bad seed. */
+export const generate = (options: Options): Either.Either<Data, InvalidArgument> =>
+  Either.map(Random.make(options.seed), (state) => {
+    const n = options.n ?? 100
+    const b = options.trueB ?? 1
+    const w = options.trueW ?? 2
+    const noise = options.noise ?? 0.1
+    const [xs, s1] = Random.uniforms(state, n)
+    const [eps, s2] = Random.normals(s1, n)
+    const y = xs.map((v, i) => b + w * v + noise * eps[i])
+    const [perm] = Random.shuffle(s2, n)
+    return split(xs, y, perm, Math.trunc(n * 0.8))
+  })
 
 /**
  * The book's exact points and split: `np.random.seed(42)`, `x = np.random.rand(100, 1)`,

@@ -9,7 +9,7 @@
  * The `Random` service at the bottom is the effectful edge: it holds a state in a `Ref` and hands
  * out values or independent states to code that runs inside `Effect`.
  */
-import { Context, Effect, Layer, Ref } from "effect"
+import { Context, Effect, Either, Layer, Ref } from "effect"
 import { InvalidArgument } from "./Errors.js"
 
 /** Four uint32 words of xoshiro128** state. Never all zero. */
@@ -31,13 +31,28 @@ const fromWords = (a: number, b: number, c: number, d: number): State => {
   return [a >>> 0, b >>> 0, c >>> 0, d >>> 0]
 }
 
+/** `InvalidArgument` unless `seed` is a safe integer (what `make` accepts; PyTorch's seeds are ints too). */
+export const checkSeed = (seed: number): Either.Either<number, InvalidArgument> =>
+  Number.isSafeInteger(seed)
+    ? Either.right(seed)
+    : Either.left(new InvalidArgument({ field: "seed", value: seed, reason: "must be a safe integer" }))
+
 /**
- * A fresh state from an integer seed (any safe integer, negative allowed). The high and low
- * 32-bit halves both feed the expansion so that seeds beyond 2^32 stay distinct.
+ * A fresh state from an integer seed (any safe integer, negative allowed); `InvalidArgument` for
+ * anything else. The high and low 32-bit halves both feed the expansion so that seeds beyond 2^32
+ * stay distinct. An `Either` is an `Effect` too: `yield* Random.make(seed)`.
  */
-export const make = (seed: number): State => {
-  if (!Number.isSafeInteger(seed))
-    throw new InvalidArgument({ field: "seed", value: seed, reason: "must be a safe integer" })
+export const make = (seed: number): Either.Either<State, InvalidArgument> =>
+  Either.map(checkSeed(seed), expand)
+
+/**
+ * `make` for a seed known to be valid: a literal, or one a schema or `checkSeed` has already
+ * accepted (the `DateTime.unsafeMake` convention). Throws `InvalidArgument` otherwise, which is
+ * then a bug in the caller, not bad input.
+ */
+export const unsafeMake = (seed: number): State => Either.getOrThrowWith(make(seed), (e) => e)
+
+const expand = (seed: number): State => {
   const lo = seed >>> 0
   const hi = Math.floor(seed / 0x100000000) >>> 0
   let x = mix32(lo ^ mix32(hi))
@@ -84,6 +99,7 @@ export const nextFloat = (state: State): readonly [number, State] => {
 
 /** An integer uniform in [0, n) without modulo bias (rejection sampling), for 1 <= n <= 2^32. */
 export const nextInt = (state: State, n: number): readonly [number, State] => {
+  // n comes from the library's own sizes (crop positions, shuffle), never straight from a user.
   if (!Number.isInteger(n) || n < 1 || n > 0x100000000) {
     throw new InvalidArgument({ field: "n", value: n, reason: "must be an integer in [1, 2^32]" })
   }
@@ -219,5 +235,9 @@ export const fromState = (seed: number, initial: State): Effect.Effect<Random["T
     state: Ref.get(ref)
   }))
 
-/** The `Random` layer for a seed. */
-export const layer = (seed: number): Layer.Layer<Random> => Layer.effect(Random, fromState(seed, make(seed)))
+/** The `Random` layer for a seed; `InvalidArgument` when building it with a bad seed. */
+export const layer = (seed: number): Layer.Layer<Random, InvalidArgument> =>
+  Layer.effect(
+    Random,
+    Effect.flatMap(make(seed), (state) => fromState(seed, state))
+  )

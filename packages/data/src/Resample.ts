@@ -103,6 +103,7 @@ export function makeKernels(cacheSize = 256) {
     const needH = outWidth !== width || bx0 !== 0 || bx1 !== outWidth
     const needV = outHeight !== height || by0 !== 0 || by1 !== outHeight
     // Reading RGB out of RGBA pixels (srcStride 4) happens in the horizontal pass only.
+    // The callers in this package pass strides they decoded themselves: a bug, not bad input.
     if (srcStride !== channels && (!needH || channels !== 3)) {
       throw new RangeError("resize: srcStride needs a horizontal pass over 3 channels")
     }
@@ -200,6 +201,7 @@ export function makeKernels(cacheSize = 256) {
         out[3 * i + 2] = v
       }
     } else {
+      // Decoders hand over 1 to 4 channels only; anything else is a bug in the decoder.
       throw new RangeError(`toRgb: unsupported channel count ${channels}`)
     }
     return { width, height, data: out }

@@ -1,7 +1,7 @@
 /**
  * The chapter's per-channel statistics, `loader_apply`, and `make_normalizer`.
  */
-import { Effect, type Either, Stream } from "effect"
+import { Effect, Either, Stream } from "effect"
 import type { Batch, Targets } from "./Batch.js"
 import type { DataLoader } from "./DataLoader.js"
 import { InvalidArgument, type InvalidNormalizer } from "./Errors.js"
@@ -36,24 +36,42 @@ export const statisticsPerChannel = (batch: Batch<Targets>): ReadonlyArray<Reado
 /** A number or nested arrays of numbers (what per-batch functions return). */
 export type Nested = number | ReadonlyArray<Nested>
 
+/** Thrown inside `zipWith` only, and caught by `sum`: the two results differ in shape. */
+class ShapeDiffers {}
+
 const zipWith = (a: Nested, b: Nested, f: (x: number, y: number) => number): Nested => {
   if (typeof a === "number" && typeof b === "number") return f(a, b)
   if (typeof a !== "number" && typeof b !== "number" && a.length === b.length) {
     return a.map((v, i) => zipWith(v, b[i], f))
   }
-  throw new RangeError("loaderApply: per-batch results have different shapes")
+  throw new ShapeDiffers()
 }
 
 const mapNested = (a: Nested, f: (x: number) => number): Nested =>
   typeof a === "number" ? f(a) : a.map((v) => mapNested(v, f))
 
-/** Element-wise sum of the per-batch results (the chapter's `reduce='sum'`). */
-export const sum = <R extends Nested>(results: ReadonlyArray<R>): R =>
-  results.reduce((acc, r) => zipWith(acc, r, (x, y) => x + y) as R)
+/**
+ * Element-wise sum of the per-batch results (the chapter's `reduce='sum'`); `InvalidArgument`
+ * when two results differ in shape (a per-batch function whose rows depend on the batch).
+ */
+export const sum = <R extends Nested>(results: ReadonlyArray<R>): Either.Either<R, InvalidArgument> => {
+  try {
+    return Either.right(results.reduce((acc, r) => zipWith(acc, r, (x, y) => x + y) as R))
+  } catch (e) {
+    if (!(e instanceof ShapeDiffers)) throw e
+    return Either.left(
+      new InvalidArgument({
+        field: "loaderApply results",
+        value: "per batch",
+        reason: "have different shapes"
+      })
+    )
+  }
+}
 
-/** Element-wise mean of the per-batch results (`reduce='mean'`). */
-export const mean = <R extends Nested>(results: ReadonlyArray<R>): R =>
-  mapNested(sum(results), (v) => v / results.length) as R
+/** Element-wise mean of the per-batch results (`reduce='mean'`), checked like `sum`. */
+export const mean = <R extends Nested>(results: ReadonlyArray<R>): Either.Either<R, InvalidArgument> =>
+  Either.map(sum(results), (total) => mapNested(total, (v) => v / results.length) as R)
 
 /**
  * `loader_apply(loader, func, reduce)`: applies `fn` to every batch of epoch `epoch` and reduces
@@ -62,10 +80,12 @@ export const mean = <R extends Nested>(results: ReadonlyArray<R>): R =>
 export const loaderApply = <Y extends Targets, R, E, Rq>(
   loader: DataLoader<Y, E, Rq>,
   fn: (batch: Batch<Y>) => R,
-  reduce: (results: ReadonlyArray<R>) => R = sum as unknown as (results: ReadonlyArray<R>) => R,
+  reduce: (results: ReadonlyArray<R>) => Either.Either<R, InvalidArgument> = sum as unknown as (
+    results: ReadonlyArray<R>
+  ) => Either.Either<R, InvalidArgument>,
   epoch = 0
-): Effect.Effect<R, E, Rq> =>
-  Effect.map(
+): Effect.Effect<R, E | InvalidArgument, Rq> =>
+  Effect.flatMap(
     Stream.runFold(loader.batches(epoch), [] as Array<R>, (acc, b) => {
       acc.push(fn(b))
       return acc

@@ -120,8 +120,8 @@ export const randomSplit = <Y extends Targets>(
   lengths: ReadonlyArray<number>,
   seed: number
 ): Either.Either<ReadonlyArray<TensorDataset<Y>>, InvalidArgument> =>
-  Either.map(splitCounts(ds.length, lengths), (counts) => {
-    const [perm] = Random.shuffle(Random.make(seed), ds.length)
+  Either.map(Either.all([splitCounts(ds.length, lengths), Random.make(seed)]), ([counts, state]) => {
+    const [perm] = Random.shuffle(state, ds.length)
     let offset = 0
     return counts.map((c) => {
       const part = subset(ds, perm.subarray(offset, offset + c))

@@ -29,17 +29,33 @@ export type Transform<A, B> = (input: A, context: Context) => B
 /** The context for transforms applied outside a loader (epoch 0, index 0). */
 export const noContext: Context = { epoch: 0, index: 0 }
 
-const checkPositiveInt = (name: string, v: number) => {
-  if (!Number.isInteger(v) || v < 1)
-    throw new InvalidArgument({ field: `${name} size`, value: v, reason: "must be a positive integer" })
+/** `InvalidArgument` unless every size is a positive integer. */
+const checkSize = <S extends number | readonly [number, number]>(
+  name: string,
+  size: S
+): Either.Either<S, InvalidArgument> => {
+  for (const v of typeof size === "number" ? [size] : (size as readonly [number, number])) {
+    if (!Number.isInteger(v) || v < 1)
+      return Either.left(
+        new InvalidArgument({ field: `${name} size`, value: v, reason: "must be a positive integer" })
+      )
+  }
+  return Either.right(size)
 }
 
 /** torchvision's `Resize` output size as [width, height] (an int matches the smaller edge). */
 export const resizedSize = Resample.resizedSize
 
-/** `Resize(size)` with antialiased bilinear interpolation (Pillow's). Returns [w, h] via `resizedSize`. */
-export const Resize = (size: number | readonly [number, number]): Transform<RgbImage, RgbImage> => {
-  for (const s of typeof size === "number" ? [size] : size) checkPositiveInt("Resize", s)
+/**
+ * `Resize(size)` with antialiased bilinear interpolation (Pillow's). Returns [w, h] via
+ * `resizedSize`; `InvalidArgument` unless the size is positive integers.
+ */
+export const Resize = (
+  size: number | readonly [number, number]
+): Either.Either<Transform<RgbImage, RgbImage>, InvalidArgument> =>
+  Either.map(checkSize("Resize", size), resizeTo)
+
+const resizeTo = (size: number | readonly [number, number]): Transform<RgbImage, RgbImage> => {
   // Each Resize keeps its own filter-table cache (its images mostly share a size).
   const kernels = Resample.makeKernels()
   return (img) => {
@@ -48,6 +64,12 @@ export const Resize = (size: number | readonly [number, number]): Transform<RgbI
     return { width: w, height: h, data: kernels.resize(img.data, img.width, img.height, 3, w, h) }
   }
 }
+
+/** `InvalidArgument` unless `p` is a probability. */
+const checkProbability = (name: string, p: number): Either.Either<number, InvalidArgument> =>
+  p >= 0 && p <= 1
+    ? Either.right(p)
+    : Either.left(new InvalidArgument({ field: `${name} p`, value: p, reason: "must be between 0 and 1" }))
 
 /** Crops the rectangle at (left, top) of the given size (pixels outside the image are black). */
 export const crop = (img: RgbImage, left: number, top: number, width: number, height: number): RgbImage => {
@@ -78,11 +100,15 @@ const roundHalfEven = (v: number): number => {
 /**
  * `CenterCrop(size)`: an int is a square; a pair is [h, w]. Like torchvision, an image smaller
  * than the crop is first zero-padded (extra pixel on the right/bottom), then cropped centrally.
+ * `InvalidArgument` unless the size is positive integers.
  */
-export const CenterCrop = (size: number | readonly [number, number]): Transform<RgbImage, RgbImage> => {
+export const CenterCrop = (
+  size: number | readonly [number, number]
+): Either.Either<Transform<RgbImage, RgbImage>, InvalidArgument> =>
+  Either.map(checkSize("CenterCrop", size), centerCrop)
+
+const centerCrop = (size: number | readonly [number, number]): Transform<RgbImage, RgbImage> => {
   const [ch, cw] = typeof size === "number" ? [size, size] : size
-  checkPositiveInt("CenterCrop", ch)
-  checkPositiveInt("CenterCrop", cw)
   return (img) => {
     const padLeft = cw > img.width ? Math.floor((cw - img.width) / 2) : 0
     const padTop = ch > img.height ? Math.floor((ch - img.height) / 2) : 0
@@ -121,36 +147,68 @@ const flipTensor = (t: ImageTensor): ImageTensor => {
   return { shape: t.shape, data: out }
 }
 
-/** Mirrors left-right with probability `p`; works on decoded images and on cached tensors. */
+/**
+ * Mirrors left-right with probability `p`; works on decoded images and on cached tensors.
+ * `InvalidArgument` for a bad seed or `p`.
+ */
 export const RandomHorizontalFlip = <A extends RgbImage | ImageTensor>(options: {
   readonly seed: number
   readonly p?: number
-}): Transform<A, A> => {
-  const base = Random.make(options.seed)
-  const p = options.p ?? 0.5
-  return (input, context) => {
-    const [u] = Random.nextFloat(sampleState(base, context))
-    if (!(u < p)) return input
-    return ("shape" in input ? flipTensor(input) : flipImage(input as RgbImage)) as A
-  }
+}): Either.Either<Transform<A, A>, InvalidArgument> =>
+  Either.map(
+    Either.all([Random.make(options.seed), checkProbability("RandomHorizontalFlip", options.p ?? 0.5)]),
+    ([base, p]): Transform<A, A> =>
+      (input, context) => {
+        const [u] = Random.nextFloat(sampleState(base, context))
+        if (!(u < p)) return input
+        return ("shape" in input ? flipTensor(input) : flipImage(input as RgbImage)) as A
+      }
+  )
+
+export interface RandomResizedCropOptions {
+  readonly seed: number
+  readonly size: number | readonly [number, number]
+  readonly scale?: readonly [number, number]
+  readonly ratio?: readonly [number, number]
 }
 
 /**
  * `RandomResizedCrop(size, scale, ratio)`: a crop of random area fraction and log-uniform aspect
  * ratio (10 attempts, then the central crop fallback, as torchvision), resized to `size`.
+ * `InvalidArgument` for a bad seed, size, scale or ratio (torchvision warns on a decreasing
+ * range; here it is refused, since it only ever means swapped bounds).
  */
-export const RandomResizedCrop = (options: {
-  readonly seed: number
-  readonly size: number | readonly [number, number]
-  readonly scale?: readonly [number, number]
-  readonly ratio?: readonly [number, number]
-}): Transform<RgbImage, RgbImage> => {
+export const RandomResizedCrop = (
+  options: RandomResizedCropOptions
+): Either.Either<Transform<RgbImage, RgbImage>, InvalidArgument> =>
+  Either.map(
+    Either.all([
+      Random.make(options.seed),
+      checkSize("RandomResizedCrop", options.size),
+      checkRange("RandomResizedCrop scale", options.scale ?? [0.08, 1]),
+      checkRange("RandomResizedCrop ratio", options.ratio ?? [3 / 4, 4 / 3])
+    ]),
+    ([base, size, scale, ratio]) => randomResizedCrop(base, size, scale, ratio)
+  )
+
+/** `InvalidArgument` unless `[lo, hi]` are positive, finite and in order. */
+const checkRange = (
+  field: string,
+  range: readonly [number, number]
+): Either.Either<readonly [number, number], InvalidArgument> =>
+  range[0] > 0 && range[0] <= range[1] && Number.isFinite(range[1])
+    ? Either.right(range)
+    : Either.left(new InvalidArgument({ field, value: range, reason: "must be [lo, hi] with 0 < lo <= hi" }))
+
+const randomResizedCrop = (
+  base: Random.State,
+  size: number | readonly [number, number],
+  [sMin, sMax]: readonly [number, number],
+  [rMin, rMax]: readonly [number, number]
+): Transform<RgbImage, RgbImage> => {
   // Seed state, sizes and the final Resize are built once; each sample only draws and crops.
-  const base = Random.make(options.seed)
-  const [outH, outW] = typeof options.size === "number" ? [options.size, options.size] : options.size
-  const resize = Resize([outH, outW])
-  const [sMin, sMax] = options.scale ?? [0.08, 1]
-  const [rMin, rMax] = options.ratio ?? [3 / 4, 4 / 3]
+  const [outH, outW] = typeof size === "number" ? [size, size] : size
+  const resize = resizeTo([outH, outW])
   return (img, context) => {
     const area = img.width * img.height
     let s = sampleState(base, context)
@@ -239,19 +297,17 @@ export const checkNormalize = (
 }
 
 /**
- * Standardises CHW values in place of a copy: `(x - mean[c]) / std[c]`, in float32 like
- * torchvision (`sub_` then `div_`, each rounded to float32).
+ * Standardises CHW values into a copy: `(x - mean[c]) / std[c]`, in float32 like torchvision
+ * (`sub_` then `div_`, each rounded to float32). The parameters are checked by `checkNormalize`.
  */
-export const normalizeCHW = (data: Float32Array, channels: number, params: NormalizeParams): Float32Array => {
-  if (params.mean.length !== channels || params.std.length !== channels) {
-    throw new InvalidArgument({
-      field: "Normalize mean/std",
-      value: { mean: params.mean, std: params.std },
-      reason: `expected ${channels} values each, one per channel`
-    })
-  }
-  return normalizeCHWInto(data, channels, params, new Float32Array(data.length))
-}
+export const normalizeCHW = (
+  data: Float32Array,
+  channels: number,
+  params: NormalizeParams
+): Either.Either<Float32Array, InvalidArgument | InvalidNormalizer> =>
+  Either.map(checkNormalize(params, channels), (checked) =>
+    normalizeCHWInto(data, channels, checked, new Float32Array(data.length))
+  )
 
 /** `normalizeCHW` writing into `out` (same length as `data`), without the parameter check. */
 export const normalizeCHWInto = (
@@ -270,10 +326,27 @@ export const normalizeCHWInto = (
   return out
 }
 
-/** `Normalize(mean, std)` as a tensor transform. */
-export const Normalize =
-  (params: NormalizeParams): Transform<ImageTensor, ImageTensor> =>
-  (t) => ({ shape: t.shape, data: normalizeCHW(t.data, t.shape[0], params) })
+/**
+ * `Normalize(mean, std)` as a tensor transform for `channels`-channel tensors (3, what `ToTensor`
+ * makes), checked once here by `checkNormalize`, the dataset path's check.
+ */
+export const Normalize = (
+  params: NormalizeParams,
+  channels = 3
+): Either.Either<Transform<ImageTensor, ImageTensor>, InvalidArgument | InvalidNormalizer> =>
+  Either.map(checkNormalize(params, channels), (checked) => (t: ImageTensor): ImageTensor => {
+    // The pipeline fixes the channel count (ToTensor makes 3); another count is a mis-built pipeline.
+    if (t.shape[0] !== channels)
+      throw new InvalidArgument({
+        field: "Normalize input channels",
+        value: t.shape[0],
+        reason: `expected ${channels}`
+      })
+    return {
+      shape: t.shape,
+      data: normalizeCHWInto(t.data, channels, checked, new Float32Array(t.data.length))
+    }
+  })
 
 /** Runs transforms left to right (torchvision's `Compose`). */
 export function Compose<A, B>(t1: Transform<A, B>): Transform<A, B>

@@ -72,7 +72,7 @@ describe("DataLoader", () => {
       expect(e0).toEqual(e0again)
       expect(e0).not.toEqual(e1)
       expect([...e0].sort((a, b) => a - b)).toEqual([0, 1, 2, 3, 4, 5, 6, 7, 8, 9])
-      const [expected] = Random.shuffle(Random.foldIn(Random.make(5), 1), 10)
+      const [expected] = Random.shuffle(Random.foldIn(Random.unsafeMake(5), 1), 10)
       expect(e1).toEqual(Array.from(expected))
     })
   )

@@ -4,7 +4,7 @@ import { join } from "node:path"
 import { NodeFileSystem } from "@effect/platform-node"
 import { it } from "@effect/vitest"
 import { DecodePool, Errors, Image, ImageFolder, Rps, Transforms } from "@stepwise/data"
-import { Effect, Exit, Layer, Scope } from "effect"
+import { Effect, Either, Exit, Layer, Scope } from "effect"
 import { describe, expect } from "vitest"
 
 const fixture = (file: string) => new URL(`./fixtures/images/${file}`, import.meta.url).pathname
@@ -42,7 +42,10 @@ describe("DecodePool: decoding + Resize on worker threads", () => {
       Effect.gen(function* () {
         const onWorker = yield* DecodePool.decode(fixture(file), size).pipe(Effect.provide(live))
         const decoded = yield* Image.load(fixture(file))
-        const onMain = size === undefined ? decoded : Transforms.Resize(size)(decoded, Transforms.noContext)
+        const onMain =
+          size === undefined
+            ? decoded
+            : Either.getOrThrow(Transforms.Resize(size))(decoded, Transforms.noContext)
         expect([onWorker.width, onWorker.height]).toEqual([onMain.width, onMain.height])
         expect(Buffer.from(onWorker.data).equals(Buffer.from(onMain.data))).toBe(true)
       }).pipe(Effect.provide(NodeFileSystem.layer))

@@ -3,7 +3,7 @@ import { join } from "node:path"
 import { NodeFileSystem } from "@effect/platform-node"
 import { it } from "@effect/vitest"
 import { DataLoader, DecodePool, Errors, Image, ImageFolder, Transforms } from "@stepwise/data"
-import { Chunk, Effect, Layer, Logger, Stream } from "effect"
+import { Chunk, Effect, Either, Layer, Logger, Stream } from "effect"
 import sharp from "sharp"
 import { describe, expect } from "vitest"
 import { tempDirs } from "./TempDir.js"
@@ -230,14 +230,14 @@ describe("decode once: the cached loader", () => {
       const folder = yield* run(
         ImageFolder.make(root, {
           loader: counting,
-          transform: Transforms.Compose(Transforms.Resize([4, 4]), Transforms.ToTensor())
+          transform: Transforms.Compose(Either.getOrThrow(Transforms.Resize([4, 4])), Transforms.ToTensor())
         })
       )
       const loader = yield* ImageFolder.loader(folder, {
         batchSize: 4,
         shuffle: true,
         seed: 3,
-        augment: Transforms.RandomHorizontalFlip<Transforms.ImageTensor>({ seed: 8 })
+        augment: Either.getOrThrow(Transforms.RandomHorizontalFlip<Transforms.ImageTensor>({ seed: 8 }))
       })
       expect(loader.numBatches).toBe(3)
       const e0 = yield* run(DataLoader.collect(loader, 0))

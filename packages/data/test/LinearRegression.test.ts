@@ -28,9 +28,9 @@ describe("the chapter's linear-regression data", () => {
   })
 
   it("seeded generation: same seed same data, a fit recovers b = 1, w = 2", () => {
-    const a = LinearRegression.generate({ seed: 1, n: 2000 })
-    expect(LinearRegression.generate({ seed: 1, n: 2000 }).y).toEqual(a.y)
-    expect(LinearRegression.generate({ seed: 2, n: 2000 }).y).not.toEqual(a.y)
+    const a = Either.getOrThrow(LinearRegression.generate({ seed: 1, n: 2000 }))
+    expect(Either.getOrThrow(LinearRegression.generate({ seed: 1, n: 2000 })).y).toEqual(a.y)
+    expect(Either.getOrThrow(LinearRegression.generate({ seed: 2, n: 2000 })).y).not.toEqual(a.y)
     const n = a.x.length
     const mx = a.x.reduce((p, q) => p + q, 0) / n
     const my = a.y.reduce((p, q) => p + q, 0) / n

@@ -83,6 +83,25 @@ describe("the normalizer refuses what would divide by zero or spread NaN", () =>
   )
 })
 
+describe("Statistics.sum / mean (loader_apply's reductions)", () => {
+  it("add element-wise, and refuse results of different shapes with InvalidArgument", () => {
+    expect(Statistics.sum([[[1, 2]], [[3, 4]], [[5, 6]]])).toEqual(Either.right([[9, 12]]))
+    expect(
+      Statistics.mean([
+        [1, 3],
+        [3, 5]
+      ])
+    ).toEqual(Either.right([2, 4]))
+    const ragged = Statistics.sum<Statistics.Nested>([
+      [1, 2],
+      [1, 2, 3]
+    ])
+    expect(Either.getLeft(ragged).pipe((o) => (o._tag === "Some" ? o.value.message : "accepted"))).toBe(
+      'invalid loaderApply results = "per batch": have different shapes'
+    )
+  })
+})
+
 describe("ImageFolder.matchClasses (issue 10 item 2)", () => {
   it("the same names: the index of each found class among the expected ones", () => {
     expect(

@@ -5,14 +5,14 @@
  * an allocation the size of the claim.
  */
 import { execFileSync } from "node:child_process"
-import { mkdirSync, readFileSync, statSync, symlinkSync, writeFileSync } from "node:fs"
+import { mkdirSync, readdirSync, readFileSync, statSync, symlinkSync, writeFileSync } from "node:fs"
 import { join } from "node:path"
 import { crc32, deflateSync } from "node:zlib"
 import { NodeFileSystem } from "@effect/platform-node"
 import { it } from "@effect/vitest"
 import { DecodePool, Errors, Image, ImageFolder } from "@stepwise/data"
 import { Effect, Either, Layer } from "effect"
-import { describe, expect } from "vitest"
+import { describe, expect, it as vit } from "vitest"
 import { tempDirs } from "./TempDir.js"
 
 const tempRoot = tempDirs("stepwise-special-")
@@ -144,6 +144,39 @@ describe("special files (issue 10 item 6)", () => {
           "b/good.png"
         ])
       })
+  )
+
+  // The README's figure for torchvision: make_dataset walks with os.walk(followlinks=True), which
+  // lists a folder, descends into every entry that stats as a folder (through links), and ignores
+  // a folder it cannot list. Python's os.walk gives 41 on Linux; this is the same walk in Node.
+  vit.runIf(process.platform === "linux")(
+    "os.walk(followlinks=True) lists an image 41 times through a link back to its folder (Linux: 40 links a path)",
+    () => {
+      const root = folder((a) => symlinkSync(a, join(a, "loop"))) // a/loop -> a
+      const walk = (dir: string): number => {
+        let names: Array<string>
+        try {
+          names = readdirSync(dir)
+        } catch (e) {
+          expect((e as { code?: string }).code).toBe("ELOOP")
+          return 0
+        }
+        let found = 0
+        for (const name of names) {
+          const path = join(dir, name)
+          let isDir = false
+          try {
+            isDir = statSync(path).isDirectory()
+          } catch (e) {
+            expect((e as { code?: string }).code).toBe("ELOOP")
+          }
+          if (isDir) found += walk(path)
+          else if (name === "good.png") found++
+        }
+        return found
+      }
+      expect(walk(join(root, "a"))).toBe(41)
+    }
   )
 
   it.effect("a link to a folder of images is skipped by default and listed with followLinks", () =>

@@ -9,6 +9,7 @@ export interface Tensor {
 const sizeOf = (shape: ReadonlyArray<number>): number => shape.reduce((a, b) => a * b, 1)
 
 export const make = (values: ArrayLike<number>, shape: ReadonlyArray<number> = [values.length]): Tensor => {
+  // The reference numeric's constructor, called by optimizers and tests with shapes they built.
   if (sizeOf(shape) !== values.length) {
     throw new RangeError(`shape [${shape.join(", ")}] does not hold ${values.length} values`)
   }

@@ -1,6 +1,7 @@
 import { Either } from "effect"
 import { MismatchedTree } from "./Errors.js"
 import { mapParams, type Numeric, type Params } from "./Numeric.js"
+import { sameShape } from "./Shape.js"
 
 /**
  * Hyperparameters that a scheduler may drive step by step. `lr` always; `momentum` (SGD,
@@ -44,9 +45,6 @@ export interface Optimizer<T, S extends OptimizerState<T> = OptimizerState<T>> {
 
 /** An optimizer written once, instantiated on any numeric backend (its state type erased). */
 export type OptimizerDef = <T>(N: Numeric<T>) => Optimizer<T>
-
-const sameShape = (a: ReadonlyArray<number>, b: ReadonlyArray<number>) =>
-  a.length === b.length && a.every((d, i) => d === b[i])
 
 /**
  * The gradient tree fits the parameters: the same names, each gradient of its parameter's shape.

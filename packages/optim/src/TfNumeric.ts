@@ -2,7 +2,7 @@ import * as tf from "@tensorflow/tfjs-core"
 import { Either } from "effect"
 import type { MismatchedTree } from "./Errors.js"
 import type { Numeric, Params } from "./Numeric.js"
-import { checkTrees, type Hyper, type Optimizer, type OptimizerState, type Update } from "./Optimizer.js"
+import { type Hyper, type Optimizer, type OptimizerState, step, type Update } from "./Optimizer.js"
 import { tensors } from "./OptimizerState.js"
 
 /**
@@ -36,9 +36,10 @@ export const TfNumeric: Numeric<tf.Tensor> = {
 export const stateTensors = (state: OptimizerState<tf.Tensor>): ReadonlyArray<tf.Tensor> => tensors(state)
 
 /**
- * One checked update inside `tf.tidy`: the intermediates are disposed, the new state and
- * parameters are kept. The inputs stay alive (the caller owns them; see `disposeReplaced`).
- * Fails with `MismatchedTree`, before any tensor is made, when the gradients do not fit.
+ * One checked update inside `tf.tidy`: `Optimizer.step` (the check, then the update), its
+ * intermediates disposed, the new state and parameters kept. The inputs stay alive (the caller
+ * owns them; see `disposeReplaced`). Fails with `MismatchedTree`, before any tensor is made,
+ * when the gradients do not fit.
  */
 export const tidyUpdate = <S extends OptimizerState<tf.Tensor>>(
   optimizer: Optimizer<tf.Tensor, S>,
@@ -47,15 +48,15 @@ export const tidyUpdate = <S extends OptimizerState<tf.Tensor>>(
   params: Params<tf.Tensor>,
   hyper: Hyper,
   N: Numeric<tf.Tensor> = TfNumeric
-): Either.Either<Update<tf.Tensor, S>, MismatchedTree> =>
-  Either.map(
-    checkTrees(N, params, grads),
-    () =>
-      tf.tidy(() => {
-        const next = optimizer.update(state, grads, params, hyper)
-        return { state: next.state, params: next.params } as unknown as tf.TensorContainer
-      }) as unknown as Update<tf.Tensor, S>
-  )
+): Either.Either<Update<tf.Tensor, S>, MismatchedTree> => {
+  let result: Either.Either<Update<tf.Tensor, S>, MismatchedTree> | undefined
+  // tidy keeps the tensors of what it returns: the update's, or none when the check refused.
+  tf.tidy(() => {
+    result = step(N, optimizer, state, grads, params, hyper)
+    return Either.getOrUndefined(result) as unknown as tf.TensorContainer
+  })
+  return result!
+}
 
 /**
  * Disposes the tensors of `previous` that `next` no longer holds: states (of any optimizer),

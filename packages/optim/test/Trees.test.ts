@@ -1,4 +1,5 @@
-import { Adam, Float64, Optimizer, OptimizerState, Optimizers, TfNumeric } from "@stepwise/optim"
+import { Adam, Float64, Optimizer, OptimizerState, Optimizers, Shape, TfNumeric } from "@stepwise/optim"
+import { sameShape } from "@stepwise/optim/Shape"
 import "@tensorflow/tfjs-backend-cpu" // registers the "cpu" backend
 import * as tf from "@tensorflow/tfjs-core"
 import { Effect, Either, Schema } from "effect"
@@ -72,6 +73,17 @@ describe("a gradient tree that does not fit the parameters is a typed Mismatched
     expect(Either.isLeft(missing) && missing.left.message).toBe("parameter w has no gradient")
     expect(tf.memory().numTensors).toBe(before)
     tf.dispose([...Object.values(p), ...Object.values(g), ...TfNumeric.stateTensors(state)])
+  })
+})
+
+describe("Shape.sameShape (the one copy optim and data share)", () => {
+  it("is equal dimensions in order, with no broadcasting", () => {
+    expect(sameShape).toBe(Shape.sameShape)
+    expect(sameShape([3, 1], [3, 1])).toBe(true)
+    expect(sameShape([], [])).toBe(true)
+    expect(sameShape([3, 1], [1, 3])).toBe(false)
+    expect(sameShape([1, 3], [3])).toBe(false)
+    expect(sameShape([3], [3, 1])).toBe(false)
   })
 })
 

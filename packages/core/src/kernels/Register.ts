@@ -88,6 +88,7 @@ const cpuConv2DBackpropFilter =
     const info = convInfoOf(x.shape, attrs)
     // NCHW is rare in tfjs (its wasm convolutions reject it): the stock kernel handles it.
     if (info.dataFormat !== "channelsLast") {
+      // Registration keeps the stock kernel before replacing it; none means a registration bug.
       if (stock === undefined) throw new Error("Conv2DBackpropFilter on cpu: NCHW needs the stock kernel")
       return stock(args)
     }
@@ -132,6 +133,7 @@ const heap = (backend: AnyBackend, t: tf.TensorInfo): Float32Array => backend.ty
 
 const nhwcOnly = (info: tf.backend_util.Conv2DInfo, kernel: string) => {
   if (info.dataFormat !== "channelsLast") {
+    // The layers only build NHWC convolutions; NCHW here is a direct tfjs call, a caller's bug.
     throw new Error(`${kernel} on wasm supports NHWC only (tfjs wasm convolutions reject NCHW)`)
   }
 }

@@ -81,12 +81,12 @@ const program = Effect.gen(function* () {
   const trainLoader = yield* DataLoader.fromTensorDataset(train, { batchSize: 16, shuffle: true, seed: 1 })
   const untrained = Trainer.make(
     {
-      model: Cnn2.make({ nFilters: 5, p: 0.3 }).model,
+      model: (yield* Cnn2.make({ nFilters: 5, p: 0.3 })).model,
       loss: Loss.crossEntropy,
       optimizer: def(TfNumeric.TfNumeric),
       trainLoader
     },
-    Random.make(1)
+    yield* Random.make(1)
   )
   const trained = yield* Trainer.train(untrained, 2, 42)
   const losses = trained.losses
