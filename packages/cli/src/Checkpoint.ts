@@ -6,18 +6,22 @@
  */
 import type { FileSystem } from "@effect/platform"
 import { Checkpoint, type Engine, Safetensors, Trainer } from "@stepwise/core"
-import { Effect } from "effect"
+import { Effect, Either } from "effect"
 import { type RunFolderError, runFolderError } from "./Errors.js"
 import type { AnyTrainer } from "./Pipeline.js"
 import * as Run from "./RunFolder.js"
 
-/** Writes `t` to `path` through data's `AtomicFile` (temp file, fsync, rename). */
-export const save = (path: string, t: AnyTrainer) =>
+/**
+ * Writes `t` to `path` through data's `AtomicFile` (temp file, fsync, rename), with `run`
+ * describing the run (`Pipeline.runInfo`) so the file alone can be evaluated, predicted with,
+ * exported or resumed.
+ */
+export const save = (path: string, t: AnyTrainer, run: Checkpoint.Run) =>
   Effect.suspend(() =>
-    Effect.try({
-      try: () => Safetensors.encode(Checkpoint.toFile(Checkpoint.snapshot(t)), path),
-      catch: runFolderError(path)
-    })
+    Either.flatMap(Checkpoint.snapshot(t, run, path), (s) => Checkpoint.toFile(s, path)).pipe(
+      Either.flatMap((file) => Either.try({ try: () => Safetensors.encode(file, path), catch: (e) => e })),
+      Either.mapLeft(runFolderError(path))
+    )
   ).pipe(Effect.flatMap((bytes) => Run.writeFileAtomic(path, bytes)))
 
 /**

@@ -1,5 +1,5 @@
 /**
- * The command tree: `stepwise train | lr-find | stats | eval | plot | download`, every flag with
+ * The command tree: `stepwise train | lr-find | stats | eval | predict | plot | download`, every flag with
  * its validation. Handlers live in one module a command; this file only parses.
  */
 import { Args, Command, HelpDoc, Options, ValidationError } from "@effect/cli"
@@ -183,6 +183,24 @@ export const evaluate = Command.make("eval", evalFlags).pipe(
   Command.withDescription("Per-class [correct, total], accuracy and the confusion matrix")
 )
 
+const predictFlags = {
+  checkpoint: Options.text("checkpoint").pipe(
+    Options.withPseudoName("FILE"),
+    Options.withDescription("Checkpoint file (its run info gives the model, classes and preprocessing)")
+  ),
+  top: F.number("top", "Classes listed per image, most probable first [1]", { integer: true, min: 1 }),
+  backend: runFlags.backend,
+  json
+}
+
+export const predict = Command.make("predict", {
+  ...predictFlags,
+  paths: Args.text({ name: "FILE|DIR" }).pipe(
+    Args.withDescription("Image files (PNG, JPEG, ...), or folders of them"),
+    Args.atLeast(1)
+  )
+}).pipe(Command.withDescription("Classify image files with a checkpoint"))
+
 export const PlotNames = [
   "losses",
   "lr",
@@ -301,6 +319,16 @@ export const commands = {
       "stepwise eval --checkpoint runs/<time>/checkpoints/epoch-0010.safetensors --data DIR --plot confusion.png"
     ],
     groups: [["Options", keys(evalFlags)]]
+  },
+  predict: {
+    command: predict,
+    summary: "Classify image files with a checkpoint: class and probabilities per file",
+    args: "<FILE|DIR>...",
+    examples: [
+      "stepwise predict --checkpoint runs/<time>/checkpoints/epoch-0010.safetensors photo.png",
+      "stepwise predict --checkpoint model.safetensors --top 3 --json images/"
+    ],
+    groups: [["Options", keys(predictFlags)]]
   },
   plot: {
     command: plot,

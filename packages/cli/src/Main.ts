@@ -9,6 +9,7 @@ import * as Eval from "./Eval.js"
 import * as Help from "./Help.js"
 import * as LrFind from "./LrFind.js"
 import * as Plot from "./Plot.js"
+import * as Predict from "./Predict.js"
 import { layerOutput } from "./Progress.js"
 import * as Stats from "./Stats.js"
 import * as Train from "./Train.js"
@@ -24,6 +25,7 @@ const command = Cli.root.pipe(
     Cli.lrFind.pipe(Command.withHandler(withOutput(LrFind.run))),
     Cli.stats.pipe(Command.withHandler(withOutput(Stats.run))),
     Cli.evaluate.pipe(Command.withHandler(withOutput(Eval.run))),
+    Cli.predict.pipe(Command.withHandler(withOutput(Predict.run))),
     Cli.plot.pipe(Command.withHandler(withOutput(Plot.run))),
     Cli.download.pipe(Command.withHandler(withOutput(Download.run)))
   ])

@@ -230,8 +230,22 @@ export const save = (path: string, t: Trainer.Trainer<any, any>, run: Run | null
     )
   )
 
-/** Reads a checkpoint file. */
-export const load = (path: string) => Effect.flatMap(Safetensors.read(path), (file) => fromFile(file, path))
+/** Reads a checkpoint file (a file that cannot be read fails as `CheckpointError`, cause kept). */
+export const load = (path: string) =>
+  Safetensors.read(path).pipe(
+    Effect.catchTags({
+      SystemError: (e) =>
+        Effect.fail(
+          new CheckpointError({
+            path,
+            reason: e.reason === "NotFound" ? "no such file" : `cannot read (${e.message})`,
+            cause: e
+          })
+        ),
+      BadArgument: (e) => Effect.fail(new CheckpointError({ path, reason: `cannot read (${e.message})`, cause: e }))
+    }),
+    Effect.flatMap((file) => fromFile(file, path))
+  )
 
 /**
  * The run info of a checkpoint, or a `CheckpointError` naming the file when it has none (a
