@@ -137,8 +137,7 @@ export const trainLinearRegression = (
       const b = params[B].data[0]
       const w = params[W].data[0]
       const { loss, gb, gw } = mseAndGrads(data.train, idx, b, w)
-      const hyper =
-        sched === undefined ? optimizer.defaults : { ...optimizer.defaults, ...sched.hyper }
+      const hyper = sched === undefined ? optimizer.defaults : { ...optimizer.defaults, ...sched.hyper }
       const next = optimizer.update(
         state,
         { [W]: Float64.make([gw]), [B]: Float64.make([gb]) },

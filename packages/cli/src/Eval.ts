@@ -69,7 +69,9 @@ export const run = (args: Args) =>
       info !== null
         ? yield* Effect.gen(function* () {
             const recipe =
-              info.recipe === null ? undefined : yield* Recipe.decode(info.recipe, Recipe.fromFile(checkpoint))
+              info.recipe === null
+                ? undefined
+                : yield* Recipe.decode(info.recipe, Recipe.fromFile(checkpoint))
             const engine = yield* Engine.make(backendOf(recipe))
             const m = yield* Core.Checkpoint.trained(snapshot, checkpoint).pipe(
               Effect.provideService(Engine.Engine, engine),
@@ -114,12 +116,19 @@ export const run = (args: Args) =>
             const net = yield* Pipeline.model(recipe, size, config.classes.length)
             const { optimizer } = yield* Pipeline.optimizer(recipe, origin, engine.numeric)
             // The scheduler too: a checkpoint restores only into the optimizer and scheduler it was saved with.
-            const scheduler = yield* Pipeline.scheduler(recipe, origin, config.batchesPerEpoch, optimizer.defaults)
+            const scheduler = yield* Pipeline.scheduler(
+              recipe,
+              origin,
+              config.batchesPerEpoch,
+              optimizer.defaults
+            )
             const fresh = Trainer.make(
               { model: net.model, loss: Loss.crossEntropy, optimizer, scheduler },
               Random.make(recipe.seed)
             )
-            const t = yield* Checkpoint.restore(checkpoint, fresh).pipe(Effect.provideService(Engine.Engine, engine))
+            const t = yield* Checkpoint.restore(checkpoint, fresh).pipe(
+              Effect.provideService(Engine.Engine, engine)
+            )
             yield* Effect.addFinalizer(() => Effect.sync(() => Trainer.dispose(t)))
             return {
               engine,

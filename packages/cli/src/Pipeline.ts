@@ -295,11 +295,17 @@ export const model = (recipe: Recipe.Recipe, sampleShape: ReadonlyArray<number>,
 export const runInfo = (recipe: Recipe.Recipe, data: Datasets): Checkpoint.Run => {
   const [c, h, w] = data.train.sampleShape
   return {
-    model: ModelSpec.cnn2({ nFilters: recipe.model.filters, p: recipe.model.dropout, nClasses: data.classes.length }),
+    model: ModelSpec.cnn2({
+      nFilters: recipe.model.filters,
+      p: recipe.model.dropout,
+      nClasses: data.classes.length
+    }),
     inputShape: [c, h, w],
     classes: [...data.classes],
     normalizer:
-      data.normalizer === undefined ? null : { mean: [...data.normalizer.mean], std: [...data.normalizer.std] },
+      data.normalizer === undefined
+        ? null
+        : { mean: [...data.normalizer.mean], std: [...data.normalizer.std] },
     // through JSON text: the encoded recipe's absent optional fields are dropped, as in config.json
     recipe: JSON.parse(JSON.stringify(Schema.encodeSync(Recipe.Recipe)(recipe)))
   }

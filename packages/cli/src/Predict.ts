@@ -20,7 +20,10 @@ export const table = (predictions: ReadonlyArray<Predict.Prediction>): ReadonlyA
   const header = ["file", "class", "probability"] as const
   const widths = header.map((h, c) => Math.max(h.length, ...rows.map((r) => r[c].length)))
   const line = (r: ReadonlyArray<string>) =>
-    r.map((cell, c) => (c === 2 ? cell.padStart(widths[c]) : cell.padEnd(widths[c]))).join("  ").trimEnd()
+    r
+      .map((cell, c) => (c === 2 ? cell.padStart(widths[c]) : cell.padEnd(widths[c])))
+      .join("  ")
+      .trimEnd()
   return [line(header), ...rows.map(line)]
 }
 

@@ -50,7 +50,10 @@ const open = (args: Args, started: number) =>
     const p = yield* Path.Path
     const resumeDir = Option.getOrUndefined(args.resume)
     if (resumeDir !== undefined) {
-      const given = Resolve.givenRecipeFlags(args)
+      const fs = yield* FileSystem.FileSystem
+      const info = yield* fs.stat(resumeDir).pipe(Effect.mapError(runFolderError(resumeDir)))
+      // A checkpoint file continues in a new folder, so there --out is allowed.
+      const given = Resolve.givenRecipeFlags(info.type === "File" ? { ...args, out: Option.none() } : args)
       if (given !== undefined) {
         return yield* new ConfigError({
           file: COMMAND_LINE,
@@ -58,8 +61,6 @@ const open = (args: Args, started: number) =>
           reason: `cannot change a resumed run's recipe (only --epochs can extend it)`
         })
       }
-      const fs = yield* FileSystem.FileSystem
-      const info = yield* fs.stat(resumeDir).pipe(Effect.mapError(runFolderError(resumeDir)))
       if (info.type === "File") return yield* openCheckpoint(args, resumeDir, started)
       const config = yield* Run.readConfig(resumeDir)
       yield* Run.lock(resumeDir)
@@ -96,12 +97,16 @@ const openCheckpoint = (args: Args, path: string, started: number) =>
     const snapshot = yield* Checkpoint.load(path)
     const info = yield* Core.Checkpoint.runOf(snapshot, path).pipe(Effect.mapError(runFolderError(path)))
     if (info.recipe === null) {
-      return yield* new RunFolderError({ path, reason: "its run info has no recipe (saved from code): cannot resume" })
+      return yield* new RunFolderError({
+        path,
+        reason: "its run info has no recipe (saved from code): cannot resume"
+      })
     }
     const origin = Recipe.fromFile(path)
     const saved = yield* Recipe.decode(info.recipe, origin)
     const recipe = { ...saved, epochs: Option.getOrElse(args.epochs, () => saved.epochs) }
-    const runDir = Option.getOrUndefined(args.out) ?? (yield* Run.claimNewDir(Run.defaultRunDir(new Date(started))))
+    const runDir =
+      Option.getOrUndefined(args.out) ?? (yield* Run.claimNewDir(Run.defaultRunDir(new Date(started))))
     yield* Run.lock(runDir, { removeIfEmpty: true })
     const p = yield* Path.Path
     if (yield* Run.exists(p.join(runDir, Run.CONFIG_FILE))) {
@@ -146,8 +151,10 @@ export const run = (args: Args) =>
         })
       }
     }
-    if (from !== undefined) yield* Pipeline.sameClasses(`${from.path} (saved classes)`, from.classes, data.trainRoot, data.classes)
-    const start = from !== undefined ? { path: from.path } : resumed ? yield* Run.reconcile(runDir) : undefined
+    if (from !== undefined)
+      yield* Pipeline.sameClasses(`${from.path} (saved classes)`, from.classes, data.trainRoot, data.classes)
+    const start =
+      from !== undefined ? { path: from.path } : resumed ? yield* Run.reconcile(runDir) : undefined
     // A checkpoint of the initial state carries the run's seed (what resume replays from).
     const t0: Pipeline.AnyTrainer =
       start === undefined

@@ -242,7 +242,8 @@ export const load = (path: string) =>
             cause: e
           })
         ),
-      BadArgument: (e) => Effect.fail(new CheckpointError({ path, reason: `cannot read (${e.message})`, cause: e }))
+      BadArgument: (e) =>
+        Effect.fail(new CheckpointError({ path, reason: `cannot read (${e.message})`, cause: e }))
     }),
     Effect.flatMap((file) => fromFile(file, path))
   )

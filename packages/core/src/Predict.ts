@@ -101,7 +101,8 @@ export const imageFiles = (
           )
         )
       const images = names.filter(ImageFolder.hasImageExtension).sort()
-      if (images.length === 0) return yield* new PredictError({ path, reason: "the folder holds no image files" })
+      if (images.length === 0)
+        return yield* new PredictError({ path, reason: "the folder holds no image files" })
       for (const name of images) out.push(`${path.replace(/\/+$/, "")}/${name}`)
     }
     return out
@@ -124,9 +125,16 @@ export const images = (
     chunk.forEach((c, i) => {
       x.set(c.tensor.data, i * per)
     })
-    const y = Loss.outputs(built.module, params, { x, shape: [chunk.length, ...run.inputShape] }, { training: false, buffers })
+    const y = Loss.outputs(
+      built.module,
+      params,
+      { x, shape: [chunk.length, ...run.inputShape] },
+      { training: false, buffers }
+    )
     chunk.forEach((c, i) => {
-      out.push(fromLogits(c.file, run.classes, Array.from(y.values.subarray(i * k, (i + 1) * k)), options.top))
+      out.push(
+        fromLogits(c.file, run.classes, Array.from(y.values.subarray(i * k, (i + 1) * k)), options.top)
+      )
     })
   }
   return out
@@ -163,6 +171,7 @@ export const files = (
     return yield* Effect.acquireUseRelease(
       Checkpoint.trained(snapshot, checkpoint),
       (trained) => Effect.sync(() => images(trained, inputs, options)),
-      (trained) => Effect.sync(() => tf.dispose([...Object.values(trained.params), ...Object.values(trained.buffers)]))
+      (trained) =>
+        Effect.sync(() => tf.dispose([...Object.values(trained.params), ...Object.values(trained.buffers)]))
     )
   })
