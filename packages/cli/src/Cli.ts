@@ -94,7 +94,11 @@ export const runFlags = {
 
 const trainRunFlags = {
   out: F.text("out", "Run folder to write [runs/<time>]", "DIR"),
-  resume: F.text("resume", "Continue the interrupted run in this folder exactly", "RUN_DIR"),
+  resume: F.text(
+    "resume",
+    "Continue the interrupted run in this folder exactly, or from a checkpoint file alone (in a new run folder)",
+    "RUN_DIR|FILE"
+  ),
   allowDataChange: Options.boolean("allow-data-change").pipe(
     Options.withDescription("With --resume: continue although the data files changed")
   ),
@@ -277,7 +281,8 @@ export const commands = {
     examples: [
       "stepwise train --config examples/chapter6-adam.json",
       "stepwise train --optimizer SGD --lr 0.03 --momentum 0.9 --nesterov --dropout 0.5 --scheduler CyclicLR --base-lr 1e-3 --max-lr 1e-2 --step-size-up epoch --mode triangular2",
-      "stepwise train --resume runs/<time> --epochs 20"
+      "stepwise train --resume runs/<time> --epochs 20",
+      "stepwise train --resume model.safetensors --epochs 20 --out runs/more"
     ],
     groups: [
       ["Data", keys(dataFlags)],

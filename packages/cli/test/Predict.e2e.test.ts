@@ -2,7 +2,7 @@
  * Checkpoints alone: a checkpoint saved from library code outside any run folder is evaluated and
  * predicted with (library and CLI); a CLI checkpoint resumes training from the file alone.
  */
-import { spawnSync } from "node:child_process"
+import { spawn, spawnSync } from "node:child_process"
 import { copyFileSync, mkdirSync, mkdtempSync, readdirSync, writeFileSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
@@ -25,10 +25,20 @@ interface Result {
   readonly stdout: string
   readonly stderr: string
 }
-const cli = (args: ReadonlyArray<string>): Result => {
-  const r = spawnSync(process.execPath, [bin, ...args], { cwd: tmp, encoding: "utf8", timeout: 300_000 })
-  return { code: r.status, stdout: r.stdout, stderr: r.stderr }
-}
+/** Runs the built CLI without blocking the test worker (a blocked worker misses vitest's RPC). */
+const cli = (args: ReadonlyArray<string>): Promise<Result> =>
+  new Promise((resolve) => {
+    const child = spawn(process.execPath, [bin, ...args], { cwd: tmp })
+    let stdout = ""
+    let stderr = ""
+    child.stdout.on("data", (d) => {
+      stdout += d
+    })
+    child.stderr.on("data", (d) => {
+      stderr += d
+    })
+    child.on("close", (code) => resolve({ code, stdout, stderr }))
+  })
 const lastJson = (r: Result): any => {
   const lines = r.stdout.trim().split("\n")
   return JSON.parse(lines[lines.length - 1])
@@ -111,7 +121,9 @@ describe("predict from a checkpoint saved by library code (outside any run folde
           const logits = Array.from(Trainer.predict(t, { x: x.data, shape: [1, 3, 28, 28] }))
           const best = logits.indexOf(Math.max(...logits))
           expect(p.class).toBe(classes[best])
-          p.logits.forEach((z, i) => expect(z).toBeCloseTo(logits[i], 5))
+          p.logits.forEach((z, i) => {
+            expect(z).toBeCloseTo(logits[i], 5)
+          })
           const sum = Object.values(p.probabilities).reduce((a, b) => a + b, 0)
           expect(sum).toBeCloseTo(1, 12)
           expect(Object.keys(p.probabilities)).toEqual(classes)
@@ -134,7 +146,7 @@ describe("predict from a checkpoint saved by library code (outside any run folde
   })
 
   it("the CLI's --json line: file, class, probabilities by class name, logits; the same as the library", async () => {
-    const r = cli(["predict", "--checkpoint", standalone, dirs.flat, "--top", "3", "--json"])
+    const r = await cli(["predict", "--checkpoint", standalone, dirs.flat, "--top", "3", "--json"])
     expect(r.code).toBe(0)
     const out = lastJson(r)
     expect(Object.keys(out)).toEqual(["command", "predictions"])
@@ -153,9 +165,9 @@ describe("predict from a checkpoint saved by library code (outside any run folde
     expect(r.stderr).toMatch(/file\s+class\s+probability/)
   })
 
-  it("the human table lists the top K classes of each file", () => {
+  it("the human table lists the top K classes of each file", async () => {
     const file = join(dirs.flat, readdirSync(dirs.flat).sort()[0])
-    const r = cli(["predict", "--checkpoint", standalone, file, "--top", "2"])
+    const r = await cli(["predict", "--checkpoint", standalone, file, "--top", "2"])
     expect(r.code).toBe(0)
     const lines = r.stdout.trim().split("\n")
     expect(lines[0]).toMatch(/^file\s+class\s+probability$/)
@@ -164,24 +176,27 @@ describe("predict from a checkpoint saved by library code (outside any run folde
     expect(lines[1]).toMatch(/(paper|rock|scissors)\s+\d+\.\d\d%$/)
   })
 
-  it("bad input fails with one line naming the file", () => {
+  it("bad input fails with one line naming the file", async () => {
     const missing = join(tmp, "nope.png")
-    oneLineError(cli(["predict", "--checkpoint", standalone, missing]), /nope\.png/)
+    oneLineError(await cli(["predict", "--checkpoint", standalone, missing]), /nope\.png/)
     const notImage = join(tmp, "notes.png")
     writeFileSync(notImage, "not an image")
-    oneLineError(cli(["predict", "--checkpoint", standalone, notImage]), /cannot decode image .*notes\.png/)
     oneLineError(
-      cli(["predict", "--checkpoint", noRun, dirs.flat]),
+      await cli(["predict", "--checkpoint", standalone, notImage]),
+      /cannot decode image .*notes\.png/
+    )
+    oneLineError(
+      await cli(["predict", "--checkpoint", noRun, dirs.flat]),
       /norun\.safetensors: no run info \(model, classes, normalizer\)/
     )
     oneLineError(
-      cli(["predict", "--checkpoint", join(tmp, "absent.safetensors"), dirs.flat]),
+      await cli(["predict", "--checkpoint", join(tmp, "absent.safetensors"), dirs.flat]),
       /absent\.safetensors: no such file/
     )
     const empty = join(tmp, "empty")
     mkdirSync(empty, { recursive: true })
     oneLineError(
-      cli(["predict", "--checkpoint", standalone, empty]),
+      await cli(["predict", "--checkpoint", standalone, empty]),
       /empty: the folder holds no image files/
     )
   })
@@ -189,7 +204,7 @@ describe("predict from a checkpoint saved by library code (outside any run folde
 
 describe("eval of a checkpoint saved by library code", () => {
   it("rebuilds model, classes and normalizer from the file: the counts match the library's predictions", async () => {
-    const r = cli(["eval", "--checkpoint", standalone, "--data", dirs.evalDir, "--json"])
+    const r = await cli(["eval", "--checkpoint", standalone, "--data", dirs.evalDir, "--json"])
     expect(r.stderr).not.toMatch(/not a run folder/)
     expect(r.code).toBe(0)
     const e = lastJson(r)
@@ -207,20 +222,20 @@ describe("eval of a checkpoint saved by library code", () => {
     expect(e.correct.map((row: [number, number]) => row[0])).toEqual(correct)
   })
 
-  it("without --data and without a recipe it says to pass --data; without run info it names the file", () => {
+  it("without --data and without a recipe it says to pass --data; without run info it names the file", async () => {
     oneLineError(
-      cli(["eval", "--checkpoint", standalone]),
+      await cli(["eval", "--checkpoint", standalone]),
       /alone\.safetensors: the run has no validation set; pass --data DIR/
     )
     oneLineError(
-      cli(["eval", "--checkpoint", noRun, "--data", dirs.evalDir]),
+      await cli(["eval", "--checkpoint", noRun, "--data", dirs.evalDir]),
       /norun\.safetensors: has no run info/
     )
   })
 })
 
 describe("train --resume from a checkpoint alone", () => {
-  it("a CLI checkpoint copied anywhere evaluates and resumes exactly (epoch 2 equals the straight run's)", () => {
+  it("a CLI checkpoint copied anywhere evaluates and resumes exactly (epoch 2 equals the straight run's)", async () => {
     const data = join(tmp, "small")
     for (const c of classes) {
       const from = join(Rps.bundled().train, c)
@@ -229,19 +244,28 @@ describe("train --resume from a checkpoint alone", () => {
         copyFileSync(join(from, name), join(data, c, name))
     }
     const args = ["train", "--data", data, "--val-split", "0.25", "--batch-size", "8", "--filters", "2"]
-    const straight = cli([...args, "--epochs", "2", "--json", "--out", join(tmp, "straight")])
+    const straight = await cli([...args, "--epochs", "2", "--json", "--out", join(tmp, "straight")])
     expect(straight.code).toBe(0)
     const full = lastJson(straight)
-    const first = cli([...args, "--epochs", "1", "--out", join(tmp, "first")])
+    const first = await cli([...args, "--epochs", "1", "--out", join(tmp, "first")])
     expect(first.code).toBe(0)
     const alone = join(tmp, "epoch1.safetensors")
     copyFileSync(join(tmp, "first", "checkpoints", "epoch-0001.safetensors"), alone)
-    const ev = cli(["eval", "--checkpoint", alone, "--json"])
+    const ev = await cli(["eval", "--checkpoint", alone, "--json"])
     expect(ev.code).toBe(0)
     expect(lastJson(ev).correct).toEqual(
-      lastJson(cli(["eval", "--checkpoint", join(tmp, "first"), "--json"])).correct
+      lastJson(await cli(["eval", "--checkpoint", join(tmp, "first"), "--json"])).correct
     )
-    const resumed = cli(["train", "--resume", alone, "--epochs", "2", "--json", "--out", join(tmp, "second")])
+    const resumed = await cli([
+      "train",
+      "--resume",
+      alone,
+      "--epochs",
+      "2",
+      "--json",
+      "--out",
+      join(tmp, "second")
+    ])
     expect(resumed.code).toBe(0)
     const rest = lastJson(resumed)
     expect(rest.losses).toEqual([full.losses[1]])
