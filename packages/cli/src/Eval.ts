@@ -74,8 +74,7 @@ export const run = (args: Args) =>
                 : yield* Recipe.decode(info.recipe, Recipe.fromFile(checkpoint))
             const engine = yield* Engine.make(backendOf(recipe))
             const m = yield* Core.Checkpoint.trained(snapshot, checkpoint).pipe(
-              Effect.provideService(Engine.Engine, engine),
-              Effect.mapError(runFolderError(checkpoint))
+              Effect.provideService(Engine.Engine, engine)
             )
             yield* Effect.addFinalizer(() =>
               Effect.sync(() => tf.dispose([...Object.values(m.params), ...Object.values(m.buffers)]))
