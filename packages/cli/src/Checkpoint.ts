@@ -6,17 +6,23 @@
  */
 import type { FileSystem } from "@effect/platform"
 import { Checkpoint, type Engine, Safetensors, Trainer } from "@stepwise/core"
-import { Effect } from "effect"
+import { Effect, Either } from "effect"
 import { type RunFolderError, runFolderError } from "./Errors.js"
 import type { AnyTrainer } from "./Pipeline.js"
 import * as Run from "./RunFolder.js"
 
-/** Writes `t` to `path` through data's `AtomicFile` (temp file, fsync, rename). */
-export const save = (path: string, t: AnyTrainer) =>
-  Effect.suspend(() => Safetensors.encode(Checkpoint.toFile(Checkpoint.snapshot(t)), path)).pipe(
-    Effect.mapError(runFolderError(path)),
-    Effect.flatMap((bytes) => Run.writeFileAtomic(path, bytes))
-  )
+/**
+ * Writes `t` to `path` through data's `AtomicFile` (temp file, fsync, rename), with `run`
+ * describing the run (`Pipeline.runInfo`) so the file alone can be evaluated, predicted with,
+ * exported or resumed.
+ */
+export const save = (path: string, t: AnyTrainer, run: Checkpoint.Run) =>
+  Effect.suspend(() =>
+    Either.flatMap(Checkpoint.snapshot(t, run, path), (s) => Checkpoint.toFile(s, path)).pipe(
+      Either.flatMap((file) => Safetensors.encode(file, path)),
+      Either.mapLeft(runFolderError(path))
+    )
+  ).pipe(Effect.flatMap((bytes) => Run.writeFileAtomic(path, bytes)))
 
 /**
  * Restores a checkpoint into `fresh` (a trainer built from the run's recipe), checking parameter

@@ -1,5 +1,5 @@
 /**
- * The command tree: `stepwise train | lr-find | stats | eval | export | plot | download`, every flag with
+ * The command tree: `stepwise train | lr-find | stats | eval | predict | export | plot | download`, every flag with
  * its validation. Handlers live in one module a command; this file only parses.
  */
 import { Args, Command, HelpDoc, Options, ValidationError } from "@effect/cli"
@@ -94,7 +94,11 @@ export const runFlags = {
 
 const trainRunFlags = {
   out: F.text("out", "Run folder to write [runs/<time>]", "DIR"),
-  resume: F.text("resume", "Continue the interrupted run in this folder exactly", "RUN_DIR"),
+  resume: F.text(
+    "resume",
+    "Continue the interrupted run in this folder exactly, or from a checkpoint file alone (in a new run folder)",
+    "RUN_DIR|FILE"
+  ),
   allowDataChange: Options.boolean("allow-data-change").pipe(
     Options.withDescription("With --resume: continue although the data files changed")
   ),
@@ -187,6 +191,24 @@ const evalFlags = {
 export const evaluate = Command.make("eval", evalFlags).pipe(
   Command.withDescription("Per-class [correct, total], accuracy and the confusion matrix")
 )
+
+const predictFlags = {
+  checkpoint: Options.text("checkpoint").pipe(
+    Options.withPseudoName("FILE"),
+    Options.withDescription("Checkpoint file (its run info gives the model, classes and preprocessing)")
+  ),
+  top: F.number("top", "Classes listed per image, most probable first [1]", { integer: true, min: 1 }),
+  backend: runFlags.backend,
+  json
+}
+
+export const predict = Command.make("predict", {
+  ...predictFlags,
+  paths: Args.text({ name: "FILE|DIR" }).pipe(
+    Args.withDescription("Image files (PNG, JPEG, ...), or folders of them"),
+    Args.atLeast(1)
+  )
+}).pipe(Command.withDescription("Classify image files with a checkpoint"))
 
 export const PlotNames = [
   "losses",
@@ -282,7 +304,8 @@ export const commands = {
     examples: [
       "stepwise train --config examples/chapter6-adam.json",
       "stepwise train --optimizer SGD --lr 0.03 --momentum 0.9 --nesterov --dropout 0.5 --scheduler CyclicLR --base-lr 1e-3 --max-lr 1e-2 --step-size-up epoch --mode triangular2",
-      "stepwise train --resume runs/<time> --epochs 20"
+      "stepwise train --resume runs/<time> --epochs 20",
+      "stepwise train --resume model.safetensors --epochs 20 --out runs/more"
     ],
     groups: [
       ["Data", keys(dataFlags)],
@@ -324,6 +347,16 @@ export const commands = {
       "stepwise eval --checkpoint runs/<time>/checkpoints/epoch-0010.safetensors --data DIR --plot confusion.png"
     ],
     groups: [["Options", keys(evalFlags)]]
+  },
+  predict: {
+    command: predict,
+    summary: "Classify image files with a checkpoint: class and probabilities per file",
+    args: "<FILE|DIR>...",
+    examples: [
+      "stepwise predict --checkpoint runs/<time>/checkpoints/epoch-0010.safetensors photo.png",
+      "stepwise predict --checkpoint model.safetensors --top 3 --json images/"
+    ],
+    groups: [["Options", keys(predictFlags)]]
   },
   export: {
     command: exportWeights,

@@ -123,14 +123,14 @@ const mseAndGrads = (
 export const trainLinearRegression = (
   label: string,
   optimizer: Optimizer.Optimizer<F>,
-  scheduler?: Scheduler.Scheduler<any>,
+  scheduler?: Scheduler.Any,
   epochs = 10,
   data: LinearRegression.Data = LinearRegression.chapter()
 ): LinRegRun => {
   const options = { batchSize: 16, shuffle: true, seed: 13 }
   let params: { readonly [k: string]: F } = { [W]: Float64.make([INITIAL.w]), [B]: Float64.make([INITIAL.b]) }
   let state = optimizer.init(params)
-  let sched = scheduler?.init(optimizer.defaults)
+  let sched = scheduler?.start(optimizer.defaults)
   const run = { b: [] as number[], w: [] as number[], gradW: [] as number[], updateW: [] as number[] }
   const losses: Array<number> = []
   const valLosses: Array<number> = []
@@ -141,8 +141,7 @@ export const trainLinearRegression = (
       const b = params[B].data[0]
       const w = params[W].data[0]
       const { loss, gb, gw } = mseAndGrads(data.train, idx, b, w)
-      const hyper =
-        sched === undefined ? optimizer.defaults : { ...optimizer.defaults, ...scheduler!.current(sched) }
+      const hyper = sched === undefined ? optimizer.defaults : { ...optimizer.defaults, ...sched.hyper }
       const next = optimizer.update(
         state,
         { [W]: Float64.make([gw]), [B]: Float64.make([gb]) },
@@ -157,13 +156,13 @@ export const trainLinearRegression = (
       batchLosses.push(loss)
       params = next.params
       state = next.state
-      if (scheduler?.cadence === "batch") sched = Either.getOrThrow(scheduler.step(sched))
+      if (sched?.cadence === "batch") sched = Either.getOrThrow(sched.step())
     }
     losses.push(batchLosses.reduce((a, x) => a + x, 0) / batchLosses.length)
     const valBatches = DataLoader.batchIndices(data.val.length, { batchSize: 16 }, epoch)
     const v = valBatches.map((idx) => mseAndGrads(data.val, idx, params[B].data[0], params[W].data[0]).loss)
     valLosses.push(v.reduce((a, x) => a + x, 0) / v.length)
-    if (scheduler?.cadence === "epoch") sched = Either.getOrThrow(scheduler.step(sched))
+    if (sched?.cadence === "epoch") sched = Either.getOrThrow(sched.step())
   }
   return { label, ...run, losses, valLosses, lrs }
 }

@@ -6,8 +6,8 @@
  * model spec (`stepwise.model`, `stepwise.inputShape`). Nothing but the checkpoint is read: it
  * describes its own run (`meta.run`). No tensor engine either: the layouts are permuted on the host.
  */
-import { type Checkpoint as CoreCheckpoint, ModelSpec, Safetensors, TorchWeights } from "@stepwise/core"
-import { Effect, Either, Option, Schema } from "effect"
+import { Checkpoint as CoreCheckpoint, ModelSpec, Safetensors, TorchWeights } from "@stepwise/core"
+import { Effect, Either, Option } from "effect"
 import * as Checkpoint from "./Checkpoint.js"
 import type * as Cli from "./Cli.js"
 import { RunFolderError } from "./Errors.js"
@@ -17,43 +17,20 @@ import * as Run from "./RunFolder.js"
 
 export type Args = Cli.Values<typeof Cli.exportWeights>
 
-const PositiveInt = Schema.Int.pipe(Schema.positive())
-
-/** What a self-describing checkpoint records about its run (`meta.run`). */
-export const RunInfo = Schema.Struct({
-  model: ModelSpec.Model,
-  inputShape: Schema.Tuple(PositiveInt, PositiveInt, PositiveInt),
-  classes: Schema.Array(Schema.String),
-  normalizer: Schema.NullOr(
-    Schema.Struct({ mean: Schema.Array(Schema.Number), std: Schema.Array(Schema.Number) })
-  ),
-  recipe: Schema.Unknown
-})
-export type RunInfo = typeof RunInfo.Type
+/** What a self-describing checkpoint records about its run (`meta.run`): core's schema. */
+export type RunInfo = CoreCheckpoint.Run
 
 /**
- * The run a checkpoint describes: its model spec, input shape, classes and normalizer. The one
- * place this command reads `meta.run`; a checkpoint without it (written before checkpoints
- * described themselves) is an error naming the file.
+ * The run a checkpoint describes (model spec, input shape, classes, normalizer), or an error
+ * naming the file when it has none (a format-1 checkpoint, or one saved from code without it).
  */
 export const runOf = (
   snapshot: CoreCheckpoint.Snapshot,
   path: string
-): Effect.Effect<RunInfo, RunFolderError> => {
-  const raw = (snapshot.meta as { readonly run?: unknown }).run
-  if (raw === undefined)
-    return new RunFolderError({
-      path,
-      reason:
-        "the checkpoint does not describe its model (no run metadata: saved by an older stepwise); " +
-        "re-train or resume it with this version to export it"
-    })
-  return Schema.decodeUnknown(RunInfo)(raw).pipe(
-    Effect.mapError(
-      (e) => new RunFolderError({ path, reason: `run metadata: ${e.message.split("\n")[0]}`, cause: e })
-    )
+): Effect.Effect<RunInfo, RunFolderError> =>
+  CoreCheckpoint.runOf(snapshot, path).pipe(
+    Effect.mapError((e) => new RunFolderError({ path, reason: e.reason, cause: e }))
   )
-}
 
 /**
  * The export file of a checkpoint: its model rebuilt from the spec, its parameters and buffers

@@ -151,6 +151,7 @@ export const root = (style: Style): string => {
     "  stepwise stats",
     "  stepwise train --config examples/chapter6-adam.json",
     "  stepwise eval --checkpoint runs/<time>",
+    "  stepwise predict --checkpoint runs/<time>/checkpoints/epoch-0010.safetensors photo.png",
     "  stepwise export --checkpoint runs/<time> --format torch --out model.safetensors",
     ""
   ].join("\n")

@@ -10,6 +10,7 @@ import * as Export from "./Export.js"
 import * as Help from "./Help.js"
 import * as LrFind from "./LrFind.js"
 import * as Plot from "./Plot.js"
+import * as Predict from "./Predict.js"
 import { layerOutput } from "./Progress.js"
 import * as Stats from "./Stats.js"
 import * as Train from "./Train.js"
@@ -25,6 +26,7 @@ const command = Cli.root.pipe(
     Cli.lrFind.pipe(Command.withHandler(withOutput(LrFind.run))),
     Cli.stats.pipe(Command.withHandler(withOutput(Stats.run))),
     Cli.evaluate.pipe(Command.withHandler(withOutput(Eval.run))),
+    Cli.predict.pipe(Command.withHandler(withOutput(Predict.run))),
     Cli.exportWeights.pipe(Command.withHandler(withOutput(Export.run))),
     Cli.plot.pipe(Command.withHandler(withOutput(Plot.run))),
     Cli.download.pipe(Command.withHandler(withOutput(Download.run)))

@@ -7,7 +7,17 @@
 import { createHash } from "node:crypto"
 import { relative, resolve as resolvePath } from "node:path"
 import type { FileSystem } from "@effect/platform"
-import { Cnn2, Engine, Loss, type Module, type Safetensors, TorchWeights, Trainer } from "@stepwise/core"
+import {
+  type Checkpoint,
+  Cnn2,
+  Engine,
+  Loss,
+  ModelSpec,
+  type Module,
+  type Safetensors,
+  TorchWeights,
+  Trainer
+} from "@stepwise/core"
 import {
   type Batch,
   type Errors as DataErrors,
@@ -23,7 +33,7 @@ import {
 import type { Numeric, Optimizer, Optimizers, Scheduler } from "@stepwise/optim"
 import { TfNumeric } from "@stepwise/optim"
 import type * as tf from "@tensorflow/tfjs-core"
-import { Effect, Either, Option, type Scope, Stream } from "effect"
+import { Effect, Either, Option, Schema, type Scope, Stream } from "effect"
 import { COMMAND_LINE, ConfigError, DataMismatch, describeIoError } from "./Errors.js"
 import { Output } from "./Progress.js"
 import * as Recipe from "./Recipe.js"
@@ -289,6 +299,30 @@ export const model = (recipe: Recipe.Recipe, sampleShape: ReadonlyArray<number>,
     )
   })
 
+/**
+ * What a checkpoint records of this run so the file alone rebuilds the model and its
+ * preprocessing: CNN2 as a model spec (the same layers, names and initialisation as `model`
+ * builds), the input shape, class names, normalizer and the recipe.
+ */
+export const runInfo = (recipe: Recipe.Recipe, data: Datasets): Checkpoint.Run => {
+  const [c, h, w] = data.train.sampleShape
+  return {
+    model: ModelSpec.cnn2({
+      nFilters: recipe.model.filters,
+      p: recipe.model.dropout,
+      nClasses: data.classes.length
+    }),
+    inputShape: [c, h, w],
+    classes: [...data.classes],
+    normalizer:
+      data.normalizer === undefined
+        ? null
+        : { mean: [...data.normalizer.mean], std: [...data.normalizer.std] },
+    // through JSON text: the encoded recipe's absent optional fields are dropped, as in config.json
+    recipe: JSON.parse(JSON.stringify(Schema.encodeSync(Recipe.Recipe)(recipe)))
+  }
+}
+
 /** Decodes, validates (PyTorch's rules) and builds the optimizer on tfjs tensors. */
 export const optimizer = (
   recipe: Recipe.Recipe,
@@ -309,7 +343,7 @@ export const scheduler = (
   origin: Recipe.Origin,
   batchesPerEpoch: number,
   optimizerDefaults: Optimizer.Hyper
-): Effect.Effect<Scheduler.Scheduler<any> | undefined, ConfigError> =>
+): Effect.Effect<Scheduler.Any | undefined, ConfigError> =>
   Recipe.schedulerOf(recipe.scheduler, origin, { batchesPerEpoch, epochs: recipe.epochs }, optimizerDefaults)
 
 /** A fresh trainer: CNN2 initialised from the seed (the chapter's `torch.manual_seed(13)`). */
@@ -368,6 +402,8 @@ export const setup = (
     readonly loaders: Loaders
     readonly trainer: AnyTrainer
     readonly engine: Engine.EngineService
+    /** What checkpoints record of the run (`runInfo`). */
+    readonly run: Checkpoint.Run
   },
   | ConfigError
   | DataMismatch
@@ -389,7 +425,7 @@ export const setup = (
     const data = yield* prepareData(recipe)
     const l = yield* loaders(data, recipe)
     const fresh = yield* trainer(recipe, origin, data, l.train.numBatches, engine.numeric)
-    return { data, loaders: l, trainer: fresh, engine }
+    return { data, loaders: l, trainer: fresh, engine, run: runInfo(recipe, data) }
   })
 
 /** `Adam lr=0.0003 + CyclicLR` for the first line of a run. */

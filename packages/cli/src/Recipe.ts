@@ -321,7 +321,7 @@ export const schedulerOf = (
   origin: Origin,
   run: RunShape,
   optimizerDefaults: Optimizer.Hyper
-): Effect.Effect<Scheduler.Scheduler<any> | undefined, ConfigError> =>
+): Effect.Effect<Scheduler.Any | undefined, ConfigError> =>
   Effect.gen(function* () {
     if (section === undefined || normalize(section.name) === "none") {
       const given = section === undefined ? undefined : Object.keys(section).find((k) => k !== "name")

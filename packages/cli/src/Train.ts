@@ -8,8 +8,9 @@
  * the `TrainEvents` bus. An interrupt stops the fold between two mini-batches; the epoch being
  * written when it arrives is finished first, so the run folder always ends consistent.
  */
-import { Path } from "@effect/platform"
+import { FileSystem, Path } from "@effect/platform"
 import type { Errors as CoreErrors } from "@stepwise/core"
+import * as Core from "@stepwise/core"
 import { Engine, Events, Metrics, Trainer } from "@stepwise/core"
 import type { Errors as DataErrors } from "@stepwise/data"
 import type { InvalidHyperparameter } from "@stepwise/optim"
@@ -17,7 +18,7 @@ import { Clock, Console, Effect, Fiber, Option, Ref, Stream } from "effect"
 import * as Charts from "./Charts.js"
 import * as Checkpoint from "./Checkpoint.js"
 import type * as Cli from "./Cli.js"
-import { COMMAND_LINE, ConfigError, DataMismatch, RunFolderError } from "./Errors.js"
+import { COMMAND_LINE, ConfigError, DataMismatch, RunFolderError, runFolderError } from "./Errors.js"
 import * as Pipeline from "./Pipeline.js"
 import { formatBar, formatEpochLine, makePace, Output, summaryTable } from "./Progress.js"
 import * as Recipe from "./Recipe.js"
@@ -37,6 +38,8 @@ interface Opened {
   readonly runDir: string
   readonly resumed: boolean
   readonly config: Run.RunConfig | undefined
+  /** `--resume FILE`: the checkpoint a new run folder starts from (its recipe and classes inside). */
+  readonly from?: { readonly path: string; readonly classes: ReadonlyArray<string> } | undefined
 }
 
 /**
@@ -48,7 +51,10 @@ const open = (args: Args, started: number) =>
     const p = yield* Path.Path
     const resumeDir = Option.getOrUndefined(args.resume)
     if (resumeDir !== undefined) {
-      const given = Resolve.givenRecipeFlags(args)
+      const fs = yield* FileSystem.FileSystem
+      const info = yield* fs.stat(resumeDir).pipe(Effect.mapError(runFolderError(resumeDir)))
+      // A checkpoint file continues in a new folder, so there --out is allowed.
+      const given = Resolve.givenRecipeFlags(info.type === "File" ? { ...args, out: Option.none() } : args)
       if (given !== undefined) {
         return yield* new ConfigError({
           file: COMMAND_LINE,
@@ -56,6 +62,7 @@ const open = (args: Args, started: number) =>
           reason: `cannot change a resumed run's recipe (only --epochs can extend it)`
         })
       }
+      if (info.type === "File") return yield* openCheckpoint(args, resumeDir, started)
       const config = yield* Run.readConfig(resumeDir)
       yield* Run.lock(resumeDir)
       const epochs = Option.getOrElse(args.epochs, () => config.recipe.epochs)
@@ -64,7 +71,8 @@ const open = (args: Args, started: number) =>
         origin: Recipe.fromFile(p.join(resumeDir, Run.CONFIG_FILE)),
         runDir: resumeDir,
         resumed: true,
-        config
+        config,
+        from: undefined
       } satisfies Opened
     }
     const { recipe, origin } = yield* Resolve.resolve(args)
@@ -78,7 +86,41 @@ const open = (args: Args, started: number) =>
         reason: `already holds a run (continue it with --resume ${runDir}, or choose another --out)`
       })
     }
-    return { recipe, origin, runDir, resumed: false, config: undefined } satisfies Opened
+    return { recipe, origin, runDir, resumed: false, config: undefined, from: undefined } satisfies Opened
+  })
+
+/**
+ * `--resume FILE`: a checkpoint alone (its `run` info holds the recipe) continues in a new run
+ * folder (`--out`, or a fresh one); only `--epochs` may extend the recipe.
+ */
+const openCheckpoint = (args: Args, path: string, started: number) =>
+  Effect.gen(function* () {
+    const snapshot = yield* Checkpoint.load(path)
+    const info = yield* Core.Checkpoint.runOf(snapshot, path).pipe(Effect.mapError(runFolderError(path)))
+    if (info.recipe === null) {
+      return yield* new RunFolderError({
+        path,
+        reason: "its run info has no recipe (saved from code): cannot resume"
+      })
+    }
+    const origin = Recipe.fromFile(path)
+    const saved = yield* Recipe.decode(info.recipe, origin)
+    const recipe = { ...saved, epochs: Option.getOrElse(args.epochs, () => saved.epochs) }
+    const runDir =
+      Option.getOrUndefined(args.out) ?? (yield* Run.claimNewDir(Run.defaultRunDir(new Date(started))))
+    yield* Run.lock(runDir, { removeIfEmpty: true })
+    const p = yield* Path.Path
+    if (yield* Run.exists(p.join(runDir, Run.CONFIG_FILE))) {
+      return yield* new RunFolderError({ path: runDir, reason: "already holds a run (choose another --out)" })
+    }
+    return {
+      recipe,
+      origin,
+      runDir,
+      resumed: false,
+      config: undefined,
+      from: { path, classes: info.classes }
+    } satisfies Opened
   })
 
 export const run = (args: Args) =>
@@ -86,7 +128,7 @@ export const run = (args: Args) =>
     const out = yield* Output
     const p = yield* Path.Path
     const started = yield* Clock.currentTimeMillis
-    const { recipe, origin, runDir, resumed, config: saved } = yield* open(args, started)
+    const { recipe, origin, runDir, resumed, config: saved, from } = yield* open(args, started)
     yield* Run.removeStaleTemps(runDir)
 
     // Engine, data, model, optimizer, scheduler.
@@ -95,7 +137,8 @@ export const run = (args: Args) =>
       data,
       loaders,
       trainer: fresh,
-      engine
+      engine,
+      run: runInfo
     } = yield* Pipeline.setup(resumed ? { ...recipe, initFrom: undefined } : recipe, origin)
     const onEngine = Effect.provideService(Engine.Engine, engine)
     const parameters = Trainer.countParameters(fresh)
@@ -116,7 +159,10 @@ export const run = (args: Args) =>
         })
       }
     }
-    const start = resumed ? yield* Run.reconcile(runDir) : undefined
+    if (from !== undefined)
+      yield* Pipeline.sameClasses(`${from.path} (saved classes)`, from.classes, data.trainRoot, data.classes)
+    const start =
+      from !== undefined ? { path: from.path } : resumed ? yield* Run.reconcile(runDir) : undefined
     // A checkpoint of the initial state carries the run's seed (what resume replays from).
     const t0: Pipeline.AnyTrainer =
       start === undefined
@@ -156,7 +202,7 @@ export const run = (args: Args) =>
       parameters
     }
     yield* Run.writeConfig(runDir, runConfig)
-    if (start === undefined) yield* Checkpoint.save(yield* Run.checkpointPath(runDir, 0), t0)
+    if (start === undefined) yield* Checkpoint.save(yield* Run.checkpointPath(runDir, 0), t0, runInfo)
     const rows: Array<Run.EpochMetrics> = resumed ? [...(yield* Run.readMetrics(runDir))] : []
     const tbOn = Option.getOrElse(args.tensorboard, () => true)
     const plotsOn = Option.getOrElse(args.plots, () => true)
@@ -213,7 +259,7 @@ export const run = (args: Args) =>
           Effect.gen(function* () {
             // The row first: a crash before the checkpoint leaves a row that resume drops.
             yield* Run.appendMetrics(runDir, row)
-            yield* Checkpoint.save(yield* Run.checkpointPath(runDir, r.epoch), r.trainer)
+            yield* Checkpoint.save(yield* Run.checkpointPath(runDir, r.epoch), r.trainer, runInfo)
             yield* Ref.set(saved$, r.epoch)
             if (tbOn)
               yield* Run.appendFile(

@@ -57,7 +57,8 @@ describe("stepwise --help", () => {
   it("lists every command, and each command lists its flags", () => {
     const r = cli(["--help"])
     expect(r.code).toBe(0)
-    for (const c of ["train", "lr-find", "stats", "eval", "plot", "download"]) expect(r.stdout).toContain(c)
+    for (const c of ["train", "lr-find", "stats", "eval", "predict", "plot", "download"])
+      expect(r.stdout).toContain(c)
     const t = cli(["train", "--help"])
     for (const f of [
       "--optimizer",

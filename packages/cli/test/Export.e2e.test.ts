@@ -62,7 +62,12 @@ const smallRun = ["--data", subset, "--val-split", "0.25", "--epochs", "1", "--n
 /** A self-describing checkpoint file (`meta.run`) of a fixture's weights. */
 const checkpointOf = (name: "cnn2" | "bn", run: boolean) => {
   const path = join(tmp, `${name}${run ? "" : "-norun"}.safetensors`)
-  writeFileSync(path, Either.getOrThrow(Safetensors.encode(Checkpoint.toFile(snapshotOf(name, run)), path)))
+  writeFileSync(
+    path,
+    Either.getOrThrow(
+      Safetensors.encode(Either.getOrThrow(Checkpoint.toFile(snapshotOf(name, run), path)), path)
+    )
+  )
   return path
 }
 
@@ -72,9 +77,6 @@ beforeAll(() => {
   makeSubset(24)
 }, 300_000)
 
-// The tests that export a checkpoint need core's `Checkpoint` to keep `meta.run` (self-describing
-// checkpoints, issue 13 item 4, another branch): until it lands they fail with "the checkpoint
-// does not describe its model".
 describe("stepwise export --format torch", () => {
   it.each(["cnn2", "bn"] as const)(
     "writes exactly PyTorch's state_dict of the %s fixture, with classes, mean, std and the model",
@@ -115,7 +117,7 @@ describe("stepwise export --format torch", () => {
     const r = await cli(["export", "--checkpoint", ckpt, "--out", out])
     expect(r.code).toBe(1)
     expect(r.stderr.trim()).toMatch(
-      new RegExp(`^stepwise: ${ckpt}: the checkpoint does not describe its model`)
+      new RegExp(`^stepwise: ${ckpt}: no run info \\(model, classes, normalizer\\)`)
     )
   })
 

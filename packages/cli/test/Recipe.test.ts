@@ -39,12 +39,12 @@ describe("recipes", () => {
       })
       // step_size_up = len(train_loader) = 158 mini-batches of the 2,520 training images
       const s = yield* Recipe.schedulerOf(r.scheduler, origin, run, { lr: 0.03, momentum: 0.9 })
-      let st = s!.init({ lr: 0.03, momentum: 0.9 })
-      expect(s!.current(st).lr).toBeCloseTo(1e-3, 15)
-      for (let i = 0; i < 158; i++) st = yield* s!.step(st)
-      expect(s!.current(st).lr).toBeCloseTo(1e-2, 12) // the top after one epoch
-      for (let i = 0; i < 158 * 2; i++) st = yield* s!.step(st)
-      expect(s!.current(st).lr).toBeCloseTo(1e-3 + (1e-2 - 1e-3) / 2, 12) // triangular2 halves the 2nd cycle
+      let st = s!.start({ lr: 0.03, momentum: 0.9 })
+      expect(st.hyper.lr).toBeCloseTo(1e-3, 15)
+      for (let i = 0; i < 158; i++) st = yield* st.step()
+      expect(st.hyper.lr).toBeCloseTo(1e-2, 12) // the top after one epoch
+      for (let i = 0; i < 158 * 2; i++) st = yield* st.step()
+      expect(st.hyper.lr).toBeCloseTo(1e-3 + (1e-2 - 1e-3) / 2, 12) // triangular2 halves the 2nd cycle
       expect(def).toBeTypeOf("function")
     })
   )

@@ -6,6 +6,7 @@ import { readFileSync } from "node:fs"
 import { join } from "node:path"
 import { fileURLToPath } from "node:url"
 import { Checkpoint, ModelSpec, Safetensors, TorchWeights } from "@stepwise/core"
+import { OptimizerState } from "@stepwise/optim"
 import { Either } from "effect"
 
 export const fixtures = fileURLToPath(new URL("../../core/test/fixtures", import.meta.url))
@@ -24,7 +25,7 @@ export const snapshotOf = (name: "cnn2" | "bn", run: boolean): Checkpoint.Snapsh
   const torch = fixture(`torch-${name}`).tensors
   // PyTorch's layout -> ours with the inverse index maps: export of this must give `torch` back.
   const host = Either.getOrThrow(hostWeights(built.module, torch))
-  const meta: Checkpoint.Meta & { readonly run?: unknown } = {
+  const meta: Checkpoint.Meta = {
     format: Checkpoint.FORMAT,
     totalEpochs: 0,
     losses: [],
@@ -33,19 +34,17 @@ export const snapshotOf = (name: "cnn2" | "bn", run: boolean): Checkpoint.Snapsh
     seed: 13,
     optimizer: { name: "Adam", step: 0 },
     scheduler: null,
-    ...(run
+    run: run
       ? {
-          run: {
-            model: spec,
-            inputShape: [3, 28, 28],
-            classes: ["paper", "rock", "scissors"],
-            normalizer: { mean: [0.85, 0.82, 0.81], std: [0.21, 0.25, 0.27] },
-            recipe: {}
-          }
+          model: spec,
+          inputShape: [3, 28, 28],
+          classes: ["paper", "rock", "scissors"],
+          normalizer: { mean: [0.85, 0.82, 0.81], std: [0.21, 0.25, 0.27] },
+          recipe: {}
         }
-      : {})
+      : null
   }
-  return { meta, ...host, slots: {} }
+  return { meta, ...host, optimizer: OptimizerState.make(0, {}), fileFormat: Checkpoint.FORMAT }
 }
 
 /** Our layout from PyTorch's, on the host: the permutation that `stateDictOfHost` undoes. */

@@ -71,6 +71,20 @@ export class CheckpointError extends Schema.TaggedError<CheckpointError>()("Chec
 }
 
 /**
+ * An input of `Predict` that is not an image to classify: a path that is neither a file nor a
+ * folder, a folder without image files, or a checkpoint whose model does not take RGB images.
+ */
+export class PredictError extends Schema.TaggedError<PredictError>()("PredictError", {
+  path: Schema.String,
+  reason: Schema.String,
+  cause: Schema.optional(Schema.Defect)
+}) {
+  override get message() {
+    return `${this.path}: ${this.reason}`
+  }
+}
+
+/**
  * A malformed safetensors file (or an unwritable value), naming the file, what is wrong and, for
  * a malformed file, the byte offset where it goes wrong.
  */

@@ -49,8 +49,8 @@ export interface Config<E = never, R = never> {
   readonly model: Module.Module
   readonly loss: Loss.Loss
   readonly optimizer: Optimizer.Optimizer<tf.Tensor>
-  // `any`: a scheduler's state type is its own business; the trainer only passes it back.
-  readonly scheduler?: Scheduler.Scheduler<any> | undefined
+  /** Any scheduler (its state type stays its own: the trainer holds it as `scheduled`). */
+  readonly scheduler?: Scheduler.Any | undefined
   readonly trainLoader?: Loader<E, R> | undefined
   readonly valLoader?: Loader<E, R> | undefined
 }
@@ -61,8 +61,8 @@ export interface Trainer<E = never, R = never> {
   /** BatchNorm's running statistics (empty without BatchNorm): updated by training steps, never optimized. */
   readonly buffers: Tensors
   readonly optState: Optimizer.OptimizerState<tf.Tensor>
-  /** The scheduler's plain-data state (undefined without a scheduler). */
-  readonly schedState: unknown
+  /** The scheduler with its current state (undefined without a scheduler). */
+  readonly scheduled: Scheduler.Scheduled | undefined
   /** Epochs trained so far (the chapter's `total_epochs`). */
   readonly totalEpochs: number
   readonly losses: ReadonlyArray<number>
@@ -90,7 +90,7 @@ export const make = <E = never, R = never>(
     params,
     buffers: options.buffers ?? Module.initBuffers(config.model),
     optState: config.optimizer.init(params),
-    schedState: config.scheduler?.init(config.optimizer.defaults),
+    scheduled: config.scheduler?.start(config.optimizer.defaults),
     totalEpochs: 0,
     losses: [],
     valLosses: [],
@@ -102,12 +102,10 @@ export const make = <E = never, R = never>(
 const isState = (u: unknown): u is Random.State => Random.isState(u)
 
 /** The hyperparameters of the next step: the scheduler's, over the optimizer's defaults. */
-export const hyper = (t: Pick<Trainer<any, any>, "config" | "schedState">): Optimizer.Hyper => {
-  const s = t.config.scheduler
-  return s === undefined
+export const hyper = (t: Pick<Trainer<any, any>, "config" | "scheduled">): Optimizer.Hyper =>
+  t.scheduled === undefined
     ? t.config.optimizer.defaults
-    : { ...t.config.optimizer.defaults, ...s.current(t.schedState) }
-}
+    : { ...t.config.optimizer.defaults, ...t.scheduled.hyper }
 
 // --------------------------------------------------------------------- "set" methods, as values
 
@@ -125,18 +123,18 @@ export const setOptimizer = <E, R>(
     ...t,
     config,
     optState: optimizer.init(t.params),
-    schedState: config.scheduler?.init(optimizer.defaults)
+    scheduled: config.scheduler?.start(optimizer.defaults)
   }
 }
 
 /** The chapter's `set_lr_scheduler` (`undefined` removes it). */
 export const setScheduler = <E, R>(
   t: Trainer<E, R>,
-  scheduler: Scheduler.Scheduler<any> | undefined
+  scheduler: Scheduler.Any | undefined
 ): Trainer<E, R> => ({
   ...t,
   config: { ...t.config, scheduler },
-  schedState: scheduler?.init(t.config.optimizer.defaults)
+  scheduled: scheduler?.start(t.config.optimizer.defaults)
 })
 
 /** The chapter's `set_loaders`. */
@@ -342,23 +340,22 @@ const batchStep = <E, R>(bus: Bus, s: EpochFold<E, R>, batch: Batch.Batch<Target
       },
       t.buffers
     )
-    const scheduler = t.config.scheduler
-    const schedState =
-      scheduler?.cadence === "batch"
-        ? scheduler.step(t.schedState, batchSignal(scheduler, epoch + i / n))
-        : Either.right(t.schedState)
+    const scheduled =
+      t.scheduled?.cadence === "batch"
+        ? t.scheduled.step(batchSignal(t.scheduled, epoch + i / n))
+        : Either.right(t.scheduled)
     const next: Trainer<E, R> = {
       ...t,
       params: r.params,
       buffers: r.buffers,
       optState: r.optState,
-      schedState: Either.getOrUndefined(schedState)
+      scheduled: Either.getOrElse(scheduled, () => t.scheduled)
     }
     release(s, next)
     const moved = { ...s, trainer: next, owned: true }
     if (r.nonFinite !== undefined)
       return { ...moved, failure: new NonFinite({ epoch, batch: i, ...r.nonFinite }) }
-    if (Either.isLeft(schedState)) return { ...moved, failure: schedState.left }
+    if (Either.isLeft(scheduled)) return { ...moved, failure: scheduled.left }
     yield* bus.publish(Events.TrainEvent.BatchEnd({ epoch, batch: i, loss: r.loss, lr: h.lr }))
     yield* Effect.forEach(r.captured, bus.publish, { discard: true })
     return {
@@ -378,7 +375,7 @@ const runEpoch = <E, R>(bus: Bus, run: Run<E, R>) =>
     const started = yield* Clock.currentTimeMillis
     const t0 = run.trainer
     const epoch = t0.totalEpochs
-    const { trainLoader, valLoader, scheduler } = t0.config
+    const { trainLoader, valLoader } = t0.config
     const start: EpochFold<E, R> = {
       ...run,
       announced: yield* announce(bus, t0, run.announced, epoch, 0),
@@ -412,21 +409,22 @@ const runEpoch = <E, R>(bus: Bus, run: Run<E, R>) =>
       dispose(trained)
       return yield* new NonFinite({ epoch, batch: "validation", what: "loss", value: valLoss })
     }
-    const schedState =
-      scheduler?.cadence === "epoch"
-        ? scheduler.step(trained.schedState)
-        : scheduler?.cadence === "metric"
-          ? scheduler.step(trained.schedState, { metric: valLoss })
-          : Either.right(trained.schedState)
-    if (Either.isLeft(schedState)) {
+    const current = trained.scheduled
+    const scheduled =
+      current?.cadence === "epoch"
+        ? current.step()
+        : current?.cadence === "metric"
+          ? current.step({ metric: valLoss })
+          : Either.right(current)
+    if (Either.isLeft(scheduled)) {
       dispose(trained)
-      return yield* schedState.left
+      return yield* scheduled.left
     }
     const loss = mean(Chunk.toReadonlyArray(f.batchLosses))
-    const lr = hyper({ config: t0.config, schedState: schedState.right }).lr
+    const lr = hyper({ config: t0.config, scheduled: scheduled.right }).lr
     const trainer: Trainer<E, R> = {
       ...trained,
-      schedState: schedState.right,
+      scheduled: scheduled.right,
       totalEpochs: epoch + 1,
       losses: [...trained.losses, loss],
       valLosses: valLoss === undefined ? trained.valLosses : [...trained.valLosses, valLoss],
@@ -538,10 +536,8 @@ export const train = <E, R, E2 = never, R2 = never>(
  * passes its 1-based `total_epochs + i / n`); the others a plain step, as the chapter's
  * `scheduler.step()`.
  */
-const batchSignal = (
-  scheduler: Scheduler.Scheduler<unknown>,
-  fracEpoch: number
-): Scheduler.Signal | undefined => (scheduler.fractionalEpoch === true ? { epoch: fracEpoch } : undefined)
+const batchSignal = (scheduler: Scheduler.Any, fracEpoch: number): Scheduler.Signal | undefined =>
+  scheduler.fractionalEpoch === true ? { epoch: fracEpoch } : undefined
 
 const mean = (xs: ReadonlyArray<number>) =>
   xs.length === 0 ? Number.NaN : xs.reduce((a, b) => a + b, 0) / xs.length

@@ -2,14 +2,18 @@ import { FileSystem } from "@effect/platform"
 import { NodeContext } from "@effect/platform-node"
 import { expect, layer } from "@effect/vitest"
 import { Random } from "@stepwise/data"
-import { ReduceLROnPlateau, StepLR } from "@stepwise/optim"
+import { OptimizerState, ReduceLROnPlateau, StepLR } from "@stepwise/optim"
 import { Effect, Either } from "effect"
 import * as Checkpoint from "../src/Checkpoint.js"
 import * as Engine from "../src/Engine.js"
 import * as Loss from "../src/Loss.js"
+import * as ModelSpec from "../src/ModelSpec.js"
 import * as Safetensors from "../src/Safetensors.js"
 import * as Trainer from "../src/Trainer.js"
 import * as F from "./fixtures.js"
+
+/** A trainer's scheduler state as its schema encodes it. */
+const encoded = (t: Trainer.Trainer<any, any>) => Either.getOrThrow(t.scheduled!.encode())
 
 const tmp = Effect.flatMap(FileSystem.FileSystem, (fs) => fs.makeTempDirectoryScoped())
 
@@ -25,7 +29,8 @@ layer(Engine.wasm)("Checkpoint", (it) => {
       const resumed = yield* Checkpoint.resume(path, t)
       expect(resumed.totalEpochs).toBe(2)
       expect(resumed.optState.step).toBe(10)
-      expect(resumed.schedState).toEqual(half.schedState)
+      expect(encoded(resumed)).toEqual({ epoch: 2, base: { lr: 0.003, beta1: 0.9 } })
+      expect(encoded(resumed)).toEqual(encoded(half))
       expect(F.values(resumed.params)).toEqual(F.values(half.params))
       const finished = yield* Trainer.train(resumed, 2, 42)
       F.expectSameRun(finished, whole)
@@ -99,15 +104,28 @@ layer(Engine.wasm)("Checkpoint", (it) => {
       )
       const meta = JSON.parse(file.metadata.stepwise)
       expect(meta).toMatchObject({
-        format: "stepwise.checkpoint/1",
+        format: "stepwise.checkpoint/2",
         totalEpochs: 0,
         seed: 42,
-        optimizer: { name: "Adam", step: 0 }
+        optimizer: { name: "Adam", step: 0 },
+        run: null
       })
-      expect(meta.scheduler.name).toBe(plateau.name)
+      expect(meta.scheduler).toEqual({
+        name: "ReduceLROnPlateau",
+        state: {
+          base: { lr: 0.003, beta1: 0.9 },
+          lr: 0.003,
+          best: "Infinity",
+          numBadEpochs: 0,
+          cooldownCounter: 0,
+          lastEpoch: 0
+        }
+      })
       const back = yield* Checkpoint.resume(path, t)
-      expect(back.schedState).toEqual(t.schedState)
-      expect(JSON.stringify(back.schedState)).toContain("null") // Infinity inside, as JSON shows it
+      expect(encoded(back)).toEqual(encoded(t))
+      back.scheduled!.use((_, s) =>
+        expect((s as ReduceLROnPlateau.State).best).toBe(Number.POSITIVE_INFINITY)
+      )
       expect(yield* FileSystem.FileSystem.pipe(Effect.flatMap((fs) => fs.readDirectory(dir)))).toEqual([
         "c.safetensors"
       ])
@@ -144,13 +162,170 @@ layer(Engine.wasm)("Checkpoint", (it) => {
         Either.getOrThrow(
           Safetensors.encode({
             tensors: {},
-            metadata: { stepwise: JSON.stringify({ format: "stepwise.checkpoint/1" }) }
+            metadata: { stepwise: JSON.stringify({ format: "stepwise.checkpoint/2" }) }
           })
         )
       )
       const bad = yield* Effect.flip(Checkpoint.resume(`${dir}/bad.safetensors`, t))
       expect(bad.message).toMatch(/: metadata: .*totalEpochs/s)
       for (const x of [t, sgd, wrongModel]) Trainer.dispose(x)
+    }).pipe(Effect.provide(NodeContext.layer))
+  )
+
+  it.scoped(
+    "format 2 carries the run: the model rebuilt from the file alone gives the trainer's outputs",
+    () =>
+      Effect.gen(function* () {
+        const path = `${yield* tmp}/run.safetensors`
+        const t = yield* Trainer.train(F.trainer({ p: 0.3 }), 1, 42)
+        const run: Checkpoint.Run = {
+          model: ModelSpec.cnn2({ nFilters: 3, p: 0.3 }),
+          inputShape: [3, 12, 12],
+          classes: ["red", "green", "blue"],
+          normalizer: { mean: [0.1, 0.2, 0.3], std: [1, 2, 3] },
+          recipe: { epochs: 1, optimizer: { name: "Adam" } }
+        }
+        yield* Checkpoint.save(path, t, run)
+        const file = yield* Safetensors.read(path)
+        const meta = JSON.parse(file.metadata.stepwise)
+        expect(meta.format).toBe("stepwise.checkpoint/2")
+        expect(meta.run.inputShape).toEqual([3, 12, 12])
+        expect(meta.run.classes).toEqual(["red", "green", "blue"])
+        expect(meta.run.normalizer).toEqual({ mean: [0.1, 0.2, 0.3], std: [1, 2, 3] })
+        expect(meta.run.recipe).toEqual({ epochs: 1, optimizer: { name: "Adam" } })
+        expect(meta.run.model.layers[0].layers[0]).toEqual({
+          type: "Conv2d",
+          name: "conv1",
+          outChannels: 3,
+          kernelSize: 3
+        })
+        const s = yield* Checkpoint.load(path)
+        expect(s.meta.run).toEqual(run)
+        expect(s.optimizer.step).toBe(5)
+        expect(Object.keys(OptimizerState.slotsOf(s.optimizer)).sort()).toEqual(["expAvg", "expAvgSq"])
+        const m = yield* Checkpoint.trained(s, path)
+        const x = F.images(4, 12, 9)
+        const batch = { x: Float32Array.from(x.x), shape: [4, 3, 12, 12] }
+        const fromFile = Loss.outputs(m.built.module, m.params, batch, {
+          training: false,
+          buffers: m.buffers
+        })
+        expect(Array.from(fromFile.values)).toEqual(Array.from(Trainer.predict(t, batch)))
+        Trainer.dispose(t)
+        Trainer.dispose({ params: m.params, buffers: m.buffers, optState: { step: 0 } })
+      }).pipe(Effect.provide(NodeContext.layer))
+  )
+
+  it.scoped("reads a format-1 file: resumes exactly; run info absent fails naming the file", () =>
+    Effect.gen(function* () {
+      const dir = yield* tmp
+      const plateau = yield* ReduceLROnPlateau.make({ patience: 0 })
+      const t = Trainer.setScheduler(F.trainer(), plateau)
+      const once = yield* Trainer.train(t, 1, 42)
+      const v2 = Checkpoint.toFile(Either.getOrThrow(Checkpoint.snapshot(once)))
+      const meta2 = JSON.parse(Either.getOrThrow(v2).metadata.stepwise)
+      // format 1 as its writer made it: no run, non-finite numbers as {"$number": ...}
+      const { run: _, ...rest } = meta2
+      const meta1 = {
+        ...rest,
+        format: "stepwise.checkpoint/1",
+        scheduler: {
+          name: "ReduceLROnPlateau",
+          state: { ...rest.scheduler.state, best: rest.scheduler.state.best }
+        },
+        valLosses: [{ $number: "Infinity" }]
+      }
+      const path = `${dir}/v1.safetensors`
+      const fs = yield* FileSystem.FileSystem
+      yield* fs.writeFile(
+        path,
+        Either.getOrThrow(
+          Safetensors.encode({
+            tensors: Either.getOrThrow(v2).tensors,
+            metadata: { stepwise: JSON.stringify(meta1) }
+          })
+        )
+      )
+      const s = yield* Checkpoint.load(path)
+      expect(s.fileFormat).toBe("stepwise.checkpoint/1")
+      expect(s.meta.valLosses).toEqual([Number.POSITIVE_INFINITY])
+      expect(s.meta.run).toBeNull()
+      const back = yield* Checkpoint.restore(t, s, path)
+      expect(back.totalEpochs).toBe(1)
+      expect(encoded(back)).toEqual(encoded(once))
+      expect(F.values(back.params)).toEqual(F.values(once.params))
+      const noRun = yield* Effect.flip(Checkpoint.trained(s, path))
+      expect(noRun).toMatchObject({ _tag: "CheckpointError", path })
+      expect(noRun.message).toBe(
+        `checkpoint ${path}: no run info (model, classes, normalizer): a format-1 checkpoint; evaluate it from its run folder`
+      )
+      // a format-1 ReduceLROnPlateau wrote its initial best as null: read as inf
+      const fresh = {
+        ...meta1,
+        scheduler: { name: "ReduceLROnPlateau", state: { ...meta1.scheduler.state, best: null } }
+      }
+      yield* fs.writeFile(
+        path,
+        Either.getOrThrow(
+          Safetensors.encode({
+            tensors: Either.getOrThrow(v2).tensors,
+            metadata: { stepwise: JSON.stringify(fresh) }
+          })
+        )
+      )
+      const nullBest = yield* Checkpoint.resume(path, t)
+      expect(encoded(nullBest)).toMatchObject({ best: "Infinity" })
+      for (const x of [t, once, back, nullBest]) Trainer.dispose(x)
+    }).pipe(Effect.provide(NodeContext.layer))
+  )
+
+  it.scoped("a damaged optimizer state or scheduler state fails with CheckpointError, cause kept", () =>
+    Effect.gen(function* () {
+      const dir = yield* tmp
+      const t = Trainer.setScheduler(F.trainer(), yield* StepLR.make({ stepSize: 1 }))
+      const file = Either.getOrThrow(Checkpoint.toFile(Either.getOrThrow(Checkpoint.snapshot(t))))
+      const meta = JSON.parse(file.metadata.stepwise)
+      const fs = yield* FileSystem.FileSystem
+      const path = `${dir}/bad.safetensors`
+      yield* fs.writeFile(
+        path,
+        Either.getOrThrow(
+          Safetensors.encode({
+            tensors: file.tensors,
+            metadata: {
+              stepwise: JSON.stringify({ ...meta, scheduler: { name: "StepLR", state: { epoch: "x" } } })
+            }
+          })
+        )
+      )
+      const e = yield* Effect.flip(Checkpoint.resume(path, t))
+      expect(e).toMatchObject({ _tag: "CheckpointError", path })
+      expect(e.message).toMatch(/scheduler state: .*epoch/s)
+      expect(e.cause).toBeDefined()
+      const stray = {
+        ...file.tensors,
+        "optimizer/expAvg/fc9.bias": Safetensors.tensor(new Float32Array(3), [3])
+      }
+      yield* fs.writeFile(
+        path,
+        Either.getOrThrow(Safetensors.encode({ tensors: stray, metadata: file.metadata }))
+      )
+      const e2 = yield* Effect.flip(Checkpoint.resume(path, t))
+      expect(e2.message).toMatch(
+        /optimizer slot expAvg has an entry fc9.bias \[3\] that matches no parameter/
+      )
+      yield* fs.writeFile(
+        path,
+        Either.getOrThrow(
+          Safetensors.encode({
+            tensors: file.tensors,
+            metadata: { stepwise: JSON.stringify({ ...meta, optimizer: { name: "Adam", step: -1 } }) }
+          })
+        )
+      )
+      const e3 = yield* Effect.flip(Checkpoint.load(path))
+      expect(e3.message).toMatch(/metadata: .*step/s)
+      Trainer.dispose(t)
     }).pipe(Effect.provide(NodeContext.layer))
   )
 })

@@ -1,8 +1,7 @@
 import { Effect, Either, Schema } from "effect"
 import { InvalidHyperparameter, SchedulerStepError } from "./Errors.js"
 import * as F from "./Fields.js"
-import type { EpochState, Scheduler } from "./Scheduler.js"
-import { withMomentum } from "./Scheduler.js"
+import { EpochState, make as makeScheduler, type Scheduler, withMomentum } from "./Scheduler.js"
 
 export const fields = {
   maxLr: F.required(F.nonNegative, "peak learning rate"),
@@ -90,9 +89,10 @@ export const scheduler = (c: Config, total: number): Scheduler<EpochState> => {
         { end: total - 1, lr: [c.maxLr, min], m: [lo, hi] }
       ]
   const anneal = c.annealStrategy === "cos" ? cosine : linear
-  return {
+  return makeScheduler({
     name: "OneCycleLR",
     cadence: "batch",
+    stateSchema: EpochState,
     init: (base) => ({ epoch: 0, base }),
     step: (s, signal) => {
       const epoch = signal?.epoch ?? s.epoch + 1
@@ -118,7 +118,7 @@ export const scheduler = (c: Config, total: number): Scheduler<EpochState> => {
       }
       return base // unreachable: the last phase always matches
     }
-  }
+  })
 }
 
 /** Decodes, resolves the cycle length and builds (`stepsPerEpoch`: the loader's, for `epochs`). */

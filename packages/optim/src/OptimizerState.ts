@@ -58,11 +58,12 @@ export const tensors = <T>(state: OptimizerState<T>): ReadonlyArray<T> =>
 
 /**
  * The Schema of an optimizer state on backend `N`: decoding builds tensors with `N.fromArray`,
- * encoding reads them with `N.toArray`. A checkpoint stores the encoded side. `S` narrows the
+ * encoding reads them with `N.toArray` (only these and `shape` are needed, so host arrays such
+ * as a checkpoint file's tensors qualify). A checkpoint stores the encoded side. `S` narrows the
  * decoded type to one optimizer's state (`OptimizerState.schema<tf.Tensor, Adam.State<tf.Tensor>>(N)`).
  */
 export const schema = <T, S extends OptimizerState<T> = OptimizerState<T>>(
-  N: Numeric<T>
+  N: Pick<Numeric<T>, "fromArray" | "toArray" | "shape">
 ): Schema.Schema<S, Encoded> =>
   Schema.transform(
     Encoded,

@@ -1,7 +1,14 @@
 import { Effect, Either, Schema } from "effect"
 import * as F from "./Fields.js"
 import type { Hyper } from "./Optimizer.js"
-import type { Scheduler } from "./Scheduler.js"
+import {
+  HyperSchema,
+  type Json,
+  JsonNumber,
+  jsonState,
+  make as makeScheduler,
+  type Scheduler
+} from "./Scheduler.js"
 
 export const fields = {
   mode: F.withDefault(Schema.Literal("min", "max"), "min", "min: the metric should fall; max: rise"),
@@ -24,15 +31,38 @@ export const fields = {
 export const Config = Schema.TaggedStruct("ReduceLROnPlateau", fields)
 export type Config = typeof Config.Type
 
-/** Plain JSON: `best` is null until the first metric (PyTorch's +-inf, which JSON cannot hold). */
+/** PyTorch's attributes; `best` starts at its `mode_worse` (inf for "min", -inf for "max"). */
 export interface State {
   readonly base: Hyper
   readonly lr: number
-  readonly best: number | null
+  readonly best: number
   readonly numBadEpochs: number
   readonly cooldownCounter: number
   readonly lastEpoch: number
 }
+
+/**
+ * The state as JSON, `best` a JSON-safe number ("Infinity" before the first metric). A null
+ * best (format-1 checkpoints wrote the initial best so) reads as `worst`, the mode's initial one.
+ */
+export const stateSchema = (worst: number): Schema.Schema<State, Json> =>
+  jsonState(
+    Schema.Struct({
+      base: HyperSchema,
+      lr: JsonNumber,
+      best: Schema.Union(
+        JsonNumber,
+        Schema.transform(Schema.Null, Schema.Number, {
+          strict: true,
+          decode: () => worst,
+          encode: () => null
+        })
+      ),
+      numBadEpochs: JsonNumber,
+      cooldownCounter: JsonNumber,
+      lastEpoch: JsonNumber
+    })
+  )
 
 /**
  * Cuts the lr by `factor` after more than `patience` epochs without improvement (so patience 4
@@ -40,16 +70,17 @@ export interface State {
  * the validation metric; a step without a metric leaves the state unchanged.
  */
 export const scheduler = (c: Config): Scheduler<State> => {
-  const isBetter = (a: number, best: number | null): boolean => {
-    if (best === null) return !Number.isNaN(a) // anything beats PyTorch's initial inf / -inf
+  const worst = c.mode === "min" ? Number.POSITIVE_INFINITY : Number.NEGATIVE_INFINITY
+  const isBetter = (a: number, best: number): boolean => {
     if (c.mode === "min")
       return c.thresholdMode === "rel" ? a < best * (1 - c.threshold) : a < best - c.threshold
     return c.thresholdMode === "rel" ? a > best * (1 + c.threshold) : a > best + c.threshold
   }
-  return {
+  return makeScheduler({
     name: "ReduceLROnPlateau",
     cadence: "metric",
-    init: (base) => ({ base, lr: base.lr, best: null, numBadEpochs: 0, cooldownCounter: 0, lastEpoch: 0 }),
+    stateSchema: stateSchema(worst),
+    init: (base) => ({ base, lr: base.lr, best: worst, numBadEpochs: 0, cooldownCounter: 0, lastEpoch: 0 }),
     step: (s, signal) => {
       const metric = signal?.metric
       if (metric === undefined) return Either.right(s)
@@ -78,7 +109,7 @@ export const scheduler = (c: Config): Scheduler<State> => {
       })
     },
     current: (s) => ({ ...s.base, lr: s.lr })
-  }
+  })
 }
 
 export const make = (input: Omit<typeof Config.Encoded, "_tag">) =>

@@ -180,10 +180,7 @@ export interface Options {
 const needsStepsPerEpoch = (config: string, value: unknown, reason: string) =>
   new InvalidHyperparameter({ config, field: "stepsPerEpoch", value, reason })
 
-const build = (
-  config: SchedulerConfig,
-  options: Options
-): Effect.Effect<S.Scheduler<any>, InvalidHyperparameter> => {
+const build = (config: SchedulerConfig, options: Options): Effect.Effect<S.Any, InvalidHyperparameter> => {
   switch (config._tag) {
     case "StepLR":
       return Effect.succeed(StepLR.scheduler(config))
@@ -231,7 +228,7 @@ const build = (
 export const fromConfig = (
   config: SchedulerConfig,
   options: Options = {}
-): Effect.Effect<S.Scheduler<any>, InvalidHyperparameter> =>
+): Effect.Effect<S.Any, InvalidHyperparameter> =>
   Effect.flatMap(F.validate(SchedulerConfig)(config), (c) => build(c, options))
 
 /**
@@ -266,7 +263,7 @@ export const checkCompatible = (
 /** The configured scheduler of a program, with its config (a loop reads `scheduler.cadence`). */
 export class Scheduler extends Context.Tag("@stepwise/optim/Scheduler")<
   Scheduler,
-  { readonly config: SchedulerConfig; readonly scheduler: S.Scheduler<any> }
+  { readonly config: SchedulerConfig; readonly scheduler: S.Any }
 >() {}
 
 /** The `Scheduler` service from a config, checked against the program's `Optimizer`. */

@@ -168,7 +168,7 @@ describe("our schedulers pass the kit's scheduler law (pure, JSON states)", () =
   ]
   for (const input of configs) {
     it((input as { _tag: string })._tag, () => {
-      const s: Scheduler.Scheduler<any> = Effect.runSync(
+      const s: Scheduler.Any = Effect.runSync(
         Effect.flatMap(Schedulers.decode(input), (c) => Schedulers.fromConfig(c, { stepsPerEpoch: 3 }))
       )
       fc.assert(Laws.schedulerPureAndJson(s, { lr: 0.1, momentum: 0.9 }), { numRuns: 100 })

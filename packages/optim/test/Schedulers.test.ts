@@ -12,11 +12,11 @@ const run = (
   stepsPerEpoch = 1
 ) => {
   const s = build(input, stepsPerEpoch)
-  let state = s.init(base)
-  const out = [s.current(state)]
+  let state = s.start(base)
+  const out = [state.hyper]
   for (let t = 0; t < n; t++) {
-    state = Either.getOrThrow(s.step(state))
-    out.push(s.current(state))
+    state = Either.getOrThrow(state.step())
+    out.push(state.hyper)
   }
   return out
 }
@@ -103,9 +103,9 @@ describe("schedulers beyond the PyTorch 1.13 fixtures", () => {
         )
       )
     ]) {
-      let state = s.init({ lr: 1, momentum: 0.9 })
-      for (let t = 0; t < 21; t++) state = Either.getOrThrow(s.step(state))
-      expect(Either.isLeft(s.step(state))).toBe(true)
+      let state = s.start({ lr: 1, momentum: 0.9 })
+      for (let t = 0; t < 21; t++) state = Either.getOrThrow(state.step())
+      expect(Either.isLeft(state.step())).toBe(true)
     }
   })
 
@@ -115,7 +115,7 @@ describe("schedulers beyond the PyTorch 1.13 fixtures", () => {
         Schedulers.fromConfig(c)
       )
     )
-    const r = s.step(s.init({ lr: 0.1 }), { epoch: -1 })
+    const r = s.start({ lr: 0.1 }).step({ epoch: -1 })
     expect(Either.isLeft(r) && r.left.message).toBe(
       "CosineAnnealingWarmRestarts: Expected non-negative epoch, but got -1"
     )
