@@ -75,13 +75,14 @@ export const run = (args: Args) =>
                 })
               return { dataset: data.val, source: `${data.trainRoot} (held-out split)` }
             })
-    const net = yield* Pipeline.model(recipe, dataset.sampleShape, classes.length)
     const origin = Recipe.fromFile(`${runDir}/${Run.CONFIG_FILE}`)
+    // The model the run trained: built from its recipe, as train built it.
+    const net = yield* Pipeline.model(recipe, origin, dataset.sampleShape, classes.length)
     const { optimizer } = yield* Pipeline.optimizer(recipe, origin, engine.numeric)
     // The scheduler too: a checkpoint restores only into the optimizer and scheduler it was saved with.
     const scheduler = yield* Pipeline.scheduler(recipe, origin, config.batchesPerEpoch, optimizer.defaults)
     const fresh = Trainer.make(
-      { model: net.model, loss: Loss.crossEntropy, optimizer, scheduler },
+      { model: net.built.module, loss: Loss.crossEntropy, optimizer, scheduler },
       Random.make(recipe.seed)
     )
     const t = yield* Checkpoint.restore(checkpoint, fresh).pipe(Effect.provideService(Engine.Engine, engine))
