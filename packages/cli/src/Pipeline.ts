@@ -21,7 +21,7 @@ import {
   TensorDataset,
   type Transforms
 } from "@stepwise/data"
-import type { Numeric, Optimizer, Optimizers, Scheduler } from "@stepwise/optim"
+import type { Numeric, Optimizer, Scheduler } from "@stepwise/optim"
 import { TfNumeric } from "@stepwise/optim"
 import type * as tf from "@tensorflow/tfjs-core"
 import { Effect, Either, Option, type Scope, Stream } from "effect"
@@ -508,7 +508,8 @@ export const validateEarly = (
     if (!Recipe.isSpec(m)) {
       const size = Recipe.resizeOf(recipe.data.resize)
       const parameters = cnn2Parameters(m.filters, typeof size === "number" ? size : size[0])
-      if (parameters > MAX_PARAMETERS) return yield* tooLarge(origin, "model.filters", "CNN2", parameters, m.filters)
+      if (parameters > MAX_PARAMETERS)
+        return yield* tooLarge(origin, "model.filters", "CNN2", parameters, m.filters)
       return
     }
     const { built } = yield* buildModel(recipe, origin, inputShapeOf(recipe), undefined)

@@ -91,7 +91,8 @@ const section = (
 ): Json | undefined => {
   if (over === undefined || Object.keys(over).length === 0) return undefined
   // A named optimizer replaces a module's (whose hyperparameters mean nothing to it) too.
-  const other = base.module !== undefined || (base.name !== undefined && !sameName(tags, over.name, base.name))
+  const other =
+    base.module !== undefined || (base.name !== undefined && !sameName(tags, over.name, base.name))
   if (over.name !== undefined && other) {
     const kept: Json = {}
     for (const k of keep) if (base[k] !== undefined) kept[k] = base[k]
@@ -112,7 +113,8 @@ const presetFields = (model: Json): Json =>
 export const mergeRaw = (base: Json, over: Json): Json => {
   const merged = Recipe.merge(base, { ...over, optimizer: undefined, scheduler: undefined })
   const model = over.model as Json | undefined
-  if (model !== undefined && isPreset(base.model)) merged.model = Recipe.merge(base.model as Json, presetFields(model))
+  if (model !== undefined && isPreset(base.model))
+    merged.model = Recipe.merge(base.model as Json, presetFields(model))
   const opt = section(
     (base.optimizer as Json | undefined) ?? {},
     over.optimizer as Json | undefined,

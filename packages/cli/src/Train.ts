@@ -258,7 +258,8 @@ export const run = (args: Args) =>
       ),
       Effect.tap(() => Fiber.join(consumer)),
       Effect.zipRight(Ref.get(last)),
-      Effect.flatMap((final) => report({
+      Effect.flatMap((final) =>
+        report({
           args,
           runDir,
           rows,
@@ -268,7 +269,8 @@ export const run = (args: Args) =>
           started,
           parameters,
           buffers
-        })),
+        })
+      ),
       Effect.ensuring(
         // The last trainer the stream emitted is ours to release.
         Effect.flatMap(Ref.get(last), (t) =>
