@@ -51,11 +51,13 @@ export type Cnn2Flags = typeof Cnn2Flags.Type
  */
 export type Model = Cnn2Flags | ModelSpec.Model
 export type ModelEncoded = typeof Cnn2Flags.Encoded | typeof ModelSpec.Model.Encoded
-// (annotated, so modules that embed the recipe's schema can name its type)
+// Annotated, so modules that embed the recipe's schema can name its type. The specs come first:
+// they are told apart by a required key, whereas CNN2's flags (all defaulted) would take any
+// object when excess keys are allowed (config.json is read that way).
 export const Model: Schema.Schema<Model, ModelEncoded> = Schema.Union(
-  Cnn2Flags,
   ModelSpec.Layers,
-  ModelSpec.Cnn2Preset
+  ModelSpec.Cnn2Preset,
+  Cnn2Flags
 )
 
 /** Whether a raw or decoded `model` value is one of core's specs (not the CNN2 flags form). */
@@ -444,12 +446,16 @@ export const modelSpecError = (origin: Origin, e: ModelSpec.ModelSpecError): Con
     e.path === "" && e.field === "model" ? "model" : `model.${e.path === "" ? "" : `${e.path}.`}${e.field}`
   // An unknown type makes the union list every alternative; say it in words.
   const unknownType = e.field === "type" ? /^Expected "Conv2d" \|.*, actual (.+)$/.exec(e.reason) : null
+  const unexpected = /^is unexpected, expected: (.*)$/.exec(e.reason)
   const reason =
-    unknownType === null
-      ? oneLine(e.reason)
-      : `unknown layer type ${unknownType[1]} (one of ${ModelSpec.layerTypes.join(", ")})`
+    unknownType !== null
+      ? `unknown layer type ${unknownType[1]} (one of ${ModelSpec.layerTypes.join(", ")})`
+      : unexpected !== null
+        ? `unknown field (it takes ${unexpected[1].replace(/"/g, "").replace(/ \| /g, ", ")})`
+        : oneLine(e.reason)
   const sep = e.layer.indexOf(": ")
-  const layer = sep < 0 ? "" : ` (layer ${e.layer.slice(0, sep)}, a ${e.layer.slice(sep + 2)})`
+  const layer =
+    sep < 0 || unknownType !== null ? "" : ` (layer ${e.layer.slice(0, sep)}, a ${e.layer.slice(sep + 2)})`
   return errorAt(origin, field, `${reason}${layer}`, undefined, e)
 }
 
@@ -460,7 +466,29 @@ export const modelSpecError = (origin: Origin, e: ModelSpec.ModelSpecError): Con
  */
 const checkModel = (input: unknown, o: Origin): Effect.Effect<void, ConfigError> => {
   const model = valueAt(input, ["model"])
-  if (!isSpec(model)) return Effect.void
+  if (model === undefined) return Effect.void
+  if (!isSpec(model))
+    // CNN2's flags on their own, so a typo is named as such and not as a missing `layers`.
+    return Schema.decodeUnknown(Cnn2Flags)(model, { onExcessProperty: "error", errors: "first" }).pipe(
+      Effect.mapError((error) => {
+        const [first] = ParseResult.ArrayFormatter.formatErrorSync(error)
+        const key = first?.path[0]
+        const reason =
+          first?._tag === "Unexpected"
+            ? `unknown field (CNN2 takes filters and dropout; a model of your own is { "layers": [...] })`
+            : oneLine(first?.message ?? String(error))
+        return key === undefined
+          ? errorAt(
+              o,
+              "model",
+              'must be an object: { "filters", "dropout" } (CNN2) or { "layers": [...] }',
+              model,
+              error
+            )
+          : errorAt(o, `model.${String(key)}`, reason, valueAt(model, [key]), error)
+      }),
+      Effect.asVoid
+    )
   const m = model as unknown as Record<string, unknown>
   const cnn2Only = ["filters", "dropout"].find((k) => k in m)
   if (cnn2Only !== undefined)
