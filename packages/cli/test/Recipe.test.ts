@@ -251,6 +251,20 @@ describe("models as data", () => {
       const built = Either.getOrThrow(Pipeline.buildModel(recipe, Recipe.fromFile("r.json"), [3, 28, 28], 3))
       // conv1 4*3*9+4, bn1 2*4, fc 4*13*13*3+3
       expect(Module.countParameters(built.built.module)).toBe(112 + 8 + 2031)
+      const noFlatten = yield* Recipe.decode(
+        {
+          model: {
+            layers: [
+              { type: "Conv2d", outChannels: 4, kernelSize: 3 },
+              { type: "Linear", outFeatures: 3 }
+            ]
+          }
+        },
+        "r.json"
+      )
+      expect(message(Pipeline.validateEarly(noFlatten, Recipe.fromFile("r.json")))).toBe(
+        "r.json: model.layers[1].type: Linear expects a [features] input, got [4, 26, 26] (add a Flatten before it) (layer 1, a Linear)"
+      )
       const tiny = yield* Recipe.decode({ model: { layers }, data: { resize: 3 } }, "r.json")
       expect(message(Pipeline.validateEarly(tiny, Recipe.fromFile("r.json")))).toBe(
         "r.json: model.layers[3].kernelSize: kernel 2 x 2 does not fit the input 1 x 1 (padding 0,0) (layer 3, a AvgPool2d)"
@@ -311,6 +325,39 @@ describe("optimizers from a module", () => {
       // a scheduler drives its lr and beta1 like a built-in's
       const s = yield* Recipe.schedulerOf(recipe.scheduler, origin, run, lion.defaults)
       expect(s).toBeDefined()
+    })
+  )
+
+  it.effect("an unusable module or hyperparameter is one line naming the file (and the field)", () =>
+    Effect.gen(function* () {
+      const dir = mkdtempSync(join(tmpdir(), "stepwise-module-"))
+      writeFileSync(join(dir, "shapeless.mjs"), 'export const opt = { name: "x", make: () => 1 }\n')
+      writeFileSync(join(dir, "broken.mjs"), "export const opt = {\n")
+      const lion = example("lion.mjs")
+      // (a module loads asynchronously)
+      const failure = (section: Recipe.ModuleSection) =>
+        Effect.map(Effect.flip(Recipe.optimizerOf(section, Recipe.fromFile("r.json"))), (e) => e.message)
+      expect(yield* failure({ module: join(dir, "missing.mjs") })).toBe(
+        `${join(dir, "missing.mjs")}: export default: no such file`
+      )
+      expect(yield* failure({ module: join(dir, "broken.mjs"), export: "opt" })).toMatch(
+        new RegExp(`^${join(dir, "broken.mjs")}: export opt: cannot load: `)
+      )
+      expect(yield* failure({ module: lion, export: "lino" })).toBe(
+        `${lion}: export lino: no export "lino" (it exports lion)`
+      )
+      expect(yield* failure({ module: lion })).toBe(
+        `${lion}: export default: no export "default" (it exports lion)`
+      )
+      expect(yield* failure({ module: join(dir, "shapeless.mjs"), export: "opt" })).toBe(
+        `${join(dir, "shapeless.mjs")}: export opt: has no \`schema\` (an effect Schema of its hyperparameters)`
+      )
+      expect(yield* failure({ module: lion, export: "lion", lr: -1 })).toBe(
+        `r.json: optimizer.lr: must be > 0 (Lion's schema in ${lion}) (got -1)`
+      )
+      expect(yield* failure({ module: lion, export: "lion", momentum: 0.9 })).toBe(
+        `r.json: optimizer.momentum: does not apply to Lion (${lion})`
+      )
     })
   )
 
