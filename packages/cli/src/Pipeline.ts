@@ -446,7 +446,11 @@ export const setup = (
   Effect.gen(function* () {
     const out = yield* Output
     yield* validateEarly(recipe, origin)
-    yield* SquareImages.requireSquare(trainRootOf(recipe), recipe.data.resize)
+    yield* SquareImages.requireSquare(
+      trainRootOf(recipe),
+      recipe.data.resize,
+      "layers" in recipe.model ? "the recipe's model (built for the resize's size)" : "CNN2"
+    )
     yield* out.line(`stepwise: ${recipe.backend} engine, loading data...`)
     // The engine lives as long as the caller's scope (its kernels are restored when it closes).
     const engine = yield* Engine.make(recipe.backend)
