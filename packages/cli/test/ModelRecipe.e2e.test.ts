@@ -374,6 +374,29 @@ describe("a custom optimizer from an ES module (examples/lion.mjs)", () => {
     expect(lastJson(e).correct).toEqual(cliRun.valCorrect[0])
   })
 
+  it("a BatchNorm model with a module optimizer resumes exactly: its buffers and Lion's state are restored", async () => {
+    const recipe = join(tmp, "bn-lion.json")
+    const bn = JSON.parse(readFileSync(join(root, "examples/recipe-batchnorm.json"), "utf8"))
+    writeFileSync(
+      recipe,
+      JSON.stringify({
+        model: bn.model,
+        optimizer: { module: join(root, "examples/lion.mjs"), export: "lion", lr: 3e-4 }
+      })
+    )
+    const data = ["--data", small.train, "--val", small.val, ...quiet]
+    const [straight, resumed] = [join(tmp, "bn-lion-straight"), join(tmp, "bn-lion-resumed")]
+    const a = await cli(["train", "--config", recipe, ...data, "--epochs", "2", "--json", "--out", straight])
+    expect(a.code, a.stderr).toBe(0)
+    const b1 = await cli(["train", "--config", recipe, ...data, "--epochs", "1", "--out", resumed])
+    expect(b1.code, b1.stderr).toBe(0)
+    const b2 = await cli(["train", "--resume", resumed, "--epochs", "2", "--no-plots", "--json"])
+    expect(b2.code, b2.stderr).toBe(0)
+    expect(b2.stderr).toContain("resuming at epoch 2 the recipe's model (11 layers, 3163 parameters)")
+    expect(lastJson(b2).losses).toEqual(lastJson(a).losses)
+    expect(lastJson(b2).valCorrect).toEqual(lastJson(a).valCorrect)
+  })
+
   // (the other failures, an export missing or of the wrong shape, are Recipe.test's, in-process)
   it("a module that cannot be used fails in one line naming the file", async () => {
     const dir = join(tmp, "modules")
