@@ -66,7 +66,8 @@ export const load = (file: string, exportName: string): Effect.Effect<Definition
       catch: (e) => {
         const code = (e as { code?: unknown } | null)?.code
         const message = String((e as Error | null)?.message ?? e).split("\n")[0]
-        return code === "ERR_MODULE_NOT_FOUND" && message.includes(file)
+        // (a package the module imports that is missing is the same code, naming the module as importer)
+        return code === "ERR_MODULE_NOT_FOUND" && message.startsWith(`Cannot find module '${file}'`)
           ? fail("no such file", e)
           : fail(`cannot load: ${message}`, e)
       }
