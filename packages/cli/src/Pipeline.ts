@@ -1,8 +1,8 @@
 /**
  * Recipe -> the things a command runs: datasets and loaders (decoded once, normalized with the
  * training set's statistics), the model (CNN2 or the recipe's layers), the optimizer (optim's or
- * a module's) and the scheduler. Built only from the public
- * APIs of @stepwise/data, @stepwise/optim and @stepwise/core.
+ * a module's) and the scheduler. Built only from the public APIs of @stepwise/data,
+ * @stepwise/optim and @stepwise/core.
  */
 
 import { createHash } from "node:crypto"
