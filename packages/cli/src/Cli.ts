@@ -86,7 +86,11 @@ export const epochsFlag = {
 }
 
 export const runFlags = {
-  config: F.text("config", "Recipe file (JSON or YAML); flags override its fields", "FILE"),
+  config: F.text(
+    "config",
+    'Recipe file (JSON or YAML); flags override its fields. Its "model" may be { "layers": [...] } and its "optimizer" { "module": "./file.mjs", ... } (see the README)',
+    "FILE"
+  ),
   batchSize: F.number("batch-size", "Mini-batch size [16]", { integer: true, min: 1 }),
   seed: F.number("seed", "Seed for initialisation, shuffling and dropout [13]", { integer: true, min: 0 }),
   backend: F.choice("backend", BackendNames, "Tensor engine [wasm]")
@@ -299,10 +303,11 @@ const keys = (...groups: ReadonlyArray<object>): ReadonlyArray<string> => groups
 export const commands = {
   train: {
     command: train,
-    summary: "Train CNN2 on an ImageFolder (default: the bundled Rock Paper Scissors)",
+    summary: "Train CNN2 or a recipe's model on an ImageFolder (default: the bundled RPS data)",
     args: undefined,
     examples: [
       "stepwise train --config examples/chapter6-adam.json",
+      "stepwise train --config examples/recipe-batchnorm.json --epochs 3",
       "stepwise train --optimizer SGD --lr 0.03 --momentum 0.9 --nesterov --dropout 0.5 --scheduler CyclicLR --base-lr 1e-3 --max-lr 1e-2 --step-size-up epoch --mode triangular2",
       "stepwise train --resume runs/<time> --epochs 20",
       "stepwise train --resume model.safetensors --epochs 20 --out runs/more"

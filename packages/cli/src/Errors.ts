@@ -52,6 +52,21 @@ export class DataMismatch extends Schema.TaggedError<DataMismatch>()("DataMismat
   }
 }
 
+/**
+ * A recipe's optimizer module that cannot be used: the file is missing or does not load, the
+ * export is missing, or it is not a `{ name, schema, make }` definition (see `CustomOptimizer`).
+ */
+export class OptimizerModuleError extends Schema.TaggedError<OptimizerModuleError>()("OptimizerModuleError", {
+  module: Schema.String,
+  export: Schema.String,
+  reason: Schema.String,
+  cause: Schema.optional(Schema.Defect)
+}) {
+  override get message() {
+    return `${this.module}: export ${this.export}: ${this.reason}`
+  }
+}
+
 /** A plot that cannot be drawn from what a run folder holds. */
 export class PlotError extends Schema.TaggedError<PlotError>()("PlotError", {
   plot: Schema.String,

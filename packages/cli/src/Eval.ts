@@ -110,9 +110,12 @@ export const run = (args: Args) =>
             }
             const engine = yield* Engine.make(recipe.backend)
             const origin = Recipe.fromFile(`${runDir}/${Run.CONFIG_FILE}`)
-            const [c, h] = [3, Recipe.resizeOf(recipe.data.resize)]
-            const size = typeof h === "number" ? [c, h, h] : [c, h[0], h[1]]
-            const net = yield* Pipeline.model(recipe, size, config.classes.length)
+            const net = yield* Pipeline.model(
+              recipe,
+              origin,
+              Pipeline.inputShapeOf(recipe),
+              config.classes.length
+            )
             const { optimizer } = yield* Pipeline.optimizer(recipe, origin, engine.numeric)
             // The scheduler too: a checkpoint restores only into the optimizer and scheduler it was saved with.
             const scheduler = yield* Pipeline.scheduler(
@@ -122,7 +125,7 @@ export const run = (args: Args) =>
               optimizer.defaults
             )
             const fresh = Trainer.make(
-              { model: net.model, loss: Loss.crossEntropy, optimizer, scheduler },
+              { model: net.built.module, loss: Loss.crossEntropy, optimizer, scheduler },
               yield* Random.make(recipe.seed)
             )
             const t = yield* Checkpoint.restore(checkpoint, fresh).pipe(

@@ -58,7 +58,7 @@ export const run = (args: Args) =>
     yield* Run.removeStaleTemps(dir)
     const { trainer: t, engine } = yield* Pipeline.setup(recipe, origin)
     yield* out.line(
-      `stepwise: LR range test of CNN2 with ${Pipeline.describeOptimizer(recipe)}, ${startLr} -> ${endLr} over ${numIter} mini-batches (${stepMode})`
+      `stepwise: LR range test of ${Recipe.isSpec(recipe.model) ? "the recipe's model" : "CNN2"} with ${Pipeline.describeOptimizer(recipe)}, ${startLr} -> ${endLr} over ${numIter} mini-batches (${stepMode})`
     )
     const result = yield* Trainer.lrRangeTest(t, { endLr, numIter, stepMode, alpha, seed: recipe.seed }).pipe(
       Effect.provideService(Engine.Engine, engine),

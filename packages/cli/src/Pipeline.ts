@@ -1,19 +1,19 @@
 /**
  * Recipe -> the things a command runs: datasets and loaders (decoded once, normalized with the
- * training set's statistics), CNN2, the optimizer and the scheduler. Built only from the public
- * APIs of @stepwise/data, @stepwise/optim and @stepwise/core.
+ * training set's statistics), the model (CNN2 or the recipe's layers), the optimizer (optim's or
+ * a module's) and the scheduler. Built only from the public APIs of @stepwise/data,
+ * @stepwise/optim and @stepwise/core.
  */
 
 import { createHash } from "node:crypto"
-import { relative, resolve as resolvePath } from "node:path"
+import { basename, relative, resolve as resolvePath } from "node:path"
 import type { FileSystem } from "@effect/platform"
 import {
   type Checkpoint,
-  Cnn2,
   Engine,
   Loss,
   ModelSpec,
-  type Module,
+  Module,
   type Safetensors,
   TorchWeights,
   Trainer
@@ -30,11 +30,12 @@ import {
   TensorDataset,
   type Transforms
 } from "@stepwise/data"
-import type { Numeric, Optimizer, Optimizers, Scheduler } from "@stepwise/optim"
+import type { Numeric, Optimizer, Scheduler } from "@stepwise/optim"
 import { TfNumeric } from "@stepwise/optim"
 import type * as tf from "@tensorflow/tfjs-core"
 import { Effect, Either, Option, Schema, type Scope, Stream } from "effect"
-import { COMMAND_LINE, ConfigError, DataMismatch, describeIoError } from "./Errors.js"
+import * as CustomOptimizer from "./CustomOptimizer.js"
+import { COMMAND_LINE, ConfigError, DataMismatch, describeIoError, OptimizerModuleError } from "./Errors.js"
 import { Output } from "./Progress.js"
 import * as Recipe from "./Recipe.js"
 import * as SquareImages from "./SquareImages.js"
@@ -270,48 +271,104 @@ export const loaders = (
         : Either.map(DataLoader.fromTensorDataset(data.val, { batchSize: recipe.batchSize }), yielding)
   })
 
-/** CNN2 for the data's image size (it must be square: CNN2's classifier is sized for it). */
-export const model = (recipe: Recipe.Recipe, sampleShape: ReadonlyArray<number>, nClasses: number) =>
-  Effect.gen(function* () {
-    const [c, h, w] = sampleShape
-    if (h !== w) {
-      return yield* new ConfigError({
-        file: COMMAND_LINE,
-        field: "--resize",
-        reason: `CNN2 needs square images, got ${h}x${w}: pass --resize ${Math.min(h, w)}x${Math.min(h, w)}`
-      })
+/**
+ * The shape of a recipe's images, known before any is decoded: RGB (ImageFolder decodes every
+ * image to 3 channels) at the resize's size; a single number gives square images, which
+ * `SquareImages.requireSquare` checks on the first image before the folder is decoded.
+ */
+export const inputShapeOf = (recipe: Recipe.Recipe): ReadonlyArray<number> => {
+  const size = Recipe.resizeOf(recipe.data.resize)
+  return typeof size === "number" ? [3, size, size] : [3, size[0], size[1]]
+}
+
+/**
+ * The recipe's model as core's spec. CNN2's flags become the CNN2 preset: the same layers,
+ * names, parameter order and dropout streams as `Cnn2.make` (core's tests hold them equal), so
+ * a recipe without `model` reproduces earlier runs bit for bit. A preset without `nClasses`
+ * gets the data's.
+ */
+export const specOf = (model: Recipe.Model, nClasses: number): ModelSpec.Model =>
+  "layers" in model
+    ? model
+    : "preset" in model
+      ? { ...model, nClasses: model.nClasses ?? nClasses }
+      : { preset: "CNN2", nFilters: model.filters, p: model.dropout, nClasses }
+
+/** A recipe's model, built: its spec (what a checkpoint describes) and core's build. */
+export interface Model {
+  readonly spec: ModelSpec.Model
+  readonly built: ModelSpec.Built
+}
+
+/**
+ * Builds the recipe's model for inputs of `inputShape` ([C, H, W]) with `nClasses` outputs;
+ * pure. `nClasses` undefined (before the data is read) skips the output check. A spec that
+ * does not fit fails naming the layer and the field.
+ */
+export const buildModel = (
+  recipe: Recipe.Recipe,
+  origin: Recipe.Origin,
+  inputShape: ReadonlyArray<number>,
+  nClasses: number | undefined
+): Either.Either<Model, ConfigError> => {
+  const model = recipe.model
+  if (!Recipe.isSpec(model)) {
+    // CNN2 by its flags: today's messages, in flag terms, for the sizes it cannot take.
+    const [h, w] = inputShape.slice(1)
+    const side = Math.min(h, w)
+    if (h !== w)
+      return Either.left(
+        new ConfigError({
+          file: COMMAND_LINE,
+          field: "--resize",
+          reason: `CNN2 needs square images, got ${h}x${w}: pass --resize ${side}x${side}`
+        })
+      )
+    if (h < 10)
+      return Either.left(
+        new ConfigError({
+          file: COMMAND_LINE,
+          field: "--resize",
+          reason: `CNN2 needs images of at least 10x10, got ${h}x${w}: pass --resize 28x28 or larger`
+        })
+      )
+  }
+  const spec = specOf(model, nClasses ?? Rps.CLASSES.length)
+  return Either.flatMap(
+    Either.mapLeft(ModelSpec.build(spec, inputShape), (e) => Recipe.modelSpecError(origin, e)),
+    (built) => {
+      const out = built.outputShape
+      if (nClasses === undefined || (out.length === 1 && out[0] === nClasses))
+        return Either.right({ spec, built })
+      const last = "layers" in model ? `model.layers[${model.layers.length - 1}]` : "model.nClasses"
+      return Either.left(
+        Recipe.errorAt(
+          origin,
+          last,
+          `the model outputs [${out.join(", ")}] per image, but the data has ${nClasses} classes ` +
+            `(a classifier ends with ${nClasses} logits: Linear with outFeatures ${nClasses})`
+        )
+      )
     }
-    if (h < 10) {
-      return yield* new ConfigError({
-        file: COMMAND_LINE,
-        field: "--resize",
-        reason: `CNN2 needs images of at least 10x10, got ${h}x${w}: pass --resize 28x28 or larger`
-      })
-    }
-    return yield* Cnn2.make({
-      nFilters: recipe.model.filters,
-      p: recipe.model.dropout,
-      inChannels: c,
-      imageSize: h,
-      nClasses
-    }).pipe(
-      Effect.mapError((e) => new ConfigError({ file: COMMAND_LINE, field: "model", reason: e.message }))
-    )
-  })
+  )
+}
+
+/** `buildModel` for the data at hand. */
+export const model = (
+  recipe: Recipe.Recipe,
+  origin: Recipe.Origin,
+  sampleShape: ReadonlyArray<number>,
+  nClasses: number
+): Effect.Effect<Model, ConfigError> => buildModel(recipe, origin, sampleShape, nClasses)
 
 /**
  * What a checkpoint records of this run so the file alone rebuilds the model and its
- * preprocessing: CNN2 as a model spec (the same layers, names and initialisation as `model`
- * builds), the input shape, class names, normalizer and the recipe.
+ * preprocessing: the model's spec, the input shape, class names, normalizer and the recipe.
  */
-export const runInfo = (recipe: Recipe.Recipe, data: Datasets): Checkpoint.Run => {
+export const runInfo = (recipe: Recipe.Recipe, data: Datasets, spec: ModelSpec.Model): Checkpoint.Run => {
   const [c, h, w] = data.train.sampleShape
   return {
-    model: ModelSpec.cnn2({
-      nFilters: recipe.model.filters,
-      p: recipe.model.dropout,
-      nClasses: data.classes.length
-    }),
+    model: spec,
     inputShape: [c, h, w],
     classes: [...data.classes],
     normalizer:
@@ -323,19 +380,33 @@ export const runInfo = (recipe: Recipe.Recipe, data: Datasets): Checkpoint.Run =
   }
 }
 
-/** Decodes, validates (PyTorch's rules) and builds the optimizer on tfjs tensors. */
+/**
+ * Decodes, validates (PyTorch's rules, or a module's schema) and builds the optimizer on tfjs
+ * tensors.
+ */
 export const optimizer = (
   recipe: Recipe.Recipe,
   origin: Recipe.Origin,
   numeric: Numeric.Numeric<tf.Tensor> = TfNumeric.TfNumeric
 ): Effect.Effect<
-  { readonly config: Optimizers.OptimizerConfig; readonly optimizer: Optimizer.Optimizer<tf.Tensor> },
-  ConfigError
+  { readonly config: Recipe.OptimizerSectionConfig; readonly optimizer: Optimizer.Optimizer<tf.Tensor> },
+  ConfigError | OptimizerModuleError
 > =>
-  Effect.map(Recipe.optimizerOf(recipe.optimizer, origin), ({ config, def }) => ({
-    config,
-    optimizer: def(numeric)
-  }))
+  Effect.flatMap(Recipe.optimizerOf(recipe.optimizer, origin), ({ config, def }) =>
+    Effect.suspend(() => {
+      const made = def(numeric)
+      if (config._tag === "module" && !CustomOptimizer.isOptimizer(made))
+        return Effect.fail(
+          new OptimizerModuleError({
+            module: config.module,
+            export: config.export,
+            reason:
+              "make(config)(numeric) must return optim's Optimizer: { name, defaults: { lr }, init, update }"
+          })
+        )
+      return Effect.succeed({ config, optimizer: made })
+    })
+  )
 
 /** The scheduler of a recipe for this run (undefined: none), checked against the optimizer. */
 export const scheduler = (
@@ -346,7 +417,7 @@ export const scheduler = (
 ): Effect.Effect<Scheduler.Any | undefined, ConfigError> =>
   Recipe.schedulerOf(recipe.scheduler, origin, { batchesPerEpoch, epochs: recipe.epochs }, optimizerDefaults)
 
-/** A fresh trainer: CNN2 initialised from the seed (the chapter's `torch.manual_seed(13)`). */
+/** A fresh trainer: the model initialised from the seed (the chapter's `torch.manual_seed(13)`). */
 export const trainer = (
   recipe: Recipe.Recipe,
   origin: Recipe.Origin,
@@ -354,17 +425,21 @@ export const trainer = (
   batchesPerEpoch: number,
   numeric: Numeric.Numeric<tf.Tensor> = TfNumeric.TfNumeric
 ): Effect.Effect<
-  AnyTrainer,
-  ConfigError | DataErrors.InvalidArgument | TorchWeights.WeightMismatch | Safetensors.SafetensorsError,
+  { readonly trainer: AnyTrainer; readonly model: Model },
+  | ConfigError
+  | OptimizerModuleError
+  | DataErrors.InvalidArgument
+  | TorchWeights.WeightMismatch
+  | Safetensors.SafetensorsError,
   FileSystem.FileSystem
 > =>
   Effect.gen(function* () {
-    const net = yield* model(recipe, data.train.sampleShape, data.classes.length)
+    const net = yield* model(recipe, origin, data.train.sampleShape, data.classes.length)
     const { optimizer: opt } = yield* optimizer(recipe, origin, numeric)
     const sched = yield* scheduler(recipe, origin, batchesPerEpoch, opt.defaults)
     const l = yield* loaders(data, recipe)
     const config: Trainer.Config = {
-      model: net.model,
+      model: net.built.module,
       loss: Loss.crossEntropy,
       optimizer: opt,
       scheduler: sched,
@@ -372,10 +447,14 @@ export const trainer = (
       valLoader: l.val
     }
     const init =
-      recipe.initFrom === undefined ? undefined : yield* initialWeights(recipe.initFrom, net.model, origin)
-    return init === undefined
-      ? Trainer.make(config, yield* Random.make(recipe.seed), { seed: recipe.seed })
-      : Trainer.make(config, init.params, { seed: recipe.seed, buffers: init.buffers })
+      recipe.initFrom === undefined
+        ? undefined
+        : yield* initialWeights(recipe.initFrom, net.built.module, origin)
+    const trainer =
+      init === undefined
+        ? Trainer.make(config, yield* Random.make(recipe.seed), { seed: recipe.seed })
+        : Trainer.make(config, init.params, { seed: recipe.seed, buffers: init.buffers })
+    return { trainer, model: net }
   })
 
 /**
@@ -391,7 +470,8 @@ export const initialWeights = (path: string, model: Module.Module, origin: Recip
 
 /**
  * What `train` and `lr-find` start from: the recipe checked before any data is read, its engine,
- * the prepared data, the loaders and a fresh trainer.
+ * the prepared data, the loaders and a fresh trainer; and the model as data (`spec`, built for
+ * `inputShape`, the shape of one image as PyTorch orders it) with its summary rows (`built`).
  */
 export const setup = (
   recipe: Recipe.Recipe,
@@ -404,8 +484,12 @@ export const setup = (
     readonly engine: Engine.EngineService
     /** What checkpoints record of the run (`runInfo`). */
     readonly run: Checkpoint.Run
+    readonly spec: ModelSpec.Model
+    readonly inputShape: ReadonlyArray<number>
+    readonly built: ModelSpec.Built
   },
   | ConfigError
+  | OptimizerModuleError
   | DataMismatch
   | DataErrors.ImageFolderError
   | DataErrors.InvalidArgument
@@ -418,20 +502,36 @@ export const setup = (
   Effect.gen(function* () {
     const out = yield* Output
     yield* validateEarly(recipe, origin)
-    yield* SquareImages.requireSquare(trainRootOf(recipe), recipe.data.resize)
+    yield* SquareImages.requireSquare(
+      trainRootOf(recipe),
+      recipe.data.resize,
+      "layers" in recipe.model ? "the recipe's model (built for the resize's size)" : "CNN2"
+    )
     yield* out.line(`stepwise: ${recipe.backend} engine, loading data...`)
     // The engine lives as long as the caller's scope (its kernels are restored when it closes).
     const engine = yield* Engine.make(recipe.backend)
     const data = yield* prepareData(recipe)
     const l = yield* loaders(data, recipe)
     const fresh = yield* trainer(recipe, origin, data, l.train.numBatches, engine.numeric)
-    return { data, loaders: l, trainer: fresh, engine, run: runInfo(recipe, data) }
+    return {
+      data,
+      loaders: l,
+      trainer: fresh.trainer,
+      engine,
+      run: runInfo(recipe, data, fresh.model.spec),
+      spec: fresh.model.spec,
+      inputShape: fresh.model.built.inputShape,
+      built: fresh.model.built
+    }
   })
 
 /** `Adam lr=0.0003 + CyclicLR` for the first line of a run. */
 export const describeOptimizer = (recipe: Recipe.Recipe): string => {
-  const tag = Recipe.tagOf(Recipe.optimizerTags, recipe.optimizer.name) ?? recipe.optimizer.name
-  const lr = recipe.optimizer.lr ?? Recipe.DEFAULT_LR
+  const o = recipe.optimizer
+  const tag = Recipe.isModuleSection(o)
+    ? `${o.export ?? "default"} of ${basename(o.module)}`
+    : (Recipe.tagOf(Recipe.optimizerTags, o.name) ?? o.name)
+  const lr = o.lr ?? (Recipe.isModuleSection(o) ? "(its default)" : Recipe.DEFAULT_LR)
   const s = recipe.scheduler
   const sched =
     s === undefined || s.name === "none" ? "" : ` + ${Recipe.tagOf(Recipe.schedulerTags, s.name) ?? s.name}`
@@ -454,29 +554,39 @@ export const torchWeight = (
 }
 
 /**
- * Checks the optimizer and scheduler sections before any data is read, so a bad hyperparameter
- * fails in a moment (the scheduler is built for real once the loader's size is known).
+ * Checks the optimizer and scheduler sections and the model before any data is read, so a bad
+ * hyperparameter or layer fails in a moment (the scheduler is built for real once the loader's
+ * size is known, and the model's output is checked against the classes once they are known).
  */
 export const validateEarly = (
   recipe: Recipe.Recipe,
   origin: Recipe.Origin
-): Effect.Effect<void, ConfigError> =>
+): Effect.Effect<void, ConfigError | OptimizerModuleError> =>
   Effect.gen(function* () {
     const { optimizer: opt } = yield* optimizer(recipe, origin)
     yield* scheduler(recipe, origin, 1, opt.defaults)
-    const size = Recipe.resizeOf(recipe.data.resize)
-    const parameters = cnn2Parameters(recipe.model.filters, typeof size === "number" ? size : size[0])
-    if (parameters > MAX_PARAMETERS) {
-      return yield* Recipe.errorAt(
-        origin,
-        "model.filters",
-        `CNN2 would have ${parameters.toLocaleString("en-US")} parameters, more than the ` +
-          `${MAX_PARAMETERS.toLocaleString("en-US")} this machine's training can hold ` +
-          "(parameters, gradients and optimizer state are each that many float32 values)",
-        recipe.model.filters
-      )
+    const m = recipe.model
+    if (!Recipe.isSpec(m)) {
+      const size = Recipe.resizeOf(recipe.data.resize)
+      const parameters = cnn2Parameters(m.filters, typeof size === "number" ? size : size[0])
+      if (parameters > MAX_PARAMETERS)
+        return yield* tooLarge(origin, "model.filters", "CNN2", parameters, m.filters)
+      return
     }
+    const { built } = yield* buildModel(recipe, origin, inputShapeOf(recipe), undefined)
+    const parameters = Module.countParameters(built.module)
+    if (parameters > MAX_PARAMETERS) return yield* tooLarge(origin, "model", "the model", parameters)
   })
+
+const tooLarge = (origin: Recipe.Origin, path: string, what: string, parameters: number, value?: unknown) =>
+  Recipe.errorAt(
+    origin,
+    path,
+    `${what} would have ${parameters.toLocaleString("en-US")} parameters, more than the ` +
+      `${MAX_PARAMETERS.toLocaleString("en-US")} this machine's training can hold ` +
+      "(parameters, gradients and optimizer state are each that many float32 values)",
+    value
+  )
 
 /** A bound on model size checked before any data is read (about 2 GB of float32 with Adam). */
 export const MAX_PARAMETERS = 100_000_000

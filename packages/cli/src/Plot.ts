@@ -3,7 +3,7 @@
  * illustrations, from the built-in demos (`Demos`). Each picture is written as PNG and/or SVG.
  */
 import { Path } from "@effect/platform"
-import { Cnn2, Engine, TorchWeights } from "@stepwise/core"
+import { Engine, TorchWeights } from "@stepwise/core"
 import * as tf from "@tensorflow/tfjs-core"
 import { Effect, Option, Schema } from "effect"
 import * as Charts from "./Charts.js"
@@ -11,6 +11,7 @@ import * as Checkpoint from "./Checkpoint.js"
 import type * as Cli from "./Cli.js"
 import * as Demos from "./Demos.js"
 import { PlotError, RunFolderError } from "./Errors.js"
+import * as Pipeline from "./Pipeline.js"
 import { Output } from "./Progress.js"
 import * as Recipe from "./Recipe.js"
 import type * as Render from "./Render.js"
@@ -115,16 +116,12 @@ const filtersSpec = (run: string | undefined, layer: string) =>
     const path = yield* Checkpoint.latest(p.join(run, Run.CHECKPOINT_DIR))
     if (path === undefined) return yield* new RunFolderError({ path: run, reason: "has no checkpoint" })
     const snapshot = yield* Checkpoint.load(path)
-    const size = Recipe.resizeOf(config.recipe.data.resize)
-    const [c, h] = [3, typeof size === "number" ? size : size[0]]
-    const net = yield* Cnn2.make({
-      nFilters: config.recipe.model.filters,
-      p: config.recipe.model.dropout,
-      inChannels: c,
-      imageSize: h,
-      nClasses: config.classes.length
-    }).pipe(
-      Effect.mapError((e) => new RunFolderError({ path: run, reason: `its recipe's model: ${e.message}` }))
+    // The run's own model (CNN2 or its recipe's layers), for the weights' PyTorch layout.
+    const net = yield* Pipeline.buildModel(
+      config.recipe,
+      Recipe.fromFile(p.join(run, Run.CONFIG_FILE)),
+      Pipeline.inputShapeOf(config.recipe),
+      config.classes.length
     )
     const name = `${layer}.weight`
     const host = snapshot.params[name]
@@ -144,7 +141,7 @@ const filtersSpec = (run: string | undefined, layer: string) =>
           ])
         )
         try {
-          const torch = TorchWeights.toTorch(net.model, params)[name]
+          const torch = TorchWeights.toTorch(net.built.module, params)[name]
           return Charts.filters(
             layer,
             torch.data,

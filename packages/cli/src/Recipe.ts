@@ -10,6 +10,7 @@
  * same schemas.
  */
 import { FileSystem } from "@effect/platform"
+import { ModelSpec } from "@stepwise/core"
 import {
   type Fields,
   type InvalidHyperparameter,
@@ -18,9 +19,10 @@ import {
   type Scheduler,
   Schedulers
 } from "@stepwise/optim"
-import { Effect, ParseResult, Schema } from "effect"
+import { Effect, Either, ParseResult, Schema } from "effect"
 import * as Yaml from "yaml"
-import { COMMAND_LINE, ConfigError } from "./Errors.js"
+import * as CustomOptimizer from "./CustomOptimizer.js"
+import { COMMAND_LINE, ConfigError, type OptimizerModuleError } from "./Errors.js"
 
 /** Karpathy's constant, the chapter's Adam lr: the lr of a recipe or flag that names none. */
 export const DEFAULT_LR = 3e-4
@@ -35,11 +37,32 @@ const nonNegativeInt = Schema.Int.pipe(
 export const BackendNames = ["wasm", "cpu", "tensorflow"] as const
 export type BackendName = (typeof BackendNames)[number]
 
-/** CNN2 (the chapter's model): `filters` is n_feature, `dropout` is p. */
-export const Model = Schema.Struct({
+/** CNN2 (the chapter's model) by its two flags: `filters` is n_feature, `dropout` is p. */
+export const Cnn2Flags = Schema.Struct({
   filters: Schema.optionalWith(positiveInt, { default: () => 5 }),
   dropout: Schema.optionalWith(unitOpen, { default: () => 0.3 })
 })
+export type Cnn2Flags = typeof Cnn2Flags.Type
+
+/**
+ * A recipe's `model`: CNN2 by its flags (`{ "filters": 5, "dropout": 0.3 }`, the default), or
+ * core's model spec: `{ "layers": [...] }` or `{ "preset": "CNN2", "nFilters": 5, "p": 0.3 }`.
+ * A spec is checked by `ModelSpec.decode` first (see `decode`), so its errors name the layer.
+ */
+export type Model = Cnn2Flags | ModelSpec.Model
+export type ModelEncoded = typeof Cnn2Flags.Encoded | typeof ModelSpec.Model.Encoded
+// Annotated, so modules that embed the recipe's schema can name its type. The specs come first:
+// they are told apart by a required key, whereas CNN2's flags (all defaulted) would take any
+// object when excess keys are allowed (config.json is read that way).
+export const Model: Schema.Schema<Model, ModelEncoded> = Schema.Union(
+  ModelSpec.Layers,
+  ModelSpec.Cnn2Preset,
+  Cnn2Flags
+)
+
+/** Whether a raw or decoded `model` value is one of core's specs (not the CNN2 flags form). */
+export const isSpec = (model: unknown): model is ModelSpec.Model =>
+  model !== null && typeof model === "object" && ("layers" in model || "preset" in model)
 
 /**
  * An optimizer or scheduler section: `name` (PyTorch's class name, any case: `SGD`, `sgd`,
@@ -71,9 +94,27 @@ export const Data = Schema.Struct({
   normalize: Schema.optionalWith(Schema.Boolean, { default: () => true })
 })
 
+/**
+ * An optimizer of the user's own: `module` (an ES module file, relative to the recipe file)
+ * exports a `CustomOptimizer.Definition` under `export` (absent: the default export); the other
+ * fields are its hyperparameters, decoded by its schema (see `CustomOptimizer`).
+ */
+export const ModuleSection = Schema.Struct(
+  { module: Schema.String, export: Schema.optional(Schema.String) },
+  Schema.Record({ key: Schema.String, value: Schema.Unknown })
+)
+export type ModuleSection = typeof ModuleSection.Type
+
+/** A built-in optimizer by name, or one from a module (tried first: it is told apart by `module`). */
+export const OptimizerSection = Schema.Union(ModuleSection, Section)
+export type OptimizerSection = typeof OptimizerSection.Type
+
+export const isModuleSection = (s: OptimizerSection): s is ModuleSection =>
+  typeof (s as { module?: unknown }).module === "string"
+
 export const Recipe = Schema.Struct({
   model: Schema.optionalWith(Model, { default: () => ({ filters: 5, dropout: 0.3 }) }),
-  optimizer: Schema.optionalWith(Section, { default: () => ({ name: "Adam", lr: DEFAULT_LR }) }),
+  optimizer: Schema.optionalWith(OptimizerSection, { default: () => ({ name: "Adam", lr: DEFAULT_LR }) }),
   /** Absent (or `name: none`): a constant learning rate. */
   scheduler: Schema.optional(Section),
   epochs: Schema.optionalWith(positiveInt, { default: () => 10 }),
@@ -286,30 +327,75 @@ const ruleError =
     return errorAt(origin, `${section}.${key}`, e.reason, key in config ? config[key] : e.value, e)
   }
 
+/** What `optimizerOf` decoded: a built-in's config (optim's), or a module's. */
+export type OptimizerSectionConfig = Optimizers.OptimizerConfig | CustomOptimizer.Config
+
 /**
- * The recipe's optimizer: decoded by optim's `OptimizerConfig` (PyTorch's defaults filled in),
- * checked by its rules, and built.
+ * The recipe's optimizer: a built-in decoded by optim's `OptimizerConfig` (PyTorch's defaults
+ * filled in), checked by its rules, and built; or a module's, decoded by its own schema.
  */
 export const optimizerOf = (
-  section: Section,
+  section: OptimizerSection,
   origin: Origin
 ): Effect.Effect<
-  { readonly config: Optimizers.OptimizerConfig; readonly def: Optimizer.OptimizerDef },
-  ConfigError
+  { readonly config: OptimizerSectionConfig; readonly def: Optimizer.OptimizerDef },
+  ConfigError | OptimizerModuleError
 > =>
+  isModuleSection(section)
+    ? moduleOptimizerOf(section, origin)
+    : Effect.gen(function* () {
+        const config: Optimizers.OptimizerConfig = yield* decodeSection(
+          "optimizer",
+          section as Section,
+          optimizerTags,
+          Optimizers.OptimizerConfig,
+          origin,
+          { batchesPerEpoch: 1, epochs: 1 }
+        )
+        const def = yield* Optimizers.fromConfig(config).pipe(
+          Effect.mapError(ruleError("optimizer", config, origin))
+        )
+        return { config, def }
+      })
+
+/**
+ * A module's optimizer: loaded, its hyperparameters (the section less `module` and `export`)
+ * decoded by its schema, and built. A bad value is named where the user wrote it, with the
+ * module whose schema refused it.
+ */
+const moduleOptimizerOf = (section: ModuleSection, origin: Origin) =>
   Effect.gen(function* () {
-    const config: Optimizers.OptimizerConfig = yield* decodeSection(
-      "optimizer",
-      section,
-      optimizerTags,
-      Optimizers.OptimizerConfig,
-      origin,
-      { batchesPerEpoch: 1, epochs: 1 }
+    const { module: file, export: exportName = "default", ...fields } = section
+    const def = yield* CustomOptimizer.load(file, exportName)
+    const by = `${def.name}'s schema in ${file}`
+    const hyperparameters: unknown = yield* Schema.decodeUnknown(def.schema)(fields, {
+      onExcessProperty: "error",
+      errors: "first"
+    }).pipe(
+      Effect.mapError((error) => {
+        const [first] = ParseResult.ArrayFormatter.formatErrorSync(error)
+        const key = first?.path[0] === undefined ? undefined : String(first.path[0])
+        const path = key === undefined ? "optimizer" : `optimizer.${key}`
+        if (first?._tag === "Unexpected")
+          return errorAt(origin, path, `does not apply to ${def.name} (${file})`, undefined, error)
+        return errorAt(
+          origin,
+          path,
+          `${oneLine(first?.message ?? String(error))} (${by})`,
+          key === undefined ? undefined : fields[key],
+          error
+        )
+      })
     )
-    const def = yield* Optimizers.fromConfig(config).pipe(
-      Effect.mapError(ruleError("optimizer", config, origin))
-    )
-    return { config, def }
+    const made = yield* CustomOptimizer.build(def, hyperparameters, file, exportName)
+    const config: CustomOptimizer.Config = {
+      _tag: "module",
+      name: def.name,
+      module: file,
+      export: exportName,
+      hyperparameters
+    }
+    return { config, def: made }
   })
 
 /**
@@ -353,18 +439,90 @@ const valueAt = (input: unknown, path: ReadonlyArray<PropertyKey>): unknown => {
   return v
 }
 
+/**
+ * core's `ModelSpecError` in the recipe's terms: the dotted path of the offending field
+ * (`model.layers[3].kernelSize`) and, in the reason, the layer's name and type.
+ */
+export const modelSpecError = (origin: Origin, e: ModelSpec.ModelSpecError): ConfigError => {
+  const field =
+    e.path === "" && e.field === "model" ? "model" : `model.${e.path === "" ? "" : `${e.path}.`}${e.field}`
+  // An unknown type makes the union list every alternative; say it in words.
+  const unknownType = e.field === "type" ? /^Expected "Conv2d" \|.*, actual (.+)$/.exec(e.reason) : null
+  const unexpected = /^is unexpected, expected: (.*)$/.exec(e.reason)
+  const reason =
+    unknownType !== null
+      ? `unknown layer type ${unknownType[1]} (one of ${ModelSpec.layerTypes.join(", ")})`
+      : unexpected !== null
+        ? `unknown field (it takes ${unexpected[1].replace(/"/g, "").replace(/ \| /g, ", ")})`
+        : oneLine(e.reason)
+  const sep = e.layer.indexOf(": ")
+  const layer =
+    sep < 0 || unknownType !== null ? "" : ` (layer ${e.layer.slice(0, sep)}, a ${e.layer.slice(sep + 2)})`
+  return errorAt(origin, field, `${reason}${layer}`, undefined, e)
+}
+
+/**
+ * A model spec is checked by core's own decoder before the recipe's schema sees it, so a bad
+ * layer is named by its index, name and field rather than by the union's first alternative.
+ * CNN2's flags (`--filters`, `--dropout`) do not apply to a list of layers.
+ */
+const checkModel = (input: unknown, o: Origin): Effect.Effect<void, ConfigError> => {
+  const model = valueAt(input, ["model"])
+  if (model === undefined) return Effect.void
+  if (!isSpec(model))
+    // CNN2's flags on their own, so a typo is named as such and not as a missing `layers`.
+    return Schema.decodeUnknown(Cnn2Flags)(model, { onExcessProperty: "error", errors: "first" }).pipe(
+      Effect.mapError((error) => {
+        const [first] = ParseResult.ArrayFormatter.formatErrorSync(error)
+        const key = first?.path[0]
+        const reason =
+          first?._tag === "Unexpected"
+            ? `unknown field (CNN2 takes filters and dropout; a model of your own is { "layers": [...] })`
+            : oneLine(first?.message ?? String(error))
+        return key === undefined
+          ? errorAt(
+              o,
+              "model",
+              'must be an object: { "filters", "dropout" } (CNN2) or { "layers": [...] }',
+              model,
+              error
+            )
+          : errorAt(o, `model.${String(key)}`, reason, valueAt(model, [key]), error)
+      }),
+      Effect.asVoid
+    )
+  const m = model as unknown as Record<string, unknown>
+  const cnn2Only = ["filters", "dropout"].find((k) => k in m)
+  if (cnn2Only !== undefined)
+    return Effect.fail(
+      errorAt(
+        o,
+        `model.${cnn2Only}`,
+        "sets CNN2's flags, but the recipe's model is a list of layers (edit its layers instead)",
+        m[cnn2Only]
+      )
+    )
+  const decoded = ModelSpec.decode(model)
+  return Either.isLeft(decoded) ? Effect.fail(modelSpecError(o, decoded.left)) : Effect.void
+}
+
 /** Decodes a recipe; a failure names the dotted field (or its flag), the value and the rule. */
 export const decode = (input: unknown, origin: Origin | string): Effect.Effect<Recipe, ConfigError> => {
   const o = typeof origin === "string" ? fromFile(origin) : origin
-  return Schema.decodeUnknown(Recipe)(input, { onExcessProperty: "error", errors: "first" }).pipe(
-    Effect.mapError((error) => {
-      const [first] = ParseResult.ArrayFormatter.formatErrorSync(error)
-      const path = first?.path ?? []
-      const reason = first?._tag === "Unexpected" ? "unknown field" : oneLine(first?.message ?? String(error))
-      if (path.length === 0) return new ConfigError({ file: o.file, reason, cause: error })
-      return errorAt(o, path.map(String).join("."), reason, valueAt(input, path), error)
-    })
+  return checkModel(input, o).pipe(
+    Effect.zipRight(Schema.decodeUnknown(Recipe)(input, { onExcessProperty: "error", errors: "first" })),
+    Effect.mapError((error) => (error instanceof ConfigError ? error : recipeError(input, o, error)))
   )
+}
+
+const recipeError = (input: unknown, o: Origin, error: ParseResult.ParseError): ConfigError => {
+  {
+    const [first] = ParseResult.ArrayFormatter.formatErrorSync(error)
+    const path = first?.path ?? []
+    const reason = first?._tag === "Unexpected" ? "unknown field" : oneLine(first?.message ?? String(error))
+    if (path.length === 0) return new ConfigError({ file: o.file, reason, cause: error })
+    return errorAt(o, path.map(String).join("."), reason, valueAt(input, path), error)
+  }
 }
 
 const oneLine = (s: string) => s.replace(/\s*\n\s*/g, " ")

@@ -91,7 +91,10 @@ const section = (
   tags: ReadonlyArray<string>
 ): Json | undefined => {
   if (over === undefined || Object.keys(over).length === 0) return undefined
-  if (over.name !== undefined && base.name !== undefined && !sameName(tags, over.name, base.name)) {
+  // A named optimizer replaces a module's (whose hyperparameters mean nothing to it) too.
+  const other =
+    base.module !== undefined || (base.name !== undefined && !sameName(tags, over.name, base.name))
+  if (over.name !== undefined && other) {
     const kept: Json = {}
     for (const k of keep) if (base[k] !== undefined) kept[k] = base[k]
     return { ...kept, ...over }
@@ -99,9 +102,20 @@ const section = (
   return Recipe.merge(base, over)
 }
 
+const isPreset = (model: unknown): boolean => model !== null && typeof model === "object" && "preset" in model
+
+/** CNN2's flags in the preset's words: `--filters` is `nFilters`, `--dropout` is `p`. */
+const PRESET_FIELDS: Readonly<Record<string, string>> = { filters: "nFilters", dropout: "p" }
+
+const presetFields = (model: Json): Json =>
+  Object.fromEntries(Object.entries(model).map(([k, v]) => [PRESET_FIELDS[k] ?? k, v]))
+
 /** Merges flag overrides into a raw recipe (see the module comment for the section rule). */
 export const mergeRaw = (base: Json, over: Json): Json => {
   const merged = Recipe.merge(base, { ...over, optimizer: undefined, scheduler: undefined })
+  const model = over.model as Json | undefined
+  if (model !== undefined && isPreset(base.model))
+    merged.model = Recipe.merge(base.model as Json, presetFields(model))
   const opt = section(
     (base.optimizer as Json | undefined) ?? {},
     over.optimizer as Json | undefined,
@@ -136,6 +150,12 @@ export const resolve = (
     const file = Option.getOrUndefined(flags.config)
     const base = file === undefined ? {} : yield* Recipe.readFile(file)
     const over = overrides(flags)
+    if (isPreset(base.model)) {
+      for (const [flagKey, field] of Object.entries(PRESET_FIELDS)) {
+        const flag = over.origin.get(`model.${flagKey}`)
+        if (flag !== undefined) over.origin.set(`model.${field}`, flag)
+      }
+    }
     const origin: Recipe.Origin = {
       file: file ?? COMMAND_LINE,
       flags: over.origin,
@@ -151,9 +171,17 @@ export const resolve = (
       )
     }
     const abs = (x: string | undefined) => (x === undefined ? undefined : p.resolve(x))
+    // A module optimizer's file is relative to the recipe file (or, without one, to here).
+    const optimizer = Recipe.isModuleSection(decoded.optimizer)
+      ? {
+          ...decoded.optimizer,
+          module: p.resolve(file === undefined ? "." : p.dirname(file), decoded.optimizer.module)
+        }
+      : decoded.optimizer
     const recipe: Recipe.Recipe = {
       ...decoded,
       ...(decoded.initFrom === undefined ? {} : { initFrom: abs(decoded.initFrom) }),
+      optimizer,
       data: Recipe.prune({
         ...decoded.data,
         train: abs(decoded.data.train),

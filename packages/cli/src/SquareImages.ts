@@ -1,5 +1,6 @@
 /**
- * CNN2's classifier is sized for square images, and a single-number resize (the default `28`,
+ * CNN2's classifier is sized for square images (and a recipe's model is built, before any image
+ * is decoded, for the square a single number gives), and a single-number resize (the default `28`,
  * torchvision's `Resize(28)`) keeps the aspect ratio. So before decoding a whole folder, peek at
  * the first image's size (its header only) and say which `--resize` makes it square, instead of
  * failing after the decode with the shape it happened to get.
@@ -27,7 +28,8 @@ export const nonSquare = (
   path: string,
   width: number,
   height: number,
-  resize: Recipe.Resize
+  resize: Recipe.Resize,
+  model = "CNN2"
 ): ConfigError | undefined => {
   const size = Recipe.resizeOf(resize)
   const [w, h] = Transforms.resizedSize(width, height, size)
@@ -38,14 +40,15 @@ export const nonSquare = (
     field: "data.resize",
     reason:
       `this image is ${width}x${height}, so resize ${JSON.stringify(resize)} makes it ${w}x${h}, ` +
-      `but CNN2 needs square images: use --resize ${n}x${n} (or data.resize: "${n}x${n}")`
+      `but ${model} needs square images: use --resize ${n}x${n} (or data.resize: "${n}x${n}")`
   })
 }
 
 /** Fails with `nonSquare`'s error, judged on the first image of the training folder, before any decoding. */
 export const requireSquare = (
   root: string,
-  resize: Recipe.Resize
+  resize: Recipe.Resize,
+  model = "CNN2"
 ): Effect.Effect<void, ConfigError | DataErrors.ImageFolderError, FileSystem.FileSystem> =>
   Effect.gen(function* () {
     const { samples } = yield* ImageFolder.scan(root, { isValidFile: ImageFolder.hasImageExtension })
@@ -53,6 +56,6 @@ export const requireSquare = (
     if (first === undefined) return
     const size = yield* headerSize(first.path)
     if (size === undefined) return
-    const error = nonSquare(first.path, size[0], size[1], resize)
+    const error = nonSquare(first.path, size[0], size[1], resize, model)
     if (error !== undefined) return yield* error
   })

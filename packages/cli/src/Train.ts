@@ -11,7 +11,7 @@
 import { FileSystem, Path } from "@effect/platform"
 import type { Errors as CoreErrors } from "@stepwise/core"
 import * as Core from "@stepwise/core"
-import { Engine, Events, Metrics, Trainer } from "@stepwise/core"
+import { Engine, Events, Metrics, ModelSpec, Trainer } from "@stepwise/core"
 import type { Errors as DataErrors } from "@stepwise/data"
 import type { InvalidHyperparameter } from "@stepwise/optim"
 import { Clock, Console, Effect, Fiber, Option, Ref, Stream } from "effect"
@@ -138,10 +138,12 @@ export const run = (args: Args) =>
       loaders,
       trainer: fresh,
       engine,
-      run: runInfo
+      run: runInfo,
+      built
     } = yield* Pipeline.setup(resumed ? { ...recipe, initFrom: undefined } : recipe, origin)
     const onEngine = Effect.provideService(Engine.Engine, engine)
     const parameters = Trainer.countParameters(fresh)
+    const buffers = built.module.buffers.reduce((n, b) => n + b.shape.reduce((a, d) => a * d, 1), 0)
     const fingerprint = yield* Pipeline.fingerprint(data)
     if (saved !== undefined) {
       yield* Pipeline.sameClasses(`${runDir} (saved classes)`, saved.classes, data.trainRoot, data.classes)
@@ -184,7 +186,7 @@ export const run = (args: Args) =>
       return yield* new ConfigError({
         file: COMMAND_LINE,
         field: "--capture-gradients",
-        reason: `no layer ${captureLayer} with parameters (CNN2 has ${layers.join(", ")})`
+        reason: `no layer ${captureLayer} with parameters (the model has ${layers.join(", ")})`
       })
     }
     const keep = Option.getOrUndefined(args.keepCheckpoints)
@@ -210,12 +212,14 @@ export const run = (args: Args) =>
     if (tbOn) yield* Run.appendFile(tbPath, TB.fileVersionRecord(started / 1000))
 
     yield* out.line(
-      `stepwise: ${resumed ? `resuming at epoch ${t0.totalEpochs + 1}` : "training"} CNN2 ` +
-        `(${recipe.model.filters} filters, p=${recipe.model.dropout}, ${parameters} parameters) with ` +
+      `stepwise: ${resumed ? `resuming at epoch ${t0.totalEpochs + 1}` : "training"} ` +
+        `${describeModel(recipe.model, parameters)} with ` +
         `${Pipeline.describeOptimizer(recipe)} on ${data.train.length} images ` +
         `(${loaders.train.numBatches} mini-batches of ${recipe.batchSize}), validating on ` +
         `${data.val?.length ?? 0}; run folder ${runDir}`
     )
+    // torchinfo's table: each layer's output shape (batch first) and parameters.
+    yield* out.line(ModelSpec.summary(built, recipe.batchSize))
 
     // Per-batch consumers of the event bus: the live bar and captured gradients.
     const bus = yield* Events.makeBus
@@ -308,7 +312,19 @@ export const run = (args: Args) =>
       ),
       Effect.tap(() => Fiber.join(consumer)),
       Effect.zipRight(Ref.get(last)),
-      Effect.flatMap((final) => report({ args, runDir, rows, final: final ?? t0, data, plotsOn, started })),
+      Effect.flatMap((final) =>
+        report({
+          args,
+          runDir,
+          rows,
+          final: final ?? t0,
+          data,
+          plotsOn,
+          started,
+          parameters,
+          buffers
+        })
+      ),
       Effect.ensuring(
         // The last trainer the stream emitted is ours to release.
         Effect.flatMap(Ref.get(last), (t) =>
@@ -317,6 +333,17 @@ export const run = (args: Args) =>
       )
     )
   }).pipe(Effect.scoped)
+
+/**
+ * The model in the run's first line: CNN2 by its flags as before (`CNN2 (5 filters, p=0.3, 6823
+ * parameters)`), a preset or a list of layers by what it is.
+ */
+export const describeModel = (model: Recipe.Model, parameters: number): string =>
+  "layers" in model
+    ? `the recipe's model (${model.layers.length} layers, ${parameters} parameters)`
+    : "preset" in model
+      ? `CNN2 (preset, ${model.nFilters} filters, p=${model.p ?? 0}, ${parameters} parameters)`
+      : `CNN2 (${model.filters} filters, p=${model.dropout}, ${parameters} parameters)`
 
 /** Core's per-epoch result, numbered as the CLI counts: `epoch` n is the state after n epochs. */
 type EpochResult = Trainer.EpochResult<never, never>
@@ -384,6 +411,8 @@ const report = (ctx: {
   readonly data: Pipeline.Datasets
   readonly plotsOn: boolean
   readonly started: number
+  readonly parameters: number
+  readonly buffers: number
 }) =>
   Effect.gen(function* () {
     const out = yield* Output
@@ -455,6 +484,8 @@ const report = (ctx: {
       trainAccuracy: lastRow === undefined ? null : accuracy(lastRow.trainCorrect),
       valAccuracy: lastRow === undefined ? null : accuracy(lastRow.valCorrect),
       epochSeconds: rows.map((r) => r.seconds),
+      parameters: ctx.parameters,
+      buffers: ctx.buffers,
       seconds,
       plots
     })

@@ -1,6 +1,7 @@
 export * as Charts from "./Charts.js"
 export * as Checkpoint from "./Checkpoint.js"
 export * as Cli from "./Cli.js"
+export * as CustomOptimizer from "./CustomOptimizer.js"
 export * as Demos from "./Demos.js"
 export * as Errors from "./Errors.js"
 export * as Flags from "./Flags.js"
