@@ -109,6 +109,11 @@ export interface LossAndGrads {
    * model without buffers). Owned by the caller; they replace `options.buffers`.
    */
   readonly buffers: Buffers
+  /**
+   * The model's outputs (logits) the loss was computed from, a host copy: the step already
+   * downloads them, so a running training accuracy costs no second forward pass.
+   */
+  readonly outputs: { readonly values: Float32Array; readonly shape: ReadonlyArray<number> }
 }
 
 export interface GradOptions extends ApplyOptions {
@@ -123,11 +128,16 @@ export interface GradOptions extends ApplyOptions {
  * The loss as a tfjs op: forward is `loss.evaluate` on the downloaded outputs (float64), its
  * gradient the one `evaluate` computed, so autodiff and the explicit path share one definition.
  */
-const lossOp = (loss: Loss, targets: Targets, onValue: (value: number) => void) =>
+const lossOp = (
+  loss: Loss,
+  targets: Targets,
+  onValue: (value: number, outputs: Float32Array, shape: ReadonlyArray<number>) => void
+) =>
   tf.customGrad((...args: Array<any>) => {
     const [z, save] = args as [tf.Tensor, tf.GradSaveFunc]
-    const { loss: value, grad } = loss.evaluate(z.dataSync() as Float32Array, z.shape, targets)
-    onValue(value)
+    const values = (z.dataSync() as Float32Array).slice()
+    const { loss: value, grad } = loss.evaluate(values, z.shape, targets)
+    onValue(value, values, z.shape)
     save([tf.tensor(grad, z.shape, "float32")])
     return {
       value: tf.scalar(value),
@@ -157,21 +167,27 @@ export const lossAndGrads = (
   batch: Batch.Batch<Targets>,
   options: GradOptions
 ): LossAndGrads => {
-  if (model.explicit && options.autodiff !== true)
-    return tf.tidy(() => {
+  // A copy of the outputs (the cpu backend hands out its own buffer, which dispose releases).
+  let outputs: LossAndGrads["outputs"] = { values: new Float32Array(0), shape: [] }
+  if (model.explicit && options.autodiff !== true) {
+    const r = tf.tidy(() => {
       const x = inputTensor(batch.x, batch.shape)
       const fwd = model.forward(params, "", x, ctxOf(options), false)
-      const { loss: value, grad } = loss.evaluate(fwd.y.dataSync() as Float32Array, fwd.y.shape, batch.y)
+      outputs = { values: (fwd.y.dataSync() as Float32Array).slice(), shape: fwd.y.shape }
+      const { loss: value, grad } = loss.evaluate(outputs.values, fwd.y.shape, batch.y)
       const { grads } = fwd.backward(tf.tensor(grad, fwd.y.shape, "float32"))
       return { loss: value, grads, buffers: fwd.buffers ?? {} } as unknown as tf.TensorContainer
-    }) as unknown as LossAndGrads
+    }) as unknown as Omit<LossAndGrads, "outputs">
+    return { ...r, outputs }
+  }
   let value = Number.NaN
   let buffers: Buffers = {}
   const names = model.specs.map((s) => s.name)
   const grads = tf.tidy(() => {
     const x = inputTensor(batch.x, batch.shape)
-    const op = lossOp(loss, batch.y, (v) => {
+    const op = lossOp(loss, batch.y, (v, values, shape) => {
       value = v
+      outputs = { values, shape }
     })
     const f = (...ps: Array<tf.Tensor>) => {
       const tree: Record<string, tf.Tensor> = { ...params }
@@ -185,7 +201,7 @@ export const lossAndGrads = (
     const r = tf.valueAndGrads(f)(names.map((n) => params[n]))
     return Object.fromEntries(names.map((n, i) => [n, r.grads[i]]))
   })
-  return { loss: value, grads, buffers }
+  return { loss: value, grads, buffers, outputs }
 }
 
 /** The loss of a batch without gradients (validation: eval mode, no dropout). */
