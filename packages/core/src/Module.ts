@@ -633,34 +633,63 @@ const separable = (x: tf.Tensor, rows: tf.Tensor2D, cols: tf.Tensor2D): tf.Tenso
   return tf.transpose(tf.reshape(tf.matMul(cols, t), [ow, n, oh, c]), [1, 2, 0, 3])
 }
 
-/** The averaging matrix of one dimension: windows [start, end) and their divisors. */
-const windowMatrix = (n: number, windows: ReadonlyArray<readonly [number, number, number]>): tf.Tensor2D => {
-  const m = new Float32Array(windows.length * n)
-  windows.forEach(([start, end, divisor], i) => {
-    for (let r = Math.max(0, start); r < Math.min(n, end); r++) m[i * n + r] = 1 / divisor
-  })
-  return tf.tensor2d(m, [windows.length, n])
+/** A host matrix, `[rows, columns]` row-major, with its transpose (the backward's). */
+interface HostMatrix {
+  readonly values: Float32Array
+  readonly transposed: Float32Array
+  readonly shape: readonly [number, number]
 }
 
+/** The averaging matrix of one dimension: windows [start, end) and their divisors. */
+const windowMatrix = (n: number, windows: ReadonlyArray<readonly [number, number, number]>): HostMatrix => {
+  const m = new Float32Array(windows.length * n)
+  const t = new Float32Array(windows.length * n)
+  windows.forEach(([start, end, divisor], i) => {
+    for (let r = Math.max(0, start); r < Math.min(n, end); r++) {
+      m[i * n + r] = 1 / divisor
+      t[r * windows.length + i] = 1 / divisor
+    }
+  })
+  return { values: m, transposed: t, shape: [windows.length, n] }
+}
+
+const upload = (m: HostMatrix, transposed: boolean): tf.Tensor2D =>
+  transposed
+    ? tf.tensor2d(m.transposed, [m.shape[1], m.shape[0]])
+    : tf.tensor2d(m.values, [m.shape[0], m.shape[1]])
+
+/**
+ * The matrices depend only on the input's height and width: built once per size on the host
+ * (not per forward), uploaded per call (a kept tensor would outlive `tidy` and the flat tensor
+ * counts), transposed for the backward on the host instead of by two transpose kernels.
+ */
 const separableLeaf = (
   kind: string,
-  matrices: (h: number, w: number) => readonly [tf.Tensor2D, tf.Tensor2D]
-): Module =>
-  leaf({
+  matrices: (h: number, w: number) => readonly [HostMatrix, HostMatrix]
+): Module => {
+  const cache = new Map<string, readonly [HostMatrix, HostMatrix]>()
+  const matricesOf = (h: number, w: number) => {
+    const key = `${h}x${w}`
+    let m = cache.get(key)
+    if (m === undefined) {
+      m = matrices(h, w)
+      cache.set(key, m)
+    }
+    return m
+  }
+  return leaf({
     kind,
     run: (x) => {
       const [, h, w] = x.shape
-      const [rows, cols] = matrices(h, w)
+      const [rows, cols] = matricesOf(h, w)
       return {
-        y: separable(x, rows, cols),
-        saved: [rows, cols],
-        back: (dy, [r, c]) => ({
-          dx: separable(dy, tf.transpose(r as tf.Tensor2D), tf.transpose(c as tf.Tensor2D)),
-          dps: []
-        })
+        y: separable(x, upload(rows, false), upload(cols, false)),
+        saved: [],
+        back: (dy) => ({ dx: separable(dy, upload(rows, true), upload(cols, true)), dps: [] })
       }
     }
   })
+}
 
 export interface AvgPool2dOptions extends Pool2dOptions {
   /** PyTorch's default true: padded zeros count in the divisor. */
