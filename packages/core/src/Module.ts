@@ -2,7 +2,7 @@ import { Random } from "@stepwise/data"
 import type { Numeric } from "@stepwise/optim"
 import * as tf from "@tensorflow/tfjs-core"
 import { biasBound, kaimingUniformBound, uniform } from "./Init.js"
-import { reluGrad } from "./kernels/Fused.js"
+import { maxPoolReluGrad, reluGrad } from "./kernels/Fused.js"
 
 /** Named parameter trees keyed like PyTorch's `state_dict` (`conv1.weight`). */
 export type Params = Numeric.Params<tf.Tensor>
@@ -70,6 +70,12 @@ export interface Backward {
 export interface Forward {
   readonly y: tf.Tensor
   readonly backward: (dy: tf.Tensor) => Backward
+  /**
+   * This layer's backward composed with a ReLU's, valid when its input is that ReLU's output
+   * (`Sequential` then skips the ReLU's backward): dx is for the ReLU's input. Absent when the
+   * layer or the engine has no fused form; undefined when it cannot apply to this run.
+   */
+  readonly backwardAfterRelu?: ((dy: tf.Tensor) => Backward | undefined) | undefined
   /** Buffers this pass updated (training mode), full names; absent or empty when none. */
   readonly buffers?: Buffers | undefined
 }
@@ -189,6 +195,10 @@ export interface Run {
   readonly y: tf.Tensor
   readonly saved: ReadonlyArray<tf.Tensor>
   readonly back: (dy: tf.Tensor, saved: ReadonlyArray<tf.Tensor>, needDx: boolean) => Pullback
+  /** `back` composed with a ReLU before this layer (see `Forward.backwardAfterRelu`); parameterless layers only. */
+  readonly backAfterRelu?:
+    | ((dy: tf.Tensor, saved: ReadonlyArray<tf.Tensor>) => tf.Tensor | undefined)
+    | undefined
   /** Updated buffers, relative names (BatchNorm in training mode). */
   readonly buffers?: Record<string, tf.Tensor> | undefined
 }
@@ -262,7 +272,14 @@ export const leaf = (definition: LeafDefinition): Module => {
             grads[`${prefix}${s.name}`] = g.dps[i]
           })
           return { dx: g.dx, grads }
-        }
+        },
+        backwardAfterRelu:
+          run.backAfterRelu === undefined
+            ? undefined
+            : (dy) => {
+                const dx = run.backAfterRelu!(dy, run.saved)
+                return dx === undefined ? undefined : { dx, grads: {} }
+              }
       }
     },
     call: (params, prefix, x, ctx) => {
@@ -325,14 +342,14 @@ export const Sequential = (children: ReadonlyArray<readonly [string, Module]>): 
   ),
   explicit: children.every(([, child]) => child.explicit),
   forward: (params, prefix, x, ctx, needDx) => {
-    const backs: Array<Forward["backward"]> = []
+    const outs: Array<Forward> = []
     const buffers: Record<string, tf.Tensor> = {}
     let h = x
     children.forEach(([name, child], i) => {
       const childCtx: Ctx = { ...ctx, rng: Random.foldIn(ctx.rng, i) }
       const out = child.forward(params, join(prefix, name), h, childCtx, needDx || i > 0)
       if (ctx.tap !== undefined && name !== "") ctx.tap(`${prefix}${name}`, out.y)
-      backs.push(out.backward)
+      outs.push(out)
       Object.assign(buffers, out.buffers)
       h = out.y
     })
@@ -342,8 +359,12 @@ export const Sequential = (children: ReadonlyArray<readonly [string, Module]>): 
       backward: (dy) => {
         const grads: Record<string, tf.Tensor> = {}
         let g: tf.Tensor | undefined = dy
-        for (let i = backs.length - 1; i >= 0; i--) {
-          const b = backs[i](g!)
+        for (let i = outs.length - 1; i >= 0; i--) {
+          // ReLU then a layer with a fused backward (a max pool): one kernel for both.
+          const fused: Backward | undefined =
+            i > 0 && children[i - 1][1].kind === "ReLU" ? outs[i].backwardAfterRelu?.(g!) : undefined
+          const b: Backward = fused ?? outs[i].backward(g!)
+          if (fused !== undefined) i--
           Object.assign(grads, b.grads)
           g = b.dx
         }
@@ -612,7 +633,8 @@ export const MaxPool2d = (kernelSize: Pair | Pool2dOptions, stride?: Pair): Modu
         back: (dy, [xs, ys]) => ({
           dx: tf.engine().runKernel("MaxPoolGrad", { dy, input: xs, output: ys }, attrs as any) as tf.Tensor,
           dps: []
-        })
+        }),
+        backAfterRelu: (dy, [xs]) => maxPoolReluGrad(dy, xs, attrs)
       }
     }
   })
