@@ -4,8 +4,9 @@
  * issue 14's goals. Every number comes from the real `stepwise train` process (no bench path):
  *
  * (a) per-epoch training time: `stepwise train --config examples/chapter6-adam.json --epochs 6
- *     --json` on the bundled rps-28, median of epochs 2-6 of its `epochSeconds` (which include
- *     validation, the per-epoch accuracy passes, checkpoint and metrics files), against
+ *     --json` on the bundled rps-28, median of epochs 2-6 of its `epochSeconds` (row to row: training,
+ *     validation with its accuracy counts, the running training accuracy, checkpoint and metrics
+ *     files; `--exact-train-accuracy`, off by default, would add an eval pass), against
  *     core/scripts/bench_cli_torch.py `cached` (images decoded once into tensors, train +
  *     validation per epoch). Goal <= 1.0x.
  * (c) the chapter's 10-epoch recipe from process start to exit, against the book's pipeline

@@ -106,6 +106,12 @@ const trainRunFlags = {
   allowDataChange: Options.boolean("allow-data-change").pipe(
     Options.withDescription("With --resume: continue although the data files changed")
   ),
+  exactTrainAccuracy: Options.boolean("exact-train-accuracy").pipe(
+    Options.withDescription(
+      "Measure training accuracy on the trained model in eval mode after each epoch (one more " +
+        "pass over the training set) instead of the running accuracy of its training steps"
+    )
+  ),
   keepCheckpoints: F.number("keep-checkpoints", "Keep only the N latest checkpoints [all]", {
     integer: true,
     min: 1

@@ -130,6 +130,12 @@ export const EpochMetrics = Schema.Struct({
   /** The lr each mini-batch of this epoch was trained with. */
   batchLrs: Schema.Array(Schema.Number),
   trainCorrect: PerClass,
+  /**
+   * What `trainCorrect` counts: "running", the training steps' own predictions as they were
+   * made (train mode, dropout on; Keras' accuracy), or "eval", a pass of the trained model
+   * over the training set in eval mode (`--exact-train-accuracy`; rows written without it).
+   */
+  trainCorrectKind: Schema.optional(Schema.Literal("running", "eval")),
   valCorrect: Schema.NullOr(PerClass),
   seconds: Schema.Number
 })

@@ -218,6 +218,8 @@ describe("train, eval, lr-find, plot on the bundled data", () => {
     expect(totals(train.valCorrect[0])).toBe(372)
     expect(train.trainCorrect[0].map((r: [number, number]) => r[1])).toEqual([840, 840, 840])
     expect(train.valCorrect[0].map((r: [number, number]) => r[1])).toEqual([124, 124, 124])
+    // the steps' running accuracy unless --exact-train-accuracy asks for the eval-mode pass
+    expect(train.trainCorrectKind).toEqual(["running"])
   })
 
   it("leaves a complete run folder: config, metrics.jsonl, checkpoints, pictures, TensorBoard events", async () => {

@@ -130,6 +130,11 @@ export interface LossAndGrads {
    * model without buffers). Owned by the caller; they replace `options.buffers`.
    */
   readonly buffers: Buffers
+  /**
+   * The model's outputs (logits) the loss was computed from, a host copy: the step already
+   * downloads them, so a running training accuracy costs no second forward pass.
+   */
+  readonly outputs: { readonly values: Float32Array; readonly shape: ReadonlyArray<number> }
 }
 
 export interface GradOptions extends ApplyOptions {
@@ -149,12 +154,21 @@ export interface GradOptions extends ApplyOptions {
 const lossOp = (
   loss: Loss,
   targets: Targets,
-  onValue: (value: Either.Either<number, InvalidTargets>) => void
+  onValue: (
+    value: Either.Either<number, InvalidTargets>,
+    outputs: Float32Array,
+    shape: ReadonlyArray<number>
+  ) => void
 ) =>
   tf.customGrad((...args: Array<any>) => {
     const [z, save] = args as [tf.Tensor, tf.GradSaveFunc]
-    const evaluated = loss.evaluate(z.dataSync() as Float32Array, z.shape, targets)
-    onValue(Either.map(evaluated, (r) => r.loss))
+    const values = (z.dataSync() as Float32Array).slice()
+    const evaluated = loss.evaluate(values, z.shape, targets)
+    onValue(
+      Either.map(evaluated, (r) => r.loss),
+      values,
+      z.shape
+    )
     const { loss: value, grad } = Either.getOrElse(evaluated, () => ({
       loss: Number.NaN,
       grad: new Float32Array(z.size)
@@ -207,10 +221,13 @@ const explicitLossAndGrads = (
   options: GradOptions
 ): Either.Either<LossAndGrads, InvalidTargets> => {
   let failure: InvalidTargets | undefined
+  // A copy of the outputs (the cpu backend hands out its own buffer, which dispose releases).
+  let outputs: LossAndGrads["outputs"] = { values: new Float32Array(0), shape: [] }
   const out = tf.tidy(() => {
     const x = inputTensor(batch.x, batch.shape)
     const fwd = model.forward(params, "", x, ctxOf(options), false)
-    const evaluated = loss.evaluate(fwd.y.dataSync() as Float32Array, fwd.y.shape, batch.y)
+    outputs = { values: (fwd.y.dataSync() as Float32Array).slice(), shape: fwd.y.shape }
+    const evaluated = loss.evaluate(outputs.values, fwd.y.shape, batch.y)
     if (Either.isLeft(evaluated)) {
       failure = evaluated.left
       return {} // tidy disposes the forward pass
@@ -218,8 +235,8 @@ const explicitLossAndGrads = (
     const { loss: value, grad } = evaluated.right
     const { grads } = fwd.backward(tf.tensor(grad, fwd.y.shape, "float32"))
     return { loss: value, grads, buffers: fwd.buffers ?? {} } as unknown as tf.TensorContainer
-  }) as unknown as LossAndGrads
-  return failure === undefined ? Either.right(out) : Either.left(failure)
+  }) as unknown as Omit<LossAndGrads, "outputs">
+  return failure === undefined ? Either.right({ ...out, outputs }) : Either.left(failure)
 }
 
 const autodiffLossAndGrads = (
@@ -230,12 +247,14 @@ const autodiffLossAndGrads = (
   options: GradOptions
 ): Either.Either<LossAndGrads, InvalidTargets> => {
   let value: Either.Either<number, InvalidTargets> = Either.right(Number.NaN)
+  let outputs: LossAndGrads["outputs"] = { values: new Float32Array(0), shape: [] }
   let buffers: Buffers = {}
   const names = model.specs.map((s) => s.name)
   const grads = tf.tidy(() => {
     const x = inputTensor(batch.x, batch.shape)
-    const op = lossOp(loss, batch.y, (v) => {
+    const op = lossOp(loss, batch.y, (v, values, shape) => {
       value = v
+      outputs = { values, shape }
     })
     const f = (...ps: Array<tf.Tensor>) => {
       const tree: Record<string, tf.Tensor> = { ...params }
@@ -255,7 +274,7 @@ const autodiffLossAndGrads = (
       disposeAll(buffers)
       return Either.left(e)
     },
-    onRight: (v) => Either.right({ loss: v, grads, buffers })
+    onRight: (v) => Either.right({ loss: v, grads, buffers, outputs })
   })
 }
 

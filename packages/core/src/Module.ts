@@ -4,7 +4,7 @@ import * as tf from "@tensorflow/tfjs-core"
 import { Either } from "effect"
 import { InvalidLayer } from "./Errors.js"
 import { biasBound, kaimingUniformBound, uniform } from "./Init.js"
-import { reluGrad } from "./kernels/Fused.js"
+import { maxPoolReluGrad, reluGrad } from "./kernels/Fused.js"
 
 /** Named parameter trees keyed like PyTorch's `state_dict` (`conv1.weight`). */
 export type Params = Numeric.Params<tf.Tensor>
@@ -72,6 +72,12 @@ export interface Backward {
 export interface Forward {
   readonly y: tf.Tensor
   readonly backward: (dy: tf.Tensor) => Backward
+  /**
+   * This layer's backward composed with a ReLU's, valid when its input is that ReLU's output
+   * (`Sequential` then skips the ReLU's backward): dx is for the ReLU's input. Absent when the
+   * layer or the engine has no fused form; undefined when it cannot apply to this run.
+   */
+  readonly backwardAfterRelu?: ((dy: tf.Tensor) => Backward | undefined) | undefined
   /** Buffers this pass updated (training mode), full names; absent or empty when none. */
   readonly buffers?: Buffers | undefined
 }
@@ -192,6 +198,10 @@ export interface Run {
   readonly y: tf.Tensor
   readonly saved: ReadonlyArray<tf.Tensor>
   readonly back: (dy: tf.Tensor, saved: ReadonlyArray<tf.Tensor>, needDx: boolean) => Pullback
+  /** `back` composed with a ReLU before this layer (see `Forward.backwardAfterRelu`); parameterless layers only. */
+  readonly backAfterRelu?:
+    | ((dy: tf.Tensor, saved: ReadonlyArray<tf.Tensor>) => tf.Tensor | undefined)
+    | undefined
   /** Updated buffers, relative names (BatchNorm in training mode). */
   readonly buffers?: Record<string, tf.Tensor> | undefined
 }
@@ -267,7 +277,14 @@ export const leaf = (definition: LeafDefinition): Module => {
             grads[`${prefix}${s.name}`] = g.dps[i]
           })
           return { dx: g.dx, grads }
-        }
+        },
+        backwardAfterRelu:
+          run.backAfterRelu === undefined
+            ? undefined
+            : (dy) => {
+                const dx = run.backAfterRelu!(dy, run.saved)
+                return dx === undefined ? undefined : { dx, grads: {} }
+              }
       }
     },
     call: (params, prefix, x, ctx) => {
@@ -330,14 +347,14 @@ export const Sequential = (children: ReadonlyArray<readonly [string, Module]>): 
   ),
   explicit: children.every(([, child]) => child.explicit),
   forward: (params, prefix, x, ctx, needDx) => {
-    const backs: Array<Forward["backward"]> = []
+    const outs: Array<Forward> = []
     const buffers: Record<string, tf.Tensor> = {}
     let h = x
     children.forEach(([name, child], i) => {
       const childCtx: Ctx = { ...ctx, rng: Random.foldIn(ctx.rng, i) }
       const out = child.forward(params, join(prefix, name), h, childCtx, needDx || i > 0)
       if (ctx.tap !== undefined && name !== "") ctx.tap(`${prefix}${name}`, out.y)
-      backs.push(out.backward)
+      outs.push(out)
       Object.assign(buffers, out.buffers)
       h = out.y
     })
@@ -347,8 +364,12 @@ export const Sequential = (children: ReadonlyArray<readonly [string, Module]>): 
       backward: (dy) => {
         const grads: Record<string, tf.Tensor> = {}
         let g: tf.Tensor | undefined = dy
-        for (let i = backs.length - 1; i >= 0; i--) {
-          const b = backs[i](g!)
+        for (let i = outs.length - 1; i >= 0; i--) {
+          // ReLU then a layer with a fused backward (a max pool): one kernel for both.
+          const fused: Backward | undefined =
+            i > 0 && children[i - 1][1].kind === "ReLU" ? outs[i].backwardAfterRelu?.(g!) : undefined
+          const b: Backward = fused ?? outs[i].backward(g!)
+          if (fused !== undefined) i--
           Object.assign(grads, b.grads)
           g = b.dx
         }
@@ -717,7 +738,8 @@ const maxPool2d = (o: Pool2dOptions): Module => {
         back: (dy, [xs, ys]) => ({
           dx: tf.engine().runKernel("MaxPoolGrad", { dy, input: xs, output: ys }, attrs as any) as tf.Tensor,
           dps: []
-        })
+        }),
+        backAfterRelu: (dy, [xs]) => maxPoolReluGrad(dy, xs, attrs)
       }
     }
   })
@@ -738,34 +760,63 @@ const separable = (x: tf.Tensor, rows: tf.Tensor2D, cols: tf.Tensor2D): tf.Tenso
   return tf.transpose(tf.reshape(tf.matMul(cols, t), [ow, n, oh, c]), [1, 2, 0, 3])
 }
 
-/** The averaging matrix of one dimension: windows [start, end) and their divisors. */
-const windowMatrix = (n: number, windows: ReadonlyArray<readonly [number, number, number]>): tf.Tensor2D => {
-  const m = new Float32Array(windows.length * n)
-  windows.forEach(([start, end, divisor], i) => {
-    for (let r = Math.max(0, start); r < Math.min(n, end); r++) m[i * n + r] = 1 / divisor
-  })
-  return tf.tensor2d(m, [windows.length, n])
+/** A host matrix, `[rows, columns]` row-major, with its transpose (the backward's). */
+interface HostMatrix {
+  readonly values: Float32Array
+  readonly transposed: Float32Array
+  readonly shape: readonly [number, number]
 }
 
+/** The averaging matrix of one dimension: windows [start, end) and their divisors. */
+const windowMatrix = (n: number, windows: ReadonlyArray<readonly [number, number, number]>): HostMatrix => {
+  const m = new Float32Array(windows.length * n)
+  const t = new Float32Array(windows.length * n)
+  windows.forEach(([start, end, divisor], i) => {
+    for (let r = Math.max(0, start); r < Math.min(n, end); r++) {
+      m[i * n + r] = 1 / divisor
+      t[r * windows.length + i] = 1 / divisor
+    }
+  })
+  return { values: m, transposed: t, shape: [windows.length, n] }
+}
+
+const upload = (m: HostMatrix, transposed: boolean): tf.Tensor2D =>
+  transposed
+    ? tf.tensor2d(m.transposed, [m.shape[1], m.shape[0]])
+    : tf.tensor2d(m.values, [m.shape[0], m.shape[1]])
+
+/**
+ * The matrices depend only on the input's height and width: built once per size on the host
+ * (not per forward), uploaded per call (a kept tensor would outlive `tidy` and the flat tensor
+ * counts), transposed for the backward on the host instead of by two transpose kernels.
+ */
 const separableLeaf = (
   kind: string,
-  matrices: (h: number, w: number) => readonly [tf.Tensor2D, tf.Tensor2D]
-): Module =>
-  leaf({
+  matrices: (h: number, w: number) => readonly [HostMatrix, HostMatrix]
+): Module => {
+  const cache = new Map<string, readonly [HostMatrix, HostMatrix]>()
+  const matricesOf = (h: number, w: number) => {
+    const key = `${h}x${w}`
+    let m = cache.get(key)
+    if (m === undefined) {
+      m = matrices(h, w)
+      cache.set(key, m)
+    }
+    return m
+  }
+  return leaf({
     kind,
     run: (x) => {
       const [, h, w] = x.shape
-      const [rows, cols] = matrices(h, w)
+      const [rows, cols] = matricesOf(h, w)
       return {
-        y: separable(x, rows, cols),
-        saved: [rows, cols],
-        back: (dy, [r, c]) => ({
-          dx: separable(dy, tf.transpose(r as tf.Tensor2D), tf.transpose(c as tf.Tensor2D)),
-          dps: []
-        })
+        y: separable(x, upload(rows, false), upload(cols, false)),
+        saved: [],
+        back: (dy) => ({ dx: separable(dy, upload(rows, true), upload(cols, true)), dps: [] })
       }
     }
   })
+}
 
 export interface AvgPool2dOptions extends Pool2dOptions {
   /** PyTorch's default true: padded zeros count in the divisor. */

@@ -171,28 +171,27 @@ export interface StepResult {
   readonly captured: ReadonlyArray<Events.TrainEvent>
   /** Set when the loss, a gradient or an updated parameter is not finite (the step's tensors are still returned). */
   readonly nonFinite: NonFiniteValue | undefined
+  /** The model's outputs the loss was computed from (train mode), a host copy. */
+  readonly outputs: Loss.LossAndGrads["outputs"]
 }
 
 /**
  * Which of `trees` first holds a NaN or an infinity, checked on the values themselves so no
- * kernel's handling of NaN (wasm's max-pool turns a NaN window into -Inf) can hide one. One
- * fused reduction for all of them: x * 0 is 0 for every finite x and NaN otherwise, so the sum
- * is exactly 0 when everything is finite (no overflow, unlike summing x). Names are looked up
- * only on failure.
+ * kernel's handling of NaN (wasm's max-pool turns a NaN window into -Inf) can hide one. Read on
+ * the host: a step's parameters and gradients are a few thousand numbers, and a plain read of
+ * each costs less than the reshape/concat/mul/sum kernels and the extra tensors of a device
+ * reduction. x * 0 is 0 for every finite x and NaN otherwise, so each sum is exactly 0 when
+ * everything is finite (no overflow, unlike summing x).
  */
 export const firstNonFinite = (
   trees: ReadonlyArray<readonly [NonFiniteWhat, Tensors]>
 ): NonFiniteValue | undefined => {
-  const all = trees.flatMap(([, tree]) => Object.values(tree))
-  if (all.length === 0) return undefined
-  const probe = tf.tidy(() => tf.sum(tf.mul(tf.concat(all.map((x) => tf.reshape(x, [-1]))), tf.scalar(0))))
-  const finite = probe.dataSync()[0] === 0
-  probe.dispose()
-  if (finite) return undefined
   for (const [what, tree] of trees) {
-    for (const [name, x] of Object.entries(tree)) {
-      const value = (x.dataSync() as Float32Array).find((v) => !Number.isFinite(v))
-      if (value !== undefined) return { what, tensor: name, value }
+    for (const name in tree) {
+      const values = tree[name].dataSync() as Float32Array
+      let probe = 0
+      for (let i = 0; i < values.length; i++) probe += values[i] * 0
+      if (probe !== 0) return { what, tensor: name, value: values.find((v) => !Number.isFinite(v))! }
     }
   }
   return undefined
@@ -218,7 +217,7 @@ export const trainStep = (
   const tap =
     capture.activations.length === 0 ? undefined : activationTap(capture.activations, where, captured)
   // Throws InvalidTargets for targets that do not fit the model (was a RangeError from the loss).
-  const { loss, grads, ...out } = Either.getOrThrowWith(
+  const { loss, grads, outputs, ...out } = Either.getOrThrowWith(
     Loss.lossAndGrads(config.model, config.loss, params, batch, { training: true, buffers, rng, tap }),
     identity
   )
@@ -235,7 +234,15 @@ export const trainStep = (
       ])
     : { what: "loss" as const, value: loss }
   TfNumeric.disposeReplaced(grads, [...Object.values(next.params), ...stateTensors(next.state)])
-  return { loss, params: next.params, buffers: out.buffers, optState: next.state, captured, nonFinite }
+  return {
+    loss,
+    params: next.params,
+    buffers: out.buffers,
+    optState: next.state,
+    captured,
+    nonFinite,
+    outputs
+  }
 }
 
 /** The dropout state of a mini-batch: a pure function of (seed, epoch, batch). */
@@ -262,6 +269,15 @@ export interface EpochResult<E = never, R = never> {
   /** The lr after this epoch's scheduler steps (what the next epoch starts with). */
   readonly lr: number
   readonly seconds: number
+  /**
+   * With `countCorrect`: per class `[correct, total]` of the training steps' own predictions,
+   * counted as they were made (train mode: dropout on, parameters changing during the epoch),
+   * the running accuracy Keras reports; free, as the step downloads its outputs anyway. Not the
+   * chapter's `correct` on the trained model (that is a second pass: `correct` per batch).
+   */
+  readonly trainCorrect: Metrics.PerClass | undefined
+  /** With `countCorrect` and a validation loader: the chapter's `correct` (eval mode) over it, from the validation pass. */
+  readonly valCorrect: Metrics.PerClass | undefined
 }
 
 export interface EpochsOptions {
@@ -269,6 +285,11 @@ export interface EpochsOptions {
   readonly epochs: number
   /** Seed of the dropout masks (recorded in the trainer, hence in checkpoints). */
   readonly seed: number
+  /**
+   * Count per-class correct predictions (`EpochResult.trainCorrect`, `valCorrect`) from the
+   * outputs the training steps and the validation pass compute anyway. Needs class targets.
+   */
+  readonly countCorrect?: boolean | undefined
 }
 
 /** What the fold carries between mini-batches and epochs (never mutated). */
@@ -283,6 +304,8 @@ interface Run<E, R> {
 interface EpochFold<E, R> extends Run<E, R> {
   readonly batchLosses: Chunk.Chunk<number>
   readonly learningRates: Chunk.Chunk<number>
+  /** The running per-class counts (undefined when not counting, or before the first batch). */
+  readonly correct: Metrics.PerClass | undefined
   /** Set when the fold must stop: a loader failure or a non-finite value. */
   readonly failure: E | NonFinite | OptimErrors.SchedulerStepError | undefined
 }
@@ -320,7 +343,13 @@ const announce = (bus: Bus, t: Trainer<any, any>, announced: number, epoch: numb
  * The fold's step over mini-batch `i`: `trainStep` at the current trainer, then the batch
  * scheduler's step. Non-finite values end the fold with `failure` set (nothing is thrown).
  */
-const batchStep = <E, R>(bus: Bus, s: EpochFold<E, R>, batch: Batch.Batch<Targets>, i: number) =>
+const batchStep = <E, R>(
+  bus: Bus,
+  s: EpochFold<E, R>,
+  batch: Batch.Batch<Targets>,
+  i: number,
+  countCorrect: boolean
+) =>
   Effect.gen(function* () {
     const t = s.trainer
     const epoch = t.totalEpochs
@@ -362,7 +391,8 @@ const batchStep = <E, R>(bus: Bus, s: EpochFold<E, R>, batch: Batch.Batch<Target
       ...moved,
       announced: yield* announce(bus, next, s.announced, epoch, i + 1),
       batchLosses: Chunk.append(s.batchLosses, r.loss),
-      learningRates: Chunk.append(s.learningRates, h.lr)
+      learningRates: Chunk.append(s.learningRates, h.lr),
+      correct: countCorrect ? addCorrect(s.correct, correctOf(r.outputs, batch.y)) : undefined
     }
   })
 
@@ -370,7 +400,7 @@ const batchStep = <E, R>(bus: Bus, s: EpochFold<E, R>, batch: Batch.Batch<Target
  * One epoch: the fold of `batchStep` over the training loader, then validation and the epoch's
  * scheduler step. On failure every tensor the stream owns is released (the caller's never).
  */
-const runEpoch = <E, R>(bus: Bus, run: Run<E, R>) =>
+const runEpoch = <E, R>(bus: Bus, run: Run<E, R>, countCorrect: boolean) =>
   Effect.gen(function* () {
     const started = yield* Clock.currentTimeMillis
     const t0 = run.trainer
@@ -381,6 +411,7 @@ const runEpoch = <E, R>(bus: Bus, run: Run<E, R>) =>
       announced: yield* announce(bus, t0, run.announced, epoch, 0),
       batchLosses: Chunk.empty(),
       learningRates: Chunk.empty(),
+      correct: undefined,
       failure: undefined
     }
     const f = yield* Stream.runFoldWhileEffect(
@@ -390,7 +421,7 @@ const runEpoch = <E, R>(bus: Bus, run: Run<E, R>) =>
       (s, [batch, i]) =>
         Either.match(batch, {
           onLeft: (failure) => Effect.succeed({ ...s, failure }),
-          onRight: (b) => batchStep(bus, s, b, i)
+          onRight: (b) => batchStep(bus, s, b, i, countCorrect)
         })
     )
     if (f.failure !== undefined) {
@@ -399,12 +430,13 @@ const runEpoch = <E, R>(bus: Bus, run: Run<E, R>) =>
     }
     // An epoch without batches would hand out the caller's tensors: the result owns a copy.
     const trained = f.owned ? f.trainer : cloneTensors(f.trainer)
-    const valLoss =
+    const validation =
       valLoader === undefined
         ? undefined
-        : yield* Effect.onError(evaluate(trained, valLoader, epoch), () =>
+        : yield* Effect.onError(validate(trained, valLoader, epoch, countCorrect), () =>
             Effect.sync(() => dispose(trained))
           )
+    const valLoss = validation?.loss
     if (valLoss !== undefined && !Number.isFinite(valLoss)) {
       dispose(trained)
       return yield* new NonFinite({ epoch, batch: "validation", what: "loss", value: valLoss })
@@ -439,7 +471,9 @@ const runEpoch = <E, R>(bus: Bus, run: Run<E, R>) =>
       batchLosses: Chunk.toReadonlyArray(f.batchLosses),
       learningRates: Chunk.toReadonlyArray(f.learningRates),
       lr,
-      seconds: ((yield* Clock.currentTimeMillis) - started) / 1000
+      seconds: ((yield* Clock.currentTimeMillis) - started) / 1000,
+      trainCorrect: countCorrect ? (f.correct ?? []) : undefined,
+      valCorrect: validation?.correct
     }
     return [result, { trainer, owned: true, announced: f.announced }] as const
   })
@@ -493,7 +527,7 @@ export const epochs = <E, R>(
               bus.publish(Events.TrainEvent.TrainEnd({ epochs: run.trainer.totalEpochs })),
               Option.none()
             )
-          : Effect.map(runEpoch(bus, run), Option.some)
+          : Effect.map(runEpoch(bus, run, options.countCorrect === true), Option.some)
       )
     })
   )
@@ -550,14 +584,40 @@ export const evaluate = <E, R>(
 ): Effect.Effect<number, E, R | Engine> =>
   Effect.zipRight(
     Engine,
-    Effect.map(
-      Stream.runFold(loader.batches(epoch), [] as Array<number>, (acc, batch) => {
-        acc.push(batchLoss(t, batch))
-        return acc
-      }),
-      mean
-    )
+    Effect.map(validate(t, loader, epoch, false), (v) => v.loss)
   )
+
+/**
+ * The validation pass: mean mini-batch loss in eval mode and, when asked, the per-class counts
+ * of the same outputs (so the chapter's `correct` on the validation set needs no second pass).
+ */
+const validate = <E, R>(
+  t: Trainer<any, any>,
+  loader: Loader<E, R>,
+  epoch: number,
+  countCorrect: boolean
+): Effect.Effect<{ readonly loss: number; readonly correct: Metrics.PerClass | undefined }, E, R> =>
+  Effect.map(
+    Stream.runFold(
+      loader.batches(epoch),
+      { losses: [] as Array<number>, correct: undefined as Metrics.PerClass | undefined },
+      (acc, batch) => {
+        const out = outputs(t, batch)
+        // Throws InvalidTargets, as trainStep does, for targets that do not fit the model.
+        acc.losses.push(
+          Either.getOrThrowWith(t.config.loss.evaluate(out.values, out.shape, batch.y), identity).loss
+        )
+        return countCorrect ? { ...acc, correct: addCorrect(acc.correct, correctOf(out, batch.y)) } : acc
+      }
+    ),
+    (acc) => ({ loss: mean(acc.losses), correct: countCorrect ? (acc.correct ?? []) : undefined })
+  )
+
+const correctOf = (out: Loss.LossAndGrads["outputs"], y: Targets): Metrics.PerClass =>
+  Either.getOrThrowWith(Metrics.correct(out.values, out.shape[1] ?? 1, y), identity)
+
+const addCorrect = (acc: Metrics.PerClass | undefined, rows: Metrics.PerClass): Metrics.PerClass =>
+  acc === undefined ? rows : Either.getOrThrowWith(Metrics.add(acc, rows), identity)
 
 /** The loss of one batch in eval mode. */
 export const batchLoss = (t: Trainer<any, any>, batch: Batch.Batch<Targets>): number =>

@@ -337,3 +337,35 @@ describe("fused ReLU gradient", () => {
     })
   }
 })
+
+describe("fused ReLU then max-pool gradient", () => {
+  for (const backend of ["wasm", "cpu"] as const) {
+    it(`equals ReluGrad(MaxPoolGrad(dy)) bit for bit, ties and zeros included (${backend})`, async () => {
+      await run(use(backend))
+      fc.assert(
+        fc.property(fc.record(poolFields), (p) => {
+          fc.pre(p.pad === "same" || p.k <= Math.min(p.h, p.w))
+          // Rounded values: ties and exact zeros after the ReLU are common.
+          const x = values(p.n * p.h * p.w * p.c, p.seed).map((v) => Math.round(v * 2) / 2)
+          tf.tidy(() => {
+            const r = tf.relu(tf.tensor4d(x, [p.n, p.h, p.w, p.c]))
+            const y = tf.maxPool(r, p.k, p.s, p.pad)
+            const dy = tf.tensor(values(y.size, p.seed + 9), y.shape)
+            const attrs = poolAttrs(p) as any
+            const apart = Fused.reluGrad(
+              tf.engine().runKernel("MaxPoolGrad", { dy, input: r, output: y }, attrs) as tf.Tensor,
+              r
+            )
+            const fused = Fused.maxPoolReluGrad(dy, r, attrs)!
+            // Equal up to the sign of zero (+ 0): the two-kernel form writes dy * 0 = -0 where the
+            // fused one leaves the +0 it started from; both add and compare as 0.
+            expect(Array.from(fused.dataSync()).map((v) => v + 0)).toEqual(
+              Array.from(apart.dataSync()).map((v) => v + 0)
+            )
+          })
+        }),
+        { numRuns: 200 }
+      )
+    })
+  }
+})

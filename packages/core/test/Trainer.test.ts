@@ -2,7 +2,7 @@ import { expect, layer } from "@effect/vitest"
 import { DataLoader, Random, TensorDataset } from "@stepwise/data"
 import { Scheduler } from "@stepwise/optim"
 import * as tf from "@tensorflow/tfjs-core"
-import { Effect, Either, Option, Schema, Stream } from "effect"
+import { Chunk, Effect, Either, Option, Schema, Stream } from "effect"
 import * as Engine from "../src/Engine.js"
 import * as Loss from "../src/Loss.js"
 import * as Metrics from "../src/Metrics.js"
@@ -298,6 +298,35 @@ layer(Engine.wasm)("Trainer", (it) => {
       expect(Object.values(t.params).every((p) => !p.isDisposed)).toBe(true)
       Trainer.dispose(t)
     })
+  )
+
+  it.effect(
+    "countCorrect: running train counts from the steps' own outputs, validation counts equal to correct over the val loader; the same run",
+    () =>
+      Effect.gen(function* () {
+        const t = F.trainer({ p: 0.3 })
+        const plain = yield* Stream.runCollect(Trainer.epochs(t, { epochs: 2, seed: 42 }))
+        const losses = Chunk.toReadonlyArray(plain).map((r) => r.batchLosses)
+        expect(Chunk.toReadonlyArray(plain).every((r) => r.trainCorrect === undefined)).toBe(true)
+        Trainer.dispose(Chunk.unsafeLast(plain).trainer)
+        const counted = yield* Stream.runFoldEffect(
+          Trainer.epochs(t, { epochs: 2, seed: 42, countCorrect: true }),
+          [] as Array<unknown>,
+          (acc, r) =>
+            Effect.gen(function* () {
+              const { train, val } = F.loaders()
+              const total = (rows: Metrics.PerClass | undefined) => Metrics.total(rows ?? [])[1]
+              expect(r.batchLosses).toEqual(losses[r.epoch])
+              expect(total(r.trainCorrect)).toBe(train.numSamples)
+              const exact = yield* Trainer.loaderApply(val, (b) => Trainer.correct(r.trainer, b))
+              expect(r.valCorrect).toEqual(exact)
+              acc.push(r.trainer)
+              return acc
+            })
+        )
+        Trainer.dispose(counted[1] as Trainer.Trainer)
+        Trainer.dispose(t)
+      })
   )
 
   it.effect("predict, correct, loaderApply and the parameter count", () =>

@@ -60,7 +60,8 @@ const maxPoolGradTiled = (
   x: Float32Array,
   dy: Float32Array,
   info: backend_util.Conv2DInfo,
-  dx: Float32Array
+  dx: Float32Array,
+  afterRelu: boolean
 ): Float32Array => {
   const {
     batchSize,
@@ -104,7 +105,8 @@ const maxPoolGradTiled = (
         }
       }
       const dyRow = (b * outHeight + oh) * rowLen
-      for (let j = 0; j < rowLen; j++) if (at[j] >= 0) dx[at[j]] += dy[dyRow + j]
+      for (let j = 0; j < rowLen; j++)
+        if (at[j] >= 0 && (!afterRelu || best[j] > 0)) dx[at[j]] += dy[dyRow + j]
     }
   }
   return dx
@@ -115,7 +117,12 @@ export const maxPoolGradNhwc = (
   dy: Float32Array,
   info: backend_util.Conv2DInfo,
   /** Where to write (zeros, input-sized): the wasm kernel passes its output's heap view. */
-  dx: Float32Array = new Float32Array(info.batchSize * info.inHeight * info.inWidth * info.inChannels)
+  dx: Float32Array = new Float32Array(info.batchSize * info.inHeight * info.inWidth * info.inChannels),
+  /**
+   * `x` is a ReLU's output and `dx` is wanted for the ReLU's input: a gradient only reaches a
+   * window's maximum when it is positive (ReLU's backward, fused: one kernel and pass fewer).
+   */
+  afterRelu = false
 ): Float32Array => {
   const { batchSize, inHeight, inWidth, inChannels: c, outHeight, outWidth } = info
   const { strideHeight, strideWidth, effectiveFilterHeight, effectiveFilterWidth } = info
@@ -131,7 +138,7 @@ export const maxPoolGradNhwc = (
     left === 0 &&
     info.padInfo.bottom === 0 &&
     info.padInfo.right === 0
-  if (tiled) return maxPoolGradTiled(x, dy, info, dx)
+  if (tiled) return maxPoolGradTiled(x, dy, info, dx, afterRelu)
   // Channels innermost, so every read is contiguous; one running maximum per channel.
   const best = new Float32Array(c)
   const at = new Int32Array(c)
@@ -165,7 +172,7 @@ export const maxPoolGradNhwc = (
           }
         }
         const dyOff = ((b * outHeight + oh) * outWidth + ow) * c
-        for (let d = 0; d < c; d++) if (at[d] >= 0) dx[at[d]] += dy[dyOff + d]
+        for (let d = 0; d < c; d++) if (at[d] >= 0 && (!afterRelu || best[d] > 0)) dx[at[d]] += dy[dyOff + d]
       }
     }
   }

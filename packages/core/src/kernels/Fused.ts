@@ -1,4 +1,5 @@
 import * as tf from "@tensorflow/tfjs-core"
+import { maxPoolGradNhwc } from "./Conv2DBackpropFilter.js"
 import type { Ours } from "./Register.js"
 
 /**
@@ -11,6 +12,8 @@ export const AdamUpdate = "StepwiseAdamUpdate"
 export const SgdUpdate = "StepwiseSgdUpdate"
 /** dy * (y > 0): ReLU's backward in one pass instead of Step then Multiply. */
 export const ReluGrad = "StepwiseReluGrad"
+/** A max pool's input gradient composed with the ReLU before it (MaxPoolGrad, then ReluGrad). */
+export const MaxPoolReluGrad = "StepwiseMaxPoolReluGrad"
 
 type AnyBackend = any
 type KernelFunc = tf.KernelConfig["kernelFunc"]
@@ -161,18 +164,53 @@ const reluGradKernel: KernelFunc = (args) => {
   return outs[0]
 }
 
+/** inputs: dy, input (the ReLU's output, the pool's input) -> the ReLU input's gradient. */
+const maxPoolReluGradKernel: KernelFunc = (args) => {
+  const { inputs, backend, attrs } = args as unknown as { inputs: any; backend: AnyBackend; attrs: any }
+  const { dy, input } = inputs
+  const info = tf.backend_util.computePool2DInfo(
+    input.shape,
+    attrs.filterSize,
+    attrs.strides,
+    1,
+    attrs.pad,
+    attrs.dimRoundingMode
+  )
+  const {
+    ins: [x, g],
+    outViews: [dx],
+    outs
+  } = io(backend, [input, dy], 1, [...input.shape])
+  maxPoolGradNhwc(x, g, info, dx.fill(0), true)
+  return outs[0]
+}
+
 /** The fused kernels of one backend (cpu or wasm: the same code reads both kinds of memory). */
 export const kernels = (backendName: "cpu" | "wasm"): ReadonlyArray<Ours> =>
   (
     [
       [AdamUpdate, adamKernel],
       [SgdUpdate, sgdKernel],
-      [ReluGrad, reluGradKernel]
+      [ReluGrad, reluGradKernel],
+      [MaxPoolReluGrad, maxPoolReluGradKernel]
     ] as const
   ).map(([kernelName, kernelFunc]) => ({ kernelName, backendName, make: () => kernelFunc }))
 
 /** True when the current backend has the fused kernels (cpu and wasm, not tensorflow). */
 export const available = (): boolean => tf.getKernel(AdamUpdate, tf.getBackend()) !== undefined
+
+/**
+ * The input gradient of ReLU then a max pool with `attrs` (MaxPoolGrad's), where the fused
+ * kernel is registered; undefined elsewhere (the two backwards run one after the other).
+ */
+export const maxPoolReluGrad = (
+  dy: tf.Tensor,
+  reluOutput: tf.Tensor,
+  attrs: object
+): tf.Tensor | undefined =>
+  tf.getKernel(MaxPoolReluGrad, tf.getBackend()) === undefined
+    ? undefined
+    : (tf.engine().runKernel(MaxPoolReluGrad, { dy, input: reluOutput }, attrs as any) as tf.Tensor)
 
 /** ReLU's input gradient: the fused kernel where registered, Step and Multiply elsewhere. */
 export const reluGrad = (dy: tf.Tensor, y: tf.Tensor): tf.Tensor =>
