@@ -9,8 +9,10 @@ import * as Eval from "./Eval.js"
 import * as Help from "./Help.js"
 import * as LrFind from "./LrFind.js"
 import * as Plot from "./Plot.js"
+import * as Runner from "./Runner.js"
 import { layerOutput } from "./Progress.js"
 import * as Stats from "./Stats.js"
+import * as Sweep from "./Sweep.js"
 import * as Train from "./Train.js"
 
 const withOutput =
@@ -25,7 +27,9 @@ const command = Cli.root.pipe(
     Cli.stats.pipe(Command.withHandler(withOutput(Stats.run))),
     Cli.evaluate.pipe(Command.withHandler(withOutput(Eval.run))),
     Cli.plot.pipe(Command.withHandler(withOutput(Plot.run))),
-    Cli.download.pipe(Command.withHandler(withOutput(Download.run)))
+    Cli.download.pipe(Command.withHandler(withOutput(Download.run))),
+    Cli.sweep.pipe(Command.withHandler(withOutput(Sweep.run))),
+    Cli.runner.pipe(Command.withHandler(Runner.run))
   ])
 )
 
