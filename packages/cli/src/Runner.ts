@@ -126,7 +126,11 @@ const trainEpoch = (payload: TrialPayload, epoch: number) =>
       }
     }
     if (done < epoch) {
+      // (the runner's log: which process trained what, for a user following a sweep)
+      yield* Console.log(`trial ${payload.trial}: epoch ${epoch}${done >= 0 ? ` from the checkpoint of epoch ${done}` : ""}`)
       yield* Train.run(trainArgs(dir, epoch, done >= 0)).pipe(Effect.provideService(Output, silent))
+    } else {
+      yield* Console.log(`trial ${payload.trial}: epoch ${epoch} already in ${dir}`)
     }
     const row = (yield* Run.readMetrics(dir)).find((r) => r.epoch === epoch)
     if (row === undefined) {
