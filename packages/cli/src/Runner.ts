@@ -127,14 +127,19 @@ const trainEpoch = (payload: TrialPayload, epoch: number) =>
     }
     if (done < epoch) {
       // (the runner's log: which process trained what, for a user following a sweep)
-      yield* Console.log(`trial ${payload.trial}: epoch ${epoch}${done >= 0 ? ` from the checkpoint of epoch ${done}` : ""}`)
+      yield* Console.log(
+        `trial ${payload.trial}: epoch ${epoch}${done >= 0 ? ` from the checkpoint of epoch ${done}` : ""}`
+      )
       yield* Train.run(trainArgs(dir, epoch, done >= 0)).pipe(Effect.provideService(Output, silent))
     } else {
       yield* Console.log(`trial ${payload.trial}: epoch ${epoch} already in ${dir}`)
     }
     const row = (yield* Run.readMetrics(dir)).find((r) => r.epoch === epoch)
     if (row === undefined) {
-      return yield* new TrialFailed({ trial: payload.trial, reason: `${dir} has no metrics row for epoch ${epoch}` })
+      return yield* new TrialFailed({
+        trial: payload.trial,
+        reason: `${dir} has no metrics row for epoch ${epoch}`
+      })
     }
     return epochRow(row)
   })
@@ -164,7 +169,9 @@ const medianStop = (payload: TrialPayload, epoch: number, own: ReadonlyArray<Epo
     const sorted = averages.sort((a, b) => a - b)
     const mid = sorted.length / 2
     const median = sorted.length % 2 === 1 ? sorted[Math.floor(mid)] : (sorted[mid - 1] + sorted[mid]) / 2
-    const mine = own.map((r) => (payload.metric === "valLoss" ? r.valLoss : r.valAccuracy)).filter((v) => v !== null)
+    const mine = own
+      .map((r) => (payload.metric === "valLoss" ? r.valLoss : r.valAccuracy))
+      .filter((v) => v !== null)
     if (mine.length === 0) return false
     return payload.metric === "valLoss" ? Math.min(...mine) > median : Math.max(...mine) < median
   })
@@ -179,7 +186,9 @@ const asTrialFailure =
         : Effect.fail(
             new TrialFailed({
               trial,
-              reason: formatError(Cause.failureOption(cause).pipe(Option.getOrElse(() => Cause.squash(cause))))
+              reason: formatError(
+                Cause.failureOption(cause).pipe(Option.getOrElse(() => Cause.squash(cause)))
+              )
             })
           )
     )

@@ -21,7 +21,14 @@ import { FileSystem, Path } from "@effect/platform"
 import { Clock, Deferred, Duration, Effect, Either, Fiber, Option, Ref, Schedule, Schema } from "effect"
 import * as Charts from "./Charts.js"
 import type * as Cli from "./Cli.js"
-import { COMMAND_LINE, ConfigError, formatError, RunFolderError, runFolderError, TrialFailed } from "./Errors.js"
+import {
+  COMMAND_LINE,
+  ConfigError,
+  formatError,
+  RunFolderError,
+  runFolderError,
+  TrialFailed
+} from "./Errors.js"
 import { Output } from "./Progress.js"
 import * as Run from "./RunFolder.js"
 import * as Runner from "./Runner.js"
@@ -60,25 +67,36 @@ const open = (args: Args) =>
     if (resume !== undefined) {
       const given = Option.isSome(args.config) ? "--config" : Option.isSome(args.out) ? "--out" : undefined
       if (given !== undefined) {
-        return yield* new ConfigError({ file: COMMAND_LINE, field: given, reason: "a resumed sweep keeps its plan" })
+        return yield* new ConfigError({
+          file: COMMAND_LINE,
+          field: given,
+          reason: "a resumed sweep keeps its plan"
+        })
       }
       const file = p.join(resume, PLAN_FILE)
       if (!(yield* Run.exists(file))) {
         return yield* new RunFolderError({ path: resume, reason: `not a sweep folder (no ${PLAN_FILE})` })
       }
       const plan = yield* decodePlan(yield* Run.readText(file)).pipe(
-        Effect.mapError((cause) => new RunFolderError({ path: file, reason: "not a valid sweep plan", cause }))
+        Effect.mapError(
+          (cause) => new RunFolderError({ path: file, reason: "not a valid sweep plan", cause })
+        )
       )
       return { dir: p.resolve(resume), plan }
     }
     const config = Option.getOrUndefined(args.config)
     if (config === undefined) {
-      return yield* new ConfigError({ file: COMMAND_LINE, field: "--config", reason: "a sweep needs a sweep file (or --resume DIR)" })
+      return yield* new ConfigError({
+        file: COMMAND_LINE,
+        field: "--config",
+        reason: "a sweep needs a sweep file (or --resume DIR)"
+      })
     }
     const { spec, trials } = yield* SweepSpace.load(config)
     const started = yield* Clock.currentTimeMillis
     const dir = p.resolve(
-      Option.getOrUndefined(args.out) ?? (yield* Run.claimNewDir(Run.defaultRunDir(new Date(started), "sweep-")))
+      Option.getOrUndefined(args.out) ??
+        (yield* Run.claimNewDir(Run.defaultRunDir(new Date(started), "sweep-")))
     )
     if (yield* Run.exists(p.join(dir, PLAN_FILE))) {
       return yield* new RunFolderError({
@@ -214,14 +232,22 @@ export const metricChart = (metric: SweepSpace.Metric, trials: ReadonlyArray<Tri
     x: x === undefined ? t.id : t.params[x],
     metric: t.metric,
     trial: t.id,
-    series: others.length === 0 ? "trials" : SweepSpace.label(Object.fromEntries(others.map((k) => [k, t.params[k]])))
+    series:
+      others.length === 0
+        ? "trials"
+        : SweepSpace.label(Object.fromEntries(others.map((k) => [k, t.params[k]])))
   }))
   const xs = values.map((v) => v.x).filter((v): v is number => typeof v === "number")
   const log = x !== undefined && /lr/i.test(x) && xs.every((v) => v > 0)
   const xEncoding =
     x === undefined
       ? { field: "x", type: "nominal", title: "trial" }
-      : { field: "x", type: "quantitative", title: x, ...(log ? Charts.logAxis(xs, 420) : { scale: { zero: false } }) }
+      : {
+          field: "x",
+          type: "quantitative",
+          title: x,
+          ...(log ? Charts.logAxis(xs, 420) : { scale: { zero: false } })
+        }
   return {
     $schema: "https://vega.github.io/schema/vega-lite/v6.json",
     title: `Sweep: ${metric === "valAccuracy" ? "validation accuracy" : "validation loss"} against ${x ?? "trial"}`,
@@ -229,8 +255,23 @@ export const metricChart = (metric: SweepSpace.Metric, trials: ReadonlyArray<Tri
     height: 260,
     data: { values },
     layer: [
-      { mark: { type: "line", opacity: 0.5 }, encoding: { x: xEncoding, y: { field: "metric", type: "quantitative", title: metric, scale: { zero: false } }, color: { field: "series", type: "nominal", title: null } } },
-      { mark: { type: "point", filled: true, size: 60 }, encoding: { x: xEncoding, y: { field: "metric", type: "quantitative", scale: { zero: false } }, color: { field: "series", type: "nominal", title: null }, tooltip: [{ field: "trial" }] } }
+      {
+        mark: { type: "line", opacity: 0.5 },
+        encoding: {
+          x: xEncoding,
+          y: { field: "metric", type: "quantitative", title: metric, scale: { zero: false } },
+          color: { field: "series", type: "nominal", title: null }
+        }
+      },
+      {
+        mark: { type: "point", filled: true, size: 60 },
+        encoding: {
+          x: xEncoding,
+          y: { field: "metric", type: "quantitative", scale: { zero: false } },
+          color: { field: "series", type: "nominal", title: null },
+          tooltip: [{ field: "trial" }]
+        }
+      }
     ],
     config: { legend: { orient: "bottom", labelLimit: 400 } }
   }
@@ -241,13 +282,20 @@ export const run = (args: Args) =>
     const out = yield* Output
     const p = yield* Path.Path
     const started = yield* Clock.currentTimeMillis
+    // Storage named on the command line is checked before any folder is made for the sweep.
+    const given = Option.getOrUndefined(args.storage)
+    if (given !== undefined) {
+      const storage = yield* SweepStore.parse(given)
+      yield* SweepStore.stamp(given, { create: true }).pipe(Effect.provide(SweepStore.layer(storage)))
+    }
     const { dir, plan } = yield* open(args)
     yield* Run.lock(dir)
 
     // Each trial's run folder and recipe (train reads the recipe from there).
     for (const t of plan.trials) {
       const file = p.join(Runner.trialDir(p, dir, t.id), Runner.RECIPE_FILE)
-      if (!(yield* Run.exists(file))) yield* Run.writeFileAtomic(file, `${JSON.stringify(t.recipe, null, 2)}\n`)
+      if (!(yield* Run.exists(file)))
+        yield* Run.writeFileAtomic(file, `${JSON.stringify(t.recipe, null, 2)}\n`)
     }
 
     const url = Option.getOrElse(args.storage, () => `sqlite:${p.join(dir, STORAGE_FILE)}`)
@@ -297,7 +345,8 @@ export const run = (args: Args) =>
       for (const t of all) {
         if (t.state === "pending" || t.state === "running") {
           const prog = yield* progressOf(t.runDir, plan.metric)
-          if (prog.epoch > 0) yield* update(t.id, (r) => ({ ...r, state: "running", epoch: prog.epoch, metric: prog.metric }))
+          if (prog.epoch > 0)
+            yield* update(t.id, (r) => ({ ...r, state: "running", epoch: prog.epoch, metric: prog.metric }))
         }
       }
       const text = table(plan.metric, [...(yield* Ref.get(reports)).values()])
@@ -330,7 +379,8 @@ export const run = (args: Args) =>
               ),
             onRight: (r) => {
               const metric = r.rows.at(-1)
-              const value = metric === undefined ? null : plan.metric === "valLoss" ? metric.valLoss : metric.valAccuracy
+              const value =
+                metric === undefined ? null : plan.metric === "valLoss" ? metric.valLoss : metric.valAccuracy
               return update(t.id, (x) => ({
                 ...x,
                 state: r.state,
@@ -372,8 +422,15 @@ export const run = (args: Args) =>
       const recipe = plan.trials.find((t) => t.id === best.id)!.recipe
       yield* Run.writeFileAtomic(bestFile, `${JSON.stringify(recipe, null, 2)}\n`)
     }
-    const plots = yield* Run.writePicture(p.join(dir, Run.PLOTS_DIR), "metric", metricChart(plan.metric, all), "png").pipe(
-      Effect.catchAll((e) => Effect.as(out.line(`stepwise: could not draw metric.png (${formatError(e)})`), []))
+    const plots = yield* Run.writePicture(
+      p.join(dir, Run.PLOTS_DIR),
+      "metric",
+      metricChart(plan.metric, all),
+      "png"
+    ).pipe(
+      Effect.catchAll((e) =>
+        Effect.as(out.line(`stepwise: could not draw metric.png (${formatError(e)})`), [])
+      )
     )
     if (!out.live) yield* out.line(`\n${table(plan.metric, all)}`)
     const seconds = ((yield* Clock.currentTimeMillis) - started) / 1000

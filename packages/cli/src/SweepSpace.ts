@@ -136,7 +136,9 @@ const schemaError = (file: string) => (error: ParseResult.ParseError) => {
   const [first] = ParseResult.ArrayFormatter.formatErrorSync(error)
   const field = first?.path.map(String).join(".")
   const reason =
-    first?._tag === "Unexpected" ? "unknown field" : (first?.message ?? String(error)).replace(/\s*\n\s*/g, " ")
+    first?._tag === "Unexpected"
+      ? "unknown field"
+      : (first?.message ?? String(error)).replace(/\s*\n\s*/g, " ")
   return new ConfigError({ file, ...(field ? { field } : {}), reason, cause: error })
 }
 
@@ -162,20 +164,29 @@ export const load = (file: string) =>
       )
     )
     const raw = yield* Recipe.parseText(text, file)
-    const spec = yield* Schema.decodeUnknown(SweepFile)(raw, { onExcessProperty: "error", errors: "first" }).pipe(
-      Effect.mapError(schemaError(file))
-    )
+    const spec = yield* Schema.decodeUnknown(SweepFile)(raw, {
+      onExcessProperty: "error",
+      errors: "first"
+    }).pipe(Effect.mapError(schemaError(file)))
     if (spec.recipes !== undefined && spec.recipe !== undefined) {
       return yield* new ConfigError({ file, field: "recipe", reason: "give recipes or recipe, not both" })
     }
     const bases: Array<{ readonly name: string; readonly file: string; readonly raw: Json }> = []
     if (spec.recipes !== undefined) {
       if (spec.recipes.length === 0) {
-        return yield* new ConfigError({ file, field: "recipes", reason: "is empty: name at least one recipe file" })
+        return yield* new ConfigError({
+          file,
+          field: "recipes",
+          reason: "is empty: name at least one recipe file"
+        })
       }
       for (const r of spec.recipes) {
         const path = p.resolve(p.dirname(file), r)
-        bases.push({ name: p.basename(r).replace(/\.(json|ya?ml)$/, ""), file: path, raw: yield* Recipe.readFile(path) })
+        bases.push({
+          name: p.basename(r).replace(/\.(json|ya?ml)$/, ""),
+          file: path,
+          raw: yield* Recipe.readFile(path)
+        })
       }
     } else {
       bases.push({ name: "recipe", file, raw: (spec.recipe ?? {}) as Json })
@@ -183,7 +194,11 @@ export const load = (file: string) =>
     const grid = Object.entries(spec.grid ?? {})
     for (const [key, values] of grid) {
       if (values.length === 0) {
-        return yield* new ConfigError({ file, field: `grid.${key}`, reason: "is empty: give at least one value" })
+        return yield* new ConfigError({
+          file,
+          field: `grid.${key}`,
+          reason: "is empty: give at least one value"
+        })
       }
     }
     const space = Object.entries(spec.random?.space ?? {})
@@ -196,11 +211,19 @@ export const load = (file: string) =>
         })
       }
       if ("logUniform" in d && d.logUniform[0] > d.logUniform[1]) {
-        return yield* new ConfigError({ file, field: `random.space.${key}.logUniform`, reason: "must be [low, high]" })
+        return yield* new ConfigError({
+          file,
+          field: `random.space.${key}.logUniform`,
+          reason: "must be [low, high]"
+        })
       }
     }
     if (spec.random !== undefined && space.length === 0) {
-      return yield* new ConfigError({ file, field: "random.space", reason: "is empty: give at least one distribution" })
+      return yield* new ConfigError({
+        file,
+        field: "random.space",
+        reason: "is empty: give at least one distribution"
+      })
     }
     if (grid.length === 0 && space.length === 0 && bases.length < 2) {
       return yield* new ConfigError({
@@ -252,7 +275,11 @@ const trialRecipe = (
     const raw = apply(spec.epochs === undefined ? base.raw : { ...base.raw, epochs: spec.epochs }, params)
     const swept = Object.keys(params).filter((k) => k !== "recipe")
     const where = (e: ConfigError): ConfigError => {
-      const path = swept.find((k) => e.field !== undefined && (e.field === k || e.field.startsWith(`${k}.`) || k.startsWith(`${e.field}.`)))
+      const path = swept.find(
+        (k) =>
+          e.field !== undefined &&
+          (e.field === k || e.field.startsWith(`${k}.`) || k.startsWith(`${e.field}.`))
+      )
       if (path === undefined) return e
       const section = spec.grid?.[path] !== undefined ? "grid" : "random.space"
       return new ConfigError({
@@ -268,7 +295,11 @@ const trialRecipe = (
     const abs = (x: string | undefined) => (x === undefined ? undefined : p.resolve(x))
     const recipe: Recipe.Recipe = {
       ...decoded,
-      data: Recipe.prune({ ...decoded.data, train: abs(decoded.data.train), val: abs(decoded.data.val) }) as Recipe.Recipe["data"],
+      data: Recipe.prune({
+        ...decoded.data,
+        train: abs(decoded.data.train),
+        val: abs(decoded.data.val)
+      }) as Recipe.Recipe["data"],
       scheduler: pinnedScheduler(decoded)
     }
     return Recipe.encode(recipe)

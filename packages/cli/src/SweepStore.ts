@@ -30,7 +30,8 @@ export const parse = (url: string): Effect.Effect<Storage, ConfigError> => {
   if (/^postgres(ql)?:\/\//.test(url)) return Effect.succeed({ _tag: "pg", url })
   const m = /^sqlite:(?:\/\/)?(.+)$/.exec(url)
   if (m !== null) return Effect.succeed({ _tag: "sqlite", url, filename: m[1] })
-  if (/\.(db|sqlite3?)$/.test(url) && !url.includes("://")) return Effect.succeed({ _tag: "sqlite", url, filename: url })
+  if (/\.(db|sqlite3?)$/.test(url) && !url.includes("://"))
+    return Effect.succeed({ _tag: "sqlite", url, filename: url })
   return Effect.fail(
     new ConfigError({
       file: COMMAND_LINE,
@@ -89,5 +90,8 @@ export const stamp = (url: string, options: { readonly create: boolean }) =>
     }
     if (theirs !== VERSION) return yield* new VersionMismatch({ url: shown(url), ours: VERSION, theirs })
   }).pipe(
-    Effect.catchTag("SqlError", (cause) => new StorageError({ url: shown(url), reason: reasonOf(cause), cause }))
+    Effect.catchTag(
+      "SqlError",
+      (cause) => new StorageError({ url: shown(url), reason: reasonOf(cause), cause })
+    )
   )

@@ -9,8 +9,8 @@ import { NodeContext } from "@effect/platform-node"
 import { Effect, Either } from "effect"
 import { describe, expect, it } from "vitest"
 import { formatError } from "../src/Errors.js"
-import * as SweepSpace from "../src/SweepSpace.js"
 import * as Sweep from "../src/Sweep.js"
+import * as SweepSpace from "../src/SweepSpace.js"
 
 const dir = mkdtempSync(join(tmpdir(), "stepwise-sweepspace-"))
 writeFileSync(join(dir, "adam.json"), JSON.stringify({ optimizer: { name: "Adam", lr: 3e-4 }, epochs: 10 }))
