@@ -224,53 +224,50 @@ export const rank = (metric: SweepSpace.Metric, trials: ReadonlyArray<TrialRepor
 export const metricChart = (metric: SweepSpace.Metric, trials: ReadonlyArray<TrialReport>) => {
   const done = trials.filter((t) => t.metric !== null)
   const keys = [...new Set(done.flatMap((t) => Object.keys(t.params)))]
-  const numeric = keys.filter((k) => done.every((t) => typeof t.params[k] === "number"))
+  const numeric = keys.filter((k) => done.some((t) => typeof t.params[k] === "number"))
   const varied = numeric.filter((k) => new Set(done.map((t) => t.params[k])).size > 1)
-  const x = varied.find((k) => /lr/i.test(k)) ?? varied[0] ?? numeric[0]
-  const others = keys.filter((k) => k !== x)
-  const values = done.map((t) => ({
-    x: x === undefined ? t.id : t.params[x],
-    metric: t.metric,
-    trial: t.id,
-    series:
-      others.length === 0
-        ? "trials"
-        : SweepSpace.label(Object.fromEntries(others.map((k) => [k, t.params[k]])))
-  }))
+  // An lr-like value per trial (recipes may sweep different ones: Adam's lr, CyclicLR's maxLr).
+  const lrKeys = varied.filter((k) => /lr/i.test(k))
+  const xKeys = lrKeys.length > 0 ? lrKeys : varied.slice(0, 1)
+  const xOf = (t: TrialReport) => xKeys.find((k) => typeof t.params[k] === "number")
+  const title = xKeys.length === 0 ? "trial" : xKeys.join(" / ")
+  const values = done.map((t) => {
+    const x = xOf(t)
+    const others = Object.keys(t.params).filter((k) => k !== x)
+    return {
+      x: x === undefined ? t.id : t.params[x],
+      metric: t.metric,
+      trial: t.id,
+      series:
+        others.length === 0
+          ? (x ?? "trials")
+          : SweepSpace.label(Object.fromEntries(others.map((k) => [k, t.params[k]])))
+    }
+  })
   const xs = values.map((v) => v.x).filter((v): v is number => typeof v === "number")
-  const log = x !== undefined && /lr/i.test(x) && xs.every((v) => v > 0)
-  const xEncoding =
-    x === undefined
-      ? { field: "x", type: "nominal", title: "trial" }
-      : {
-          field: "x",
-          type: "quantitative",
-          title: x,
-          ...(log ? Charts.logAxis(xs, 420) : { scale: { zero: false } })
-        }
+  const quantitative = xKeys.length > 0 && xs.length === values.length
+  const log = quantitative && lrKeys.length > 0 && xs.every((v) => v > 0)
+  const xEncoding = quantitative
+    ? {
+        field: "x",
+        type: "quantitative",
+        title,
+        ...(log ? Charts.logAxis(xs, 420) : { scale: { zero: false } })
+      }
+    : { field: "x", type: "nominal", title: "trial" }
+  const y = { field: "metric", type: "quantitative", title: metric, scale: { zero: false } }
+  const color = { field: "series", type: "nominal", title: null }
   return {
     $schema: "https://vega.github.io/schema/vega-lite/v6.json",
-    title: `Sweep: ${metric === "valAccuracy" ? "validation accuracy" : "validation loss"} against ${x ?? "trial"}`,
+    title: `Sweep: ${metric === "valAccuracy" ? "validation accuracy" : "validation loss"} against ${title}`,
     width: 420,
     height: 260,
     data: { values },
     layer: [
-      {
-        mark: { type: "line", opacity: 0.5 },
-        encoding: {
-          x: xEncoding,
-          y: { field: "metric", type: "quantitative", title: metric, scale: { zero: false } },
-          color: { field: "series", type: "nominal", title: null }
-        }
-      },
+      { mark: { type: "line", opacity: 0.5 }, encoding: { x: xEncoding, y, color } },
       {
         mark: { type: "point", filled: true, size: 60 },
-        encoding: {
-          x: xEncoding,
-          y: { field: "metric", type: "quantitative", scale: { zero: false } },
-          color: { field: "series", type: "nominal", title: null },
-          tooltip: [{ field: "trial" }]
-        }
+        encoding: { x: xEncoding, y, color, tooltip: [{ field: "trial" }] }
       }
     ],
     config: { legend: { orient: "bottom", labelLimit: 400 } }

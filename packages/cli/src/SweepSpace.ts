@@ -2,7 +2,9 @@
  * A sweep file: base recipes plus a search space, expanded into trials (each a complete recipe).
  *
  * ```yaml
- * recipes: [chapter6-adam.json, chapter6-sgd-cyclic.json]   # relative to this file
+ * recipes:                    # relative to this file; each may have a grid of its own
+ *   - chapter6-adam.json
+ *   - { file: chapter6-sgd-cyclic.json, grid: { scheduler.maxLr: [0.005, 0.01] } }
  * epochs: 3                    # every trial's epochs (else each recipe's own)
  * metric: valAccuracy          # or valLoss
  * seed: 0                      # seed of the random draws (a trial trains with its recipe's seed)
@@ -17,7 +19,8 @@
  *
  * Keys of `grid` and `random.space` are dotted recipe paths; a whole section (`optimizer`,
  * `scheduler`) can be a value too, and is applied before the fields inside it. Trials are the
- * grid's cartesian product (recipes being one more axis), times the random draws. Every trial
+ * grid's cartesian product (recipes being one more axis, each with its own grid too), times the
+ * random draws. Every trial
  * recipe is decoded and checked here, so a bad value fails the sweep before anything trains.
  */
 import { FileSystem, Path } from "@effect/platform"
@@ -52,13 +55,19 @@ export const Stopping = Schema.Struct({
 })
 export type Stopping = typeof Stopping.Type
 
+const Grid = Schema.Record({ key: Schema.String, value: Schema.Array(Schema.Unknown) })
+
 export const SweepFile = Schema.Struct({
-  recipes: Schema.optional(Schema.Array(Schema.String)),
+  recipes: Schema.optional(
+    Schema.Array(
+      Schema.Union(Schema.String, Schema.Struct({ file: Schema.String, grid: Schema.optional(Grid) }))
+    )
+  ),
   recipe: Schema.optional(Schema.Record({ key: Schema.String, value: Schema.Unknown })),
   epochs: Schema.optional(positiveInt),
   metric: Schema.optionalWith(Schema.Literal(...Metrics), { default: () => "valAccuracy" as const }),
   seed: Schema.optionalWith(Schema.Int.pipe(Schema.nonNegative()), { default: () => 0 }),
-  grid: Schema.optional(Schema.Record({ key: Schema.String, value: Schema.Array(Schema.Unknown) })),
+  grid: Schema.optional(Grid),
   random: Schema.optional(
     Schema.Struct({
       trials: positiveInt,
@@ -171,7 +180,14 @@ export const load = (file: string) =>
     if (spec.recipes !== undefined && spec.recipe !== undefined) {
       return yield* new ConfigError({ file, field: "recipe", reason: "give recipes or recipe, not both" })
     }
-    const bases: Array<{ readonly name: string; readonly file: string; readonly raw: Json }> = []
+    const bases: Array<{
+      readonly name: string
+      readonly file: string
+      readonly raw: Json
+      /** This recipe's own grid, and where it is in the sweep file. */
+      readonly grid: ReadonlyArray<readonly [string, ReadonlyArray<unknown>]>
+      readonly at: string
+    }> = []
     if (spec.recipes !== undefined) {
       if (spec.recipes.length === 0) {
         return yield* new ConfigError({
@@ -180,25 +196,30 @@ export const load = (file: string) =>
           reason: "is empty: name at least one recipe file"
         })
       }
-      for (const r of spec.recipes) {
-        const path = p.resolve(p.dirname(file), r)
+      for (const [i, r] of spec.recipes.entries()) {
+        const name = typeof r === "string" ? r : r.file
+        const path = p.resolve(p.dirname(file), name)
         bases.push({
-          name: p.basename(r).replace(/\.(json|ya?ml)$/, ""),
+          name: p.basename(name).replace(/\.(json|ya?ml)$/, ""),
           file: path,
-          raw: yield* Recipe.readFile(path)
+          raw: yield* Recipe.readFile(path),
+          grid: Object.entries(typeof r === "string" ? {} : (r.grid ?? {})),
+          at: `recipes.${i}.grid`
         })
       }
     } else {
-      bases.push({ name: "recipe", file, raw: (spec.recipe ?? {}) as Json })
+      bases.push({ name: "recipe", file, raw: (spec.recipe ?? {}) as Json, grid: [], at: "grid" })
     }
     const grid = Object.entries(spec.grid ?? {})
-    for (const [key, values] of grid) {
-      if (values.length === 0) {
-        return yield* new ConfigError({
-          file,
-          field: `grid.${key}`,
-          reason: "is empty: give at least one value"
-        })
+    for (const [at, entries] of [["grid", grid] as const, ...bases.map((b) => [b.at, b.grid] as const)]) {
+      for (const [key, values] of entries) {
+        if (values.length === 0) {
+          return yield* new ConfigError({
+            file,
+            field: `${at}.${key}`,
+            reason: "is empty: give at least one value"
+          })
+        }
       }
     }
     const space = Object.entries(spec.random?.space ?? {})
@@ -225,17 +246,15 @@ export const load = (file: string) =>
         reason: "is empty: give at least one distribution"
       })
     }
-    if (grid.length === 0 && space.length === 0 && bases.length < 2) {
+    if (grid.length === 0 && space.length === 0 && bases.length < 2 && bases[0].grid.length === 0) {
       return yield* new ConfigError({
         file,
         reason: "the search space is empty: give grid values, random draws, or several recipes"
       })
     }
-    const axes: Array<readonly [string, ReadonlyArray<unknown>]> = [
-      ...(bases.length > 1 ? [["recipe", bases.map((b) => b.name)] as const] : []),
-      ...grid
-    ]
-    const points = product(axes)
+    const points = bases.flatMap((b) =>
+      product([...(bases.length > 1 ? [["recipe", [b.name]] as const] : []), ...b.grid, ...grid])
+    )
     const draws = spec.random?.trials ?? 1
     let state = Random.make(spec.seed)
     const params: Array<Record<string, unknown>> = []
@@ -252,7 +271,7 @@ export const load = (file: string) =>
     }
     const trials: Array<Trial> = []
     for (const [i, ps] of params.entries()) {
-      const base = bases.find((b) => b.name === ps.recipe) ?? bases[0]
+      const base = bases.length > 1 ? bases.find((b) => b.name === ps.recipe)! : bases[0]
       const id = trialId(i, params.length)
       const recipe = yield* trialRecipe(base, ps, spec, file)
       trials.push({ id, params: ps, recipe })
@@ -265,7 +284,12 @@ export const load = (file: string) =>
  * the sweep file's field (`grid.optimizer.lr`), otherwise the base recipe's own.
  */
 const trialRecipe = (
-  base: { readonly file: string; readonly raw: Json },
+  base: {
+    readonly file: string
+    readonly raw: Json
+    readonly grid: ReadonlyArray<readonly [string, unknown]>
+    readonly at: string
+  },
   params: Record<string, unknown>,
   spec: SweepFile,
   file: string
@@ -281,7 +305,11 @@ const trialRecipe = (
           (e.field === k || e.field.startsWith(`${k}.`) || k.startsWith(`${e.field}.`))
       )
       if (path === undefined) return e
-      const section = spec.grid?.[path] !== undefined ? "grid" : "random.space"
+      const section = base.grid.some(([k]) => k === path)
+        ? base.at
+        : spec.grid?.[path] !== undefined
+          ? "grid"
+          : "random.space"
       return new ConfigError({
         file,
         field: `${section}.${path}`,

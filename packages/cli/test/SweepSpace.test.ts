@@ -5,6 +5,7 @@
 import { mkdtempSync, writeFileSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
+import { fileURLToPath } from "node:url"
 import { NodeContext } from "@effect/platform-node"
 import { Effect, Either } from "effect"
 import { describe, expect, it } from "vitest"
@@ -71,7 +72,32 @@ describe("SweepSpace.load", () => {
     expect(trials[0].recipe.scheduler).toMatchObject({ name: "OneCycleLR", epochs: 4 })
   })
 
+  it("examples/sweep-chapter6.yaml: the chapter's two recipes over their own learning rates, 3 epochs", async () => {
+    const file = fileURLToPath(new URL("../../../examples/sweep-chapter6.yaml", import.meta.url))
+    const r = await Effect.runPromise(SweepSpace.load(file).pipe(Effect.provide(NodeContext.layer)))
+    expect(r.spec.stopping).toEqual({ rule: "median", minEpochs: 1, minTrials: 3 })
+    expect(r.trials.map((t) => SweepSpace.label(t.params))).toEqual([
+      "recipe=chapter6-adam optimizer.lr=0.0001",
+      "recipe=chapter6-adam optimizer.lr=0.0003",
+      "recipe=chapter6-adam optimizer.lr=0.001",
+      "recipe=chapter6-sgd-cyclic scheduler.maxLr=0.005",
+      "recipe=chapter6-sgd-cyclic scheduler.maxLr=0.01",
+      "recipe=chapter6-sgd-cyclic scheduler.maxLr=0.02"
+    ])
+    expect(r.trials.every((t) => t.recipe.epochs === 3 && t.recipe.seed === 13)).toBe(true)
+    expect(r.trials[5].recipe.scheduler).toMatchObject({ name: "CyclicLR", baseLr: 0.001, maxLr: 0.02 })
+  })
+
   it("names what is wrong, in one line", async () => {
+    expect(await err("ownempty.yaml", "recipes: [{ file: adam.json, grid: { seed: [] } }]\n")).toBe(
+      `${join(dir, "ownempty.yaml")}: recipes.0.grid.seed: is empty: give at least one value`
+    )
+    expect(
+      await err(
+        "ownbad.yaml",
+        "recipes: [adam.json, { file: sgd.json, grid: { optimizer.momentum: [-1] } }]\n"
+      )
+    ).toMatch(/ownbad\.yaml: recipes\.1\.grid\.optimizer\.momentum: .* with -1$/)
     expect(await err("empty.yaml", "recipes: [adam.json]\ngrid: { optimizer.lr: [] }\n")).toBe(
       `${join(dir, "empty.yaml")}: grid.optimizer.lr: is empty: give at least one value`
     )
