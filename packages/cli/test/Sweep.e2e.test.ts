@@ -293,6 +293,12 @@ describe.skipIf(pgUrl === undefined)("stepwise sweep on PostgreSQL", () => {
       const alone = await solo(join(out, "trials", t.id, "recipe.json"), join(tmp, `solo-pg-${t.id}`))
       expect(t.losses).toEqual(alone.losses)
     }
-    for (const x of runners) x.child.kill("SIGTERM")
+    for (const x of runners) {
+      x.child.kill("SIGTERM")
+      await new Promise((resolve) =>
+        x.child.exitCode !== null ? resolve(null) : x.child.once("exit", resolve)
+      )
+    }
+    spawnSync("psql", [url, "-c", `DROP DATABASE IF EXISTS ${db}`], { encoding: "utf8" })
   })
 })
