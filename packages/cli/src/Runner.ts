@@ -8,7 +8,9 @@
  * when a runner dies, its shards move to another runner, which replays the workflow: finished
  * epochs come back from storage, the interrupted one restarts from the last checkpoint.
  */
+import { readFileSync } from "node:fs"
 import { availableParallelism } from "node:os"
+import { join } from "node:path"
 import { ClusterWorkflowEngine, RunnerAddress } from "@effect/cluster"
 import { FileSystem, Path } from "@effect/platform"
 import { NodeClusterSocket } from "@effect/platform-node"
@@ -116,6 +118,7 @@ const trainEpoch = (payload: TrialPayload, epoch: number) =>
     const p = yield* Path.Path
     const dir = trialDir(p, payload.sweepDir, payload.trial)
     const config = p.join(dir, Run.CONFIG_FILE)
+    yield* untilUnlocked(dir)
     let done = -1
     if (yield* Run.exists(config)) {
       if ((yield* Run.checkpoints(dir)).length === 0) {
@@ -142,6 +145,49 @@ const trainEpoch = (payload: TrialPayload, epoch: number) =>
       })
     }
     return epochRow(row)
+  }).pipe(
+    // lost the race for the folder's lock to another runner between the wait and `train`: wait again
+    Effect.retry({
+      times: 5,
+      while: () => otherHolder(join(payload.sweepDir, "trials", payload.trial)) !== undefined
+    })
+  )
+
+/** Whether a process with this pid runs on this machine (EPERM: it runs, as another user). */
+const alive = (pid: number): boolean => {
+  try {
+    process.kill(pid, 0)
+    return true
+  } catch (e) {
+    return (e as { code?: string }).code === "EPERM"
+  }
+}
+
+/** The pid of another live process holding a run folder's lock, if any (this machine's pids). */
+const otherHolder = (dir: string): number | undefined => {
+  try {
+    const pid = (JSON.parse(readFileSync(join(dir, Run.LOCK_FILE), "utf8")) as { pid?: unknown }).pid
+    return typeof pid === "number" && pid !== process.pid && alive(pid) ? pid : undefined
+  } catch {
+    return undefined
+  }
+}
+
+/**
+ * Waits while another live process holds the trial's run folder. When shards move between
+ * runners (one joins or leaves, or misses its lock refreshes on a loaded machine), the old owner
+ * can still be finishing an epoch when the new owner replays the workflow: the replay waits for
+ * it, then finds that epoch in the folder instead of training it twice. After 10 minutes
+ * `train`'s own lock check decides.
+ */
+const untilUnlocked = (dir: string) =>
+  Effect.gen(function* () {
+    for (let waited = 0; waited < 600; waited++) {
+      const pid = otherHolder(dir)
+      if (pid === undefined) return
+      if (waited === 0) yield* Console.log(`trial folder ${dir} is held by pid ${pid}; waiting for it`)
+      yield* Effect.sleep("1 second")
+    }
   })
 
 /**
@@ -222,14 +268,19 @@ export const TrialLive = TrialWorkflow.toLayer(
 
 /**
  * The cluster's timings for trials that take seconds to minutes: a dead runner's shards are taken
- * over within ~10 s (the default waits 35 s) and new work is seen within a second.
+ * over within ~30 s and new work is seen within a second.
  */
 export const shardingConfig = {
-  shardLockRefreshInterval: "2 seconds",
-  shardLockExpiration: "8 seconds",
+  // Generous: training blocks the event loop for seconds at a time (data loading, validation), so
+  // a tight expiry lets a busy runner's shards pass to another while it still works on them.
+  shardLockRefreshInterval: "5 seconds",
+  shardLockExpiration: "30 seconds",
   refreshAssignmentsInterval: "1 second",
   entityMessagePollInterval: "1 second",
   entityReplyPollInterval: "200 millis",
+  // a shard moves only once its entities stopped: an epoch stops between two mini-batches, which
+  // on a loaded machine can take longer than the default 15 s
+  entityTerminationTimeout: "2 minutes",
   // a trial's epoch can outlast the default minute of idleness between messages
   entityMaxIdleTime: "1 hour"
 } as const

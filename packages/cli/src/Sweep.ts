@@ -18,6 +18,7 @@ import { createServer } from "node:net"
 import { availableParallelism } from "node:os"
 import { fileURLToPath } from "node:url"
 import { FileSystem, Path } from "@effect/platform"
+import { SqlClient } from "@effect/sql"
 import { Clock, Deferred, Duration, Effect, Either, Fiber, Option, Ref, Schedule, Schema } from "effect"
 import * as Charts from "./Charts.js"
 import type * as Cli from "./Cli.js"
@@ -144,8 +145,10 @@ const startRunners = (n: number, storage: string, dir: string) =>
     const allGone = yield* Deferred.make<never, RunFolderError>()
     let alive = n
     const pids: Array<number> = []
+    const ports: Array<number> = []
     for (let i = 1; i <= n; i++) {
       const port = yield* freePort.pipe(Effect.orDie)
+      ports.push(port)
       const log = p.join(logs, `runner-${i}.log`)
       const child = yield* Effect.acquireRelease(
         Effect.sync(() => {
@@ -168,7 +171,7 @@ const startRunners = (n: number, storage: string, dir: string) =>
         }
       })
     }
-    return { allGone, pids }
+    return { allGone, pids, ports }
   })
 
 const stop = (c: ChildProcess) =>
@@ -180,6 +183,24 @@ const stop = (c: ChildProcess) =>
       resume(Effect.void)
     })
     c.kill("SIGTERM")
+  })
+
+/**
+ * Waits until this sweep's runners are registered in the storage (up to 5 minutes), so that trials
+ * start on their final shard owners: a runner joining later moves shards, and with them trials
+ * in the middle of an epoch.
+ */
+const untilRegistered = (ports: ReadonlyArray<number>) =>
+  Effect.gen(function* () {
+    const sql = yield* SqlClient.SqlClient
+    const registered = sql<{ address: string }>`SELECT address FROM cluster_runners`.pipe(
+      Effect.map((rows) => ports.every((port) => rows.some((r) => r.address.endsWith(`:${port}`)))),
+      Effect.orElseSucceed(() => false)
+    )
+    for (let i = 0; i < 300; i++) {
+      if (yield* registered) return
+      yield* Effect.sleep("1 second")
+    }
   })
 
 /** What a trial's folder shows while it runs: epochs finished and the latest metric. */
@@ -308,6 +329,7 @@ export const run = (args: Args) =>
       })
     }
     const runners = yield* startRunners(n, url, dir)
+    yield* untilRegistered(runners.ports).pipe(Effect.provide(sql))
     yield* out.line(
       `stepwise: sweep of ${plan.trials.length} trials (${plan.metric}) in ${dir}, ${n} runner${n === 1 ? "" : "s"} here` +
         `, storage ${SweepStore.shown(url)}`
@@ -370,10 +392,12 @@ export const run = (args: Args) =>
         Effect.either,
         Effect.flatMap((result) =>
           Either.match(result, {
-            onLeft: (e) =>
-              update(t.id, (r) => ({ ...r, state: "failed", error: formatError(e) })).pipe(
-                Effect.zipRight(event(`${t.id} failed: ${formatError(e)}`))
-              ),
+            onLeft: (e) => {
+              const reason = e._tag === "TrialFailed" ? e.reason : formatError(e)
+              return update(t.id, (r) => ({ ...r, state: "failed", error: reason })).pipe(
+                Effect.zipRight(event(`${t.id} failed: ${reason}`))
+              )
+            },
             onRight: (r) => {
               const metric = r.rows.at(-1)
               const value =
