@@ -193,10 +193,18 @@ const stop = (c: ChildProcess) =>
 const untilRegistered = (ports: ReadonlyArray<number>) =>
   Effect.gen(function* () {
     const sql = yield* SqlClient.SqlClient
-    const registered = sql<{ address: string }>`SELECT address FROM cluster_runners`.pipe(
-      Effect.map((rows) => ports.every((port) => rows.some((r) => r.address.endsWith(`:${port}`)))),
-      Effect.orElseSucceed(() => false)
-    )
+    // The table first: sql-sqlite-node caches a failed prepare, so querying a table the runners
+    // have not created yet would keep failing after they do.
+    const table = sql.onDialectOrElse({
+      sqlite: () => sql`SELECT 1 AS ok FROM sqlite_master WHERE type = 'table' AND name = 'cluster_runners'`,
+      pg: () => sql`SELECT 1 AS ok WHERE to_regclass('cluster_runners') IS NOT NULL`,
+      orElse: () => sql`SELECT 1 AS ok`
+    })
+    const registered = Effect.gen(function* () {
+      if ((yield* table).length === 0) return false
+      const rows = yield* sql<{ address: string }>`SELECT address FROM cluster_runners`
+      return ports.every((port) => rows.some((r) => r.address.endsWith(`:${port}`)))
+    }).pipe(Effect.orElseSucceed(() => false))
     for (let i = 0; i < 300; i++) {
       if (yield* registered) return
       yield* Effect.sleep("1 second")
