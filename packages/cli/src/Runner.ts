@@ -2,15 +2,19 @@
  * A sweep trial as a durable workflow (@effect/workflow on @effect/cluster), and `stepwise runner`,
  * the process that executes trials.
  *
- * A trial's steps are its epochs: activity `epoch-N` trains epoch N with `stepwise train`'s own
- * pipeline (`Train.run`, `--resume` from the trial's run folder), so a trial's losses are those of
- * the recipe trained alone. The engine records each finished activity in the cluster's SQL storage;
+ * A trial's steps are its epochs: activity `epoch-N` trains epoch N with `stepwise train` itself
+ * (`--epochs N`, `--resume` from the trial's run folder), so a trial's losses are those of the
+ * recipe trained alone. `train` runs as a child process: training keeps an event loop busy for
+ * seconds at a time, and the runner's own loop must stay free to refresh its shard locks and
+ * answer health checks, or the cluster moves its shards (and trials) to another runner. The engine records each finished activity in the cluster's SQL storage;
  * when a runner dies, its shards move to another runner, which replays the workflow: finished
  * epochs come back from storage, the interrupted one restarts from the last checkpoint.
  */
+import { spawn } from "node:child_process"
 import { readFileSync } from "node:fs"
 import { availableParallelism } from "node:os"
 import { join } from "node:path"
+import { fileURLToPath } from "node:url"
 import { ClusterWorkflowEngine, RunnerAddress } from "@effect/cluster"
 import { FileSystem, Path } from "@effect/platform"
 import { NodeClusterSocket } from "@effect/platform-node"
@@ -19,11 +23,9 @@ import { Metrics } from "@stepwise/core"
 import { Cause, Console, Context, Effect, Layer, Option, Schema } from "effect"
 import type * as Cli from "./Cli.js"
 import { formatError, runFolderError, TrialFailed } from "./Errors.js"
-import { Output } from "./Progress.js"
 import * as Run from "./RunFolder.js"
 import * as SweepSpace from "./SweepSpace.js"
 import * as SweepStore from "./SweepStore.js"
-import * as Train from "./Train.js"
 
 /** The file in a trial's folder that holds its recipe (what `train --config` is given). */
 export const RECIPE_FILE = "recipe.json"
@@ -66,35 +68,47 @@ export const trialDir = (p: Path.Path, sweepDir: string, trial: string) => p.joi
 /** One epoch at a time in a runner: training is CPU-bound, and tfjs's engine is process-global. */
 export class EpochSlot extends Context.Tag("@stepwise/cli/Runner/EpochSlot")<EpochSlot, Effect.Semaphore>() {}
 
-const silent = Output.of({
-  live: false,
-  columns: 100,
-  jsonMode: true,
-  line: () => Effect.void,
-  status: () => Effect.void,
-  clearStatus: Effect.void,
-  json: () => Effect.void
-})
+/** The `stepwise` executable (this package's bin), to run `train` with. */
+const BIN = fileURLToPath(new URL("./bin.js", import.meta.url))
 
 /**
- * The flags `Train.run` reads for a plain run or a `--resume`; the recipe flags are absent (the
- * recipe is the trial's file), which is how `Train` sees flags a user did not give.
+ * `stepwise train` for epochs up to `epochs` in `dir`, as a child process whose output goes to
+ * the runner's log. The child has an IPC channel: it stops (as after Ctrl-C, between two
+ * mini-batches) when the runner dies, even by SIGKILL (see bin.ts); interrupting this effect
+ * stops it the same way and waits for it. Fails with the child's last line of stderr.
  */
-const trainArgs = (dir: string, epochs: number, resume: boolean): Train.Args => {
-  const given = {
-    config: resume ? Option.none() : Option.some(`${dir}/${RECIPE_FILE}`),
-    out: resume ? Option.none() : Option.some(dir),
-    resume: resume ? Option.some(dir) : Option.none(),
-    epochs: Option.some(epochs),
-    plots: Option.some(false),
-    tensorboard: Option.some(false),
-    captureGradients: Option.none(),
-    keepCheckpoints: Option.none(),
-    allowDataChange: false,
-    json: true
-  } satisfies Partial<Cli.Values<typeof Cli.train>>
-  return given as unknown as Train.Args
-}
+const trainChild = (trial: string, dir: string, epochs: number, resume: boolean) =>
+  Effect.async<void, TrialFailed>((resume_) => {
+    const args = resume
+      ? ["train", "--resume", dir, "--epochs", String(epochs)]
+      : ["train", "--config", join(dir, RECIPE_FILE), "--out", dir, "--epochs", String(epochs)]
+    const child = spawn(process.execPath, [BIN, ...args, "--no-plots", "--no-tensorboard"], {
+      stdio: ["ignore", "inherit", "pipe", "ipc"]
+    })
+    let lastLine = ""
+    child.stderr?.on("data", (d: Buffer) => {
+      process.stderr.write(d)
+      const lines = String(d).trim().split("\n")
+      lastLine = lines[lines.length - 1] ?? lastLine
+    })
+    child.once("exit", (code, signal) =>
+      resume_(
+        code === 0
+          ? Effect.void
+          : Effect.fail(
+              new TrialFailed({
+                trial,
+                reason: lastLine.replace(/^stepwise: /, "") || `stepwise train ended with ${signal ?? code}`
+              })
+            )
+      )
+    )
+    return Effect.async<void>((done) => {
+      if (child.exitCode !== null || child.signalCode !== null) return done(Effect.void)
+      child.once("exit", () => done(Effect.void))
+      child.kill("SIGTERM")
+    })
+  })
 
 export const metricOf = (row: Run.EpochMetrics, metric: SweepSpace.Metric): number | null =>
   metric === "valLoss" ? row.valLoss : row.valCorrect === null ? null : Metrics.accuracy(row.valCorrect)
@@ -133,7 +147,7 @@ const trainEpoch = (payload: TrialPayload, epoch: number) =>
       yield* Console.log(
         `trial ${payload.trial}: epoch ${epoch}${done >= 0 ? ` from the checkpoint of epoch ${done}` : ""}`
       )
-      yield* Train.run(trainArgs(dir, epoch, done >= 0)).pipe(Effect.provideService(Output, silent))
+      yield* trainChild(payload.trial, dir, epoch, done >= 0)
     } else {
       yield* Console.log(`trial ${payload.trial}: epoch ${epoch} already in ${dir}`)
     }
@@ -229,14 +243,16 @@ const asTrialFailure =
     Effect.catchAllCause(self, (cause) =>
       Cause.isInterruptedOnly(cause)
         ? Effect.failCause(cause as Cause.Cause<never>)
-        : Effect.fail(
-            new TrialFailed({
-              trial,
-              reason: formatError(
-                Cause.failureOption(cause).pipe(Option.getOrElse(() => Cause.squash(cause)))
-              )
-            })
-          )
+        : Option.exists(Cause.failureOption(cause), (e) => e instanceof TrialFailed)
+          ? Effect.failCause(cause as Cause.Cause<TrialFailed>)
+          : Effect.fail(
+              new TrialFailed({
+                trial,
+                reason: formatError(
+                  Cause.failureOption(cause).pipe(Option.getOrElse(() => Cause.squash(cause)))
+                )
+              })
+            )
     )
 
 /** The workflow's body: epochs as activities, with the stopping rule between them. */

@@ -189,12 +189,11 @@ describe("stepwise sweep on SQLite", () => {
         const rows = readFileSync(metrics, "utf8").trim().split("\n")
         if (rows.length !== 1) continue
         try {
-          return {
-            trial: t,
-            dir,
-            row1: rows[0],
-            pid: JSON.parse(readFileSync(join(dir, ".lock"), "utf8")).pid
-          }
+          // the lock's pid is the runner's `train` child; its parent is the runner
+          const pid = JSON.parse(readFileSync(join(dir, ".lock"), "utf8")).pid
+          const stat = readFileSync(`/proc/${pid}/stat`, "utf8")
+          const runner = Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1])
+          return { trial: t, dir, row1: rows[0], pid: runner }
         } catch {
           // the lock is being written
         }
