@@ -155,7 +155,8 @@ const startRunners = (n: number, storage: string, dir: string) =>
           // a plain descriptor: spawn hands it to the child as its stdout and stderr
           const fd = openSync(log, "a")
           return spawn(process.execPath, [bin, "runner", "--storage", storage, "--port", String(port)], {
-            stdio: ["ignore", fd, fd]
+            // with an IPC channel, a runner stops when this sweep dies, even by SIGKILL (bin.ts)
+            stdio: ["ignore", fd, fd, "ipc"]
           })
         }),
         (c) => stop(c)
