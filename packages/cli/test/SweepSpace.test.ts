@@ -59,7 +59,7 @@ describe("SweepSpace.load", () => {
       expect(lr).toBeGreaterThanOrEqual(1e-4)
       expect(lr).toBeLessThanOrEqual(0.1)
       // the whole section is applied first, the lr inside it after
-      expect((t.recipe.optimizer as { lr: number }).lr).toBe(lr)
+      expect(t.recipe.optimizer?.lr).toBe(lr)
     }
     expect(new Set(a.map((t) => t.params["optimizer.lr"])).size).toBe(5)
   })
