@@ -355,7 +355,7 @@ export const commands = {
   },
   sweep: {
     command: sweep,
-    summary: "Hyperparameter sweep: trials as durable workflows on runner processes (@effect/cluster)",
+    summary: "Hyperparameter sweep: trials as durable workflows on runners",
     args: undefined,
     examples: [
       "stepwise sweep --config examples/sweep-chapter6.yaml",
@@ -366,7 +366,7 @@ export const commands = {
   },
   runner: {
     command: runner,
-    summary: "Run sweep trials from a cluster storage until stopped (joins a sweep from another machine)",
+    summary: "Run sweep trials from a cluster storage (runners join from any machine)",
     args: undefined,
     examples: ["stepwise runner --storage postgres://stepwise@db:5432/sweeps --host 10.0.0.7 --port 34431"],
     groups: [["Options", keys(runnerFlags)]]
