@@ -187,9 +187,9 @@ const stop = (c: ChildProcess) =>
   })
 
 /**
- * Waits until this sweep's runners are registered in the storage (up to 5 minutes), so that trials
- * start on their final shard owners: a runner joining later moves shards, and with them trials
- * in the middle of an epoch.
+ * Waits until this sweep's runners are registered in the storage (up to 5 minutes) and hold their
+ * shares of the shards, so that trials start on their final shard owners: a runner joining later
+ * moves shards, and with them trials in the middle of an epoch.
  */
 const untilRegistered = (ports: ReadonlyArray<number>) =>
   Effect.gen(function* () {
@@ -207,7 +207,22 @@ const untilRegistered = (ports: ReadonlyArray<number>) =>
       return ports.every((port) => rows.some((r) => r.address.endsWith(`:${port}`)))
     }).pipe(Effect.orElseSucceed(() => false))
     for (let i = 0; i < 300; i++) {
-      if (yield* registered) return
+      if (yield* registered) break
+      yield* Effect.sleep("1 second")
+    }
+    // On SQLite the shard locks are rows: wait (up to a minute) until every runner holds some, or
+    // the first runner up keeps all shards, and every trial, while its epochs keep it busy.
+    // (PostgreSQL's locks are advisory locks, not rows; there the runners settle as they go.)
+    const holding = sql.onDialectOrElse({
+      sqlite: () =>
+        sql<{ address: string }>`SELECT DISTINCT address FROM cluster_locks`.pipe(
+          Effect.map((rows) => ports.every((port) => rows.some((r) => r.address.endsWith(`:${port}`)))),
+          Effect.orElseSucceed(() => false)
+        ),
+      orElse: () => Effect.succeed(true)
+    })
+    for (let i = 0; i < 60; i++) {
+      if (yield* holding) return
       yield* Effect.sleep("1 second")
     }
   })
