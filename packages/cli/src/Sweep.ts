@@ -292,12 +292,13 @@ export const metricChart = (metric: SweepSpace.Metric, trials: ReadonlyArray<Tri
   const xs = values.map((v) => v.x).filter((v): v is number => typeof v === "number")
   const quantitative = xKeys.length > 0 && xs.length === values.length
   const log = quantitative && lrKeys.length > 0 && xs.every((v) => v > 0)
+  // (a horizontal axis: ticks 56 px apart so that their labels do not run into each other)
   const xEncoding = quantitative
     ? {
         field: "x",
         type: "quantitative",
         title,
-        ...(log ? Charts.logAxis(xs, 420) : { scale: { zero: false } })
+        ...(log ? Charts.logAxis(xs, 420, 56) : { scale: { zero: false } })
       }
     : { field: "x", type: "nominal", title: "trial" }
   const y = { field: "metric", type: "quantitative", title: metric, scale: { zero: false } }
