@@ -6,6 +6,7 @@
  *   (a, c, e) packages/cli/bench/train.mjs  the real `stepwise train`: per-epoch time, the
  *                                          10-epoch recipe from process start, peak RSS
  *   (d) packages/data/bench/images.ts     first-pass decode + resize of 300x300 photographs
+ *   issue 12: packages/cli/bench/sweep.mjs   a 6-trial sweep on 2 runners vs the trials in sequence
  * `--quick` is passed on (shorter runs, for checking that the benches work).
  */
 import { execFileSync, spawn } from "node:child_process"
@@ -21,7 +22,8 @@ execFileSync("npx", ["tsc", "-b", "packages/core/bench", "packages/data/bench"],
 const benches = [
   ["packages/core/.tsbuild/bench/step.js"],
   ["packages/cli/bench/train.mjs"],
-  ["packages/data/.tsbuild/bench/images.js"]
+  ["packages/data/.tsbuild/bench/images.js"],
+  ["packages/cli/bench/sweep.mjs"]
 ]
 
 const run = (script) =>

@@ -111,7 +111,16 @@ const app = join(work, "app")
 mkdirSync(join(app, "src"), { recursive: true })
 copyFileSync(join(here, "app", "tsconfig.json"), join(app, "tsconfig.json"))
 copyFileSync(join(here, "app", "src", "main.ts"), join(app, "src", "main.ts"))
-const peers = ["effect", "@effect/platform", "@effect/platform-node", "@effect/cli", "fast-check"]
+const peers = [
+  "effect",
+  "@effect/platform",
+  "@effect/platform-node",
+  "@effect/cli",
+  "@effect/cluster",
+  "@effect/sql",
+  "@effect/workflow",
+  "fast-check"
+]
 writeFileSync(
   join(app, "package.json"),
   `${JSON.stringify(

@@ -297,6 +297,39 @@ export const download = Command.make("download", {
   ...downloadFlags
 }).pipe(Command.withDescription("Download a dataset"))
 
+const sweepFlags = {
+  config: F.text("config", "Sweep file (JSON or YAML): base recipes, search space, metric", "FILE"),
+  out: F.text("out", "Sweep folder to write [runs/sweep-<time>]", "DIR"),
+  resume: F.text("resume", "Continue the interrupted sweep in this folder", "SWEEP_DIR"),
+  runners: F.number("runners", "Runner processes to start on this machine [one per core]", {
+    integer: true,
+    min: 0
+  }),
+  storage: F.text(
+    "storage",
+    "Cluster storage shared with runners elsewhere [sqlite file in the sweep folder]",
+    "URL"
+  ),
+  json
+}
+
+export const sweep = Command.make("sweep", sweepFlags).pipe(
+  Command.withDescription("Hyperparameter sweep: trials as durable workflows on runner processes")
+)
+
+const runnerFlags = {
+  storage: Options.text("storage").pipe(
+    Options.withPseudoName("URL"),
+    Options.withDescription("Cluster storage: sqlite:PATH or postgres://USER@HOST:PORT/DB")
+  ),
+  host: F.text("host", "Address other runners and sweeps reach this runner at [127.0.0.1]", "HOST"),
+  port: F.number("port", "Port to listen on [34431]", { integer: true, min: 1, max: 65535 })
+}
+
+export const runner = Command.make("runner", runnerFlags).pipe(
+  Command.withDescription("Run sweep trials from a cluster storage until stopped")
+)
+
 export const root = Command.make("stepwise").pipe(
   Command.withDescription(
     "stepwise: Chapter 6 of Deep Learning with PyTorch Step-by-Step, the functional way"
@@ -396,6 +429,24 @@ export const commands = {
     args: "rps",
     examples: ["stepwise download rps --to data/"],
     groups: [["Options", keys(downloadFlags)]]
+  },
+  sweep: {
+    command: sweep,
+    summary: "Hyperparameter sweep: trials as durable workflows on runners",
+    args: undefined,
+    examples: [
+      "stepwise sweep --config examples/sweep-chapter6.yaml",
+      "stepwise sweep --resume runs/sweep-<time>",
+      "stepwise sweep --config F --storage postgres://stepwise@db:5432/sweeps --runners 2"
+    ],
+    groups: [["Options", keys(sweepFlags)]]
+  },
+  runner: {
+    command: runner,
+    summary: "Run sweep trials from a cluster storage (runners join from any machine)",
+    args: undefined,
+    examples: ["stepwise runner --storage postgres://stepwise@db:5432/sweeps --host 10.0.0.7 --port 34431"],
+    groups: [["Options", keys(runnerFlags)]]
   }
 } as const
 

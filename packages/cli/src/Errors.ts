@@ -161,3 +161,38 @@ export class CorruptEventFile extends Schema.TaggedError<CorruptEventFile>()("Co
     return `corrupt event file at byte ${this.offset}: ${this.reason}`
   }
 }
+
+/** A sweep's cluster storage (`--storage URL`) that cannot be opened or reached. */
+export class StorageError extends Schema.TaggedError<StorageError>()("StorageError", {
+  url: Schema.String,
+  reason: Schema.String,
+  cause: Schema.optional(Schema.Defect)
+}) {
+  override get message() {
+    return `storage ${this.url}: ${this.reason}`
+  }
+}
+
+/**
+ * A runner (or sweep) of one stepwise version meeting storage written by another: their
+ * workflows and checkpoints need not agree, so they must not share trials.
+ */
+export class VersionMismatch extends Schema.TaggedError<VersionMismatch>()("VersionMismatch", {
+  url: Schema.String,
+  ours: Schema.String,
+  theirs: Schema.String
+}) {
+  override get message() {
+    return `storage ${this.url} belongs to stepwise ${this.theirs}; this is stepwise ${this.ours} (use a runner of the same version, or a new sweep)`
+  }
+}
+
+/** A sweep trial that failed for a reason of its own (its recipe, its data, its run folder). */
+export class TrialFailed extends Schema.TaggedError<TrialFailed>()("TrialFailed", {
+  trial: Schema.String,
+  reason: Schema.String
+}) {
+  override get message() {
+    return `trial ${this.trial}: ${this.reason}`
+  }
+}

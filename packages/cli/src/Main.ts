@@ -12,7 +12,9 @@ import * as LrFind from "./LrFind.js"
 import * as Plot from "./Plot.js"
 import * as Predict from "./Predict.js"
 import { layerOutput } from "./Progress.js"
+import * as Runner from "./Runner.js"
 import * as Stats from "./Stats.js"
+import * as Sweep from "./Sweep.js"
 import * as Train from "./Train.js"
 
 const withOutput =
@@ -29,7 +31,9 @@ const command = Cli.root.pipe(
     Cli.predict.pipe(Command.withHandler(withOutput(Predict.run))),
     Cli.exportWeights.pipe(Command.withHandler(withOutput(Export.run))),
     Cli.plot.pipe(Command.withHandler(withOutput(Plot.run))),
-    Cli.download.pipe(Command.withHandler(withOutput(Download.run)))
+    Cli.download.pipe(Command.withHandler(withOutput(Download.run))),
+    Cli.sweep.pipe(Command.withHandler(withOutput(Sweep.run))),
+    Cli.runner.pipe(Command.withHandler(Runner.run))
   ])
 )
 

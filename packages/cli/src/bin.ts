@@ -66,6 +66,10 @@ const exitWith = (code: number) => {
   }
 }
 
+// A `train` that a sweep's runner started (with an IPC channel) stops when that runner dies, even
+// by SIGKILL: as after Ctrl-C, between two mini-batches, its run folder consistent.
+if (process.send !== undefined) process.once("disconnect", () => process.kill(process.pid, "SIGTERM"))
+
 NodeRuntime.runMain(program, {
   disableErrorReporting: true,
   teardown: (exit) => exitWith(exitCode(exit))
