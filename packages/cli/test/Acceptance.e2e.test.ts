@@ -5,20 +5,18 @@
  * rebuilt from the export's metadata and fed by torchvision's transforms
  * (packages/core/scripts/torch_predict_check.py), when Debian's torch is installed.
  */
-import { spawn, spawnSync } from "node:child_process"
+import { spawnSync } from "node:child_process"
 import { mkdtempSync, readdirSync, readFileSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
-import { fileURLToPath } from "node:url"
 import { Safetensors } from "@stepwise/core"
 import { Rps } from "@stepwise/data"
 import { Either } from "effect"
 import { beforeAll, describe, expect, it, vi } from "vitest"
+import { cli, lastJson, root, run } from "./Process.js"
 
 vi.setConfig({ testTimeout: 600_000, hookTimeout: 600_000 })
 
-const root = fileURLToPath(new URL("../../..", import.meta.url))
-const bin = join(root, "packages/cli/dist/bin.js")
 const recipe = join(root, "examples/recipe-batchnorm.json")
 const check = join(root, "packages/core/scripts/torch_predict_check.py")
 const python = "/usr/bin/python3"
@@ -26,27 +24,7 @@ const hasTorch =
   spawnSync(python, ["-c", "import torch, torchvision, PIL"], { encoding: "utf8" }).status === 0
 const tmp = mkdtempSync(join(tmpdir(), "stepwise-acceptance-"))
 
-interface Result {
-  readonly code: number | null
-  readonly stdout: string
-  readonly stderr: string
-}
-/** Runs a process without blocking the test worker (a blocked worker misses vitest's RPC). */
-const run = (cmd: string, args: ReadonlyArray<string>): Promise<Result> =>
-  new Promise((resolve) => {
-    const child = spawn(cmd, args, { cwd: tmp })
-    let stdout = ""
-    let stderr = ""
-    child.stdout.on("data", (d) => {
-      stdout += d
-    })
-    child.stderr.on("data", (d) => {
-      stderr += d
-    })
-    child.on("close", (code) => resolve({ code, stdout, stderr }))
-  })
-const cli = (args: ReadonlyArray<string>) => run(process.execPath, [bin, ...args])
-const lastJson = (r: Result): any => JSON.parse(r.stdout.trim().split("\n").at(-1)!)
+const inTmp = { cwd: tmp }
 
 /** The first two bundled test images of each class. */
 const images = Rps.CLASSES.flatMap((c) =>
@@ -62,10 +40,13 @@ let predicted: any
 beforeAll(async () => {
   const build = spawnSync("npx", ["tsc", "-b", "packages/cli"], { cwd: root, encoding: "utf8" })
   if (build.status !== 0) throw new Error(`tsc -b packages/cli failed:\n${build.stdout}${build.stderr}`)
-  const t = await cli(["train", "--config", recipe, "--epochs", "1", "--out", "run", "--no-plots", "--json"])
+  const t = await cli(
+    ["train", "--config", recipe, "--epochs", "1", "--out", "run", "--no-plots", "--json"],
+    inTmp
+  )
   if (t.code !== 0) throw new Error(`train failed:\n${t.stderr}`)
   trained = lastJson(t)
-  const p = await cli(["predict", "--checkpoint", trained.checkpoint, ...images, "--json"])
+  const p = await cli(["predict", "--checkpoint", trained.checkpoint, ...images, "--json"], inTmp)
   if (p.code !== 0) throw new Error(`predict failed:\n${p.stderr}`)
   predicted = lastJson(p)
 })
@@ -93,7 +74,7 @@ describe("a BatchNorm / LeakyReLU / AvgPool2d model from a recipe, through the C
 
   it("exports PyTorch's state_dict with the BatchNorm buffers, classes and normalizer", async () => {
     const out = join(tmp, "model.safetensors")
-    const r = await cli(["export", "--checkpoint", "run", "--format", "torch", "--out", out])
+    const r = await cli(["export", "--checkpoint", "run", "--format", "torch", "--out", out], inTmp)
     expect(r.code).toBe(0)
     const file = Either.getOrThrow(Safetensors.decode(new Uint8Array(readFileSync(out)), out))
     expect(Object.keys(file.tensors).sort()).toEqual(

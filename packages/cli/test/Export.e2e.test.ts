@@ -3,7 +3,7 @@
  * spawned as a user would run it, against the PyTorch 1.13 fixtures of core
  * (packages/core/scripts/torch_weights_fixture.py) and a small subset of the bundled data.
  */
-import { spawn, spawnSync } from "node:child_process"
+import { spawnSync } from "node:child_process"
 import {
   copyFileSync,
   existsSync,
@@ -16,31 +16,19 @@ import {
 } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
-import { fileURLToPath } from "node:url"
 import { Checkpoint, ModelSpec, Safetensors } from "@stepwise/core"
 import { Rps } from "@stepwise/data"
 import { Either } from "effect"
 import { beforeAll, describe, expect, it, vi } from "vitest"
+import * as Process from "./Process.js"
+import { lastJson, root } from "./Process.js"
 import { fixture, fixtures, hostWeights, readFile, snapshotOf } from "./torchFixtures.js"
 
 vi.setConfig({ testTimeout: 300_000 })
 
-const root = fileURLToPath(new URL("../../..", import.meta.url))
-const bin = join(root, "packages/cli/dist/bin.js")
 const tmp = mkdtempSync(join(tmpdir(), "stepwise-export-"))
 
-/** Spawned asynchronously: a blocked worker would miss vitest's own messages during a long run. */
-const cli = (args: ReadonlyArray<string>) =>
-  new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve, reject) => {
-    const child = spawn(process.execPath, [bin, ...args], { cwd: root, timeout: 300_000 })
-    let stdout = ""
-    let stderr = ""
-    child.stdout.on("data", (d) => (stdout += d))
-    child.stderr.on("data", (d) => (stderr += d))
-    child.on("error", reject)
-    child.on("close", (code) => resolve({ code, stdout, stderr }))
-  })
-const lastJson = (stdout: string) => JSON.parse(stdout.trim().split("\n").at(-1) ?? "")
+const cli = (args: ReadonlyArray<string>) => Process.cli(args, { timeout: 300_000 })
 const same = (a: Safetensors.HostTensor, b: Safetensors.HostTensor) =>
   a.dtype === b.dtype &&
   a.shape.join() === b.shape.join() &&
@@ -100,7 +88,7 @@ describe("stepwise export --format torch", () => {
       expect(JSON.parse(written.metadata["stepwise.model"])).toEqual(
         JSON.parse(fixture(`torch-${name}-io`).metadata["stepwise.model"])
       )
-      const json = lastJson(r.stdout)
+      const json = lastJson(r)
       expect(json).toMatchObject({
         command: "export",
         format: "torch",

@@ -3,11 +3,10 @@
  * CLI is spawned as a user runs it; where a run must equal the library's, the same pieces are
  * trained in-process through @stepwise/core's public API with the same seed.
  */
-import { spawn, spawnSync } from "node:child_process"
+import { spawnSync } from "node:child_process"
 import { cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
-import { fileURLToPath } from "node:url"
 import { NodeContext } from "@effect/platform-node"
 import { Cnn2, Engine, Loss, type Module, Safetensors, Trainer } from "@stepwise/core"
 import { DataLoader, DecodePool, ImageFolder, Random, Rps, Statistics } from "@stepwise/data"
@@ -16,42 +15,11 @@ import type * as tf from "@tensorflow/tfjs-core"
 import { Chunk, Effect, Either, Layer, Schema, Stream } from "effect"
 import { beforeAll, describe, expect, it, vi } from "vitest"
 import * as TB from "../src/TensorBoard.js"
+import { cli, lastJson, type Result, root } from "./Process.js"
 
 vi.setConfig({ testTimeout: 300_000 })
 
-const root = fileURLToPath(new URL("../../..", import.meta.url))
-const bin = join(root, "packages/cli/dist/bin.js")
 const tmp = mkdtempSync(join(tmpdir(), "stepwise-model-"))
-
-interface Result {
-  readonly code: number | null
-  readonly stdout: string
-  readonly stderr: string
-}
-
-/**
- * Runs the CLI without blocking this worker's event loop (a long `spawnSync` on a loaded machine
- * starves vitest's own messages).
- */
-const cli = (args: ReadonlyArray<string>): Promise<Result> =>
-  new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [bin, ...args], { cwd: root })
-    let stdout = ""
-    let stderr = ""
-    child.stdout.setEncoding("utf8").on("data", (d: string) => {
-      stdout += d
-    })
-    child.stderr.setEncoding("utf8").on("data", (d: string) => {
-      stderr += d
-    })
-    child.on("error", reject)
-    child.on("close", (code) => resolve({ code, stdout, stderr }))
-  })
-
-const lastJson = (r: Result): any => {
-  const lines = r.stdout.trim().split("\n")
-  return JSON.parse(lines[lines.length - 1])
-}
 
 const quiet = ["--no-plots", "--no-tensorboard"]
 

@@ -2,47 +2,24 @@
  * Checkpoints alone: a checkpoint saved from library code outside any run folder is evaluated and
  * predicted with (library and CLI); a CLI checkpoint resumes training from the file alone.
  */
-import { spawn, spawnSync } from "node:child_process"
+import { spawnSync } from "node:child_process"
 import { copyFileSync, mkdirSync, mkdtempSync, readdirSync, writeFileSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
-import { fileURLToPath } from "node:url"
 import { NodeContext } from "@effect/platform-node"
 import { Checkpoint, Engine, Loss, ModelSpec, Predict, Trainer } from "@stepwise/core"
 import { Image, Random, Rps, Transforms } from "@stepwise/data"
 import { Adam, TfNumeric } from "@stepwise/optim"
 import { Effect, Either, Layer } from "effect"
 import { beforeAll, describe, expect, it, vi } from "vitest"
+import * as Process from "./Process.js"
+import { lastJson, type Result, root } from "./Process.js"
 
 vi.setConfig({ testTimeout: 300_000 })
 
-const root = fileURLToPath(new URL("../../..", import.meta.url))
-const bin = join(root, "packages/cli/dist/bin.js")
 const tmp = mkdtempSync(join(tmpdir(), "stepwise-predict-"))
 
-interface Result {
-  readonly code: number | null
-  readonly stdout: string
-  readonly stderr: string
-}
-/** Runs the built CLI without blocking the test worker (a blocked worker misses vitest's RPC). */
-const cli = (args: ReadonlyArray<string>): Promise<Result> =>
-  new Promise((resolve) => {
-    const child = spawn(process.execPath, [bin, ...args], { cwd: tmp })
-    let stdout = ""
-    let stderr = ""
-    child.stdout.on("data", (d) => {
-      stdout += d
-    })
-    child.stderr.on("data", (d) => {
-      stderr += d
-    })
-    child.on("close", (code) => resolve({ code, stdout, stderr }))
-  })
-const lastJson = (r: Result): any => {
-  const lines = r.stdout.trim().split("\n")
-  return JSON.parse(lines[lines.length - 1])
-}
+const cli = (args: ReadonlyArray<string>) => Process.cli(args, { cwd: tmp })
 const oneLineError = (r: Result, message: RegExp) => {
   expect(r.code).toBe(1)
   expect(r.stderr.trim().split("\n")).toEqual([expect.stringMatching(message)])
