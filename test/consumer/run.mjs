@@ -192,10 +192,11 @@ for (const expected of [
 // `--no`: never fetch a package named "stepwise" from the registry, the bin must be linked; `--`:
 // the flags after it are stepwise's, not npx's.
 const help = must(npx, ["--no", "--", "stepwise", "--help"], app).stdout
-for (const command of ["train", "lr-find", "stats", "eval", "plot", "download"]) {
-  if (!help.includes(command)) fail(`stepwise --help does not list ${command}:\n${help}`)
+const commands = ["train", "lr-find", "stats", "eval", "predict", "export", "plot", "download", "sweep", "runner"]
+for (const command of commands) {
+  if (!new RegExp(`^\\s+${command}\\s`, "m").test(help)) fail(`stepwise --help does not list ${command}:\n${help}`)
 }
-log("npx stepwise --help lists train, lr-find, stats, eval, plot, download")
+log(`npx stepwise --help lists ${commands.join(", ")}`)
 const stats = must(npx, ["--no", "--", "stepwise", "stats", "--json"], app).stdout.trim().split("\n").at(-1)
 const parsed = JSON.parse(stats)
 const channels = [parsed.mean, parsed.std].flat()

@@ -153,7 +153,7 @@ if (e.rssMb !== undefined) {
     ratio: e.rssMb / pixelMb,
     target: `<= 2x + 200 MB = ${(2 * pixelMb + 200).toFixed(0)} MB`,
     unit: "MB",
-    note: (e.rssMb <= 2 * pixelMb + 200 ? "meets" : "misses") + " the goal"
+    note: `${e.rssMb <= 2 * pixelMb + 200 ? "meets" : "misses"} the goal`
   })
 } else console.log("(e) skipped: /usr/bin/time is missing")
 
