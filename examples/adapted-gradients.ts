@@ -33,7 +33,7 @@ export const main = (o: Options & { readonly out?: string } = {}) =>
     const { numeric } = yield* Engine.Engine
     const { trainLoader, valLoader } = yield* prepare(o)
     const optimizer = (yield* Adam.make({ lr: 3e-4 }))(numeric)
-    const untrained = Trainer.make(
+    const untrained = yield* Trainer.make(
       {
         model: (yield* Cnn2.make({ nFilters: 5, p: 0.3 })).model,
         loss: Loss.crossEntropy,

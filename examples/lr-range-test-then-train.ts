@@ -43,7 +43,7 @@ export const main = (o: Options & { readonly numIter?: number } = {}) =>
     const { trainLoader, valLoader } = yield* prepare(o)
     const sgd = (lr: number) =>
       Effect.map(SGD.make({ lr, momentum: 0.9, nesterov: true }), (def) => def(numeric))
-    const untrained = Trainer.make(
+    const untrained = yield* Trainer.make(
       {
         model: (yield* Cnn2.make({ nFilters: 5, p: 0.5 })).model,
         loss: Loss.crossEntropy,

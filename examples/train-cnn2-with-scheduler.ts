@@ -79,7 +79,7 @@ export const main = (o: Options = {}) =>
       mode: "triangular2"
     })
     const untrained = Trainer.setScheduler(
-      Trainer.make(
+      yield* Trainer.make(
         {
           model: (yield* Cnn2.make({ nFilters: 5, p: 0.5 })).model,
           loss: Loss.crossEntropy,

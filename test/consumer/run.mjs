@@ -192,9 +192,21 @@ for (const expected of [
 // `--no`: never fetch a package named "stepwise" from the registry, the bin must be linked; `--`:
 // the flags after it are stepwise's, not npx's.
 const help = must(npx, ["--no", "--", "stepwise", "--help"], app).stdout
-const commands = ["train", "lr-find", "stats", "eval", "predict", "export", "plot", "download", "sweep", "runner"]
+const commands = [
+  "train",
+  "lr-find",
+  "stats",
+  "eval",
+  "predict",
+  "export",
+  "plot",
+  "download",
+  "sweep",
+  "runner"
+]
 for (const command of commands) {
-  if (!new RegExp(`^\\s+${command}\\s`, "m").test(help)) fail(`stepwise --help does not list ${command}:\n${help}`)
+  if (!new RegExp(`^\\s+${command}\\s`, "m").test(help))
+    fail(`stepwise --help does not list ${command}:\n${help}`)
 }
 log(`npx stepwise --help lists ${commands.join(", ")}`)
 const stats = must(npx, ["--no", "--", "stepwise", "stats", "--json"], app).stdout.trim().split("\n").at(-1)

@@ -124,13 +124,13 @@ export const run = (args: Args) =>
               config.batchesPerEpoch,
               optimizer.defaults
             )
-            const fresh = Trainer.make(
-              { model: net.built.module, loss: Loss.crossEntropy, optimizer, scheduler },
-              yield* Random.make(recipe.seed)
-            )
-            const t = yield* Checkpoint.restore(checkpoint, fresh).pipe(
-              Effect.provideService(Engine.Engine, engine)
-            )
+            const t = yield* Effect.flatMap(
+              Trainer.make(
+                { model: net.built.module, loss: Loss.crossEntropy, optimizer, scheduler },
+                yield* Random.make(recipe.seed)
+              ),
+              (fresh) => Checkpoint.restore(checkpoint, fresh)
+            ).pipe(Effect.provideService(Engine.Engine, engine))
             yield* Effect.addFinalizer(() => Effect.sync(() => Trainer.dispose(t)))
             return {
               engine,

@@ -431,7 +431,7 @@ export const trainer = (
   | DataErrors.InvalidArgument
   | TorchWeights.WeightMismatch
   | Safetensors.SafetensorsError,
-  FileSystem.FileSystem
+  FileSystem.FileSystem | Engine.Engine
 > =>
   Effect.gen(function* () {
     const net = yield* model(recipe, origin, data.train.sampleShape, data.classes.length)
@@ -452,8 +452,8 @@ export const trainer = (
         : yield* initialWeights(recipe.initFrom, net.built.module, origin)
     const trainer =
       init === undefined
-        ? Trainer.make(config, yield* Random.make(recipe.seed), { seed: recipe.seed })
-        : Trainer.make(config, init.params, { seed: recipe.seed, buffers: init.buffers })
+        ? yield* Trainer.make(config, yield* Random.make(recipe.seed), { seed: recipe.seed })
+        : yield* Trainer.make(config, init.params, { seed: recipe.seed, buffers: init.buffers })
     return { trainer, model: net }
   })
 
@@ -512,7 +512,9 @@ export const setup = (
     const engine = yield* Engine.make(recipe.backend)
     const data = yield* prepareData(recipe)
     const l = yield* loaders(data, recipe)
-    const fresh = yield* trainer(recipe, origin, data, l.train.numBatches, engine.numeric)
+    const fresh = yield* trainer(recipe, origin, data, l.train.numBatches, engine.numeric).pipe(
+      Effect.provideService(Engine.Engine, engine)
+    )
     return {
       data,
       loaders: l,

@@ -76,7 +76,7 @@ const library = (o: {
         { batchSize: o.batchSize }
       )
       const scheduler = o.scheduler === undefined ? undefined : yield* o.scheduler(trainLoader.numBatches)
-      const t = Trainer.make(
+      const t = Trainer.unsafeMake(
         {
           model: o.model,
           loss: Loss.crossEntropy,

@@ -55,7 +55,10 @@ const runEffect = <A, E>(e: Effect.Effect<A, E, Engine.Engine | NodeContext.Node
 const makeTrainer = Effect.gen(function* () {
   const built = Either.getOrThrow(ModelSpec.build(spec, [3, 28, 28]))
   const optimizer = (yield* Adam.make({ lr: 3e-3 }))(TfNumeric.TfNumeric)
-  return Trainer.make({ model: built.module, loss: Loss.crossEntropy, optimizer }, Random.unsafeMake(13))
+  return Trainer.unsafeMake(
+    { model: built.module, loss: Loss.crossEntropy, optimizer },
+    Random.unsafeMake(13)
+  )
 })
 
 let dirs: { readonly evalDir: string; readonly flat: string }

@@ -68,7 +68,7 @@ const program = Effect.gen(function* () {
     Effect.gen(function* () {
       const trainLoader = yield* DataLoader.fromTensorDataset(train, { batchSize: 16, shuffle: true, seed })
       const adam = yield* fused(Adam.Config.make({ lr: 3e-4 }))
-      const start = Trainer.make(
+      const start = yield* Trainer.make(
         {
           model: Either.getOrThrow(Cnn2.make({ nFilters: 5, p })).model,
           loss: Loss.crossEntropy,

@@ -36,7 +36,7 @@ const epochs = (repeats: number) =>
     const engine = yield* Engine.Engine
     const config = Adam.Config.make({ lr: 3e-4 })
     const def = yield* Optimizers.fromConfig(config)
-    const t = Trainer.make(
+    const t = yield* Trainer.make(
       {
         model: Either.getOrThrow(Cnn2.make({ nFilters: 5, p: 0.3 })).model,
         loss: Loss.crossEntropy,

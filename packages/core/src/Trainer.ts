@@ -16,7 +16,7 @@
  * no tensor with its input (dispose either independently with `dispose`).
  */
 
-import type { Batch } from "@stepwise/data"
+import type { Batch, Errors as DataErrors } from "@stepwise/data"
 import { type DataLoader, Random } from "@stepwise/data"
 import {
   LrRange,
@@ -82,7 +82,28 @@ export interface Trainer<E = never, R = never> {
 export const make = <E = never, R = never>(
   config: Config<E, R>,
   init: Random.State | Tensors,
-  options: { readonly seed?: number; readonly buffers?: Tensors } = {}
+  options: MakeOptions = {}
+): Effect.Effect<Trainer<E, R>, DataErrors.InvalidArgument, Engine> =>
+  // The engine in the type: a program without its layer does not compile (instead of dying in
+  // tfjs with "backend 'wasm' has not yet been initialized" when the first tensor is made).
+  Effect.zipRight(
+    Engine,
+    Either.map(Random.checkSeed(options.seed ?? 42), () => unsafeMake(config, init, options))
+  )
+
+export interface MakeOptions {
+  readonly seed?: number
+  readonly buffers?: Tensors
+}
+
+/**
+ * `make` for code that already runs on an engine and holds a checked seed (tests, benches):
+ * no engine in the type, no seed check; as `Random.unsafeMake`.
+ */
+export const unsafeMake = <E = never, R = never>(
+  config: Config<E, R>,
+  init: Random.State | Tensors,
+  options: MakeOptions = {}
 ): Trainer<E, R> => {
   const params = isState(init) ? Module.init(config.model, init) : init
   return {

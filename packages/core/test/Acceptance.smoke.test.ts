@@ -68,7 +68,7 @@ layer(Engine.wasm)("Acceptance (smoke, real images)", (it) => {
       expect([train.length, val.length]).toEqual([2520, 372])
       const { model } = Either.getOrThrow(Cnn2.make({ nFilters: 5, p: 0 }))
       const init = Object.fromEntries(Object.entries(fixture.init).map(([k, v]) => [k, decode(v)]))
-      const t = Trainer.make(
+      const t = Trainer.unsafeMake(
         {
           model,
           loss: Loss.crossEntropy,
@@ -100,7 +100,7 @@ layer(Engine.wasm)("Acceptance (smoke, real images)", (it) => {
     Effect.gen(function* () {
       const { train, val } = yield* data
       const valLoader = yield* DataLoader.fromTensorDataset(val, { batchSize: 16 })
-      const t = Trainer.make(
+      const t = Trainer.unsafeMake(
         {
           model: Either.getOrThrow(Cnn2.make({ nFilters: 5, p: 0.3 })).model,
           loss: Loss.crossEntropy,

@@ -36,7 +36,7 @@ const model = () => {
 
 const trainer = () => {
   const l = F.loaders()
-  return Trainer.make(
+  return Trainer.unsafeMake(
     { model: model(), loss: Loss.crossEntropy, optimizer: F.adam(), trainLoader: l.train, valLoader: l.val },
     Random.unsafeMake(13)
   )

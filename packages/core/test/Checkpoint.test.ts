@@ -50,7 +50,7 @@ layer(Engine.wasm)("Checkpoint", (it) => {
             poisoned ? { loss: Number.NaN, grad: r.grad } : r
           )
       }
-      const t = Trainer.make({ ...F.trainer().config, loss }, Random.unsafeMake(13))
+      const t = Trainer.unsafeMake({ ...F.trainer().config, loss }, Random.unsafeMake(13))
       const err = yield* Effect.flip(
         Trainer.train(t, 4, 42, {
           onEpochEnd: (s) =>
@@ -77,7 +77,7 @@ layer(Engine.wasm)("Checkpoint", (it) => {
     Effect.gen(function* () {
       const path = `${yield* tmp}/epoch-0.safetensors`
       const base = F.trainer()
-      const t = Trainer.make(base.config, Random.unsafeMake(13), { seed: 7 })
+      const t = Trainer.unsafeMake(base.config, Random.unsafeMake(13), { seed: 7 })
       yield* Checkpoint.save(path, t)
       const s = yield* Checkpoint.load(path)
       expect(s.meta.seed).toBe(7)
@@ -144,7 +144,7 @@ layer(Engine.wasm)("Checkpoint", (it) => {
       const wrongOpt = yield* Effect.flip(Checkpoint.resume(path, sgd))
       expect(wrongOpt).toMatchObject({ _tag: "CheckpointError", path })
       expect(wrongOpt.message).toMatch(/optimizer Adam, restoring into SGD/)
-      const wrongModel = Trainer.make({ ...t.config, model: F.cnn5() }, F.cnn5Params())
+      const wrongModel = Trainer.unsafeMake({ ...t.config, model: F.cnn5() }, F.cnn5Params())
       const e = yield* Effect.flip(Checkpoint.resume(path, wrongModel))
       expect(e.message).toMatch(/parameter conv1.bias has shape \[3\], the model wants \[5\]/)
       const fs = yield* FileSystem.FileSystem

@@ -3,6 +3,7 @@ import { DataLoader, Random, TensorDataset } from "@stepwise/data"
 import { Scheduler } from "@stepwise/optim"
 import * as tf from "@tensorflow/tfjs-core"
 import { Chunk, Effect, Either, Option, Schema, Stream } from "effect"
+import { expectTypeOf } from "vitest"
 import * as Engine from "../src/Engine.js"
 import * as Loss from "../src/Loss.js"
 import * as Metrics from "../src/Metrics.js"
@@ -199,7 +200,7 @@ layer(Engine.wasm)("Trainer", (it) => {
         ["flatten", Module.Flatten()],
         ["fc", Either.getOrThrow(Module.Linear({ inFeatures: 3 * 144, outFeatures: 3 }))]
       ])
-      const base = Trainer.make(
+      const base = Trainer.unsafeMake(
         { model, loss: Loss.crossEntropy, optimizer: F.adam(), trainLoader: F.loaders().train },
         Random.unsafeMake(1)
       )
@@ -287,7 +288,7 @@ layer(Engine.wasm)("Trainer", (it) => {
         ["flatten", Module.Flatten()],
         ["fc", Either.getOrThrow(Module.Linear({ inFeatures: 3 * 144, outFeatures: 3 }))]
       ])
-      const t = Trainer.make(
+      const t = Trainer.unsafeMake(
         { model, loss: Loss.crossEntropy, optimizer: F.adam(), trainLoader: loader },
         Random.unsafeMake(1)
       )
@@ -331,7 +332,7 @@ layer(Engine.wasm)("Trainer", (it) => {
 
   it.effect("predict, correct, loaderApply and the parameter count", () =>
     Effect.gen(function* () {
-      const t = Trainer.make(
+      const t = yield* Trainer.make(
         { model: F.cnn(0.3), loss: Loss.crossEntropy, optimizer: F.adam() },
         Random.unsafeMake(13)
       )
@@ -347,11 +348,23 @@ layer(Engine.wasm)("Trainer", (it) => {
       expect(means).toEqual([[1, 3]])
       // CNN2(3 filters, 12x12 input): conv1 84 + conv2 84 + fc1 (3*1*1*50+50) 200 + fc2 153.
       expect(Trainer.countParameters(t)).toBe(84 + 84 + 200 + 153)
-      const cnn5 = Trainer.make(
+      const cnn5 = Trainer.unsafeMake(
         { model: yield* Effect.sync(() => F.cnn5()), loss: Loss.crossEntropy, optimizer: F.adam() },
         Random.unsafeMake(1)
       )
       expect(Trainer.countParameters(cnn5)).toBe(6823)
+      // make needs the engine in its type, and refuses a seed Random cannot take
+      expectTypeOf<Effect.Effect.Context<ReturnType<typeof Trainer.make>>>().toEqualTypeOf<Engine.Engine>()
+      const bad = yield* Effect.flip(
+        Trainer.make(
+          { model: F.cnn(0.3), loss: Loss.crossEntropy, optimizer: F.adam() },
+          Random.unsafeMake(1),
+          {
+            seed: 0.5
+          }
+        )
+      )
+      expect(bad).toMatchObject({ _tag: "InvalidArgument", field: "seed", value: 0.5 })
       Trainer.dispose(t)
       Trainer.dispose(cnn5)
     })

@@ -70,7 +70,7 @@ const check = (
   scheduler?: Trainer.Config["scheduler"]
 ) =>
   Effect.gen(function* () {
-    const t = Trainer.make(
+    const t = Trainer.unsafeMake(
       { model, loss: Loss.crossEntropy, optimizer, scheduler, trainLoader, valLoader },
       Either.getOrThrow(TorchWeights.fromTorch(model, decodeAll(fixture.init)))
     )

@@ -58,7 +58,7 @@ export const sgd = (lr: number, momentum = 0, nesterov = false): Optimizer.Optim
 
 export const trainer = (options: { p?: number; lr?: number; batchSize?: number } = {}): Trainer.Trainer => {
   const l = loaders(options.batchSize)
-  return Trainer.make(
+  return Trainer.unsafeMake(
     {
       model: cnn(options.p),
       loss: Loss.crossEntropy,

@@ -79,7 +79,7 @@ const program = Effect.gen(function* () {
   )
   const train = yield* ImageFolder.normalizeDataset(raw, normalizer)
   const trainLoader = yield* DataLoader.fromTensorDataset(train, { batchSize: 16, shuffle: true, seed: 1 })
-  const untrained = Trainer.make(
+  const untrained = yield* Trainer.make(
     {
       model: (yield* Cnn2.make({ nFilters: 5, p: 0.3 })).model,
       loss: Loss.crossEntropy,
