@@ -20,7 +20,7 @@ import { FileSystem, Path } from "@effect/platform"
 import { NodeClusterSocket } from "@effect/platform-node"
 import { Activity, Workflow } from "@effect/workflow"
 import { Metrics } from "@stepwise/core"
-import { Cause, Console, Context, Effect, Layer, Option, Schema } from "effect"
+import { Cause, Console, Context, Effect, Layer, Option, Schedule, Schema } from "effect"
 import type * as Cli from "./Cli.js"
 import { formatError, runFolderError, TrialFailed } from "./Errors.js"
 import * as Run from "./RunFolder.js"
@@ -345,5 +345,14 @@ export const run = (args: Args) =>
       `stepwise: runner ${host}:${port} (pid ${process.pid}, stepwise ${SweepStore.VERSION}, ` +
         `${availableParallelism()} cores) on ${SweepStore.shown(args.storage)}`
     )
-    return yield* Layer.launch(runnerLayer(sql, { host, port }))
+    // Runners meeting a fresh database race on the cluster's first-time migrations (PostgreSQL's
+    // CREATE ... IF NOT EXISTS is not safe against a concurrent one): the loser's retry finds
+    // the tables made. Anything else, or a sixth failure, ends the runner as before.
+    return yield* Layer.launch(runnerLayer(sql, { host, port })).pipe(
+      Effect.retry({
+        schedule: Schedule.spaced("1 second"),
+        times: 5,
+        while: (e) => (e as { readonly _tag?: unknown })._tag === "SqlError"
+      })
+    )
   })

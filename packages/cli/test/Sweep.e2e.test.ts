@@ -74,7 +74,13 @@ const waitFor = async <A>(what: string, f: () => A | undefined, ms = 300_000): P
 const startRunners = async (storage: string, ports: ReadonlyArray<number>) => {
   const runners = ports.map((port) => cliAsync(["runner", "--storage", storage, "--port", String(port)]))
   for (const r of runners)
-    await waitFor("a runner to listen", () => (/Listening on/.test(r.log()) ? true : undefined))
+    await waitFor(
+      "a runner to listen",
+      () => (/Listening on/.test(r.log()) ? true : undefined),
+      30_000
+    ).catch((e) => {
+      throw new Error(`${e.message}; its output:\n${r.log()}`)
+    })
   return runners
 }
 
