@@ -555,8 +555,8 @@ export const parseText = (text: string, file: string): Effect.Effect<unknown, Co
       })
   })
 
-/** Reads a recipe file (raw, not yet decoded: flags are merged first). */
-export const readFile = (file: string) =>
+/** A JSON or YAML file's parsed text; a missing or unreadable file is a `ConfigError` naming it. */
+export const readText = (file: string) =>
   Effect.gen(function* () {
     const fs = yield* FileSystem.FileSystem
     const text = yield* fs.readFileString(file).pipe(
@@ -569,7 +569,13 @@ export const readFile = (file: string) =>
           })
       )
     )
-    const raw = yield* parseText(text, file)
+    return yield* parseText(text, file)
+  })
+
+/** Reads a recipe file (raw, not yet decoded: flags are merged first). */
+export const readFile = (file: string) =>
+  Effect.gen(function* () {
+    const raw = yield* readText(file)
     if (raw === null || typeof raw !== "object" || Array.isArray(raw))
       return yield* new ConfigError({ file, reason: "must be an object of recipe fields" })
     return raw as Record<string, unknown>

@@ -421,7 +421,7 @@ export const claimNewDir = (base: string) =>
   })
 
 /** Whether a process with this pid runs on this machine (EPERM: it runs, as another user). */
-const alive = (pid: number): boolean => {
+export const alive = (pid: number): boolean => {
   try {
     process.kill(pid, 0)
     return true

@@ -167,21 +167,11 @@ const trainEpoch = (payload: TrialPayload, epoch: number) =>
     })
   )
 
-/** Whether a process with this pid runs on this machine (EPERM: it runs, as another user). */
-const alive = (pid: number): boolean => {
-  try {
-    process.kill(pid, 0)
-    return true
-  } catch (e) {
-    return (e as { code?: string }).code === "EPERM"
-  }
-}
-
 /** The pid of another live process holding a run folder's lock, if any (this machine's pids). */
 const otherHolder = (dir: string): number | undefined => {
   try {
     const pid = (JSON.parse(readFileSync(join(dir, Run.LOCK_FILE), "utf8")) as { pid?: unknown }).pid
-    return typeof pid === "number" && pid !== process.pid && alive(pid) ? pid : undefined
+    return typeof pid === "number" && pid !== process.pid && Run.alive(pid) ? pid : undefined
   } catch {
     return undefined
   }

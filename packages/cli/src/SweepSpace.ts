@@ -23,7 +23,7 @@
  * random draws. Every trial
  * recipe is decoded and checked here, so a bad value fails the sweep before anything trains.
  */
-import { FileSystem, Path } from "@effect/platform"
+import { Path } from "@effect/platform"
 import { Random } from "@stepwise/data"
 import { Effect, Either, ParseResult, Schema } from "effect"
 import { ConfigError } from "./Errors.js"
@@ -160,19 +160,8 @@ const trialId = (i: number, n: number) => `t${String(i + 1).padStart(Math.max(2,
  */
 export const load = (file: string) =>
   Effect.gen(function* () {
-    const fs = yield* FileSystem.FileSystem
     const p = yield* Path.Path
-    const text = yield* fs.readFileString(file).pipe(
-      Effect.mapError(
-        (e) =>
-          new ConfigError({
-            file,
-            reason: e._tag === "SystemError" && e.reason === "NotFound" ? "no such file" : "cannot read",
-            cause: e
-          })
-      )
-    )
-    const raw = yield* Recipe.parseText(text, file)
+    const raw = yield* Recipe.readText(file)
     const spec = yield* Schema.decodeUnknown(SweepFile)(raw, {
       onExcessProperty: "error",
       errors: "first"
