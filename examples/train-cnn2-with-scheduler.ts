@@ -92,9 +92,7 @@ export const main = (o: Options = {}) =>
       scheduler
     )
     const trained = yield* Trainer.train(untrained, o.epochs ?? 10, 42)
-    const valCorrect = yield* Trainer.loaderApply(valLoader, (b) =>
-      Trainer.correct(trained, b).map((r) => [...r])
-    )
+    const valCorrect = yield* Trainer.loaderApply(valLoader, (b) => Trainer.correct(trained, b))
     trained.losses.forEach((loss, i) => {
       console.log(
         `epoch ${i + 1}: loss ${loss.toFixed(4)} val_loss ${trained.valLosses[i].toFixed(4)} lr ${trained.learningRates[i].toExponential(2)}`

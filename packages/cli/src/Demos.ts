@@ -7,7 +7,7 @@
  */
 import { LrRangeTest, Module } from "@stepwise/core"
 import { DataLoader, LinearRegression, Random, TensorDataset } from "@stepwise/data"
-import type { Optimizer, Scheduler } from "@stepwise/optim"
+import type { Errors as OptimErrors, Optimizer, Scheduler } from "@stepwise/optim"
 import { CyclicLR, Ewma, Float64, LrRange, Adam as OptAdam, SGD, StepLR } from "@stepwise/optim"
 import { Effect, Either, Stream } from "effect"
 import type { LossSurface } from "./Charts.js"
@@ -119,14 +119,18 @@ const mseAndGrads = (
   return { loss: loss / n, gb: gb / n, gw: gw / n }
 }
 
-/** Trains the linear regression for `epochs` with an optimizer (and scheduler), recording everything. */
+/**
+ * Trains the linear regression for `epochs` with an optimizer (and scheduler), recording
+ * everything. A scheduler that refuses a step (a `OneCycleLR` stepped past its total) is the
+ * error.
+ */
 export const trainLinearRegression = (
   label: string,
   optimizer: Optimizer.Optimizer<F>,
   scheduler?: Scheduler.Any,
   epochs = 10,
   data: LinearRegression.Data = LinearRegression.chapter()
-): LinRegRun => {
+): Either.Either<LinRegRun, OptimErrors.SchedulerStepError> => {
   const options = { batchSize: 16, shuffle: true, seed: 13 }
   let params: { readonly [k: string]: F } = { [W]: Float64.make([INITIAL.w]), [B]: Float64.make([INITIAL.b]) }
   let state = optimizer.init(params)
@@ -156,15 +160,23 @@ export const trainLinearRegression = (
       batchLosses.push(loss)
       params = next.params
       state = next.state
-      if (sched?.cadence === "batch") sched = Either.getOrThrow(sched.step())
+      if (sched?.cadence === "batch") {
+        const stepped = sched.step()
+        if (Either.isLeft(stepped)) return Either.left(stepped.left)
+        sched = stepped.right
+      }
     }
     losses.push(batchLosses.reduce((a, x) => a + x, 0) / batchLosses.length)
     const valBatches = DataLoader.batchIndices(data.val.length, { batchSize: 16 }, epoch)
     const v = valBatches.map((idx) => mseAndGrads(data.val, idx, params[B].data[0], params[W].data[0]).loss)
     valLosses.push(v.reduce((a, x) => a + x, 0) / v.length)
-    if (sched?.cadence === "epoch") sched = Either.getOrThrow(sched.step())
+    if (sched?.cadence === "epoch") {
+      const stepped = sched.step()
+      if (Either.isLeft(stepped)) return Either.left(stepped.left)
+      sched = stepped.right
+    }
   }
-  return { label, ...run, losses, valLosses, lrs }
+  return Either.right({ label, ...run, losses, valLosses, lrs })
 }
 
 const sync = <A, E>(e: Effect.Effect<A, E>): A => Effect.runSync(e)
@@ -172,18 +184,18 @@ const sgd = (lr: number, momentum = 0, nesterov = false) => sync(SGD.make({ lr, 
 const adam = (lr: number) => sync(OptAdam.make({ lr }))(N)
 
 /** The optimizers of Figures 6.18, 6.20, 6.22 and 6.28 on the linear regression. */
-export const optimizerRuns = (): ReadonlyArray<LinRegRun> => {
+export const optimizerRuns = (): Either.Either<ReadonlyArray<LinRegRun>, OptimErrors.SchedulerStepError> => {
   const data = LinearRegression.chapter()
   const step = sync(StepLR.make({ stepSize: 4, gamma: 0.5 }))
   const cyclic = sync(CyclicLR.make({ baseLr: 0.025, maxLr: 0.1, stepSizeUp: 10, mode: "triangular2" }))
-  return [
+  return Either.all([
     trainLinearRegression("SGD", sgd(0.1), undefined, 10, data),
     trainLinearRegression("Adam", adam(0.1), undefined, 10, data),
     trainLinearRegression("SGD + Momentum", sgd(0.1, 0.9), undefined, 10, data),
     trainLinearRegression("SGD + Nesterov", sgd(0.1, 0.9, true), undefined, 10, data),
     trainLinearRegression("Momentum + StepLR", sgd(0.1, 0.9), step, 10, data),
     trainLinearRegression("Nesterov + CyclicLR", sgd(0.1, 0.9, true), cyclic, 10, data)
-  ]
+  ])
 }
 
 /** The training-set MSE over a grid of (b, w) that holds every path with a margin. */
@@ -227,27 +239,37 @@ export const optimum = (): { readonly b: number; readonly w: number } => {
 }
 
 /** Figure 6.17's gradients: Adam (lr 0.1) on the linear regression, the weight's gradients. */
-export const adamWeightGradients = (): ReadonlyArray<number> => trainLinearRegression("Adam", adam(0.1)).gradW
+export const adamWeightGradients = (): Either.Either<ReadonlyArray<number>, OptimErrors.SchedulerStepError> =>
+  Either.map(trainLinearRegression("Adam", adam(0.1)), (r) => r.gradW)
 
 /** Figure 6.26: CyclicLR in its three modes (1e-4..1e-3, two steps up), over 20 mini-batches. */
-export const cyclicSchedules = (steps = 20) => {
+export const cyclicSchedules = (
+  steps = 20
+): Either.Either<
+  ReadonlyArray<{ readonly label: string; readonly lrs: ReadonlyArray<number> }>,
+  OptimErrors.SchedulerStepError
+> => {
   const modes = [
     { label: "triangular", input: { mode: "triangular" as const } },
     { label: "triangular2", input: { mode: "triangular2" as const } },
     { label: "exp_range (gamma = sqrt(0.5))", input: { mode: "exp_range" as const, gamma: Math.sqrt(0.5) } }
   ]
-  return modes.map(({ label, input }) => {
-    const s = sync(
-      CyclicLR.make({ baseLr: 1e-4, maxLr: 1e-3, stepSizeUp: 2, cycleMomentum: false, ...input })
+  return Either.all(
+    modes.map(({ label, input }) =>
+      Either.gen(function* () {
+        const s = sync(
+          CyclicLR.make({ baseLr: 1e-4, maxLr: 1e-3, stepSizeUp: 2, cycleMomentum: false, ...input })
+        )
+        let st = s.init({ lr: 0.01 })
+        const lrs: Array<number> = []
+        for (let i = 0; i < steps; i++) {
+          lrs.push(s.current(st).lr)
+          st = yield* s.step(st)
+        }
+        return { label, lrs }
+      })
     )
-    let st = s.init({ lr: 0.01 })
-    const lrs: Array<number> = []
-    for (let i = 0; i < steps; i++) {
-      lrs.push(s.current(st).lr)
-      st = Either.getOrThrow(s.step(st))
-    }
-    return { label, lrs }
-  })
+  )
 }
 
 /**

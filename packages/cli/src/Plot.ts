@@ -4,8 +4,9 @@
  */
 import { Path } from "@effect/platform"
 import { Engine, TorchWeights } from "@stepwise/core"
+import type { Errors as OptimErrors } from "@stepwise/optim"
 import * as tf from "@tensorflow/tfjs-core"
-import { Effect, Option, Schema } from "effect"
+import { Effect, Either, Option, Schema } from "effect"
 import * as Charts from "./Charts.js"
 import * as Checkpoint from "./Checkpoint.js"
 import type * as Cli from "./Cli.js"
@@ -65,7 +66,7 @@ export const differenceLabels = (
 const lossesSpec = (run: string | undefined, compare: string | undefined) =>
   Effect.gen(function* () {
     if (run === undefined) {
-      const runs = Demos.optimizerRuns().slice(0, 2)
+      const runs = (yield* Demos.optimizerRuns()).slice(0, 2)
       return Charts.lossPanels(
         runs.map((r) => ({ label: r.label, losses: r.losses, valLosses: r.valLosses })),
         "Losses on the linear regression (SGD and Adam)"
@@ -97,7 +98,7 @@ const lrSpec = (run: string | undefined) =>
   Effect.gen(function* () {
     if (run === undefined)
       return Charts.learningRates(
-        Demos.cyclicSchedules(),
+        yield* Demos.cyclicSchedules(),
         "batch",
         "CyclicLR modes (1e-4 to 1e-3, step size 2)"
       )
@@ -186,7 +187,9 @@ export const suggestionMarks = Charts.suggestionMarks
 const adaptedSpec = (run: string | undefined, layer: string | undefined) =>
   Effect.gen(function* () {
     if (run === undefined)
-      return Charts.adaptedGradients(Demos.adaptedGradients(Demos.adamWeightGradients(), "linear.weight"))
+      return Charts.adaptedGradients(
+        Demos.adaptedGradients(yield* Demos.adamWeightGradients(), "linear.weight")
+      )
     const names = yield* Run.capturedLayers(run)
     const chosen = layer ?? names[0]
     if (chosen === undefined || !names.includes(chosen)) {
@@ -201,28 +204,28 @@ const adaptedSpec = (run: string | undefined, layer: string | undefined) =>
     return Charts.adaptedGradients(Demos.adaptedGradients(series, `${chosen}.weight[0]`))
   })
 
-const pathsSpec = () => {
-  const runs = Demos.optimizerRuns()
-  return Charts.optimizerPaths(
-    Demos.lossSurface(runs),
-    runs,
-    Demos.optimum(),
-    "Paths over the linear-regression loss surface"
+const pathsSpec = (): Either.Either<Render.Spec, OptimErrors.SchedulerStepError> =>
+  Either.map(Demos.optimizerRuns(), (runs) =>
+    Charts.optimizerPaths(
+      Demos.lossSurface(runs),
+      runs,
+      Demos.optimum(),
+      "Paths over the linear-regression loss surface"
+    )
   )
-}
 
-const updateTermsSpec = () => {
-  const runs = Demos.optimizerRuns()
-  const pick = (label: string, shown: string) => {
-    const r = runs.find((x) => x.label === label)!
-    return { label: shown, gradients: r.gradW, updates: r.updateW }
-  }
-  return Charts.updateTerms([
-    pick("SGD", "SGD"),
-    pick("SGD + Momentum", "SGD + Momentum"),
-    pick("SGD + Nesterov", "SGD + Nesterov")
-  ])
-}
+const updateTermsSpec = (): Either.Either<Render.Spec, OptimErrors.SchedulerStepError> =>
+  Either.map(Demos.optimizerRuns(), (runs) => {
+    const pick = (label: string, shown: string) => {
+      const r = runs.find((x) => x.label === label)!
+      return { label: shown, gradients: r.gradW, updates: r.updateW }
+    }
+    return Charts.updateTerms([
+      pick("SGD", "SGD"),
+      pick("SGD + Momentum", "SGD + Momentum"),
+      pick("SGD + Nesterov", "SGD + Nesterov")
+    ])
+  })
 
 /** Every picture this invocation can draw: the run's and the demos'. */
 export const specsFor = (
@@ -255,9 +258,9 @@ export const specsFor = (
       case "dropout":
         return [demo("dropout", Charts.dropoutDistributions(Demos.dropoutDistributions()))]
       case "paths":
-        return [demo("paths", pathsSpec())]
+        return [demo("paths", yield* pathsSpec())]
       case "update-terms":
-        return [demo("update-terms", updateTermsSpec())]
+        return [demo("update-terms", yield* updateTermsSpec())]
       case "all": {
         const out: Array<readonly [string, Render.Spec]> = []
         const m = Demos.movingAverages(19)
@@ -273,8 +276,8 @@ export const specsFor = (
         )
         out.push(demo("adapted-gradients", yield* adaptedSpec(undefined, undefined)))
         out.push(demo("dropout", Charts.dropoutDistributions(Demos.dropoutDistributions())))
-        out.push(demo("paths", pathsSpec()))
-        out.push(demo("update-terms", updateTermsSpec()))
+        out.push(demo("paths", yield* pathsSpec()))
+        out.push(demo("update-terms", yield* updateTermsSpec()))
         return out
       }
     }

@@ -1,6 +1,7 @@
 import { mkdirSync, writeFileSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
+import { Either } from "effect"
 import sharp from "sharp"
 import { describe, expect, it } from "vitest"
 import * as Charts from "../src/Charts.js"
@@ -63,7 +64,7 @@ describe("chapter pictures", () => {
   })
 
   it("Figure 6.19 is two panels, SGD and Adam, each with its training and validation losses", async () => {
-    const runs = Demos.optimizerRuns().slice(0, 2)
+    const runs = Either.getOrThrow(Demos.optimizerRuns()).slice(0, 2)
     const spec = Charts.lossPanels(
       runs.map((r) => ({ label: r.label, losses: r.losses, valLosses: r.valLosses })),
       "Losses (SGD and Adam)"
@@ -75,7 +76,7 @@ describe("chapter pictures", () => {
   })
 
   it("learning-rate schedules of the three CyclicLR modes (Figure 6.26)", async () => {
-    const schedules = Demos.cyclicSchedules()
+    const schedules = Either.getOrThrow(Demos.cyclicSchedules())
     // triangular: 1e-4, 5.5e-4, 1e-3, 5.5e-4, 1e-4 ... ; triangular2 halves the amplitude each cycle
     expect(schedules[0].lrs.slice(0, 5).map((x) => Number(x.toPrecision(6)))).toEqual([
       1e-4, 5.5e-4, 1e-3, 5.5e-4, 1e-4
@@ -110,7 +111,7 @@ describe("chapter pictures", () => {
   })
 
   it("adapted gradients of Adam on the linear regression (Figure 6.17)", async () => {
-    const grads = Demos.adamWeightGradients()
+    const grads = Either.getOrThrow(Demos.adamWeightGradients())
     expect(grads.length).toBe(50) // 10 epochs x 5 mini-batches
     const a = Demos.adaptedGradients(grads, "linear.weight")
     // First step: corrected EWMA = g, corrected EWMA of g^2 = g^2, so the adapted gradient is sign(g).
@@ -139,7 +140,7 @@ describe("chapter pictures", () => {
   })
 
   it("optimizer paths reach the optimum; update terms equal the chapter's formulas (Figures 6.18-6.22, 6.28)", async () => {
-    const runs = Demos.optimizerRuns()
+    const runs = Either.getOrThrow(Demos.optimizerRuns())
     const opt = Demos.optimum()
     expect(opt.b).toBeGreaterThan(0.9)
     expect(opt.b).toBeLessThan(1.1)

@@ -66,13 +66,8 @@ const epochs = (repeats: number) =>
       let optState = last.optState
       const t0 = performance.now()
       for (const [i, b] of batches.entries()) {
-        const next = Trainer.trainStep(
-          last.config,
-          params,
-          optState,
-          Trainer.hyper(last),
-          b,
-          Trainer.stepRng(42, 99, i)
+        const next = Either.getOrThrow(
+          Trainer.trainStep(last.config, params, optState, Trainer.hyper(last), b, Trainer.stepRng(42, 99, i))
         )
         if (params !== last.params) Trainer.dispose({ params, optState })
         params = next.params

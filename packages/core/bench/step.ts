@@ -65,13 +65,8 @@ const makeTrainer = (update: UpdateKind, engine: Engine.EngineService) => {
   let params = Module.init(model, Random.unsafeMake(0))
   let optState: Optimizer.OptimizerState<tf.Tensor> = optimizer.init(params)
   const step = (i: number) => {
-    const next = Trainer.trainStep(
-      config,
-      params,
-      optState,
-      optimizer.defaults,
-      batchAt(i),
-      Trainer.stepRng(0, 0, i)
+    const next = Either.getOrThrow(
+      Trainer.trainStep(config, params, optState, optimizer.defaults, batchAt(i), Trainer.stepRng(0, 0, i))
     )
     Trainer.dispose({ params, optState })
     params = next.params

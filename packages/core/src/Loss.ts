@@ -209,6 +209,21 @@ export const lossAndGrads = (
       : autodiffLossAndGrads(model, loss, params, batch, options)
   )
 
+/**
+ * `lossAndGrads` with the random state given, so there is no seed to check: the training step's
+ * (`Trainer.trainStep`), whose only failure is targets that do not fit.
+ */
+export const lossAndGradsAt = (
+  model: Module,
+  loss: Loss,
+  params: Params,
+  batch: Batch.Batch<Targets>,
+  options: GradOptions & { readonly rng: Random.State }
+): Either.Either<LossAndGrads, InvalidTargets> =>
+  model.explicit && options.autodiff !== true
+    ? explicitLossAndGrads(model, loss, params, batch, options)
+    : autodiffLossAndGrads(model, loss, params, batch, options)
+
 /** `InvalidArgument` for a seed `Random.make` refuses (only read when no `rng` is given). */
 const checkSeed = (options: ApplyOptions): Either.Either<unknown, InvalidArgument> =>
   options.rng === undefined ? Random.checkSeed(options.seed ?? 0) : Either.void

@@ -9,7 +9,7 @@
  * or once a loss is not finite; and it suggests learning rates (`steepest`, `valley`, `minimum`).
  */
 import { Ewma, type LrRange } from "@stepwise/optim"
-import { Effect, Stream } from "effect"
+import { Effect, Either, Option, Stream } from "effect"
 
 /** Exponential or linear steps: optim's `LrRange.makeLrFn` (the chapter's `make_lr_fn`). */
 export type StepMode = LrRange.StepMode
@@ -78,8 +78,10 @@ export const beforeDivergence = (loss: ReadonlyArray<number>, divergeTh = 5): nu
 /** The lr of iteration `i` (the chapter's `start_lr * lr_fn(i)`). */
 export type LrAt = (iteration: number) => number
 
-interface Fold<S> {
+interface Fold<S, E> {
   readonly state: S
+  /** A step that failed: the fold stops and the test fails with it. */
+  readonly failure: Option.Option<E>
   readonly iteration: number
   readonly lr: Array<number>
   readonly loss: Array<number>
@@ -91,25 +93,32 @@ interface Fold<S> {
 /**
  * Runs the test over `batches` (the caller repeats its loader as needed: the test takes at most
  * `numIter`). `step(state, batch, lr)` returns the loss of `batch` at `state` and the state after
- * one update with `lr`. `release` is called on every state this fold created and no longer needs
- * (never on `init`, and the final state too, since nobody keeps it).
+ * one update with `lr`, or an `Either` failing with why the step cannot run (targets that do
+ * not fit the model): the test then stops and fails with it. `release` is called on every state
+ * this fold created and no longer needs (never on `init`, and the final state too, since nobody
+ * keeps it).
  */
-export const run = <S, B, E, R>(args: {
+export const run = <S, B, E, R, E2 = never>(args: {
   readonly batches: Stream.Stream<B, E, R>
   readonly init: S
   readonly lrAt: LrAt
-  readonly step: (state: S, batch: B, lr: number) => readonly [number, S]
+  readonly step: (
+    state: S,
+    batch: B,
+    lr: number
+  ) => readonly [number, S] | Either.Either<readonly [number, S], E2>
   readonly release?: (state: S) => void
   readonly options: Options
-}): Effect.Effect<Result, E, R> => {
+}): Effect.Effect<Result, E | E2, R> => {
   const numIter = args.options.numIter ?? 100
   const alpha = args.options.alpha ?? 0.05
   const divergeTh = args.options.divergeTh ?? 5
   const release = (s: S) => {
     if (s !== args.init) args.release?.(s)
   }
-  const start: Fold<S> = {
+  const start: Fold<S, E2> = {
     state: args.init,
+    failure: Option.none(),
     iteration: 0,
     lr: [],
     loss: [],
@@ -121,9 +130,14 @@ export const run = <S, B, E, R>(args: {
     Stream.take(args.batches, numIter),
     start,
     (f) => !f.done,
-    (f, batch) => {
+    (f, batch): Fold<S, E2> => {
       const lr = args.lrAt(f.iteration)
-      const [raw, next] = args.step(f.state, batch, lr)
+      const stepped = args.step(f.state, batch, lr)
+      if (Either.isEither(stepped) && Either.isLeft(stepped))
+        return { ...f, failure: Option.some(stepped.left), done: true }
+      const [raw, next] = Either.isEither(stepped)
+        ? (stepped as Either.Right<E2, readonly [number, S]>).right
+        : stepped
       release(f.state)
       if (!Number.isFinite(raw)) return { ...f, state: next, done: true, stopped: "nonFinite" as const }
       const s = smooth(f.loss.at(-1), raw, alpha)
@@ -135,6 +149,7 @@ export const run = <S, B, E, R>(args: {
       // Diverging on the last planned iteration is not stopping early: all numIter steps ran.
       return {
         state: next,
+        failure: f.failure,
         iteration,
         lr: f.lr,
         loss: f.loss,
@@ -144,10 +159,11 @@ export const run = <S, B, E, R>(args: {
       }
     }
   ).pipe(
-    Effect.map((f) => {
+    Effect.flatMap((f) => {
       release(f.state)
+      if (Option.isSome(f.failure)) return Effect.fail(f.failure.value)
       const tracking = { lr: f.lr, loss: f.loss }
-      return { tracking, suggestions: suggest(tracking, numIter), stopped: f.stopped }
+      return Effect.succeed({ tracking, suggestions: suggest(tracking, numIter), stopped: f.stopped })
     })
   )
 }

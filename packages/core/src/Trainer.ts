@@ -28,9 +28,9 @@ import {
   TfNumeric
 } from "@stepwise/optim"
 import * as tf from "@tensorflow/tfjs-core"
-import { Chunk, Clock, Effect, Either, identity, Option, PubSub, Ref, Stream } from "effect"
+import { Chunk, Clock, Effect, Either, Option, PubSub, Ref, Stream } from "effect"
 import { Engine } from "./Engine.js"
-import { InvalidTrainer, NonFinite, type NonFiniteWhat } from "./Errors.js"
+import { type InvalidTargets, InvalidTrainer, NonFinite, type NonFiniteWhat } from "./Errors.js"
 import * as Events from "./Events.js"
 import * as Loss from "./Loss.js"
 import * as LrRangeTest from "./LrRangeTest.js"
@@ -41,7 +41,10 @@ import * as TorchWeights from "./TorchWeights.js"
 type Tensors = Numeric.Params<tf.Tensor>
 type Targets = Loss.Targets
 
-export { InvalidTrainer, NonFinite } from "./Errors.js"
+export { InvalidTargets, InvalidTrainer, NonFinite } from "./Errors.js"
+
+/** Why a training step cannot run: targets that do not fit the model, or parameters that do not fit its gradients. */
+export type StepError = InvalidTargets | OptimErrors.MismatchedTree
 
 export type Loader<E = never, R = never> = DataLoader.DataLoader<Targets, E, R>
 
@@ -221,7 +224,10 @@ export const firstNonFinite = (
 /**
  * One training step, the whole of it: loss and gradients at `params` (training mode, dropout from
  * `rng`), then the optimizer's update with `hyper`. Intermediates and gradients are disposed;
- * the inputs are left alone (the caller decides when the old state dies).
+ * the inputs are left alone (the caller decides when the old state dies). Targets that do not
+ * fit the model (a class index >= the number of outputs) are `InvalidTargets`, and `params`
+ * that are not the model's (a gradient without its parameter) `MismatchedTree`: nothing of the
+ * step survives then.
  */
 export const trainStep = (
   config: Pick<Config<any, any>, "model" | "loss" | "optimizer">,
@@ -233,21 +239,29 @@ export const trainStep = (
   capture: CaptureRequest = nothing,
   where: { readonly epoch: number; readonly batch: number } = { epoch: 0, batch: 0 },
   buffers: Tensors = {}
-): StepResult => {
+): Either.Either<StepResult, StepError> => {
   const captured: Array<Events.TrainEvent> = []
   const tap =
     capture.activations.length === 0 ? undefined : activationTap(capture.activations, where, captured)
-  // Throws InvalidTargets for targets that do not fit the model (was a RangeError from the loss).
-  const { loss, grads, outputs, ...out } = Either.getOrThrowWith(
-    Loss.lossAndGrads(config.model, config.loss, params, batch, { training: true, buffers, rng, tap }),
-    identity
-  )
+  const step = Loss.lossAndGradsAt(config.model, config.loss, params, batch, {
+    training: true,
+    buffers,
+    rng,
+    tap
+  })
+  if (Either.isLeft(step)) return Either.left(step.left)
+  const { loss, grads, outputs, ...out } = step.right
   if (capture.parameters.length > 0)
     captured.push(...layerEvents("Parameters", config.model, capture.parameters, params, where))
   if (capture.gradients.length > 0)
     captured.push(...layerEvents("Gradients", config.model, capture.gradients, grads, where))
-  // grads come from autodiff at `params`: their tree matches by construction
-  const next = Either.getOrThrow(TfNumeric.tidyUpdate(config.optimizer, optState, grads, params, hyper))
+  const updated = TfNumeric.tidyUpdate(config.optimizer, optState, grads, params, hyper)
+  if (Either.isLeft(updated)) {
+    tf.dispose(Object.values(grads))
+    TfNumeric.disposeReplaced(out.buffers, buffers)
+    return Either.left(updated.left)
+  }
+  const next = updated.right
   const nonFinite = Number.isFinite(loss)
     ? firstNonFinite([
         ["gradient", grads],
@@ -255,7 +269,7 @@ export const trainStep = (
       ])
     : { what: "loss" as const, value: loss }
   TfNumeric.disposeReplaced(grads, [...Object.values(next.params), ...stateTensors(next.state)])
-  return {
+  return Either.right({
     loss,
     params: next.params,
     buffers: out.buffers,
@@ -263,7 +277,7 @@ export const trainStep = (
     captured,
     nonFinite,
     outputs
-  }
+  })
 }
 
 /** The dropout state of a mini-batch: a pure function of (seed, epoch, batch). */
@@ -328,7 +342,7 @@ interface EpochFold<E, R> extends Run<E, R> {
   /** The running per-class counts (undefined when not counting, or before the first batch). */
   readonly correct: Metrics.PerClass | undefined
   /** Set when the fold must stop: a loader failure or a non-finite value. */
-  readonly failure: E | NonFinite | OptimErrors.SchedulerStepError | undefined
+  readonly failure: E | NonFinite | StepError | OptimErrors.SchedulerStepError | undefined
 }
 
 /** The run's surroundings: where events go and what subscribers want copied. */
@@ -362,7 +376,8 @@ const announce = (bus: Bus, t: Trainer<any, any>, announced: number, epoch: numb
 
 /**
  * The fold's step over mini-batch `i`: `trainStep` at the current trainer, then the batch
- * scheduler's step. Non-finite values end the fold with `failure` set (nothing is thrown).
+ * scheduler's step. Targets that do not fit and non-finite values end the fold with `failure`
+ * set (nothing is thrown; the stream fails once, after the fold).
  */
 const batchStep = <E, R>(
   bus: Bus,
@@ -376,7 +391,7 @@ const batchStep = <E, R>(
     const epoch = t.totalEpochs
     const n = t.config.trainLoader?.numBatches ?? 1
     const h = hyper(t)
-    const r = trainStep(
+    const step = trainStep(
       t.config,
       t.params,
       t.optState,
@@ -390,6 +405,9 @@ const batchStep = <E, R>(
       },
       t.buffers
     )
+    if (Either.isLeft(step)) return { ...s, failure: step.left }
+    const r = step.right
+    const correct = countCorrect ? addCorrect(s.correct, r.outputs, batch.y) : Either.right(undefined)
     const scheduled =
       t.scheduled?.cadence === "batch"
         ? t.scheduled.step(batchSignal(t.scheduled, epoch + i / n))
@@ -406,6 +424,7 @@ const batchStep = <E, R>(
     if (r.nonFinite !== undefined)
       return { ...moved, failure: new NonFinite({ epoch, batch: i, ...r.nonFinite }) }
     if (Either.isLeft(scheduled)) return { ...moved, failure: scheduled.left }
+    if (Either.isLeft(correct)) return { ...moved, failure: correct.left }
     yield* bus.publish(Events.TrainEvent.BatchEnd({ epoch, batch: i, loss: r.loss, lr: h.lr }))
     yield* Effect.forEach(r.captured, bus.publish, { discard: true })
     return {
@@ -413,7 +432,7 @@ const batchStep = <E, R>(
       announced: yield* announce(bus, next, s.announced, epoch, i + 1),
       batchLosses: Chunk.append(s.batchLosses, r.loss),
       learningRates: Chunk.append(s.learningRates, h.lr),
-      correct: countCorrect ? addCorrect(s.correct, correctOf(r.outputs, batch.y)) : undefined
+      correct: correct.right
     }
   })
 
@@ -525,14 +544,15 @@ const busOf = Effect.map(
  * `trainStep` over every epoch's mini-batches. Publishes `TrainEvent`s when a `TrainEvents` bus
  * is provided (`TrainEnd` once all epochs are done). Tensors: the input trainer is never
  * disposed; an emitted trainer is valid until the next element is pulled; the last emitted one
- * belongs to the caller; on failure (`NonFinite`, a loader error) the stream releases what it owns.
+ * belongs to the caller; on failure (`NonFinite`, `InvalidTargets` from a training or validation
+ * batch, a loader error) the stream releases what it owns.
  */
 export const epochs = <E, R>(
   t: Trainer<E, R>,
   options: EpochsOptions
 ): Stream.Stream<
   EpochResult<E, R>,
-  E | NonFinite | InvalidTrainer | OptimErrors.SchedulerStepError,
+  E | NonFinite | StepError | InvalidTrainer | OptimErrors.SchedulerStepError,
   R | Engine
 > =>
   Stream.unwrap(
@@ -563,7 +583,8 @@ export interface TrainOptions<E2, R2> {
 
 /**
  * The chapter's `train(n_epochs, seed)`: the last element of `epochs` (a copy of `t` for 0
- * epochs, so the result never shares tensors with `t`). Fails with `NonFinite` (`t` stays valid).
+ * epochs, so the result never shares tensors with `t`). Fails with `NonFinite`, or with
+ * `InvalidTargets` for a batch whose targets do not fit the model (`t` stays valid either way).
  */
 export const train = <E, R, E2 = never, R2 = never>(
   t: Trainer<E, R>,
@@ -572,7 +593,7 @@ export const train = <E, R, E2 = never, R2 = never>(
   options: TrainOptions<E2, R2> = {}
 ): Effect.Effect<
   Trainer<E, R>,
-  E | E2 | NonFinite | InvalidTrainer | OptimErrors.SchedulerStepError,
+  E | E2 | NonFinite | StepError | InvalidTrainer | OptimErrors.SchedulerStepError,
   R | R2 | Engine
 > =>
   epochs(t, { epochs: nEpochs, seed }).pipe(
@@ -602,7 +623,7 @@ export const evaluate = <E, R>(
   t: Trainer<any, any>,
   loader: Loader<E, R>,
   epoch = 0
-): Effect.Effect<number, E, R | Engine> =>
+): Effect.Effect<number, E | InvalidTargets, R | Engine> =>
   Effect.zipRight(
     Engine,
     Effect.map(validate(t, loader, epoch, false), (v) => v.loss)
@@ -611,41 +632,64 @@ export const evaluate = <E, R>(
 /**
  * The validation pass: mean mini-batch loss in eval mode and, when asked, the per-class counts
  * of the same outputs (so the chapter's `correct` on the validation set needs no second pass).
+ * Targets that do not fit the model stop the fold, which then fails once with `InvalidTargets`.
  */
 const validate = <E, R>(
   t: Trainer<any, any>,
   loader: Loader<E, R>,
   epoch: number,
   countCorrect: boolean
-): Effect.Effect<{ readonly loss: number; readonly correct: Metrics.PerClass | undefined }, E, R> =>
-  Effect.map(
-    Stream.runFold(
+): Effect.Effect<
+  { readonly loss: number; readonly correct: Metrics.PerClass | undefined },
+  E | InvalidTargets,
+  R
+> => {
+  interface Acc {
+    readonly losses: Array<number>
+    readonly correct: Metrics.PerClass | undefined
+    readonly failure: InvalidTargets | undefined
+  }
+  const start: Acc = { losses: [], correct: undefined, failure: undefined }
+  return Effect.flatMap(
+    Stream.runFoldWhile(
       loader.batches(epoch),
-      { losses: [] as Array<number>, correct: undefined as Metrics.PerClass | undefined },
-      (acc, batch) => {
+      start,
+      (acc) => acc.failure === undefined,
+      (acc, batch): Acc => {
         const out = outputs(t, batch)
-        // Throws InvalidTargets, as trainStep does, for targets that do not fit the model.
-        acc.losses.push(
-          Either.getOrThrowWith(t.config.loss.evaluate(out.values, out.shape, batch.y), identity).loss
-        )
-        return countCorrect ? { ...acc, correct: addCorrect(acc.correct, correctOf(out, batch.y)) } : acc
+        const evaluated = t.config.loss.evaluate(out.values, out.shape, batch.y)
+        if (Either.isLeft(evaluated)) return { ...acc, failure: evaluated.left }
+        acc.losses.push(evaluated.right.loss)
+        if (!countCorrect) return acc
+        const correct = addCorrect(acc.correct, out, batch.y)
+        return Either.isLeft(correct) ? { ...acc, failure: correct.left } : { ...acc, correct: correct.right }
       }
     ),
-    (acc) => ({ loss: mean(acc.losses), correct: countCorrect ? (acc.correct ?? []) : undefined })
+    (acc) =>
+      acc.failure !== undefined
+        ? Effect.fail(acc.failure)
+        : Effect.succeed({ loss: mean(acc.losses), correct: countCorrect ? (acc.correct ?? []) : undefined })
+  )
+}
+
+/** The running per-class counts with a batch's outputs added. */
+const addCorrect = (
+  acc: Metrics.PerClass | undefined,
+  out: Loss.LossAndGrads["outputs"],
+  y: Targets
+): Either.Either<Metrics.PerClass, InvalidTargets> =>
+  Either.flatMap(Metrics.correct(out.values, out.shape[1] ?? 1, y), (rows) =>
+    acc === undefined ? Either.right(rows) : Metrics.add(acc, rows)
   )
 
-const correctOf = (out: Loss.LossAndGrads["outputs"], y: Targets): Metrics.PerClass =>
-  Either.getOrThrowWith(Metrics.correct(out.values, out.shape[1] ?? 1, y), identity)
-
-const addCorrect = (acc: Metrics.PerClass | undefined, rows: Metrics.PerClass): Metrics.PerClass =>
-  acc === undefined ? rows : Either.getOrThrowWith(Metrics.add(acc, rows), identity)
-
-/** The loss of one batch in eval mode. */
-export const batchLoss = (t: Trainer<any, any>, batch: Batch.Batch<Targets>): number =>
-  Either.getOrThrowWith(
-    Loss.lossOf(t.config.model, t.config.loss, t.params, batch, { training: false, buffers: t.buffers }),
-    identity
-  )
+/** The loss of one batch in eval mode (`InvalidTargets` for targets that do not fit the model). */
+export const batchLoss = (
+  t: Trainer<any, any>,
+  batch: Batch.Batch<Targets>
+): Either.Either<number, InvalidTargets> => {
+  const out = outputs(t, batch)
+  return Either.map(t.config.loss.evaluate(out.values, out.shape, batch.y), (r) => r.loss)
+}
 
 /** Model outputs for a batch, eval mode by default: `[n, k]` values, row-major. */
 export const outputs = (
@@ -661,43 +705,65 @@ export const predict = (
   batch: { readonly x: Float32Array; readonly shape: ReadonlyArray<number> }
 ) => outputs(t, batch).values
 
-/** The chapter's `correct(x, y)`: per class `[correct, total]`, eval mode. */
+/**
+ * The chapter's `correct(x, y)`: per class `[correct, total]`, eval mode (`InvalidTargets` for
+ * targets that do not fit the outputs).
+ */
 export const correct = (
   t: Trainer<any, any>,
   batch: Batch.Batch<Targets>,
   threshold = 0.5
-): Metrics.PerClass => {
+): Either.Either<Metrics.PerClass, InvalidTargets> => {
   const out = outputs(t, batch)
-  return Either.getOrThrowWith(Metrics.correct(out.values, out.shape[1] ?? 1, batch.y, threshold), identity)
+  return Metrics.correct(out.values, out.shape[1] ?? 1, batch.y, threshold)
 }
+
+type Rows = ReadonlyArray<ReadonlyArray<number>>
 
 /**
  * The chapter's `loader_apply(loader, func, reduce)`: `f` on every batch, rows added up
- * element-wise ("sum") or averaged over batches ("mean").
+ * element-wise ("sum") or averaged over batches ("mean"). `f` may fail (return an `Either`, as
+ * `correct` does): the first failure ends the pass and is its error.
  */
-export const loaderApply = <E, R>(
+export const loaderApply = <E, R, E2 = never>(
   loader: Loader<E, R>,
-  f: (batch: Batch.Batch<Targets>) => ReadonlyArray<ReadonlyArray<number>>,
+  f: (batch: Batch.Batch<Targets>) => Rows | Either.Either<Rows, E2>,
   reduce: "sum" | "mean" = "sum",
   epoch = 0
-): Effect.Effect<ReadonlyArray<ReadonlyArray<number>>, E, R> =>
-  Effect.map(
-    Stream.runFold(
+): Effect.Effect<Rows, E | E2, R> => {
+  interface Acc {
+    readonly sum: Array<Array<number>> | undefined
+    readonly n: number
+    readonly failure: Option.Option<E2>
+  }
+  const start: Acc = { sum: undefined, n: 0, failure: Option.none() }
+  return Effect.flatMap(
+    Stream.runFoldWhile(
       loader.batches(epoch),
-      { sum: undefined as Array<Array<number>> | undefined, n: 0 },
-      (acc, batch) => {
-        const rows = f(batch)
+      start,
+      (acc) => Option.isNone(acc.failure),
+      (acc, batch): Acc => {
+        const result = f(batch)
+        if (Either.isEither(result) && Either.isLeft(result))
+          return { ...acc, failure: Option.some(result.left) }
+        const rows = Either.isEither(result) ? (result as Either.Right<E2, Rows>).right : result
         const sum = acc.sum ?? rows.map((r) => r.map(() => 0))
         rows.forEach((r, i) => {
           r.forEach((v, j) => {
             sum[i][j] += v
           })
         })
-        return { sum, n: acc.n + 1 }
+        return { sum, n: acc.n + 1, failure: acc.failure }
       }
     ),
-    ({ sum, n }) => (sum === undefined ? [] : reduce === "sum" ? sum : sum.map((r) => r.map((v) => v / n)))
+    ({ sum, n, failure }) =>
+      Option.isSome(failure)
+        ? Effect.fail(failure.value)
+        : Effect.succeed(
+            sum === undefined ? [] : reduce === "sum" ? sum : sum.map((r) => r.map((v) => v / n))
+          )
   )
+}
 
 /** Number of trainable scalars (6,823 for CNN2 with 5 filters). */
 export const countParameters = (t: Trainer<any, any>): number => Module.countParameters(t.config.model)
@@ -719,7 +785,7 @@ export interface RangeTestOptions extends LrRangeTest.Options {
 export const lrRangeTest = <E, R>(
   t: Trainer<E, R>,
   options: RangeTestOptions
-): Effect.Effect<LrRangeTest.Result, E | InvalidTrainer, R | Engine> =>
+): Effect.Effect<LrRangeTest.Result, E | StepError | InvalidTrainer, R | Engine> =>
   Effect.gen(function* () {
     yield* Engine
     const loader = (options.loader ?? t.config.trainLoader) as Loader<E, R> | undefined
@@ -744,22 +810,25 @@ export const lrRangeTest = <E, R>(
       batches,
       init,
       lrAt: (i) => base.lr * factor(i),
-      step: (s: S, batch, lr) => {
-        const r = trainStep(
-          t.config,
-          s.params,
-          s.optState,
-          { ...base, lr },
-          batch,
-          stepRng(seed, -1, s.i),
-          undefined,
-          undefined,
-          s.buffers
-        )
-        // A NaN gradient or parameter ends the test like a NaN loss does.
-        const loss = r.nonFinite === undefined ? r.loss : Number.NaN
-        return [loss, { params: r.params, buffers: r.buffers, optState: r.optState, i: s.i + 1 }] as const
-      },
+      step: (s: S, batch, lr) =>
+        Either.map(
+          trainStep(
+            t.config,
+            s.params,
+            s.optState,
+            { ...base, lr },
+            batch,
+            stepRng(seed, -1, s.i),
+            undefined,
+            undefined,
+            s.buffers
+          ),
+          (r) => {
+            // A NaN gradient or parameter ends the test like a NaN loss does.
+            const loss = r.nonFinite === undefined ? r.loss : Number.NaN
+            return [loss, { params: r.params, buffers: r.buffers, optState: r.optState, i: s.i + 1 }] as const
+          }
+        ),
       release: (s) =>
         TfNumeric.disposeReplaced(
           [...Object.values(s.params), ...Object.values(s.buffers), ...stateTensors(s.optState)],
@@ -776,7 +845,8 @@ const stateTensors = TfNumeric.stateTensors
 /**
  * One optimizer update for a hand-written loop (test/Memory.test.ts; the benchmarks run
  * `trainStep`): the new parameters and state. Unlike `trainStep` it consumes its inputs: the
- * gradients and every parameter or state tensor the update replaced are disposed.
+ * gradients and every parameter or state tensor the update replaced are disposed. Gradients
+ * that do not match the parameters are `MismatchedTree` (then nothing is disposed).
  */
 export const updateAndDispose = <S extends Optimizer.OptimizerState<tf.Tensor>>(
   optimizer: Optimizer.Optimizer<tf.Tensor, S>,
@@ -784,13 +854,13 @@ export const updateAndDispose = <S extends Optimizer.OptimizerState<tf.Tensor>>(
   grads: Tensors,
   params: Tensors,
   hyper: Optimizer.Hyper
-): { readonly params: Tensors; readonly state: S } => {
-  const next = Either.getOrThrow(TfNumeric.tidyUpdate(optimizer, state, grads, params, hyper))
-  tf.dispose(Object.values(grads))
-  TfNumeric.disposeReplaced(stateTensors(state), stateTensors(next.state))
-  TfNumeric.disposeReplaced(params, next.params)
-  return next
-}
+): Either.Either<{ readonly params: Tensors; readonly state: S }, OptimErrors.MismatchedTree> =>
+  Either.map(TfNumeric.tidyUpdate(optimizer, state, grads, params, hyper), (next) => {
+    tf.dispose(Object.values(grads))
+    TfNumeric.disposeReplaced(stateTensors(state), stateTensors(next.state))
+    TfNumeric.disposeReplaced(params, next.params)
+    return next
+  })
 
 /** Disposes a trainer's parameters and optimizer state. */
 export const dispose = (

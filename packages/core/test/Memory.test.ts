@@ -31,7 +31,9 @@ describe("tensor lifetime", () => {
               seed: epoch * 5 + step
             })
           )
-          const next = Trainer.updateAndDispose(optimizer, state, grads, params, optimizer.defaults)
+          const next = Either.getOrThrow(
+            Trainer.updateAndDispose(optimizer, state, grads, params, optimizer.defaults)
+          )
           params = next.params
           state = next.state
         }

@@ -53,13 +53,15 @@ layer(Engine.wasm)("Trainer", (it) => {
           return [k, Array.from(p.dataSync(), (v, i) => Math.fround(v - Math.fround(0.1 * gv[i])))]
         })
       )
-      const r = Trainer.trainStep(
-        config,
-        params,
-        config.optimizer.init(params),
-        { lr: 0.1 },
-        batch,
-        Random.unsafeMake(0)
+      const r = Either.getOrThrow(
+        Trainer.trainStep(
+          config,
+          params,
+          config.optimizer.init(params),
+          { lr: 0.1 },
+          batch,
+          Random.unsafeMake(0)
+        )
       )
       expect(r.loss).toBeCloseTo(g.loss, 6)
       for (const [k, v] of Object.entries(F.values(r.params))) {
@@ -302,6 +304,58 @@ layer(Engine.wasm)("Trainer", (it) => {
   )
 
   it.effect(
+    "a label out of range fails training, validation and the range test with InvalidTargets, not a defect",
+    () =>
+      Effect.gen(function* () {
+        const withLabel = (ds: TensorDataset.TensorDataset, index: number, label: number) => {
+          const y = Int32Array.from(ds.y as Int32Array)
+          y[index] = label
+          return Effect.flatMap(TensorDataset.make({ ...ds, y }), (bad) =>
+            DataLoader.fromTensorDataset(bad, { batchSize: 8, prefetch: 0 })
+          )
+        }
+        // sample 13: mini-batch 1 of 8-sample batches, unshuffled; the model has 3 classes.
+        const train = yield* withLabel(F.images(24, 12, 3), 13, 3)
+        const t = Trainer.unsafeMake(
+          { model: F.cnn(), loss: Loss.crossEntropy, optimizer: F.adam(), trainLoader: train },
+          Random.unsafeMake(1)
+        )
+        const start = tf.memory().numTensors
+        const err = yield* Effect.flip(Trainer.train(t, 2))
+        expect(err).toMatchObject({ _tag: "InvalidTargets", where: "CrossEntropyLoss", index: 5 })
+        expect(err.message).toBe("CrossEntropyLoss: target 3 out of bounds for 3 classes (sample 5)")
+        expect(tf.memory().numTensors).toBe(start)
+        expect(Object.values(t.params).every((p) => !p.isDisposed)).toBe(true)
+        const streamed = yield* Effect.flip(Stream.runDrain(Trainer.epochs(t, { epochs: 1, seed: 1 })))
+        expect(streamed._tag).toBe("InvalidTargets")
+        const ranged = yield* Effect.flip(Trainer.lrRangeTest(t, { endLr: 1, numIter: 5 }))
+        expect(ranged).toMatchObject({ _tag: "InvalidTargets", index: 5 })
+        expect(tf.memory().numTensors).toBe(start)
+
+        // In validation (and its per-class counts): the epoch's trained tensors are released too.
+        const val = yield* withLabel(F.images(16, 12, 2), 2, 7)
+        const good = Trainer.setLoaders(t, F.loaders().train, val)
+        for (const countCorrect of [false, true]) {
+          const v = yield* Effect.flip(
+            Stream.runDrain(Trainer.epochs(good, { epochs: 1, seed: 1, countCorrect }))
+          )
+          expect(v).toMatchObject({ _tag: "InvalidTargets", where: "CrossEntropyLoss", index: 2 })
+          expect(tf.memory().numTensors).toBe(start)
+        }
+        const evaluated = yield* Effect.flip(Trainer.evaluate(t, val))
+        expect(evaluated.message).toContain("target 7 out of bounds for 3 classes")
+        const [first] = yield* DataLoader.collect(val)
+        expect(Either.getLeft(Trainer.correct(t, first)).pipe(Option.map((e) => e._tag))).toEqual(
+          Option.some("InvalidTargets")
+        )
+        expect(Either.isLeft(Trainer.batchLoss(t, first))).toBe(true)
+        const applied = yield* Effect.flip(Trainer.loaderApply(val, (b) => Trainer.correct(t, b)))
+        expect(applied._tag).toBe("InvalidTargets")
+        Trainer.dispose(t)
+      })
+  )
+
+  it.effect(
     "countCorrect: running train counts from the steps' own outputs, validation counts equal to correct over the val loader; the same run",
     () =>
       Effect.gen(function* () {
@@ -340,7 +394,7 @@ layer(Engine.wasm)("Trainer", (it) => {
       const [batch] = yield* DataLoader.collect(val)
       const logits = Trainer.predict(t, batch)
       expect(logits).toHaveLength(8 * 3)
-      const rows = Trainer.correct(t, batch)
+      const rows = Either.getOrThrow(Trainer.correct(t, batch))
       expect(rows.reduce((n, [, total]) => n + total, 0)).toBe(8)
       const whole = yield* Trainer.loaderApply(val, (b) => Trainer.correct(t, b))
       expect(whole.reduce((n, r) => n + r[1], 0)).toBe(16)
