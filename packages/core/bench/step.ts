@@ -62,7 +62,7 @@ const makeTrainer = (update: UpdateKind, engine: Engine.EngineService) => {
   // "tfjs": optim's definition composed from tfjs ops; "fused": on the engine's numeric, as users run it.
   const optimizer = update === "tfjs" ? def(TfNumeric.TfNumeric) : def(engine.numeric)
   const config = { model, loss: Loss.crossEntropy, optimizer }
-  let params = Module.init(model, Random.unsafeMake(0))
+  let params = Module.unsafeInit(model, Random.unsafeMake(0))
   let optState: Optimizer.OptimizerState<tf.Tensor> = optimizer.init(params)
   const step = (i: number) => {
     const next = Either.getOrThrow(

@@ -25,7 +25,7 @@ import { Effect, Either, Schema } from "effect"
 import { Engine } from "./Engine.js"
 import { CheckpointError } from "./Errors.js"
 import * as ModelSpec from "./ModelSpec.js"
-import type * as Module from "./Module.js"
+import * as Module from "./Module.js"
 import * as Safetensors from "./Safetensors.js"
 import type * as Trainer from "./Trainer.js"
 
@@ -265,9 +265,6 @@ export const runOf = (s: Snapshot, path: string): Effect.Effect<Run, CheckpointE
       )
     : Effect.succeed(s.meta.run)
 
-const sameShape = (a: ReadonlyArray<number>, b: ReadonlyArray<number>) =>
-  a.length === b.length && a.every((d, i) => d === b[i])
-
 const tensor = (h: Safetensors.HostTensor) => tf.tensor(h.data as Float32Array, [...h.shape], "float32")
 const tensorTree = (tree: { readonly [name: string]: Safetensors.HostTensor }) =>
   Object.fromEntries(Object.entries(tree).map(([k, v]) => [k, tensor(v)]))
@@ -285,7 +282,7 @@ const fits = (
     return `parameters [${got.join(", ")}] do not match the model's [${expected.join(", ")}]`
   for (const name of expected) {
     const shape = want.params[name].shape
-    if (!sameShape(shape, s.params[name].shape))
+    if (!Module.sameShape(shape, s.params[name].shape))
       return `parameter ${name} has shape [${s.params[name].shape}], the model wants [${shape}]`
   }
   const wantBuffers = Object.keys(want.buffers).sort()
@@ -293,7 +290,7 @@ const fits = (
   if (wantBuffers.join() !== gotBuffers.join())
     return `buffers [${gotBuffers.join(", ")}] do not match the model's [${wantBuffers.join(", ")}]`
   for (const name of wantBuffers)
-    if (!sameShape(want.buffers[name].shape, s.buffers[name].shape))
+    if (!Module.sameShape(want.buffers[name].shape, s.buffers[name].shape))
       return `buffer ${name} has shape [${s.buffers[name].shape}], the model wants [${want.buffers[name].shape}]`
   return undefined
 }
@@ -332,7 +329,7 @@ export const restore = <E, R>(
         : yield* Either.mapLeft(current.decode(saved.state), (e) => fail(`scheduler state: ${e.message}`, e))
     for (const [slot, tree] of Object.entries(OptimizerState.slotsOf(s.optimizer))) {
       for (const [name, t] of Object.entries(tree)) {
-        if (!(name in s.params) || !sameShape(t.shape, s.params[name].shape)) {
+        if (!(name in s.params) || !Module.sameShape(t.shape, s.params[name].shape)) {
           return yield* fail(
             `optimizer slot ${slot} has an entry ${name} [${t.shape}] that matches no parameter`
           )

@@ -1,6 +1,7 @@
 import { type Batch, type Errors as DataErrors, Random } from "@stepwise/data"
 import * as tf from "@tensorflow/tfjs-core"
-import { Either } from "effect"
+import { Effect, Either } from "effect"
+import { Engine } from "./Engine.js"
 import { InvalidTargets } from "./Errors.js"
 
 type InvalidArgument = DataErrors.InvalidArgument
@@ -105,8 +106,24 @@ export const bceWithLogits: Loss = {
   }
 }
 
-/** A batch's inputs as a tensor: NCHW images become NHWC (tfjs' layout) in one pass. */
-export const inputTensor = (x: Float32Array, shape: ReadonlyArray<number>): tf.Tensor => {
+/**
+ * A batch's inputs as a tensor: NCHW images become NHWC (tfjs' layout) in one pass. Made on the
+ * engine, so it requires it (as `Module.init`).
+ */
+export const inputTensor = (
+  x: Float32Array,
+  shape: ReadonlyArray<number>
+): Effect.Effect<tf.Tensor, never, Engine> =>
+  Effect.zipRight(
+    Engine,
+    Effect.sync(() => unsafeInputTensor(x, shape))
+  )
+
+/**
+ * `inputTensor` for code already on an engine: the steps here (`lossAndGrads`, `outputs`), which
+ * take parameters only an engine gives, and tests.
+ */
+export const unsafeInputTensor = (x: Float32Array, shape: ReadonlyArray<number>): tf.Tensor => {
   if (shape.length !== 4) return tf.tensor(x, [...shape], "float32")
   const [n, c, h, w] = shape
   const hw = h * w
@@ -239,7 +256,7 @@ const explicitLossAndGrads = (
   // A copy of the outputs (the cpu backend hands out its own buffer, which dispose releases).
   let outputs: LossAndGrads["outputs"] = { values: new Float32Array(0), shape: [] }
   const out = tf.tidy(() => {
-    const x = inputTensor(batch.x, batch.shape)
+    const x = unsafeInputTensor(batch.x, batch.shape)
     const fwd = model.forward(params, "", x, ctxOf(options), false)
     outputs = { values: (fwd.y.dataSync() as Float32Array).slice(), shape: fwd.y.shape }
     const evaluated = loss.evaluate(outputs.values, fwd.y.shape, batch.y)
@@ -266,7 +283,7 @@ const autodiffLossAndGrads = (
   let buffers: Buffers = {}
   const names = model.specs.map((s) => s.name)
   const grads = tf.tidy(() => {
-    const x = inputTensor(batch.x, batch.shape)
+    const x = unsafeInputTensor(batch.x, batch.shape)
     const op = lossOp(loss, batch.y, (v, values, shape) => {
       value = v
       outputs = { values, shape }
@@ -314,7 +331,7 @@ export const outputs = (
   options: ApplyOptions = { training: false }
 ): { readonly values: Float32Array; readonly shape: ReadonlyArray<number> } => {
   const y = tf.tidy(() => {
-    const out = model.call(params, "", inputTensor(batch.x, batch.shape), ctxOf(options))
+    const out = model.call(params, "", unsafeInputTensor(batch.x, batch.shape), ctxOf(options))
     disposeAll(out.buffers)
     return out.y
   })

@@ -1,7 +1,8 @@
 import { Random } from "@stepwise/data"
 import type { Numeric } from "@stepwise/optim"
 import * as tf from "@tensorflow/tfjs-core"
-import { Either } from "effect"
+import { Effect, Either } from "effect"
+import { Engine } from "./Engine.js"
 import { InvalidLayer } from "./Errors.js"
 import { biasBound, kaimingUniformBound, uniform } from "./Init.js"
 import { maxPoolReluGrad, reluGrad } from "./kernels/Fused.js"
@@ -144,11 +145,38 @@ export const ctxOf = (options: ApplyOptions): Ctx => ({
 
 const sizeOf = (shape: ReadonlyArray<number>): number => shape.reduce((a, b) => a * b, 1)
 
+/** Whether two shapes are the same (rank and every dimension). */
+export const sameShape = (a: ReadonlyArray<number>, b: ReadonlyArray<number>): boolean =>
+  a.length === b.length && a.every((d, i) => d === b[i])
+
 /**
  * Fresh parameters with PyTorch's default initialisation, drawn from `rng` in spec order
  * (constant-initialised parameters draw nothing, so they do not shift the others' values).
+ * Tensors are made on the engine, so `init` requires it: a program without `Engine.layer`
+ * does not compile. What takes these tensors (`apply`, `Loss.lossAndGrads`, a trainer's step)
+ * is plain code: holding them is the proof an engine is there, and the per-step hot path
+ * pays no fiber.
  */
-export const init = (module: Module, rng: Random.State): Params => {
+export const init: (module: Module, rng: Random.State) => Effect.Effect<Params, never, Engine> = Effect.fn(
+  "Module.init"
+)(function* (module, rng) {
+  yield* Engine
+  return unsafeInit(module, rng)
+})
+
+/** The buffers at construction (empty for a model without BatchNorm), made on the engine. */
+export const initBuffers: (module: Module) => Effect.Effect<Buffers, never, Engine> = Effect.fn(
+  "Module.initBuffers"
+)(function* (module) {
+  yield* Engine
+  return unsafeInitBuffers(module)
+})
+
+/**
+ * `init` for code that already runs on an engine (tests, benches, `Trainer.unsafeMake`): no
+ * engine in the type, as `Random.unsafeMake`.
+ */
+export const unsafeInit = (module: Module, rng: Random.State): Params => {
   const out: Record<string, tf.Tensor> = {}
   let state = rng
   for (const spec of module.specs) {
@@ -164,11 +192,14 @@ export const init = (module: Module, rng: Random.State): Params => {
   return out
 }
 
-/** The buffers at construction (empty for a model without BatchNorm). */
-export const initBuffers = (module: Module): Buffers =>
+/** `initBuffers` for code that already runs on an engine (see `unsafeInit`). */
+export const unsafeInitBuffers = (module: Module): Buffers =>
   Object.fromEntries(module.buffers.map((b) => [b.name, tf.fill([...b.shape], b.fill, "float32")]))
 
-/** The forward pass only (inference, or training mode for dropout demos). */
+/**
+ * The forward pass only (inference, or training mode for dropout demos). Plain code on tensors
+ * (from `init`, a checkpoint, `Loss.inputTensor`): no engine in the type, no fiber per call.
+ */
 export const apply = (module: Module, params: Params, x: tf.Tensor, options: ApplyOptions): tf.Tensor =>
   tf.tidy(() => {
     const out = module.call(params, "", x, ctxOf(options))

@@ -6,9 +6,10 @@
 import type { FileSystem, Error as PlatformError } from "@effect/platform"
 import * as tf from "@tensorflow/tfjs-core"
 import { Effect, Either, Schema } from "effect"
+import { Engine } from "./Engine.js"
 import { SafetensorsError, WeightMismatch } from "./Errors.js"
 import * as ModelSpec from "./ModelSpec.js"
-import type { Buffers, Layout, Module, Params } from "./Module.js"
+import { type Buffers, type Layout, type Module, type Params, sameShape } from "./Module.js"
 import * as Safetensors from "./Safetensors.js"
 
 /** A tensor in PyTorch's layout: row-major values and a shape (what `state_dict` holds). */
@@ -106,9 +107,19 @@ export const toTorch = (model: Module, params: Params): Record<string, TorchTens
 /**
  * Parameters from a PyTorch `state_dict` (names and PyTorch shapes); every parameter of the
  * model must be present with the right shape, else `WeightMismatch` names the parameter and
- * both shapes (nothing is allocated then).
+ * both shapes (nothing is allocated then). Tensors are made on the engine, which it requires.
  */
 export const fromTorch = (
+  model: Module,
+  weights: { readonly [name: string]: TorchTensor }
+): Effect.Effect<Params, WeightMismatch, Engine> =>
+  Effect.zipRight(
+    Engine,
+    Effect.suspend(() => unsafeFromTorch(model, weights))
+  )
+
+/** `fromTorch` for code already on an engine (tests): no engine in the type. */
+export const unsafeFromTorch = (
   model: Module,
   weights: { readonly [name: string]: TorchTensor }
 ): Either.Either<Params, WeightMismatch> => {
@@ -117,7 +128,7 @@ export const fromTorch = (
     const expected = torchShape(spec.layout, spec.shape)
     if (w === undefined)
       return Either.left(new WeightMismatch({ parameter: spec.name, reason: "missing", expected }))
-    if (w.shape.length !== expected.length || w.shape.some((d, i) => d !== expected[i])) {
+    if (!sameShape(w.shape, expected)) {
       return Either.left(
         new WeightMismatch({
           parameter: spec.name,
@@ -159,6 +170,16 @@ export const torchShapes = (model: Module): Record<string, ReadonlyArray<number>
 export const buffersFromTorch = (
   model: Module,
   weights: { readonly [name: string]: TorchTensor }
+): Effect.Effect<Buffers, WeightMismatch, Engine> =>
+  Effect.zipRight(
+    Engine,
+    Effect.suspend(() => unsafeBuffersFromTorch(model, weights))
+  )
+
+/** `buffersFromTorch` for code already on an engine (tests): no engine in the type. */
+export const unsafeBuffersFromTorch = (
+  model: Module,
+  weights: { readonly [name: string]: TorchTensor }
 ): Either.Either<Buffers, WeightMismatch> => {
   const bad = checkBuffers(model, weights)
   if (bad !== undefined) return Either.left(bad)
@@ -197,9 +218,6 @@ export const buffersToTorch = (model: Module, buffers: Buffers): Record<string, 
       { shape: b.shape, data: (buffers[b.name].dataSync() as Float32Array).slice() }
     ])
   )
-
-const sameShape = (a: ReadonlyArray<number>, b: ReadonlyArray<number>) =>
-  a.length === b.length && a.every((d, i) => d === b[i])
 
 // ------------------------------------------------------------------ whole state_dicts and files
 
@@ -348,9 +366,21 @@ const asFloat32 = (name: string, t: Safetensors.HostTensor): Either.Either<Torch
 /**
  * A model's weights from a whole PyTorch `state_dict` (strict, like `load_state_dict`): every
  * parameter and buffer present, nothing else, each with PyTorch's shape and float32 (int64 for
- * the batch counts). Nothing is allocated when it fails.
+ * the batch counts). Nothing is allocated when it fails. Tensors are made on the engine, which
+ * it requires.
  */
 export const fromStateDict = (
+  model: Module,
+  tensors: { readonly [name: string]: Safetensors.HostTensor },
+  path?: string
+): Effect.Effect<Weights, WeightMismatch, Engine> =>
+  Effect.zipRight(
+    Engine,
+    Effect.suspend(() => unsafeFromStateDict(model, tensors, path))
+  )
+
+/** `fromStateDict` for code already on an engine (tests): no engine in the type. */
+export const unsafeFromStateDict = (
   model: Module,
   tensors: { readonly [name: string]: Safetensors.HostTensor },
   path?: string
@@ -368,8 +398,8 @@ export const fromStateDict = (
   // Buffers are checked before fromTorch makes the parameters' tensors: a failure allocates nothing.
   const bad = checkBuffers(model, host)
   if (bad !== undefined) return Either.left(at(bad))
-  return Either.flatMap(Either.mapLeft(fromTorch(model, host), at), (params) =>
-    Either.map(buffersFromTorch(model, host), (buffers) => ({ params, buffers }))
+  return Either.flatMap(Either.mapLeft(unsafeFromTorch(model, host), at), (params) =>
+    Either.map(unsafeBuffersFromTorch(model, host), (buffers) => ({ params, buffers }))
   )
 }
 
@@ -456,7 +486,7 @@ export const read = (
 ): Effect.Effect<
   Weights,
   SafetensorsError | WeightMismatch | PlatformError.PlatformError,
-  FileSystem.FileSystem
+  FileSystem.FileSystem | Engine
 > => Effect.flatMap(Safetensors.read(path), (file) => fromStateDict(model, file.tensors, path))
 
 /**
@@ -468,7 +498,7 @@ export const load = (
 ): Effect.Effect<
   { readonly built: ModelSpec.Built; readonly weights: Weights; readonly metadata: Metadata },
   SafetensorsError | ModelSpec.ModelSpecError | WeightMismatch | PlatformError.PlatformError,
-  FileSystem.FileSystem
+  FileSystem.FileSystem | Engine
 > =>
   Effect.gen(function* () {
     const file = yield* Safetensors.read(path)

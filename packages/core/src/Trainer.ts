@@ -89,9 +89,12 @@ export const make = <E = never, R = never>(
 ): Effect.Effect<Trainer<E, R>, DataErrors.InvalidArgument, Engine> =>
   // The engine in the type: a program without its layer does not compile (instead of dying in
   // tfjs with "backend 'wasm' has not yet been initialized" when the first tensor is made).
+  // Suspended: each run makes its own tensors, on the engine (not once, when `make` is called).
   Effect.zipRight(
     Engine,
-    Either.map(Random.checkSeed(options.seed ?? 42), () => unsafeMake(config, init, options))
+    Effect.suspend(() =>
+      Either.map(Random.checkSeed(options.seed ?? 42), () => unsafeMake(config, init, options))
+    )
   )
 
 export interface MakeOptions {
@@ -108,11 +111,11 @@ export const unsafeMake = <E = never, R = never>(
   init: Random.State | Tensors,
   options: MakeOptions = {}
 ): Trainer<E, R> => {
-  const params = isState(init) ? Module.init(config.model, init) : init
+  const params = isState(init) ? Module.unsafeInit(config.model, init) : init
   return {
     config,
     params,
-    buffers: options.buffers ?? Module.initBuffers(config.model),
+    buffers: options.buffers ?? Module.unsafeInitBuffers(config.model),
     optState: config.optimizer.init(params),
     scheduled: config.scheduler?.start(config.optimizer.defaults),
     totalEpochs: 0,

@@ -76,7 +76,7 @@ layer(Engine.wasm)("Acceptance (smoke, real images)", (it) => {
           trainLoader: yield* DataLoader.fromTensorDataset(train, { batchSize: 16 }),
           valLoader: yield* DataLoader.fromTensorDataset(val, { batchSize: 16 })
         },
-        Either.getOrThrow(TorchWeights.fromTorch(model, init))
+        Either.getOrThrow(TorchWeights.unsafeFromTorch(model, init))
       )
       const events = yield* Events.nextRun
       const fiber = yield* Effect.fork(Stream.runCollect(events))

@@ -108,14 +108,14 @@ describe.each(["wasm", "cpu"] as const)(
           const { module } = built.right
           checked++
           const before = tf.memory().numTensors
-          const params = Module.init(module, Random.unsafeMake(c.seed))
-          const buffers = Module.initBuffers(module)
+          const params = Module.unsafeInit(module, Random.unsafeMake(c.seed))
+          const buffers = Module.unsafeInitBuffers(module)
           tf.tidy(() => {
             const [xs, s1] = Random.normals(
               Random.unsafeMake(c.seed + 1),
               c.n * c.shape[0] * c.shape[1] * c.shape[2]
             )
-            const x = Loss.inputTensor(Float32Array.from(xs), [c.n, ...c.shape])
+            const x = Loss.unsafeInputTensor(Float32Array.from(xs), [c.n, ...c.shape])
             const ctx: Module.Ctx = { training: c.training, rng: Random.unsafeMake(c.seed + 2), buffers }
             const fwd = module.forward(params, "", x, ctx, true)
             const [rs, s2] = Random.normals(s1, fwd.y.size)
@@ -239,7 +239,7 @@ describe.each(["wasm", "cpu"] as const)("models as functions of tfjs ops (%s)", 
     })
     const model = Module.Sequential([["mlp", mlp]])
     expect(model.explicit).toBe(false)
-    let params = Module.init(model, Random.unsafeMake(3))
+    let params = Module.unsafeInit(model, Random.unsafeMake(3))
     const data = batch(2)
     // One step checked against tf.grads over the same function.
     const step0 = Either.getOrThrow(
@@ -300,8 +300,8 @@ describe.each(["wasm", "cpu"] as const)("models as functions of tfjs ops (%s)", 
     if (Either.isLeft(built)) throw built.left
     const model = built.right.module
     const before = tf.memory().numTensors
-    const params = Module.init(model, Random.unsafeMake(4))
-    const buffers = Module.initBuffers(model)
+    const params = Module.unsafeInit(model, Random.unsafeMake(4))
+    const buffers = Module.unsafeInitBuffers(model)
     const [xs] = Random.normals(Random.unsafeMake(5), 8 * 3 * 36)
     const data = {
       x: Float32Array.from(xs),

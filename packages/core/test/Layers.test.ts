@@ -41,7 +41,7 @@ const decode = (e: Encoded): TorchWeights.TorchTensor => {
 /** PyTorch's layout (NCHW for maps) as an engine tensor. */
 const toEngine = (e: Encoded): tf.Tensor => {
   const t = decode(e)
-  return Loss.inputTensor(t.data, t.shape)
+  return Loss.unsafeInputTensor(t.data, t.shape)
 }
 
 /** An engine tensor's values in PyTorch's layout. */
@@ -64,8 +64,8 @@ const built = (c: Case) => {
 
 const load = (module: Module.Module, c: Case) => {
   const all = Object.fromEntries(Object.entries(c.state_dict).map(([k, v]) => [`l.${k}`, decode(v)]))
-  const params = Either.getOrThrow(TorchWeights.fromTorch(module, all))
-  const buffers = Either.getOrThrow(TorchWeights.buffersFromTorch(module, all))
+  const params = Either.getOrThrow(TorchWeights.unsafeFromTorch(module, all))
+  const buffers = Either.getOrThrow(TorchWeights.unsafeBuffersFromTorch(module, all))
   return { params, buffers }
 }
 

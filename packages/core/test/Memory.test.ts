@@ -18,7 +18,7 @@ describe("tensor lifetime", () => {
       const [x] = Random.normals(Random.unsafeMake(2), 4 * 3 * 28 * 28)
       const batch = { x: Float32Array.from(x), shape: [4, 3, 28, 28], y: Int32Array.from([0, 1, 2, 1]) }
       const before = tf.memory().numTensors
-      let params = Module.init(model, Random.unsafeMake(1))
+      let params = Module.unsafeInit(model, Random.unsafeMake(1))
       let state = optimizer.init(params)
       // The wasm heap too: memory the module grew and never gave back would show here.
       const heap = () => (backend === "wasm" ? (tf.backend() as any).wasm.HEAPU8.buffer.byteLength : 0)

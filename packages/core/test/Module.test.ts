@@ -29,7 +29,7 @@ describe("the chapter's worked examples", () => {
     const regions = [5, 0, 8, 1, 9, 5, 6, 0, 2, 0, 5, 4, 8, 1, 9, 4, 8, 1, 4, 2, 0, 6, 3, 0, 5, 2, 8]
     const filter = [0, 3, 0, 1, 0, 1, 2, 1, 0, 2, 1, 0, 0, 3, 1, 1, -1, 0, 0, 1, 3, -1, -2, 0, 2, 0, 1]
     const params = Either.getOrThrow(
-      TorchWeights.fromTorch(model, {
+      TorchWeights.unsafeFromTorch(model, {
         "conv.weight": { shape: [1, 3, 3, 3], data: Float32Array.from(filter) },
         "conv.bias": { shape: [1], data: new Float32Array(1) }
       })
@@ -188,7 +188,7 @@ describe("CNN2", () => {
   it("initialises like PyTorch: U(+-1/sqrt(fan_in)) for weights and biases", async () => {
     await useEngine("wasm")
     const { model } = Either.getOrThrow(Cnn2.make({ nFilters: 5 }))
-    const params = Module.init(model, Random.unsafeMake(42))
+    const params = Module.unsafeInit(model, Random.unsafeMake(42))
     const fanIn: Record<string, number> = { conv1: 27, conv2: 45, fc1: 125, fc2: 50 }
     for (const [name, t] of Object.entries(params)) {
       const bound = 1 / Math.sqrt(fanIn[name.split(".")[0]])
@@ -204,7 +204,7 @@ describe("CNN2", () => {
       }
     }
     // Same rng, same parameters.
-    const again = Module.init(model, Random.unsafeMake(42))
+    const again = Module.unsafeInit(model, Random.unsafeMake(42))
     expect(Array.from(again["fc1.weight"].dataSync())).toEqual(Array.from(params["fc1.weight"].dataSync()))
     tf.dispose([...Object.values(params), ...Object.values(again)])
   })
@@ -212,13 +212,13 @@ describe("CNN2", () => {
   it("PyTorch weight layout round-trips exactly", async () => {
     await useEngine("wasm")
     const { model } = Either.getOrThrow(Cnn2.make({ nFilters: 4 }))
-    const params = Module.init(model, Random.unsafeMake(1))
+    const params = Module.unsafeInit(model, Random.unsafeMake(1))
     const torch = TorchWeights.toTorch(model, params)
-    const back = Either.getOrThrow(TorchWeights.fromTorch(model, torch))
+    const back = Either.getOrThrow(TorchWeights.unsafeFromTorch(model, torch))
     for (const name of Object.keys(params)) {
       expect(Array.from(back[name].dataSync())).toEqual(Array.from(params[name].dataSync()))
     }
-    const wrong = TorchWeights.fromTorch(model, {
+    const wrong = TorchWeights.unsafeFromTorch(model, {
       ...torch,
       "fc2.bias": { shape: [4], data: new Float32Array(4) }
     })
@@ -291,7 +291,7 @@ describe("lossAndGrads", () => {
     it(`gradients match central finite differences (${backend})`, async () => {
       await useEngine(backend)
       const { model } = Either.getOrThrow(Cnn2.make({ nFilters: 3 }))
-      const params = Module.init(model, Random.unsafeMake(5))
+      const params = Module.unsafeInit(model, Random.unsafeMake(5))
       const batch = batchOf(2, 9)
       const { loss, grads } = Either.getOrThrow(
         Loss.lossAndGrads(model, Loss.crossEntropy, params, batch, { training: false })
@@ -327,7 +327,7 @@ describe("lossAndGrads", () => {
   it("same seed, same loss and gradients; dropout changes them", async () => {
     await useEngine("wasm")
     const { model } = Either.getOrThrow(Cnn2.make({ nFilters: 5, p: 0.5 }))
-    const params = Module.init(model, Random.unsafeMake(5))
+    const params = Module.unsafeInit(model, Random.unsafeMake(5))
     const batch = batchOf(4, 1)
     const run = (seed: number) =>
       Either.getOrThrow(Loss.lossAndGrads(model, Loss.crossEntropy, params, batch, { training: true, seed }))
@@ -341,7 +341,7 @@ describe("lossAndGrads", () => {
   it("targets that do not fit are an InvalidTargets on both paths, and no tensor survives", async () => {
     await useEngine("wasm")
     const { model } = Either.getOrThrow(Cnn2.make({ nFilters: 3 }))
-    const params = Module.init(model, Random.unsafeMake(5))
+    const params = Module.unsafeInit(model, Random.unsafeMake(5))
     const batch = { ...batchOf(2, 1), y: Int32Array.from([0, 7]) }
     const before = tf.memory().numTensors
     for (const autodiff of [false, true]) {

@@ -10,6 +10,7 @@ import { Random } from "@stepwise/data"
 import * as tf from "@tensorflow/tfjs-core"
 import { Effect, Either } from "effect"
 import * as Cnn2 from "../src/Cnn2.js"
+import * as Engine from "../src/Engine.js"
 import * as Loss from "../src/Loss.js"
 import * as ModelSpec from "../src/ModelSpec.js"
 import * as Module from "../src/Module.js"
@@ -63,7 +64,7 @@ describe("CNN2 against PyTorch 1.13 (fixture)", () => {
   for (const backend of ["wasm", "cpu"] as const) {
     it(`imports PyTorch's weights and gives the same logits to 1e-5 (${backend})`, async () => {
       await F.useEngine(backend)
-      const params = Either.getOrThrow(TorchWeights.fromTorch(model, decodeAll(fixture.state_dict)))
+      const params = Either.getOrThrow(TorchWeights.unsafeFromTorch(model, decodeAll(fixture.state_dict)))
       const logits = Loss.predict(model, params, batch)
       expect(maxAbsDiff(logits, decode(fixture.logits).data)).toBeLessThan(1e-5)
       tf.dispose(Object.values(params))
@@ -71,7 +72,7 @@ describe("CNN2 against PyTorch 1.13 (fixture)", () => {
 
     it(`one step's loss and gradients equal PyTorch's (${backend})`, async () => {
       await F.useEngine(backend)
-      const params = Either.getOrThrow(TorchWeights.fromTorch(model, decodeAll(fixture.state_dict)))
+      const params = Either.getOrThrow(TorchWeights.unsafeFromTorch(model, decodeAll(fixture.state_dict)))
       const { loss, grads } = Either.getOrThrow(
         Loss.lossAndGrads(model, Loss.crossEntropy, params, batch, { training: false })
       )
@@ -89,7 +90,7 @@ describe("CNN2 against PyTorch 1.13 (fixture)", () => {
   it("exports weights back to exactly PyTorch's state_dict", async () => {
     await F.useEngine("wasm")
     const torch = decodeAll(fixture.state_dict)
-    const params = Either.getOrThrow(TorchWeights.fromTorch(model, torch))
+    const params = Either.getOrThrow(TorchWeights.unsafeFromTorch(model, torch))
     const back = TorchWeights.toTorch(model, params)
     for (const [name, t] of Object.entries(torch)) {
       expect(back[name].shape).toEqual(t.shape)
@@ -137,7 +138,7 @@ describe.each(["cnn2", "bn"] as const)("the %s state_dict of PyTorch 1.13 (safet
 
   it("imports it and gives PyTorch's eval-mode logits to 1e-4", async () => {
     await F.useEngine("wasm")
-    const w = Either.getOrThrow(TorchWeights.fromStateDict(model, state.tensors, "fixture"))
+    const w = Either.getOrThrow(TorchWeights.unsafeFromStateDict(model, state.tensors, "fixture"))
     expect(maxAbsDiff(logitsOf(w), io.tensors.logits.data as Float32Array)).toBeLessThan(1e-4)
     // A trainer started from them (what `train --init-from` makes) predicts the same.
     const t = Trainer.unsafeMake({ model, loss: Loss.crossEntropy, optimizer: F.adam() }, w.params, {
@@ -152,7 +153,7 @@ describe.each(["cnn2", "bn"] as const)("the %s state_dict of PyTorch 1.13 (safet
 
   it("exports exactly PyTorch's names, shapes, dtypes and values", async () => {
     await F.useEngine("wasm")
-    const w = Either.getOrThrow(TorchWeights.fromStateDict(model, state.tensors))
+    const w = Either.getOrThrow(TorchWeights.unsafeFromStateDict(model, state.tensors))
     const ours = TorchWeights.stateDict(model, w)
     expect(Object.keys(ours).sort()).toEqual(Object.keys(state.tensors).sort())
     for (const [k, t] of Object.entries(state.tensors)) {
@@ -187,8 +188,8 @@ describe.each(["cnn2", "bn"] as const)("the %s state_dict of PyTorch 1.13 (safet
   })
 
   it("export -> file -> import is bit-identical, metadata included", async () => {
-    await F.useEngine("wasm")
-    const w = Either.getOrThrow(TorchWeights.fromStateDict(model, state.tensors))
+    const engine = await F.useEngine("wasm")
+    const w = Either.getOrThrow(TorchWeights.unsafeFromStateDict(model, state.tensors))
     const path = join(tmp, `${name}-roundtrip.safetensors`)
     const metadata = {
       classes: ["paper", "rock", "scissors"],
@@ -197,7 +198,8 @@ describe.each(["cnn2", "bn"] as const)("the %s state_dict of PyTorch 1.13 (safet
       inputShape: [3, 28, 28]
     }
     await run(TorchWeights.write(path, model, w, metadata))
-    const back = await run(TorchWeights.load(path))
+    // load makes tensors: it requires the engine (the one this file holds).
+    const back = await run(Effect.provideService(TorchWeights.load(path), Engine.Engine, engine))
     expect(back.metadata).toEqual(metadata)
     expect(back.built.layers).toEqual(built.layers)
     for (const part of ["params", "buffers"] as const) {
@@ -218,8 +220,8 @@ describe.each(["cnn2", "bn"] as const)("the %s state_dict of PyTorch 1.13 (safet
   it.skipIf(!hasTorch)("PyTorch loads our export (strict) and computes our logits to 1e-4", async () => {
     await F.useEngine("wasm")
     // Weights of our own (fresh initialisation), so PyTorch's logits are not its fixture's.
-    const fixtureWeights = Either.getOrThrow(TorchWeights.fromStateDict(model, state.tensors))
-    const w = { params: Module.init(model, Random.unsafeMake(3)), buffers: fixtureWeights.buffers }
+    const fixtureWeights = Either.getOrThrow(TorchWeights.unsafeFromStateDict(model, state.tensors))
+    const w = { params: Module.unsafeInit(model, Random.unsafeMake(3)), buffers: fixtureWeights.buffers }
     tf.dispose(Object.values(fixtureWeights.params))
     const weightsPath = join(tmp, `${name}-ours.safetensors`)
     const ioPath = join(tmp, `${name}-ours-io.safetensors`)
@@ -252,7 +254,7 @@ describe("a state_dict that does not fit", () => {
   it("names every missing and unexpected tensor, and the file", async () => {
     await F.useEngine("wasm")
     const { "12.bias": _, "1.running_var": __, ...rest } = state.tensors
-    const r = TorchWeights.fromStateDict(
+    const r = TorchWeights.unsafeFromStateDict(
       model,
       { ...rest, "13.weight": state.tensors["12.weight"] },
       "w.safetensors"
@@ -274,7 +276,7 @@ describe("a state_dict that does not fit", () => {
   it("names the tensor and both shapes (PyTorch's layout), parameter or buffer", async () => {
     await F.useEngine("wasm")
     const before = tf.memory().numTensors
-    const wrongParam = TorchWeights.fromStateDict(model, {
+    const wrongParam = TorchWeights.unsafeFromStateDict(model, {
       ...state.tensors,
       "0.weight": Safetensors.tensor(new Float32Array(4 * 3 * 9), [4, 9, 3])
     })
@@ -284,7 +286,7 @@ describe("a state_dict that does not fit", () => {
       expected: [4, 3, 3, 3],
       actual: [4, 9, 3]
     })
-    const wrongBuffer = TorchWeights.fromStateDict(model, {
+    const wrongBuffer = TorchWeights.unsafeFromStateDict(model, {
       ...state.tensors,
       "5.running_mean": Safetensors.tensor(new Float32Array(5), [5])
     })
@@ -295,13 +297,13 @@ describe("a state_dict that does not fit", () => {
 
   it("wants float32 values, and accepts the batch count as int64 or float32", async () => {
     await F.useEngine("wasm")
-    const f64 = TorchWeights.fromStateDict(model, {
+    const f64 = TorchWeights.unsafeFromStateDict(model, {
       ...state.tensors,
       "0.bias": Safetensors.tensor(new Float64Array(4), [4])
     })
     if (Either.isRight(f64)) throw new Error("expected a WeightMismatch")
     expect(f64.left.message).toMatch(/^weights for 0.bias: is F64, expected F32/)
-    const count = TorchWeights.fromStateDict(model, {
+    const count = TorchWeights.unsafeFromStateDict(model, {
       ...state.tensors,
       "1.num_batches_tracked": Safetensors.tensor(new Float32Array([3]), [])
     })

@@ -36,7 +36,7 @@ layer(Engine.wasm)("Trainer", (it) => {
       const model = Module.Sequential([
         ["fc", Either.getOrThrow(Module.Linear({ inFeatures: 4, outFeatures: 3 }))]
       ])
-      const params = Module.init(model, Random.unsafeMake(3))
+      const params = Module.unsafeInit(model, Random.unsafeMake(3))
       const before = F.values(params)
       const batch = {
         x: Float32Array.from([1, 2, 3, 4, -1, 0, 1, 0]),

@@ -72,7 +72,7 @@ const check = (
   Effect.gen(function* () {
     const t = Trainer.unsafeMake(
       { model, loss: Loss.crossEntropy, optimizer, scheduler, trainLoader, valLoader },
-      Either.getOrThrow(TorchWeights.fromTorch(model, decodeAll(fixture.init)))
+      Either.getOrThrow(TorchWeights.unsafeFromTorch(model, decodeAll(fixture.init)))
     )
     const events = yield* Events.nextRun
     const fiber = yield* Effect.fork(Stream.runCollect(events))

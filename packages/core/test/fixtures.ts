@@ -75,7 +75,7 @@ export const values = (params: Readonly<Record<string, tf.Tensor>>) =>
 
 export const cnn5 = () => Either.getOrThrow(Cnn2.make({ nFilters: 5, p: 0.3 })).model
 
-export const cnn5Params = () => Module.init(cnn5(), Random.unsafeMake(5))
+export const cnn5Params = () => Module.unsafeInit(cnn5(), Random.unsafeMake(5))
 
 /** Two runs that must be the same: losses, validation losses, learning rates and parameters. */
 export const expectSameRun = (
