@@ -30,7 +30,13 @@ import {
 import * as tf from "@tensorflow/tfjs-core"
 import { Chunk, Clock, Effect, Either, Option, PubSub, Ref, Stream } from "effect"
 import { Engine } from "./Engine.js"
-import { type InvalidTargets, InvalidTrainer, NonFinite, type NonFiniteWhat } from "./Errors.js"
+import {
+  type InvalidTargets,
+  InvalidTrainer,
+  NonFinite,
+  type NonFiniteWhat,
+  WeightMismatch
+} from "./Errors.js"
 import * as Events from "./Events.js"
 import * as Loss from "./Loss.js"
 import * as LrRangeTest from "./LrRangeTest.js"
@@ -41,7 +47,7 @@ import * as TorchWeights from "./TorchWeights.js"
 type Tensors = Numeric.Params<tf.Tensor>
 type Targets = Loss.Targets
 
-export { InvalidTargets, InvalidTrainer, NonFinite } from "./Errors.js"
+export { InvalidTargets, InvalidTrainer, NonFinite, WeightMismatch } from "./Errors.js"
 
 /** Why a training step cannot run: targets that do not fit the model, or parameters that do not fit its gradients. */
 export type StepError = InvalidTargets | OptimErrors.MismatchedTree
@@ -81,21 +87,56 @@ export interface Trainer<E = never, R = never> {
  * tensors. `seed` is the dropout seed recorded until the first `train`/`epochs` sets its own
  * (so an epoch-0 checkpoint records the run's seed; default 42, the chapter's). `buffers`, when
  * given, replaces the construction values (BatchNorm statistics imported with the weights).
+ * Given tensors that are not the model's (a name missing or extra, another shape) are a
+ * `WeightMismatch` naming the tensor, here rather than a throw in the first forward pass.
  */
 export const make = <E = never, R = never>(
   config: Config<E, R>,
   init: Random.State | Tensors,
   options: MakeOptions = {}
-): Effect.Effect<Trainer<E, R>, DataErrors.InvalidArgument, Engine> =>
+): Effect.Effect<Trainer<E, R>, DataErrors.InvalidArgument | WeightMismatch, Engine> =>
   // The engine in the type: a program without its layer does not compile (instead of dying in
   // tfjs with "backend 'wasm' has not yet been initialized" when the first tensor is made).
   // Suspended: each run makes its own tensors, on the engine (not once, when `make` is called).
   Effect.zipRight(
     Engine,
     Effect.suspend(() =>
-      Either.map(Random.checkSeed(options.seed ?? 42), () => unsafeMake(config, init, options))
+      Either.gen(function* () {
+        yield* Random.checkSeed(options.seed ?? 42)
+        if (!isState(init)) yield* fits("parameter", config.model.specs, init)
+        if (options.buffers !== undefined) yield* fits("buffer", config.model.buffers, options.buffers)
+        return unsafeMake(config, init, options)
+      })
     )
   )
+
+/** Tensors that are exactly the model's: every name of `specs` with its shape, nothing else. */
+const fits = (
+  what: "parameter" | "buffer",
+  specs: ReadonlyArray<{ readonly name: string; readonly shape: ReadonlyArray<number> }>,
+  tree: Tensors
+): Either.Either<void, WeightMismatch> => {
+  for (const spec of specs) {
+    const t = tree[spec.name]
+    if (t === undefined)
+      return Either.left(
+        new WeightMismatch({ parameter: spec.name, reason: `${what} missing`, expected: spec.shape })
+      )
+    if (!Module.sameShape(t.shape, spec.shape))
+      return Either.left(
+        new WeightMismatch({
+          parameter: spec.name,
+          reason: `${what} of shape [${t.shape.join(", ")}], the model's is [${spec.shape.join(", ")}] (tfjs layout)`,
+          expected: spec.shape,
+          actual: t.shape
+        })
+      )
+  }
+  const extra = Object.keys(tree).find((name) => !specs.some((s) => s.name === name))
+  return extra === undefined
+    ? Either.void
+    : Either.left(new WeightMismatch({ parameter: extra, reason: `not a ${what} of the model` }))
+}
 
 export interface MakeOptions {
   readonly seed?: number

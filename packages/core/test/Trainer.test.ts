@@ -419,6 +419,23 @@ layer(Engine.wasm)("Trainer", (it) => {
         )
       )
       expect(bad).toMatchObject({ _tag: "InvalidArgument", field: "seed", value: 0.5 })
+      // given tensors that are not the model's: a typed WeightMismatch naming the tensor, nothing made
+      const config = { model: F.cnn(0.3), loss: Loss.crossEntropy, optimizer: F.adam() }
+      const before = tf.memory().numTensors
+      const other = yield* Effect.flip(Trainer.make(config, cnn5.params))
+      expect(other).toMatchObject({
+        _tag: "WeightMismatch",
+        parameter: "conv1.weight",
+        expected: [3, 3, 3, 3]
+      })
+      expect(other.message).toBe(
+        "weights for conv1.weight: parameter of shape [3, 3, 3, 5], the model's is [3, 3, 3, 3] (tfjs layout)"
+      )
+      const extra = yield* Effect.flip(
+        Trainer.make(config, { ...t.params, "fc9.weight": t.params["fc1.weight"] })
+      )
+      expect(extra).toMatchObject({ _tag: "WeightMismatch", parameter: "fc9.weight" })
+      expect(tf.memory().numTensors).toBe(before)
       Trainer.dispose(t)
       Trainer.dispose(cnn5)
     })
