@@ -2,11 +2,19 @@ import { type Batch, type Errors as DataErrors, Random } from "@stepwise/data"
 import * as tf from "@tensorflow/tfjs-core"
 import { Effect, Either } from "effect"
 import { Engine } from "./Engine.js"
-import { InvalidTargets } from "./Errors.js"
+import { InvalidTargets, type WeightMismatch } from "./Errors.js"
 
 type InvalidArgument = DataErrors.InvalidArgument
 
-import { type ApplyOptions, type Buffers, ctxOf, disposeAll, type Module, type Params } from "./Module.js"
+import {
+  type ApplyOptions,
+  type Buffers,
+  checkWeights,
+  ctxOf,
+  disposeAll,
+  type Module,
+  type Params
+} from "./Module.js"
 
 /** Targets as the data contract delivers them: class indices or float values. */
 export type Targets = Int32Array | Float32Array
@@ -219,8 +227,8 @@ export const lossAndGrads = (
   params: Params,
   batch: Batch.Batch<Targets>,
   options: GradOptions
-): Either.Either<LossAndGrads, InvalidTargets | InvalidArgument> =>
-  Either.flatMap(checkSeed(options), () =>
+): Either.Either<LossAndGrads, InvalidTargets | InvalidArgument | WeightMismatch> =>
+  Either.flatMap(checkInputs(model, params, options), () =>
     model.explicit && options.autodiff !== true
       ? explicitLossAndGrads(model, loss, params, batch, options)
       : autodiffLossAndGrads(model, loss, params, batch, options)
@@ -240,6 +248,17 @@ export const lossAndGradsAt = (
   model.explicit && options.autodiff !== true
     ? explicitLossAndGrads(model, loss, params, batch, options)
     : autodiffLossAndGrads(model, loss, params, batch, options)
+
+/**
+ * What `lossAndGrads` and `lossOf` check before any tensor is made: the seed, and the parameters
+ * and buffers being the model's (a few names: no cost next to a forward pass).
+ */
+const checkInputs = (
+  model: Module,
+  params: Params,
+  options: ApplyOptions
+): Either.Either<unknown, InvalidArgument | WeightMismatch> =>
+  Either.flatMap(checkSeed(options), () => checkWeights(model, params, options.buffers ?? {}))
 
 /** `InvalidArgument` for a seed `Random.make` refuses (only read when no `rng` is given). */
 const checkSeed = (options: ApplyOptions): Either.Either<unknown, InvalidArgument> =>
@@ -317,8 +336,8 @@ export const lossOf = (
   params: Params,
   batch: Batch.Batch<Targets>,
   options: ApplyOptions = { training: false }
-): Either.Either<number, InvalidTargets | InvalidArgument> =>
-  Either.flatMap(checkSeed(options), () => {
+): Either.Either<number, InvalidTargets | InvalidArgument | WeightMismatch> =>
+  Either.flatMap(checkInputs(model, params, options), () => {
     const out = outputs(model, params, batch, options)
     return Either.map(loss.evaluate(out.values, out.shape, batch.y), (r) => r.loss)
   })

@@ -3,7 +3,7 @@ import type { Numeric } from "@stepwise/optim"
 import * as tf from "@tensorflow/tfjs-core"
 import { Effect, Either } from "effect"
 import { Engine } from "./Engine.js"
-import { InvalidLayer } from "./Errors.js"
+import { InvalidLayer, WeightMismatch } from "./Errors.js"
 import { biasBound, kaimingUniformBound, uniform } from "./Init.js"
 import { maxPoolReluGrad, reluGrad } from "./kernels/Fused.js"
 
@@ -149,6 +149,54 @@ const sizeOf = (shape: ReadonlyArray<number>): number => shape.reduce((a, b) => 
 export const sameShape = (a: ReadonlyArray<number>, b: ReadonlyArray<number>): boolean =>
   a.length === b.length && a.every((d, i) => d === b[i])
 
+const fits = (
+  what: "parameter" | "buffer",
+  specs: ReadonlyArray<{ readonly name: string; readonly shape: ReadonlyArray<number> }>,
+  tree: Record<string, tf.Tensor>,
+  exact: boolean
+): WeightMismatch | undefined => {
+  for (const spec of specs) {
+    const t = tree[spec.name]
+    if (t === undefined)
+      return new WeightMismatch({
+        parameter: spec.name,
+        reason:
+          what === "parameter"
+            ? "parameter missing"
+            : "buffer missing (pass buffers: Module.initBuffers(model), a checkpoint's or the trainer's)",
+        expected: spec.shape
+      })
+    if (!sameShape(t.shape, spec.shape))
+      return new WeightMismatch({
+        parameter: spec.name,
+        reason: `${what} of shape [${t.shape.join(", ")}], the model's is [${spec.shape.join(", ")}] (tfjs layout)`,
+        expected: spec.shape,
+        actual: t.shape
+      })
+  }
+  if (!exact) return undefined
+  const extra = Object.keys(tree).find((name) => !specs.some((s) => s.name === name))
+  return extra === undefined
+    ? undefined
+    : new WeightMismatch({ parameter: extra, reason: `not a ${what} of the model` })
+}
+
+/**
+ * Whether `params` and `buffers` are `module`'s: every parameter and buffer present with its
+ * shape (`exact`: and nothing else). A `WeightMismatch` names the first that is not; checked
+ * where tensors enter (`Trainer.make`, `Loss.lossAndGrads`, `Loss.lossOf`), so the forward pass
+ * never meets a missing one.
+ */
+export const checkWeights = (
+  module: Pick<Module, "specs" | "buffers">,
+  params: Params,
+  buffers: Buffers,
+  exact = false
+): Either.Either<void, WeightMismatch> => {
+  const bad = fits("parameter", module.specs, params, exact) ?? fits("buffer", module.buffers, buffers, exact)
+  return bad === undefined ? Either.void : Either.left(bad)
+}
+
 /**
  * Fresh parameters with PyTorch's default initialisation, drawn from `rng` in spec order
  * (constant-initialised parameters draw nothing, so they do not shift the others' values).
@@ -259,7 +307,7 @@ const bufferValues = (
   const out: Record<string, tf.Tensor> = {}
   for (const b of specs) {
     const t = ctx.buffers?.[`${prefix}${b.name}`]
-    // Buffers come from initBuffers / the trainer: a missing one is a caller's bug, not data.
+    // Checked where tensors enter (checkWeights): only `apply` on hand-made trees gets here.
     if (t === undefined)
       throw new RangeError(
         `${kind}: buffer '${prefix}${b.name}' missing (pass buffers: Module.initBuffers(model) or the trainer's)`
@@ -282,7 +330,7 @@ export const leaf = (definition: LeafDefinition): Module => {
   const paramsOf = (params: Params, prefix: string) =>
     specs.map((s) => {
       const p = params[`${prefix}${s.name}`]
-      // Params come from `init` / the trainer for this very model: a missing one is a caller's bug.
+      // Checked where tensors enter (checkWeights): only `apply` on hand-made trees gets here.
       if (p === undefined) throw new RangeError(`${definition.kind}: parameter '${prefix}${s.name}' missing`)
       return p
     })

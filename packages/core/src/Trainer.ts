@@ -35,7 +35,7 @@ import {
   InvalidTrainer,
   NonFinite,
   type NonFiniteWhat,
-  WeightMismatch
+  type WeightMismatch
 } from "./Errors.js"
 import * as Events from "./Events.js"
 import * as Loss from "./Loss.js"
@@ -103,40 +103,14 @@ export const make = <E = never, R = never>(
     Effect.suspend(() =>
       Either.gen(function* () {
         yield* Random.checkSeed(options.seed ?? 42)
-        if (!isState(init)) yield* fits("parameter", config.model.specs, init)
-        if (options.buffers !== undefined) yield* fits("buffer", config.model.buffers, options.buffers)
+        const { specs, buffers } = config.model
+        if (!isState(init)) yield* Module.checkWeights({ specs, buffers: [] }, init, {}, true)
+        if (options.buffers !== undefined)
+          yield* Module.checkWeights({ specs: [], buffers }, {}, options.buffers, true)
         return unsafeMake(config, init, options)
       })
     )
   )
-
-/** Tensors that are exactly the model's: every name of `specs` with its shape, nothing else. */
-const fits = (
-  what: "parameter" | "buffer",
-  specs: ReadonlyArray<{ readonly name: string; readonly shape: ReadonlyArray<number> }>,
-  tree: Tensors
-): Either.Either<void, WeightMismatch> => {
-  for (const spec of specs) {
-    const t = tree[spec.name]
-    if (t === undefined)
-      return Either.left(
-        new WeightMismatch({ parameter: spec.name, reason: `${what} missing`, expected: spec.shape })
-      )
-    if (!Module.sameShape(t.shape, spec.shape))
-      return Either.left(
-        new WeightMismatch({
-          parameter: spec.name,
-          reason: `${what} of shape [${t.shape.join(", ")}], the model's is [${spec.shape.join(", ")}] (tfjs layout)`,
-          expected: spec.shape,
-          actual: t.shape
-        })
-      )
-  }
-  const extra = Object.keys(tree).find((name) => !specs.some((s) => s.name === name))
-  return extra === undefined
-    ? Either.void
-    : Either.left(new WeightMismatch({ parameter: extra, reason: `not a ${what} of the model` }))
-}
 
 export interface MakeOptions {
   readonly seed?: number

@@ -373,4 +373,39 @@ describe("lossAndGrads", () => {
     expect(tf.memory().numTensors).toBe(before)
     tf.dispose(Object.values(params))
   })
+
+  it("parameters or buffers that are not the model's are a WeightMismatch naming the tensor, before any tensor work", async () => {
+    await useEngine("wasm")
+    const model = Module.Sequential([
+      ["fc", Either.getOrThrow(Module.Linear({ inFeatures: 3 * 28 * 28, outFeatures: 3 }))],
+      ["bn", Either.getOrThrow(Module.BatchNorm1d({ numFeatures: 3 }))]
+    ])
+    const flat = Module.Sequential([
+      ["flatten", Module.Flatten()],
+      ["net", model]
+    ])
+    const params = Module.unsafeInit(flat, Random.unsafeMake(5))
+    const batch = batchOf(2, 1)
+    const before = tf.memory().numTensors
+    // BatchNorm without its running statistics: named, with what to pass
+    const noBuffers = Loss.lossOf(flat, Loss.crossEntropy, params, batch)
+    expect(Either.getLeft(noBuffers).pipe(Option.map((e) => e.message))).toEqual(
+      Option.some(
+        "weights for net.bn.running_mean: buffer missing (pass buffers: Module.initBuffers(model), a checkpoint's or the trainer's)"
+      )
+    )
+    const { "net.fc.bias": _, ...withoutBias } = params
+    const missing = Loss.lossAndGrads(flat, Loss.crossEntropy, withoutBias, batch, { training: true })
+    expect(Either.getLeft(missing)).toEqual(
+      Option.some(
+        new TorchWeights.WeightMismatch({
+          parameter: "net.fc.bias",
+          reason: "parameter missing",
+          expected: [3]
+        })
+      )
+    )
+    expect(tf.memory().numTensors).toBe(before)
+    tf.dispose(Object.values(params))
+  })
 })
