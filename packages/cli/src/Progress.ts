@@ -152,6 +152,11 @@ export class Output extends Context.Tag("@stepwise/cli/Output")<
     readonly status: (text: string) => Effect.Effect<void>
     /** Ends a status line so the next `line` starts clean. */
     readonly clearStatus: Effect.Effect<void>
+    /**
+     * Redraws a block of lines in place (a live table: the sweep's trials), over the block drawn
+     * last; only when `live`.
+     */
+    readonly block: (text: string) => Effect.Effect<void>
     /** The machine-readable result: one JSON object, last line on stdout. */
     readonly json: (value: unknown) => Effect.Effect<void>
     readonly jsonMode: boolean
@@ -166,6 +171,7 @@ export const makeOutput = (options: {
   const human = options.json ? options.stderr : options.stdout
   const live = human.isTTY === true
   let statusShown = false
+  let blockLines = 0
   const write = (s: string) => Effect.sync(() => void human.write(s))
   const clearStatus = Effect.suspend(() => {
     if (!statusShown) return Effect.void
@@ -186,6 +192,14 @@ export const makeOutput = (options: {
           })
         : Effect.void,
     clearStatus,
+    block: (text) =>
+      live
+        ? Effect.suspend(() => {
+            const up = blockLines > 0 ? `\x1b[${blockLines}A\x1b[J` : ""
+            blockLines = text.split("\n").length
+            return write(`${up}${text}\n`)
+          })
+        : Effect.void,
     json: (value) =>
       options.json ? Effect.sync(() => void options.stdout.write(`${JSON.stringify(value)}\n`)) : Effect.void
   })

@@ -382,8 +382,6 @@ export const run = (args: Args) =>
     )
     const update = (id: string, f: (t: TrialReport) => TrialReport) =>
       Ref.update(reports, (m) => new Map(m).set(id, f(m.get(id)!)))
-    const human = out.jsonMode ? process.stderr : process.stdout
-    let drawn = 0
     const redraw = Effect.gen(function* () {
       const all = [...(yield* Ref.get(reports)).values()]
       for (const t of all) {
@@ -394,12 +392,7 @@ export const run = (args: Args) =>
         }
       }
       const text = table(plan.metric, [...(yield* Ref.get(reports)).values()])
-      if (out.live) {
-        yield* Effect.sync(() => {
-          human.write(`${drawn > 0 ? `\x1b[${drawn}A\x1b[J` : ""}${text}\n`)
-          drawn = text.split("\n").length
-        })
-      }
+      yield* out.block(text)
     })
     // Without a terminal, one line per trial event instead of a redrawn table.
     const event = (text: string) => (out.live ? Effect.void : out.line(`stepwise: ${text}`))

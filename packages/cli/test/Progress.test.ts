@@ -1,3 +1,4 @@
+import { Effect } from "effect"
 import * as fc from "fast-check"
 import { describe, expect, it } from "vitest"
 import * as Progress from "../src/Progress.js"
@@ -125,5 +126,20 @@ describe("progress output", () => {
     expect(new Set(lines.map((l) => l.length)).size).toBe(1)
     expect(lines[2]).toContain("73.3%")
     expect(lines[3]).toContain("99.5%")
+  })
+
+  it("a live block (the sweep's table) is redrawn in place through the Output service; not at all off a terminal", () => {
+    const stream = (isTTY: boolean) => {
+      const written: Array<string> = []
+      return { written, s: { isTTY, columns: 80, write: (t: string) => written.push(t) > 0 } as never }
+    }
+    const tty = stream(true)
+    const live = Progress.makeOutput({ json: false, stdout: tty.s, stderr: stream(false).s })
+    Effect.runSync(Effect.zipRight(live.block("a\nb"), live.block("c\nd\ne")))
+    expect(tty.written).toEqual(["a\nb\n", "\x1b[2A\x1b[Jc\nd\ne\n"])
+    const pipe = stream(false)
+    const plain = Progress.makeOutput({ json: false, stdout: pipe.s, stderr: stream(false).s })
+    Effect.runSync(plain.block("a"))
+    expect(pipe.written).toEqual([])
   })
 })
