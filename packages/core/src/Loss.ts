@@ -209,7 +209,8 @@ const lossOp = (
  * One forward and backward pass: the mean loss of `batch` and the gradient of every parameter.
  * Pure in the sense that matters: same (params, buffers, batch, seed) -> same numbers; nothing
  * mutated, every intermediate tensor disposed (only `grads` and `buffers` survive, and nothing
- * does when the targets do not fit: `InvalidTargets`).
+ * does when the targets do not fit: `InvalidTargets`). Parameters or buffers that are not the
+ * model's (a BatchNorm's statistics not passed) are a `WeightMismatch`, before any tensor work.
  * `options.training` switches dropout and batch statistics on; `options.seed` (or `rng`) fixes
  * the masks; `options.buffers` are the running statistics going in.
  *
@@ -235,8 +236,9 @@ export const lossAndGrads = (
   )
 
 /**
- * `lossAndGrads` with the random state given, so there is no seed to check: the training step's
- * (`Trainer.trainStep`), whose only failure is targets that do not fit.
+ * `lossAndGrads` without its entry checks, for the training step (`Trainer.trainStep`): the
+ * random state is given (no seed to check) and the parameters and buffers are a trainer's
+ * (`Trainer.make` checked them), so per step the only failure left is targets that do not fit.
  */
 export const lossAndGradsAt = (
   model: Module,
@@ -342,7 +344,11 @@ export const lossOf = (
     return Either.map(loss.evaluate(out.values, out.shape, batch.y), (r) => r.loss)
   })
 
-/** The model's outputs (logits) for a batch and their shape, row-major, eval mode by default. */
+/**
+ * The model's outputs (logits) for a batch and their shape, row-major, eval mode by default.
+ * Plain code: `params` come from an engine (`Module.init`, a checkpoint, a trainer), so no
+ * `Engine` in the type and no fiber per batch (validation and `Predict.images` call it per batch).
+ */
 export const outputs = (
   model: Module,
   params: Params,
