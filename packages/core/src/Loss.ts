@@ -2,13 +2,14 @@ import { type Batch, type Errors as DataErrors, Random } from "@stepwise/data"
 import * as tf from "@tensorflow/tfjs-core"
 import { Effect, Either } from "effect"
 import { Engine } from "./Engine.js"
-import { InvalidTargets, type WeightMismatch } from "./Errors.js"
+import { type InvalidLayer, InvalidTargets, type WeightMismatch } from "./Errors.js"
 
 type InvalidArgument = DataErrors.InvalidArgument
 
 import {
   type ApplyOptions,
   type Buffers,
+  catchInvalidLayer,
   checkWeights,
   ctxOf,
   disposeAll,
@@ -228,7 +229,7 @@ export const lossAndGrads = (
   params: Params,
   batch: Batch.Batch<Targets>,
   options: GradOptions
-): Either.Either<LossAndGrads, InvalidTargets | InvalidArgument | WeightMismatch> =>
+): Either.Either<LossAndGrads, InvalidTargets | InvalidLayer | InvalidArgument | WeightMismatch> =>
   Either.flatMap(checkInputs(model, params, options), () =>
     model.explicit && options.autodiff !== true
       ? explicitLossAndGrads(model, loss, params, batch, options)
@@ -246,7 +247,7 @@ export const lossAndGradsAt = (
   params: Params,
   batch: Batch.Batch<Targets>,
   options: GradOptions & { readonly rng: Random.State }
-): Either.Either<LossAndGrads, InvalidTargets> =>
+): Either.Either<LossAndGrads, InvalidTargets | InvalidLayer> =>
   model.explicit && options.autodiff !== true
     ? explicitLossAndGrads(model, loss, params, batch, options)
     : autodiffLossAndGrads(model, loss, params, batch, options)
@@ -272,24 +273,29 @@ const explicitLossAndGrads = (
   params: Params,
   batch: Batch.Batch<Targets>,
   options: GradOptions
-): Either.Either<LossAndGrads, InvalidTargets> => {
+): Either.Either<LossAndGrads, InvalidTargets | InvalidLayer> => {
   let failure: InvalidTargets | undefined
   // A copy of the outputs (the cpu backend hands out its own buffer, which dispose releases).
   let outputs: LossAndGrads["outputs"] = { values: new Float32Array(0), shape: [] }
-  const out = tf.tidy(() => {
-    const x = unsafeInputTensor(batch.x, batch.shape)
-    const fwd = model.forward(params, "", x, ctxOf(options), false)
-    outputs = { values: (fwd.y.dataSync() as Float32Array).slice(), shape: fwd.y.shape }
-    const evaluated = loss.evaluate(outputs.values, fwd.y.shape, batch.y)
-    if (Either.isLeft(evaluated)) {
-      failure = evaluated.left
-      return {} // tidy disposes the forward pass
-    }
-    const { loss: value, grad } = evaluated.right
-    const { grads } = fwd.backward(tf.tensor(grad, fwd.y.shape, "float32"))
-    return { loss: value, grads, buffers: fwd.buffers ?? {} } as unknown as tf.TensorContainer
-  }) as unknown as Omit<LossAndGrads, "outputs">
-  return failure === undefined ? Either.right({ ...out, outputs }) : Either.left(failure)
+  // A layer that cannot take its input throws InvalidLayer; tidy disposes the pass.
+  const ran = catchInvalidLayer(
+    () =>
+      tf.tidy(() => {
+        const x = unsafeInputTensor(batch.x, batch.shape)
+        const fwd = model.forward(params, "", x, ctxOf(options), false)
+        outputs = { values: (fwd.y.dataSync() as Float32Array).slice(), shape: fwd.y.shape }
+        const evaluated = loss.evaluate(outputs.values, fwd.y.shape, batch.y)
+        if (Either.isLeft(evaluated)) {
+          failure = evaluated.left
+          return {} // tidy disposes the forward pass
+        }
+        const { loss: value, grad } = evaluated.right
+        const { grads } = fwd.backward(tf.tensor(grad, fwd.y.shape, "float32"))
+        return { loss: value, grads, buffers: fwd.buffers ?? {} } as unknown as tf.TensorContainer
+      }) as unknown as Omit<LossAndGrads, "outputs">
+  )
+  if (Either.isLeft(ran)) return Either.left(ran.left)
+  return failure === undefined ? Either.right({ ...ran.right, outputs }) : Either.left(failure)
 }
 
 const autodiffLossAndGrads = (
@@ -298,29 +304,40 @@ const autodiffLossAndGrads = (
   params: Params,
   batch: Batch.Batch<Targets>,
   options: GradOptions
-): Either.Either<LossAndGrads, InvalidTargets> => {
-  let value: Either.Either<number, InvalidTargets> = Either.right(Number.NaN)
+): Either.Either<LossAndGrads, InvalidTargets | InvalidLayer> => {
+  let value: Either.Either<number, InvalidTargets | InvalidLayer> = Either.right(Number.NaN)
   let outputs: LossAndGrads["outputs"] = { values: new Float32Array(0), shape: [] }
   let buffers: Buffers = {}
   const names = model.specs.map((s) => s.name)
-  const grads = tf.tidy(() => {
-    const x = unsafeInputTensor(batch.x, batch.shape)
-    const op = lossOp(loss, batch.y, (v, values, shape) => {
-      value = v
-      outputs = { values, shape }
-    })
-    const f = (...ps: Array<tf.Tensor>) => {
-      const tree: Record<string, tf.Tensor> = { ...params }
-      names.forEach((n, i) => {
-        tree[n] = ps[i]
+  const kept: Array<tf.Tensor> = []
+  const ctx = { ...ctxOf(options), kept }
+  const ran = catchInvalidLayer(() =>
+    tf.tidy(() => {
+      const x = unsafeInputTensor(batch.x, batch.shape)
+      const op = lossOp(loss, batch.y, (v, values, shape) => {
+        value = v
+        outputs = { values, shape }
       })
-      const out = model.call(tree, "", x, ctxOf(options))
-      buffers = out.buffers
-      return op(out.y) as tf.Scalar
-    }
-    const r = tf.valueAndGrads(f)(names.map((n) => params[n]))
-    return Object.fromEntries(names.map((n, i) => [n, r.grads[i]]))
-  })
+      const f = (...ps: Array<tf.Tensor>) => {
+        const tree: Record<string, tf.Tensor> = { ...params }
+        names.forEach((n, i) => {
+          tree[n] = ps[i]
+        })
+        const out = model.call(tree, "", x, ctx)
+        buffers = out.buffers
+        return op(out.y) as tf.Scalar
+      }
+      const r = tf.valueAndGrads(f)(names.map((n) => params[n]))
+      return Object.fromEntries(names.map((n, i) => [n, r.grads[i]]))
+    })
+  )
+  if (Either.isLeft(ran)) {
+    // The layers before the one that threw kept tensors for a backward that will not run.
+    const theirs = new Set([...Object.values(params), ...Object.values(options.buffers ?? {})])
+    tf.dispose(kept.filter((t) => !t.isDisposed && !theirs.has(t)))
+    value = Either.left(ran.left)
+  }
+  const grads = Either.getOrElse(ran, () => ({}))
   return Either.match(value, {
     onLeft: (e) => {
       disposeAll(grads)
@@ -338,16 +355,19 @@ export const lossOf = (
   params: Params,
   batch: Batch.Batch<Targets>,
   options: ApplyOptions = { training: false }
-): Either.Either<number, InvalidTargets | InvalidArgument | WeightMismatch> =>
-  Either.flatMap(checkInputs(model, params, options), () => {
-    const out = outputs(model, params, batch, options)
-    return Either.map(loss.evaluate(out.values, out.shape, batch.y), (r) => r.loss)
-  })
+): Either.Either<number, InvalidTargets | InvalidLayer | InvalidArgument | WeightMismatch> =>
+  Either.flatMap(checkInputs(model, params, options), () =>
+    Either.flatMap(
+      catchInvalidLayer(() => outputs(model, params, batch, options)),
+      (out) => Either.map(loss.evaluate(out.values, out.shape, batch.y), (r) => r.loss)
+    )
+  )
 
 /**
  * The model's outputs (logits) for a batch and their shape, row-major, eval mode by default.
  * Plain code: `params` come from an engine (`Module.init`, a checkpoint, a trainer), so no
  * `Engine` in the type and no fiber per batch (validation and `Predict.images` call it per batch).
+ * An input a layer cannot take throws `InvalidLayer` (`Module.catchInvalidLayer` returns it).
  */
 export const outputs = (
   model: Module,

@@ -61,6 +61,11 @@ export interface Ctx {
   readonly rng: Random.State
   readonly buffers?: Buffers | undefined
   readonly tap?: ((layer: string, output: tf.Tensor) => void) | undefined
+  /**
+   * Where `call` records the tensors its custom ops keep past their tidy (saved for the backward,
+   * updated buffers), so a pass that stops half way (`InvalidLayer`) can release them.
+   */
+  readonly kept?: Array<tf.Tensor> | undefined
 }
 
 export interface Backward {
@@ -317,6 +322,37 @@ const bufferValues = (
   return out
 }
 
+/**
+ * An input a layer cannot take (a hand-built model whose layers do not fit each other, a
+ * BatchNorm batch of one). A forward pass has no error channel, so it is thrown as the typed
+ * `InvalidLayer`, named after the layer by `leaf`, and `Loss.lossAndGrads` / `lossOf` and the
+ * trainer's step return it (nothing else they catch): a typed failure, not a defect.
+ */
+const misfit = (kind: string, x: tf.Tensor, reason: string): never => {
+  throw new InvalidLayer({ layer: kind, field: "input", value: x.shape, reason })
+}
+
+/** Runs `f`, naming the layer at `prefix` in an `InvalidLayer` it throws. */
+const named = <A>(prefix: string, f: () => A): A => {
+  try {
+    return f()
+  } catch (e) {
+    if (e instanceof InvalidLayer && prefix !== "" && !e.layer.includes(" ("))
+      throw new InvalidLayer({ ...e, layer: `${prefix.replace(/\.$/, "")} (${e.layer})` })
+    throw e
+  }
+}
+
+/** `f`'s result, or the `InvalidLayer` a layer threw (anything else is rethrown: a defect). */
+export const catchInvalidLayer = <A>(f: () => A): Either.Either<A, InvalidLayer> => {
+  try {
+    return Either.right(f())
+  } catch (e) {
+    if (e instanceof InvalidLayer) return Either.left(e)
+    throw e
+  }
+}
+
 const prefixed = (prefix: string, tree: Record<string, tf.Tensor> | undefined): Buffers =>
   tree === undefined ? {} : Object.fromEntries(Object.entries(tree).map(([k, v]) => [`${prefix}${k}`, v]))
 
@@ -340,11 +376,8 @@ export const leaf = (definition: LeafDefinition): Module => {
     buffers,
     explicit: true,
     forward: (params, prefix, x, ctx, needDx) => {
-      const run = definition.run(
-        x,
-        paramsOf(params, prefix),
-        ctx,
-        bufferValues(definition.kind, buffers, prefix, ctx)
+      const run = named(prefix, () =>
+        definition.run(x, paramsOf(params, prefix), ctx, bufferValues(definition.kind, buffers, prefix, ctx))
       )
       return {
         y: run.y,
@@ -376,6 +409,7 @@ export const leaf = (definition: LeafDefinition): Module => {
         save([...run.saved])
         // Kept: tfjs runs a custom op's forward in a tidy that would dispose them.
         updated = run.buffers === undefined ? undefined : keepAll(run.buffers)
+        ctx.kept?.push(...run.saved, ...Object.values(updated ?? {}))
         return {
           // A custom op must output a new tensor: handing back its input (an identity layer)
           // confuses the tape about which node produced it.
@@ -386,15 +420,12 @@ export const leaf = (definition: LeafDefinition): Module => {
           }
         }
       })
-      const y = op(x, ...ps) as tf.Tensor
+      const y = named(prefix, () => op(x, ...ps) as tf.Tensor)
       return { y, buffers: prefixed(prefix, updated) }
     },
     reference: (params, prefix, x, ctx) => {
-      const run = definition.run(
-        x,
-        paramsOf(params, prefix),
-        ctx,
-        bufferValues(definition.kind, buffers, prefix, ctx)
+      const run = named(prefix, () =>
+        definition.run(x, paramsOf(params, prefix), ctx, bufferValues(definition.kind, buffers, prefix, ctx))
       )
       // tfjs cannot differentiate y = x itself (an identity layer); a clone it can.
       return { y: run.y === x ? tf.clone(x) : run.y, buffers: prefixed(prefix, run.buffers) }
@@ -986,20 +1017,19 @@ const batchNorm = (kind: "BatchNorm1d" | "BatchNorm2d", rank: 2 | 4, options: Ba
     specs,
     buffers,
     run: (x, ps, ctx, bufs) => {
-      // Shapes are checked where models are built (ModelSpec); a mismatch is a hand-built model's bug.
+      // ModelSpec checks the shapes of the models it builds; a hand-built one can get here.
       if (x.rank !== rank || x.shape[rank - 1] !== c)
-        throw new RangeError(
-          `${kind}(${c}) expects ${rank === 4 ? "an NHWC map" : "[n, features]"} with ${c} channels, got [${x.shape}]`
+        return misfit(
+          kind,
+          x,
+          `does not fit: ${kind}(${c}) takes ${rank === 4 ? "an NHWC map" : "[n, features]"} with ${c} channels`
         )
       const [gamma, beta] = ps
       const batchStats = ctx.training || !track
       const m = x.size / c
-      // A forward pass has no error channel; the trainer refuses one-sample batches before this
-      // (left as is: see the report of issue 9, BatchNorm on a batch of one).
+      // PyTorch raises too (a last mini-batch of one sample does it).
       if (batchStats && m < 2)
-        throw new RangeError(
-          `${kind}: expected more than 1 value per channel when training, got input [${x.shape}]`
-        )
+        return misfit(kind, x, "has 1 value per channel: batch statistics need more than 1 when training")
       const mean = batchStats ? tf.mean(x, axes) : bufs.running_mean
       const centered = tf.sub(x, mean)
       const variance = batchStats ? tf.mean(tf.square(centered), axes) : bufs.running_var
@@ -1243,8 +1273,8 @@ export const Dropout = (p = 0.5): Either.Either<Module, InvalidLayer> =>
  */
 export const Dropout2d = (p = 0.5): Either.Either<Module, InvalidLayer> =>
   dropoutModule("Dropout2d", p, (x) => {
-    // A map is checked where models are built (ModelSpec); a vector here is a hand-built model's bug.
-    if (x.rank !== 4) throw new RangeError(`Dropout2d expects an NHWC map, got shape [${x.shape}]`)
+    // ModelSpec checks the shapes of the models it builds; a hand-built one can get here.
+    if (x.rank !== 4) return misfit("Dropout2d", x, "does not fit: Dropout2d takes an NHWC map")
     const [n, , , c] = x.shape
     return [n, 1, 1, c]
   })

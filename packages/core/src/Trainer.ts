@@ -31,6 +31,7 @@ import * as tf from "@tensorflow/tfjs-core"
 import { Chunk, Clock, Effect, Either, Option, PubSub, Ref, Stream } from "effect"
 import { Engine } from "./Engine.js"
 import {
+  type InvalidLayer,
   type InvalidTargets,
   InvalidTrainer,
   NonFinite,
@@ -47,10 +48,14 @@ import * as TorchWeights from "./TorchWeights.js"
 type Tensors = Numeric.Params<tf.Tensor>
 type Targets = Loss.Targets
 
-export { InvalidTargets, InvalidTrainer, NonFinite, WeightMismatch } from "./Errors.js"
+export { InvalidLayer, InvalidTargets, InvalidTrainer, NonFinite, WeightMismatch } from "./Errors.js"
 
-/** Why a training step cannot run: targets that do not fit the model, or parameters that do not fit its gradients. */
-export type StepError = InvalidTargets | OptimErrors.MismatchedTree
+/**
+ * Why a training step cannot run: targets that do not fit the model, an input a layer cannot
+ * take (a BatchNorm batch of one, a hand-built model whose layers do not fit), or parameters
+ * that do not fit their gradients.
+ */
+export type StepError = InvalidTargets | InvalidLayer | OptimErrors.MismatchedTree
 
 export type Loader<E = never, R = never> = DataLoader.DataLoader<Targets, E, R>
 
@@ -641,7 +646,7 @@ export const evaluate = <E, R>(
   t: Trainer<any, any>,
   loader: Loader<E, R>,
   epoch = 0
-): Effect.Effect<number, E | InvalidTargets, R | Engine> =>
+): Effect.Effect<number, E | InvalidTargets | InvalidLayer, R | Engine> =>
   Effect.zipRight(
     Engine,
     Effect.map(validate(t, loader, epoch, false), (v) => v.loss)
@@ -650,7 +655,8 @@ export const evaluate = <E, R>(
 /**
  * The validation pass: mean mini-batch loss in eval mode and, when asked, the per-class counts
  * of the same outputs (so the chapter's `correct` on the validation set needs no second pass).
- * Targets that do not fit the model stop the fold, which then fails once with `InvalidTargets`.
+ * Targets that do not fit the model (or an input a layer cannot take) stop the fold, which then
+ * fails once with `InvalidTargets` (`InvalidLayer`).
  */
 const validate = <E, R>(
   t: Trainer<any, any>,
@@ -659,13 +665,13 @@ const validate = <E, R>(
   countCorrect: boolean
 ): Effect.Effect<
   { readonly loss: number; readonly correct: Metrics.PerClass | undefined },
-  E | InvalidTargets,
+  E | InvalidTargets | InvalidLayer,
   R
 > => {
   interface Acc {
     readonly losses: Array<number>
     readonly correct: Metrics.PerClass | undefined
-    readonly failure: InvalidTargets | undefined
+    readonly failure: InvalidTargets | InvalidLayer | undefined
   }
   const start: Acc = { losses: [], correct: undefined, failure: undefined }
   return Effect.flatMap(
@@ -674,7 +680,9 @@ const validate = <E, R>(
       start,
       (acc) => acc.failure === undefined,
       (acc, batch): Acc => {
-        const out = outputs(t, batch)
+        const ran = Module.catchInvalidLayer(() => outputs(t, batch))
+        if (Either.isLeft(ran)) return { ...acc, failure: ran.left }
+        const out = ran.right
         const evaluated = t.config.loss.evaluate(out.values, out.shape, batch.y)
         if (Either.isLeft(evaluated)) return { ...acc, failure: evaluated.left }
         acc.losses.push(evaluated.right.loss)
@@ -704,10 +712,11 @@ const addCorrect = (
 export const batchLoss = (
   t: Trainer<any, any>,
   batch: Batch.Batch<Targets>
-): Either.Either<number, InvalidTargets> => {
-  const out = outputs(t, batch)
-  return Either.map(t.config.loss.evaluate(out.values, out.shape, batch.y), (r) => r.loss)
-}
+): Either.Either<number, InvalidTargets | InvalidLayer> =>
+  Either.flatMap(
+    Module.catchInvalidLayer(() => outputs(t, batch)),
+    (out) => Either.map(t.config.loss.evaluate(out.values, out.shape, batch.y), (r) => r.loss)
+  )
 
 /** Model outputs for a batch, eval mode by default: `[n, k]` values, row-major. */
 export const outputs = (
@@ -731,8 +740,10 @@ export const correct = (
   t: Trainer<any, any>,
   batch: Batch.Batch<Targets>,
   threshold = 0.5
-): Either.Either<Metrics.PerClass, InvalidTargets> => {
-  const out = outputs(t, batch)
+): Either.Either<Metrics.PerClass, InvalidTargets | InvalidLayer> => {
+  const ran = Module.catchInvalidLayer(() => outputs(t, batch))
+  if (Either.isLeft(ran)) return Either.left(ran.left)
+  const out = ran.right
   return Metrics.correct(out.values, out.shape[1] ?? 1, batch.y, threshold)
 }
 

@@ -304,6 +304,32 @@ layer(Engine.wasm)("Trainer", (it) => {
   )
 
   it.effect(
+    "a BatchNorm mini-batch of one sample fails training with InvalidLayer naming the layer, as PyTorch raises",
+    () =>
+      Effect.gen(function* () {
+        // 9 samples in batches of 8: the last mini-batch has one sample
+        const loader = yield* DataLoader.fromTensorDataset(F.images(9, 12, 3), { batchSize: 8, prefetch: 0 })
+        const model = Module.Sequential([
+          ["flatten", Module.Flatten()],
+          ["fc", Either.getOrThrow(Module.Linear({ inFeatures: 3 * 144, outFeatures: 3 }))],
+          ["bn", Either.getOrThrow(Module.BatchNorm1d({ numFeatures: 3 }))]
+        ])
+        const t = Trainer.unsafeMake(
+          { model, loss: Loss.crossEntropy, optimizer: F.adam(), trainLoader: loader },
+          Random.unsafeMake(1)
+        )
+        const start = tf.memory().numTensors
+        const err = yield* Effect.flip(Trainer.train(t, 2))
+        expect(err).toMatchObject({ _tag: "InvalidLayer", layer: "bn (BatchNorm1d)", value: [1, 3] })
+        expect(err.message).toBe(
+          "bn (BatchNorm1d): input = [1,3] has 1 value per channel: batch statistics need more than 1 when training"
+        )
+        expect(tf.memory().numTensors).toBe(start)
+        Trainer.dispose(t)
+      })
+  )
+
+  it.effect(
     "a label out of range fails training, validation and the range test with InvalidTargets, not a defect",
     () =>
       Effect.gen(function* () {
