@@ -27,7 +27,7 @@ import {
 } from "./Errors.js"
 import * as Image from "./Image.js"
 import * as TensorDataset from "./TensorDataset.js"
-import { type ImageTensor, noContext, Resize, ToTensor, type Transform } from "./Transforms.js"
+import { type ImageTensor, noContext, Resize, type Transform, toTensorInto } from "./Transforms.js"
 
 // Shapes as plain arrays (optim has the same one-liner; data does not depend on optim for it).
 const sameShape = (a: ReadonlyArray<number>, b: ReadonlyArray<number>): boolean =>
@@ -131,6 +131,8 @@ export interface ImageFolder<A> {
   readonly stream: Stream.Stream<Sample<A>, ImageReadError, FileSystem.FileSystem | DecodePool.DecodePool>
   readonly onError: OnError
 }
+
+type Needs = FileSystem.FileSystem | DecodePool.DecodePool
 
 const fsError = (path: string) => (e: { readonly message: string }) =>
   new DataFileError({ path, reason: e.message, cause: e })
@@ -315,24 +317,35 @@ export const make = <A = Image.RgbImage>(
             label: target(ref.label)
           }))
         }
-        const indices = Array.from({ length: samples.length }, (_, i) => i)
-        const stream =
+        const one = (i: number): Effect.Effect<Option.Option<Sample<A>>, ImageReadError, Needs> =>
           onError === "fail"
-            ? Stream.mapEffect(Stream.fromIterable(indices), (i) => get(i), { concurrency })
-            : Stream.filterMap(
-                Stream.mapEffect(
-                  Stream.fromIterable(indices),
-                  (i) =>
-                    get(i).pipe(
-                      Effect.map(Option.some),
-                      Effect.catchAll((e) =>
-                        Effect.as(Effect.logWarning(`skipping ${e.message}`), Option.none<Sample<A>>())
-                      )
-                    ),
-                  { concurrency }
-                ),
-                (o) => o
+            ? Effect.map(get(i), Option.some)
+            : get(i).pipe(
+                Effect.map(Option.some),
+                Effect.catchAll((e) =>
+                  Effect.as(Effect.logWarning(`skipping ${e.message}`), Option.none<Sample<A>>())
+                )
               )
+        const range = (from: number, to: number, width: number) =>
+          Stream.filterMap(
+            Stream.mapEffect(Stream.range(from, to - 1), one, { concurrency: width }),
+            (o) => o
+          )
+        // Decoding on the main thread blocks, so more than one image in flight there only adds
+        // fibers (and garbage: twice the time and +140 MB of heap at 20,000 images); the
+        // workers and a custom (possibly asynchronous) loader get `concurrency`. Under "auto"
+        // the first image decides, so it is decoded on its own.
+        const width = () => (where === "main" && options.loader === undefined ? 1 : concurrency)
+        const stream: Stream.Stream<Sample<A>, ImageReadError, Needs> = samples.length === 0
+          ? Stream.empty
+          : Stream.suspend(() =>
+              where !== undefined
+                ? range(0, samples.length, width())
+                : Stream.concat(
+                    range(0, 1, 1),
+                    Stream.suspend(() => range(1, samples.length, width()))
+                  )
+            )
         return {
           root,
           classes,
@@ -390,46 +403,77 @@ export const toTensorDataset = (
   ImageReadError | SampleShapeMismatch,
   FileSystem.FileSystem | DecodePool.DecodePool
 > =>
+  collect(
+    folder,
+    (t) => t.shape,
+    (t, out, offset) => out.set(t.data, offset)
+  )
+
+/**
+ * Every sample of `folder`, in order, written by `write` straight into one float32 buffer sized
+ * for the whole folder when the first sample arrives: no per-sample arrays are kept and nothing
+ * is concatenated at the end, so the dataset costs its pixels once (not two or three times).
+ */
+const collect = <A>(
+  folder: ImageFolder<A>,
+  shapeOf: (value: A) => ReadonlyArray<number>,
+  write: (value: A, out: Float32Array, offset: number) => void
+): Effect.Effect<
+  TensorDataset.TensorDataset,
+  ImageReadError | SampleShapeMismatch,
+  FileSystem.FileSystem | DecodePool.DecodePool
+> =>
   Effect.gen(function* () {
     const skipped: Array<string> = []
-    const kept: Array<Sample<ImageTensor>> = []
     const tagged =
       folder.onError === "skip"
         ? Stream.mapEffect(
             Stream.fromIterable(folder.samples.map((_, i) => i)),
             (i) =>
               folder.get(i).pipe(
-                Effect.map((s): Sample<ImageTensor> | string => s),
+                Effect.map((s): Sample<A> | string => s),
                 Effect.catchAll((e) => Effect.succeed(e.message))
               ),
             { concurrency: 8 }
           )
-        : Stream.map(folder.stream, (s): Sample<ImageTensor> | string => s)
+        : Stream.map(folder.stream, (s): Sample<A> | string => s)
+    let sampleShape: ReadonlyArray<number> | undefined
+    let per = 0
+    let x = new Float32Array(0)
+    const y = new Int32Array(folder.length)
+    let kept = 0
     yield* Stream.runForEach(tagged, (s) => {
       if (typeof s === "string") {
         skipped.push(s)
         return Effect.void
       }
-      kept.push(s)
-      return kept.length === 1 ? Effect.void : checkShape(s.path, kept[0].value.shape, s.value.shape)
+      const shape = shapeOf(s.value)
+      if (sampleShape === undefined) {
+        sampleShape = [...shape]
+        per = shape.reduce((a, b) => a * b, 1)
+        x = new Float32Array(folder.length * per)
+      } else if (!sameShape(sampleShape, shape)) return checkShape(s.path, sampleShape, shape)
+      write(s.value, x, kept * per)
+      y[kept++] = s.label
+      return Effect.void
     })
     if (skipped.length > 0) {
       yield* Effect.logWarning(`skipped ${skipped.length} unreadable image(s):\n  ${skipped.join("\n  ")}`)
     }
-    const sampleShape = kept.length > 0 ? kept[0].value.shape : [3, 0, 0]
-    const per = sampleShape[0] * sampleShape[1] * sampleShape[2]
-    const x = new Float32Array(kept.length * per)
-    const y = new Int32Array(kept.length)
-    kept.forEach((s, k) => {
-      x.set(s.value.data, k * per)
-      y[k] = s.label
-    })
-    return { x, y, sampleShape: [...sampleShape], length: kept.length, classes: folder.classes }
+    // Only when files were skipped is the buffer longer than the samples (then it is trimmed).
+    return {
+      x: kept === folder.length ? x : x.slice(0, kept * per),
+      y: kept === folder.length ? y : y.slice(0, kept),
+      sampleShape: sampleShape === undefined ? [3, 0, 0] : [...sampleShape],
+      length: kept,
+      classes: folder.classes
+    }
   })
 
 /**
  * The one-call loader: `root` decoded once, resized, as CHW float32 in [0, 1] (the chapter's
- * `Compose([Resize(28), ToTensor()])` on an `ImageFolder`).
+ * `Compose([Resize(28), ToTensor()])` on an `ImageFolder`). Each decoded image is converted
+ * straight into the dataset's buffer (`Transforms.toTensorInto`).
  */
 export const loadImageFolder = (
   root: string,
@@ -449,8 +493,7 @@ export const loadImageFolder = (
   FileSystem.FileSystem | DecodePool.DecodePool
 > =>
   Effect.flatMap(
-    make<ImageTensor>(root, {
-      transform: ToTensor(),
+    make<Image.RgbImage>(root, {
       onError: options.onError ?? "fail",
       concurrency: options.concurrency ?? 8,
       ...(options.maxPixels === undefined ? {} : { maxPixels: options.maxPixels }),
@@ -460,7 +503,7 @@ export const loadImageFolder = (
       ...(options.decodeOn === undefined ? {} : { decodeOn: options.decodeOn }),
       ...(options.diskCache === undefined ? {} : { diskCache: options.diskCache })
     }),
-    toTensorDataset
+    (folder) => collect(folder, (img) => [3, img.height, img.width], toTensorInto)
   )
 
 /** `Normalize(mean, std)` applied to every sample of an image dataset (see `TensorDataset.normalize`). */
