@@ -216,8 +216,10 @@ export const prepareData = (
           yield* DataLoader.fromTensorDataset(train, { batchSize: recipe.batchSize })
         )
       : undefined
+    // Both sets were decoded (or split off) here and nothing else holds them: standardised in
+    // place, so the pixels are not held twice (issue 14's peak memory).
     const norm = (ds: TensorDataset.TensorDataset) =>
-      normalizer === undefined ? Either.right(ds) : ImageFolder.normalizeDataset(ds, normalizer)
+      normalizer === undefined ? Either.right(ds) : TensorDataset.normalizeInPlace(ds, normalizer)
     return {
       train: yield* norm(train),
       val: val === undefined ? undefined : yield* norm(val),

@@ -9,7 +9,7 @@
 
 import * as nodePath from "node:path"
 import { FileSystem } from "@effect/platform"
-import { Effect, Either, Option, Stream } from "effect"
+import { Chunk, Effect, Either, Option, Stream } from "effect"
 import type { Batch } from "./Batch.js"
 import * as DataLoader from "./DataLoader.js"
 import * as DecodePool from "./DecodePool.js"
@@ -27,7 +27,7 @@ import {
 } from "./Errors.js"
 import * as Image from "./Image.js"
 import * as TensorDataset from "./TensorDataset.js"
-import { type ImageTensor, noContext, Resize, ToTensor, type Transform } from "./Transforms.js"
+import { type ImageTensor, noContext, Resize, type Transform, toTensorInto } from "./Transforms.js"
 
 // Shapes as plain arrays (optim has the same one-liner; data does not depend on optim for it).
 const sameShape = (a: ReadonlyArray<number>, b: ReadonlyArray<number>): boolean =>
@@ -127,9 +127,35 @@ export interface ImageFolder<A> {
     index: number,
     epoch?: number
   ) => Effect.Effect<Sample<A>, ImageReadError, FileSystem.FileSystem | DecodePool.DecodePool>
+  /**
+   * Samples `indices` for `epoch`, each one or its error, in order: on the decode workers one
+   * message for the lot (what the loaders use: a message per image costs more than it carries).
+   */
+  readonly getMany: (
+    indices: ReadonlyArray<number>,
+    epoch?: number
+  ) => Effect.Effect<
+    ReadonlyArray<Either.Either<Sample<A>, ImageReadError>>,
+    never,
+    FileSystem.FileSystem | DecodePool.DecodePool
+  >
   /** Every sample in order, decoded concurrently (bad files skipped when `onError: "skip"`). */
   readonly stream: Stream.Stream<Sample<A>, ImageReadError, FileSystem.FileSystem | DecodePool.DecodePool>
   readonly onError: OnError
+}
+
+type Needs = FileSystem.FileSystem | DecodePool.DecodePool
+
+/**
+ * How `concurrency` images in flight on `workers` decode threads are sent: two messages per
+ * worker (one decoding while the other's answer is handled), each of `chunk` images.
+ */
+export const chunking = (
+  concurrency: number,
+  workers: number
+): { readonly chunk: number; readonly inFlight: number } => {
+  const chunk = Math.max(1, Math.floor(concurrency / (2 * workers)))
+  return { chunk, inFlight: Math.ceil(concurrency / chunk) }
 }
 
 const fsError = (path: string) => (e: { readonly message: string }) =>
@@ -292,11 +318,17 @@ export const make = <A = Image.RgbImage>(
         ): Effect.Effect<Image.RgbImage, ImageReadError, FileSystem.FileSystem | DecodePool.DecodePool> =>
           where === "workers" ? DecodePool.decode(path, size, limits) : onMain(path)
         const cacheDir = options.diskCache
+        const keyOf = (ref: SampleRef): DiskCache.Key => ({
+          path: ref.path,
+          size: ref.size,
+          mtimeMs: ref.mtimeMs,
+          resize: size
+        })
         const load = (
           ref: SampleRef
         ): Effect.Effect<Image.RgbImage, ImageReadError, FileSystem.FileSystem | DecodePool.DecodePool> => {
           if (cacheDir === undefined) return decode(ref.path)
-          const key = { path: ref.path, size: ref.size, mtimeMs: ref.mtimeMs, resize: size }
+          const key = keyOf(ref)
           return Effect.suspend(() => {
             const hit = DiskCache.read(cacheDir, key)
             return hit !== undefined
@@ -315,24 +347,87 @@ export const make = <A = Image.RgbImage>(
             label: target(ref.label)
           }))
         }
-        const indices = Array.from({ length: samples.length }, (_, i) => i)
-        const stream =
-          onError === "fail"
-            ? Stream.mapEffect(Stream.fromIterable(indices), (i) => get(i), { concurrency })
+        const sampleOf = (index: number, img: Image.RgbImage, epoch: number): Sample<A> => {
+          const ref = samples[index]
+          return { index, path: ref.path, value: transform(img, { epoch, index }), label: target(ref.label) }
+        }
+        /**
+         * Several samples at once: on the workers one message for all of them (disk-cache hits
+         * are read here and only the misses sent), elsewhere one after the other.
+         */
+        const getMany = (
+          indices: ReadonlyArray<number>,
+          epoch = options.epoch ?? 0
+        ): Effect.Effect<ReadonlyArray<Either.Either<Sample<A>, ImageReadError>>, never, Needs> =>
+          Effect.suspend(() => {
+            if (where !== "workers") return Effect.forEach(indices, (i) => Effect.either(get(i, epoch)))
+            const results = indices.map((i) => {
+              const hit = cacheDir === undefined ? undefined : DiskCache.read(cacheDir, keyOf(samples[i]))
+              return hit === undefined ? undefined : Either.right(sampleOf(i, hit, epoch))
+            })
+            const missing = indices.filter((_, k) => results[k] === undefined)
+            return Effect.map(
+              DecodePool.decodeMany(
+                missing.map((i) => samples[i].path),
+                size,
+                limits
+              ),
+              (decoded) => {
+                let m = 0
+                return results.map((r, k) => {
+                  if (r !== undefined) return r
+                  const i = indices[k]
+                  return Either.map(decoded[m++], (img) => {
+                    if (cacheDir !== undefined) DiskCache.write(cacheDir, keyOf(samples[i]), img)
+                    return sampleOf(i, img, epoch)
+                  })
+                })
+              }
+            )
+          })
+        const settle = (r: Either.Either<Sample<A>, ImageReadError>) =>
+          Either.isRight(r)
+            ? Effect.succeed(Option.some(r.right))
+            : onError === "fail"
+              ? Effect.fail(r.left)
+              : Effect.as(Effect.logWarning(`skipping ${r.left.message}`), Option.none<Sample<A>>())
+        const one = (i: number): Effect.Effect<Option.Option<Sample<A>>, ImageReadError, Needs> =>
+          Effect.flatMap(Effect.either(get(i)), settle)
+        // Decoding on the main thread blocks, so more than one image in flight there only adds
+        // fibers (and garbage: twice the time and +140 MB of heap at 20,000 images). A custom
+        // (possibly asynchronous) loader gets `concurrency`. The workers get `concurrency`
+        // images in flight, a few per message (`chunking`).
+        const range = (from: number, to: number): Stream.Stream<Sample<A>, ImageReadError, Needs> =>
+          where === "workers"
+            ? Stream.unwrap(
+                Effect.map(DecodePool.DecodePool, (pool) => {
+                  const { chunk, inFlight } = chunking(concurrency, pool.workers)
+                  return Stream.range(from, to - 1).pipe(
+                    Stream.grouped(chunk),
+                    Stream.mapEffect((c) => getMany(Chunk.toReadonlyArray(c)), { concurrency: inFlight }),
+                    Stream.flattenIterables,
+                    Stream.mapEffect(settle),
+                    Stream.filterMap((o) => o)
+                  )
+                })
+              )
             : Stream.filterMap(
-                Stream.mapEffect(
-                  Stream.fromIterable(indices),
-                  (i) =>
-                    get(i).pipe(
-                      Effect.map(Option.some),
-                      Effect.catchAll((e) =>
-                        Effect.as(Effect.logWarning(`skipping ${e.message}`), Option.none<Sample<A>>())
-                      )
-                    ),
-                  { concurrency }
-                ),
+                Stream.mapEffect(Stream.range(from, to - 1), one, {
+                  concurrency: where === "main" && options.loader === undefined ? 1 : concurrency
+                }),
                 (o) => o
               )
+        // Under "auto" the first image decides where the rest is decoded, so it goes on its own.
+        const stream: Stream.Stream<Sample<A>, ImageReadError, Needs> = samples.length === 0
+          ? Stream.empty
+          : Stream.suspend(() =>
+              where !== undefined
+                ? range(0, samples.length)
+                : Stream.concat(
+                    range(0, 1),
+                    Stream.suspend(() => range(1, samples.length))
+                  )
+            )
         return {
           root,
           classes,
@@ -340,6 +435,7 @@ export const make = <A = Image.RgbImage>(
           samples,
           length: samples.length,
           get,
+          getMany,
           stream,
           onError
         }
@@ -390,46 +486,77 @@ export const toTensorDataset = (
   ImageReadError | SampleShapeMismatch,
   FileSystem.FileSystem | DecodePool.DecodePool
 > =>
+  collect(
+    folder,
+    (t) => t.shape,
+    (t, out, offset) => out.set(t.data, offset)
+  )
+
+/**
+ * Every sample of `folder`, in order, written by `write` straight into one float32 buffer sized
+ * for the whole folder when the first sample arrives: no per-sample arrays are kept and nothing
+ * is concatenated at the end, so the dataset costs its pixels once (not two or three times).
+ */
+const collect = <A>(
+  folder: ImageFolder<A>,
+  shapeOf: (value: A) => ReadonlyArray<number>,
+  write: (value: A, out: Float32Array, offset: number) => void
+): Effect.Effect<
+  TensorDataset.TensorDataset,
+  ImageReadError | SampleShapeMismatch,
+  FileSystem.FileSystem | DecodePool.DecodePool
+> =>
   Effect.gen(function* () {
     const skipped: Array<string> = []
-    const kept: Array<Sample<ImageTensor>> = []
     const tagged =
       folder.onError === "skip"
         ? Stream.mapEffect(
             Stream.fromIterable(folder.samples.map((_, i) => i)),
             (i) =>
               folder.get(i).pipe(
-                Effect.map((s): Sample<ImageTensor> | string => s),
+                Effect.map((s): Sample<A> | string => s),
                 Effect.catchAll((e) => Effect.succeed(e.message))
               ),
             { concurrency: 8 }
           )
-        : Stream.map(folder.stream, (s): Sample<ImageTensor> | string => s)
+        : Stream.map(folder.stream, (s): Sample<A> | string => s)
+    let sampleShape: ReadonlyArray<number> | undefined
+    let per = 0
+    let x = new Float32Array(0)
+    const y = new Int32Array(folder.length)
+    let kept = 0
     yield* Stream.runForEach(tagged, (s) => {
       if (typeof s === "string") {
         skipped.push(s)
         return Effect.void
       }
-      kept.push(s)
-      return kept.length === 1 ? Effect.void : checkShape(s.path, kept[0].value.shape, s.value.shape)
+      const shape = shapeOf(s.value)
+      if (sampleShape === undefined) {
+        sampleShape = [...shape]
+        per = shape.reduce((a, b) => a * b, 1)
+        x = new Float32Array(folder.length * per)
+      } else if (!sameShape(sampleShape, shape)) return checkShape(s.path, sampleShape, shape)
+      write(s.value, x, kept * per)
+      y[kept++] = s.label
+      return Effect.void
     })
     if (skipped.length > 0) {
       yield* Effect.logWarning(`skipped ${skipped.length} unreadable image(s):\n  ${skipped.join("\n  ")}`)
     }
-    const sampleShape = kept.length > 0 ? kept[0].value.shape : [3, 0, 0]
-    const per = sampleShape[0] * sampleShape[1] * sampleShape[2]
-    const x = new Float32Array(kept.length * per)
-    const y = new Int32Array(kept.length)
-    kept.forEach((s, k) => {
-      x.set(s.value.data, k * per)
-      y[k] = s.label
-    })
-    return { x, y, sampleShape: [...sampleShape], length: kept.length, classes: folder.classes }
+    // Only when files were skipped is the buffer longer than the samples (then it is trimmed).
+    return {
+      x: kept === folder.length ? x : x.slice(0, kept * per),
+      y: kept === folder.length ? y : y.slice(0, kept),
+      sampleShape: sampleShape === undefined ? [3, 0, 0] : [...sampleShape],
+      length: kept,
+      classes: folder.classes
+    }
   })
 
 /**
  * The one-call loader: `root` decoded once, resized, as CHW float32 in [0, 1] (the chapter's
- * `Compose([Resize(28), ToTensor()])` on an `ImageFolder`).
+ * `Compose([Resize(28), ToTensor()])` on an `ImageFolder`). Each decoded image is converted
+ * straight into the dataset's buffer (`Transforms.toTensorInto`).
  */
 export const loadImageFolder = (
   root: string,
@@ -449,8 +576,7 @@ export const loadImageFolder = (
   FileSystem.FileSystem | DecodePool.DecodePool
 > =>
   Effect.flatMap(
-    make<ImageTensor>(root, {
-      transform: ToTensor(),
+    make<Image.RgbImage>(root, {
       onError: options.onError ?? "fail",
       concurrency: options.concurrency ?? 8,
       ...(options.maxPixels === undefined ? {} : { maxPixels: options.maxPixels }),
@@ -460,7 +586,7 @@ export const loadImageFolder = (
       ...(options.decodeOn === undefined ? {} : { decodeOn: options.decodeOn }),
       ...(options.diskCache === undefined ? {} : { diskCache: options.diskCache })
     }),
-    toTensorDataset
+    (folder) => collect(folder, (img) => [3, img.height, img.width], toTensorInto)
   )
 
 /** `Normalize(mean, std)` applied to every sample of an image dataset (see `TensorDataset.normalize`). */
@@ -512,31 +638,42 @@ const cachedLoader = <C>(
   const prefetch = options.prefetch ?? 2
   let sampleShape: ReadonlyArray<number> | undefined
 
-  const cached = (
-    i: number
-  ): Effect.Effect<C | undefined, ImageReadError, FileSystem.FileSystem | DecodePool.DecodePool> => {
-    const hit = cache[i]
-    if (hit !== undefined || bad.has(i)) return Effect.succeed(hit)
-    const decoded = Effect.map(folder.get(i, 0), (s) => {
+  /** Stores a decoded sample, or marks it bad (`onError: "skip"`) or fails (`"fail"`). */
+  const store = (
+    i: number,
+    r: Either.Either<Sample<C>, ImageReadError>
+  ): Effect.Effect<void, ImageReadError> => {
+    if (Either.isRight(r)) {
       if (cache[i] === undefined) settled++
-      cache[i] = s.value
-      return s.value as C | undefined
-    })
-    return folder.onError === "fail"
-      ? decoded
-      : Effect.catchAll(decoded, (e) => {
-          if (!bad.has(i)) settled++
-          bad.add(i)
-          return Effect.as(Effect.logWarning(`skipping ${e.message}`), undefined)
-        })
+      cache[i] = r.right.value
+      return Effect.void
+    }
+    if (folder.onError === "fail") return Effect.fail(r.left)
+    if (!bad.has(i)) settled++
+    bad.add(i)
+    return Effect.logWarning(`skipping ${r.left.message}`)
   }
 
-  /** Decodes the samples of a batch that are not cached yet (all of them in the first epoch). */
+  /**
+   * Decodes the samples of a batch that are not cached yet (all of them in the first epoch),
+   * `concurrency` in flight, a few per worker message (`chunking`).
+   */
   const fill = (indices: Uint32Array) => {
     const missing = Array.from(indices).filter((i) => cache[i] === undefined && !bad.has(i))
-    return missing.length === 0
-      ? Effect.void
-      : Effect.forEach(missing, cached, { concurrency, discard: true })
+    if (missing.length === 0) return Effect.void
+    return Effect.flatMap(DecodePool.DecodePool, (pool) => {
+      const { chunk, inFlight } = chunking(concurrency, pool.workers)
+      const chunks: Array<ReadonlyArray<number>> = []
+      for (let k = 0; k < missing.length; k += chunk) chunks.push(missing.slice(k, k + chunk))
+      return Effect.forEach(
+        chunks,
+        (c) =>
+          Effect.flatMap(folder.getMany(c, 0), (results) =>
+            Effect.forEach(results, (r, k) => store(c[k], r), { discard: true })
+          ),
+        { concurrency: inFlight, discard: true }
+      )
+    })
   }
 
   /** Gathers a batch from the cache (pure memory work, no effects per sample). */

@@ -19,7 +19,10 @@ export interface RawPixels {
 }
 
 export function makePngDecoder(zlib: {
-  readonly inflateSync: (data: Uint8Array, options?: { readonly maxOutputLength?: number }) => Uint8Array
+  readonly inflateSync: (
+    data: Uint8Array,
+    options?: { readonly maxOutputLength?: number; readonly chunkSize?: number }
+  ) => Uint8Array
   readonly crc32: (data: Uint8Array) => number
 }) {
   const SIGNATURE = [137, 80, 78, 71, 13, 10, 26, 10]
@@ -36,9 +39,15 @@ export function makePngDecoder(zlib: {
   const pngSize = (bytes: Uint8Array): { readonly width: number; readonly height: number } | undefined =>
     isPng(bytes) && bytes.length >= 24 ? { width: u32(bytes, 16), height: u32(bytes, 20) } : undefined
 
+  /**
+   * Unfilters in place: row y moves from `y * (stride + 1) + 1` down to `y * stride`, so the
+   * inflated buffer becomes the pixels without a second full-size array. Each byte is written at
+   * or below the filtered byte it comes from, after that byte (and every earlier one) was read,
+   * and the previous row, already final, lies below the current one.
+   */
   const unfilter = (raw: Uint8Array, width: number, height: number, bpp: number): Uint8Array => {
     const stride = width * bpp
-    const out = new Uint8Array(stride * height)
+    const out = raw
     for (let y = 0; y < height; y++) {
       const filter = raw[y * (stride + 1)]
       const src = y * (stride + 1) + 1
@@ -46,7 +55,7 @@ export function makePngDecoder(zlib: {
       const prev = row - stride
       switch (filter) {
         case 0:
-          out.set(raw.subarray(src, src + stride), row)
+          out.copyWithin(row, src, src + stride)
           break
         case 1:
           for (let i = 0; i < stride; i++) out[row + i] = raw[src + i] + (i >= bpp ? out[row + i - bpp] : 0)
@@ -77,7 +86,7 @@ export function makePngDecoder(zlib: {
           throw new Error(`PNG: invalid filter type ${filter} in row ${y}`)
       }
     }
-    return out
+    return out.subarray(0, stride * height)
   }
 
   /**
@@ -130,13 +139,16 @@ export function makePngDecoder(zlib: {
                 ? 4
                 : 0
     if (channels === 0) throw new Error(`PNG: invalid colour type ${colorType}`)
-    let total = 0
-    for (const c of idat) total += c.length
-    const compressed = new Uint8Array(total)
-    let o = 0
-    for (const c of idat) {
-      compressed.set(c, o)
-      o += c.length
+    let compressed = idat[0] ?? new Uint8Array(0)
+    if (idat.length > 1) {
+      let total = 0
+      for (const c of idat) total += c.length
+      compressed = new Uint8Array(total)
+      let o = 0
+      for (const c of idat) {
+        compressed.set(c, o)
+        o += c.length
+      }
     }
     // The IHDR bounds the inflated size: a stream that inflates far beyond it (a zlib bomb
     // behind a small header) is cut off instead of filling memory. A little slack keeps files
@@ -144,7 +156,8 @@ export function makePngDecoder(zlib: {
     const expected = height * (width * channels + 1)
     let raw: Uint8Array
     try {
-      raw = zlib.inflateSync(compressed, { maxOutputLength: expected + 65536 })
+      // One output chunk of the expected size: no list of 16 KiB chunks concatenated at the end.
+      raw = zlib.inflateSync(compressed, { maxOutputLength: expected + 65536, chunkSize: expected + 1024 })
     } catch (e) {
       if (e instanceof RangeError)
         throw new Error("PNG: image data inflates beyond the size its IHDR declares")

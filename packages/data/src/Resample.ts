@@ -85,6 +85,109 @@ export function makeKernels(cacheSize = 256) {
     return r < 0 ? 0 : Math.min(r, 255)
   }
 
+  // The horizontal passes below accumulate exact doubles (|pixel * weight| < 2^31, and a few
+  // dozen taps stay far below 2^53) and wrap to int32 once with `| 0`: the same value as
+  // Pillow's int32 accumulation (wrapping commutes with addition), about twice as fast in V8 as
+  // `Math.imul` and `| 0` at every tap.
+  const LITTLE_ENDIAN = new Uint8Array(new Uint32Array([1]).buffer)[0] === 1
+
+  /** RGB out of RGBA pixels read as little-endian 32-bit words (one load per tap, alpha ignored). */
+  const horizontalRgba = (
+    words: Uint32Array,
+    width: number,
+    first: number,
+    rows: number,
+    outWidth: number,
+    { ksize, bounds, weights }: Coefficients,
+    tmp: Uint8Array
+  ): void => {
+    for (let yy = 0; yy < rows; yy++) {
+      const rowIn = (yy + first) * width
+      const rowOut = yy * outWidth * 3
+      for (let xx = 0; xx < outWidth; xx++) {
+        const taps = bounds[2 * xx + 1]
+        const kOff = xx * ksize
+        let s0 = HALF
+        let s1 = HALF
+        let s2 = HALF
+        let p = rowIn + bounds[2 * xx]
+        for (let x = 0; x < taps; x++, p++) {
+          const k = weights[kOff + x]
+          const v = words[p]
+          s0 += (v & 255) * k
+          s1 += ((v >>> 8) & 255) * k
+          s2 += ((v >>> 16) & 255) * k
+        }
+        const o = rowOut + xx * 3
+        tmp[o] = clip8(s0 | 0)
+        tmp[o + 1] = clip8(s1 | 0)
+        tmp[o + 2] = clip8(s2 | 0)
+      }
+    }
+  }
+
+  /** RGB out of pixels `stride` bytes apart (3, or 4 when RGBA is not word-aligned). */
+  const horizontalRgb = (
+    data: Uint8Array,
+    width: number,
+    stride: number,
+    first: number,
+    rows: number,
+    outWidth: number,
+    { ksize, bounds, weights }: Coefficients,
+    tmp: Uint8Array
+  ): void => {
+    for (let yy = 0; yy < rows; yy++) {
+      const rowIn = (yy + first) * width * stride
+      const rowOut = yy * outWidth * 3
+      for (let xx = 0; xx < outWidth; xx++) {
+        const taps = bounds[2 * xx + 1]
+        const kOff = xx * ksize
+        let s0 = HALF
+        let s1 = HALF
+        let s2 = HALF
+        let p = rowIn + bounds[2 * xx] * stride
+        for (let x = 0; x < taps; x++, p += stride) {
+          const k = weights[kOff + x]
+          s0 += data[p] * k
+          s1 += data[p + 1] * k
+          s2 += data[p + 2] * k
+        }
+        const o = rowOut + xx * 3
+        tmp[o] = clip8(s0 | 0)
+        tmp[o + 1] = clip8(s1 | 0)
+        tmp[o + 2] = clip8(s2 | 0)
+      }
+    }
+  }
+
+  /** Any channel count, channel by channel. */
+  const horizontalAny = (
+    data: Uint8Array,
+    width: number,
+    channels: number,
+    first: number,
+    rows: number,
+    outWidth: number,
+    { ksize, bounds, weights }: Coefficients,
+    tmp: Uint8Array
+  ): void => {
+    for (let yy = 0; yy < rows; yy++) {
+      const rowIn = (yy + first) * width * channels
+      const rowOut = yy * outWidth * channels
+      for (let xx = 0; xx < outWidth; xx++) {
+        const taps = bounds[2 * xx + 1]
+        const kOff = xx * ksize
+        for (let c = 0; c < channels; c++) {
+          let ss = HALF
+          let p = rowIn + bounds[2 * xx] * channels + c
+          for (let x = 0; x < taps; x++, p += channels) ss += data[p] * weights[kOff + x]
+          tmp[rowOut + xx * channels + c] = clip8(ss | 0)
+        }
+      }
+    }
+  }
+
   /**
    * Resizes interleaved 8-bit pixels (`channels` per pixel) from `width x height` to
    * `outWidth x outHeight`, optionally from a source box [x0, y0, x1, y1) (for crops).
@@ -119,42 +222,11 @@ export function makeKernels(cacheSize = 256) {
       const last = vert.bounds[outHeight * 2 - 2] + vert.bounds[outHeight * 2 - 1]
       const rows = last - first
       const tmp = new Uint8Array(rows * outWidth * channels)
-      const { ksize, bounds, weights } = horiz
-      for (let yy = 0; yy < rows; yy++) {
-        const rowIn = (yy + first) * width * srcStride
-        const rowOut = yy * outWidth * channels
-        for (let xx = 0; xx < outWidth; xx++) {
-          const xmin = bounds[2 * xx]
-          const taps = bounds[2 * xx + 1]
-          const kOff = xx * ksize
-          if (channels === 3) {
-            // The common case, all three channels per tap: a third of the loop overhead.
-            // Int32 arithmetic is exact here: 255 * 2^22 plus rounding stays below 2^31.
-            let s0 = HALF
-            let s1 = HALF
-            let s2 = HALF
-            let p = rowIn + xmin * srcStride
-            for (let x = 0; x < taps; x++, p += srcStride) {
-              const k = weights[kOff + x]
-              s0 = (s0 + Math.imul(data[p], k)) | 0
-              s1 = (s1 + Math.imul(data[p + 1], k)) | 0
-              s2 = (s2 + Math.imul(data[p + 2], k)) | 0
-            }
-            const o = rowOut + xx * 3
-            tmp[o] = clip8(s0)
-            tmp[o + 1] = clip8(s1)
-            tmp[o + 2] = clip8(s2)
-            continue
-          }
-          for (let c = 0; c < channels; c++) {
-            let ss = HALF
-            let p = rowIn + xmin * channels + c
-            for (let x = 0; x < taps; x++, p += channels)
-              ss = (ss + Math.imul(data[p], weights[kOff + x])) | 0
-            tmp[rowOut + xx * channels + c] = clip8(ss)
-          }
-        }
-      }
+      if (channels === 3 && srcStride === 4 && LITTLE_ENDIAN && data.byteOffset % 4 === 0) {
+        const words = new Uint32Array(data.buffer, data.byteOffset, data.length >> 2)
+        horizontalRgba(words, width, first, rows, outWidth, horiz, tmp)
+      } else if (channels === 3) horizontalRgb(data, width, srcStride, first, rows, outWidth, horiz, tmp)
+      else horizontalAny(data, width, channels, first, rows, outWidth, horiz, tmp)
       src = tmp
       srcWidth = outWidth
       vBounds = vert.bounds.slice()
@@ -172,8 +244,8 @@ export function makeKernels(cacheSize = 256) {
       for (let i = 0; i < stride; i++) {
         let ss = HALF
         let p = ymin * stride + i
-        for (let y = 0; y < taps; y++, p += stride) ss = (ss + Math.imul(src[p], weights[kOff + y])) | 0
-        out[rowOut + i] = clip8(ss)
+        for (let y = 0; y < taps; y++, p += stride) ss += src[p] * weights[kOff + y]
+        out[rowOut + i] = clip8(ss | 0)
       }
     }
     return out

@@ -172,3 +172,24 @@ export const normalize = <Y extends Targets>(
     return { ...ds, x }
   })
 }
+
+/**
+ * `normalize` overwriting the dataset's own `x` instead of allocating a second one: the same
+ * values, for a dataset nobody else reads (one just decoded by `ImageFolder.loadImageFolder`),
+ * where a copy would double the memory the pixels take. Returns `ds` itself.
+ */
+export const normalizeInPlace = <Y extends Targets>(
+  ds: TensorDataset<Y>,
+  params: NormalizeParams
+): Either.Either<TensorDataset<Y>, InvalidArgument | InvalidNormalizer> => {
+  const channels = ds.sampleShape[0]
+  return Either.map(checkNormalize(params, channels), (checked) => {
+    const per = sampleSize(ds)
+    for (let i = 0; i < ds.length; i++) {
+      const sample = ds.x.subarray(i * per, (i + 1) * per)
+      // Element-wise: each value is read before the same index is written.
+      normalizeCHWInto(sample, channels, checked, sample)
+    }
+    return ds
+  })
+}

@@ -244,17 +244,26 @@ const randomResizedCrop = (
 /** 0..255 / 255 in float32, as torchvision's `img.float().div(255)`. */
 const BYTE_TO_UNIT = Float32Array.from({ length: 256 }, (_, v) => v / 255)
 
+/**
+ * `ToTensor` writing into `out` from `offset` (`3 * width * height` values): how a whole dataset
+ * is decoded into one buffer without a float32 array per image.
+ */
+export const toTensorInto = (img: RgbImage, out: Float32Array, offset: number): void => {
+  const hw = img.width * img.height
+  const data = img.data
+  for (let i = 0; i < hw; i++) {
+    out[offset + i] = BYTE_TO_UNIT[data[3 * i]]
+    out[offset + hw + i] = BYTE_TO_UNIT[data[3 * i + 1]]
+    out[offset + 2 * hw + i] = BYTE_TO_UNIT[data[3 * i + 2]]
+  }
+}
+
 /** `ToTensor()`: uint8 HWC RGB -> float32 CHW in [0, 1]. */
 export const ToTensor =
   (): Transform<RgbImage, ImageTensor> =>
   (img): ImageTensor => {
-    const hw = img.width * img.height
-    const out = new Float32Array(3 * hw)
-    for (let i = 0; i < hw; i++) {
-      out[i] = BYTE_TO_UNIT[img.data[3 * i]]
-      out[hw + i] = BYTE_TO_UNIT[img.data[3 * i + 1]]
-      out[2 * hw + i] = BYTE_TO_UNIT[img.data[3 * i + 2]]
-    }
+    const out = new Float32Array(3 * img.width * img.height)
+    toTensorInto(img, out, 0)
     return { shape: [3, img.height, img.width], data: out }
   }
 

@@ -81,6 +81,22 @@ describe("the normalizer refuses what would divide by zero or spread NaN", () =>
       expect(ok.x[1]).toBe((ds.x[1] - 1) / 2)
     })
   )
+
+  it.effect("TensorDataset.normalizeInPlace gives normalize's values bit for bit, in the same buffer", () =>
+    Effect.gen(function* () {
+      const params = { mean: [0.51, 0.47, 0.43], std: [0.21, 0.19, 0.23] }
+      const ds = images(5, (i, c, k) => Math.fround((i * 31 + c * 7 + k * 3) / 255))
+      const copy = yield* TensorDataset.normalize(ds, params)
+      const before = ds.x
+      const inPlace = yield* TensorDataset.normalizeInPlace(ds, params)
+      expect(inPlace.x).toBe(before)
+      expect(Array.from(inPlace.x)).toEqual(Array.from(copy.x))
+      // A bad normalizer is refused before anything is overwritten.
+      const bad = yield* Effect.flip(TensorDataset.normalizeInPlace(ds, { mean: [0, 0, 0], std: [1, 0, 1] }))
+      expect(bad).toMatchObject({ _tag: "InvalidNormalizer", channel: 1 })
+      expect(Array.from(ds.x)).toEqual(Array.from(copy.x))
+    })
+  )
 })
 
 describe("Statistics.sum / mean (loader_apply's reductions)", () => {
