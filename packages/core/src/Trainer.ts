@@ -24,7 +24,9 @@ import {
   type Errors as OptimErrors,
   type Optimizer,
   OptimizerState,
+  Optimizers,
   type Scheduler,
+  Schedulers,
   TfNumeric
 } from "@stepwise/optim"
 import * as tf from "@tensorflow/tfjs-core"
@@ -116,6 +118,25 @@ export const make = <E = never, R = never>(
       })
     )
   )
+
+/**
+ * `make` with the optimizer and scheduler taken from optim's services: the program names its
+ * configuration once, as layers (`Optimizers.layer(config)`, `Schedulers.layer(config)`, the
+ * latter checked against the former), and the engine decides how the optimizer runs (its
+ * fused kernels on wasm and cpu). Without a `Scheduler` in context the lr stays the optimizer's.
+ */
+export const fromServices = <E = never, R = never>(
+  config: Omit<Config<E, R>, "optimizer" | "scheduler">,
+  init: Random.State | Tensors,
+  options: MakeOptions = {}
+): Effect.Effect<Trainer<E, R>, DataErrors.InvalidArgument | WeightMismatch, Engine | Optimizers.Optimizer> =>
+  Effect.gen(function* () {
+    const { numeric } = yield* Engine
+    const { def } = yield* Optimizers.Optimizer
+    const scheduled = yield* Effect.serviceOption(Schedulers.Scheduler)
+    const scheduler = Option.getOrUndefined(Option.map(scheduled, (s) => s.scheduler))
+    return yield* make({ ...config, optimizer: def(numeric), scheduler }, init, options)
+  })
 
 export interface MakeOptions {
   readonly seed?: number
