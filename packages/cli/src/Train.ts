@@ -15,14 +15,13 @@ import { Engine, Events, Metrics, ModelSpec, Trainer } from "@stepwise/core"
 import type { Errors as DataErrors } from "@stepwise/data"
 import type { InvalidHyperparameter } from "@stepwise/optim"
 import { Clock, Console, Effect, Fiber, Option, Ref, Stream } from "effect"
-import * as Charts from "./Charts.js"
 import * as Checkpoint from "./Checkpoint.js"
 import type * as Cli from "./Cli.js"
 import { COMMAND_LINE, ConfigError, DataMismatch, RunFolderError, runFolderError } from "./Errors.js"
 import * as Pipeline from "./Pipeline.js"
 import { formatBar, formatEpochLine, makePace, Output, summaryTable } from "./Progress.js"
 import * as Recipe from "./Recipe.js"
-import * as Render from "./Render.js"
+import type * as Render from "./Render.js"
 import * as Resolve from "./Resolve.js"
 import * as Run from "./RunFolder.js"
 import * as TB from "./TensorBoard.js"
@@ -431,6 +430,10 @@ const report = (ctx: {
     const { rows, runDir } = ctx
     const plots: Array<string> = []
     if (ctx.plotsOn) {
+      // The pictures' libraries (vega, sharp) load here, at the end, not at start-up.
+      const [Charts, Render] = yield* Effect.promise(() =>
+        Promise.all([import("./Charts.js"), import("./Render.js")])
+      )
       const plotDir = p.join(runDir, Run.PLOTS_DIR)
       const write = (name: string, spec: Render.Spec) =>
         Effect.gen(function* () {
