@@ -245,7 +245,13 @@ export const run = (args: Args) =>
 
     // The fold, and its per-epoch consumers. Each epoch's files are written uninterruptibly, so
     // an interrupt lands between mini-batches or after a complete epoch, never between its files.
+    // They are written while the next epoch trains (the checkpoint's bytes are taken from the
+    // trainer at once): the next epoch's files, an interrupt and the end of the run wait for them.
     const saved$ = yield* Ref.make(t0.totalEpochs)
+    const writing = yield* Ref.make<Fiber.Fiber<void, RunFolderError> | undefined>(undefined)
+    const written = Effect.flatMap(Ref.getAndSet(writing, undefined), (f) =>
+      f === undefined ? Effect.void : Fiber.join(f)
+    )
     const last = yield* Ref.make<Pipeline.AnyTrainer | undefined>(undefined)
     // An epoch's seconds run from the previous epoch's row to this one's: training, validation
     // and every per-epoch step here (accuracy, the previous epoch's files), not the fold alone.
@@ -268,20 +274,21 @@ export const run = (args: Args) =>
           valCorrect,
           seconds: (now - (yield* Ref.getAndSet(mark, now))) / 1000
         }
-        yield* Effect.uninterruptible(
-          Effect.gen(function* () {
-            // The row first: a crash before the checkpoint leaves a row that resume drops.
-            yield* Run.appendMetrics(runDir, row)
-            yield* Checkpoint.save(yield* Run.checkpointPath(runDir, r.epoch), r.trainer, runInfo)
-            yield* Ref.set(saved$, r.epoch)
-            if (tbOn)
-              yield* Run.appendFile(
-                tbPath,
-                tbRecords(row, r.batchLosses, batches, yield* Clock.currentTimeMillis)
-              )
-            if (keep !== undefined) yield* Run.pruneCheckpoints(runDir, keep)
-          })
-        )
+        const checkpoint = yield* Run.checkpointPath(runDir, r.epoch)
+        const bytes = yield* Checkpoint.encode(checkpoint, r.trainer, runInfo)
+        const events = tbOn
+          ? tbRecords(row, r.batchLosses, batches, yield* Clock.currentTimeMillis)
+          : undefined
+        yield* written
+        const write = Effect.gen(function* () {
+          // The row first: a crash before the checkpoint leaves a row that resume drops.
+          yield* Run.appendMetrics(runDir, row)
+          yield* Run.writeFileAtomic(checkpoint, bytes)
+          yield* Ref.set(saved$, r.epoch)
+          if (events !== undefined) yield* Run.appendFile(tbPath, events)
+          if (keep !== undefined) yield* Run.pruneCheckpoints(runDir, keep)
+        })
+        yield* Ref.set(writing, yield* Effect.forkScoped(Effect.uninterruptible(write)))
         rows.push(row)
         yield* Ref.set(last, r.trainer)
         yield* out.line(
@@ -311,6 +318,8 @@ export const run = (args: Args) =>
       Effect.onInterrupt(() =>
         Effect.gen(function* () {
           yield* out.clearStatus
+          // (a failed write is reported by the run's failure, not here)
+          yield* Effect.ignore(written)
           const epoch = yield* Ref.get(saved$)
           const at = yield* Run.checkpointPath(runDir, epoch)
           yield* Console.error(
@@ -320,6 +329,7 @@ export const run = (args: Args) =>
           )
         })
       ),
+      Effect.tap(() => written),
       Effect.tap(() => Fiber.join(consumer)),
       Effect.zipRight(Ref.get(last)),
       Effect.flatMap((final) =>
