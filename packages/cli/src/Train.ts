@@ -229,19 +229,26 @@ export const run = (args: Args) =>
     if (captureLayer !== undefined) {
       yield* Events.register("Gradients", [captureLayer]).pipe(Effect.provideService(Events.TrainEvents, bus))
     }
-    const events = yield* Events.subscribe.pipe(Effect.provideService(Events.TrainEvents, bus))
     // The consumer ends with the run's last mini-batch (its gradients, when captured).
     const lastEvent = (e: Events.TrainEvent) =>
       e._tag === (captureLayer === undefined ? "BatchEnd" : "Gradients") &&
       "batch" in e &&
       e.epoch === recipe.epochs - 1 &&
       e.batch === batches - 1
-    const consumer = yield* Effect.forkScoped(
-      Stream.runForEach(
-        Stream.takeUntil(events, lastEvent),
-        batchConsumer({ out, recipe, batches, runDir, captureLayer })
-      )
-    )
+    // Only when it has something to do: without a terminal (`--json`, output to a file or a pipe)
+    // and without captured gradients no bar is drawn, and an event nobody subscribed to costs nothing.
+    const consumer =
+      out.live || captureLayer !== undefined
+        ? yield* Effect.forkScoped(
+            Stream.runForEach(
+              Stream.takeUntil(
+                yield* Events.subscribe.pipe(Effect.provideService(Events.TrainEvents, bus)),
+                lastEvent
+              ),
+              batchConsumer({ out, recipe, batches, runDir, captureLayer })
+            )
+          )
+        : undefined
 
     // The fold, and its per-epoch consumers. Each epoch's files are written uninterruptibly, so
     // an interrupt lands between mini-batches or after a complete epoch, never between its files.
@@ -330,7 +337,7 @@ export const run = (args: Args) =>
         })
       ),
       Effect.tap(() => written),
-      Effect.tap(() => Fiber.join(consumer)),
+      Effect.tap(() => (consumer === undefined ? Effect.void : Fiber.join(consumer))),
       Effect.zipRight(Ref.get(last)),
       Effect.flatMap((final) =>
         report({
