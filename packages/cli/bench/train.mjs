@@ -8,7 +8,10 @@
  *     validation with its accuracy counts, the running training accuracy, checkpoint and metrics
  *     files; `--exact-train-accuracy`, off by default, would add an eval pass), against
  *     core/scripts/bench_cli_torch.py `cached` (images decoded once into tensors, train +
- *     validation per epoch). Goal <= 1.0x.
+ *     validation per epoch). Goal <= 1.0x. (`--json`, like any run whose output is not a
+ *     terminal, draws no live bar; on a terminal the bar's per-batch consumer adds its share.)
+ *     An epoch's files are written while the next one trains, so a row's seconds include the
+ *     wait for the previous epoch's files, not their whole write.
  * (c) the chapter's 10-epoch recipe from process start to exit, against the book's pipeline
  *     (`book`: ImageFolder decoding every epoch) on the same files. Goal <= 0.5x.
  * (e) peak RSS (/usr/bin/time's maximum resident set) of a one-epoch `stepwise train` on 20,000

@@ -17,12 +17,19 @@ import * as Run from "./RunFolder.js"
  * exported or resumed.
  */
 export const save = (path: string, t: AnyTrainer, run: Checkpoint.Run) =>
+  Effect.flatMap(encode(path, t, run), (bytes) => Run.writeFileAtomic(path, bytes))
+
+/**
+ * The bytes `save` writes, read from `t`'s tensors now (so the write may happen after they are
+ * released: `train` writes an epoch's files while the next epoch trains).
+ */
+export const encode = (path: string, t: AnyTrainer, run: Checkpoint.Run) =>
   Effect.suspend(() =>
     Either.flatMap(Checkpoint.snapshot(t, run, path), (s) => Checkpoint.toFile(s, path)).pipe(
       Either.flatMap((file) => Safetensors.encode(file, path)),
       Either.mapLeft(runFolderError(path))
     )
-  ).pipe(Effect.flatMap((bytes) => Run.writeFileAtomic(path, bytes)))
+  )
 
 /**
  * Restores a checkpoint into `fresh` (a trainer built from the run's recipe), checking parameter

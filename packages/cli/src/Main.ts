@@ -3,37 +3,36 @@ import { type CliApp, Command } from "@effect/cli"
 import * as tf from "@tensorflow/tfjs-core"
 import { Console, Effect } from "effect"
 import * as Cli from "./Cli.js"
-import * as Download from "./Download.js"
 import { COMMAND_LINE, ConfigError } from "./Errors.js"
-import * as Eval from "./Eval.js"
-import * as Export from "./Export.js"
 import * as Help from "./Help.js"
-import * as LrFind from "./LrFind.js"
-import * as Plot from "./Plot.js"
-import * as Predict from "./Predict.js"
 import { layerOutput } from "./Progress.js"
-import * as Runner from "./Runner.js"
-import * as Stats from "./Stats.js"
-import * as Sweep from "./Sweep.js"
-import * as Train from "./Train.js"
 
 const withOutput =
   <A extends { readonly json: boolean }, E, R>(f: (args: A) => Effect.Effect<void, E, R>) =>
   (args: A) =>
     f(args).pipe(Effect.provide(layerOutput(args.json)))
 
+/**
+ * A command's handler from its module, loaded when that command runs: `train` never loads the
+ * sweep's cluster and SQL libraries, `--help` none of the engines (start-up is part of every run).
+ */
+const lazy =
+  <A, E, R>(load: () => Promise<{ readonly run: (args: A) => Effect.Effect<void, E, R> }>) =>
+  (args: A): Effect.Effect<void, E, R> =>
+    Effect.flatMap(Effect.promise(load), (m) => m.run(args))
+
 const command = Cli.root.pipe(
   Command.withSubcommands([
-    Cli.train.pipe(Command.withHandler(withOutput(Train.run))),
-    Cli.lrFind.pipe(Command.withHandler(withOutput(LrFind.run))),
-    Cli.stats.pipe(Command.withHandler(withOutput(Stats.run))),
-    Cli.evaluate.pipe(Command.withHandler(withOutput(Eval.run))),
-    Cli.predict.pipe(Command.withHandler(withOutput(Predict.run))),
-    Cli.exportWeights.pipe(Command.withHandler(withOutput(Export.run))),
-    Cli.plot.pipe(Command.withHandler(withOutput(Plot.run))),
-    Cli.download.pipe(Command.withHandler(withOutput(Download.run))),
-    Cli.sweep.pipe(Command.withHandler(withOutput(Sweep.run))),
-    Cli.runner.pipe(Command.withHandler(Runner.run))
+    Cli.train.pipe(Command.withHandler(withOutput(lazy(() => import("./Train.js"))))),
+    Cli.lrFind.pipe(Command.withHandler(withOutput(lazy(() => import("./LrFind.js"))))),
+    Cli.stats.pipe(Command.withHandler(withOutput(lazy(() => import("./Stats.js"))))),
+    Cli.evaluate.pipe(Command.withHandler(withOutput(lazy(() => import("./Eval.js"))))),
+    Cli.predict.pipe(Command.withHandler(withOutput(lazy(() => import("./Predict.js"))))),
+    Cli.exportWeights.pipe(Command.withHandler(withOutput(lazy(() => import("./Export.js"))))),
+    Cli.plot.pipe(Command.withHandler(withOutput(lazy(() => import("./Plot.js"))))),
+    Cli.download.pipe(Command.withHandler(withOutput(lazy(() => import("./Download.js"))))),
+    Cli.sweep.pipe(Command.withHandler(withOutput(lazy(() => import("./Sweep.js"))))),
+    Cli.runner.pipe(Command.withHandler(lazy(() => import("./Runner.js"))))
   ])
 )
 

@@ -23,6 +23,7 @@ import {
   type Errors as DataErrors,
   DataLoader,
   DecodePool,
+  Image,
   ImageFolder,
   Random,
   Rps,
@@ -66,13 +67,17 @@ export const valRootOf = (recipe: Recipe.Recipe): string | undefined =>
  */
 export const loadFolder = (
   root: string,
-  resize: Recipe.Resize
+  resize: Recipe.Resize,
+  concurrency?: number
 ): Effect.Effect<
   TensorDataset.TensorDataset,
   Exclude<DataErrors.ImageFolderError, DataErrors.SampleShapeMismatch> | ConfigError,
   FileSystem.FileSystem
 > =>
-  ImageFolder.loadImageFolder(root, { resize: Recipe.resizeOf(resize) }).pipe(
+  ImageFolder.loadImageFolder(root, {
+    resize: Recipe.resizeOf(resize),
+    ...(concurrency === undefined ? {} : { concurrency })
+  }).pipe(
     // the decode pool lives for this one load (threads start only if full-size images need them)
     Effect.provide(DecodePool.layerDefault),
     Effect.catchTag("SampleShapeMismatch", (e) => {
@@ -91,6 +96,15 @@ export const loadFolder = (
   )
 
 const resizeText = (r: Recipe.Resize) => (Array.isArray(r) ? r.join("x") : String(r))
+
+/**
+ * Images decoded at once, from the size of a folder's first image: small PNGs (the chapter's
+ * 28x28) decode synchronously on the main thread, where concurrent decodes only add fibers (one
+ * at a time takes half the CPU time of eight); larger ones go to the decode pool's threads, which
+ * need several in flight (data's default). The decoded data is the same either way.
+ */
+export const decodeConcurrency = (first: readonly [number, number] | undefined): number | undefined =>
+  first !== undefined && first[0] * first[1] <= Image.SMALL_PNG_PIXELS ? 1 : undefined
 
 /**
  * Checks that two class lists are the same names in the same order (a model's output k means
@@ -167,7 +181,9 @@ export const fingerprint = (data: Pick<Datasets, "trainRoot" | "valRoot">) =>
  * validation classes must be the training classes, by name.
  */
 export const prepareData = (
-  recipe: Recipe.Recipe
+  recipe: Recipe.Recipe,
+  /** Images decoded at once (`decodeConcurrency`; default: data's). */
+  concurrency?: number
 ): Effect.Effect<
   Datasets,
   | DataErrors.ImageFolderError
@@ -189,7 +205,7 @@ export const prepareData = (
           "--val-split 0.2 to hold out a part of it"
       })
     }
-    const full = yield* loadFolder(trainRoot, recipe.data.resize)
+    const full = yield* loadFolder(trainRoot, recipe.data.resize, concurrency)
     let train = full
     let val: TensorDataset.TensorDataset | undefined
     if (recipe.data.valSplit !== undefined) {
@@ -208,7 +224,7 @@ export const prepareData = (
       val = TensorDataset.subset(full, valIdx)
       train = TensorDataset.subset(full, trainIdx)
     } else if (valRoot !== undefined) {
-      val = yield* loadFolder(valRoot, recipe.data.resize)
+      val = yield* loadFolder(valRoot, recipe.data.resize, concurrency)
       yield* sameClasses(`the training data ${trainRoot}`, full.classes ?? [], valRoot, val.classes ?? [])
     }
     const normalizer = recipe.data.normalize
@@ -504,7 +520,7 @@ export const setup = (
   Effect.gen(function* () {
     const out = yield* Output
     yield* validateEarly(recipe, origin)
-    yield* SquareImages.requireSquare(
+    const first = yield* SquareImages.requireSquare(
       trainRootOf(recipe),
       recipe.data.resize,
       "layers" in recipe.model ? "the recipe's model (built for the resize's size)" : "CNN2"
@@ -512,7 +528,7 @@ export const setup = (
     yield* out.line(`stepwise: ${recipe.backend} engine, loading data...`)
     // The engine lives as long as the caller's scope (its kernels are restored when it closes).
     const engine = yield* Engine.make(recipe.backend)
-    const data = yield* prepareData(recipe)
+    const data = yield* prepareData(recipe, decodeConcurrency(first))
     const l = yield* loaders(data, recipe)
     const fresh = yield* trainer(recipe, origin, data, l.train.numBatches, engine.numeric).pipe(
       Effect.provideService(Engine.Engine, engine)

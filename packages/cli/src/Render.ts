@@ -2,9 +2,13 @@
  * Vega-Lite spec -> SVG (vega's headless `renderer: "none"` view) -> PNG (sharp/libvips with the
  * system fonts). Works offline: specs carry their data inline and nothing is fetched.
  */
-import sharp from "sharp"
-import * as vega from "vega"
-import * as vl from "vega-lite"
+
+/**
+ * vega, vega-lite and sharp, loaded with the first picture: a command pays for them only when
+ * it draws (`train` at its end), not at start-up.
+ */
+const vegaLibs = () => Promise.all([import("vega"), import("vega-lite")])
+const sharpLib = () => import("sharp").then((m) => m.default)
 
 /** A Vega-Lite spec as plain JSON. */
 export type Spec = { readonly [key: string]: unknown }
@@ -29,6 +33,7 @@ export const toSvg = async (spec: Spec): Promise<string> => {
     ...spec,
     config: { ...BASE_CONFIG, ...((spec.config as object | undefined) ?? {}) }
   }
+  const [vega, vl] = await vegaLibs()
   const compiled = vl.compile(withConfig as any).spec
   const view = new vega.View(vega.parse(compiled), { renderer: "none" })
   try {
@@ -39,12 +44,11 @@ export const toSvg = async (spec: Spec): Promise<string> => {
 }
 
 /** Rasterises an SVG at 2x (144 dpi) so text stays crisp. */
-export const svgToPng = (svg: string, density = 144): Promise<Uint8Array> =>
-  sharp(Buffer.from(svg), { density })
-    .flatten({ background: "#ffffff" })
-    .png()
-    .toBuffer()
-    .then((b) => new Uint8Array(b.buffer, b.byteOffset, b.byteLength))
+export const svgToPng = async (svg: string, density = 144): Promise<Uint8Array> => {
+  const sharp = await sharpLib()
+  const b = await sharp(Buffer.from(svg), { density }).flatten({ background: "#ffffff" }).png().toBuffer()
+  return new Uint8Array(b.buffer, b.byteOffset, b.byteLength)
+}
 
 export const toPng = async (spec: Spec): Promise<Uint8Array> => svgToPng(await toSvg(spec))
 

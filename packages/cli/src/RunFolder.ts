@@ -16,7 +16,8 @@
  * in-memory file system (tests run the writers and read back exactly what they left).
  */
 import { FileSystem, Path } from "@effect/platform"
-import { NodeFileSystem, NodePath } from "@effect/platform-node"
+import * as NodeFileSystem from "@effect/platform-node/NodeFileSystem"
+import * as NodePath from "@effect/platform-node/NodePath"
 import type { Safetensors as SafetensorsFile } from "@stepwise/core"
 import { Safetensors } from "@stepwise/core"
 import { AtomicFile } from "@stepwise/data"

@@ -15,14 +15,13 @@ import { Engine, Events, Metrics, ModelSpec, Trainer } from "@stepwise/core"
 import type { Errors as DataErrors } from "@stepwise/data"
 import type { InvalidHyperparameter } from "@stepwise/optim"
 import { Clock, Console, Effect, Fiber, Option, Ref, Stream } from "effect"
-import * as Charts from "./Charts.js"
 import * as Checkpoint from "./Checkpoint.js"
 import type * as Cli from "./Cli.js"
 import { COMMAND_LINE, ConfigError, DataMismatch, RunFolderError, runFolderError } from "./Errors.js"
 import * as Pipeline from "./Pipeline.js"
 import { formatBar, formatEpochLine, makePace, Output, summaryTable } from "./Progress.js"
 import * as Recipe from "./Recipe.js"
-import * as Render from "./Render.js"
+import type * as Render from "./Render.js"
 import * as Resolve from "./Resolve.js"
 import * as Run from "./RunFolder.js"
 import * as TB from "./TensorBoard.js"
@@ -230,23 +229,36 @@ export const run = (args: Args) =>
     if (captureLayer !== undefined) {
       yield* Events.register("Gradients", [captureLayer]).pipe(Effect.provideService(Events.TrainEvents, bus))
     }
-    const events = yield* Events.subscribe.pipe(Effect.provideService(Events.TrainEvents, bus))
     // The consumer ends with the run's last mini-batch (its gradients, when captured).
     const lastEvent = (e: Events.TrainEvent) =>
       e._tag === (captureLayer === undefined ? "BatchEnd" : "Gradients") &&
       "batch" in e &&
       e.epoch === recipe.epochs - 1 &&
       e.batch === batches - 1
-    const consumer = yield* Effect.forkScoped(
-      Stream.runForEach(
-        Stream.takeUntil(events, lastEvent),
-        batchConsumer({ out, recipe, batches, runDir, captureLayer })
-      )
-    )
+    // Only when it has something to do: without a terminal (`--json`, output to a file or a pipe)
+    // and without captured gradients no bar is drawn, and an event nobody subscribed to costs nothing.
+    const consumer =
+      out.live || captureLayer !== undefined
+        ? yield* Effect.forkScoped(
+            Stream.runForEach(
+              Stream.takeUntil(
+                yield* Events.subscribe.pipe(Effect.provideService(Events.TrainEvents, bus)),
+                lastEvent
+              ),
+              batchConsumer({ out, recipe, batches, runDir, captureLayer })
+            )
+          )
+        : undefined
 
     // The fold, and its per-epoch consumers. Each epoch's files are written uninterruptibly, so
     // an interrupt lands between mini-batches or after a complete epoch, never between its files.
+    // They are written while the next epoch trains (the checkpoint's bytes are taken from the
+    // trainer at once): the next epoch's files, an interrupt and the end of the run wait for them.
     const saved$ = yield* Ref.make(t0.totalEpochs)
+    const writing = yield* Ref.make<Fiber.Fiber<void, RunFolderError> | undefined>(undefined)
+    const written = Effect.flatMap(Ref.getAndSet(writing, undefined), (f) =>
+      f === undefined ? Effect.void : Fiber.join(f)
+    )
     const last = yield* Ref.make<Pipeline.AnyTrainer | undefined>(undefined)
     // An epoch's seconds run from the previous epoch's row to this one's: training, validation
     // and every per-epoch step here (accuracy, the previous epoch's files), not the fold alone.
@@ -269,20 +281,21 @@ export const run = (args: Args) =>
           valCorrect,
           seconds: (now - (yield* Ref.getAndSet(mark, now))) / 1000
         }
-        yield* Effect.uninterruptible(
-          Effect.gen(function* () {
-            // The row first: a crash before the checkpoint leaves a row that resume drops.
-            yield* Run.appendMetrics(runDir, row)
-            yield* Checkpoint.save(yield* Run.checkpointPath(runDir, r.epoch), r.trainer, runInfo)
-            yield* Ref.set(saved$, r.epoch)
-            if (tbOn)
-              yield* Run.appendFile(
-                tbPath,
-                tbRecords(row, r.batchLosses, batches, yield* Clock.currentTimeMillis)
-              )
-            if (keep !== undefined) yield* Run.pruneCheckpoints(runDir, keep)
-          })
-        )
+        const checkpoint = yield* Run.checkpointPath(runDir, r.epoch)
+        const bytes = yield* Checkpoint.encode(checkpoint, r.trainer, runInfo)
+        const events = tbOn
+          ? tbRecords(row, r.batchLosses, batches, yield* Clock.currentTimeMillis)
+          : undefined
+        yield* written
+        const write = Effect.gen(function* () {
+          // The row first: a crash before the checkpoint leaves a row that resume drops.
+          yield* Run.appendMetrics(runDir, row)
+          yield* Run.writeFileAtomic(checkpoint, bytes)
+          yield* Ref.set(saved$, r.epoch)
+          if (events !== undefined) yield* Run.appendFile(tbPath, events)
+          if (keep !== undefined) yield* Run.pruneCheckpoints(runDir, keep)
+        })
+        yield* Ref.set(writing, yield* Effect.forkScoped(Effect.uninterruptible(write)))
         rows.push(row)
         yield* Ref.set(last, r.trainer)
         yield* out.line(
@@ -312,6 +325,8 @@ export const run = (args: Args) =>
       Effect.onInterrupt(() =>
         Effect.gen(function* () {
           yield* out.clearStatus
+          // (a failed write is reported by the run's failure, not here)
+          yield* Effect.ignore(written)
           const epoch = yield* Ref.get(saved$)
           const at = yield* Run.checkpointPath(runDir, epoch)
           yield* Console.error(
@@ -321,7 +336,8 @@ export const run = (args: Args) =>
           )
         })
       ),
-      Effect.tap(() => Fiber.join(consumer)),
+      Effect.tap(() => written),
+      Effect.tap(() => (consumer === undefined ? Effect.void : Fiber.join(consumer))),
       Effect.zipRight(Ref.get(last)),
       Effect.flatMap((final) =>
         report({
@@ -431,6 +447,10 @@ const report = (ctx: {
     const { rows, runDir } = ctx
     const plots: Array<string> = []
     if (ctx.plotsOn) {
+      // The pictures' libraries (vega, sharp) load here, at the end, not at start-up.
+      const [Charts, Render] = yield* Effect.promise(() =>
+        Promise.all([import("./Charts.js"), import("./Render.js")])
+      )
       const plotDir = p.join(runDir, Run.PLOTS_DIR)
       const write = (name: string, spec: Render.Spec) =>
         Effect.gen(function* () {

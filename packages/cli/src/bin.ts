@@ -5,7 +5,10 @@
  * 130 after Ctrl-C. Never a stack trace.
  */
 import { ValidationError } from "@effect/cli"
-import { NodeContext, NodeRuntime } from "@effect/platform-node"
+// Subpaths, not the package index: the index loads all of platform-node (HTTP, sockets, cluster,
+// workers), a noticeable part of every command's start-up.
+import * as NodeContext from "@effect/platform-node/NodeContext"
+import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
 import { Cause, Console, Effect, Exit } from "effect"
 import { formatError } from "./Errors.js"
 import { main } from "./Main.js"
