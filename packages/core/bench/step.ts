@@ -227,6 +227,7 @@ const callgrind = async (steps: number) => {
 const main = async () => {
   const cg = args.indexOf("--callgrind")
   if (cg >= 0) return callgrind(Number(args[cg + 1]))
+  if (args.includes("--profile-only")) return profileWasm(200)
   const rows: Array<Row> = []
   const torch = torchRow(2)
   const torch1 = typeof torch === "string" ? undefined : torchRow(1)
