@@ -15,6 +15,8 @@ export const SgdUpdate = "StepwiseSgdUpdate"
 export const ReluGrad = "StepwiseReluGrad"
 /** A max pool's input gradient composed with the ReLU before it (MaxPoolGrad, then ReluGrad). */
 export const MaxPoolReluGrad = "StepwiseMaxPoolReluGrad"
+/** A bias's gradient: dy summed over every axis but the last (the channels), in one pass. */
+export const BiasGrad = "StepwiseBiasGrad"
 
 type AnyBackend = any
 type KernelFunc = tf.KernelConfig["kernelFunc"]
@@ -198,6 +200,30 @@ const reluGradKernel: KernelFunc = (args) => {
   return outs[0]
 }
 
+/**
+ * inputs: dy [..., c] -> [c], the sum over every other axis. One pass in storage order with a
+ * float64 accumulator per channel, rounded to float32 once (tfjs' wasm Sum over leading axes
+ * transposes first, then sums in float32).
+ */
+const biasGradKernel: KernelFunc = (args) => {
+  const { inputs, backend } = args as unknown as { inputs: any; backend: AnyBackend }
+  const { dy } = inputs
+  const c = dy.shape[dy.shape.length - 1] as number
+  const {
+    ins: [g],
+    outViews: [out],
+    outs
+  } = io(backend, [dy], 1, [c])
+  const acc = new Float64Array(c)
+  let d = 0
+  for (let i = 0; i < g.length; i++) {
+    acc[d] += g[i]
+    if (++d === c) d = 0
+  }
+  out.set(acc)
+  return outs[0]
+}
+
 /** inputs: dy, input (the ReLU's output, the pool's input) -> the ReLU input's gradient. */
 const maxPoolReluGradKernel: KernelFunc = (args) => {
   const { inputs, backend, attrs } = args as unknown as { inputs: any; backend: AnyBackend; attrs: any }
@@ -226,7 +252,8 @@ export const kernels = (backendName: "cpu" | "wasm"): ReadonlyArray<Ours> =>
       [AdamUpdate, adamKernel],
       [SgdUpdate, sgdKernel],
       [ReluGrad, reluGradKernel],
-      [MaxPoolReluGrad, maxPoolReluGradKernel]
+      [MaxPoolReluGrad, maxPoolReluGradKernel],
+      [BiasGrad, biasGradKernel]
     ] as const
   ).map(([kernelName, kernelFunc]) => ({ kernelName, backendName, make: () => kernelFunc }))
 
@@ -249,3 +276,12 @@ export const maxPoolReluGrad = (
 /** ReLU's input gradient: the fused kernel where registered, Step and Multiply elsewhere. */
 export const reluGrad = (dy: tf.Tensor, y: tf.Tensor): tf.Tensor =>
   available() ? (tf.engine().runKernel(ReluGrad, { dy, y }) as tf.Tensor) : tf.mul(dy, tf.step(y))
+
+/** A bias's gradient (dy summed over all axes but the last): the fused kernel where registered. */
+export const biasGrad = (dy: tf.Tensor): tf.Tensor =>
+  tf.getKernel(BiasGrad, tf.getBackend()) === undefined
+    ? tf.sum(
+        dy,
+        dy.shape.slice(0, -1).map((_, i) => i)
+      )
+    : (tf.engine().runKernel(BiasGrad, { dy }) as tf.Tensor)
