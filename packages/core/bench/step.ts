@@ -212,7 +212,10 @@ const profileWasm = async (steps: number) => {
 /**
  * `--callgrind N`: only N wasm steps after 20 warm-up ones, for
  * `valgrind --tool=callgrind`: the difference of two runs' instruction counts (N and 0) over N
- * is a per-step count that holds on a loaded machine, where wall times do not.
+ * is a per-step count that holds on a loaded machine, where wall times do not. Run node with
+ * --single-threaded: on a loaded machine V8's background compiler threads starve and hot code
+ * stays unoptimized for long (a 10x slower Adam loop was seen). JIT timing still moves the count
+ * by a few per cent between builds, so small differences need many steps.
  */
 const callgrind = async (steps: number) => {
   const t = makeTrainer("fused", await useEngine("wasm"))
@@ -222,6 +225,8 @@ const callgrind = async (steps: number) => {
 const main = async () => {
   const cg = args.indexOf("--callgrind")
   if (cg >= 0) return callgrind(Number(args[cg + 1]))
+  // Only the kernel-by-kernel table (no PyTorch, no epochs): quick to compare builds.
+  if (args.includes("--profile-only")) return profileWasm(200)
   const rows: Array<Row> = []
   const torch = torchRow(2)
   const torch1 = typeof torch === "string" ? undefined : torchRow(1)

@@ -25,7 +25,7 @@ export interface EngineService {
   readonly tf: typeof tf
   /**
    * The numeric optimizers run on: tfjs tensors, with `fused` Adam/SGD kernels on cpu and wasm
-   * (optim's Adam/AdamW/SGD then take one kernel call per parameter instead of a dozen ops).
+   * (optim's Adam/AdamW/SGD then take one kernel call per step instead of a dozen ops per tensor).
    */
   readonly numeric: Numeric.Numeric<tf.Tensor>
   /** What the layer registered; `kernels.stock` holds the stock kernels ours replaced. */
@@ -59,27 +59,47 @@ const loadTensorflow = Effect.fn("Engine.loadTensorflow")(function* () {
 const run = (kernel: string, inputs: Record<string, tf.Tensor>, attrs: object): Array<tf.Tensor> =>
   tf.engine().runKernel(kernel, inputs as any, attrs as any) as unknown as Array<tf.Tensor>
 
-/** tfjs tensors with the fused update kernels (registered by the engine on cpu and wasm). */
+/**
+ * tfjs tensors with the fused update kernels (registered by the engine on cpu and wasm): one
+ * multi-tensor kernel call per step over every parameter (inputs `param0`, `grad0`, ...).
+ */
 export const fusedNumeric: Numeric.Numeric<tf.Tensor> = {
   ...TfNumeric.TfNumeric,
   fused: {
     adam: (inputs, step) => {
-      const ins: Record<string, tf.Tensor> = {
-        param: inputs.param,
-        grad: inputs.grad,
-        expAvg: inputs.expAvg,
-        expAvgSq: inputs.expAvgSq
-      }
-      if (step.amsgrad && inputs.maxExpAvgSq !== undefined) ins.maxExpAvgSq = inputs.maxExpAvgSq
-      const [param, expAvg, expAvgSq, maxExpAvgSq] = run(Fused.AdamUpdate, ins, step)
-      return { param, expAvg, expAvgSq, maxExpAvgSq }
+      const ins: Record<string, tf.Tensor> = {}
+      inputs.forEach((t, i) => {
+        ins[Fused.inputName("param", i)] = t.param
+        ins[Fused.inputName("grad", i)] = t.grad
+        ins[Fused.inputName("expAvg", i)] = t.expAvg
+        ins[Fused.inputName("expAvgSq", i)] = t.expAvgSq
+        if (step.amsgrad && t.maxExpAvgSq !== undefined)
+          ins[Fused.inputName("maxExpAvgSq", i)] = t.maxExpAvgSq
+      })
+      const k = step.amsgrad ? 4 : 3
+      const out = run(Fused.AdamUpdate, ins, { ...step, count: inputs.length })
+      return inputs.map((_, i) => ({
+        param: out[i * k],
+        expAvg: out[i * k + 1],
+        expAvgSq: out[i * k + 2],
+        maxExpAvgSq: step.amsgrad ? out[i * k + 3] : undefined
+      }))
     },
     sgd: (inputs, step) => {
-      const ins: Record<string, tf.Tensor> = { param: inputs.param, grad: inputs.grad }
-      if (step.momentum !== 0 && !step.first && inputs.momentumBuffer !== undefined)
-        ins.momentumBuffer = inputs.momentumBuffer
-      const [param, momentumBuffer] = run(Fused.SgdUpdate, ins, step)
-      return { param, momentumBuffer }
+      const withBuffer = step.momentum !== 0
+      const ins: Record<string, tf.Tensor> = {}
+      inputs.forEach((t, i) => {
+        ins[Fused.inputName("param", i)] = t.param
+        ins[Fused.inputName("grad", i)] = t.grad
+        if (withBuffer && !step.first && t.momentumBuffer !== undefined)
+          ins[Fused.inputName("momentumBuffer", i)] = t.momentumBuffer
+      })
+      const k = withBuffer ? 2 : 1
+      const out = run(Fused.SgdUpdate, ins, { ...step, count: inputs.length })
+      return inputs.map((_, i) => ({
+        param: out[i * k],
+        momentumBuffer: withBuffer ? out[i * k + 1] : undefined
+      }))
     }
   }
 }

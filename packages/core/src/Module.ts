@@ -5,7 +5,7 @@ import { Effect, Either } from "effect"
 import { Engine } from "./Engine.js"
 import { InvalidLayer, WeightMismatch } from "./Errors.js"
 import { biasBound, kaimingUniformBound, uniform } from "./Init.js"
-import { maxPoolReluGrad, reluGrad } from "./kernels/Fused.js"
+import { biasGrad, maxPoolReluGrad, reluGrad } from "./kernels/Fused.js"
 
 /** Named parameter trees keyed like PyTorch's `state_dict` (`conv1.weight`). */
 export type Params = Numeric.Params<tf.Tensor>
@@ -721,7 +721,7 @@ const conv2d = (options: Conv2dOptions): Module => {
                   { ...attrs, inputShape: xs.shape } as any
                 ) as tf.Tensor)
             : undefined
-          return { dx, dps: withBias ? [dW, tf.sum(dy, [0, 1, 2])] : [dW] }
+          return { dx, dps: withBias ? [dW, biasGrad(dy)] : [dW] }
         }
       }
     }
@@ -782,7 +782,7 @@ const linear = (options: LinearOptions): Module => {
           // An explicit transpose then a plain product: wasm's matMul with transposeB skips
           // XNNPACK and costs more for these shapes.
           dx: needDx ? tf.matMul(dy, tf.transpose(ws)) : undefined,
-          dps: withBias ? [dW, tf.sum(dy, 0)] : [dW]
+          dps: withBias ? [dW, biasGrad(dy)] : [dW]
         }
       }
     })

@@ -338,6 +338,45 @@ describe("fused ReLU gradient", () => {
   }
 })
 
+describe("fused bias gradient", () => {
+  for (const backend of ["wasm", "cpu"] as const) {
+    it(`equals the sum over every axis but the last, exactly summed then rounded once (${backend})`, async () => {
+      await run(use(backend))
+      fc.assert(
+        fc.property(
+          fc.array(fc.integer({ min: 1, max: 7 }), { minLength: 1, maxLength: 4 }),
+          fc.integer(),
+          (shape, seed) => {
+            const size = shape.reduce((a, b) => a * b, 1)
+            const c = shape[shape.length - 1]
+            const v = values(size, seed)
+            // float64 sums of the float32 inputs, rounded once: what the kernel promises.
+            const expected = new Float64Array(c)
+            const f32 = Float32Array.from(v)
+            for (let i = 0; i < size; i++) expected[i % c] += f32[i]
+            tf.tidy(() => {
+              const dy = tf.tensor(v, shape)
+              const got = Fused.biasGrad(dy)
+              expect(got.shape).toEqual([c])
+              expect(Array.from(got.dataSync())).toEqual(Array.from(Float32Array.from(expected)))
+              expectClose(
+                got.dataSync(),
+                tf
+                  .sum(
+                    dy,
+                    shape.slice(0, -1).map((_, i) => i)
+                  )
+                  .dataSync()
+              )
+            })
+          }
+        ),
+        { numRuns: 100 }
+      )
+    })
+  }
+})
+
 describe("fused ReLU then max-pool gradient", () => {
   for (const backend of ["wasm", "cpu"] as const) {
     it(`equals ReluGrad(MaxPoolGrad(dy)) bit for bit, ties and zeros included (${backend})`, async () => {

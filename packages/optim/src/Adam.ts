@@ -43,7 +43,7 @@ export type State<T> = {
  *   m = b1 m + (1 - b1) g          v = b2 v + (1 - b2) g^2          (vmax = max(vmax, v))
  *   p = p - lr / (1 - b1^t) * m / (sqrt(v) / sqrt(1 - b2^t) + eps)
  * L2 decay adds `wd * p` to g; decoupled decay first shrinks p by `1 - lr * wd` (current lr).
- * A numeric with `fused.adam` runs the same step as one kernel per parameter.
+ * A numeric with `fused.adam` runs the same step as one call over every parameter.
  */
 export const adam =
   (c: Hyperparameters, decoupled: boolean) =>
@@ -76,18 +76,25 @@ export const adam =
       }
       // The L2 term of `gradient` (none when decay is decoupled): once per step, not per parameter.
       const l2 = { maximize: c.maximize, weightDecay: decoupled ? 0 : c.weightDecay }
+      // The fused hook takes every parameter in one call (one kernel per step on the engine).
+      const names = Object.keys(params)
+      const fusedOut =
+        fused === undefined
+          ? undefined
+          : fused(
+              names.map((name) => ({
+                param: params[name],
+                grad: grads[name],
+                expAvg: expAvg[name],
+                expAvgSq: expAvgSq[name],
+                maxExpAvgSq: maxExpAvgSq?.[name]
+              })),
+              hyperparameters
+            )
+      let i = 0
       const next = perParameter(params, (name, p) => {
-        if (fused !== undefined) {
-          const out = fused(
-            {
-              param: p,
-              grad: grads[name],
-              expAvg: expAvg[name],
-              expAvgSq: expAvgSq[name],
-              maxExpAvgSq: maxExpAvgSq?.[name]
-            },
-            hyperparameters
-          )
+        if (fusedOut !== undefined) {
+          const out = fusedOut[i++]
           return {
             param: out.param,
             slots: { expAvg: out.expAvg, expAvgSq: out.expAvgSq, maxExpAvgSq: out.maxExpAvgSq }

@@ -40,7 +40,7 @@ export interface Numeric<T> {
   /**
    * Whole-update kernels a backend may offer (the tensor engine on tfjs cpu/wasm). An optimizer
    * whose step has one uses it instead of composing element-wise ops: the same math, one
-   * kernel call per tensor. Their equality with the composed ops is a property test.
+   * kernel call per step for all tensors. Their equality with the composed ops is a property test.
    */
   readonly fused?: Fused<T>
 }
@@ -84,10 +84,19 @@ export interface SgdTensors<T> {
   readonly momentumBuffer?: T | undefined
 }
 
-/** Fused optimizer steps for one parameter tensor: inputs are never mutated. */
+/**
+ * Fused optimizer steps over every parameter tensor at once (a multi-tensor update: one kernel
+ * call per step, not one per tensor), results in the order of `inputs`. Inputs are never mutated.
+ */
 export interface Fused<T> {
-  readonly adam?: (inputs: AdamTensors<T> & { readonly grad: T }, step: AdamStep) => AdamTensors<T>
-  readonly sgd?: (inputs: SgdTensors<T> & { readonly grad: T }, step: SgdStep) => SgdTensors<T>
+  readonly adam?: (
+    inputs: ReadonlyArray<AdamTensors<T> & { readonly grad: T }>,
+    step: AdamStep
+  ) => ReadonlyArray<AdamTensors<T>>
+  readonly sgd?: (
+    inputs: ReadonlyArray<SgdTensors<T> & { readonly grad: T }>,
+    step: SgdStep
+  ) => ReadonlyArray<SgdTensors<T>>
 }
 
 /** Named parameter trees, keyed like PyTorch's `state_dict` (`conv1.weight`, ...). */

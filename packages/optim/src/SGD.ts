@@ -34,7 +34,7 @@ export type State<T> = { readonly step: number; readonly momentumBuffer?: Params
  * SGD. `hyper.momentum` (a cyclic scheduler's) overrides the configured momentum.
  * First step: the buffer is the gradient itself, undampened (PyTorch's rule); later
  * `buf = momentum * buf + (1 - dampening) * g`. Nesterov steps along `g + momentum * buf`.
- * A numeric with `fused.sgd` runs the same step as one kernel per parameter.
+ * A numeric with `fused.sgd` runs the same step as one call over every parameter.
  */
 export const optimizer =
   (c: Config) =>
@@ -47,21 +47,31 @@ export const optimizer =
       const momentum = hyper.momentum ?? c.momentum
       const buffers = state.momentumBuffer
       const fused = N.fused?.sgd
+      // The fused hook takes every parameter in one call (one kernel per step on the engine).
+      const fusedOut =
+        fused === undefined
+          ? undefined
+          : fused(
+              Object.keys(params).map((name) => ({
+                param: params[name],
+                grad: grads[name],
+                momentumBuffer: buffers?.[name]
+              })),
+              {
+                lr,
+                momentum,
+                dampening: c.dampening,
+                weightDecay: c.weightDecay,
+                nesterov: c.nesterov,
+                maximize: c.maximize,
+                first: buffers === undefined
+              }
+            )
+      let i = 0
       const next = perParameter(params, (name, p) => {
         const previous = buffers?.[name]
-        if (fused !== undefined) {
-          const out = fused(
-            { param: p, grad: grads[name], momentumBuffer: previous },
-            {
-              lr,
-              momentum,
-              dampening: c.dampening,
-              weightDecay: c.weightDecay,
-              nesterov: c.nesterov,
-              maximize: c.maximize,
-              first: previous === undefined
-            }
-          )
+        if (fusedOut !== undefined) {
+          const out = fusedOut[i++]
           return {
             param: out.param,
             slots: { momentumBuffer: momentum === 0 ? undefined : out.momentumBuffer }

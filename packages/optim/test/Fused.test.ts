@@ -12,51 +12,64 @@ type T = Float64.Tensor
  */
 const referenceFused = () => {
   const calls = { adam: 0, sgd: 0 }
+  const adam = (
+    { param, grad, expAvg, expAvgSq, maxExpAvgSq }: Numeric.AdamTensors<T> & { readonly grad: T },
+    s: Numeric.AdamStep
+  ): Numeric.AdamTensors<T> => {
+    const n = param.data.length
+    const [p, m, v, vmax] = [
+      new Float64Array(n),
+      new Float64Array(n),
+      new Float64Array(n),
+      new Float64Array(n)
+    ]
+    for (let i = 0; i < n; i++) {
+      let g = s.maximize ? -grad.data[i] : grad.data[i]
+      let pi = param.data[i]
+      if (s.weightDecay !== 0) {
+        if (s.decoupled) pi *= 1 - s.lr * s.weightDecay
+        else g += s.weightDecay * pi
+      }
+      m[i] = expAvg.data[i] * s.beta1 + g * (1 - s.beta1)
+      v[i] = expAvgSq.data[i] * s.beta2 + g * g * (1 - s.beta2)
+      vmax[i] = maxExpAvgSq === undefined ? v[i] : Math.max(maxExpAvgSq.data[i], v[i])
+      const denom = Math.sqrt(vmax[i]) * (1 / Math.sqrt(1 - s.beta2 ** s.step)) + s.eps
+      p[i] = pi - (m[i] / denom) * (s.lr / (1 - s.beta1 ** s.step))
+    }
+    const t = (data: Float64Array) => ({ shape: param.shape, data })
+    return { param: t(p), expAvg: t(m), expAvgSq: t(v), maxExpAvgSq: s.amsgrad ? t(vmax) : undefined }
+  }
+  const sgd = (
+    { param, grad, momentumBuffer }: Numeric.SgdTensors<T> & { readonly grad: T },
+    s: Numeric.SgdStep
+  ): Numeric.SgdTensors<T> => {
+    const n = param.data.length
+    const [p, buf] = [new Float64Array(n), new Float64Array(n)]
+    for (let i = 0; i < n; i++) {
+      let g = s.maximize ? -grad.data[i] : grad.data[i]
+      if (s.weightDecay !== 0) g += param.data[i] * s.weightDecay
+      if (s.momentum === 0) {
+        p[i] = param.data[i] - g * s.lr
+        continue
+      }
+      buf[i] =
+        s.first || momentumBuffer === undefined
+          ? g
+          : momentumBuffer.data[i] * s.momentum + (s.dampening === 0 ? g : g * (1 - s.dampening))
+      p[i] = param.data[i] - (s.nesterov ? g + buf[i] * s.momentum : buf[i]) * s.lr
+    }
+    const t = (data: Float64Array) => ({ shape: param.shape, data })
+    return { param: t(p), momentumBuffer: s.momentum === 0 ? undefined : t(buf) }
+  }
+  // One call per step over every parameter (the multi-tensor hook), per element inside.
   const fused: Numeric.Fused<T> = {
-    adam: ({ param, grad, expAvg, expAvgSq, maxExpAvgSq }, s) => {
+    adam: (inputs, s) => {
       calls.adam++
-      const n = param.data.length
-      const [p, m, v, vmax] = [
-        new Float64Array(n),
-        new Float64Array(n),
-        new Float64Array(n),
-        new Float64Array(n)
-      ]
-      for (let i = 0; i < n; i++) {
-        let g = s.maximize ? -grad.data[i] : grad.data[i]
-        let pi = param.data[i]
-        if (s.weightDecay !== 0) {
-          if (s.decoupled) pi *= 1 - s.lr * s.weightDecay
-          else g += s.weightDecay * pi
-        }
-        m[i] = expAvg.data[i] * s.beta1 + g * (1 - s.beta1)
-        v[i] = expAvgSq.data[i] * s.beta2 + g * g * (1 - s.beta2)
-        vmax[i] = maxExpAvgSq === undefined ? v[i] : Math.max(maxExpAvgSq.data[i], v[i])
-        const denom = Math.sqrt(vmax[i]) * (1 / Math.sqrt(1 - s.beta2 ** s.step)) + s.eps
-        p[i] = pi - (m[i] / denom) * (s.lr / (1 - s.beta1 ** s.step))
-      }
-      const t = (data: Float64Array) => ({ shape: param.shape, data })
-      return { param: t(p), expAvg: t(m), expAvgSq: t(v), maxExpAvgSq: s.amsgrad ? t(vmax) : undefined }
+      return inputs.map((i) => adam(i, s))
     },
-    sgd: ({ param, grad, momentumBuffer }, s) => {
+    sgd: (inputs, s) => {
       calls.sgd++
-      const n = param.data.length
-      const [p, buf] = [new Float64Array(n), new Float64Array(n)]
-      for (let i = 0; i < n; i++) {
-        let g = s.maximize ? -grad.data[i] : grad.data[i]
-        if (s.weightDecay !== 0) g += param.data[i] * s.weightDecay
-        if (s.momentum === 0) {
-          p[i] = param.data[i] - g * s.lr
-          continue
-        }
-        buf[i] =
-          s.first || momentumBuffer === undefined
-            ? g
-            : momentumBuffer.data[i] * s.momentum + (s.dampening === 0 ? g : g * (1 - s.dampening))
-        p[i] = param.data[i] - (s.nesterov ? g + buf[i] * s.momentum : buf[i]) * s.lr
-      }
-      const t = (data: Float64Array) => ({ shape: param.shape, data })
-      return { param: t(p), momentumBuffer: s.momentum === 0 ? undefined : t(buf) }
+      return inputs.map((i) => sgd(i, s))
     }
   }
   return { fused, calls }

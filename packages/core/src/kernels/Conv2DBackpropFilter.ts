@@ -52,9 +52,9 @@ export const conv2dBackpropFilterNhwc = (
  * first strictly largest input of its window (tfjs's `maxPoolPositions` tie rule).
  */
 /**
- * Non-overlapping windows (kernel = stride, no padding: the usual MaxPool2d(k)): each input row
- * of a window row is one contiguous run, scanned by a single loop with counters instead of
- * nested loops over tiny windows (faster for CNN2's 2x2 pools).
+ * Non-overlapping windows (kernel = stride, no padding: the usual MaxPool2d(k)): one pass over
+ * the outputs, each reading its own window (strided by the channel count) and adding its
+ * gradient at the window's first strictly largest input. 2x2 windows, CNN2's, are unrolled.
  */
 const maxPoolGradTiled = (
   x: Float32Array,
@@ -73,40 +73,59 @@ const maxPoolGradTiled = (
     strideHeight: sh,
     strideWidth: sw
   } = info
-  const rowLen = outWidth * c
-  const best = new Float32Array(rowLen)
-  const at = new Int32Array(rowLen)
+  const rowStride = inWidth * c
+  const windowStride = sw * c
+  const twoByTwo = sh === 2 && sw === 2
+  // best > floor: a gradient reaches a window's maximum unless it is not positive after a ReLU;
+  // best starts at -Infinity, so a window of -Infinity and NaN passes nothing (at stays -1).
+  const floor = afterRelu ? 0 : Number.NEGATIVE_INFINITY
+  let o = 0
   for (let b = 0; b < batchSize; b++) {
     for (let oh = 0; oh < outHeight; oh++) {
-      for (let j = 0; j < rowLen; j++) {
-        best[j] = Number.NEGATIVE_INFINITY
-        at[j] = -1
-      }
-      // Window rows in order, columns in order within each: tfjs' first-maximum rule.
-      for (let r = oh * sh; r < oh * sh + sh; r++) {
-        const start = (b * inHeight + r) * inWidth * c
-        const end = start + outWidth * sw * c
-        let o = 0
-        let d = 0
-        let q = 0
-        for (let i = start; i < end; i++) {
-          const v = x[i]
-          if (v > best[o + d]) {
-            best[o + d] = v
-            at[o + d] = i
-          }
-          if (++d === c) {
-            d = 0
-            if (++q === sw) {
-              q = 0
-              o += c
+      let corner = (b * inHeight + oh * sh) * rowStride
+      for (let ow = 0; ow < outWidth; ow++, corner += windowStride) {
+        for (let d = 0; d < c; d++, o++) {
+          let best = Number.NEGATIVE_INFINITY
+          let at = -1
+          if (twoByTwo) {
+            // Window rows in order, columns in order within each: tfjs' first-maximum rule.
+            const i0 = corner + d
+            const i2 = i0 + rowStride
+            let v = x[i0]
+            if (v > best) {
+              best = v
+              at = i0
+            }
+            v = x[i0 + c]
+            if (v > best) {
+              best = v
+              at = i0 + c
+            }
+            v = x[i2]
+            if (v > best) {
+              best = v
+              at = i2
+            }
+            v = x[i2 + c]
+            if (v > best) {
+              best = v
+              at = i2 + c
+            }
+          } else {
+            for (let r = 0; r < sh; r++) {
+              let i = corner + r * rowStride + d
+              for (let q = 0; q < sw; q++, i += c) {
+                const v = x[i]
+                if (v > best) {
+                  best = v
+                  at = i
+                }
+              }
             }
           }
+          if (at >= 0 && best > floor) dx[at] += dy[o]
         }
       }
-      const dyRow = (b * outHeight + oh) * rowLen
-      for (let j = 0; j < rowLen; j++)
-        if (at[j] >= 0 && (!afterRelu || best[j] > 0)) dx[at[j]] += dy[dyRow + j]
     }
   }
   return dx

@@ -4,8 +4,9 @@ import type { Ours } from "./Register.js"
 
 /**
  * Fused optimizer updates as tfjs kernels on the cpu and wasm backends: one kernel call per
- * parameter tensor does what the element-wise formulation does in ~13 (Adam) or ~5 (SGD)
- * calls, each with its own dispatch, allocation and pass over memory. The arithmetic is in
+ * step updates every parameter tensor (a multi-tensor update), where the element-wise
+ * formulation takes ~13 (Adam) or ~5 (SGD) calls per tensor, each with its own dispatch,
+ * allocation and pass over memory. The arithmetic is in
  * float64 per element, rounded to float32 once.
  */
 export const AdamUpdate = "StepwiseAdamUpdate"
@@ -14,53 +15,88 @@ export const SgdUpdate = "StepwiseSgdUpdate"
 export const ReluGrad = "StepwiseReluGrad"
 /** A max pool's input gradient composed with the ReLU before it (MaxPoolGrad, then ReluGrad). */
 export const MaxPoolReluGrad = "StepwiseMaxPoolReluGrad"
+/** A bias's gradient: dy summed over every axis but the last (the channels), in one pass. */
+export const BiasGrad = "StepwiseBiasGrad"
 
 type AnyBackend = any
 type KernelFunc = tf.KernelConfig["kernelFunc"]
 
 /** Float32 views of inputs and freshly allocated outputs, the same code on cpu and wasm. */
-const io = (
+const ioShapes = (
   backend: AnyBackend,
   inputs: ReadonlyArray<tf.TensorInfo>,
-  outputs: number,
-  shape: Array<number>
+  shapes: ReadonlyArray<ReadonlyArray<number>>
 ) => {
-  const size = shape.reduce((a, b) => a * b, 1)
   if (typeof backend.typedArrayFromHeap === "function") {
     // wasm: allocate first; an allocation may grow (and so move) the heap under older views.
-    const outs = Array.from({ length: outputs }, () => backend.makeOutput(shape, "float32") as tf.TensorInfo)
+    const outs = shapes.map((shape) => backend.makeOutput([...shape], "float32") as tf.TensorInfo)
     return {
       ins: inputs.map((t) => backend.typedArrayFromHeap(t) as Float32Array),
       outViews: outs.map((t) => backend.typedArrayFromHeap(t) as Float32Array),
       outs
     }
   }
-  const outViews = Array.from({ length: outputs }, () => new Float32Array(size))
+  const outViews = shapes.map((shape) => new Float32Array(shape.reduce((a, b) => a * b, 1)))
   return {
     ins: inputs.map((t) => backend.data.get(t.dataId).values as Float32Array),
     outViews,
-    outs: outViews.map((v) => backend.makeTensorInfo(shape, "float32", v) as tf.TensorInfo)
+    outs: outViews.map((v, i) => backend.makeTensorInfo([...shapes[i]], "float32", v) as tf.TensorInfo)
   }
 }
+
+/** `ioShapes` with `outputs` outputs of one `shape`. */
+const io = (
+  backend: AnyBackend,
+  inputs: ReadonlyArray<tf.TensorInfo>,
+  outputs: number,
+  shape: Array<number>
+) =>
+  ioShapes(
+    backend,
+    inputs,
+    Array.from({ length: outputs }, () => shape)
+  )
 
 /** The hyperparameters every fused update takes. */
 export interface UpdateAttrs {
   readonly lr: number
   readonly weightDecay: number
   readonly maximize: boolean
+  /** How many parameter tensors the call updates (inputs `param0`, `grad0`, ... `param{count-1}`). */
+  readonly count: number
 }
 
+/** The input name of tensor `i`'s `field` in a multi-tensor update (`param0`, `expAvg3`, ...). */
+export const inputName = (field: string, i: number): string => `${field}${i}`
+
 /**
- * The set-up of a fused update kernel: its attrs and the Float32 views of the tensors `plan`
- * picks to read (optional ones left out) and of `outputs` fresh outputs shaped like `param`.
+ * The set-up of a multi-tensor update kernel: its attrs and, per parameter tensor, the Float32
+ * views of the `fields` it reads (in order) and of `outputs` fresh outputs shaped like it. All
+ * outputs are allocated before any view is taken (a wasm allocation may move the heap).
  */
 const updateIo = <A extends UpdateAttrs>(
   args: Parameters<KernelFunc>[0],
-  plan: (inputs: any, attrs: A) => { readonly read: Array<tf.TensorInfo>; readonly outputs: number }
+  plan: (attrs: A) => { readonly fields: ReadonlyArray<string>; readonly outputs: number }
 ) => {
-  const { inputs, backend, attrs } = args as unknown as { inputs: any; backend: AnyBackend; attrs: A }
-  const { read, outputs } = plan(inputs, attrs)
-  return { attrs, ...io(backend, read, outputs, [...inputs.param.shape]) }
+  const { inputs, backend, attrs } = args as unknown as {
+    inputs: Record<string, tf.TensorInfo>
+    backend: AnyBackend
+    attrs: A
+  }
+  const { fields, outputs } = plan(attrs)
+  const read: Array<tf.TensorInfo> = []
+  const shapes: Array<ReadonlyArray<number>> = []
+  for (let i = 0; i < attrs.count; i++) {
+    for (const f of fields) read.push(inputs[inputName(f, i)])
+    const shape = inputs[inputName("param", i)].shape
+    for (let k = 0; k < outputs; k++) shapes.push(shape)
+  }
+  const { ins, outViews, outs } = ioShapes(backend, read, shapes)
+  const tensors = Array.from({ length: attrs.count }, (_, i) => ({
+    ins: ins.slice(i * fields.length, (i + 1) * fields.length),
+    outs: outViews.slice(i * outputs, (i + 1) * outputs)
+  }))
+  return { attrs, tensors, outs }
 }
 
 export interface AdamAttrs extends UpdateAttrs {
@@ -73,42 +109,42 @@ export interface AdamAttrs extends UpdateAttrs {
   readonly step: number
 }
 
-/** inputs: param, grad, expAvg, expAvgSq[, maxExpAvgSq] -> param, expAvg, expAvgSq[, maxExpAvgSq]. */
+/**
+ * inputs, per tensor i: param{i}, grad{i}, expAvg{i}, expAvgSq{i}[, maxExpAvgSq{i}] ->
+ * outputs, per tensor in order: param, expAvg, expAvgSq[, maxExpAvgSq].
+ */
 const adamKernel: KernelFunc = (args) => {
-  const {
-    attrs,
-    ins: v,
-    outViews: o,
-    outs
-  } = updateIo<AdamAttrs>(args, ({ param, grad, expAvg, expAvgSq, maxExpAvgSq }, { amsgrad }) => ({
-    read: [param, grad, expAvg, expAvgSq, ...(amsgrad ? [maxExpAvgSq] : [])],
+  const { attrs, tensors, outs } = updateIo<AdamAttrs>(args, ({ amsgrad }) => ({
+    fields: ["param", "grad", "expAvg", "expAvgSq", ...(amsgrad ? ["maxExpAvgSq"] : [])],
     outputs: amsgrad ? 4 : 3
   }))
   const { lr, beta1, beta2, eps, weightDecay, decoupled, amsgrad, maximize, step } = attrs
-  const [p, g, m, s] = v
-  const vmaxIn = amsgrad ? v[4] : undefined
-  const [pOut, mOut, sOut] = o
-  const vmaxOut = amsgrad ? o[3] : undefined
   const stepSize = lr / (1 - beta1 ** step)
   const bc2 = Math.sqrt(1 - beta2 ** step)
   const shrink = 1 - lr * weightDecay
-  for (let i = 0; i < p.length; i++) {
-    let gi = maximize ? -g[i] : g[i]
-    let pi = p[i]
-    if (weightDecay !== 0) {
-      if (decoupled) pi = Math.fround(pi * shrink)
-      else gi += weightDecay * pi
+  for (const { ins: v, outs: o } of tensors) {
+    const [p, g, m, s] = v
+    const vmaxIn = amsgrad ? v[4] : undefined
+    const [pOut, mOut, sOut] = o
+    const vmaxOut = amsgrad ? o[3] : undefined
+    for (let i = 0; i < p.length; i++) {
+      let gi = maximize ? -g[i] : g[i]
+      let pi = p[i]
+      if (weightDecay !== 0) {
+        if (decoupled) pi = Math.fround(pi * shrink)
+        else gi += weightDecay * pi
+      }
+      const mi = Math.fround(beta1 * m[i] + (1 - beta1) * gi)
+      const si = Math.fround(beta2 * s[i] + (1 - beta2) * gi * gi)
+      let vi = si
+      if (vmaxIn !== undefined) {
+        vi = Math.max(vmaxIn[i], si)
+        vmaxOut![i] = vi
+      }
+      mOut[i] = mi
+      sOut[i] = si
+      pOut[i] = pi - (stepSize * mi) / (Math.sqrt(vi) / bc2 + eps)
     }
-    const mi = Math.fround(beta1 * m[i] + (1 - beta1) * gi)
-    const si = Math.fround(beta2 * s[i] + (1 - beta2) * gi * gi)
-    let vi = si
-    if (vmaxIn !== undefined) {
-      vi = Math.max(vmaxIn[i], si)
-      vmaxOut![i] = vi
-    }
-    mOut[i] = mi
-    sOut[i] = si
-    pOut[i] = pi - (stepSize * mi) / (Math.sqrt(vi) / bc2 + eps)
   }
   return outs
 }
@@ -121,31 +157,31 @@ export interface SgdAttrs extends UpdateAttrs {
   readonly first: boolean
 }
 
-/** inputs: param, grad[, momentumBuffer] -> param[, momentumBuffer] (momentum > 0). */
+/**
+ * inputs, per tensor i: param{i}, grad{i}[, momentumBuffer{i}] -> outputs, per tensor in order:
+ * param[, momentumBuffer] (momentum > 0).
+ */
 const sgdKernel: KernelFunc = (args) => {
-  const {
-    attrs,
-    ins: v,
-    outViews: o,
-    outs
-  } = updateIo<SgdAttrs>(args, ({ param, grad, momentumBuffer }, { momentum, first }) => ({
-    read: [param, grad, ...(momentum !== 0 && !first ? [momentumBuffer] : [])],
+  const { attrs, tensors, outs } = updateIo<SgdAttrs>(args, ({ momentum, first }) => ({
+    fields: ["param", "grad", ...(momentum !== 0 && !first ? ["momentumBuffer"] : [])],
     outputs: momentum !== 0 ? 2 : 1
   }))
   const { lr, momentum, dampening, weightDecay, nesterov, maximize, first } = attrs
   const withBuffer = momentum !== 0
-  const [p, g, b] = v
-  const [pOut, bOut] = o
-  for (let i = 0; i < p.length; i++) {
-    let gi = maximize ? -g[i] : g[i]
-    if (weightDecay !== 0) gi = Math.fround(gi + weightDecay * p[i])
-    if (!withBuffer) {
-      pOut[i] = p[i] - lr * gi
-      continue
+  for (const { ins: v, outs: o } of tensors) {
+    const [p, g, b] = v
+    const [pOut, bOut] = o
+    for (let i = 0; i < p.length; i++) {
+      let gi = maximize ? -g[i] : g[i]
+      if (weightDecay !== 0) gi = Math.fround(gi + weightDecay * p[i])
+      if (!withBuffer) {
+        pOut[i] = p[i] - lr * gi
+        continue
+      }
+      const bi = first ? gi : Math.fround(momentum * b[i] + (1 - dampening) * gi)
+      bOut[i] = bi
+      pOut[i] = p[i] - lr * (nesterov ? gi + momentum * bi : bi)
     }
-    const bi = first ? gi : Math.fround(momentum * b[i] + (1 - dampening) * gi)
-    bOut[i] = bi
-    pOut[i] = p[i] - lr * (nesterov ? gi + momentum * bi : bi)
   }
   return outs
 }
@@ -161,6 +197,30 @@ const reluGradKernel: KernelFunc = (args) => {
   // Branch-free (a multiply by 0 or 1): with random signs a branch mispredicts half the time,
   // which made the ternary form slower. Same result as tfjs' dy * step(y), NaN included.
   for (let i = 0; i < g.length; i++) out[i] = g[i] * +(v[i] > 0)
+  return outs[0]
+}
+
+/**
+ * inputs: dy [..., c] -> [c], the sum over every other axis. One pass in storage order with a
+ * float64 accumulator per channel, rounded to float32 once (tfjs' wasm Sum over leading axes
+ * transposes first, then sums in float32).
+ */
+const biasGradKernel: KernelFunc = (args) => {
+  const { inputs, backend } = args as unknown as { inputs: any; backend: AnyBackend }
+  const { dy } = inputs
+  const c = dy.shape[dy.shape.length - 1] as number
+  const {
+    ins: [g],
+    outViews: [out],
+    outs
+  } = io(backend, [dy], 1, [c])
+  const acc = new Float64Array(c)
+  let d = 0
+  for (let i = 0; i < g.length; i++) {
+    acc[d] += g[i]
+    if (++d === c) d = 0
+  }
+  out.set(acc)
   return outs[0]
 }
 
@@ -192,7 +252,8 @@ export const kernels = (backendName: "cpu" | "wasm"): ReadonlyArray<Ours> =>
       [AdamUpdate, adamKernel],
       [SgdUpdate, sgdKernel],
       [ReluGrad, reluGradKernel],
-      [MaxPoolReluGrad, maxPoolReluGradKernel]
+      [MaxPoolReluGrad, maxPoolReluGradKernel],
+      [BiasGrad, biasGradKernel]
     ] as const
   ).map(([kernelName, kernelFunc]) => ({ kernelName, backendName, make: () => kernelFunc }))
 
@@ -215,3 +276,12 @@ export const maxPoolReluGrad = (
 /** ReLU's input gradient: the fused kernel where registered, Step and Multiply elsewhere. */
 export const reluGrad = (dy: tf.Tensor, y: tf.Tensor): tf.Tensor =>
   available() ? (tf.engine().runKernel(ReluGrad, { dy, y }) as tf.Tensor) : tf.mul(dy, tf.step(y))
+
+/** A bias's gradient (dy summed over all axes but the last): the fused kernel where registered. */
+export const biasGrad = (dy: tf.Tensor): tf.Tensor =>
+  tf.getKernel(BiasGrad, tf.getBackend()) === undefined
+    ? tf.sum(
+        dy,
+        dy.shape.slice(0, -1).map((_, i) => i)
+      )
+    : (tf.engine().runKernel(BiasGrad, { dy }) as tf.Tensor)
