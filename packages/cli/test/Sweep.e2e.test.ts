@@ -195,11 +195,9 @@ describe("stepwise sweep on SQLite", () => {
         const rows = readFileSync(metrics, "utf8").trim().split("\n")
         if (rows.length !== 1) continue
         try {
-          // the lock's pid is the runner's `train` child; its parent is the runner
+          // the lock's pid is the runner's (its training thread runs train in-process)
           const pid = JSON.parse(readFileSync(join(dir, ".lock"), "utf8")).pid
-          const stat = readFileSync(`/proc/${pid}/stat`, "utf8")
-          const runner = Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1])
-          return { trial: t, dir, row1: rows[0], pid: runner }
+          return { trial: t, dir, row1: rows[0], pid }
         } catch {
           // the lock is being written
         }
