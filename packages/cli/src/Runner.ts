@@ -56,11 +56,17 @@ export const TrialWorkflow = Workflow.make({
     sweepDir: Schema.String,
     epochs: Schema.Int,
     metric: Schema.Literal(...SweepSpace.Metrics),
-    stopping: Schema.NullOr(SweepSpace.Stopping)
+    stopping: Schema.NullOr(SweepSpace.Stopping),
+    /**
+     * Picks the trial's execution id, and with it its shard and runner: the sweep chooses it so
+     * that trials spread evenly over the runners (`Sweep.place`). Part of the idempotency key,
+     * kept in the sweep folder for `--resume`.
+     */
+    spread: Schema.Int
   },
   success: TrialResult,
   error: TrialFailed,
-  idempotencyKey: (p) => `${p.sweep}/${p.trial}`
+  idempotencyKey: (p) => `${p.sweep}/${p.trial}${p.spread === 0 ? "" : `#${p.spread}`}`
 })
 export type TrialPayload = typeof TrialWorkflow.payloadSchema.Type
 
@@ -118,6 +124,8 @@ export const EpochWorkerLive = Layer.scoped(
       return w
     }
     yield* Effect.addFinalizer(() => Effect.promise(async () => void (await worker?.terminate())))
+    // started now: it loads and compiles its engine while the runner joins the cluster
+    current()
     return EpochWorker.of({
       train: (trial, argv) =>
         Effect.async<void, TrialFailed>((resume) => {
@@ -319,6 +327,8 @@ export const TrialLive = TrialWorkflow.toLayer(
  * over within ~30 s and new work is seen within a second.
  */
 export const shardingConfig = {
+  // (the cluster's default, stated: `Sweep.place` computes shard owners with it)
+  shardsPerGroup: 300,
   // Generous: training blocks the event loop for seconds at a time (data loading, validation), so
   // a tight expiry lets a busy runner's shards pass to another while it still works on them.
   shardLockRefreshInterval: "5 seconds",

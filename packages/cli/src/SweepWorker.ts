@@ -13,6 +13,7 @@
  */
 import { parentPort } from "node:worker_threads"
 import { NodeContext } from "@effect/platform-node"
+import { Engine } from "@stepwise/core"
 import { Cause, Effect, Exit, Fiber, Layer, ManagedRuntime, Option } from "effect"
 import { formatError } from "./Errors.js"
 import { main } from "./Main.js"
@@ -53,6 +54,9 @@ const port = parentPort
 if (port !== null) {
   // Built once: the cache lives as long as the thread.
   const runtime = ManagedRuntime.make(Layer.merge(NodeContext.layer, dataCache))
+  // The wasm engine compiled while the runner joins its cluster (a first run starts warm); runs
+  // wait for it, so that they never set the backend while it initializes.
+  const warm = runtime.runPromise(Effect.scoped(Engine.make("wasm")).pipe(Effect.ignore))
   const running = new Map<number, Fiber.RuntimeFiber<void, unknown>>()
   port.on("message", (m: Request) => {
     if (m.type === "stop") {
@@ -60,7 +64,12 @@ if (port !== null) {
       if (fiber !== undefined) Effect.runFork(Fiber.interrupt(fiber))
       return
     }
-    const fiber = runtime.runFork(main(["node", "stepwise", ...m.argv]))
+    const fiber = runtime.runFork(
+      Effect.zipRight(
+        Effect.promise(() => warm),
+        main(["node", "stepwise", ...m.argv])
+      )
+    )
     running.set(m.id, fiber)
     fiber.addObserver((exit) => {
       running.delete(m.id)

@@ -158,6 +158,12 @@ describe("stepwise sweep on SQLite", () => {
       ["t02", "done", 2]
     ])
     expect(readdirSync(join(out, "runners")).sort()).toEqual(["runner-1.log", "runner-2.log"])
+    // placed one a runner (ids chosen by shard owner), and each trained where it was placed
+    expect(r.stderr).toMatch(/trials per runner: 127\.0\.0\.1:\d+ 1, 127\.0\.0\.1:\d+ 1/)
+    for (const f of ["runner-1.log", "runner-2.log"]) {
+      const trained = readFileSync(join(out, "runners", f), "utf8").match(/^trial t0\d/gm) ?? []
+      expect(new Set(trained).size, f).toBe(1)
+    }
     const lines = readFileSync(join(out, "sweep.jsonl"), "utf8").trim().split("\n")
     expect(lines).toHaveLength(2)
     expect(existsSync(join(out, "plots", "metric.png"))).toBe(true)
