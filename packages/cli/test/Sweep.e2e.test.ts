@@ -197,7 +197,9 @@ describe("stepwise sweep on SQLite", () => {
       for (const t of ["t01", "t02"]) {
         const dir = join(out, "trials", t)
         const metrics = join(dir, "metrics.jsonl")
-        if (!existsSync(metrics) || !existsSync(join(dir, ".lock"))) continue
+        // epoch 1 complete (its row and its checkpoint): a SIGKILL now lands in epoch 2
+        const complete = existsSync(join(dir, "checkpoints", "epoch-0001.safetensors"))
+        if (!existsSync(metrics) || !complete || !existsSync(join(dir, ".lock"))) continue
         const rows = readFileSync(metrics, "utf8").trim().split("\n")
         if (rows.length !== 1) continue
         try {
@@ -216,7 +218,11 @@ describe("stepwise sweep on SQLite", () => {
     const r = await sweep.done
     expect(r.code, r.stderr).toBe(0)
     const j = lastJson(r)
-    expect(j.trials.map((t: any) => [t.state, t.epoch])).toEqual([
+    const errors = j.trials.map((t: any) => t.error).join("; ")
+    expect(
+      j.trials.map((t: any) => [t.state, t.epoch]),
+      errors
+    ).toEqual([
       ["done", 3],
       ["done", 3]
     ])
