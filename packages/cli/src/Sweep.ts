@@ -3,7 +3,8 @@
  *
  * The sweep folder holds `sweep.json` (the expanded plan), `trials/<id>/` (each trial's run
  * folder and its `recipe.json`), `cluster.db` (the cluster's SQLite storage, unless `--storage`
- * names another), `runners/` (the logs of the runners this process started), and at the end
+ * names another), `runners/` (the logs of the runners this process started), `placement.json`
+ * (each trial's `spread`: which runner its id sends it to, see `place`), and at the end
  * `sweep.jsonl` (one line a trial), `best-recipe.json` and `plots/metric.png`.
  *
  * This process is a cluster client: it starts one runner per core as child processes, starts
