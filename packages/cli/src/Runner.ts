@@ -392,12 +392,21 @@ export const run = (args: Args) =>
     )
     // Runners meeting a fresh database race on the cluster's first-time migrations (PostgreSQL's
     // CREATE ... IF NOT EXISTS is not safe against a concurrent one): the loser's retry finds
-    // the tables made. Anything else, or a sixth failure, ends the runner as before.
+    // the tables made. The message storage's migrations end as a defect (the cluster dies on
+    // them), so defects of SQL are retried too. Anything else, or a sixth failure, ends the
+    // runner as before.
     return yield* Layer.launch(runnerLayer(sql, { host, port })).pipe(
-      Effect.retry({
-        schedule: Schedule.spaced("1 second"),
-        times: 5,
-        while: (e) => (e as { readonly _tag?: unknown })._tag === "SqlError"
-      })
+      Effect.catchAllDefect((defect) => (ofSql(defect) ? Effect.fail(defect) : Effect.die(defect))),
+      Effect.retry({ schedule: Schedule.spaced("1 second"), times: 5, while: ofSql })
     )
   })
+
+/** An SQL error, or a migration error caused by one (its cause chain, a few levels deep). */
+const ofSql = (e: unknown): boolean => {
+  let x = e as { readonly _tag?: unknown; readonly cause?: unknown } | null | undefined
+  for (let depth = 0; x != null && depth < 5; depth++) {
+    if (x._tag === "SqlError" || x._tag === "MigrationError") return true
+    x = x.cause as typeof x
+  }
+  return false
+}
