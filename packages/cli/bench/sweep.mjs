@@ -8,13 +8,15 @@
  * - sweep: `stepwise sweep --runners 2` of those trials (wall time from process start to exit).
  *   Goal <= 0.6x on 2 cores.
  * - the engine's overhead per trial: (the same sweep on 1 runner - sequential) / 6. It holds the
- *   cluster (workflow start, storage, shard assignment) and the per-epoch activity's cost of
- *   reloading the data and the last checkpoint, which a single `train` process pays once.
+ *   cluster (runner start, workflow start, storage, shard assignment) and the per-epoch
+ *   activity's cost (restoring the last checkpoint in the runner's warm training thread); the
+ *   1-runner / sequential ratio shows it apart from the second core.
+ * - the trials per runner (from the runners' logs: which runner trained which trial).
  *
  * Prints a table and one `GOAL {json}` line. `--quick`: 1 epoch a trial (else 2).
  */
 import { spawnSync } from "node:child_process"
-import { mkdtempSync, writeFileSync } from "node:fs"
+import { mkdtempSync, readdirSync, readFileSync, writeFileSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { fileURLToPath } from "node:url"
@@ -55,14 +57,21 @@ for (const t of two.json.trials) {
 }
 const one = stepwise(["sweep", "--config", sweepFile, "--out", join(work, "one"), "--runners", "1", "--json"])
 const ratio = two.seconds / sequential
+const oneRatio = one.seconds / sequential
+// which runner trained which trial (a trial retrained elsewhere after a shard move counts twice)
+const split = (dir) =>
+  readdirSync(join(dir, "runners"))
+    .sort()
+    .map((f) => new Set(readFileSync(join(dir, "runners", f), "utf8").match(/^trial t\d+/gm) ?? []).size)
 const overhead = (one.seconds - sequential) / TRIALS
 
 console.log(`\nsweep of ${TRIALS} trials x ${epochs} epochs (chapter6-adam over 6 lrs), wall seconds`)
 console.log("| run | seconds |\n| --- | --- |")
 console.log(`| sequential: 6 x stepwise train | ${sequential.toFixed(1)} |`)
 console.log(`| stepwise sweep --runners 2 | ${two.seconds.toFixed(1)} (${ratio.toFixed(2)}x, goal <= 0.6x) |`)
-console.log(`| stepwise sweep --runners 1 | ${one.seconds.toFixed(1)} |`)
+console.log(`| stepwise sweep --runners 1 | ${one.seconds.toFixed(1)} (${oneRatio.toFixed(2)}x) |`)
 console.log(`| engine overhead per trial (1 runner - sequential) / 6 | ${overhead.toFixed(1)} |`)
+console.log(`| trials per runner (2 runners) | ${split(join(work, "two")).join(" / ")} |`)
 console.log(
   `GOAL ${JSON.stringify({ name: "sweep: 6 trials on 2 runners / sequential", ours: two.seconds, theirs: sequential, ratio, unit: "s", target: "<= 0.6x" })}`
 )

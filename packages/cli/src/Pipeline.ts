@@ -34,7 +34,7 @@ import {
 import type { Numeric, Optimizer, Scheduler } from "@stepwise/optim"
 import { TfNumeric } from "@stepwise/optim"
 import type * as tf from "@tensorflow/tfjs-core"
-import { Effect, Either, Option, Schema, type Scope, Stream } from "effect"
+import { Context, Effect, Either, Option, Schema, type Scope, Stream } from "effect"
 import * as CustomOptimizer from "./CustomOptimizer.js"
 import { COMMAND_LINE, ConfigError, DataMismatch, describeIoError, OptimizerModuleError } from "./Errors.js"
 import { Output } from "./Progress.js"
@@ -244,6 +244,30 @@ export const prepareData = (
       trainRoot,
       valRoot: recipe.data.valSplit === undefined ? valRoot : undefined
     } satisfies Datasets
+  })
+
+/**
+ * Prepared data kept between runs in one process: a sweep runner's worker trains epoch after
+ * epoch of many trials on the same folders. Given the key (the recipe's data settings and the
+ * files' fingerprint) and the preparation, it returns a kept result or runs the preparation.
+ * Without it in the context (every command), `setup` prepares the data each time.
+ */
+export class DataCache extends Context.Tag("@stepwise/cli/Pipeline/DataCache")<
+  DataCache,
+  <E, R>(key: string, prepare: Effect.Effect<Datasets, E, R>) => Effect.Effect<Datasets, E, R>
+>() {}
+
+/** `prepareData`, through the `DataCache` when there is one. */
+const preparedData = (recipe: Recipe.Recipe, concurrency: number | undefined) =>
+  Effect.flatMap(Effect.serviceOption(DataCache), (cache) => {
+    if (Option.isNone(cache)) return prepareData(recipe, concurrency)
+    const trainRoot = resolvePath(trainRootOf(recipe))
+    const valRoot = Option.getOrUndefined(Option.map(Option.fromNullable(valRootOf(recipe)), resolvePath))
+    // what prepareData reads: the data settings, the batch size (statistics), the seed (valSplit)
+    const settings = { data: recipe.data, batchSize: recipe.batchSize, seed: recipe.seed }
+    return Effect.flatMap(fingerprint({ trainRoot, valRoot }), (files) =>
+      cache.value(JSON.stringify({ ...settings, files }), prepareData(recipe, concurrency))
+    )
   })
 
 export interface Loaders {
@@ -528,7 +552,7 @@ export const setup = (
     yield* out.line(`stepwise: ${recipe.backend} engine, loading data...`)
     // The engine lives as long as the caller's scope (its kernels are restored when it closes).
     const engine = yield* Engine.make(recipe.backend)
-    const data = yield* prepareData(recipe, decodeConcurrency(first))
+    const data = yield* preparedData(recipe, decodeConcurrency(first))
     const l = yield* loaders(data, recipe)
     const fresh = yield* trainer(recipe, origin, data, l.train.numBatches, engine.numeric).pipe(
       Effect.provideService(Engine.Engine, engine)

@@ -4,17 +4,18 @@
  *
  * A trial's steps are its epochs: activity `epoch-N` trains epoch N with `stepwise train` itself
  * (`--epochs N`, `--resume` from the trial's run folder), so a trial's losses are those of the
- * recipe trained alone. `train` runs as a child process: training keeps an event loop busy for
- * seconds at a time, and the runner's own loop must stay free to refresh its shard locks and
- * answer health checks, or the cluster moves its shards (and trials) to another runner. The engine records each finished activity in the cluster's SQL storage;
+ * recipe trained alone. `train` runs in the runner's training thread (`SweepWorker`), kept warm
+ * from epoch to epoch (engine compiled, data decoded once): training keeps an event loop busy for
+ * seconds at a time, and the runner's main loop must stay free to refresh its shard locks and
+ * answer health checks, or the cluster moves its shards (and trials) to another runner. The
+ * engine records each finished activity in the cluster's SQL storage;
  * when a runner dies, its shards move to another runner, which replays the workflow: finished
  * epochs come back from storage, the interrupted one restarts from the last checkpoint.
  */
-import { spawn } from "node:child_process"
 import { readFileSync } from "node:fs"
 import { availableParallelism } from "node:os"
 import { join } from "node:path"
-import { fileURLToPath } from "node:url"
+import { Worker } from "node:worker_threads"
 import { ClusterWorkflowEngine, RunnerAddress } from "@effect/cluster"
 import { FileSystem, Path } from "@effect/platform"
 import { NodeClusterSocket } from "@effect/platform-node"
@@ -26,6 +27,7 @@ import { formatError, runFolderError, TrialFailed } from "./Errors.js"
 import * as Run from "./RunFolder.js"
 import * as SweepSpace from "./SweepSpace.js"
 import * as SweepStore from "./SweepStore.js"
+import type * as SweepWorker from "./SweepWorker.js"
 
 /** The file in a trial's folder that holds its recipe (what `train --config` is given). */
 export const RECIPE_FILE = "recipe.json"
@@ -54,11 +56,17 @@ export const TrialWorkflow = Workflow.make({
     sweepDir: Schema.String,
     epochs: Schema.Int,
     metric: Schema.Literal(...SweepSpace.Metrics),
-    stopping: Schema.NullOr(SweepSpace.Stopping)
+    stopping: Schema.NullOr(SweepSpace.Stopping),
+    /**
+     * Picks the trial's execution id, and with it its shard and runner: the sweep chooses it so
+     * that trials spread evenly over the runners (`Sweep.place`). Part of the idempotency key,
+     * kept in the sweep folder for `--resume`.
+     */
+    spread: Schema.Int
   },
   success: TrialResult,
   error: TrialFailed,
-  idempotencyKey: (p) => `${p.sweep}/${p.trial}`
+  idempotencyKey: (p) => `${p.sweep}/${p.trial}${p.spread === 0 ? "" : `#${p.spread}`}`
 })
 export type TrialPayload = typeof TrialWorkflow.payloadSchema.Type
 
@@ -68,47 +76,89 @@ export const trialDir = (p: Path.Path, sweepDir: string, trial: string) => p.joi
 /** One epoch at a time in a runner: training is CPU-bound, and tfjs's engine is process-global. */
 export class EpochSlot extends Context.Tag("@stepwise/cli/Runner/EpochSlot")<EpochSlot, Effect.Semaphore>() {}
 
-/** The `stepwise` executable (this package's bin), to run `train` with. */
-const BIN = fileURLToPath(new URL("./bin.js", import.meta.url))
-
 /**
- * `stepwise train` for epochs up to `epochs` in `dir`, as a child process whose output goes to
- * the runner's log. The child has an IPC channel: it stops (as after Ctrl-C, between two
- * mini-batches) when the runner dies, even by SIGKILL (see bin.ts); interrupting this effect
- * stops it the same way and waits for it. Fails with the child's last line of stderr.
+ * The runner's training thread (`SweepWorker`), started at the first epoch and kept: it runs
+ * `stepwise train` in-process with its engine and data warm, so an epoch costs the epoch, not a
+ * process start, a wasm compile and a data decode. A thread that dies (a crash in the engine) is
+ * replaced at the next epoch; the runner's own SIGKILL takes it along.
  */
-const trainChild = (trial: string, dir: string, epochs: number, resume: boolean) =>
-  Effect.async<void, TrialFailed>((resume_) => {
-    const args = resume
-      ? ["train", "--resume", dir, "--epochs", String(epochs)]
-      : ["train", "--config", join(dir, RECIPE_FILE), "--out", dir, "--epochs", String(epochs)]
-    const child = spawn(process.execPath, [BIN, ...args, "--no-plots", "--no-tensorboard"], {
-      stdio: ["ignore", "inherit", "pipe", "ipc"]
-    })
-    let lastLine = ""
-    child.stderr?.on("data", (d: Buffer) => {
-      process.stderr.write(d)
-      const lines = String(d).trim().split("\n")
-      lastLine = lines[lines.length - 1] ?? lastLine
-    })
-    child.once("exit", (code, signal) =>
-      resume_(
-        code === 0
-          ? Effect.void
-          : Effect.fail(
-              new TrialFailed({
-                trial,
-                reason: lastLine.replace(/^stepwise: /, "") || `stepwise train ended with ${signal ?? code}`
-              })
-            )
-      )
-    )
-    return Effect.async<void>((done) => {
-      if (child.exitCode !== null || child.signalCode !== null) return done(Effect.void)
-      child.once("exit", () => done(Effect.void))
-      child.kill("SIGTERM")
+export class EpochWorker extends Context.Tag("@stepwise/cli/Runner/EpochWorker")<
+  EpochWorker,
+  {
+    /**
+     * `stepwise train` with these arguments in the thread. Interrupting it stops the training as
+     * Ctrl-C does (between two mini-batches, the run folder consistent) and waits for that.
+     */
+    readonly train: (trial: string, argv: ReadonlyArray<string>) => Effect.Effect<void, TrialFailed>
+  }
+>() {}
+
+const WORKER = new URL("./SweepWorker.js", import.meta.url)
+
+export const EpochWorkerLive = Layer.scoped(
+  EpochWorker,
+  Effect.gen(function* () {
+    let worker: Worker | undefined
+    let nextId = 0
+    const pending = new Map<number, (reply: SweepWorker.Reply) => void>()
+    const ended = (reason: string) => {
+      worker = undefined
+      for (const [id, done] of pending) done({ id, ok: false, interrupted: false, reason })
+      pending.clear()
+    }
+    const current = () => {
+      if (worker !== undefined) return worker
+      const w = new Worker(WORKER)
+      w.on("message", (reply: SweepWorker.Reply) => {
+        const done = pending.get(reply.id)
+        pending.delete(reply.id)
+        done?.(reply)
+      })
+      w.on("error", (e) => {
+        if (worker === w) ended(`the training thread failed: ${e.message}`)
+      })
+      w.on("exit", (code) => {
+        if (worker === w) ended(`the training thread ended (${code})`)
+      })
+      worker = w
+      return w
+    }
+    yield* Effect.addFinalizer(() => Effect.promise(async () => void (await worker?.terminate())))
+    // started now: it loads and compiles its engine while the runner joins the cluster
+    current()
+    return EpochWorker.of({
+      train: (trial, argv) =>
+        Effect.async<void, TrialFailed>((resume) => {
+          const w = current()
+          const id = nextId++
+          let stopped: (() => void) | undefined
+          pending.set(id, (reply) => {
+            if (stopped !== undefined) return stopped()
+            resume(reply.ok ? Effect.void : Effect.fail(new TrialFailed({ trial, reason: reply.reason })))
+          })
+          w.postMessage({ type: "train", id, argv } satisfies SweepWorker.Request)
+          return Effect.async<void>((done) => {
+            if (!pending.has(id)) return done(Effect.void)
+            stopped = () => done(Effect.void)
+            w.postMessage({ type: "stop", id } satisfies SweepWorker.Request)
+          })
+        })
     })
   })
+)
+
+/**
+ * `stepwise train` for epochs up to `epochs` in `dir`, in the runner's training thread. Fails
+ * with train's own one-line error.
+ */
+const trainEpochs = (trial: string, dir: string, epochs: number, resume: boolean) =>
+  Effect.flatMap(EpochWorker, (w) =>
+    w.train(trial, [
+      "train",
+      ...(resume ? ["--resume", dir] : ["--config", join(dir, RECIPE_FILE), "--out", dir]),
+      ...["--epochs", String(epochs), "--no-plots", "--no-tensorboard"]
+    ])
+  )
 
 export const metricOf = (row: Run.EpochMetrics, metric: SweepSpace.Metric): number | null =>
   metric === "valLoss" ? row.valLoss : row.valCorrect === null ? null : Metrics.accuracy(row.valCorrect)
@@ -147,7 +197,7 @@ const trainEpoch = (payload: TrialPayload, epoch: number) =>
       yield* Console.log(
         `trial ${payload.trial}: epoch ${epoch}${done >= 0 ? ` from the checkpoint of epoch ${done}` : ""}`
       )
-      yield* trainChild(payload.trial, dir, epoch, done >= 0)
+      yield* trainEpochs(payload.trial, dir, epoch, done >= 0)
     } else {
       yield* Console.log(`trial ${payload.trial}: epoch ${epoch} already in ${dir}`)
     }
@@ -277,6 +327,8 @@ export const TrialLive = TrialWorkflow.toLayer(
  * over within ~30 s and new work is seen within a second.
  */
 export const shardingConfig = {
+  // (the cluster's default, stated: `Sweep.place` computes shard owners with it)
+  shardsPerGroup: 300,
   // Generous: training blocks the event loop for seconds at a time (data loading, validation), so
   // a tight expiry lets a busy runner's shards pass to another while it still works on them.
   shardLockRefreshInterval: "5 seconds",
@@ -318,7 +370,10 @@ export const runnerLayer = (
         )
       )
     ),
-    Layer.provide(sql)
+    Layer.provide(sql),
+    // provided last, so released after the cluster: its shutdown stops the epochs under way (as
+    // Ctrl-C stops train) before the thread ends
+    Layer.provide(EpochWorkerLive)
   )
 
 export type Args = Cli.Values<typeof Cli.runner>
@@ -337,12 +392,21 @@ export const run = (args: Args) =>
     )
     // Runners meeting a fresh database race on the cluster's first-time migrations (PostgreSQL's
     // CREATE ... IF NOT EXISTS is not safe against a concurrent one): the loser's retry finds
-    // the tables made. Anything else, or a sixth failure, ends the runner as before.
+    // the tables made. The message storage's migrations end as a defect (the cluster dies on
+    // them), so defects of SQL are retried too. Anything else, or a sixth failure, ends the
+    // runner as before.
     return yield* Layer.launch(runnerLayer(sql, { host, port })).pipe(
-      Effect.retry({
-        schedule: Schedule.spaced("1 second"),
-        times: 5,
-        while: (e) => (e as { readonly _tag?: unknown })._tag === "SqlError"
-      })
+      Effect.catchAllDefect((defect) => (ofSql(defect) ? Effect.fail(defect) : Effect.die(defect))),
+      Effect.retry({ schedule: Schedule.spaced("1 second"), times: 5, while: ofSql })
     )
   })
+
+/** An SQL error, or a migration error caused by one (its cause chain, a few levels deep). */
+const ofSql = (e: unknown): boolean => {
+  let x = e as { readonly _tag?: unknown; readonly cause?: unknown } | null | undefined
+  for (let depth = 0; x != null && depth < 5; depth++) {
+    if (x._tag === "SqlError" || x._tag === "MigrationError") return true
+    x = x.cause as typeof x
+  }
+  return false
+}

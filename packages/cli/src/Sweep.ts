@@ -3,7 +3,8 @@
  *
  * The sweep folder holds `sweep.json` (the expanded plan), `trials/<id>/` (each trial's run
  * folder and its `recipe.json`), `cluster.db` (the cluster's SQLite storage, unless `--storage`
- * names another), `runners/` (the logs of the runners this process started), and at the end
+ * names another), `runners/` (the logs of the runners this process started), `placement.json`
+ * (each trial's `spread`: which runner its id sends it to, see `place`), and at the end
  * `sweep.jsonl` (one line a trial), `best-recipe.json` and `plots/metric.png`.
  *
  * This process is a cluster client: it starts one runner per core as child processes, starts
@@ -17,9 +18,23 @@ import { openSync } from "node:fs"
 import { createServer } from "node:net"
 import { availableParallelism } from "node:os"
 import { fileURLToPath } from "node:url"
+import { Runner as ClusterRunner, ClusterSchema, EntityId, Sharding } from "@effect/cluster"
 import { FileSystem, Path } from "@effect/platform"
 import { SqlClient } from "@effect/sql"
-import { Clock, Deferred, Duration, Effect, Either, Fiber, Option, Ref, Schedule, Schema } from "effect"
+import {
+  Clock,
+  Context,
+  Deferred,
+  Duration,
+  Effect,
+  Either,
+  Fiber,
+  HashRing,
+  Option,
+  Ref,
+  Schedule,
+  Schema
+} from "effect"
 import * as Charts from "./Charts.js"
 import type * as Cli from "./Cli.js"
 import {
@@ -42,6 +57,7 @@ export const PLAN_FILE = "sweep.json"
 export const RESULTS_FILE = "sweep.jsonl"
 export const BEST_FILE = "best-recipe.json"
 export const STORAGE_FILE = "cluster.db"
+export const PLACEMENT_FILE = "placement.json"
 
 /** One trial as the table, `sweep.jsonl` and `--json` show it. */
 export interface TrialReport {
@@ -227,6 +243,80 @@ const untilRegistered = (ports: ReadonlyArray<number>) =>
     }
   })
 
+/**
+ * The runner that owns each shard, computed as @effect/cluster's Sharding does: a hash ring
+ * (effect's HashRing) of the healthy runners in storage, by address and weight. Empty if the
+ * storage cannot tell (trials then keep their first execution ids).
+ */
+const shardOwners = (group: string) =>
+  Effect.gen(function* () {
+    const sql = yield* SqlClient.SqlClient
+    const rows = yield* sql<{ runner: string; healthy: unknown }>`SELECT runner, healthy FROM cluster_runners`
+    const ring = HashRing.make<ClusterRunner.Runner["address"]>()
+    for (const row of rows) {
+      // (SQLite answers 0/1, PostgreSQL a boolean)
+      if (row.healthy === false || row.healthy === 0) continue
+      const runner = ClusterRunner.Runner.decodeSync(row.runner)
+      if (runner.groups.includes(group)) HashRing.add(ring, runner.address, { weight: runner.weight })
+    }
+    return (HashRing.getShards(ring, Runner.shardingConfig.shardsPerGroup) ?? []).map(
+      (a) => `${a.host}:${a.port}`
+    )
+  }).pipe(Effect.orElseSucceed((): ReadonlyArray<string> => []))
+
+const Placement = Schema.parseJson(Schema.Record({ key: Schema.String, value: Schema.Int }))
+
+/**
+ * Spreads the trials evenly over the runners. A trial's runner is the owner of its shard, and
+ * its shard a hash of its execution id, so with ids as they come one runner can get 4 of 6
+ * trials and finish long after the other. Here each trial, in plan order, takes the first
+ * `spread` (a number in its idempotency key) whose shard belongs to a runner with the fewest
+ * trials so far. Kept in `placement.json`: a resumed sweep must execute the same ids (its
+ * runners may differ, and trials then stay where the ids put them). Returns each trial's
+ * spread and the planned trials per runner address.
+ */
+const place = (
+  dir: string,
+  trials: ReadonlyArray<SweepSpace.Trial>,
+  payloadOf: (t: SweepSpace.Trial, spread: number) => Runner.TrialPayload
+) =>
+  Effect.gen(function* () {
+    const p = yield* Path.Path
+    const file = p.join(dir, PLACEMENT_FILE)
+    if (yield* Run.exists(file)) {
+      const kept = yield* Run.readText(file).pipe(
+        Effect.flatMap(Schema.decodeUnknown(Placement)),
+        Effect.mapError((cause) => new RunFolderError({ path: file, reason: "not a valid placement", cause }))
+      )
+      return { spread: kept, perRunner: new Map<string, number>() }
+    }
+    const sharding = yield* Sharding.Sharding
+    const groupOf = Context.get(Runner.TrialWorkflow.annotations, ClusterSchema.ShardGroup)
+    const ownerOf = (id: string, owners: ReadonlyArray<string>) => {
+      const entity = EntityId.make(id)
+      return owners[sharding.getShardId(entity, groupOf(entity)).id - 1]
+    }
+    const owners = yield* shardOwners(groupOf(EntityId.make("")))
+    const perRunner = new Map<string, number>([...new Set(owners)].map((a) => [a, 0]))
+    const spread: Record<string, number> = {}
+    for (const t of trials) {
+      let chosen = { spread: 0, owner: undefined as string | undefined }
+      if (perRunner.size > 0) {
+        const fewest = Math.min(...perRunner.values())
+        for (let k = 0; k < 64; k++) {
+          const owner = ownerOf(yield* Runner.TrialWorkflow.executionId(payloadOf(t, k)), owners)
+          if (chosen.owner === undefined || perRunner.get(owner)! < perRunner.get(chosen.owner)!)
+            chosen = { spread: k, owner }
+          if (perRunner.get(owner) === fewest) break
+        }
+      }
+      spread[t.id] = chosen.spread
+      if (chosen.owner !== undefined) perRunner.set(chosen.owner, perRunner.get(chosen.owner)! + 1)
+    }
+    yield* Run.writeFileAtomic(file, `${JSON.stringify(spread, null, 2)}\n`)
+    return { spread, perRunner }
+  })
+
 /** What a trial's folder shows while it runs: epochs finished and the latest metric. */
 const progressOf = (dir: string, metric: SweepSpace.Metric) =>
   Run.readMetrics(dir).pipe(
@@ -398,15 +488,17 @@ export const run = (args: Args) =>
     const event = (text: string) => (out.live ? Effect.void : out.line(`stepwise: ${text}`))
     const ticker = yield* Effect.fork(Effect.repeat(redraw, Schedule.spaced(Duration.seconds(1))))
 
-    const execute = (t: SweepSpace.Trial) =>
-      Runner.TrialWorkflow.execute({
-        sweep: plan.id,
-        trial: t.id,
-        sweepDir: dir,
-        epochs: (t.recipe.epochs ?? 10) as number,
-        metric: plan.metric,
-        stopping: plan.stopping
-      }).pipe(
+    const payloadOf = (t: SweepSpace.Trial, spread: number): Runner.TrialPayload => ({
+      sweep: plan.id,
+      trial: t.id,
+      sweepDir: dir,
+      epochs: (t.recipe.epochs ?? 10) as number,
+      metric: plan.metric,
+      stopping: plan.stopping,
+      spread
+    })
+    const execute = (t: SweepSpace.Trial, spread: number) =>
+      Runner.TrialWorkflow.execute(payloadOf(t, spread)).pipe(
         Effect.either,
         Effect.flatMap((result) =>
           Either.match(result, {
@@ -440,10 +532,16 @@ export const run = (args: Args) =>
         )
       )
 
-    yield* Effect.forEach(plan.trials, execute, { concurrency: "unbounded", discard: true }).pipe(
-      Effect.raceFirst(Deferred.await(runners.allGone)),
-      Effect.provide(Runner.clientLayer(sql))
-    )
+    yield* Effect.gen(function* () {
+      const placed = yield* place(dir, plan.trials, payloadOf).pipe(Effect.provide(sql))
+      if (placed.perRunner.size > 0) {
+        yield* event(`trials per runner: ${[...placed.perRunner].map(([a, n]) => `${a} ${n}`).join(", ")}`)
+      }
+      yield* Effect.forEach(plan.trials, (t) => execute(t, placed.spread[t.id] ?? 0), {
+        concurrency: "unbounded",
+        discard: true
+      })
+    }).pipe(Effect.raceFirst(Deferred.await(runners.allGone)), Effect.provide(Runner.clientLayer(sql)))
     yield* Fiber.interrupt(ticker)
     yield* redraw
 

@@ -56,7 +56,15 @@ export const layer = (storage: Storage): Layer.Layer<SqlClient.SqlClient, Storag
       ? PgClient.layer({ url: Redacted.make(storage.url) })
       : SqliteClient.layer({ filename: storage.filename })
   const checked = Layer.effectDiscard(
-    Effect.flatMap(SqlClient.SqlClient, (sql) => sql`SELECT 1`).pipe(
+    Effect.flatMap(SqlClient.SqlClient, (sql) =>
+      // SQLite: the sweep and its runners share one file; on a loaded machine a writer can hold
+      // it longer than better-sqlite3's default 5 s wait ("database is locked"). Wait up to 15 s
+      // (less than the shards' 30 s lock expiry: the wait blocks the runner's main thread).
+      Effect.zipRight(
+        storage._tag === "pg" ? Effect.void : Effect.asVoid(sql`PRAGMA busy_timeout = 15000`),
+        sql`SELECT 1`
+      )
+    ).pipe(
       Effect.timeoutFail({ duration: Duration.seconds(10), onTimeout: () => new Error("no answer in 10s") }),
       Effect.mapError(fail)
     )

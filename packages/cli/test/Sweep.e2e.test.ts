@@ -158,6 +158,12 @@ describe("stepwise sweep on SQLite", () => {
       ["t02", "done", 2]
     ])
     expect(readdirSync(join(out, "runners")).sort()).toEqual(["runner-1.log", "runner-2.log"])
+    // placed one a runner (ids chosen by shard owner), and each trained where it was placed
+    expect(r.stderr).toMatch(/trials per runner: 127\.0\.0\.1:\d+ 1, 127\.0\.0\.1:\d+ 1/)
+    for (const f of ["runner-1.log", "runner-2.log"]) {
+      const trained = readFileSync(join(out, "runners", f), "utf8").match(/^trial t0\d/gm) ?? []
+      expect(new Set(trained).size, f).toBe(1)
+    }
     const lines = readFileSync(join(out, "sweep.jsonl"), "utf8").trim().split("\n")
     expect(lines).toHaveLength(2)
     expect(existsSync(join(out, "plots", "metric.png"))).toBe(true)
@@ -191,15 +197,15 @@ describe("stepwise sweep on SQLite", () => {
       for (const t of ["t01", "t02"]) {
         const dir = join(out, "trials", t)
         const metrics = join(dir, "metrics.jsonl")
-        if (!existsSync(metrics) || !existsSync(join(dir, ".lock"))) continue
+        // epoch 1 complete (its row and its checkpoint): a SIGKILL now lands in epoch 2
+        const complete = existsSync(join(dir, "checkpoints", "epoch-0001.safetensors"))
+        if (!existsSync(metrics) || !complete || !existsSync(join(dir, ".lock"))) continue
         const rows = readFileSync(metrics, "utf8").trim().split("\n")
         if (rows.length !== 1) continue
         try {
-          // the lock's pid is the runner's `train` child; its parent is the runner
+          // the lock's pid is the runner's (its training thread runs train in-process)
           const pid = JSON.parse(readFileSync(join(dir, ".lock"), "utf8")).pid
-          const stat = readFileSync(`/proc/${pid}/stat`, "utf8")
-          const runner = Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1])
-          return { trial: t, dir, row1: rows[0], pid: runner }
+          return { trial: t, dir, row1: rows[0], pid }
         } catch {
           // the lock is being written
         }
@@ -212,7 +218,11 @@ describe("stepwise sweep on SQLite", () => {
     const r = await sweep.done
     expect(r.code, r.stderr).toBe(0)
     const j = lastJson(r)
-    expect(j.trials.map((t: any) => [t.state, t.epoch])).toEqual([
+    const errors = j.trials.map((t: any) => t.error).join("; ")
+    expect(
+      j.trials.map((t: any) => [t.state, t.epoch]),
+      errors
+    ).toEqual([
       ["done", 3],
       ["done", 3]
     ])

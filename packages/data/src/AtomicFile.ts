@@ -30,7 +30,9 @@ const writeSynced = (path: string, data: Uint8Array | string, flag: "w" | "a") =
     yield* Effect.scoped(
       Effect.gen(function* () {
         const file = yield* fs.open(path, { flag })
-        yield* file.writeAll(bytesOf(data))
+        const bytes = bytesOf(data)
+        // (platform's writeAll fails on nothing to write: an empty file is made by the open)
+        if (bytes.length > 0) yield* file.writeAll(bytes)
         yield* file.sync
       })
     )

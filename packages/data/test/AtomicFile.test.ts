@@ -18,6 +18,11 @@ describe("AtomicFile", () => {
       yield* AtomicFile.write(target, new TextEncoder().encode("second"))
       expect(readFileSync(target, "utf8")).toBe("second")
       expect(readdirSync(join(dir, "sub"))).toEqual(["config.json"])
+      // nothing to write (metrics truncated to no rows) makes an empty file
+      yield* AtomicFile.write(target, "")
+      expect(readFileSync(target, "utf8")).toBe("")
+      yield* AtomicFile.append(join(dir, "sub", "log"), "")
+      expect(readFileSync(join(dir, "sub", "log"), "utf8")).toBe("")
     }).pipe(Effect.provide(NodeContext.layer))
   )
 
