@@ -69,8 +69,8 @@ const exitWith = (code: number) => {
   }
 }
 
-// A `train` that a sweep's runner started (with an IPC channel) stops when that runner dies, even
-// by SIGKILL: as after Ctrl-C, between two mini-batches, its run folder consistent.
+// A process started with an IPC channel (a sweep's runners, which `sweep` spawns) stops when its
+// parent dies, even by SIGKILL: as after Ctrl-C, its run folders consistent.
 if (process.send !== undefined) process.once("disconnect", () => process.kill(process.pid, "SIGTERM"))
 
 NodeRuntime.runMain(program, {
