@@ -160,16 +160,23 @@ export const splitCounts = (
 export const normalize = <Y extends Targets>(
   ds: TensorDataset<Y>,
   params: NormalizeParams
-): Either.Either<TensorDataset<Y>, InvalidArgument | InvalidNormalizer> => {
+): Either.Either<TensorDataset<Y>, InvalidArgument | InvalidNormalizer> =>
+  Either.map(normalizeInto(ds, params, new Float32Array(ds.x.length)), (x) => ({ ...ds, x }))
+
+/** Every sample of `ds` normalized into `out` (which may be `ds.x`: each value is read before the same index is written). */
+const normalizeInto = <Y extends Targets>(
+  ds: TensorDataset<Y>,
+  params: NormalizeParams,
+  out: Float32Array
+): Either.Either<Float32Array, InvalidArgument | InvalidNormalizer> => {
   const channels = ds.sampleShape[0]
   return Either.map(checkNormalize(params, channels), (checked) => {
     const per = sampleSize(ds)
-    const x = new Float32Array(ds.x.length)
     for (let i = 0; i < ds.length; i++) {
       const [from, to] = [i * per, (i + 1) * per]
-      normalizeCHWInto(ds.x.subarray(from, to), channels, checked, x.subarray(from, to))
+      normalizeCHWInto(ds.x.subarray(from, to), channels, checked, out.subarray(from, to))
     }
-    return { ...ds, x }
+    return out
   })
 }
 
@@ -181,15 +188,5 @@ export const normalize = <Y extends Targets>(
 export const normalizeInPlace = <Y extends Targets>(
   ds: TensorDataset<Y>,
   params: NormalizeParams
-): Either.Either<TensorDataset<Y>, InvalidArgument | InvalidNormalizer> => {
-  const channels = ds.sampleShape[0]
-  return Either.map(checkNormalize(params, channels), (checked) => {
-    const per = sampleSize(ds)
-    for (let i = 0; i < ds.length; i++) {
-      const sample = ds.x.subarray(i * per, (i + 1) * per)
-      // Element-wise: each value is read before the same index is written.
-      normalizeCHWInto(sample, channels, checked, sample)
-    }
-    return ds
-  })
-}
+): Either.Either<TensorDataset<Y>, InvalidArgument | InvalidNormalizer> =>
+  Either.map(normalizeInto(ds, params, ds.x), () => ds)
