@@ -2,33 +2,17 @@
  * `stepwise download rps` against a local HTTP server standing in for the dataset's host
  * (STEPWISE_RPS_BASE_URL), so the test runs offline: real zips, real extraction, real folders.
  */
-import { spawn } from "node:child_process"
 import { existsSync, mkdtempSync, readdirSync } from "node:fs"
 import { createServer } from "node:http"
 import type { AddressInfo } from "node:net"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
-import { fileURLToPath } from "node:url"
 import { zipSync } from "fflate"
 import sharp from "sharp"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
+import { cli } from "./Process.js"
 
-const root = fileURLToPath(new URL("../../..", import.meta.url))
-const bin = join(root, "packages/cli/dist/bin.js")
-
-const run = (args: ReadonlyArray<string>, env: Record<string, string>) =>
-  new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve) => {
-    const child = spawn(process.execPath, [bin, ...args], { cwd: root, env: { ...process.env, ...env } })
-    let stdout = ""
-    let stderr = ""
-    child.stdout.on("data", (d) => {
-      stdout += d
-    })
-    child.stderr.on("data", (d) => {
-      stderr += d
-    })
-    child.on("exit", (code) => resolve({ code, stdout, stderr }))
-  })
+const run = (args: ReadonlyArray<string>, env: Record<string, string>) => cli(args, { env })
 
 let zips: Record<string, Uint8Array> = {}
 const server = createServer((req, res) => {
