@@ -23,7 +23,6 @@ import {
   type Errors as DataErrors,
   DataLoader,
   DecodePool,
-  Image,
   ImageFolder,
   Random,
   Rps,
@@ -67,17 +66,13 @@ export const valRootOf = (recipe: Recipe.Recipe): string | undefined =>
  */
 export const loadFolder = (
   root: string,
-  resize: Recipe.Resize,
-  concurrency?: number
+  resize: Recipe.Resize
 ): Effect.Effect<
   TensorDataset.TensorDataset,
   Exclude<DataErrors.ImageFolderError, DataErrors.SampleShapeMismatch> | ConfigError,
   FileSystem.FileSystem
 > =>
-  ImageFolder.loadImageFolder(root, {
-    resize: Recipe.resizeOf(resize),
-    ...(concurrency === undefined ? {} : { concurrency })
-  }).pipe(
+  ImageFolder.loadImageFolder(root, { resize: Recipe.resizeOf(resize) }).pipe(
     // the decode pool lives for this one load (threads start only if full-size images need them)
     Effect.provide(DecodePool.layerDefault),
     Effect.catchTag("SampleShapeMismatch", (e) => {
@@ -96,15 +91,6 @@ export const loadFolder = (
   )
 
 const resizeText = (r: Recipe.Resize) => (Array.isArray(r) ? r.join("x") : String(r))
-
-/**
- * Images decoded at once, from the size of a folder's first image: small PNGs (the chapter's
- * 28x28) decode synchronously on the main thread, where concurrent decodes only add fibers (one
- * at a time takes half the CPU time of eight); larger ones go to the decode pool's threads, which
- * need several in flight (data's default). The decoded data is the same either way.
- */
-export const decodeConcurrency = (first: readonly [number, number] | undefined): number | undefined =>
-  first !== undefined && first[0] * first[1] <= Image.SMALL_PNG_PIXELS ? 1 : undefined
 
 /**
  * Checks that two class lists are the same names in the same order (a model's output k means
@@ -181,9 +167,7 @@ export const fingerprint = (data: Pick<Datasets, "trainRoot" | "valRoot">) =>
  * validation classes must be the training classes, by name.
  */
 export const prepareData = (
-  recipe: Recipe.Recipe,
-  /** Images decoded at once (`decodeConcurrency`; default: data's). */
-  concurrency?: number
+  recipe: Recipe.Recipe
 ): Effect.Effect<
   Datasets,
   | DataErrors.ImageFolderError
@@ -205,7 +189,7 @@ export const prepareData = (
           "--val-split 0.2 to hold out a part of it"
       })
     }
-    const full = yield* loadFolder(trainRoot, recipe.data.resize, concurrency)
+    const full = yield* loadFolder(trainRoot, recipe.data.resize)
     let train = full
     let val: TensorDataset.TensorDataset | undefined
     if (recipe.data.valSplit !== undefined) {
@@ -224,7 +208,7 @@ export const prepareData = (
       val = TensorDataset.subset(full, valIdx)
       train = TensorDataset.subset(full, trainIdx)
     } else if (valRoot !== undefined) {
-      val = yield* loadFolder(valRoot, recipe.data.resize, concurrency)
+      val = yield* loadFolder(valRoot, recipe.data.resize)
       yield* sameClasses(`the training data ${trainRoot}`, full.classes ?? [], valRoot, val.classes ?? [])
     }
     const normalizer = recipe.data.normalize
@@ -258,15 +242,15 @@ export class DataCache extends Context.Tag("@stepwise/cli/Pipeline/DataCache")<
 >() {}
 
 /** `prepareData`, through the `DataCache` when there is one. */
-const preparedData = (recipe: Recipe.Recipe, concurrency: number | undefined) =>
+const preparedData = (recipe: Recipe.Recipe) =>
   Effect.flatMap(Effect.serviceOption(DataCache), (cache) => {
-    if (Option.isNone(cache)) return prepareData(recipe, concurrency)
+    if (Option.isNone(cache)) return prepareData(recipe)
     const trainRoot = resolvePath(trainRootOf(recipe))
     const valRoot = Option.getOrUndefined(Option.map(Option.fromNullable(valRootOf(recipe)), resolvePath))
     // what prepareData reads: the data settings, the batch size (statistics), the seed (valSplit)
     const settings = { data: recipe.data, batchSize: recipe.batchSize, seed: recipe.seed }
     return Effect.flatMap(fingerprint({ trainRoot, valRoot }), (files) =>
-      cache.value(JSON.stringify({ ...settings, files }), prepareData(recipe, concurrency))
+      cache.value(JSON.stringify({ ...settings, files }), prepareData(recipe))
     )
   })
 
@@ -544,7 +528,7 @@ export const setup = (
   Effect.gen(function* () {
     const out = yield* Output
     yield* validateEarly(recipe, origin)
-    const first = yield* SquareImages.requireSquare(
+    yield* SquareImages.requireSquare(
       trainRootOf(recipe),
       recipe.data.resize,
       "layers" in recipe.model ? "the recipe's model (built for the resize's size)" : "CNN2"
@@ -552,7 +536,7 @@ export const setup = (
     yield* out.line(`stepwise: ${recipe.backend} engine, loading data...`)
     // The engine lives as long as the caller's scope (its kernels are restored when it closes).
     const engine = yield* Engine.make(recipe.backend)
-    const data = yield* preparedData(recipe, decodeConcurrency(first))
+    const data = yield* preparedData(recipe)
     const l = yield* loaders(data, recipe)
     const fresh = yield* trainer(recipe, origin, data, l.train.numBatches, engine.numeric).pipe(
       Effect.provideService(Engine.Engine, engine)

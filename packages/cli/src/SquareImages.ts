@@ -44,27 +44,18 @@ export const nonSquare = (
   })
 }
 
-/**
- * Fails with `nonSquare`'s error, judged on the first image of the training folder, before any
- * decoding; otherwise returns that image's [width, height] (undefined: no image, or an unreadable
- * header), which tells how the folder will decode (`Pipeline.decodeConcurrency`).
- */
+/** Fails with `nonSquare`'s error, judged on the first image of the training folder, before any decoding. */
 export const requireSquare = (
   root: string,
   resize: Recipe.Resize,
   model = "CNN2"
-): Effect.Effect<
-  readonly [number, number] | undefined,
-  ConfigError | DataErrors.ImageFolderError,
-  FileSystem.FileSystem
-> =>
+): Effect.Effect<void, ConfigError | DataErrors.ImageFolderError, FileSystem.FileSystem> =>
   Effect.gen(function* () {
     const { samples } = yield* ImageFolder.scan(root, { isValidFile: ImageFolder.hasImageExtension })
     const first = samples[0]
-    if (first === undefined) return undefined
+    if (first === undefined) return
     const size = yield* headerSize(first.path)
-    if (size === undefined) return undefined
+    if (size === undefined) return
     const error = nonSquare(first.path, size[0], size[1], resize, model)
     if (error !== undefined) return yield* error
-    return size
   })
