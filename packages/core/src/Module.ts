@@ -1,5 +1,5 @@
 import { Random } from "@stepwise/data"
-import type { Numeric } from "@stepwise/optim"
+import { type Numeric, Shape } from "@stepwise/optim"
 import * as tf from "@tensorflow/tfjs-core"
 import { Effect, Either } from "effect"
 import { Engine } from "./Engine.js"
@@ -150,9 +150,8 @@ export const ctxOf = (options: ApplyOptions): Ctx => ({
 
 const sizeOf = (shape: ReadonlyArray<number>): number => shape.reduce((a, b) => a * b, 1)
 
-/** Whether two shapes are the same (rank and every dimension). */
-export const sameShape = (a: ReadonlyArray<number>, b: ReadonlyArray<number>): boolean =>
-  a.length === b.length && a.every((d, i) => d === b[i])
+/** Whether two shapes are the same (rank and every dimension): optim's, which the optimizers check with. */
+export const sameShape = Shape.sameShape
 
 const fits = (
   what: "parameter" | "buffer",
