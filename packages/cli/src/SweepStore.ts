@@ -8,7 +8,7 @@ import { readFileSync } from "node:fs"
 import { SqlClient } from "@effect/sql"
 import { PgClient } from "@effect/sql-pg"
 import { SqliteClient } from "@effect/sql-sqlite-node"
-import { Duration, Effect, Layer, Redacted } from "effect"
+import { Duration, Effect, Layer, Redacted, Schedule } from "effect"
 import { COMMAND_LINE, ConfigError, firstLine, StorageError, VersionMismatch } from "./Errors.js"
 
 /** This package's version (a runner only joins storage stamped with the same). */
@@ -89,15 +89,21 @@ export const stamp = (url: string, options: { readonly create: boolean }) =>
   Effect.gen(function* () {
     const sql = yield* SqlClient.SqlClient
     yield* sql`CREATE TABLE IF NOT EXISTS stepwise_meta (key VARCHAR(64) PRIMARY KEY, value TEXT NOT NULL)`
+    // The first to stamp wins; a concurrent stamp of the same fresh storage reads its value.
+    if (options.create)
+      yield* sql`INSERT INTO stepwise_meta (key, value) VALUES ('version', ${VERSION}) ON CONFLICT (key) DO NOTHING`
     const rows = yield* sql<{ value: string }>`SELECT value FROM stepwise_meta WHERE key = 'version'`
     const theirs = rows[0]?.value
-    if (theirs === undefined) {
-      if (!options.create) return
-      yield* sql`INSERT INTO stepwise_meta (key, value) VALUES ('version', ${VERSION})`
-      return
-    }
-    if (theirs !== VERSION) return yield* new VersionMismatch({ url: shown(url), ours: VERSION, theirs })
+    if (theirs !== undefined && theirs !== VERSION)
+      return yield* new VersionMismatch({ url: shown(url), ours: VERSION, theirs })
   }).pipe(
+    // The sweep and its runners stamp a fresh database at once, and PostgreSQL's CREATE TABLE IF
+    // NOT EXISTS is not safe against a concurrent one: the loser's retry finds the table made.
+    Effect.retry({
+      schedule: Schedule.spaced("200 millis"),
+      times: 5,
+      while: (e) => e._tag === "SqlError"
+    }),
     Effect.catchTag(
       "SqlError",
       (cause) => new StorageError({ url: shown(url), reason: reasonOf(cause), cause })
