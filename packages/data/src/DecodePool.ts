@@ -23,7 +23,7 @@ import {
 } from "./Errors.js"
 import { defaultLimits, type Limits, makeFileReader, makeSharpDecoder, type RgbImage } from "./Image.js"
 import { makePngDecoder } from "./Png.js"
-import { makeKernels } from "./Resample.js"
+import { makeKernels, simdModule } from "./Resample.js"
 
 interface Request {
   readonly id: number
@@ -60,8 +60,8 @@ function workerMain(
   sharpFactory: typeof makeSharpDecoder,
   sharpPath: string
 ) {
-  const { parentPort } = require("node:worker_threads")
-  const { resize, toRgb, resizedSize } = kernelsFactory()
+  const { parentPort, workerData } = require("node:worker_threads")
+  const { resize, toRgb, resizedSize } = kernelsFactory(256, workerData.simd)
   const { decodePng, pngSize } = pngFactory(require("node:zlib"))
   const reader = readerFactory(require("node:fs"))
   const withSharp = sharpFactory(require(sharpPath), toRgb)
@@ -162,7 +162,8 @@ const spawn = (threads: number, onBroken: () => void): Threads => {
   }
   const load = new Array<number>(threads).fill(0)
   const workers = Array.from({ length: threads }, () => {
-    const w = new Worker(source, { eval: true })
+    // The compiled SIMD module is shared with the threads, not compiled again by each.
+    const w = new Worker(source, { eval: true, workerData: { simd: simdModule() } })
     w.on("message", (replies: ReadonlyArray<Reply>) => {
       // Messages are answered in order by each worker; the first reply's id names the message.
       const key = replies[0].id

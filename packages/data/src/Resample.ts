@@ -4,13 +4,15 @@
  * triangle filter whose support widens with the downscale factor, weights quantised to 22-bit
  * fixed point, a horizontal pass into an 8-bit intermediate, then a vertical pass. Matching the
  * arithmetic, not just the idea, is what makes the pixels (and so the chapter's statistics) equal.
+ * Both passes run in WebAssembly SIMD (wasm/resample.c, same integer arithmetic) when available.
  */
+import { resampleWasmBase64 } from "./ResampleWasm.js"
 
 /**
  * The pixel kernels, built by a self-contained factory: nothing inside refers to anything outside,
  * so the decode workers can be given this very function's source and run the same code.
  */
-export function makeKernels(cacheSize = 256) {
+export function makeKernels(cacheSize = 256, simdModule?: SimdModule) {
   const PRECISION_BITS = 32 - 8 - 2
   const ONE = 2 ** PRECISION_BITS
   const HALF = 2 ** (PRECISION_BITS - 1)
@@ -189,6 +191,79 @@ export function makeKernels(cacheSize = 256) {
   }
 
   /**
+   * The SIMD kernels (resample.c), instantiated on first use: their own memory, a few pages
+   * that grow to the largest image resized so far, up to `SIMD_MAX_BYTES` (larger images take
+   * the JavaScript path, so a huge image never pins its size in a worker for good).
+   */
+  const SIMD_MAX_BYTES = 64 * 1024 * 1024
+  type Simd = {
+    readonly memory: { readonly buffer: ArrayBuffer; grow(pages: number): number }
+    readonly base: number
+    readonly horizontal: (...args: Array<number>) => void
+    readonly vertical: (...args: Array<number>) => void
+  }
+  let simd: Simd | undefined
+  const simdKernels = (): Simd | undefined => {
+    if (simd === undefined && simdModule !== undefined) {
+      const wasm = (globalThis as unknown as { WebAssembly: SimdRuntime }).WebAssembly
+      const { exports } = new wasm.Instance(simdModule, {})
+      const memory = exports.memory as Simd["memory"]
+      simd = {
+        memory,
+        base: memory.buffer.byteLength,
+        horizontal: exports.horizontal as Simd["horizontal"],
+        vertical: exports.vertical as Simd["vertical"]
+      }
+    }
+    return simd
+  }
+
+  /**
+   * Both passes in WebAssembly (3 channels out of 3- or 4-byte pixels); false when the image is
+   * too large for the SIMD memory. Rows [first, first + rows) are copied in, then the filter
+   * tables, and the result copied out.
+   */
+  const resizeSimd = (
+    k: Simd,
+    data: Uint8Array,
+    width: number,
+    srcStride: number,
+    first: number,
+    rows: number,
+    outWidth: number,
+    outHeight: number,
+    horiz: Coefficients,
+    vert: Coefficients
+  ): Uint8Array | undefined => {
+    const align = (n: number) => (n + 15) & ~15
+    const srcBytes = rows * width * srcStride
+    const lineBytes = outWidth * 3
+    const srcOff = k.base
+    const hbOff = align(srcOff + srcBytes + 16)
+    const hwOff = align(hbOff + 4 * horiz.bounds.length)
+    const vbOff = align(hwOff + 4 * horiz.weights.length)
+    const vwOff = align(vbOff + 4 * vert.bounds.length)
+    const tmpOff = align(vwOff + 4 * vert.weights.length)
+    const outOff = align(tmpOff + rows * lineBytes + 16)
+    const end = outOff + outHeight * lineBytes + 16
+    if (end > SIMD_MAX_BYTES) return undefined
+    const have = k.memory.buffer.byteLength
+    if (end > have) k.memory.grow(Math.ceil((end - have) / 65536))
+    const buffer = k.memory.buffer
+    const rowBytes = width * srcStride
+    new Uint8Array(buffer, srcOff, srcBytes).set(data.subarray(first * rowBytes, first * rowBytes + srcBytes))
+    new Int32Array(buffer, hbOff, horiz.bounds.length).set(horiz.bounds)
+    new Int32Array(buffer, hwOff, horiz.weights.length).set(horiz.weights)
+    const vb = new Int32Array(buffer, vbOff, vert.bounds.length)
+    vb.set(vert.bounds)
+    for (let i = 0; i < outHeight; i++) vb[2 * i] -= first
+    new Int32Array(buffer, vwOff, vert.weights.length).set(vert.weights)
+    k.horizontal(srcOff, width, srcStride, rows, outWidth, hbOff, hwOff, horiz.ksize, tmpOff)
+    k.vertical(tmpOff, lineBytes, outHeight, vbOff, vwOff, vert.ksize, outOff)
+    return new Uint8Array(buffer.slice(outOff, outOff + outHeight * lineBytes))
+  }
+
+  /**
    * Resizes interleaved 8-bit pixels (`channels` per pixel) from `width x height` to
    * `outWidth x outHeight`, optionally from a source box [x0, y0, x1, y1) (for crops).
    */
@@ -221,6 +296,11 @@ export function makeKernels(cacheSize = 256) {
       const first = vert.bounds[0]
       const last = vert.bounds[outHeight * 2 - 2] + vert.bounds[outHeight * 2 - 1]
       const rows = last - first
+      const k = needV && channels === 3 ? simdKernels() : undefined
+      if (k !== undefined) {
+        const out = resizeSimd(k, data, width, srcStride, first, rows, outWidth, outHeight, horiz, vert)
+        if (out !== undefined) return out
+      }
       const tmp = new Uint8Array(rows * outWidth * channels)
       if (channels === 3 && srcStride === 4 && LITTLE_ENDIAN && data.byteOffset % 4 === 0) {
         const words = new Uint32Array(data.buffer, data.byteOffset, data.length >> 2)
@@ -298,8 +378,41 @@ export function makeKernels(cacheSize = 256) {
   return { resize, toRgb, resizedSize }
 }
 
-/** Module-level kernels without a coefficient cache (no shared mutable state); `Resize` owns one. */
-const kernels = makeKernels(0)
+/** A compiled WebAssembly module (immutable; each set of kernels instantiates its own). */
+export type SimdModule = object
+
+/** The few WebAssembly calls the kernels make (the project's type libraries do not declare it). */
+interface SimdRuntime {
+  readonly Module: new (bytes: Uint8Array) => SimdModule
+  readonly Instance: new (
+    module: SimdModule,
+    imports: object
+  ) => { readonly exports: Record<string, unknown> }
+}
+
+let compiled: SimdModule | null | undefined
+
+/**
+ * The SIMD kernels compiled once per thread (`undefined` where WebAssembly SIMD is missing: the
+ * JavaScript kernels then do the work, with the same bytes).
+ */
+export const simdModule = (): SimdModule | undefined => {
+  if (compiled === undefined) {
+    try {
+      const wasm = (globalThis as unknown as { WebAssembly: SimdRuntime }).WebAssembly
+      compiled = new wasm.Module(Buffer.from(resampleWasmBase64, "base64"))
+    } catch {
+      compiled = null
+    }
+  }
+  return compiled ?? undefined
+}
+
+/**
+ * Module-level kernels without a coefficient cache; `Resize` owns one. Their SIMD memory is a
+ * scratch area that no call leaves anything in.
+ */
+const kernels = makeKernels(0, simdModule())
 
 /**
  * Resizes interleaved 8-bit pixels (`channels` per pixel) from `width x height` to

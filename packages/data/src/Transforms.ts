@@ -57,7 +57,7 @@ export const Resize = (
 
 const resizeTo = (size: number | readonly [number, number]): Transform<RgbImage, RgbImage> => {
   // Each Resize keeps its own filter-table cache (its images mostly share a size).
-  const kernels = Resample.makeKernels()
+  const kernels = Resample.makeKernels(256, Resample.simdModule())
   return (img) => {
     const [w, h] = resizedSize(img.width, img.height, size)
     if (w === img.width && h === img.height) return img
