@@ -62,9 +62,15 @@ function workerMain(
 ) {
   const { parentPort, workerData } = require("node:worker_threads")
   const { resize, toRgb, resizedSize } = kernelsFactory(256, workerData.simd)
-  const { decodePng, pngSize } = pngFactory(require("node:zlib"))
+  // Kept buffers (file bytes, inflated pixels): each image is done with before the next is read.
+  const { decodePng, pngSize } = pngFactory(require("node:zlib"), { reuse: true })
   const reader = readerFactory(require("node:fs"))
-  const withSharp = sharpFactory(require(sharpPath), toRgb)
+  // sharp (libvips) is loaded on the first file the JavaScript decoder leaves to it, not at start.
+  let sharpDecoder: ReturnType<typeof sharpFactory> | undefined
+  const withSharp: ReturnType<typeof sharpFactory> = (input, maxPixels) => {
+    sharpDecoder ??= sharpFactory(require(sharpPath), toRgb)
+    return sharpDecoder(input, maxPixels)
+  }
   type Out =
     | { width: number; height: number; data: Uint8Array }
     | { tooLarge: { width: number; height: number } }
@@ -83,7 +89,8 @@ function workerMain(
     }
     let img: { width: number; height: number; data: Uint8Array }
     if (png === undefined) {
-      const r = await withSharp(bytes, req.maxPixels)
+      // sharp gets its own copy of the kept bytes (it works while this thread awaits).
+      const r = await withSharp(Buffer.from(bytes), req.maxPixels)
       if (!r.ok) return { tooLarge: { width: r.width, height: r.height } }
       img = r.image
     } else img = toRgb(png.data, png.width, png.height, png.channels)
@@ -98,7 +105,7 @@ function workerMain(
     try {
       // A blocking read: this thread has nothing else to do meanwhile, and the synchronous calls
       // cost a fraction of the FileHandle promises (a fifth of a worker's time on 300x300 PNGs).
-      const read = reader.readBlocking(req.path, req.maxFileBytes)
+      const read = reader.readBlocking(req.path, req.maxFileBytes, true)
       if (!read.ok) {
         return {
           reply:
@@ -110,6 +117,8 @@ function workerMain(
       if (read.bytes.length === 0) throw new Error("empty file (0 bytes)")
       const img = await decodeAndResize(read.bytes, req)
       if ("tooLarge" in img) return { reply: { id, ok: false, kind: "pixels", ...img.tooLarge } }
+      // A view (e.g. of the kept inflate buffer, for an image returned at its own size) is
+      // copied: only an array of its own is transferred.
       const whole = img.data.byteOffset === 0 && img.data.byteLength === img.data.buffer.byteLength
       const out = whole ? img.data : img.data.slice()
       return {

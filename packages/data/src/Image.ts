@@ -79,13 +79,26 @@ export function makeFileReader(fs: typeof nodeFs) {
               ? "socket"
               : "special file"
   const flags = fs.constants.O_RDONLY | fs.constants.O_NONBLOCK
-  const readBlocking = (path: string, maxFileBytes: number): Read => {
+  // `keep` reads: one buffer kept from file to file, for files up to this size.
+  const KEEP_MAX_BYTES = 4 * 1024 * 1024
+  let kept = Buffer.alloc(0)
+  /**
+   * Reads the whole file. With `keep`, into a buffer kept from call to call (valid until the
+   * next `keep` read: for a decode worker, which decodes the bytes at once), not a fresh one.
+   */
+  const readBlocking = (path: string, maxFileBytes: number, keep = false): Read => {
     const fd = fs.openSync(path, flags)
     try {
       const s = fs.fstatSync(fd)
       if (!s.isFile()) return { ok: false, kind: "notRegular", fileKind: kindOf(s) }
       if (s.size > maxFileBytes) return { ok: false, kind: "tooLarge", size: s.size }
-      return { ok: true, bytes: fs.readFileSync(fd) }
+      if (!keep || s.size >= KEEP_MAX_BYTES) return { ok: true, bytes: fs.readFileSync(fd) }
+      // One byte more than the size: a file that grew since fstat is read whole by readFileSync.
+      if (kept.length < s.size + 1) kept = Buffer.alloc(Math.max(s.size + 1, 2 * kept.length))
+      let n = 0
+      // Positioned reads leave the descriptor's offset at 0 for the readFileSync fallback.
+      for (let r = 1; r > 0 && n < kept.length; n += r) r = fs.readSync(fd, kept, n, kept.length - n, n)
+      return n < kept.length ? { ok: true, bytes: kept.subarray(0, n) } : { ok: true, bytes: fs.readFileSync(fd) }
     } finally {
       fs.closeSync(fd)
     }
