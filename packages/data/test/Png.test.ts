@@ -1,6 +1,8 @@
 import { readdirSync, readFileSync } from "node:fs"
 import { join } from "node:path"
+import * as zlib from "node:zlib"
 import { Image, Png, Rps } from "@stepwise/data"
+import { makePngDecoder } from "@stepwise/data/Png"
 import { Either, Option } from "effect"
 import sharp from "sharp"
 import { describe, expect, it } from "vitest"
@@ -32,7 +34,100 @@ const encode = (options: Parameters<ReturnType<typeof sharp>["png"]>[0], channel
     .png(options)
     .toBuffer()
 
+/**
+ * A PNG whose row y is filtered with `filters[y % filters.length]` (the encoders here choose for
+ * themselves), from `pixels` (`channels` bytes a pixel, colour type from the count).
+ */
+const encodeFiltered = (
+  pixels: Uint8Array,
+  width: number,
+  height: number,
+  channels: number,
+  filters: ReadonlyArray<number>
+): Uint8Array => {
+  const stride = width * channels
+  const raw = new Uint8Array(height * (stride + 1))
+  const at = (y: number, i: number) => (y < 0 || i < 0 ? 0 : pixels[y * stride + i])
+  for (let y = 0; y < height; y++) {
+    const f = filters[y % filters.length]
+    raw[y * (stride + 1)] = f
+    for (let i = 0; i < stride; i++) {
+      const a = at(y, i - channels)
+      const b = at(y - 1, i)
+      const c = at(y - 1, i - channels)
+      const p = a + b - c
+      const pa = Math.abs(p - a)
+      const pb = Math.abs(p - b)
+      const pc = Math.abs(p - c)
+      const predictor = [0, a, b, (a + b) >> 1, pa <= pb && pa <= pc ? a : pb <= pc ? b : c][f]
+      raw[y * (stride + 1) + 1 + i] = (pixels[y * stride + i] - predictor) & 255
+    }
+  }
+  const chunk = (type: string, data: Uint8Array) => {
+    const body = Buffer.concat([Buffer.from(type, "latin1"), data])
+    const out = Buffer.alloc(12 + data.length)
+    out.writeUInt32BE(data.length, 0)
+    body.copy(out, 4)
+    out.writeUInt32BE(zlib.crc32(body), 8 + data.length)
+    return out
+  }
+  const ihdr = Buffer.alloc(13)
+  ihdr.writeUInt32BE(width, 0)
+  ihdr.writeUInt32BE(height, 4)
+  ihdr[8] = 8
+  ihdr[9] = { 1: 0, 2: 4, 3: 2, 4: 6 }[channels]!
+  return Buffer.concat([
+    Buffer.from([137, 80, 78, 71, 13, 10, 26, 10]),
+    chunk("IHDR", ihdr),
+    chunk("IDAT", zlib.deflateSync(raw)),
+    chunk("IEND", new Uint8Array(0))
+  ])
+}
+
 describe("Png: the JavaScript decoder for small 8-bit PNGs", () => {
+  it("undoes every filter type (and rows mixing them) for 1-4 bytes a pixel, with fresh or kept buffers", () => {
+    const kept = makePngDecoder(zlib, { reuse: true })
+    expect(kept).toBeDefined()
+    let seed = 7
+    for (const channels of [1, 2, 3, 4]) {
+      for (const filters of [[0], [1], [2], [3], [4], [4, 3, 2, 1, 0, 2, 4]]) {
+        for (const [width, height] of [
+          [1, 1],
+          [3, 5],
+          [33, 17]
+        ]) {
+          const pixels = Uint8Array.from({ length: width * height * channels }, () => {
+            seed = (Math.imul(seed, 1103515245) + 12345) >>> 0
+            return seed >>> 24
+          })
+          const bytes = encodeFiltered(pixels, width, height, channels, filters)
+          const fresh = Either.getOrThrow(Png.decodePng(bytes))
+          expect(fresh?.channels).toBe(channels)
+          expect(Buffer.from(fresh!.data).equals(Buffer.from(pixels))).toBe(true)
+          const again = kept.decodePng(bytes)
+          expect(Buffer.from(again!.data).equals(Buffer.from(pixels))).toBe(true)
+        }
+      }
+    }
+  })
+
+  it("kept buffers: a damaged file fails and the next good one still decodes", () => {
+    const kept = makePngDecoder(zlib, { reuse: true })
+    const pixels = Uint8Array.from({ length: 20 * 10 * 3 }, (_, i) => (i * 29) & 255)
+    const good = encodeFiltered(pixels, 20, 10, 3, [4, 1])
+    // A cut-off zlib stream with a valid CRC: zlib's own "unexpected end of file".
+    const idat = zlib.deflateSync(Buffer.alloc(10 * 61, 1)).subarray(0, 12)
+    const body = Buffer.concat([Buffer.from("IDAT", "latin1"), idat])
+    const chunk = Buffer.alloc(12 + idat.length)
+    chunk.writeUInt32BE(idat.length, 0)
+    body.copy(chunk, 4)
+    chunk.writeUInt32BE(zlib.crc32(body), 8 + idat.length)
+    const ihdrEnd = 8 + 25
+    const cut = Buffer.concat([good.subarray(0, ihdrEnd), chunk, good.subarray(good.length - 12)])
+    expect(() => kept.decodePng(cut)).toThrow(/unexpected end of file|truncated/)
+    expect(Buffer.from(kept.decodePng(good)!.data).equals(Buffer.from(pixels))).toBe(true)
+  })
+
   it("decodes all 2,892 bundled images exactly as sharp/libpng do", async () => {
     const files = walk(Rps.bundled().root).filter((f) => f.endsWith(".png"))
     expect(files.length).toBe(2892)
