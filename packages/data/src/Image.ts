@@ -98,7 +98,9 @@ export function makeFileReader(fs: typeof nodeFs) {
       let n = 0
       // Positioned reads leave the descriptor's offset at 0 for the readFileSync fallback.
       for (let r = 1; r > 0 && n < kept.length; n += r) r = fs.readSync(fd, kept, n, kept.length - n, n)
-      return n < kept.length ? { ok: true, bytes: kept.subarray(0, n) } : { ok: true, bytes: fs.readFileSync(fd) }
+      return n < kept.length
+        ? { ok: true, bytes: kept.subarray(0, n) }
+        : { ok: true, bytes: fs.readFileSync(fd) }
     } finally {
       fs.closeSync(fd)
     }
