@@ -61,9 +61,13 @@ function workerMain(
   sharpPath: string
 ) {
   const { parentPort, workerData } = require("node:worker_threads")
-  const { resize, toRgb, resizedSize } = kernelsFactory(256, workerData.simd)
+  const { resize, toRgb, resizedSize, scratch, unfilter } = kernelsFactory(256, workerData.simd)
   // Kept buffers (file bytes, inflated pixels): each image is done with before the next is read.
-  const { decodePng, pngSize } = pngFactory(require("node:zlib"), { reuse: true })
+  // PNGs are inflated into the kernels' SIMD memory, unfiltered and resized there (no copies).
+  const { decodePng, pngSize } = pngFactory(require("node:zlib"), {
+    reuse: true,
+    simd: { scratch, unfilter }
+  })
   const reader = readerFactory(require("node:fs"))
   // sharp (libvips) is loaded on the first file the JavaScript decoder leaves to it, not at start.
   let sharpDecoder: ReturnType<typeof sharpFactory> | undefined

@@ -37,6 +37,14 @@ export function makePngDecoder(
      * faults are dear (a VM: ~15 us per 4 KiB page, 88 pages for a 300x300 RGBA image).
      */
     readonly reuse?: boolean
+    /**
+     * With `reuse`: where to inflate (the resample kernels' SIMD memory, so that the pixels are
+     * unfiltered and resized where they are) and the SIMD unfilter (-1, or the bad row).
+     */
+    readonly simd?: {
+      readonly scratch: (bytes: number) => Uint8Array | undefined
+      readonly unfilter: (raw: Uint8Array, width: number, height: number, bpp: number) => number | undefined
+    }
   } = {}
 ) {
   const SIGNATURE = [137, 80, 78, 71, 13, 10, 26, 10]
@@ -80,17 +88,19 @@ export function makePngDecoder(
     const e = handleOf()
     if (e === undefined) return undefined
     // One byte over the limit: filling the buffer means the stream inflates beyond it.
-    if (inflated.length < limit + 1) inflated = new Uint8Array(limit + 1)
+    const target = options.simd?.scratch(limit + 1)
+    if (target === undefined && inflated.length < limit + 1) inflated = new Uint8Array(limit + 1)
+    const out = target ?? inflated
     let failure: string | undefined
     e._handle.onerror = (message: string) => {
       failure = message
     }
     e._handle.reset()
-    e._handle.writeSync(zlib.constants!.Z_FINISH, compressed, 0, compressed.length, inflated, 0, limit + 1)
+    e._handle.writeSync(zlib.constants!.Z_FINISH, compressed, 0, compressed.length, out, 0, limit + 1)
     if (failure !== undefined) throw new Error(failure)
     const produced = limit + 1 - e._writeState[0]
     if (produced > limit) throw new Error("PNG: image data inflates beyond the size its IHDR declares")
-    return inflated.subarray(0, produced)
+    return out.subarray(0, produced)
   }
 
   const isPng = (bytes: Uint8Array): boolean => bytes.length >= 8 && SIGNATURE.every((b, i) => bytes[i] === b)
@@ -113,6 +123,11 @@ export function makePngDecoder(
    */
   const unfilter = (raw: Uint8Array, width: number, height: number, bpp: number): Uint8Array => {
     const stride = width * bpp
+    const bad = options.simd?.unfilter(raw, width, height, bpp)
+    if (bad !== undefined) {
+      if (bad >= 0) throw new Error(`PNG: invalid filter type ${raw[bad * (stride + 1)]} in row ${bad}`)
+      return raw.subarray(0, stride * height)
+    }
     const out = raw
     for (let y = 0; y < height; y++) {
       const filter = raw[y * (stride + 1)]

@@ -201,6 +201,7 @@ export function makeKernels(cacheSize = 256, simdModule?: SimdModule) {
     readonly base: number
     readonly horizontal: (...args: Array<number>) => void
     readonly vertical: (...args: Array<number>) => void
+    readonly unfilter: (raw: number, width: number, height: number, bpp: number) => number
   }
   let simd: Simd | undefined
   const simdKernels = (): Simd | undefined => {
@@ -212,11 +213,38 @@ export function makeKernels(cacheSize = 256, simdModule?: SimdModule) {
         memory,
         base: memory.buffer.byteLength,
         horizontal: exports.horizontal as Simd["horizontal"],
-        vertical: exports.vertical as Simd["vertical"]
+        vertical: exports.vertical as Simd["vertical"],
+        unfilter: exports.unfilter as Simd["unfilter"]
       }
     }
     return simd
   }
+
+  const grow = (k: Simd, end: number) => {
+    const have = k.memory.buffer.byteLength
+    if (end > have) k.memory.grow(Math.ceil((end - have) / 65536))
+  }
+
+  /**
+   * `bytes` bytes of the SIMD memory (plus 16 of slack) for a PNG decoder to inflate into, so
+   * that `unfilter` and `resize` work on the pixels where they are; valid until the next call of
+   * a kernel. `undefined` without SIMD or above `SIMD_MAX_BYTES`.
+   */
+  const scratch = (bytes: number): Uint8Array | undefined => {
+    const k = simdKernels()
+    if (k === undefined || k.base + bytes + 16 > SIMD_MAX_BYTES) return undefined
+    grow(k, k.base + bytes + 16)
+    return new Uint8Array(k.memory.buffer, k.base, bytes)
+  }
+
+  /**
+   * Unfilters PNG rows in place in a `scratch` view (Png's `unfilter`, in SIMD): -1, or the first
+   * row with an invalid filter type; `undefined` when `raw` is not a scratch view.
+   */
+  const unfilter = (raw: Uint8Array, width: number, height: number, bpp: number): number | undefined =>
+    simd !== undefined && raw.buffer === simd.memory.buffer
+      ? simd.unfilter(raw.byteOffset, width, height, bpp)
+      : undefined
 
   /**
    * Both passes in WebAssembly (3 channels out of 3- or 4-byte pixels); false when the image is
@@ -237,9 +265,12 @@ export function makeKernels(cacheSize = 256, simdModule?: SimdModule) {
   ): Uint8Array | undefined => {
     const align = (n: number) => (n + 15) & ~15
     const srcBytes = rows * width * srcStride
+    const rowBytes = width * srcStride
     const lineBytes = outWidth * 3
-    const srcOff = k.base
-    const hbOff = align(srcOff + srcBytes + 16)
+    // Pixels a decoder left in this memory (`scratch`) are read where they are.
+    const inPlace = data.buffer === k.memory.buffer
+    const srcOff = inPlace ? data.byteOffset + first * rowBytes : k.base
+    const hbOff = align((inPlace ? data.byteOffset + data.length : srcOff + srcBytes) + 16)
     const hwOff = align(hbOff + 4 * horiz.bounds.length)
     const vbOff = align(hwOff + 4 * horiz.weights.length)
     const vwOff = align(vbOff + 4 * vert.bounds.length)
@@ -247,11 +278,14 @@ export function makeKernels(cacheSize = 256, simdModule?: SimdModule) {
     const outOff = align(tmpOff + rows * lineBytes + 16)
     const end = outOff + outHeight * lineBytes + 16
     if (end > SIMD_MAX_BYTES) return undefined
-    const have = k.memory.buffer.byteLength
-    if (end > have) k.memory.grow(Math.ceil((end - have) / 65536))
+    // Growing detaches views of the old buffer (`data` too, when in place): offsets from here on.
+    grow(k, end)
     const buffer = k.memory.buffer
-    const rowBytes = width * srcStride
-    new Uint8Array(buffer, srcOff, srcBytes).set(data.subarray(first * rowBytes, first * rowBytes + srcBytes))
+    if (!inPlace) {
+      new Uint8Array(buffer, srcOff, srcBytes).set(
+        data.subarray(first * rowBytes, first * rowBytes + srcBytes)
+      )
+    }
     new Int32Array(buffer, hbOff, horiz.bounds.length).set(horiz.bounds)
     new Int32Array(buffer, hwOff, horiz.weights.length).set(horiz.weights)
     const vb = new Int32Array(buffer, vbOff, vert.bounds.length)
@@ -375,7 +409,7 @@ export function makeKernels(cacheSize = 256, simdModule?: SimdModule) {
     return width <= height ? [size, newLong] : [newLong, size]
   }
 
-  return { resize, toRgb, resizedSize }
+  return { resize, toRgb, resizedSize, scratch, unfilter }
 }
 
 /** A compiled WebAssembly module (immutable; each set of kernels instantiates its own). */

@@ -3,6 +3,7 @@ import { join } from "node:path"
 import * as zlib from "node:zlib"
 import { Image, Png, Rps } from "@stepwise/data"
 import { makePngDecoder } from "@stepwise/data/Png"
+import { makeKernels, simdModule } from "@stepwise/data/Resample"
 import { Either, Option } from "effect"
 import sharp from "sharp"
 import { describe, expect, it } from "vitest"
@@ -85,9 +86,10 @@ const encodeFiltered = (
 }
 
 describe("Png: the JavaScript decoder for small 8-bit PNGs", () => {
-  it("undoes every filter type (and rows mixing them) for 1-4 bytes a pixel, with fresh or kept buffers", () => {
+  it("undoes every filter type (and rows mixing them) for 1-4 bytes a pixel: fresh, kept and SIMD buffers", () => {
     const kept = makePngDecoder(zlib, { reuse: true })
-    expect(kept).toBeDefined()
+    const kernels = makeKernels(0, simdModule())
+    const inSimd = makePngDecoder(zlib, { reuse: true, simd: kernels })
     let seed = 7
     for (const channels of [1, 2, 3, 4]) {
       for (const filters of [[0], [1], [2], [3], [4], [4, 3, 2, 1, 0, 2, 4]]) {
@@ -106,9 +108,21 @@ describe("Png: the JavaScript decoder for small 8-bit PNGs", () => {
           expect(Buffer.from(fresh!.data).equals(Buffer.from(pixels))).toBe(true)
           const again = kept.decodePng(bytes)
           expect(Buffer.from(again!.data).equals(Buffer.from(pixels))).toBe(true)
+          const simd = inSimd.decodePng(bytes)
+          // Unfiltered where the resize reads it: in the kernels' memory.
+          expect(simd!.data.buffer).toBe(kernels.scratch(1)!.buffer)
+          expect(Buffer.from(simd!.data).equals(Buffer.from(pixels))).toBe(true)
         }
       }
     }
+  })
+
+  it("an invalid filter type is named with its row, by each unfilter", () => {
+    const pixels = new Uint8Array(9 * 4 * 4)
+    const bytes = encodeFiltered(pixels, 9, 4, 4, [0, 1, 7, 2])
+    expect(Png.decodePng(bytes)).toEqual(Either.left("PNG: invalid filter type 7 in row 2"))
+    const inSimd = makePngDecoder(zlib, { reuse: true, simd: makeKernels(0, simdModule()) })
+    expect(() => inSimd.decodePng(bytes)).toThrow("PNG: invalid filter type 7 in row 2")
   })
 
   it("kept buffers: a damaged file fails and the next good one still decodes", () => {

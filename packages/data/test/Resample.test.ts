@@ -46,6 +46,20 @@ describe("Resample: the WebAssembly SIMD kernels equal the JavaScript ones byte 
     )
   })
 
+  it("pixels a decoder left in the SIMD memory (scratch) are resized where they are", () => {
+    const simd = makeKernels(0, simdModule())
+    const data = Uint8Array.from({ length: 120 * 80 * 4 }, (_, i) => (i * 2246822519) >>> 24)
+    for (const [w, h] of [
+      [28, 18],
+      [200, 50]
+    ]) {
+      const view = simd.scratch(data.length + 4000)!
+      view.set(data)
+      const expected = js.resize(data, 120, 80, 3, w, h, undefined, 4)
+      expect(simd.resize(view.subarray(0, data.length), 120, 80, 3, w, h, undefined, 4)).toEqual(expected)
+    }
+  })
+
   it("a 300x300 RGBA photograph-sized image to 28x28, as the decode workers do it", () => {
     const data = new Uint8Array(300 * 300 * 4)
     for (let i = 0; i < data.length; i++) data[i] = (i * 2654435761) >>> 24

@@ -97,3 +97,109 @@ __attribute__((export_name("vertical"))) void vertical(const uint8_t *tmp, int l
     }
   }
 }
+
+/* ---- PNG unfiltering ---------------------------------------------------------------------- */
+
+/* One pixel of 3 or 4 bytes as the low lanes of a vector (a 4-byte load: 1 byte past for 3). */
+static inline v128_t px(const uint8_t *p) { return wasm_v128_load32_zero(p); }
+
+/* Paeth's predictor for the low 8 byte lanes of a, b, c (as in the PNG spec, lane by lane). */
+static inline v128_t paeth(v128_t a8, v128_t b8, v128_t c8) {
+  const v128_t a = wasm_u16x8_extend_low_u8x16(a8);
+  const v128_t b = wasm_u16x8_extend_low_u8x16(b8);
+  const v128_t c = wasm_u16x8_extend_low_u8x16(c8);
+  const v128_t bc = wasm_i16x8_sub(b, c);
+  const v128_t ac = wasm_i16x8_sub(a, c);
+  const v128_t pa = wasm_i16x8_abs(bc);
+  const v128_t pb = wasm_i16x8_abs(ac);
+  const v128_t pc = wasm_i16x8_abs(wasm_i16x8_add(bc, ac));
+  const v128_t useA = wasm_v128_and(wasm_i16x8_le(pa, pb), wasm_i16x8_le(pa, pc));
+  const v128_t useB = wasm_i16x8_le(pb, pc);
+  const v128_t p = wasm_v128_bitselect(a, wasm_v128_bitselect(b, c, useB), useA);
+  return wasm_u8x16_narrow_i16x8(p, p);
+}
+
+static inline int paeth1(int a, int b, int c) {
+  const int p = a + b - c;
+  const int pa = p > a ? p - a : a - p;
+  const int pb = p > b ? p - b : b - p;
+  const int pc = p > c ? p - c : c - p;
+  return pa <= pb && pa <= pc ? a : pb <= pc ? b : c;
+}
+
+/*
+ * Unfilters in place, as Png.ts's JavaScript does: row y's filtered bytes (after its filter-type
+ * byte at y * (stride + 1)) move down to y * stride. Every store lands below the bytes not read
+ * yet (a row's output starts y + 1 bytes before its input), so loading before storing is safe,
+ * 16 bytes or a pixel at a time. 3-byte pixels are stored as 4 bytes: the extra byte lands on
+ * the next pixel's place (written next) or, past a row, on output not yet written. `raw` needs
+ * 16 bytes of slack. Returns -1, or the first row whose filter type is invalid.
+ */
+__attribute__((export_name("unfilter"))) int unfilter(uint8_t *raw, int width, int height, int bpp) {
+  const int stride = width * bpp;
+  const int wide = bpp >= 3;
+  for (int y = 0; y < height; y++) {
+    const int filter = raw[y * (stride + 1)];
+    const uint8_t *src = raw + y * (stride + 1) + 1;
+    uint8_t *row = raw + y * stride;
+    const uint8_t *prev = row - stride;
+    const int top = y == 0;
+    if (filter == 0 || (filter == 2 && top)) {
+      __builtin_memmove(row, src, stride);
+    } else if (filter == 2) {
+      int i = 0;
+      for (; i + 16 <= stride; i += 16)
+        wasm_v128_store(row + i, wasm_i8x16_add(wasm_v128_load(src + i), wasm_v128_load(prev + i)));
+      for (; i < stride; i++) row[i] = (uint8_t)(src[i] + prev[i]);
+    } else if (filter == 1 || (filter == 4 && top)) {
+      /* Sub (and Paeth above the first row, where it predicts the left pixel). */
+      if (wide) {
+        v128_t a = wasm_i32x4_splat(0);
+        for (int i = 0; i < stride; i += bpp) {
+          a = wasm_i8x16_add(px(src + i), a);
+          wasm_v128_store32_lane(row + i, a, 0);
+        }
+      } else {
+        for (int i = 0; i < bpp; i++) row[i] = src[i];
+        for (int i = bpp; i < stride; i++) row[i] = (uint8_t)(src[i] + row[i - bpp]);
+      }
+    } else if (filter == 3) {
+      if (wide) {
+        v128_t a = wasm_i32x4_splat(0);
+        for (int i = 0; i < stride; i += bpp) {
+          const v128_t b = top ? wasm_i32x4_splat(0) : px(prev + i);
+          /* floor((a + b) / 2) without overflow: (a & b) + ((a ^ b) >> 1). */
+          const v128_t avg = wasm_i8x16_add(wasm_v128_and(a, b), wasm_u8x16_shr(wasm_v128_xor(a, b), 1));
+          a = wasm_i8x16_add(px(src + i), avg);
+          wasm_v128_store32_lane(row + i, a, 0);
+        }
+      } else {
+        for (int i = 0; i < stride; i++) {
+          const int left = i >= bpp ? row[i - bpp] : 0;
+          const int up = top ? 0 : prev[i];
+          row[i] = (uint8_t)(src[i] + ((left + up) >> 1));
+        }
+      }
+    } else if (filter == 4) {
+      if (wide) {
+        v128_t a = wasm_i32x4_splat(0);
+        v128_t c = a;
+        for (int i = 0; i < stride; i += bpp) {
+          const v128_t b = px(prev + i);
+          a = wasm_i8x16_add(px(src + i), paeth(a, b, c));
+          wasm_v128_store32_lane(row + i, a, 0);
+          c = b;
+        }
+      } else {
+        for (int i = 0; i < stride; i++) {
+          const int a = i >= bpp ? row[i - bpp] : 0;
+          const int c = i >= bpp ? prev[i - bpp] : 0;
+          row[i] = (uint8_t)(src[i] + paeth1(a, prev[i], c));
+        }
+      }
+    } else {
+      return y;
+    }
+  }
+  return -1;
+}
