@@ -2,11 +2,11 @@ import { readdirSync, readFileSync } from "node:fs"
 import { join } from "node:path"
 import * as zlib from "node:zlib"
 import { Image, Png, Rps } from "@stepwise/data"
-import { makePngDecoder } from "@stepwise/data/Png"
-import { makeKernels, simdModule } from "@stepwise/data/Resample"
 import { Either, Option } from "effect"
 import sharp from "sharp"
 import { describe, expect, it } from "vitest"
+import { makePngDecoder } from "../src/Png.js"
+import { makeKernels, simdModule } from "../src/Resample.js"
 
 const walk = (d: string): Array<string> =>
   readdirSync(d, { withFileTypes: true }).flatMap((e) =>

@@ -1,6 +1,6 @@
-import { makeKernels, simdModule } from "@stepwise/data/Resample"
 import fc from "fast-check"
 import { describe, expect, it } from "vitest"
+import { makeKernels, simdModule } from "../src/Resample.js"
 
 // The JavaScript kernels are the reference (Transforms.test checks them, and the SIMD ones,
 // against PIL's bytes); the SIMD kernels must give the same bytes for every size and layout.
