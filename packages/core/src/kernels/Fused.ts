@@ -1,6 +1,7 @@
 import * as tf from "@tensorflow/tfjs-core"
 import { maxPoolGradNhwc } from "./Conv2DBackpropFilter.js"
-import type { Ours } from "./Register.js"
+import { type Ours, poolInfoOf, wasmMaxPoolGradInto } from "./Register.js"
+import * as Simd from "./Simd.js"
 
 /**
  * Fused optimizer updates as tfjs kernels on the cpu and wasm backends: one kernel call per
@@ -19,6 +20,8 @@ export const MaxPoolReluGrad = "StepwiseMaxPoolReluGrad"
 export const BiasGrad = "StepwiseBiasGrad"
 
 type AnyBackend = any
+
+const sizeOfShape = (shape: ReadonlyArray<number>): number => shape.reduce((a, b) => a * b, 1)
 type KernelFunc = tf.KernelConfig["kernelFunc"]
 
 /** Float32 views of inputs and freshly allocated outputs, the same code on cpu and wasm. */
@@ -209,6 +212,13 @@ const biasGradKernel: KernelFunc = (args) => {
   const { inputs, backend } = args as unknown as { inputs: any; backend: AnyBackend }
   const { dy } = inputs
   const c = dy.shape[dy.shape.length - 1] as number
+  const simd = Simd.on(backend)
+  if (simd !== undefined) {
+    // The same sums in the same order in our SIMD module (float64, four channels at a time).
+    const out = backend.makeOutput([c], "float32") as tf.TensorInfo
+    simd.bias_grad(Simd.offset(backend, dy), Simd.offset(backend, out), sizeOfShape(dy.shape) / c, c)
+    return out
+  }
   const {
     ins: [g],
     outViews: [out],
@@ -228,14 +238,8 @@ const biasGradKernel: KernelFunc = (args) => {
 const maxPoolReluGradKernel: KernelFunc = (args) => {
   const { inputs, backend, attrs } = args as unknown as { inputs: any; backend: AnyBackend; attrs: any }
   const { dy, input } = inputs
-  const info = tf.backend_util.computePool2DInfo(
-    input.shape,
-    attrs.filterSize,
-    attrs.strides,
-    1,
-    attrs.pad,
-    attrs.dimRoundingMode
-  )
+  if (Simd.on(backend) !== undefined) return wasmMaxPoolGradInto(backend, input, dy, attrs, true)
+  const info = poolInfoOf(input.shape, attrs)
   const {
     ins: [x, g],
     outViews: [dx],
