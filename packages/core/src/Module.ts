@@ -5,7 +5,7 @@ import { Effect, Either } from "effect"
 import { Engine } from "./Engine.js"
 import { InvalidLayer, WeightMismatch } from "./Errors.js"
 import { biasBound, kaimingUniformBound, uniform } from "./Init.js"
-import { biasGrad, maxPoolReluGrad, reluGrad } from "./kernels/Fused.js"
+import { biasGrad, linearGrad, maxPoolReluGrad, reluGrad } from "./kernels/Fused.js"
 
 /** Named parameter trees keyed like PyTorch's `state_dict` (`conv1.weight`). */
 export type Params = Numeric.Params<tf.Tensor>
@@ -776,6 +776,9 @@ const linear = (options: LinearOptions): Module => {
       y: tf.fused.matMul({ a: x as tf.Tensor2D, b: weight as tf.Tensor2D, ...(withBias ? { bias } : {}) }),
       saved: [x, weight],
       back: (dy, [xs, ws], needDx) => {
+        // One kernel for all three where the engine has it (wasm).
+        const fused = linearGrad(xs, dy, ws, withBias, needDx)
+        if (fused !== undefined) return { dx: fused.dx, dps: withBias ? [fused.dW, fused.db!] : [fused.dW] }
         const dW = tf.matMul(xs as tf.Tensor2D, dy as tf.Tensor2D, true, false)
         return {
           // An explicit transpose then a plain product: wasm's matMul with transposeB skips

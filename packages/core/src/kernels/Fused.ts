@@ -117,6 +117,8 @@ export interface AdamAttrs extends UpdateAttrs {
  * outputs, per tensor in order: param, expAvg, expAvgSq[, maxExpAvgSq].
  */
 const adamKernel: KernelFunc = (args) => {
+  const simd = Simd.on(args.backend)
+  if (simd !== undefined) return wasmAdam(simd, args)
   const { attrs, tensors, outs } = updateIo<AdamAttrs>(args, ({ amsgrad }) => ({
     fields: ["param", "grad", "expAvg", "expAvgSq", ...(amsgrad ? ["maxExpAvgSq"] : [])],
     outputs: amsgrad ? 4 : 3
@@ -148,6 +150,53 @@ const adamKernel: KernelFunc = (args) => {
       sOut[i] = si
       pOut[i] = pi - (stepSize * mi) / (Math.sqrt(vi) / bc2 + eps)
     }
+  }
+  return outs
+}
+
+/** `adamKernel` on the wasm heap: our SIMD module's loop, the same arithmetic (bit for bit). */
+const wasmAdam = (simd: Simd.Exports, args: Parameters<KernelFunc>[0]) => {
+  const { inputs, backend, attrs } = args as unknown as {
+    inputs: Record<string, tf.TensorInfo>
+    backend: AnyBackend
+    attrs: AdamAttrs
+  }
+  const { lr, beta1, beta2, eps, weightDecay, decoupled, amsgrad, maximize, step, count } = attrs
+  const stepSize = lr / (1 - beta1 ** step)
+  const bc2 = Math.sqrt(1 - beta2 ** step)
+  const shrink = 1 - lr * weightDecay
+  const outputs = amsgrad ? 4 : 3
+  const outs: Array<tf.TensorInfo> = []
+  for (let i = 0; i < count; i++) {
+    const shape = inputs[inputName("param", i)].shape
+    for (let k = 0; k < outputs; k++) outs.push(backend.makeOutput([...shape], "float32") as tf.TensorInfo)
+  }
+  const at = (t: tf.TensorInfo | undefined) => (t === undefined ? 0 : Simd.offset(backend, t))
+  for (let i = 0; i < count; i++) {
+    const param = inputs[inputName("param", i)]
+    const o = i * outputs
+    simd.adam(
+      at(param),
+      at(inputs[inputName("grad", i)]),
+      at(inputs[inputName("expAvg", i)]),
+      at(inputs[inputName("expAvgSq", i)]),
+      amsgrad ? at(inputs[inputName("maxExpAvgSq", i)]) : 0,
+      at(outs[o]),
+      at(outs[o + 1]),
+      at(outs[o + 2]),
+      amsgrad ? at(outs[o + 3]) : 0,
+      sizeOfShape(param.shape),
+      beta1,
+      beta2,
+      eps,
+      weightDecay,
+      stepSize,
+      bc2,
+      shrink,
+      decoupled ? 1 : 0,
+      amsgrad ? 1 : 0,
+      maximize ? 1 : 0
+    )
   }
   return outs
 }
@@ -289,3 +338,28 @@ export const biasGrad = (dy: tf.Tensor): tf.Tensor =>
         dy.shape.slice(0, -1).map((_, i) => i)
       )
     : (tf.engine().runKernel(BiasGrad, { dy }) as tf.Tensor)
+
+/**
+ * A linear layer's gradients (x [m, in], dy [m, out], weight [in, out]) in one kernel call: dW =
+ * x^T dy, db (as `BiasGrad`) when `withBias`, dx = dy W^T when `needDx`; outputs in that order.
+ * Registered on wasm only (Register.ts, our SIMD module): tfjs' wasm matrix product with a
+ * transposed operand takes a slow path, and a call each costs four engine round-trips.
+ */
+export const LinearGrad = "StepwiseLinearGrad"
+
+/** `LinearGrad` where registered; undefined elsewhere (the caller runs the separate ops). */
+export const linearGrad = (
+  x: tf.Tensor,
+  dy: tf.Tensor,
+  weight: tf.Tensor,
+  withBias: boolean,
+  needDx: boolean
+):
+  | { readonly dW: tf.Tensor; readonly db: tf.Tensor | undefined; readonly dx: tf.Tensor | undefined }
+  | undefined => {
+  if (tf.getKernel(LinearGrad, tf.getBackend()) === undefined) return undefined
+  const out = tf
+    .engine()
+    .runKernel(LinearGrad, { x, dy, weight }, { withBias, needDx } as any) as Array<tf.Tensor>
+  return { dW: out[0], db: withBias ? out[1] : undefined, dx: needDx ? out[withBias ? 2 : 1] : undefined }
+}

@@ -308,9 +308,27 @@ const wasmMaxPoolGrad: KernelFunc = (args) => {
   return wasmMaxPoolGradInto(backend, inputs.input, inputs.dy, attrs, false)
 }
 
+/** A linear layer's gradients in one call: see `Fused.LinearGrad`. */
+const wasmLinearGrad: KernelFunc = (args) => {
+  const { inputs, backend, attrs } = args as { inputs: any; backend: AnyBackend; attrs: any }
+  const { x, dy, weight } = inputs
+  const [m, k] = x.shape as [number, number]
+  const n = weight.shape[1] as number
+  const simd = Simd.on(backend)!
+  const dw = backend.makeOutput([k, n], "float32") as tf.TensorInfo
+  const db = attrs.withBias ? (backend.makeOutput([n], "float32") as tf.TensorInfo) : undefined
+  const dx = attrs.needDx ? (backend.makeOutput([m, k], "float32") as tf.TensorInfo) : undefined
+  const [xAt, dyAt] = [Simd.offset(backend, x), Simd.offset(backend, dy)]
+  simd.matmul_ta(xAt, dyAt, Simd.offset(backend, dw), m, k, n)
+  if (db !== undefined) simd.bias_grad(dyAt, Simd.offset(backend, db), m, n)
+  if (dx !== undefined) simd.matmul_tb(dyAt, Simd.offset(backend, weight), Simd.offset(backend, dx), m, k, n)
+  return [dw, ...(db === undefined ? [] : [db]), ...(dx === undefined ? [] : [dx])]
+}
+
 /** The missing filter-gradient kernel on wasm, and faster input/pool gradients. */
 export const wasmKernels: ReadonlyArray<Ours> = [
   { kernelName: "Conv2DBackpropFilter", backendName: "wasm", make: () => wasmConv2DBackpropFilter },
   { kernelName: "Conv2DBackpropInput", backendName: "wasm", make: () => wasmConv2DBackpropInput },
-  { kernelName: "MaxPoolGrad", backendName: "wasm", make: () => wasmMaxPoolGrad }
+  { kernelName: "MaxPoolGrad", backendName: "wasm", make: () => wasmMaxPoolGrad },
+  { kernelName: "StepwiseLinearGrad", backendName: "wasm", make: () => wasmLinearGrad }
 ]

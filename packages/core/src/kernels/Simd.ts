@@ -25,6 +25,32 @@ export interface Exports {
     left: number
   ) => void
   readonly bias_grad: (dy: number, out: number, m: number, c: number) => void
+  /** out [k, n] = a^T b, a [m, k], b [m, n]. */
+  readonly matmul_ta: (a: number, b: number, out: number, m: number, k: number, n: number) => void
+  readonly adam: (
+    p: number,
+    g: number,
+    m: number,
+    s: number,
+    vmaxIn: number,
+    pOut: number,
+    mOut: number,
+    sOut: number,
+    vmaxOut: number,
+    len: number,
+    beta1: number,
+    beta2: number,
+    eps: number,
+    weightDecay: number,
+    stepSize: number,
+    bc2: number,
+    shrink: number,
+    decoupled: number,
+    amsgrad: number,
+    maximize: number
+  ) => void
+  /** out [m, k] = a w^T, a [m, n], w [k, n]. */
+  readonly matmul_tb: (a: number, w: number, out: number, m: number, k: number, n: number) => void
   readonly max_pool_grad_tiled: (
     x: number,
     dy: number,

@@ -6,7 +6,7 @@
 # written over the backend's heap at instantiation) and import nothing else: checked below.
 set -eu
 cd "$(dirname "$0")"
-clang-14 --target=wasm32 -O3 -msimd128 -mbulk-memory -ffreestanding -fno-builtin -nostdlib \
+clang-14 --target=wasm32 -O3 -ffp-contract=off -msimd128 -mbulk-memory -ffreestanding -fno-builtin -nostdlib \
   -Wall -Wextra -Werror \
   -Wl,--no-entry -Wl,--import-memory -Wl,--strip-all -Wl,-z,stack-size=0 \
   -o kernels.wasm kernels.c

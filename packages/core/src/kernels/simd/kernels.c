@@ -230,3 +230,84 @@ void max_pool_grad_tiled(const float* x, const float* dy, float* dx, int n, int 
         }
     }
 }
+
+/*
+ * A linear layer's weight gradient: out [k, n] = a^T b for a [m, k], b [m, n], summed over m in
+ * order, float32 (a product then a sum per term, as tfjs' own loop).
+ */
+EXPORT(matmul_ta)
+void matmul_ta(const float* a, const float* b, float* out, int m, int k, int n) {
+  for (int i = 0; i < k * n; i++) out[i] = 0.0f;
+  for (int s = 0; s < m; s++) {
+    const float* bs = b + s * n;
+    for (int i = 0; i < k; i++) {
+      const float ai = a[s * k + i];
+      float* row = out + i * n;
+      const v128_t av = wasm_f32x4_splat(ai);
+      int j = 0;
+      for (; j + 4 <= n; j += 4)
+        wasm_v128_store(row + j, wasm_f32x4_add(wasm_v128_load(row + j), wasm_f32x4_mul(av, wasm_v128_load(bs + j))));
+      for (; j < n; j++) row[j] += ai * bs[j];
+    }
+  }
+}
+
+/*
+ * A linear layer's input gradient: out [m, k] = a w^T for a [m, n], w [k, n]: dot products of
+ * rows, f32x4 lanes then the remainder.
+ */
+EXPORT(matmul_tb)
+void matmul_tb(const float* a, const float* w, float* out, int m, int k, int n) {
+  for (int s = 0; s < m; s++) {
+    const float* as = a + s * n;
+    for (int i = 0; i < k; i++) {
+      const float* wi = w + i * n;
+      v128_t acc = wasm_f32x4_splat(0.0f);
+      int j = 0;
+      for (; j + 4 <= n; j += 4) acc = wasm_f32x4_add(acc, wasm_f32x4_mul(wasm_v128_load(as + j), wasm_v128_load(wi + j)));
+      float sum = hsum(acc);
+      for (; j < n; j++) sum += as[j] * wi[j];
+      out[s * k + i] = sum;
+    }
+  }
+}
+
+/* JavaScript's Math.max of two float64: NaN if either is, +0 over -0. */
+static inline double js_max(double a, double b) {
+  if (__builtin_isnan(a) || __builtin_isnan(b)) return __builtin_nan("");
+  if (a == b) return __builtin_signbit(a) ? b : a;
+  return a > b ? a : b;
+}
+
+/*
+ * One tensor's Adam (or AdamW, AMSGrad) update, the JavaScript kernel's arithmetic (Fused.ts)
+ * operation for operation in float64, rounded to float32 where it rounds: bit for bit the same
+ * parameters and moments (no contraction into fused multiply-adds: -ffp-contract=off, and
+ * wasm has none). vmax_in / vmax_out are read / written only with amsgrad.
+ */
+EXPORT(adam)
+void adam(const float* p, const float* g, const float* m, const float* s, const float* vmax_in, float* p_out,
+          float* m_out, float* s_out, float* vmax_out, int len, double beta1, double beta2, double eps,
+          double weight_decay, double step_size, double bc2, double shrink, int decoupled, int amsgrad,
+          int maximize) {
+  for (int i = 0; i < len; i++) {
+    double gi = maximize ? -(double)g[i] : (double)g[i];
+    double pi = p[i];
+    if (weight_decay != 0) {
+      if (decoupled)
+        pi = (float)(pi * shrink);
+      else
+        gi += weight_decay * pi;
+    }
+    const float mi = (float)(beta1 * m[i] + (1 - beta1) * gi);
+    const float si = (float)(beta2 * s[i] + (1 - beta2) * gi * gi);
+    double vi = si;
+    if (amsgrad) {
+      vi = js_max(vmax_in[i], si);
+      vmax_out[i] = (float)vi;
+    }
+    m_out[i] = mi;
+    s_out[i] = si;
+    p_out[i] = (float)(pi - (step_size * mi) / (__builtin_sqrt(vi) / bc2 + eps));
+  }
+}
