@@ -5,7 +5,7 @@ import { Effect, Either } from "effect"
 import { Engine } from "./Engine.js"
 import { InvalidLayer, WeightMismatch } from "./Errors.js"
 import { biasBound, kaimingUniformBound, uniform } from "./Init.js"
-import { biasGrad, maxPoolReluGrad, reluGrad } from "./kernels/Fused.js"
+import { biasGrad, linearGrad, maxPoolReluGrad, reluGrad } from "./kernels/Fused.js"
 
 /** Named parameter trees keyed like PyTorch's `state_dict` (`conv1.weight`). */
 export type Params = Numeric.Params<tf.Tensor>
@@ -776,6 +776,9 @@ const linear = (options: LinearOptions): Module => {
       y: tf.fused.matMul({ a: x as tf.Tensor2D, b: weight as tf.Tensor2D, ...(withBias ? { bias } : {}) }),
       saved: [x, weight],
       back: (dy, [xs, ws], needDx) => {
+        // One kernel for all three where the engine has it (wasm).
+        const fused = linearGrad(xs, dy, ws, withBias, needDx)
+        if (fused !== undefined) return { dx: fused.dx, dps: withBias ? [fused.dW, fused.db!] : [fused.dW] }
         const dW = tf.matMul(xs as tf.Tensor2D, dy as tf.Tensor2D, true, false)
         return {
           // An explicit transpose then a plain product: wasm's matMul with transposeB skips
@@ -1232,10 +1235,20 @@ export const dropoutMask = (rng: Random.State, size: number, p: number): Float32
   const scale = p < 1 ? 1 / (1 - p) : 0
   // One 32-bit draw per element (PyTorch's bernoulli also draws float32 uniforms): u < p drops.
   const threshold = p * 0x100000000
-  let state = rng
+  // Random.nextUint32 (xoshiro128**) unrolled on four words: the same draws, without a tuple
+  // and a state array per element (that allocation was most of a step's mask time). The
+  // Module test holds it against nextUint32.
+  let [s0, s1, s2, s3] = rng
   for (let i = 0; i < size; i++) {
-    const [u, next] = Random.nextUint32(state)
-    state = next
+    const x = Math.imul(s1, 5)
+    const u = Math.imul((x << 7) | (x >>> 25), 9) >>> 0
+    const t = s1 << 9
+    s2 ^= s0
+    s3 ^= s1
+    s1 ^= s2
+    s0 ^= s3
+    s2 ^= t
+    s3 = (s3 << 11) | (s3 >>> 21)
     mask[i] = u >= threshold ? scale : 0
   }
   return mask

@@ -2,6 +2,7 @@ import { describe, expect, it } from "@effect/vitest"
 import { Random } from "@stepwise/data"
 import * as tf from "@tensorflow/tfjs-core"
 import { Either, Option } from "effect"
+import * as fc from "fast-check"
 import * as Cnn2 from "../src/Cnn2.js"
 import * as Loss from "../src/Loss.js"
 import * as Module from "../src/Module.js"
@@ -75,6 +76,29 @@ describe("dropout", () => {
     await useEngine("wasm")
     expect(Array.from(dropTrain(0.3, 7))).toEqual(Array.from(dropTrain(0.3, 7)))
     expect(Array.from(dropTrain(0.3, 7))).not.toEqual(Array.from(dropTrain(0.3, 8)))
+  })
+
+  it("the mask is one Random.nextUint32 per element, u < p 2^32 dropped (the unrolled loop)", () => {
+    fc.assert(
+      fc.property(
+        fc.integer({ min: 0, max: 2 ** 40 }),
+        fc.integer({ min: 0, max: 3000 }),
+        fc.constantFrom(0, 0.1, 0.3, 0.5, 0.999, 1),
+        (seed, size, p) => {
+          const expected = new Float32Array(size)
+          let state = Random.unsafeMake(seed)
+          for (let i = 0; i < size; i++) {
+            const [u, next] = Random.nextUint32(state)
+            state = next
+            expected[i] = u >= p * 0x100000000 ? (p < 1 ? 1 / (1 - p) : 0) : 0
+          }
+          expect(Array.from(Module.dropoutMask(Random.unsafeMake(seed), size, p))).toEqual(
+            Array.from(expected)
+          )
+        }
+      ),
+      { numRuns: 100 }
+    )
   })
 
   it("keeps a fraction 1 - p of the elements (100,000 draws)", () => {

@@ -131,6 +131,17 @@ const maxPoolGradTiled = (
   return dx
 }
 
+/** Whether a pool's windows tile its input (kernel = stride, undilated, no padding). */
+export const tiles = (info: backend_util.Conv2DInfo): boolean =>
+  info.filterHeight === info.strideHeight &&
+  info.filterWidth === info.strideWidth &&
+  info.dilationHeight === 1 &&
+  info.dilationWidth === 1 &&
+  info.padInfo.top === 0 &&
+  info.padInfo.left === 0 &&
+  info.padInfo.bottom === 0 &&
+  info.padInfo.right === 0
+
 export const maxPoolGradNhwc = (
   x: Float32Array,
   dy: Float32Array,
@@ -148,16 +159,7 @@ export const maxPoolGradNhwc = (
   const { dilationHeight, dilationWidth } = info
   const top = info.padInfo.top
   const left = info.padInfo.left
-  const tiled =
-    info.filterHeight === info.strideHeight &&
-    info.filterWidth === info.strideWidth &&
-    dilationHeight === 1 &&
-    dilationWidth === 1 &&
-    top === 0 &&
-    left === 0 &&
-    info.padInfo.bottom === 0 &&
-    info.padInfo.right === 0
-  if (tiled) return maxPoolGradTiled(x, dy, info, dx, afterRelu)
+  if (tiles(info)) return maxPoolGradTiled(x, dy, info, dx, afterRelu)
   // Channels innermost, so every read is contiguous; one running maximum per channel.
   const best = new Float32Array(c)
   const at = new Int32Array(c)

@@ -1,6 +1,7 @@
 import * as tf from "@tensorflow/tfjs-core"
 import { maxPoolGradNhwc } from "./Conv2DBackpropFilter.js"
-import type { Ours } from "./Register.js"
+import { type Ours, poolInfoOf, wasmMaxPoolGradInto } from "./Register.js"
+import * as Simd from "./Simd.js"
 
 /**
  * Fused optimizer updates as tfjs kernels on the cpu and wasm backends: one kernel call per
@@ -19,6 +20,8 @@ export const MaxPoolReluGrad = "StepwiseMaxPoolReluGrad"
 export const BiasGrad = "StepwiseBiasGrad"
 
 type AnyBackend = any
+
+const sizeOfShape = (shape: ReadonlyArray<number>): number => shape.reduce((a, b) => a * b, 1)
 type KernelFunc = tf.KernelConfig["kernelFunc"]
 
 /** Float32 views of inputs and freshly allocated outputs, the same code on cpu and wasm. */
@@ -114,6 +117,8 @@ export interface AdamAttrs extends UpdateAttrs {
  * outputs, per tensor in order: param, expAvg, expAvgSq[, maxExpAvgSq].
  */
 const adamKernel: KernelFunc = (args) => {
+  const simd = Simd.on(args.backend)
+  if (simd !== undefined) return wasmAdam(simd, args)
   const { attrs, tensors, outs } = updateIo<AdamAttrs>(args, ({ amsgrad }) => ({
     fields: ["param", "grad", "expAvg", "expAvgSq", ...(amsgrad ? ["maxExpAvgSq"] : [])],
     outputs: amsgrad ? 4 : 3
@@ -145,6 +150,53 @@ const adamKernel: KernelFunc = (args) => {
       sOut[i] = si
       pOut[i] = pi - (stepSize * mi) / (Math.sqrt(vi) / bc2 + eps)
     }
+  }
+  return outs
+}
+
+/** `adamKernel` on the wasm heap: our SIMD module's loop, the same arithmetic (bit for bit). */
+const wasmAdam = (simd: Simd.Exports, args: Parameters<KernelFunc>[0]) => {
+  const { inputs, backend, attrs } = args as unknown as {
+    inputs: Record<string, tf.TensorInfo>
+    backend: AnyBackend
+    attrs: AdamAttrs
+  }
+  const { lr, beta1, beta2, eps, weightDecay, decoupled, amsgrad, maximize, step, count } = attrs
+  const stepSize = lr / (1 - beta1 ** step)
+  const bc2 = Math.sqrt(1 - beta2 ** step)
+  const shrink = 1 - lr * weightDecay
+  const outputs = amsgrad ? 4 : 3
+  const outs: Array<tf.TensorInfo> = []
+  for (let i = 0; i < count; i++) {
+    const shape = inputs[inputName("param", i)].shape
+    for (let k = 0; k < outputs; k++) outs.push(backend.makeOutput([...shape], "float32") as tf.TensorInfo)
+  }
+  const at = (t: tf.TensorInfo | undefined) => (t === undefined ? 0 : Simd.offset(backend, t))
+  for (let i = 0; i < count; i++) {
+    const param = inputs[inputName("param", i)]
+    const o = i * outputs
+    simd.adam(
+      at(param),
+      at(inputs[inputName("grad", i)]),
+      at(inputs[inputName("expAvg", i)]),
+      at(inputs[inputName("expAvgSq", i)]),
+      amsgrad ? at(inputs[inputName("maxExpAvgSq", i)]) : 0,
+      at(outs[o]),
+      at(outs[o + 1]),
+      at(outs[o + 2]),
+      amsgrad ? at(outs[o + 3]) : 0,
+      sizeOfShape(param.shape),
+      beta1,
+      beta2,
+      eps,
+      weightDecay,
+      stepSize,
+      bc2,
+      shrink,
+      decoupled ? 1 : 0,
+      amsgrad ? 1 : 0,
+      maximize ? 1 : 0
+    )
   }
   return outs
 }
@@ -209,6 +261,13 @@ const biasGradKernel: KernelFunc = (args) => {
   const { inputs, backend } = args as unknown as { inputs: any; backend: AnyBackend }
   const { dy } = inputs
   const c = dy.shape[dy.shape.length - 1] as number
+  const simd = Simd.on(backend)
+  if (simd !== undefined) {
+    // The same sums in the same order in our SIMD module (float64, four channels at a time).
+    const out = backend.makeOutput([c], "float32") as tf.TensorInfo
+    simd.bias_grad(Simd.offset(backend, dy), Simd.offset(backend, out), sizeOfShape(dy.shape) / c, c)
+    return out
+  }
   const {
     ins: [g],
     outViews: [out],
@@ -228,14 +287,8 @@ const biasGradKernel: KernelFunc = (args) => {
 const maxPoolReluGradKernel: KernelFunc = (args) => {
   const { inputs, backend, attrs } = args as unknown as { inputs: any; backend: AnyBackend; attrs: any }
   const { dy, input } = inputs
-  const info = tf.backend_util.computePool2DInfo(
-    input.shape,
-    attrs.filterSize,
-    attrs.strides,
-    1,
-    attrs.pad,
-    attrs.dimRoundingMode
-  )
+  if (Simd.on(backend) !== undefined) return wasmMaxPoolGradInto(backend, input, dy, attrs, true)
+  const info = poolInfoOf(input.shape, attrs)
   const {
     ins: [x, g],
     outViews: [dx],
@@ -285,3 +338,28 @@ export const biasGrad = (dy: tf.Tensor): tf.Tensor =>
         dy.shape.slice(0, -1).map((_, i) => i)
       )
     : (tf.engine().runKernel(BiasGrad, { dy }) as tf.Tensor)
+
+/**
+ * A linear layer's gradients (x [m, in], dy [m, out], weight [in, out]) in one kernel call: dW =
+ * x^T dy, db (as `BiasGrad`) when `withBias`, dx = dy W^T when `needDx`; outputs in that order.
+ * Registered on wasm only (Register.ts, our SIMD module): tfjs' wasm matrix product with a
+ * transposed operand takes a slow path, and a call each costs four engine round-trips.
+ */
+export const LinearGrad = "StepwiseLinearGrad"
+
+/** `LinearGrad` where registered; undefined elsewhere (the caller runs the separate ops). */
+export const linearGrad = (
+  x: tf.Tensor,
+  dy: tf.Tensor,
+  weight: tf.Tensor,
+  withBias: boolean,
+  needDx: boolean
+):
+  | { readonly dW: tf.Tensor; readonly db: tf.Tensor | undefined; readonly dx: tf.Tensor | undefined }
+  | undefined => {
+  if (tf.getKernel(LinearGrad, tf.getBackend()) === undefined) return undefined
+  const out = tf
+    .engine()
+    .runKernel(LinearGrad, { x, dy, weight }, { withBias, needDx } as any) as Array<tf.Tensor>
+  return { dW: out[0], db: withBias ? out[1] : undefined, dx: needDx ? out[withBias ? 2 : 1] : undefined }
+}

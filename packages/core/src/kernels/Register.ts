@@ -1,5 +1,12 @@
 import * as tf from "@tensorflow/tfjs-core"
-import { col2imNhwc, conv2dBackpropFilterNhwc, im2colNhwc, maxPoolGradNhwc } from "./Conv2DBackpropFilter.js"
+import {
+  col2imNhwc,
+  conv2dBackpropFilterNhwc,
+  im2colNhwc,
+  maxPoolGradNhwc,
+  tiles
+} from "./Conv2DBackpropFilter.js"
+import * as Simd from "./Simd.js"
 
 type KernelFunc = tf.KernelConfig["kernelFunc"]
 type AnyBackend = any
@@ -68,7 +75,7 @@ const convInfoOf = (xShape: number[], attrs: any, filterShape: number[] = attrs.
     tf.backend_util.convertConv2DDataFormat(attrs.dataFormat ?? "NHWC")
   )
 
-const poolInfoOf = (inputShape: number[], attrs: any) =>
+export const poolInfoOf = (inputShape: number[], attrs: any) =>
   tf.backend_util.computePool2DInfo(
     inputShape as [number, number, number, number],
     attrs.filterSize,
@@ -171,25 +178,44 @@ const unitStride = (info: tf.backend_util.Conv2DInfo) =>
 
 /**
  * wasm 4.22 ships no Conv2DBackpropFilter (its Conv3DBackpropFilterV2 is wrong for stride > 1,
- * and slow). With unit stride the filter gradient is itself a convolution, which wasm runs
- * through XNNPACK: batch and channels swap roles, dW^T = conv(x^T [in, h, w, n], dy^T [oh, ow,
- * n, out]) -> [in, kh, kw, out], same padding as the forward pass. Other strides: im2col in JS on
- * the wasm heap, then one wasm matrix product cols^T x dy = [kh*kw*in, out], already the
- * filter's layout. Heap views are taken after every allocation (allocations may grow the heap).
+ * and slow). With unit stride: our SIMD kernel (simd/kernels.c), one pass over planar copies of
+ * x and dy on the heap, no layout transposes. Other strides: im2col in JS on the wasm heap, then
+ * one wasm matrix product cols^T x dy = [kh*kw*in, out], already the filter's layout. Heap views
+ * are taken after every allocation (allocations may grow the heap).
  */
 const wasmConv2DBackpropFilter: KernelFunc = (args) => {
   const { inputs, backend, attrs } = args as { inputs: any; backend: AnyBackend; attrs: any }
   const { x, dy } = inputs
   const info = convInfoOf(x.shape, attrs)
   nhwcOnly(info, "Conv2DBackpropFilter")
-  if (unitStride(info)) {
-    const { top, bottom, left, right } = info.padInfo
-    const xT = wasmRun(backend, "Transpose", { x }, { perm: [3, 1, 2, 0] })
-    const dyT = wasmRun(backend, "Transpose", { x: dy }, { perm: [1, 2, 0, 3] })
-    const r = wasmUnitConv(backend, xT, dyT, [top, bottom, left, right])
-    const out = wasmRun(backend, "Transpose", { x: r }, { perm: [1, 2, 0, 3] })
-    for (const t of [xT, dyT, r]) backend.disposeData(t.dataId)
-    return out
+  const simd = Simd.on(backend)
+  if (unitStride(info) && simd !== undefined) {
+    const { batchSize: n, inHeight: h, inWidth: w, inChannels: ci } = info
+    const { outHeight: oh, outWidth: ow, outChannels: co, filterHeight: kh, filterWidth: kw } = info
+    const owp = (ow + 3) & ~3
+    const xFloats = kw * n * ci * (oh + kh - 1) * owp
+    const dw = backend.makeOutput([...info.filterShape], "float32") as tf.TensorInfo
+    Simd.withScratch(backend, 4 * (xFloats + n * co * oh * owp), (xp) =>
+      simd.conv_filter_grad(
+        Simd.offset(backend, x),
+        Simd.offset(backend, dy),
+        Simd.offset(backend, dw),
+        xp,
+        xp + 4 * xFloats,
+        n,
+        h,
+        w,
+        ci,
+        oh,
+        ow,
+        co,
+        kh,
+        kw,
+        info.padInfo.top,
+        info.padInfo.left
+      )
+    )
+    return dw
   }
   const rows = info.batchSize * info.outHeight * info.outWidth
   const k = info.filterHeight * info.filterWidth * info.inChannels
@@ -240,20 +266,69 @@ const wasmConv2DBackpropInput: KernelFunc = (args) => {
   return dx
 }
 
-/** The stock wasm MaxPoolGrad is slow for small maps such as CNN2's; a flat loop is not. */
-const wasmMaxPoolGrad: KernelFunc = (args) => {
-  const { inputs, backend, attrs } = args as { inputs: any; backend: AnyBackend; attrs: any }
-  const { dy, input } = inputs
+/**
+ * A max pool's input gradient on the wasm heap (`afterRelu`: composed with the ReLU before it):
+ * our SIMD module's loop when the windows tile the input, the JavaScript one otherwise.
+ */
+export const wasmMaxPoolGradInto = (
+  backend: AnyBackend,
+  input: tf.TensorInfo,
+  dy: tf.TensorInfo,
+  attrs: any,
+  afterRelu: boolean
+): tf.TensorInfo => {
   const info = poolInfoOf(input.shape, attrs)
   const dx = backend.makeOutput([...input.shape], "float32") as tf.TensorInfo
+  const simd = Simd.on(backend)
+  if (simd !== undefined && tiles(info)) {
+    simd.max_pool_grad_tiled(
+      Simd.offset(backend, input),
+      Simd.offset(backend, dy),
+      Simd.offset(backend, dx),
+      info.batchSize,
+      info.inHeight,
+      info.inWidth,
+      info.inChannels,
+      info.outHeight,
+      info.outWidth,
+      info.strideHeight,
+      info.strideWidth,
+      afterRelu ? 1 : 0
+    )
+    return dx
+  }
   // Written in place on the heap (views taken after the allocation): no JS array and copy.
-  maxPoolGradNhwc(heap(backend, input), heap(backend, dy), info, heap(backend, dx).fill(0))
+  maxPoolGradNhwc(heap(backend, input), heap(backend, dy), info, heap(backend, dx).fill(0), afterRelu)
   return dx
+}
+
+/** The stock wasm MaxPoolGrad is slow for small maps such as CNN2's. */
+const wasmMaxPoolGrad: KernelFunc = (args) => {
+  const { inputs, backend, attrs } = args as { inputs: any; backend: AnyBackend; attrs: any }
+  return wasmMaxPoolGradInto(backend, inputs.input, inputs.dy, attrs, false)
+}
+
+/** A linear layer's gradients in one call: see `Fused.LinearGrad`. */
+const wasmLinearGrad: KernelFunc = (args) => {
+  const { inputs, backend, attrs } = args as { inputs: any; backend: AnyBackend; attrs: any }
+  const { x, dy, weight } = inputs
+  const [m, k] = x.shape as [number, number]
+  const n = weight.shape[1] as number
+  const simd = Simd.on(backend)!
+  const dw = backend.makeOutput([k, n], "float32") as tf.TensorInfo
+  const db = attrs.withBias ? (backend.makeOutput([n], "float32") as tf.TensorInfo) : undefined
+  const dx = attrs.needDx ? (backend.makeOutput([m, k], "float32") as tf.TensorInfo) : undefined
+  const [xAt, dyAt] = [Simd.offset(backend, x), Simd.offset(backend, dy)]
+  simd.matmul_ta(xAt, dyAt, Simd.offset(backend, dw), m, k, n)
+  if (db !== undefined) simd.bias_grad(dyAt, Simd.offset(backend, db), m, n)
+  if (dx !== undefined) simd.matmul_tb(dyAt, Simd.offset(backend, weight), Simd.offset(backend, dx), m, k, n)
+  return [dw, ...(db === undefined ? [] : [db]), ...(dx === undefined ? [] : [dx])]
 }
 
 /** The missing filter-gradient kernel on wasm, and faster input/pool gradients. */
 export const wasmKernels: ReadonlyArray<Ours> = [
   { kernelName: "Conv2DBackpropFilter", backendName: "wasm", make: () => wasmConv2DBackpropFilter },
   { kernelName: "Conv2DBackpropInput", backendName: "wasm", make: () => wasmConv2DBackpropInput },
-  { kernelName: "MaxPoolGrad", backendName: "wasm", make: () => wasmMaxPoolGrad }
+  { kernelName: "MaxPoolGrad", backendName: "wasm", make: () => wasmMaxPoolGrad },
+  { kernelName: "StepwiseLinearGrad", backendName: "wasm", make: () => wasmLinearGrad }
 ]
