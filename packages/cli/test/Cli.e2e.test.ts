@@ -364,9 +364,10 @@ describe("signals and locks", () => {
 
   it("SIGTERM stops training within a mini-batch, keeps the last epoch's checkpoint, leaves no temp file", async () => {
     const dir = join(tmp, "sigterm")
-    const r = await interrupt(["train", "--epochs", "3", "--out", dir], /training CNN2/, "SIGTERM")
+    // (an epoch of the default recipe takes ~0.3 s: 40 epochs outlast the 1.5 s before the signal)
+    const r = await interrupt(["train", "--epochs", "40", "--out", dir], /training CNN2/, "SIGTERM")
     expect(r.code).toBe(130)
-    // an epoch takes seconds; the interrupt lands at the next mini-batch
+    // the interrupt lands at the next mini-batch
     expect(r.ms).toBeLessThan(2500)
     expect(r.stderr).toContain(`stepwise train --resume ${dir}`)
     const files = readdirSync(dir, { recursive: true }).map(String)

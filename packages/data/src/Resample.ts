@@ -312,12 +312,13 @@ export function makeKernels(cacheSize = 256, simdModule?: SimdModule) {
     srcStride: number = channels
   ): Uint8Array => {
     const [bx0, by0, bx1, by1] = box
-    const needH = outWidth !== width || bx0 !== 0 || bx1 !== outWidth
+    // Reading RGB out of RGBA pixels (srcStride 4) happens in the horizontal pass, so a
+    // strided source always gets one (at the same width its weights are exactly 1: a copy).
+    const needH = outWidth !== width || bx0 !== 0 || bx1 !== outWidth || srcStride !== channels
     const needV = outHeight !== height || by0 !== 0 || by1 !== outHeight
-    // Reading RGB out of RGBA pixels (srcStride 4) happens in the horizontal pass only.
     // The callers in this package pass strides they decoded themselves: a bug, not bad input.
-    if (srcStride !== channels && (!needH || channels !== 3)) {
-      throw new RangeError("resize: srcStride needs a horizontal pass over 3 channels")
+    if (srcStride !== channels && channels !== 3) {
+      throw new RangeError("resize: srcStride other than channels is read for 3 channels only")
     }
     if (!needH && !needV) return data.slice()
     const horiz = coefficients(width, bx0, bx1, outWidth)

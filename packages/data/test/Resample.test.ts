@@ -25,8 +25,7 @@ describe("Resample: the WebAssembly SIMD kernels equal the JavaScript ones byte 
           box: fc.boolean()
         }),
         ({ width, height, outWidth, outHeight, stride, seed, box }) => {
-          // RGBA is narrowed by the horizontal pass, so it needs one (the callers ensure it).
-          fc.pre(stride === 3 || box || outWidth !== width)
+          // RGBA is narrowed to RGB even where no resize is needed (same size, whole box).
           const data = new Uint8Array(width * height * stride)
           let s = seed >>> 0
           for (let i = 0; i < data.length; i++) {
@@ -44,6 +43,19 @@ describe("Resample: the WebAssembly SIMD kernels equal the JavaScript ones byte 
       ),
       { numRuns: 400 }
     )
+  })
+
+  it("RGBA at its own size (whole box) is its RGB bytes, from both kernels", () => {
+    for (const [w, h] of [
+      [2, 1],
+      [28, 28],
+      [33, 7]
+    ]) {
+      const data = Uint8Array.from({ length: w * h * 4 }, (_, i) => (i * 2246822519) >>> 24)
+      const rgb = data.filter((_, i) => i % 4 !== 3)
+      expect(js.resize(data, w, h, 3, w, h, undefined, 4)).toEqual(rgb)
+      expect(makeKernels(16, simdModule()).resize(data, w, h, 3, w, h, undefined, 4)).toEqual(rgb)
+    }
   })
 
   it("pixels a decoder left in the SIMD memory (scratch) are resized where they are", () => {
