@@ -149,6 +149,16 @@ export const alignClasses = (
  * resumed run can tell that its data changed.
  */
 export const fingerprint = (data: Pick<Datasets, "trainRoot" | "valRoot">) =>
+  Effect.suspend(() => {
+    // (data from a DataCache: its files were just fingerprinted for the cache's key, by this run)
+    const known = fingerprinted.get(data)
+    return known === undefined ? scanFingerprint(data) : Effect.succeed(known)
+  })
+
+/** Prepared data that `preparedData` took from a DataCache, and the fingerprint it just computed. */
+const fingerprinted = new WeakMap<object, string>()
+
+const scanFingerprint = (data: Pick<Datasets, "trainRoot" | "valRoot">) =>
   Effect.gen(function* () {
     const hash = createHash("sha256")
     for (const root of [data.trainRoot, data.valRoot]) {
@@ -249,8 +259,10 @@ const preparedData = (recipe: Recipe.Recipe) =>
     const valRoot = Option.getOrUndefined(Option.map(Option.fromNullable(valRootOf(recipe)), resolvePath))
     // what prepareData reads: the data settings, the batch size (statistics), the seed (valSplit)
     const settings = { data: recipe.data, batchSize: recipe.batchSize, seed: recipe.seed }
-    return Effect.flatMap(fingerprint({ trainRoot, valRoot }), (files) =>
-      cache.value(JSON.stringify({ ...settings, files }), prepareData(recipe))
+    return Effect.flatMap(scanFingerprint({ trainRoot, valRoot }), (files) =>
+      Effect.tap(cache.value(JSON.stringify({ ...settings, files }), prepareData(recipe)), (data) =>
+        Effect.sync(() => fingerprinted.set(data, files))
+      )
     )
   })
 

@@ -149,7 +149,9 @@ const freePort = Effect.async<number, Error>((resume) => {
 /**
  * Starts `n` runner processes (this executable, `runner --storage URL --port P`), each logging to
  * `runners/runner-i.log`, stopped with the scope (SIGTERM, then SIGKILL after 10 s). Returns a
- * Deferred that fails once every runner has exited: the trials would wait for no one.
+ * Deferred that fails once every runner has exited (the trials would wait for no one), and
+ * `stopping`: SIGTERM to every runner at once, for when the trials are over (the runners then
+ * shut down while this process writes the results; the scope still waits for their exit).
  */
 const startRunners = (n: number, storage: string, dir: string) =>
   Effect.gen(function* () {
@@ -161,6 +163,7 @@ const startRunners = (n: number, storage: string, dir: string) =>
     const allGone = yield* Deferred.make<never, RunFolderError>()
     let alive = n
     const pids: Array<number> = []
+    const children: Array<ChildProcess> = []
     const ports: Array<number> = []
     for (let i = 1; i <= n; i++) {
       const port = yield* freePort.pipe(Effect.orDie)
@@ -170,7 +173,9 @@ const startRunners = (n: number, storage: string, dir: string) =>
         Effect.sync(() => {
           // a plain descriptor: spawn hands it to the child as its stdout and stderr
           const fd = openSync(log, "a")
-          return spawn(process.execPath, [bin, "runner", "--storage", storage, "--port", String(port)], {
+          // (with this process's node flags: a memory limit, a profiler)
+          const args = [...process.execArgv, bin, "runner", "--storage", storage, "--port", String(port)]
+          return spawn(process.execPath, args, {
             // with an IPC channel, a runner stops when this sweep dies, even by SIGKILL (bin.ts)
             stdio: ["ignore", fd, fd, "ipc"]
           })
@@ -178,6 +183,7 @@ const startRunners = (n: number, storage: string, dir: string) =>
         (c) => stop(c)
       )
       pids.push(child.pid ?? -1)
+      children.push(child)
       child.once("exit", () => {
         alive -= 1
         if (alive === 0) {
@@ -188,25 +194,38 @@ const startRunners = (n: number, storage: string, dir: string) =>
         }
       })
     }
-    return { allGone, pids, ports }
+    const stopping = Effect.sync(() => {
+      for (const c of children) signal(c)
+    })
+    return { allGone, pids, ports, stopping }
   })
+
+const exited = (c: ChildProcess) => c.exitCode !== null || c.signalCode !== null
+
+/** SIGTERM, once (a second one would not stop a runner sooner). */
+const signal = (c: ChildProcess) => {
+  if (!exited(c) && !c.killed) c.kill("SIGTERM")
+}
 
 const stop = (c: ChildProcess) =>
   Effect.async<void>((resume) => {
-    if (c.exitCode !== null || c.signalCode !== null) return resume(Effect.void)
+    if (exited(c)) return resume(Effect.void)
     const timer = setTimeout(() => c.kill("SIGKILL"), 10_000)
     c.once("exit", () => {
       clearTimeout(timer)
       resume(Effect.void)
     })
-    c.kill("SIGTERM")
+    signal(c)
   })
 
 /**
  * Waits until this sweep's runners are registered in the storage (up to 5 minutes) and hold their
  * shares of the shards, so that trials start on their final shard owners: a runner joining later
- * moves shards, and with them trials in the middle of an epoch.
+ * moves shards, and with them trials in the middle of an epoch. (Polled every 200 ms: a query of
+ * a few rows, and the trials start as soon as the runners are ready.)
  */
+const POLL = Duration.millis(200)
+
 const untilRegistered = (ports: ReadonlyArray<number>) =>
   Effect.gen(function* () {
     const sql = yield* SqlClient.SqlClient
@@ -222,9 +241,9 @@ const untilRegistered = (ports: ReadonlyArray<number>) =>
       const rows = yield* sql<{ address: string }>`SELECT address FROM cluster_runners`
       return ports.every((port) => rows.some((r) => r.address.endsWith(`:${port}`)))
     }).pipe(Effect.orElseSucceed(() => false))
-    for (let i = 0; i < 300; i++) {
+    for (let i = 0; i < 1500; i++) {
       if (yield* registered) break
-      yield* Effect.sleep("1 second")
+      yield* Effect.sleep(POLL)
     }
     // On SQLite the shard locks are rows: wait (up to a minute) until every runner holds some, or
     // the first runner up keeps all shards, and every trial, while its epochs keep it busy.
@@ -237,9 +256,9 @@ const untilRegistered = (ports: ReadonlyArray<number>) =>
         ),
       orElse: () => Effect.succeed(true)
     })
-    for (let i = 0; i < 60; i++) {
+    for (let i = 0; i < 300; i++) {
       if (yield* holding) return
-      yield* Effect.sleep("1 second")
+      yield* Effect.sleep(POLL)
     }
   })
 
@@ -542,6 +561,7 @@ export const run = (args: Args) =>
         discard: true
       })
     }).pipe(Effect.raceFirst(Deferred.await(runners.allGone)), Effect.provide(Runner.clientLayer(sql)))
+    yield* runners.stopping
     yield* Fiber.interrupt(ticker)
     yield* redraw
 
