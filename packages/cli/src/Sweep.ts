@@ -50,6 +50,7 @@ import * as Run from "./RunFolder.js"
 import * as Runner from "./Runner.js"
 import * as SweepSpace from "./SweepSpace.js"
 import * as SweepStore from "./SweepStore.js"
+import * as TrialEpoch from "./TrialEpoch.js"
 
 export type Args = Cli.Values<typeof Cli.sweep>
 
@@ -147,7 +148,8 @@ const freePort = Effect.async<number, Error>((resume) => {
 })
 
 /**
- * Starts `n` runner processes (this executable, `runner --storage URL --port P`), each logging to
+ * Starts `n` runner processes (`stepwise runner --storage URL --port P`, through its lean entry
+ * point `RunnerMain`), each logging to
  * `runners/runner-i.log`, stopped with the scope (SIGTERM, then SIGKILL after 10 s). Returns a
  * Deferred that fails once every runner has exited (the trials would wait for no one), and
  * `stopping`: SIGTERM to every runner at once, for when the trials are over (the runners then
@@ -159,7 +161,8 @@ const startRunners = (n: number, storage: string, dir: string) =>
     const p = yield* Path.Path
     const logs = p.join(dir, "runners")
     yield* fs.makeDirectory(logs, { recursive: true }).pipe(Effect.mapError(runFolderError(logs)))
-    const bin = fileURLToPath(new URL("./bin.js", import.meta.url))
+    // (the runner's own entry point: `stepwise runner` without the CLI's parser, see RunnerMain)
+    const entry = fileURLToPath(new URL("./RunnerMain.js", import.meta.url))
     const allGone = yield* Deferred.make<never, RunFolderError>()
     let alive = n
     const pids: Array<number> = []
@@ -174,9 +177,9 @@ const startRunners = (n: number, storage: string, dir: string) =>
           // a plain descriptor: spawn hands it to the child as its stdout and stderr
           const fd = openSync(log, "a")
           // (with this process's node flags: a memory limit, a profiler)
-          const args = [...process.execArgv, bin, "runner", "--storage", storage, "--port", String(port)]
+          const args = [...process.execArgv, entry, storage, String(port)]
           return spawn(process.execPath, args, {
-            // with an IPC channel, a runner stops when this sweep dies, even by SIGKILL (bin.ts)
+            // with an IPC channel, a runner stops when this sweep dies, even by SIGKILL (RunnerMain.ts)
             stdio: ["ignore", fd, fd, "ipc"]
           })
         }),
@@ -341,7 +344,10 @@ const progressOf = (dir: string, metric: SweepSpace.Metric) =>
   Run.readMetrics(dir).pipe(
     Effect.map((rows) => {
       const last = rows.at(-1)
-      return { epoch: last?.epoch ?? 0, metric: last === undefined ? null : Runner.metricOf(last, metric) }
+      return {
+        epoch: last?.epoch ?? 0,
+        metric: last === undefined ? null : TrialEpoch.metricOf(last, metric)
+      }
     }),
     Effect.orElseSucceed(() => ({ epoch: 0, metric: null }))
   )

@@ -29,10 +29,10 @@ import { Effect, Either, ParseResult, Schema } from "effect"
 import { ConfigError } from "./Errors.js"
 import * as Pipeline from "./Pipeline.js"
 import * as Recipe from "./Recipe.js"
+import { Metrics, positiveInt, Stopping } from "./SweepTerms.js"
 
 const finite = Schema.Number.pipe(Schema.finite({ message: () => "must be a finite number" }))
 const positive = finite.pipe(Schema.positive({ message: () => "must be positive" }))
-const positiveInt = Schema.Int.pipe(Schema.positive({ message: () => "must be a positive integer" }))
 
 /** A distribution of `random.space`. */
 export const Distribution = Schema.Union(
@@ -42,18 +42,7 @@ export const Distribution = Schema.Union(
 )
 export type Distribution = typeof Distribution.Type
 
-export const Metrics = ["valAccuracy", "valLoss"] as const
-export type Metric = (typeof Metrics)[number]
-
-export const Stopping = Schema.Struct({
-  /** Median stopping (Golovin et al., Google Vizier 2017). */
-  rule: Schema.Literal("median"),
-  /** No trial stops before this many epochs. */
-  minEpochs: Schema.optionalWith(positiveInt, { default: () => 1 }),
-  /** The median needs at least this many other trials that reached the epoch. */
-  minTrials: Schema.optionalWith(positiveInt, { default: () => 3 })
-})
-export type Stopping = typeof Stopping.Type
+export { type Metric, Metrics, Stopping } from "./SweepTerms.js"
 
 const Grid = Schema.Record({ key: Schema.String, value: Schema.Array(Schema.Unknown) })
 
