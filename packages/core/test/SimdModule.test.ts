@@ -11,6 +11,24 @@ import { base64 } from "../src/kernels/SimdModule.js"
 const simd = fileURLToPath(new URL("../src/kernels/simd/", import.meta.url))
 const shipped = Buffer.from(base64, "base64")
 
+// The WebAssembly global, typed here: the package compiles without the DOM's lib.
+interface Descriptor {
+  readonly module?: string
+  readonly name: string
+  readonly kind: string
+}
+const WebAssembly = (
+  globalThis as unknown as {
+    readonly WebAssembly: {
+      readonly Module: {
+        new (bytes: Uint8Array): object
+        imports(m: object): ReadonlyArray<Descriptor>
+        exports(m: object): ReadonlyArray<Descriptor>
+      }
+    }
+  }
+).WebAssembly
+
 const hasToolchain = (() => {
   try {
     execFileSync("clang-14", ["--version"], { stdio: "ignore" })
