@@ -256,13 +256,30 @@ export const firstNonFinite = (
 ): NonFiniteValue | undefined => {
   for (const [what, tree] of trees) {
     for (const name in tree) {
-      const values = tree[name].dataSync() as Float32Array
+      const values = hostValues(tree[name])
       let probe = 0
       for (let i = 0; i < values.length; i++) probe += values[i] * 0
       if (probe !== 0) return { what, tensor: name, value: values.find((v) => !Number.isFinite(v))! }
     }
   }
   return undefined
+}
+
+/**
+ * A float32 tensor's values for a read right now: on the wasm backend a view of its heap where
+ * the tensor lives (a step's parameters and gradients, read every step, would otherwise be
+ * copied into fresh memory each time), elsewhere `dataSync`. Valid until the next kernel runs.
+ */
+const hostValues = (t: tf.Tensor): Float32Array => {
+  const backend = tf.backend() as {
+    readonly wasm?: { readonly HEAPF32?: unknown }
+    readonly dataIdMap?: { get(id: object): { readonly memoryOffset?: unknown } | undefined }
+  }
+  const heap = backend.wasm?.HEAPF32
+  const at = t.dtype === "float32" ? backend.dataIdMap?.get(t.dataId)?.memoryOffset : undefined
+  if (heap instanceof Float32Array && typeof at === "number" && at % 4 === 0)
+    return heap.subarray(at / 4, at / 4 + t.size)
+  return t.dataSync() as Float32Array
 }
 
 /**
@@ -480,6 +497,9 @@ const batchStep = <E, R>(
     }
   })
 
+/** The fold and validation keep nothing of a batch once its step is done: loaders may reuse their buffers. */
+const reuse = { reuse: true } as const
+
 /**
  * One epoch: the fold of `batchStep` over the training loader, then validation and the epoch's
  * scheduler step. On failure every tensor the stream owns is released (the caller's never).
@@ -499,7 +519,7 @@ const runEpoch = <E, R>(bus: Bus, run: Run<E, R>, countCorrect: boolean) =>
       failure: undefined
     }
     const f = yield* Stream.runFoldWhileEffect(
-      Stream.zipWithIndex(Stream.either(trainLoader!.batches(epoch))),
+      Stream.zipWithIndex(Stream.either(trainLoader!.batches(epoch, reuse))),
       start,
       (s) => s.failure === undefined,
       (s, [batch, i]) =>
@@ -697,7 +717,7 @@ const validate = <E, R>(
   const start: Acc = { losses: [], correct: undefined, failure: undefined }
   return Effect.flatMap(
     Stream.runFoldWhile(
-      loader.batches(epoch),
+      loader.batches(epoch, reuse),
       start,
       (acc) => acc.failure === undefined,
       (acc, batch): Acc => {
