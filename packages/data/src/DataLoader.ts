@@ -26,8 +26,9 @@ export interface BatchesOptions {
    * The consumer is done with a batch when it pulls the next one (the trainer's fold: a step
    * uploads the batch and keeps none of its arrays). The loader may then gather every batch
    * into the same few buffers instead of fresh arrays, so an epoch allocates no memory per
-   * batch (fresh memory is costly: each new page is a fault, ~20 us on a VM). A loader or a
-   * wrapper that ignores the option hands out fresh batches, which is always correct.
+   * batch (fresh memory is costly: each new page is a fault, ~20 us on a VM). Each batch is
+   * then valid until the next pull or the end of the stream. A loader or a wrapper that
+   * ignores the option hands out fresh batches, which is always correct.
    */
   readonly reuse?: boolean
 }
@@ -105,30 +106,45 @@ const inMemory = <Y extends Targets>(
   options: Options
 ): DataLoader<Y> => {
   const prefetch = options.prefetch ?? 0
+  // Rings of reused batch buffers, kept between epochs (fresh ones would cost their page faults
+  // every epoch): a stream takes one when it starts and gives it back when it ends.
+  const rings: Array<ReadonlyArray<{ readonly x: Float32Array; readonly y: Y }>> = []
   return {
     numSamples: dataset.length,
     numBatches: countBatches(dataset.length, options.batchSize, options.dropLast ?? false),
     batchSize: options.batchSize,
-    batches: (epoch, how) => {
+    batches: (epoch, how) =>
       // Batches are gathered lazily, one per pull: memory holds a batch, not an epoch.
-      const stream = Stream.suspend(() => {
+      Stream.suspend(() => {
         const indices = batchIndices(dataset.length, options, epoch)
-        // Reused: one buffer per batch alive at once (the consumer's, the prefetched ones, the
-        // one being offered to a full prefetch buffer), plus one to spare.
-        const ring = how?.reuse === true ? buffers(dataset, options.batchSize, prefetch + 3) : undefined
-        return Stream.unfold(0, (b) =>
-          b < indices.length
-            ? Option.some([
-                ring === undefined
-                  ? TensorDataset.gather(dataset, indices[b])
-                  : TensorDataset.gatherInto(dataset, indices[b], ring[b % ring.length]),
-                b + 1
-              ] as const)
-            : Option.none()
+        const buffered = <A>(stream: Stream.Stream<A>) =>
+          prefetch > 0 ? Stream.buffer(stream, { capacity: prefetch }) : stream
+        if (how?.reuse !== true)
+          return buffered(
+            Stream.unfold(0, (b) =>
+              b < indices.length
+                ? Option.some([TensorDataset.gather(dataset, indices[b]), b + 1] as const)
+                : Option.none()
+            )
+          )
+        // One buffer per batch alive at once (the consumer's, the prefetched ones, the one
+        // being offered to a full prefetch buffer), plus one to spare; given back once the
+        // consumer is done with the stream (not when the prefetching ends).
+        const ring = rings.pop() ?? buffers(dataset, options.batchSize, prefetch + 3)
+        return Stream.ensuring(
+          buffered(
+            Stream.unfold(0, (b) =>
+              b < indices.length
+                ? Option.some([
+                    TensorDataset.gatherInto(dataset, indices[b], ring[b % ring.length]),
+                    b + 1
+                  ] as const)
+                : Option.none()
+            )
+          ),
+          Effect.sync(() => rings.push(ring))
         )
       })
-      return prefetch > 0 ? Stream.buffer(stream, { capacity: prefetch }) : stream
-    }
   }
 }
 

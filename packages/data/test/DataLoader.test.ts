@@ -98,6 +98,12 @@ describe("DataLoader", () => {
           expect(seen.map((b) => b.shape[0])).toEqual([3, 3, 3, 1])
           // 4 batches from prefetch + 3 buffers: without prefetch the 4th reuses the 1st's.
           expect(buffers.size).toBe(Math.min(4, prefetch + 3))
+          // The next epoch takes the same buffers back (no fresh memory per epoch).
+          const again = new Set<ArrayBufferLike>()
+          yield* Stream.runForEach(loader.batches(5, { reuse: true }), (b) =>
+            Effect.sync(() => again.add(b.x.buffer))
+          )
+          expect([...again].every((b) => buffers.has(b))).toBe(true)
         }
       })
   )
