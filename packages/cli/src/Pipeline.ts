@@ -281,7 +281,7 @@ export const yielding = <Y extends Batch.Targets, E, R>(
   loader: DataLoader.DataLoader<Y, E, R>
 ): DataLoader.DataLoader<Y, E, R> => ({
   ...loader,
-  batches: (epoch) => Stream.tap(loader.batches(epoch), () => macrotask)
+  batches: (epoch, how) => Stream.tap(loader.batches(epoch, how), () => macrotask)
 })
 
 const macrotask = Effect.async<void>((resume) => {

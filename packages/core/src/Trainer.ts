@@ -256,13 +256,30 @@ export const firstNonFinite = (
 ): NonFiniteValue | undefined => {
   for (const [what, tree] of trees) {
     for (const name in tree) {
-      const values = tree[name].dataSync() as Float32Array
+      const values = hostValues(tree[name])
       let probe = 0
       for (let i = 0; i < values.length; i++) probe += values[i] * 0
       if (probe !== 0) return { what, tensor: name, value: values.find((v) => !Number.isFinite(v))! }
     }
   }
   return undefined
+}
+
+/**
+ * A float32 tensor's values for a read right now: on the wasm backend a view of its heap where
+ * the tensor lives (a step's parameters and gradients, read every step, would otherwise be
+ * copied into fresh memory each time), elsewhere `dataSync`. Valid until the next kernel runs.
+ */
+const hostValues = (t: tf.Tensor): Float32Array => {
+  const backend = tf.backend() as {
+    readonly wasm?: { readonly HEAPF32?: unknown }
+    readonly dataIdMap?: { get(id: object): { readonly memoryOffset?: unknown } | undefined }
+  }
+  const heap = backend.wasm?.HEAPF32
+  const at = t.dtype === "float32" ? backend.dataIdMap?.get(t.dataId)?.memoryOffset : undefined
+  if (heap instanceof Float32Array && typeof at === "number" && at % 4 === 0)
+    return heap.subarray(at / 4, at / 4 + t.size)
+  return t.dataSync() as Float32Array
 }
 
 /**
@@ -429,8 +446,10 @@ const batchStep = <E, R>(
   batch: Batch.Batch<Targets>,
   i: number,
   countCorrect: boolean
-) =>
-  Effect.gen(function* () {
+): Effect.Effect<EpochFold<E, R>> =>
+  // No generator: the step is synchronous, and only the events need the runtime (this runs
+  // once a mini-batch, where the Effect machinery is a measurable share of an epoch).
+  Effect.flatMap(bus.interest, (interest) => {
     const t = s.trainer
     const epoch = t.totalEpochs
     const n = t.config.trainLoader?.numBatches ?? 1
@@ -442,14 +461,11 @@ const batchStep = <E, R>(
       h,
       batch,
       stepRng(t.seed, epoch, i),
-      yield* bus.interest,
-      {
-        epoch,
-        batch: i
-      },
+      interest,
+      { epoch, batch: i },
       t.buffers
     )
-    if (Either.isLeft(step)) return { ...s, failure: step.left }
+    if (Either.isLeft(step)) return Effect.succeed({ ...s, failure: step.left })
     const r = step.right
     const correct = countCorrect ? addCorrect(s.correct, r.outputs, batch.y) : Either.right(undefined)
     const scheduled =
@@ -464,21 +480,33 @@ const batchStep = <E, R>(
       scheduled: Either.getOrElse(scheduled, () => t.scheduled)
     }
     release(s, next)
-    const moved = { ...s, trainer: next, owned: true }
+    const moved: EpochFold<E, R> = { ...s, trainer: next, owned: true }
     if (r.nonFinite !== undefined)
-      return { ...moved, failure: new NonFinite({ epoch, batch: i, ...r.nonFinite }) }
-    if (Either.isLeft(scheduled)) return { ...moved, failure: scheduled.left }
-    if (Either.isLeft(correct)) return { ...moved, failure: correct.left }
-    yield* bus.publish(Events.TrainEvent.BatchEnd({ epoch, batch: i, loss: r.loss, lr: h.lr }))
-    yield* Effect.forEach(r.captured, bus.publish, { discard: true })
-    return {
-      ...moved,
-      announced: yield* announce(bus, next, s.announced, epoch, i + 1),
-      batchLosses: Chunk.append(s.batchLosses, r.loss),
-      learningRates: Chunk.append(s.learningRates, h.lr),
-      correct: correct.right
-    }
+      return Effect.succeed({ ...moved, failure: new NonFinite({ epoch, batch: i, ...r.nonFinite }) })
+    if (Either.isLeft(scheduled)) return Effect.succeed({ ...moved, failure: scheduled.left })
+    if (Either.isLeft(correct)) return Effect.succeed({ ...moved, failure: correct.left })
+    const ended = bus.publish(Events.TrainEvent.BatchEnd({ epoch, batch: i, loss: r.loss, lr: h.lr }))
+    const published =
+      r.captured.length === 0
+        ? ended
+        : Effect.zipRight(ended, Effect.forEach(r.captured, bus.publish, { discard: true }))
+    return Effect.zipRight(
+      published,
+      Effect.map(
+        announce(bus, next, s.announced, epoch, i + 1),
+        (announced): EpochFold<E, R> => ({
+          ...moved,
+          announced,
+          batchLosses: Chunk.append(s.batchLosses, r.loss),
+          learningRates: Chunk.append(s.learningRates, h.lr),
+          correct: correct.right
+        })
+      )
+    )
   })
+
+/** The fold and validation keep nothing of a batch once its step is done: loaders may reuse their buffers. */
+const reuse = { reuse: true } as const
 
 /**
  * One epoch: the fold of `batchStep` over the training loader, then validation and the epoch's
@@ -498,15 +526,15 @@ const runEpoch = <E, R>(bus: Bus, run: Run<E, R>, countCorrect: boolean) =>
       correct: undefined,
       failure: undefined
     }
+    // (A batch's index is the number of steps before it: the fold stops at the first failure.)
     const f = yield* Stream.runFoldWhileEffect(
-      Stream.zipWithIndex(Stream.either(trainLoader!.batches(epoch))),
+      Stream.either(trainLoader!.batches(epoch, reuse)),
       start,
       (s) => s.failure === undefined,
-      (s, [batch, i]) =>
-        Either.match(batch, {
-          onLeft: (failure) => Effect.succeed({ ...s, failure }),
-          onRight: (b) => batchStep(bus, s, b, i, countCorrect)
-        })
+      (s, batch) =>
+        Either.isLeft(batch)
+          ? Effect.succeed({ ...s, failure: batch.left })
+          : batchStep(bus, s, batch.right, Chunk.size(s.batchLosses), countCorrect)
     )
     if (f.failure !== undefined) {
       release(f)
@@ -697,7 +725,7 @@ const validate = <E, R>(
   const start: Acc = { losses: [], correct: undefined, failure: undefined }
   return Effect.flatMap(
     Stream.runFoldWhile(
-      loader.batches(epoch),
+      loader.batches(epoch, reuse),
       start,
       (acc) => acc.failure === undefined,
       (acc, batch): Acc => {

@@ -552,6 +552,29 @@ for (const [name, engine] of [
         })
     )
 
+    it("unsafeInputTensor on wasm: NCHW written as NHWC on the heap, one tracked tensor, released by dispose", () => {
+      // RGB (its own loop) and 2 channels (the general one)
+      for (const [n, c, h, w] of [
+        [2, 3, 4, 5],
+        [3, 2, 3, 2]
+      ]) {
+        const x = Float32Array.from({ length: n * c * h * w }, (_, i) => i * 0.5 - 7)
+        const before = tf.memory()
+        const t = Loss.unsafeInputTensor(x, [n, c, h, w])
+        expect(t.shape).toEqual([n, h, w, c])
+        expect(tf.memory().numTensors - before.numTensors).toBe(1)
+        expect(tf.memory().numBytes - before.numBytes).toBe(x.length * 4)
+        const got = t.dataSync()
+        for (let b = 0; b < n; b++)
+          for (let ch = 0; ch < c; ch++)
+            for (let p = 0; p < h * w; p++)
+              expect(got[(b * h * w + p) * c + ch]).toBe(x[(b * c + ch) * h * w + p])
+        t.dispose()
+        expect(tf.memory().numTensors).toBe(before.numTensors)
+        expect(tf.memory().numBytes).toBe(before.numBytes)
+      }
+    })
+
     it("firstNonFinite: one probe over every tensor, names the first culprit, no overflow on large values", () => {
       const big = { a: tf.tensor([3e38, 3e38, -3e38]), b: tf.tensor([1, 2]) }
       expect(Trainer.firstNonFinite([["parameter", big]])).toBeUndefined()

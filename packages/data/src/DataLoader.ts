@@ -17,7 +17,20 @@ export interface DataLoader<Y extends Targets = Int32Array, E = never, R = never
   readonly numBatches: number
   readonly batchSize: number
   /** The batches of one epoch (epochs count from 0). */
-  readonly batches: (epoch: number) => Stream.Stream<Batch<Y>, E, R>
+  readonly batches: (epoch: number, how?: BatchesOptions) => Stream.Stream<Batch<Y>, E, R>
+}
+
+/** How a consumer takes an epoch's batches. */
+export interface BatchesOptions {
+  /**
+   * The consumer is done with a batch when it pulls the next one (the trainer's fold: a step
+   * uploads the batch and keeps none of its arrays). The loader may then gather every batch
+   * into the same few buffers instead of fresh arrays, so an epoch allocates no memory per
+   * batch (fresh memory is costly: each new page is a fault, ~20 us on a VM). Each batch is
+   * then valid until the next pull or the end of the stream. A loader or a wrapper that
+   * ignores the option hands out fresh batches, which is always correct.
+   */
+  readonly reuse?: boolean
 }
 
 export interface Options {
@@ -93,23 +106,60 @@ const inMemory = <Y extends Targets>(
   options: Options
 ): DataLoader<Y> => {
   const prefetch = options.prefetch ?? 0
+  // Rings of reused batch buffers, kept between epochs (fresh ones would cost their page faults
+  // every epoch): a stream takes one when it starts and gives it back when it ends.
+  const rings: Array<ReadonlyArray<{ readonly x: Float32Array; readonly y: Y }>> = []
   return {
     numSamples: dataset.length,
     numBatches: countBatches(dataset.length, options.batchSize, options.dropLast ?? false),
     batchSize: options.batchSize,
-    batches: (epoch) => {
+    batches: (epoch, how) =>
       // Batches are gathered lazily, one per pull: memory holds a batch, not an epoch.
-      const stream = Stream.suspend(() => {
+      Stream.suspend(() => {
         const indices = batchIndices(dataset.length, options, epoch)
-        return Stream.unfold(0, (b) =>
-          b < indices.length
-            ? Option.some([TensorDataset.gather(dataset, indices[b]), b + 1] as const)
-            : Option.none()
+        const buffered = <A>(stream: Stream.Stream<A>) =>
+          prefetch > 0 ? Stream.buffer(stream, { capacity: prefetch }) : stream
+        if (how?.reuse !== true)
+          return buffered(
+            Stream.unfold(0, (b) =>
+              b < indices.length
+                ? Option.some([TensorDataset.gather(dataset, indices[b]), b + 1] as const)
+                : Option.none()
+            )
+          )
+        // One buffer per batch alive at once (the consumer's, the prefetched ones, the one
+        // being offered to a full prefetch buffer), plus one to spare; given back once the
+        // consumer is done with the stream (not when the prefetching ends).
+        const ring = rings.pop() ?? buffers(dataset, options.batchSize, prefetch + 3)
+        return Stream.ensuring(
+          buffered(
+            Stream.unfold(0, (b) =>
+              b < indices.length
+                ? Option.some([
+                    TensorDataset.gatherInto(dataset, indices[b], ring[b % ring.length]),
+                    b + 1
+                  ] as const)
+                : Option.none()
+            )
+          ),
+          Effect.sync(() => rings.push(ring))
         )
       })
-      return prefetch > 0 ? Stream.buffer(stream, { capacity: prefetch }) : stream
-    }
   }
+}
+
+/** `count` pairs of batch arrays for `dataset` (`batchSize` samples each). */
+const buffers = <Y extends Targets>(
+  dataset: TensorDataset.TensorDataset<Y>,
+  batchSize: number,
+  count: number
+): ReadonlyArray<{ readonly x: Float32Array; readonly y: Y }> => {
+  const n = Math.min(batchSize, dataset.length)
+  const ty = TensorDataset.targetSize(dataset)
+  return Array.from({ length: count }, () => ({
+    x: new Float32Array(n * TensorDataset.sampleSize(dataset)),
+    y: (dataset.y instanceof Int32Array ? new Int32Array(n * ty) : new Float32Array(n * ty)) as Y
+  }))
 }
 
 /** Every batch of an epoch collected (convenient for small datasets and tests). */

@@ -60,11 +60,26 @@ export const make = <Y extends Targets>(args: {
 
 /** The samples at `indices`, in that order, as one batch (the loader's gather step). */
 export const gather = <Y extends Targets>(ds: TensorDataset<Y>, indices: ArrayLike<number>): Batch<Y> => {
+  const n = indices.length
+  const y =
+    ds.y instanceof Int32Array ? new Int32Array(n * targetSize(ds)) : new Float32Array(n * targetSize(ds))
+  return gatherInto(ds, indices, { x: new Float32Array(n * sampleSize(ds)), y: y as Y })
+}
+
+/**
+ * `gather` into given arrays (at least `indices.length` samples and targets long): the batch
+ * views their first `indices.length` samples. For a loader that reuses its buffers.
+ */
+export const gatherInto = <Y extends Targets>(
+  ds: TensorDataset<Y>,
+  indices: ArrayLike<number>,
+  into: { readonly x: Float32Array; readonly y: Y }
+): Batch<Y> => {
   const per = sampleSize(ds)
   const ty = targetSize(ds)
   const n = indices.length
-  const x = new Float32Array(n * per)
-  const y = (ds.y instanceof Int32Array ? new Int32Array(n * ty) : new Float32Array(n * ty)) as Y
+  const x = into.x.length === n * per ? into.x : into.x.subarray(0, n * per)
+  const y = (into.y.length === n * ty ? into.y : into.y.subarray(0, n * ty)) as Y
   for (let k = 0; k < n; k++) {
     const i = indices[k]
     x.set(ds.x.subarray(i * per, (i + 1) * per), k * per)

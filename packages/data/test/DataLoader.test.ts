@@ -1,6 +1,6 @@
 import { it as eit } from "@effect/vitest"
 import { DataLoader, Random, TensorDataset } from "@stepwise/data"
-import { Effect, Either } from "effect"
+import { Effect, Either, Stream } from "effect"
 import fc from "fast-check"
 import { describe, expect, it } from "vitest"
 
@@ -75,6 +75,37 @@ describe("DataLoader", () => {
       const [expected] = Random.shuffle(Random.foldIn(Random.unsafeMake(5), 1), 10)
       expect(e1).toEqual(Array.from(expected))
     })
+  )
+
+  eit.effect(
+    "reused batches: the fresh batches' values, in a few buffers, for a consumer done with each before the next",
+    () =>
+      Effect.gen(function* () {
+        for (const prefetch of [0, 2]) {
+          const options = { batchSize: 3, shuffle: true, seed: 7, prefetch }
+          const loader = yield* DataLoader.fromTensorDataset(ds, options)
+          const fresh = yield* DataLoader.collect(loader, 4)
+          // Copied as they arrive: each is only valid until the next pull.
+          const seen: Array<{ x: Array<number>; y: Array<number>; shape: ReadonlyArray<number> }> = []
+          const buffers = new Set<ArrayBufferLike>()
+          yield* Stream.runForEach(loader.batches(4, { reuse: true }), (b) =>
+            Effect.sync(() => {
+              seen.push({ x: Array.from(b.x), y: Array.from(b.y), shape: b.shape })
+              buffers.add(b.x.buffer)
+            })
+          )
+          expect(seen).toEqual(fresh.map((b) => ({ x: Array.from(b.x), y: Array.from(b.y), shape: b.shape })))
+          expect(seen.map((b) => b.shape[0])).toEqual([3, 3, 3, 1])
+          // 4 batches from prefetch + 3 buffers: without prefetch the 4th reuses the 1st's.
+          expect(buffers.size).toBe(Math.min(4, prefetch + 3))
+          // The next epoch takes the same buffers back (no fresh memory per epoch).
+          const again = new Set<ArrayBufferLike>()
+          yield* Stream.runForEach(loader.batches(5, { reuse: true }), (b) =>
+            Effect.sync(() => again.add(b.x.buffer))
+          )
+          expect([...again].every((b) => buffers.has(b))).toBe(true)
+        }
+      })
   )
 
   it("batchIndices partitions the samples (minus the dropped tail) for any size, batch and epoch", () => {
