@@ -8,7 +8,8 @@
  * the `TrainEvents` bus. An interrupt stops the fold between two mini-batches; the epoch being
  * written when it arrives is finished first, so the run folder always ends consistent.
  */
-import { FileSystem, Path } from "@effect/platform"
+import * as FileSystem from "@effect/platform/FileSystem"
+import * as Path from "@effect/platform/Path"
 import type { Errors as CoreErrors } from "@stepwise/core"
 import * as Core from "@stepwise/core"
 import { Engine, Events, Metrics, ModelSpec, Trainer } from "@stepwise/core"
