@@ -573,7 +573,8 @@ export const setup = (
     )
     yield* out.line(`stepwise: ${recipe.backend} engine, loading data...`)
     // The engine lives as long as the caller's scope (its kernels are restored when it closes).
-    const engine = yield* Engine.make(recipe.backend)
+    // (our layers have explicit backwards: tfjs' gradient configs load only if a recipe needs autodiff)
+    const engine = yield* Engine.make(recipe.backend, { gradients: "onDemand" })
     const data = yield* preparedData(recipe, trainListing)
     const l = yield* loaders(data, recipe)
     const fresh = yield* trainer(recipe, origin, data, l.train.numBatches, engine.numeric).pipe(
