@@ -8,7 +8,7 @@
  */
 
 import * as nodePath from "node:path"
-import * as FileSystem from "@effect/platform/FileSystem"
+import { FileSystem } from "@effect/platform"
 import { Chunk, Effect, Either, Option, Stream } from "effect"
 import type { Batch } from "./Batch.js"
 import * as DataLoader from "./DataLoader.js"
@@ -231,6 +231,10 @@ export const scan = (
     return { classes, samples }
   })
 
+/** `options.listing`, or the folder listed now. */
+const listed = <A>(root: string, options: Options<A>) =>
+  options.listing === undefined ? scan(root, options) : Effect.succeed(options.listing)
+
 /** Python's default string order (code points), which `sorted()` uses. */
 const compareCodePoints = (a: string, b: string): number => (a < b ? -1 : a > b ? 1 : 0)
 
@@ -313,167 +317,157 @@ export const make = <A = Image.RgbImage>(
       sweepCache(options.diskCache)
     ),
     (resizeOnMain) =>
-      Effect.map(
-        options.listing === undefined ? scan(root, options) : Effect.succeed(options.listing),
-        ({ classes, samples }) => {
-          const limits: Image.Limits = {
-            maxPixels: options.maxPixels ?? Image.DEFAULT_MAX_PIXELS,
-            maxFileBytes: options.maxFileBytes ?? Image.DEFAULT_MAX_FILE_BYTES
-          }
-          const transform = options.transform ?? ((img: Image.RgbImage) => img as unknown as A)
-          const target = options.targetTransform ?? ((l: number) => l)
-          const size = options.resize
-          let where: "main" | "workers" | undefined =
-            options.loader !== undefined
-              ? "main"
-              : options.decodeOn === "auto"
-                ? undefined
-                : (options.decodeOn ?? undefined)
-          const onMain = (path: string) =>
-            (options.loader ?? ((p: string) => Image.loadBlocking(p, limits)))(path).pipe(
-              Effect.tap((img) => {
-                where ??= img.width * img.height <= Image.SMALL_PNG_PIXELS ? "main" : "workers"
-              }),
-              Effect.map((img) => (resizeOnMain === undefined ? img : resizeOnMain(img, noContext)))
-            )
-          const decode = (
-            path: string
-          ): Effect.Effect<Image.RgbImage, ImageReadError, FileSystem.FileSystem | DecodePool.DecodePool> =>
-            where === "workers" ? DecodePool.decode(path, size, limits) : onMain(path)
-          const cacheDir = options.diskCache
-          const keyOf = (ref: SampleRef): DiskCache.Key => ({
-            path: ref.path,
-            size: ref.size,
-            mtimeMs: ref.mtimeMs,
-            resize: size
-          })
-          const load = (
-            ref: SampleRef
-          ): Effect.Effect<Image.RgbImage, ImageReadError, FileSystem.FileSystem | DecodePool.DecodePool> => {
-            if (cacheDir === undefined) return decode(ref.path)
-            const key = keyOf(ref)
-            return Effect.suspend(() => {
-              const hit = DiskCache.read(cacheDir, key)
-              return hit !== undefined
-                ? Effect.succeed(hit)
-                : Effect.tap(decode(ref.path), (img) =>
-                    Effect.sync(() => DiskCache.write(cacheDir, key, img))
-                  )
-            })
-          }
-          const onError = options.onError ?? "fail"
-          const concurrency = options.concurrency ?? 8
-          const get = (index: number, epoch = options.epoch ?? 0) => {
-            const ref = samples[index]
-            return Effect.map(load(ref), (img) => ({
-              index,
-              path: ref.path,
-              value: transform(img, { epoch, index }),
-              label: target(ref.label)
-            }))
-          }
-          const sampleOf = (index: number, img: Image.RgbImage, epoch: number): Sample<A> => {
-            const ref = samples[index]
-            return {
-              index,
-              path: ref.path,
-              value: transform(img, { epoch, index }),
-              label: target(ref.label)
-            }
-          }
-          /**
-           * Several samples at once: on the workers one message for all of them (disk-cache hits
-           * are read here and only the misses sent), elsewhere one after the other.
-           */
-          const getMany = (
-            indices: ReadonlyArray<number>,
-            epoch = options.epoch ?? 0
-          ): Effect.Effect<ReadonlyArray<Either.Either<Sample<A>, ImageReadError>>, never, Needs> =>
-            Effect.suspend(() => {
-              if (where !== "workers") return Effect.forEach(indices, (i) => Effect.either(get(i, epoch)))
-              const results = indices.map((i) => {
-                const hit = cacheDir === undefined ? undefined : DiskCache.read(cacheDir, keyOf(samples[i]))
-                return hit === undefined ? undefined : Either.right(sampleOf(i, hit, epoch))
-              })
-              const missing = indices.filter((_, k) => results[k] === undefined)
-              return Effect.map(
-                DecodePool.decodeMany(
-                  missing.map((i) => samples[i].path),
-                  size,
-                  limits
-                ),
-                (decoded) => {
-                  let m = 0
-                  return results.map((r, k) => {
-                    if (r !== undefined) return r
-                    const i = indices[k]
-                    return Either.map(decoded[m++], (img) => {
-                      if (cacheDir !== undefined) DiskCache.write(cacheDir, keyOf(samples[i]), img)
-                      return sampleOf(i, img, epoch)
-                    })
-                  })
-                }
-              )
-            })
-          const settle = (r: Either.Either<Sample<A>, ImageReadError>) =>
-            Either.isRight(r)
-              ? Effect.succeed(Option.some(r.right))
-              : onError === "fail"
-                ? Effect.fail(r.left)
-                : Effect.as(Effect.logWarning(`skipping ${r.left.message}`), Option.none<Sample<A>>())
-          const one = (i: number): Effect.Effect<Option.Option<Sample<A>>, ImageReadError, Needs> =>
-            Effect.flatMap(Effect.either(get(i)), settle)
-          // Decoding on the main thread blocks, so more than one image in flight there only adds
-          // fibers (and garbage: twice the time and +140 MB of heap at 20,000 images). A custom
-          // (possibly asynchronous) loader gets `concurrency`. The workers get `concurrency`
-          // images in flight, a few per message (`chunking`).
-          const range = (from: number, to: number): Stream.Stream<Sample<A>, ImageReadError, Needs> =>
-            where === "workers"
-              ? Stream.unwrap(
-                  Effect.map(DecodePool.DecodePool, (pool) => {
-                    const { chunk, inFlight } = chunking(
-                      options.concurrency ?? workerConcurrency(pool.workers),
-                      pool.workers
-                    )
-                    return Stream.range(from, to - 1).pipe(
-                      Stream.grouped(chunk),
-                      Stream.mapEffect((c) => getMany(Chunk.toReadonlyArray(c)), { concurrency: inFlight }),
-                      Stream.flattenIterables,
-                      Stream.mapEffect(settle),
-                      Stream.filterMap((o) => o)
-                    )
-                  })
-                )
-              : Stream.filterMap(
-                  Stream.mapEffect(Stream.range(from, to - 1), one, {
-                    concurrency: where === "main" && options.loader === undefined ? 1 : concurrency
-                  }),
-                  (o) => o
-                )
-          // Under "auto" the first image decides where the rest is decoded, so it goes on its own.
-          const stream: Stream.Stream<Sample<A>, ImageReadError, Needs> = samples.length === 0
-            ? Stream.empty
-            : Stream.suspend(() =>
-                where !== undefined
-                  ? range(0, samples.length)
-                  : Stream.concat(
-                      range(0, 1),
-                      Stream.suspend(() => range(1, samples.length))
-                    )
-              )
-          return {
-            root,
-            classes,
-            classToIdx: Object.fromEntries(classes.map((c, i) => [c, i])),
-            samples,
-            length: samples.length,
-            get,
-            getMany,
-            stream,
-            onError
-          }
+      Effect.map(listed(root, options), ({ classes, samples }) => {
+        const limits: Image.Limits = {
+          maxPixels: options.maxPixels ?? Image.DEFAULT_MAX_PIXELS,
+          maxFileBytes: options.maxFileBytes ?? Image.DEFAULT_MAX_FILE_BYTES
         }
-      )
+        const transform = options.transform ?? ((img: Image.RgbImage) => img as unknown as A)
+        const target = options.targetTransform ?? ((l: number) => l)
+        const size = options.resize
+        let where: "main" | "workers" | undefined =
+          options.loader !== undefined
+            ? "main"
+            : options.decodeOn === "auto"
+              ? undefined
+              : (options.decodeOn ?? undefined)
+        const onMain = (path: string) =>
+          (options.loader ?? ((p: string) => Image.loadBlocking(p, limits)))(path).pipe(
+            Effect.tap((img) => {
+              where ??= img.width * img.height <= Image.SMALL_PNG_PIXELS ? "main" : "workers"
+            }),
+            Effect.map((img) => (resizeOnMain === undefined ? img : resizeOnMain(img, noContext)))
+          )
+        const decode = (
+          path: string
+        ): Effect.Effect<Image.RgbImage, ImageReadError, FileSystem.FileSystem | DecodePool.DecodePool> =>
+          where === "workers" ? DecodePool.decode(path, size, limits) : onMain(path)
+        const cacheDir = options.diskCache
+        const keyOf = (ref: SampleRef): DiskCache.Key => ({
+          path: ref.path,
+          size: ref.size,
+          mtimeMs: ref.mtimeMs,
+          resize: size
+        })
+        const load = (
+          ref: SampleRef
+        ): Effect.Effect<Image.RgbImage, ImageReadError, FileSystem.FileSystem | DecodePool.DecodePool> => {
+          if (cacheDir === undefined) return decode(ref.path)
+          const key = keyOf(ref)
+          return Effect.suspend(() => {
+            const hit = DiskCache.read(cacheDir, key)
+            return hit !== undefined
+              ? Effect.succeed(hit)
+              : Effect.tap(decode(ref.path), (img) => Effect.sync(() => DiskCache.write(cacheDir, key, img)))
+          })
+        }
+        const onError = options.onError ?? "fail"
+        const concurrency = options.concurrency ?? 8
+        const get = (index: number, epoch = options.epoch ?? 0) => {
+          const ref = samples[index]
+          return Effect.map(load(ref), (img) => ({
+            index,
+            path: ref.path,
+            value: transform(img, { epoch, index }),
+            label: target(ref.label)
+          }))
+        }
+        const sampleOf = (index: number, img: Image.RgbImage, epoch: number): Sample<A> => {
+          const ref = samples[index]
+          return { index, path: ref.path, value: transform(img, { epoch, index }), label: target(ref.label) }
+        }
+        /**
+         * Several samples at once: on the workers one message for all of them (disk-cache hits
+         * are read here and only the misses sent), elsewhere one after the other.
+         */
+        const getMany = (
+          indices: ReadonlyArray<number>,
+          epoch = options.epoch ?? 0
+        ): Effect.Effect<ReadonlyArray<Either.Either<Sample<A>, ImageReadError>>, never, Needs> =>
+          Effect.suspend(() => {
+            if (where !== "workers") return Effect.forEach(indices, (i) => Effect.either(get(i, epoch)))
+            const results = indices.map((i) => {
+              const hit = cacheDir === undefined ? undefined : DiskCache.read(cacheDir, keyOf(samples[i]))
+              return hit === undefined ? undefined : Either.right(sampleOf(i, hit, epoch))
+            })
+            const missing = indices.filter((_, k) => results[k] === undefined)
+            return Effect.map(
+              DecodePool.decodeMany(
+                missing.map((i) => samples[i].path),
+                size,
+                limits
+              ),
+              (decoded) => {
+                let m = 0
+                return results.map((r, k) => {
+                  if (r !== undefined) return r
+                  const i = indices[k]
+                  return Either.map(decoded[m++], (img) => {
+                    if (cacheDir !== undefined) DiskCache.write(cacheDir, keyOf(samples[i]), img)
+                    return sampleOf(i, img, epoch)
+                  })
+                })
+              }
+            )
+          })
+        const settle = (r: Either.Either<Sample<A>, ImageReadError>) =>
+          Either.isRight(r)
+            ? Effect.succeed(Option.some(r.right))
+            : onError === "fail"
+              ? Effect.fail(r.left)
+              : Effect.as(Effect.logWarning(`skipping ${r.left.message}`), Option.none<Sample<A>>())
+        const one = (i: number): Effect.Effect<Option.Option<Sample<A>>, ImageReadError, Needs> =>
+          Effect.flatMap(Effect.either(get(i)), settle)
+        // Decoding on the main thread blocks, so more than one image in flight there only adds
+        // fibers (and garbage: twice the time and +140 MB of heap at 20,000 images). A custom
+        // (possibly asynchronous) loader gets `concurrency`. The workers get `concurrency`
+        // images in flight, a few per message (`chunking`).
+        const range = (from: number, to: number): Stream.Stream<Sample<A>, ImageReadError, Needs> =>
+          where === "workers"
+            ? Stream.unwrap(
+                Effect.map(DecodePool.DecodePool, (pool) => {
+                  const { chunk, inFlight } = chunking(
+                    options.concurrency ?? workerConcurrency(pool.workers),
+                    pool.workers
+                  )
+                  return Stream.range(from, to - 1).pipe(
+                    Stream.grouped(chunk),
+                    Stream.mapEffect((c) => getMany(Chunk.toReadonlyArray(c)), { concurrency: inFlight }),
+                    Stream.flattenIterables,
+                    Stream.mapEffect(settle),
+                    Stream.filterMap((o) => o)
+                  )
+                })
+              )
+            : Stream.filterMap(
+                Stream.mapEffect(Stream.range(from, to - 1), one, {
+                  concurrency: where === "main" && options.loader === undefined ? 1 : concurrency
+                }),
+                (o) => o
+              )
+        // Under "auto" the first image decides where the rest is decoded, so it goes on its own.
+        const stream: Stream.Stream<Sample<A>, ImageReadError, Needs> = samples.length === 0
+          ? Stream.empty
+          : Stream.suspend(() =>
+              where !== undefined
+                ? range(0, samples.length)
+                : Stream.concat(
+                    range(0, 1),
+                    Stream.suspend(() => range(1, samples.length))
+                  )
+            )
+        return {
+          root,
+          classes,
+          classToIdx: Object.fromEntries(classes.map((c, i) => [c, i])),
+          samples,
+          length: samples.length,
+          get,
+          getMany,
+          stream,
+          onError
+        }
+      })
   )
 
 /** Temporary entries a killed process left in the disk cache (see `DiskCache.removeStaleTemps`). */
