@@ -1,5 +1,5 @@
 /** `stepwise download rps --to DIR`: the full-size Rock Paper Scissors images. */
-import { NodeHttpClient } from "@effect/platform-node"
+import * as NodeHttpClient from "@effect/platform-node/NodeHttpClient"
 import { type Errors as DataErrors, Rps } from "@stepwise/data"
 import { Effect } from "effect"
 import type * as Cli from "./Cli.js"

@@ -3,7 +3,8 @@
  * `loader_apply(val_loader, correct)`), the accuracy, and the confusion matrix. The images are
  * standardized with the training set's statistics saved in the run's config.
  */
-import { FileSystem, Path } from "@effect/platform"
+import * as FileSystem from "@effect/platform/FileSystem"
+import * as Path from "@effect/platform/Path"
 import * as Core from "@stepwise/core"
 import { Engine, Loss, Metrics, Trainer } from "@stepwise/core"
 import type { Errors as DataErrors } from "@stepwise/data"

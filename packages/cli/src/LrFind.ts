@@ -3,7 +3,7 @@
  * is a value, so nothing needs restoring afterwards; the curve, the suggestions and the
  * picture go to `--out`.
  */
-import { Path } from "@effect/platform"
+import * as Path from "@effect/platform/Path"
 import type { Errors as CoreErrors } from "@stepwise/core"
 import { Engine, Trainer } from "@stepwise/core"
 import type { Errors as DataErrors } from "@stepwise/data"

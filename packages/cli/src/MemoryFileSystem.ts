@@ -6,8 +6,8 @@
  * not implement fail with `NotFound`, like `FileSystem.layerNoop`.
  */
 import { posix } from "node:path"
-import { FileSystem } from "@effect/platform"
 import { type PlatformError, SystemError, type SystemErrorReason } from "@effect/platform/Error"
+import * as FileSystem from "@effect/platform/FileSystem"
 import { Effect, Layer, Option } from "effect"
 
 interface Store {

@@ -6,7 +6,7 @@
  * `Render.specData`) beside it. `test/Pictures.test.ts` redraws every picture's data from the
  * same inputs and fails when it no longer matches the checked-in JSON.
  */
-import { Path } from "@effect/platform"
+import * as Path from "@effect/platform/Path"
 import { Effect } from "effect"
 import { PlotError } from "./Errors.js"
 import * as Plot from "./Plot.js"

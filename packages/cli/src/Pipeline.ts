@@ -66,13 +66,17 @@ export const valRootOf = (recipe: Recipe.Recipe): string | undefined =>
  */
 export const loadFolder = (
   root: string,
-  resize: Recipe.Resize
+  resize: Recipe.Resize,
+  listing?: ImageFolder.Listing
 ): Effect.Effect<
   TensorDataset.TensorDataset,
   Exclude<DataErrors.ImageFolderError, DataErrors.SampleShapeMismatch> | ConfigError,
   FileSystem.FileSystem
 > =>
-  ImageFolder.loadImageFolder(root, { resize: Recipe.resizeOf(resize) }).pipe(
+  ImageFolder.loadImageFolder(root, {
+    resize: Recipe.resizeOf(resize),
+    ...(listing === undefined ? {} : { listing })
+  }).pipe(
     // the decode pool lives for this one load (threads start only if full-size images need them)
     Effect.provide(DecodePool.layerDefault),
     Effect.catchTag("SampleShapeMismatch", (e) => {
@@ -150,34 +154,46 @@ export const alignClasses = (
  */
 export const fingerprint = (data: Pick<Datasets, "trainRoot" | "valRoot">) =>
   Effect.suspend(() => {
-    // (data from a DataCache: its files were just fingerprinted for the cache's key, by this run)
+    // (data `prepareData` made: it fingerprinted the listings it decoded; from a DataCache: its
+    // files were just fingerprinted for the cache's key, by this run)
     const known = fingerprinted.get(data)
     return known === undefined ? scanFingerprint(data) : Effect.succeed(known)
   })
 
-/** Prepared data that `preparedData` took from a DataCache, and the fingerprint it just computed. */
+/** Prepared data (`prepareData`'s, or taken from a DataCache) and the fingerprint this run computed for it. */
 const fingerprinted = new WeakMap<object, string>()
 
 const scanFingerprint = (data: Pick<Datasets, "trainRoot" | "valRoot">) =>
   Effect.gen(function* () {
-    const hash = createHash("sha256")
+    const listed: Array<readonly [string, ImageFolder.Listing]> = []
     for (const root of [data.trainRoot, data.valRoot]) {
-      if (root === undefined) continue
-      const { samples } = yield* ImageFolder.scan(root)
-      hash.update(`${root}\n`)
-      for (const s of samples) hash.update(`${relative(root, s.path)}\t${s.size}\t${s.mtimeMs}\n`)
+      if (root !== undefined) listed.push([root, yield* ImageFolder.scan(root)])
     }
-    return hash.digest("hex")
+    return fingerprintOf(listed)
   })
+
+/** The fingerprint of folders as listed (each root with its listing, training folder first). */
+const fingerprintOf = (listed: ReadonlyArray<readonly [string, ImageFolder.Listing]>): string => {
+  const hash = createHash("sha256")
+  for (const [root, { samples }] of listed) {
+    hash.update(`${root}\n`)
+    for (const s of samples) hash.update(`${relative(root, s.path)}\t${s.size}\t${s.mtimeMs}\n`)
+  }
+  return hash.digest("hex")
+}
 
 /**
  * The chapter's data preparation: a temporary unshuffled loader over the training images gives
  * the normalizer, which then standardizes both sets. With `valSplit`, a seeded permutation holds
  * out that fraction of the training folder first (statistics come from the rest only). The
  * validation classes must be the training classes, by name.
+ *
+ * Each folder is listed once: `trainListing` is the training folder as `setup` already listed it,
+ * and the listings give the data's `fingerprint` (the files this run decoded).
  */
 export const prepareData = (
-  recipe: Recipe.Recipe
+  recipe: Recipe.Recipe,
+  trainListing?: ImageFolder.Listing
 ): Effect.Effect<
   Datasets,
   | DataErrors.ImageFolderError
@@ -199,7 +215,9 @@ export const prepareData = (
           "--val-split 0.2 to hold out a part of it"
       })
     }
-    const full = yield* loadFolder(trainRoot, recipe.data.resize)
+    const trainListed = trainListing ?? (yield* ImageFolder.scan(trainRoot))
+    const listed: Array<readonly [string, ImageFolder.Listing]> = [[trainRoot, trainListed]]
+    const full = yield* loadFolder(trainRoot, recipe.data.resize, trainListed)
     let train = full
     let val: TensorDataset.TensorDataset | undefined
     if (recipe.data.valSplit !== undefined) {
@@ -218,7 +236,9 @@ export const prepareData = (
       val = TensorDataset.subset(full, valIdx)
       train = TensorDataset.subset(full, trainIdx)
     } else if (valRoot !== undefined) {
-      val = yield* loadFolder(valRoot, recipe.data.resize)
+      const valListed = yield* ImageFolder.scan(valRoot)
+      listed.push([valRoot, valListed])
+      val = yield* loadFolder(valRoot, recipe.data.resize, valListed)
       yield* sameClasses(`the training data ${trainRoot}`, full.classes ?? [], valRoot, val.classes ?? [])
     }
     const normalizer = recipe.data.normalize
@@ -230,14 +250,16 @@ export const prepareData = (
     // place, so the pixels are not held twice (issue 14's peak memory).
     const norm = (ds: TensorDataset.TensorDataset) =>
       normalizer === undefined ? Either.right(ds) : TensorDataset.normalizeInPlace(ds, normalizer)
-    return {
+    const data: Datasets = {
       train: yield* norm(train),
       val: val === undefined ? undefined : yield* norm(val),
       classes: full.classes ?? Rps.CLASSES,
       normalizer,
       trainRoot,
       valRoot: recipe.data.valSplit === undefined ? valRoot : undefined
-    } satisfies Datasets
+    }
+    fingerprinted.set(data, fingerprintOf(listed))
+    return data
   })
 
 /**
@@ -252,16 +274,17 @@ export class DataCache extends Context.Tag("@stepwise/cli/Pipeline/DataCache")<
 >() {}
 
 /** `prepareData`, through the `DataCache` when there is one. */
-const preparedData = (recipe: Recipe.Recipe) =>
+const preparedData = (recipe: Recipe.Recipe, trainListing: ImageFolder.Listing) =>
   Effect.flatMap(Effect.serviceOption(DataCache), (cache) => {
-    if (Option.isNone(cache)) return prepareData(recipe)
+    if (Option.isNone(cache)) return prepareData(recipe, trainListing)
     const trainRoot = resolvePath(trainRootOf(recipe))
     const valRoot = Option.getOrUndefined(Option.map(Option.fromNullable(valRootOf(recipe)), resolvePath))
     // what prepareData reads: the data settings, the batch size (statistics), the seed (valSplit)
     const settings = { data: recipe.data, batchSize: recipe.batchSize, seed: recipe.seed }
     return Effect.flatMap(scanFingerprint({ trainRoot, valRoot }), (files) =>
-      Effect.tap(cache.value(JSON.stringify({ ...settings, files }), prepareData(recipe)), (data) =>
-        Effect.sync(() => fingerprinted.set(data, files))
+      Effect.tap(
+        cache.value(JSON.stringify({ ...settings, files }), prepareData(recipe, trainListing)),
+        (data) => Effect.sync(() => fingerprinted.set(data, files))
       )
     )
   })
@@ -540,15 +563,19 @@ export const setup = (
   Effect.gen(function* () {
     const out = yield* Output
     yield* validateEarly(recipe, origin)
-    yield* SquareImages.requireSquare(
-      trainRootOf(recipe),
+    // The training folder is listed once, here: the square check reads its first image's header,
+    // the data preparation decodes what it lists.
+    const trainListing = yield* ImageFolder.scan(resolvePath(trainRootOf(recipe)))
+    yield* SquareImages.requireSquareListed(
+      trainListing,
       recipe.data.resize,
       "layers" in recipe.model ? "the recipe's model (built for the resize's size)" : "CNN2"
     )
     yield* out.line(`stepwise: ${recipe.backend} engine, loading data...`)
     // The engine lives as long as the caller's scope (its kernels are restored when it closes).
-    const engine = yield* Engine.make(recipe.backend)
-    const data = yield* preparedData(recipe)
+    // (our layers have explicit backwards: tfjs' gradient configs load only if a recipe needs autodiff)
+    const engine = yield* Engine.make(recipe.backend, { gradients: "onDemand" })
+    const data = yield* preparedData(recipe, trainListing)
     const l = yield* loaders(data, recipe)
     const fresh = yield* trainer(recipe, origin, data, l.train.numBatches, engine.numeric).pipe(
       Effect.provideService(Engine.Engine, engine)

@@ -2,7 +2,7 @@
  * `stepwise plot NAME`: the chapter's pictures, from a run folder (`--run`) or, for the
  * illustrations, from the built-in demos (`Demos`). Each picture is written as PNG and/or SVG.
  */
-import { Path } from "@effect/platform"
+import * as Path from "@effect/platform/Path"
 import { Engine, TorchWeights } from "@stepwise/core"
 import type { Errors as OptimErrors } from "@stepwise/optim"
 import * as tf from "@tensorflow/tfjs-core"

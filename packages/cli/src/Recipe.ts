@@ -9,7 +9,7 @@
  * the flags and help are built from (`optimizerFields`, `schedulerFields`) are derived from the
  * same schemas.
  */
-import { FileSystem } from "@effect/platform"
+import * as FileSystem from "@effect/platform/FileSystem"
 import { ModelSpec } from "@stepwise/core"
 import {
   type Fields,

@@ -4,7 +4,8 @@
  * file's Adam betas mean nothing to SGD), keeping only the learning rate. Optimizer and
  * scheduler flags are the `Flags.hyperparameterFlags` table, derived from optim's schemas.
  */
-import { type FileSystem, Path } from "@effect/platform"
+import type * as FileSystem from "@effect/platform/FileSystem"
+import * as Path from "@effect/platform/Path"
 import { Effect, Option } from "effect"
 import { COMMAND_LINE, type ConfigError } from "./Errors.js"
 import * as Flags from "./Flags.js"

@@ -15,7 +15,8 @@
  * Everything here needs only `FileSystem` and `Path`: `layer` gives Node's, `layerMemory` a fresh
  * in-memory file system (tests run the writers and read back exactly what they left).
  */
-import { FileSystem, Path } from "@effect/platform"
+import * as FileSystem from "@effect/platform/FileSystem"
+import * as Path from "@effect/platform/Path"
 import * as NodeFileSystem from "@effect/platform-node/NodeFileSystem"
 import * as NodePath from "@effect/platform-node/NodePath"
 import type { Safetensors as SafetensorsFile } from "@stepwise/core"

@@ -19,7 +19,8 @@ import { createServer } from "node:net"
 import { availableParallelism } from "node:os"
 import { fileURLToPath } from "node:url"
 import { Runner as ClusterRunner, ClusterSchema, EntityId, Sharding } from "@effect/cluster"
-import { FileSystem, Path } from "@effect/platform"
+import * as FileSystem from "@effect/platform/FileSystem"
+import * as Path from "@effect/platform/Path"
 import { SqlClient } from "@effect/sql"
 import {
   Clock,

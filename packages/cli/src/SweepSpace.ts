@@ -23,7 +23,7 @@
  * random draws. Every trial
  * recipe is decoded and checked here, so a bad value fails the sweep before anything trains.
  */
-import { Path } from "@effect/platform"
+import * as Path from "@effect/platform/Path"
 import { Random } from "@stepwise/data"
 import { Effect, Either, ParseResult, Schema } from "effect"
 import { ConfigError } from "./Errors.js"

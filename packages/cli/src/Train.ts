@@ -8,7 +8,8 @@
  * the `TrainEvents` bus. An interrupt stops the fold between two mini-batches; the epoch being
  * written when it arrives is finished first, so the run folder always ends consistent.
  */
-import { FileSystem, Path } from "@effect/platform"
+import * as FileSystem from "@effect/platform/FileSystem"
+import * as Path from "@effect/platform/Path"
 import type { Errors as CoreErrors } from "@stepwise/core"
 import * as Core from "@stepwise/core"
 import { Engine, Events, Metrics, ModelSpec, Trainer } from "@stepwise/core"
@@ -21,7 +22,7 @@ import { COMMAND_LINE, ConfigError, DataMismatch, RunFolderError, runFolderError
 import * as Pipeline from "./Pipeline.js"
 import { formatBar, formatEpochLine, makePace, Output, summaryTable } from "./Progress.js"
 import * as Recipe from "./Recipe.js"
-import type * as Render from "./Render.js"
+import * as Renderer from "./Renderer.js"
 import * as Resolve from "./Resolve.js"
 import * as Run from "./RunFolder.js"
 import * as TB from "./TensorBoard.js"
@@ -212,6 +213,13 @@ export const run = (args: Args) =>
     const plotsOn = Option.getOrElse(args.plots, () => true)
     const tbPath = p.join(runDir, Run.TENSORBOARD_DIR, TB.eventFileName(started / 1000, "stepwise"))
     if (tbOn) yield* Run.appendFile(tbPath, TB.fileVersionRecord(started / 1000))
+    // The pictures' worker loads its libraries (~0.7 s) on the other core while the last
+    // epochs train: started 3 epochs before the end, clear of the first epochs' warm-up.
+    const renderer = plotsOn
+      ? yield* Effect.acquireRelease(Effect.sync(Renderer.make), (r) => Effect.promise(r.close))
+      : undefined
+    const beginPicturesAfter = recipe.epochs - 3
+    if (t0.totalEpochs >= beginPicturesAfter) renderer?.begin()
 
     yield* out.line(
       `stepwise: ${resumed ? `resuming at epoch ${t0.totalEpochs + 1}` : "training"} ` +
@@ -297,6 +305,7 @@ export const run = (args: Args) =>
         })
         yield* Ref.set(writing, yield* Effect.forkScoped(Effect.uninterruptible(write)))
         rows.push(row)
+        if (r.epoch === beginPicturesAfter) renderer?.begin()
         yield* Ref.set(last, r.trainer)
         yield* out.line(
           formatEpochLine(
@@ -346,7 +355,7 @@ export const run = (args: Args) =>
           rows,
           final: final ?? t0,
           data,
-          plotsOn,
+          renderer,
           started,
           parameters,
           buffers
@@ -436,7 +445,7 @@ const report = (ctx: {
   readonly rows: ReadonlyArray<Run.EpochMetrics>
   readonly final: Pipeline.AnyTrainer
   readonly data: Pipeline.Datasets
-  readonly plotsOn: boolean
+  readonly renderer: Renderer.Renderer | undefined
   readonly started: number
   readonly parameters: number
   readonly buffers: number
@@ -446,41 +455,55 @@ const report = (ctx: {
     const p = yield* Path.Path
     const { rows, runDir } = ctx
     const plots: Array<string> = []
-    if (ctx.plotsOn) {
-      // The pictures' libraries (vega, sharp) load here, at the end, not at start-up.
-      const [Charts, Render] = yield* Effect.promise(() =>
-        Promise.all([import("./Charts.js"), import("./Render.js")])
-      )
+    const renderer = ctx.renderer
+    if (renderer !== undefined) {
       const plotDir = p.join(runDir, Run.PLOTS_DIR)
-      const write = (name: string, spec: Render.Spec) =>
-        Effect.gen(function* () {
-          const png = yield* Effect.promise(() => Render.toPng(spec))
-          const path = p.join(plotDir, `${name}.png`)
-          yield* Run.writeFileAtomic(path, png)
-          plots.push(path)
-        }).pipe(
-          // A picture that cannot be drawn does not fail a finished training.
-          Effect.catchAllCause((cause) =>
-            out.line(`stepwise: could not draw ${name}.png (${String(cause).split("\n")[0]})`)
-          )
-        )
-      yield* write(
-        "losses",
-        Charts.losses([
+      const pictures: Array<readonly [string, Renderer.Picture]> = [
+        [
+          "losses",
           {
-            losses: rows.map((r) => r.loss),
-            valLosses: rows.flatMap((r) => (r.valLoss === null ? [] : [r.valLoss]))
+            chart: "losses",
+            args: [
+              [
+                {
+                  losses: rows.map((r) => r.loss),
+                  valLosses: rows.flatMap((r) => (r.valLoss === null ? [] : [r.valLoss]))
+                }
+              ]
+            ]
           }
-        ])
-      )
-      yield* write(
-        "lr",
-        Charts.learningRates([{ label: "lr", lrs: rows.flatMap((r) => r.batchLrs) }], "batch")
-      )
+        ],
+        [
+          "lr",
+          { chart: "learningRates", args: [[{ label: "lr", lrs: rows.flatMap((r) => r.batchLrs) }], "batch"] }
+        ]
+      ]
       for (const layer of ["conv1", "conv2"]) {
         const w = Pipeline.torchWeight(ctx.final, layer)
-        if (w !== undefined) yield* write(`filters-${layer}`, Charts.filters(layer, w.values, w.shape))
+        if (w !== undefined)
+          pictures.push([`filters-${layer}`, { chart: "filters", args: [layer, w.values, w.shape] }])
       }
+      // Drawn at once (the worker draws while this thread writes), written in this order.
+      const drawn = yield* Effect.forEach(
+        pictures,
+        ([name, picture]) =>
+          Effect.gen(function* () {
+            const png = yield* Effect.promise(() => renderer.draw(picture))
+            const path = p.join(plotDir, `${name}.png`)
+            yield* Run.writeFileAtomic(path, png)
+            return [path]
+          }).pipe(
+            // A picture that cannot be drawn does not fail a finished training.
+            Effect.catchAllCause((cause) =>
+              Effect.as(
+                out.line(`stepwise: could not draw ${name}.png (${String(cause).split("\n")[0]})`),
+                []
+              )
+            )
+          ),
+        { concurrency: "unbounded" }
+      )
+      plots.push(...drawn.flat())
     }
     yield* out.line("")
     yield* out.line(

@@ -6,7 +6,8 @@
  */
 import { readFileSync } from "node:fs"
 import { join } from "node:path"
-import { FileSystem, Path } from "@effect/platform"
+import * as FileSystem from "@effect/platform/FileSystem"
+import * as Path from "@effect/platform/Path"
 import { Metrics } from "@stepwise/core"
 import { Cause, Console, Effect, Option } from "effect"
 import { formatError, runFolderError, TrialFailed } from "./Errors.js"

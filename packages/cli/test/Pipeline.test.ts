@@ -95,6 +95,28 @@ describe("data checks before decoding", () => {
     expect(await fp()).not.toBe(touched)
   })
 
+  it("prepared data carries the fingerprint of the listings it decoded, the same as a fresh scan's", async () => {
+    const train = await folder({
+      a: [
+        [4, 4],
+        [4, 4]
+      ],
+      b: [[4, 4]]
+    })
+    const val = await folder({ a: [[4, 4]], b: [[4, 4]] })
+    const recipe = Effect.runSync(
+      Recipe.decode({ data: { train, val, resize: 4, normalize: false }, batchSize: 2 }, "r.json")
+    )
+    const data = Either.getOrThrow(await run(Pipeline.prepareData(recipe)))
+    expect(data.train.length).toBe(3)
+    const scanned = Either.getOrThrow(await run(Pipeline.fingerprint({ trainRoot: train, valRoot: val })))
+    expect(Either.getOrThrow(await run(Pipeline.fingerprint(data)))).toBe(scanned)
+    const trainOnly = Either.getOrThrow(
+      await run(Pipeline.fingerprint({ trainRoot: train, valRoot: undefined }))
+    )
+    expect(scanned).not.toBe(trainOnly)
+  })
+
   it("images that resize to different sizes name --resize HxW, not a transform", async () => {
     const root = await folder({ a: [[20, 20]], b: [[30, 20]] })
     const m = messageOf(await run(Pipeline.loadFolder(root, 10)))

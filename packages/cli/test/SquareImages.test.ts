@@ -44,4 +44,22 @@ describe("square images for CNN2, judged before decoding", () => {
     expect(SquareImages.nonSquare("x.png", 300, 300, 28)).toBeUndefined()
     expect(SquareImages.nonSquare("x.png", 200, 300, "28")?.reason).toContain("makes it 28x42")
   })
+
+  it("a JPEG's size is read too (by sharp, not the PNG header reader)", async () => {
+    const jpegs = mkdtempSync(join(tmpdir(), "stepwise-square-jpeg-"))
+    try {
+      mkdirSync(join(jpegs, "rock"))
+      await sharp({ create: { width: 200, height: 300, channels: 3, background: "#808080" } })
+        .jpeg()
+        .toFile(join(jpegs, "rock", "a.jpg"))
+      const r = await Effect.runPromise(
+        Effect.either(SquareImages.requireSquare(jpegs, 28)).pipe(Effect.provide(NodeContext.layer))
+      )
+      expect(Either.isLeft(r) && r.left._tag === "ConfigError" ? r.left.reason : "passed").toContain(
+        "this image is 200x300, so resize 28 makes it 28x42"
+      )
+    } finally {
+      rmSync(jpegs, { recursive: true, force: true })
+    }
+  })
 })

@@ -115,14 +115,22 @@ const kernelsOf = (backend: BackendName): ReadonlyArray<Kernels.Ours> =>
  * The engine on `backend`: our kernels registered (restored to the stock ones when the scope
  * closes), tfjs switched to `backend` and ready. tfjs keeps one global engine, so one engine
  * scope at a time is what a program should hold.
+ *
+ * `gradients: "onDemand"` leaves tfjs' gradient configs (~0.3-0.5 s of loading, see
+ * Gradients.ts) to the first autodiff this package runs (`Loss` on a net with a `Lambda` or
+ * `autodiff: true`, a `Lambda`'s backward), for a program that calls no `tf.grad` itself: the
+ * CLI, whose layers all have explicit backwards. The default registers them here.
  */
-export const make = (backend: BackendName): Effect.Effect<EngineService, BackendUnavailable, Scope.Scope> =>
+export const make = (
+  backend: BackendName,
+  options: { readonly gradients?: "eager" | "onDemand" } = {}
+): Effect.Effect<EngineService, BackendUnavailable, Scope.Scope> =>
   Effect.gen(function* () {
     if (backend === "tensorflow") yield* loadTensorflow()
     // tfjs' gradient configs (see Gradients.ts), before our kernels so nothing loaded with them
     // could replace ours. Not undone at scope end: they only add entries to tfjs' gradient
     // registry, which nothing else writes, and a second scope reuses them.
-    registerGradients()
+    if (options.gradients !== "onDemand") registerGradients()
     const kernels = yield* Effect.acquireRelease(
       Effect.sync(() => Kernels.register(kernelsOf(backend))),
       (r) => Effect.sync(r.restore)

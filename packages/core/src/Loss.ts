@@ -3,6 +3,7 @@ import * as tf from "@tensorflow/tfjs-core"
 import { Effect, Either } from "effect"
 import { Engine } from "./Engine.js"
 import { type InvalidLayer, InvalidTargets, type WeightMismatch } from "./Errors.js"
+import { registerGradients } from "./Gradients.js"
 
 type InvalidArgument = DataErrors.InvalidArgument
 
@@ -377,6 +378,7 @@ const autodiffLossAndGrads = (
         buffers = out.buffers
         return op(out.y) as tf.Scalar
       }
+      registerGradients() // (tfjs' configs, when the engine left them for the first autodiff)
       const r = tf.valueAndGrads(f)(names.map((n) => params[n]))
       return Object.fromEntries(names.map((n, i) => [n, r.grads[i]]))
     })

@@ -4,6 +4,7 @@ import * as tf from "@tensorflow/tfjs-core"
 import { Effect, Either } from "effect"
 import { Engine } from "./Engine.js"
 import { InvalidLayer, WeightMismatch } from "./Errors.js"
+import { registerGradients } from "./Gradients.js"
 import { biasBound, kaimingUniformBound, uniform } from "./Init.js"
 import { biasGrad, linearGrad, maxPoolReluGrad, reluGrad } from "./kernels/Fused.js"
 
@@ -542,6 +543,7 @@ export const Lambda = (options: LambdaOptions): Module => {
       return {
         y: f(x, ...ps),
         backward: (dy) => {
+          registerGradients() // (tfjs' configs, when the engine left them for the first autodiff)
           const [dx, ...dps] = tf.grads(f)([x, ...ps], dy)
           return {
             dx: needDx ? dx : undefined,

@@ -4,7 +4,7 @@
  * `ToTensor`, `Normalize` with the saved mean and std); the model runs in eval mode and a
  * softmax turns its logits into class probabilities.
  */
-import { FileSystem } from "@effect/platform"
+import * as FileSystem from "@effect/platform/FileSystem"
 import { type Errors as DataErrors, Image, ImageFolder, Transforms } from "@stepwise/data"
 import * as tf from "@tensorflow/tfjs-core"
 import { Effect, Either } from "effect"

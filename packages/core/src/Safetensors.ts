@@ -8,7 +8,7 @@
  * may hold a `__metadata__` object of string values. We pad the header with spaces so the data
  * starts 8-byte aligned, as the reference writer does. Host-side only: no tensor library here.
  */
-import { FileSystem } from "@effect/platform"
+import * as FileSystem from "@effect/platform/FileSystem"
 import { AtomicFile } from "@stepwise/data"
 import { Effect, Either, Schema } from "effect"
 import { SafetensorsError } from "./Errors.js"

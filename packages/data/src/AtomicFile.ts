@@ -8,8 +8,9 @@
  * records): a crash can at worst leave a torn last line, which readers skip.
  */
 import { randomUUID } from "node:crypto"
-import { FileSystem, Path } from "@effect/platform"
 import type { PlatformError } from "@effect/platform/Error"
+import * as FileSystem from "@effect/platform/FileSystem"
+import * as Path from "@effect/platform/Path"
 import { Effect, Exit } from "effect"
 
 const bytesOf = (data: Uint8Array | string): Uint8Array =>

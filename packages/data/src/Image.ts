@@ -9,9 +9,9 @@
  */
 
 import * as nodeFs from "node:fs"
-import { FileSystem } from "@effect/platform"
+import * as FileSystem from "@effect/platform/FileSystem"
 import { Effect, Either } from "effect"
-import sharp from "sharp"
+import type sharp from "sharp"
 import {
   ImageDecodeError,
   ImageFileTooLarge,
@@ -164,7 +164,15 @@ export function makeSharpDecoder(sharpModule: typeof sharp, rgb: typeof toRgb) {
 }
 
 const reader = makeFileReader(nodeFs)
-const sharpDecode = makeSharpDecoder(sharp, toRgb)
+/**
+ * sharp (libvips) loads on the first image that needs it: small PNGs never do, and loading it
+ * costs a noticeable part of every command's start-up.
+ */
+let sharpDecoder: Promise<ReturnType<typeof makeSharpDecoder>> | undefined
+const sharpDecode = (input: Buffer, maxPixels: number) => {
+  sharpDecoder ??= import("sharp").then((m) => makeSharpDecoder(m.default, toRgb))
+  return sharpDecoder.then((decode) => decode(input, maxPixels))
+}
 
 const reasonOf = (e: unknown): string => (e instanceof Error ? e.message : String(e))
 

@@ -8,7 +8,7 @@
  */
 
 import * as nodePath from "node:path"
-import { FileSystem } from "@effect/platform"
+import * as FileSystem from "@effect/platform/FileSystem"
 import { Chunk, Effect, Either, Option, Stream } from "effect"
 import type { Batch } from "./Batch.js"
 import * as DataLoader from "./DataLoader.js"
@@ -109,6 +109,11 @@ export interface Options<A> {
   /** Which files are samples (default: an image extension). Receives the full path. */
   readonly isValidFile?: (path: string) => boolean
   /**
+   * The folder as `scan` just listed it (with these options), when the caller already has it:
+   * the folder is then not listed again (listing stats every file).
+   */
+  readonly listing?: Listing
+  /**
    * Images decoded at once (default 8; on the decode workers `workerConcurrency`: there an
    * image in flight is a path in a message, the workers decode one at a time each).
    */
@@ -178,11 +183,17 @@ const fsError = (path: string) => (e: { readonly message: string }) =>
  * with the files and PIL opens their target); whether a sample is a regular file is checked when
  * it is read.
  */
+/** What `scan` lists: the class folders (sorted) and the samples in `ImageFolder` order. */
+export interface Listing {
+  readonly classes: ReadonlyArray<string>
+  readonly samples: ReadonlyArray<SampleRef>
+}
+
 export const scan = (
   root: string,
   options: { readonly isValidFile?: (path: string) => boolean; readonly followLinks?: boolean } = {}
 ): Effect.Effect<
-  { classes: ReadonlyArray<string>; samples: ReadonlyArray<SampleRef> },
+  Listing,
   ImageFolderNotFound | NoClassFolders | EmptyClassFolder | DataFileError,
   FileSystem.FileSystem
 > =>
@@ -219,6 +230,10 @@ export const scan = (
     }
     return { classes, samples }
   })
+
+/** `options.listing`, or the folder listed now. */
+const listed = <A>(root: string, options: Options<A>) =>
+  options.listing === undefined ? scan(root, options) : Effect.succeed(options.listing)
 
 /** Python's default string order (code points), which `sorted()` uses. */
 const compareCodePoints = (a: string, b: string): number => (a < b ? -1 : a > b ? 1 : 0)
@@ -302,7 +317,7 @@ export const make = <A = Image.RgbImage>(
       sweepCache(options.diskCache)
     ),
     (resizeOnMain) =>
-      Effect.map(scan(root, options), ({ classes, samples }) => {
+      Effect.map(listed(root, options), ({ classes, samples }) => {
         const limits: Image.Limits = {
           maxPixels: options.maxPixels ?? Image.DEFAULT_MAX_PIXELS,
           maxFileBytes: options.maxFileBytes ?? Image.DEFAULT_MAX_FILE_BYTES
@@ -582,6 +597,7 @@ export const loadImageFolder = (
     readonly maxPixels?: number
     readonly maxFileBytes?: number
     readonly followLinks?: boolean
+    readonly listing?: Listing
   } = {}
 ): Effect.Effect<
   TensorDataset.TensorDataset,
@@ -595,6 +611,7 @@ export const loadImageFolder = (
       ...(options.maxPixels === undefined ? {} : { maxPixels: options.maxPixels }),
       ...(options.maxFileBytes === undefined ? {} : { maxFileBytes: options.maxFileBytes }),
       ...(options.followLinks === undefined ? {} : { followLinks: options.followLinks }),
+      ...(options.listing === undefined ? {} : { listing: options.listing }),
       ...(options.resize === undefined ? {} : { resize: options.resize }),
       ...(options.decodeOn === undefined ? {} : { decodeOn: options.decodeOn }),
       ...(options.diskCache === undefined ? {} : { diskCache: options.diskCache })
