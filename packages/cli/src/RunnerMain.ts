@@ -12,6 +12,7 @@ import * as NodeContext from "@effect/platform-node/NodeContext"
 import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
 import { Cause, Console, Effect, Exit, Option } from "effect"
 import { formatError } from "./Errors.js"
+import { exitWith } from "./ProcessExit.js"
 import * as Runner from "./Runner.js"
 
 if (process.send !== undefined) process.once("disconnect", () => process.kill(process.pid, "SIGTERM"))
@@ -32,18 +33,6 @@ const program = Runner.run({
   ),
   Effect.provide(NodeContext.layer)
 )
-
-const exitWith = (code: number) => {
-  const streams = [process.stdout, process.stderr].filter((s) => s.writableLength > 0)
-  if (streams.length === 0) process.exit(code)
-  let pending = streams.length
-  for (const s of streams) {
-    s.once("drain", () => {
-      pending -= 1
-      if (pending === 0) process.exit(code)
-    })
-  }
-}
 
 NodeRuntime.runMain(program, {
   disableErrorReporting: true,

@@ -12,6 +12,7 @@ import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
 import { Cause, Console, Effect, Exit } from "effect"
 import { formatError } from "./Errors.js"
 import { main } from "./Main.js"
+import { exitWith } from "./ProcessExit.js"
 
 /**
  * @effect/cli prints a rejected command line itself (`Console.error`); this gives those lines the
@@ -52,22 +53,6 @@ const report = (cause: Cause.Cause<unknown>) => {
 const program = Console.consoleWith((console) =>
   main(process.argv).pipe(Effect.tapErrorCause(report), Effect.withConsole(prefixedErrors(console)))
 ).pipe(Effect.provide(NodeContext.layer))
-
-/**
- * Exits once stdout and stderr are flushed. Explicit, because a finished run must end even if a
- * library (a tensor backend, an image decoder's thread pool) still holds the event loop open.
- */
-const exitWith = (code: number) => {
-  const streams = [process.stdout, process.stderr].filter((s) => s.writableLength > 0)
-  if (streams.length === 0) process.exit(code)
-  let pending = streams.length
-  for (const s of streams) {
-    s.once("drain", () => {
-      pending -= 1
-      if (pending === 0) process.exit(code)
-    })
-  }
-}
 
 // A process started with an IPC channel (a sweep's runners, which `sweep` spawns) stops when its
 // parent dies, even by SIGKILL: as after Ctrl-C, its run folders consistent.
