@@ -213,12 +213,13 @@ export const run = (args: Args) =>
     const plotsOn = Option.getOrElse(args.plots, () => true)
     const tbPath = p.join(runDir, Run.TENSORBOARD_DIR, TB.eventFileName(started / 1000, "stepwise"))
     if (tbOn) yield* Run.appendFile(tbPath, TB.fileVersionRecord(started / 1000))
-    // The pictures' worker loads its libraries (~0.7 s) on the other core while the last
-    // epochs train: started 3 epochs before the end, clear of the first epochs' warm-up.
+    // The pictures' worker loads its libraries (~0.7 s) on the other core while the last two
+    // epochs train. Not sooner, and never before the first epoch's end: on this 2-core VM its
+    // loading slows the training thread (~25% for those epochs) and adds ~80 MB while it lasts.
     const renderer = plotsOn
       ? yield* Effect.acquireRelease(Effect.sync(Renderer.make), (r) => Effect.promise(r.close))
       : undefined
-    const beginPicturesAfter = recipe.epochs - 3
+    const beginPicturesAfter = Math.max(1, recipe.epochs - 2)
     if (t0.totalEpochs >= beginPicturesAfter) renderer?.begin()
 
     yield* out.line(
