@@ -163,12 +163,12 @@ export const fingerprint = (data: Pick<Datasets, "trainRoot" | "valRoot">) =>
 /** Prepared data (`prepareData`'s, or taken from a DataCache) and the fingerprint this run computed for it. */
 const fingerprinted = new WeakMap<object, string>()
 
-const scanFingerprint = (data: Pick<Datasets, "trainRoot" | "valRoot">) =>
+const scanFingerprint = (data: Pick<Datasets, "trainRoot" | "valRoot">, trainListing?: ImageFolder.Listing) =>
   Effect.gen(function* () {
-    const listed: Array<readonly [string, ImageFolder.Listing]> = []
-    for (const root of [data.trainRoot, data.valRoot]) {
-      if (root !== undefined) listed.push([root, yield* ImageFolder.scan(root)])
-    }
+    const listed: Array<readonly [string, ImageFolder.Listing]> = [
+      [data.trainRoot, trainListing ?? (yield* ImageFolder.scan(data.trainRoot))]
+    ]
+    if (data.valRoot !== undefined) listed.push([data.valRoot, yield* ImageFolder.scan(data.valRoot)])
     return fingerprintOf(listed)
   })
 
@@ -281,13 +281,24 @@ const preparedData = (recipe: Recipe.Recipe, trainListing: ImageFolder.Listing) 
     const valRoot = Option.getOrUndefined(Option.map(Option.fromNullable(valRootOf(recipe)), resolvePath))
     // what prepareData reads: the data settings, the batch size (statistics), the seed (valSplit)
     const settings = { data: recipe.data, batchSize: recipe.batchSize, seed: recipe.seed }
-    return Effect.flatMap(scanFingerprint({ trainRoot, valRoot }), (files) =>
+    // (the training folder as `setup` listed it, this run: not listed again)
+    return Effect.flatMap(scanFingerprint({ trainRoot, valRoot }, trainListing), (files) =>
       Effect.tap(
         cache.value(JSON.stringify({ ...settings, files }), prepareData(recipe, trainListing)),
         (data) => Effect.sync(() => fingerprinted.set(data, files))
       )
     )
   })
+
+/**
+ * Prepares the data `setup` would prepare for this recipe, into the `DataCache`: a sweep runner's
+ * training thread does it while the runner joins its cluster, so that its first epoch finds the
+ * images decoded (the same key: the same settings and files).
+ */
+export const warmData = (recipe: Recipe.Recipe) =>
+  Effect.flatMap(ImageFolder.scan(resolvePath(trainRootOf(recipe))), (listing) =>
+    preparedData(recipe, listing)
+  )
 
 export interface Loaders {
   readonly train: DataLoader.DataLoader

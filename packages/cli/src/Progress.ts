@@ -3,7 +3,7 @@
  * lr, throughput, ETA), one plain line per epoch otherwise so CI logs stay readable, and a
  * summary table at the end. Formatting is pure; `Output` is the service that writes it.
  */
-import { Context, Effect, Layer } from "effect"
+import { Context, Effect, Layer, Option } from "effect"
 
 export interface BatchProgress {
   readonly epoch: number
@@ -163,10 +163,23 @@ export class Output extends Context.Tag("@stepwise/cli/Output")<
   }
 >() {}
 
+/** A stream as `makeOutput` writes to it (a terminal's size and colours when it is one). */
+export type Stream = Pick<NodeJS.WriteStream, "write"> &
+  Partial<Pick<NodeJS.WriteStream, "isTTY" | "columns">>
+
+/**
+ * Where a command's output goes instead of this process's stdout and stderr: a sweep's own
+ * runner writes its trials' `train` output to its log file (`Sweep`).
+ */
+export class OutputStreams extends Context.Tag("@stepwise/cli/Progress/OutputStreams")<
+  OutputStreams,
+  { readonly stdout: Stream; readonly stderr: Stream }
+>() {}
+
 export const makeOutput = (options: {
   readonly json: boolean
-  readonly stdout: NodeJS.WriteStream
-  readonly stderr: NodeJS.WriteStream
+  readonly stdout: Stream
+  readonly stderr: Stream
 }) => {
   const human = options.json ? options.stderr : options.stdout
   const live = human.isTTY === true
@@ -206,4 +219,12 @@ export const makeOutput = (options: {
 }
 
 export const layerOutput = (json: boolean) =>
-  Layer.sync(Output, () => makeOutput({ json, stdout: process.stdout, stderr: process.stderr }))
+  Layer.effect(
+    Output,
+    Effect.map(Effect.serviceOption(OutputStreams), (streams) =>
+      makeOutput({
+        json,
+        ...Option.getOrElse(streams, () => ({ stdout: process.stdout, stderr: process.stderr }))
+      })
+    )
+  )

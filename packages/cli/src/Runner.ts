@@ -4,25 +4,29 @@
  *
  * A trial's steps are its epochs: activity `epoch-N` trains epoch N with `stepwise train` itself
  * (`--epochs N`, `--resume` from the trial's run folder), so a trial's losses are those of the
- * recipe trained alone. `train` runs in the runner's training thread (`SweepWorker`), kept warm
- * from epoch to epoch (engine compiled, data decoded once): training keeps an event loop busy for
- * seconds at a time, and the runner's main loop must stay free to refresh its shard locks and
- * answer health checks, or the cluster moves its shards (and trials) to another runner. The
- * engine records each finished activity in the cluster's SQL storage;
- * when a runner dies, its shards move to another runner, which replays the workflow: finished
- * epochs come back from storage, the interrupted one restarts from the last checkpoint.
+ * recipe trained alone, in-process and warm from epoch to epoch (`TrialSteps`: engine compiled,
+ * data decoded once). A runner started by hand trains on a training thread (`SweepWorker`), so
+ * that its main loop stays free to refresh its shard locks and answer health checks, or the
+ * cluster would move its shards (and trials) to another runner, whatever a trial's data cost; the
+ * runners a sweep starts on its own machine train on their own thread (`inlineEpochLayer`). The
+ * engine records each finished activity in the cluster's SQL storage; when a runner dies, its
+ * shards move to another runner, which replays the workflow: finished epochs come back from
+ * storage, the interrupted one restarts from the last checkpoint.
  */
 import { availableParallelism } from "node:os"
+import type { Writable } from "node:stream"
 import { Worker } from "node:worker_threads"
 import { ClusterWorkflowEngine, RunnerAddress } from "@effect/cluster"
 import * as NodeClusterSocket from "@effect/platform-node/NodeClusterSocket"
 import { Activity, Workflow } from "@effect/workflow"
-import { Console, Context, Effect, Layer, Option, Schedule, Schema } from "effect"
+import { Console, Context, Effect, Fiber, Layer, Option, Schedule, Schema } from "effect"
 import type * as Cli from "./Cli.js"
 import { TrialFailed } from "./Errors.js"
+import { OutputStreams } from "./Progress.js"
 import * as SweepStore from "./SweepStore.js"
 import * as SweepTerms from "./SweepTerms.js"
 import type * as SweepWorker from "./SweepWorker.js"
+import type * as TrialSteps from "./TrialSteps.js"
 
 export { RECIPE_FILE, trialDir } from "./SweepTerms.js"
 
@@ -94,6 +98,7 @@ export class EpochWorker extends Context.Tag("@stepwise/cli/Runner/EpochWorker")
 
 const WORKER = new URL("./SweepWorker.js", import.meta.url)
 
+/** The epoch worker on the runner's training thread (`SweepWorker`). */
 export const EpochWorkerLive = Layer.scoped(
   EpochWorker,
   Effect.gen(function* () {
@@ -153,6 +158,42 @@ export const EpochWorkerLive = Layer.scoped(
   })
 )
 
+/**
+ * The epoch worker of a runner a sweep starts on its own machine (`RunnerMain`): the trial's
+ * steps on the runner's own thread, not a training thread. A thread is a second isolate loading
+ * effect and compiling its hot code again (a second or two of CPU, on the cores the trials need);
+ * here an epoch of the sweep's small trials blocks the cluster's loops for no longer than a
+ * mini-batch (train's loader yields between them), well inside the 30 s shard-lock expiry. The
+ * steps' modules load, and `warm`'s recipes are prepared, while the runner joins its cluster.
+ */
+export const inlineEpochLayer = (warm: ReadonlyArray<string>, output?: Writable) =>
+  Layer.scoped(
+    EpochWorker,
+    Effect.gen(function* () {
+      const ready = yield* Effect.forkScoped(
+        Effect.gen(function* () {
+          const steps = yield* Effect.promise(() => import("./TrialSteps.js"))
+          const context = yield* Layer.build(steps.layer)
+          yield* steps.warm(warm).pipe(Effect.provide(context))
+          return { steps, context }
+        })
+      )
+      const run = <A>(task: TrialSteps.Task) =>
+        Effect.flatMap(Fiber.join(ready), ({ steps, context }) =>
+          Effect.provide(
+            output === undefined
+              ? steps.execute(task)
+              : Effect.provideService(steps.execute(task), OutputStreams, { stdout: output, stderr: output }),
+            context
+          )
+        ) as Effect.Effect<A, TrialFailed>
+      return EpochWorker.of({
+        epoch: (payload, epoch) => run<EpochRow>({ _tag: "epoch", payload, epoch }),
+        medianStop: (payload, epoch, rows) => run<boolean>({ _tag: "medianStop", payload, epoch, rows })
+      })
+    })
+  )
+
 /** The workflow's body: epochs as activities, with the stopping rule between them. */
 export const TrialLive = TrialWorkflow.toLayer(
   Effect.fn(function* (payload) {
@@ -192,7 +233,7 @@ export const shardingConfig = {
   // a tight expiry lets a busy runner's shards pass to another while it still works on them.
   shardLockRefreshInterval: "5 seconds",
   shardLockExpiration: "30 seconds",
-  refreshAssignmentsInterval: "1 second",
+  refreshAssignmentsInterval: "500 millis",
   entityMessagePollInterval: "1 second",
   entityReplyPollInterval: "200 millis",
   // a shard moves only once its entities stopped: an epoch stops between two mini-batches, which
@@ -212,7 +253,8 @@ export const clientLayer = (sql: Layer.Layer<import("@effect/sql").SqlClient.Sql
 /** A runner: the trial workflow registered with a cluster node listening on `host:port`. */
 export const runnerLayer = (
   sql: Layer.Layer<import("@effect/sql").SqlClient.SqlClient, unknown>,
-  address: { readonly host: string; readonly port: number }
+  address: { readonly host: string; readonly port: number },
+  epochs: Layer.Layer<EpochWorker> = EpochWorkerLive
 ) =>
   TrialLive.pipe(
     Layer.provide(Layer.effect(EpochSlot, Effect.makeSemaphore(1))),
@@ -231,17 +273,29 @@ export const runnerLayer = (
     ),
     Layer.provide(sql),
     // provided last, so released after the cluster: its shutdown stops the epochs under way (as
-    // Ctrl-C stops train) before the thread ends
-    Layer.provide(EpochWorkerLive)
+    // Ctrl-C stops train) before the epoch worker ends
+    Layer.provide(epochs)
   )
 
 export type Args = Cli.Values<typeof Cli.runner>
 
-/** `stepwise runner --storage URL`: executes trials until stopped (Ctrl-C / SIGTERM). */
-export const run = (args: Args) =>
+/**
+ * `stepwise runner --storage URL`: executes trials until stopped (Ctrl-C / SIGTERM), training on
+ * a thread of its own (`EpochWorkerLive`). The runners a sweep starts on its own machine train
+ * `inline` (`inlineEpochLayer`), warming those recipes' data; the one it hosts shares its storage
+ * client `sql` and writes its trials' output to `output`.
+ */
+export const run = (
+  args: Args,
+  here: {
+    readonly output?: Writable
+    readonly sql?: Layer.Layer<import("@effect/sql").SqlClient.SqlClient>
+    readonly inline?: ReadonlyArray<string>
+  } = {}
+) =>
   Effect.gen(function* () {
     const storage = yield* SweepStore.parse(args.storage)
-    const sql = SweepStore.layer(storage)
+    const sql = here.sql ?? SweepStore.layer(storage)
     const host = Option.getOrElse(args.host, () => "127.0.0.1")
     const port = Option.getOrElse(args.port, () => 34431)
     yield* SweepStore.stamp(args.storage, { create: true }).pipe(Effect.provide(sql))
@@ -254,7 +308,13 @@ export const run = (args: Args) =>
     // the tables made. The message storage's migrations end as a defect (the cluster dies on
     // them), so defects of SQL are retried too. Anything else, or a sixth failure, ends the
     // runner as before.
-    return yield* Layer.launch(runnerLayer(sql, { host, port })).pipe(
+    return yield* Layer.launch(
+      runnerLayer(
+        sql,
+        { host, port },
+        here.inline !== undefined ? inlineEpochLayer(here.inline, here.output) : EpochWorkerLive
+      )
+    ).pipe(
       Effect.catchAllDefect((defect) => (ofSql(defect) ? Effect.fail(defect) : Effect.die(defect))),
       Effect.retry({ schedule: Schedule.spaced("1 second"), times: 5, while: ofSql })
     )

@@ -1,40 +1,27 @@
 /**
- * The entry point of the runners `stepwise sweep` starts on its own machine: `stepwise runner`
- * (`Runner.run`) without the command line's parser and the other commands' definitions, which
- * a runner's main thread would load for nothing (a second or so of CPU per runner, on the cores
- * the trials need). Its arguments are the sweep's, always `STORAGE PORT`; users start runners
- * with `stepwise runner`, which runs the same `Runner.run`.
+ * The entry point of the runners `stepwise sweep` starts on its own machine (`RunnerStart`). It
+ * loads the runner (`RunnerProcess`) and stands by until the sweep sends its storage, port and
+ * the recipes to warm (`RunnerStart.Start`); then it runs as `stepwise runner --storage URL
+ * --port P`, training on its own thread (`Runner.inlineEpochLayer`).
  *
- * As `bin.ts`: a failure is one `stepwise: ` line on stderr and exit code 1 (130 after a
- * signal), and the runner stops when the sweep that started it dies (its IPC channel closes).
+ * It stops when the sweep that started it dies, even by SIGKILL (its IPC channel closes): as
+ * after Ctrl-C, its run folders consistent.
  */
-import * as NodeContext from "@effect/platform-node/NodeContext"
-import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
-import { Cause, Console, Effect, Exit, Option } from "effect"
-import { formatError } from "./Errors.js"
-import { exitWith } from "./ProcessExit.js"
-import * as Runner from "./Runner.js"
+import type { Start } from "./RunnerStart.js"
 
-if (process.send !== undefined) process.once("disconnect", () => process.kill(process.pid, "SIGTERM"))
+if (process.send === undefined) {
+  console.error("stepwise: this is a sweep's runner; start one with `stepwise runner --storage URL`")
+  process.exit(2)
+}
+process.once("disconnect", () => process.kill(process.pid, "SIGTERM"))
+// (its output is a pipe to the sweep, which may be gone while this runner shuts down)
+for (const stream of [process.stdout, process.stderr]) stream.on("error", () => {})
 
-const [storage, port] = process.argv.slice(2)
-
-const program = Runner.run({
-  storage,
-  host: Option.none(),
-  port: Option.some(Number(port))
-}).pipe(
-  Effect.tapErrorCause((cause) =>
-    Cause.isInterruptedOnly(cause)
-      ? Effect.void
-      : Console.error(
-          `stepwise: ${formatError(Option.getOrElse(Cause.failureOption(cause), () => Cause.squash(cause)))}`
-        )
-  ),
-  Effect.provide(NodeContext.layer)
-)
-
-NodeRuntime.runMain(program, {
-  disableErrorReporting: true,
-  teardown: (exit) => exitWith(Exit.isSuccess(exit) ? 0 : Cause.isInterruptedOnly(exit.cause) ? 130 : 1)
+const started = new Promise<Start>((resolve) => {
+  process.on("message", (m: Start) => {
+    if (m.type === "start") resolve(m)
+  })
 })
+const { runProcess } = await import("./RunnerProcess.js")
+const start = await started
+runProcess(start.storage, start.port, start.warm)

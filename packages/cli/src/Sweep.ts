@@ -12,18 +12,20 @@
  * the same workflows (same idempotency keys): finished trials answer from storage at once, the
  * others continue from their last finished epoch.
  */
-import { type ChildProcess, spawn } from "node:child_process"
+import type { ChildProcess } from "node:child_process"
+import { Console as NodeConsole } from "node:console"
 import { randomUUID } from "node:crypto"
-import { openSync } from "node:fs"
+import { createWriteStream, type WriteStream } from "node:fs"
 import { createServer } from "node:net"
 import { availableParallelism } from "node:os"
-import { fileURLToPath } from "node:url"
 import { Runner as ClusterRunner, ClusterSchema, EntityId, Sharding } from "@effect/cluster"
 import * as FileSystem from "@effect/platform/FileSystem"
 import * as Path from "@effect/platform/Path"
 import { SqlClient } from "@effect/sql"
 import {
+  Cause,
   Clock,
+  Console,
   Context,
   Deferred,
   Duration,
@@ -31,6 +33,8 @@ import {
   Either,
   Fiber,
   HashRing,
+  Layer,
+  Logger,
   Option,
   Ref,
   Schedule,
@@ -49,6 +53,7 @@ import {
 import { Output } from "./Progress.js"
 import * as Run from "./RunFolder.js"
 import * as Runner from "./Runner.js"
+import * as RunnerStart from "./RunnerStart.js"
 import * as SweepSpace from "./SweepSpace.js"
 import * as SweepStore from "./SweepStore.js"
 import * as TrialEpoch from "./TrialEpoch.js"
@@ -149,75 +154,155 @@ const freePort = Effect.async<number, Error>((resume) => {
 })
 
 /**
- * Starts `n` runner processes (`stepwise runner --storage URL --port P`, through its lean entry
- * point `RunnerMain`), each logging to
- * `runners/runner-i.log`, stopped with the scope (SIGTERM, then SIGKILL after 10 s). Returns a
- * Deferred that fails once every runner has exited (the trials would wait for no one), and
- * `stopping`: SIGTERM to every runner at once, for when the trials are over (the runners then
- * shut down while this process writes the results; the scope still waits for their exit).
+ * Starts `n` runners here: the first in this process (`hostRunner`), the others as processes,
+ * those `bin` spawned standing by (`RunnerStart`) and new ones for any missing. Each gets the
+ * storage URL, a free port and the recipe files to warm (`warm`); its output goes to
+ * `runners/runner-i.log`. Stopped with the scope (SIGTERM, then SIGKILL after 10 s), their logs
+ * complete. Returns a Deferred that fails once every runner has exited (the trials would wait
+ * for no one), and `stopping`: stops every runner at once, for when the trials are over (the
+ * runners then shut down while this process writes the results; the scope still waits for them).
  */
-const startRunners = (n: number, storage: string, dir: string) =>
+const startRunners = (
+  n: number,
+  storage: string,
+  sql: Layer.Layer<SqlClient.SqlClient>,
+  dir: string,
+  warm: ReadonlyArray<string>
+) =>
   Effect.gen(function* () {
     const fs = yield* FileSystem.FileSystem
     const p = yield* Path.Path
     const logs = p.join(dir, "runners")
     yield* fs.makeDirectory(logs, { recursive: true }).pipe(Effect.mapError(runFolderError(logs)))
-    // (the runner's own entry point: `stepwise runner` without the CLI's parser, see RunnerMain)
-    const entry = fileURLToPath(new URL("./RunnerMain.js", import.meta.url))
     const allGone = yield* Deferred.make<never, RunFolderError>()
+    const standing = RunnerStart.take(Math.max(0, n - 1))
     let alive = n
-    const pids: Array<number> = []
-    const children: Array<ChildProcess> = []
+    const gone = (log: string) => () => {
+      alive -= 1
+      if (alive === 0) {
+        Deferred.unsafeDone(
+          allGone,
+          Effect.fail(new RunFolderError({ path: log, reason: "every runner exited; see its log" }))
+        )
+      }
+    }
+    const stops: Array<Effect.Effect<void>> = []
     const ports: Array<number> = []
     for (let i = 1; i <= n; i++) {
       const port = yield* freePort.pipe(Effect.orDie)
       ports.push(port)
       const log = p.join(logs, `runner-${i}.log`)
+      if (i === 1) {
+        const fiber = yield* hostRunner(storage, sql, port, log, warm)
+        fiber.addObserver(gone(log))
+        stops.push(Effect.asVoid(Effect.forkDaemon(Fiber.interrupt(fiber))))
+        continue
+      }
       const child = yield* Effect.acquireRelease(
         Effect.sync(() => {
-          // a plain descriptor: spawn hands it to the child as its stdout and stderr
-          const fd = openSync(log, "a")
-          // (with this process's node flags: a memory limit, a profiler)
-          const args = [...process.execArgv, entry, storage, String(port)]
-          return spawn(process.execPath, args, {
-            // with an IPC channel, a runner stops when this sweep dies, even by SIGKILL (RunnerMain.ts)
-            stdio: ["ignore", fd, fd, "ipc"]
-          })
+          const child = standing[i - 2] ?? RunnerStart.spawnStandby()
+          const out = createWriteStream(log, { flags: "a" })
+          child.stdout?.pipe(out, { end: false })
+          child.stderr?.pipe(out, { end: false })
+          child.once("close", () => out.end())
+          RunnerStart.start(child, { storage, port, warm })
+          return { child, out }
         }),
-        (c) => stop(c)
-      )
-      pids.push(child.pid ?? -1)
-      children.push(child)
-      child.once("exit", () => {
-        alive -= 1
-        if (alive === 0) {
-          Deferred.unsafeDone(
-            allGone,
-            Effect.fail(new RunFolderError({ path: log, reason: "every runner exited; see its log" }))
-          )
-        }
-      })
+        ({ child, out }) => stop(child, out)
+      ).pipe(Effect.map(({ child }) => child))
+      whenExited(child, gone(log))
+      stops.push(Effect.sync(() => signal(child)))
     }
-    const stopping = Effect.sync(() => {
-      for (const c of children) signal(c)
-    })
-    return { allGone, pids, ports, stopping }
+    const stopping = Effect.all(stops, { discard: true })
+    // (the scope's first finalizer: every runner told to stop at once, then each awaited)
+    yield* Effect.addFinalizer(() => stopping)
+    return { allGone, ports, stopping }
+  })
+
+/**
+ * Runner 1, in this process: `stepwise runner` (`Runner.run`) on a fiber of its own, training on
+ * this thread (`Runner.inlineEpochLayer`), its console, logs and trials' output written to its log
+ * file as a runner process's would be. A process of its own would load the cluster's modules once
+ * more (a second or two of CPU, on the cores the trials need); this process has them, and its
+ * thread idles while the trials train. Interrupted with the scope (its shutdown stops the epoch
+ * under way, as SIGTERM stops a runner process), its log then complete.
+ */
+const hostRunner = (
+  storage: string,
+  sql: Layer.Layer<SqlClient.SqlClient>,
+  port: number,
+  log: string,
+  warm: ReadonlyArray<string>
+) =>
+  Effect.gen(function* () {
+    const out = createWriteStream(log, { flags: "a" })
+    const file = new NodeConsole(out, out)
+    const pretty = Logger.prettyLogger({ colors: false })
+    const runner = Runner.run(
+      { storage, host: Option.none(), port: Option.some(port) },
+      { sql, inline: warm, output: out }
+    ).pipe(
+      Effect.tapErrorCause((cause) =>
+        Cause.isInterruptedOnly(cause)
+          ? Effect.void
+          : Console.error(
+              `stepwise: ${formatError(Option.getOrElse(Cause.failureOption(cause), () => Cause.squash(cause)))}`
+            )
+      ),
+      (self) =>
+        Console.consoleWith((base) =>
+          Effect.withConsole(self, {
+            ...base,
+            log: (...args) => Effect.sync(() => file.log(...args)),
+            info: (...args) => Effect.sync(() => file.info(...args)),
+            warn: (...args) => Effect.sync(() => file.warn(...args)),
+            error: (...args) => Effect.sync(() => file.error(...args)),
+            unsafe: file
+          })
+        ),
+      Effect.provide(
+        Layer.merge(
+          Logger.replace(Logger.prettyLoggerDefault, pretty),
+          Logger.replace(Logger.defaultLogger, pretty)
+        )
+      )
+    )
+    // (interruptible: a fiber forked in `acquire` would inherit its uninterruptible region, and
+    // the cluster's races and timeouts inside it would wait for their losers for ever)
+    // Its shutdown waits, as a runner process's does, for the cluster to let its trial go: given
+    // 10 s, as a process gets between SIGTERM and SIGKILL (a trial cut short is a killed runner's).
+    return yield* Effect.acquireRelease(Effect.forkDaemon(Effect.interruptible(runner)), (fiber) =>
+      Effect.zipRight(
+        Effect.zipRight(
+          Fiber.interruptFork(fiber),
+          // (interruptible: a finalizer's timeout could not end the wait otherwise)
+          Effect.ignore(Effect.timeout(Effect.interruptible(Fiber.await(fiber)), "10 seconds"))
+        ),
+        Effect.async<void>((resume) => {
+          out.end(() => resume(Effect.void))
+        })
+      )
+    )
   })
 
 const exited = (c: ChildProcess) => c.exitCode !== null || c.signalCode !== null
+
+/** Calls `f` once the child has exited (now, if it already has). */
+const whenExited = (c: ChildProcess, f: () => void) => (exited(c) ? f() : c.once("exit", f))
 
 /** SIGTERM, once (a second one would not stop a runner sooner). */
 const signal = (c: ChildProcess) => {
   if (!exited(c) && !c.killed) c.kill("SIGTERM")
 }
 
-const stop = (c: ChildProcess) =>
+/** Stops a runner and waits for its log to be written out. */
+const stop = (c: ChildProcess, log: WriteStream) =>
   Effect.async<void>((resume) => {
-    if (exited(c)) return resume(Effect.void)
     const timer = setTimeout(() => c.kill("SIGKILL"), 10_000)
-    c.once("exit", () => {
+    whenExited(c, () => {
       clearTimeout(timer)
-      resume(Effect.void)
+      if (log.closed) resume(Effect.void)
+      else log.once("close", () => resume(Effect.void))
     })
     signal(c)
   })
@@ -459,7 +544,9 @@ export const run = (args: Args) =>
 
     const url = Option.getOrElse(args.storage, () => `sqlite:${p.join(dir, STORAGE_FILE)}`)
     const storage = yield* SweepStore.parse(url)
-    const sql = SweepStore.layer(storage)
+    // One client for the whole sweep, shared with the runner it hosts: SQLite connections of one
+    // thread would wait on each other's locks, blocking the thread that must release them.
+    const sql = Layer.succeedContext(yield* Layer.build(SweepStore.layer(storage)))
     yield* SweepStore.stamp(url, { create: true }).pipe(Effect.provide(sql))
     const n = Option.getOrElse(args.runners, () => availableParallelism())
     if (n === 0 && Option.isNone(args.storage)) {
@@ -469,7 +556,14 @@ export const run = (args: Args) =>
         reason: "no runner could reach this sweep's own storage: give --storage shared with runners elsewhere"
       })
     }
-    const runners = yield* startRunners(n, url, dir)
+    // (each runner prepares the first trial's data while it joins the cluster)
+    const runners = yield* startRunners(
+      n,
+      url,
+      sql,
+      dir,
+      plan.trials.slice(0, 1).map((t) => p.join(Runner.trialDir(p, dir, t.id), Runner.RECIPE_FILE))
+    )
     yield* untilRegistered(runners.ports).pipe(Effect.provide(sql))
     yield* out.line(
       `stepwise: sweep of ${plan.trials.length} trials (${plan.metric}) in ${dir}, ${n} runner${n === 1 ? "" : "s"} here` +

@@ -183,6 +183,44 @@ describe("stepwise sweep on SQLite", () => {
     expect(logs.join("").match(/trial t0\d: epoch \d/g)).toHaveLength(4)
   })
 
+  it("a sweep stopped with Ctrl-C stops its runners and resumes to the solo runs' losses", async () => {
+    const out = join(tmp, "stopped")
+    const sweep = cliAsync([
+      ...["sweep", "--config", sweepFile("stopped.yaml", 3, [0.001, 0.003]), "--out", out],
+      ...["--runners", "2", "--json"]
+    ])
+    const metrics = ["t01", "t02"].map((t) => join(out, "trials", t, "metrics.jsonl"))
+    await waitFor("a first epoch", () => (metrics.some((m) => existsSync(m)) ? true : undefined))
+    const stopped = Date.now()
+    sweep.child.kill("SIGINT")
+    const r = await sweep.done
+    expect(r.code, r.stderr).toBe(130)
+    // (the runners get 10 s to let their trials go, as a runner process gets between SIGTERM and SIGKILL)
+    expect(Date.now() - stopped).toBeLessThan(20_000)
+    const pids = readdirSync(join(out, "runners")).map((f) =>
+      Number(/\(pid (\d+),/.exec(readFileSync(join(out, "runners", f), "utf8"))?.[1])
+    )
+    expect(pids).toHaveLength(2)
+    for (const pid of pids) expect(() => process.kill(pid, 0), `pid ${pid} still runs`).toThrow()
+
+    const resumed = await cli(["sweep", "--resume", out, "--runners", "2", "--json"])
+    expect(resumed.code, resumed.stderr).toBe(0)
+    const j = lastJson(resumed)
+    expect(j.trials.map((t: any) => [t.id, t.state, t.epoch])).toEqual([
+      ["t01", "done", 3],
+      ["t02", "done", 3]
+    ])
+    for (const t of j.trials) {
+      const rows = readFileSync(join(out, "trials", t.id, "metrics.jsonl"), "utf8")
+        .trim()
+        .split("\n")
+      expect(rows.map((row) => JSON.parse(row).epoch)).toEqual([1, 2, 3])
+      const alone = await solo(join(out, "trials", t.id, "recipe.json"), join(tmp, `solo-stopped-${t.id}`))
+      expect(t.losses).toEqual(alone.losses)
+      expect(t.valLosses).toEqual(alone.valLosses)
+    }
+  })
+
   it("loses nothing when a runner is killed with SIGKILL mid-trial", async () => {
     const db = join(tmp, "kill.db")
     const runners = await startRunners(`sqlite:${db}`, nextPorts())
