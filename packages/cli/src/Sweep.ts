@@ -438,6 +438,18 @@ const progressOf = (dir: string, metric: SweepSpace.Metric) =>
     Effect.orElseSucceed(() => ({ epoch: 0, metric: null }))
   )
 
+/**
+ * A trial's row with what its folder shows, while it still runs: its result may have come in
+ * while the folder was read, and a finished trial stays finished.
+ */
+export const withProgress = (
+  t: TrialReport,
+  progress: { readonly epoch: number; readonly metric: number | null }
+): TrialReport =>
+  (t.state === "pending" || t.state === "running") && progress.epoch > 0
+    ? { ...t, state: "running", epoch: progress.epoch, metric: progress.metric }
+    : t
+
 const fmtMetric = (metric: SweepSpace.Metric, v: number | null) =>
   v === null ? "-" : metric === "valAccuracy" ? `${(100 * v).toFixed(1)}%` : v.toFixed(4)
 
@@ -597,8 +609,7 @@ export const run = (args: Args) =>
       for (const t of all) {
         if (t.state === "pending" || t.state === "running") {
           const prog = yield* progressOf(t.runDir, plan.metric)
-          if (prog.epoch > 0)
-            yield* update(t.id, (r) => ({ ...r, state: "running", epoch: prog.epoch, metric: prog.metric }))
+          yield* update(t.id, (r) => withProgress(r, prog))
         }
       }
       const text = table(plan.metric, [...(yield* Ref.get(reports)).values()])

@@ -145,4 +145,16 @@ describe("Sweep results", () => {
     const text = Sweep.table("valAccuracy", trials)
     expect(text).toContain("t02    done   1/1    70.0%        optimizer.lr=0.01")
   })
+
+  it("shows a running trial's folder progress, but never over a result that came in meanwhile", () => {
+    const pending: Sweep.TrialReport = { ...report("t01", null, 1e-3), state: "pending", epoch: 0, epochs: 3 }
+    const running = Sweep.withProgress(pending, { epoch: 2, metric: 0.6 })
+    expect([running.state, running.epoch, running.metric]).toEqual(["running", 2, 0.6])
+    expect(Sweep.withProgress(pending, { epoch: 0, metric: null })).toBe(pending)
+    // (the table's refresh read the folder at epoch 2; the trial's result, epoch 3, came first)
+    const done: Sweep.TrialReport = { ...running, state: "done", epoch: 3, metric: 0.8 }
+    expect(Sweep.withProgress(done, { epoch: 2, metric: 0.6 })).toBe(done)
+    const failed: Sweep.TrialReport = { ...running, state: "failed" }
+    expect(Sweep.withProgress(failed, { epoch: 3, metric: 0.8 })).toBe(failed)
+  })
 })
