@@ -236,9 +236,13 @@ export const shardingConfig = {
   refreshAssignmentsInterval: "500 millis",
   entityMessagePollInterval: "1 second",
   entityReplyPollInterval: "200 millis",
-  // a shard moves only once its entities stopped: an epoch stops between two mini-batches, which
-  // on a loaded machine can take longer than the default 15 s
-  entityTerminationTimeout: "2 minutes",
+  // How long a runner shutting down (Ctrl-C, SIGTERM) or giving a shard up waits for a trial's
+  // workflow before interrupting it. Its request lasts the whole trial, so it never ends by itself:
+  // a longer wait only trains on (2 minutes kept a stopped sweep's runners training until their
+  // SIGKILL, leaving their shard locks to expire before --resume could go on). Interrupted, the
+  // epoch under way stops between two mini-batches and the trial continues from its last
+  // checkpoint wherever its shard goes.
+  entityTerminationTimeout: "5 seconds",
   // a trial's epoch can outlast the default minute of idleness between messages
   entityMaxIdleTime: "1 hour"
 } as const
