@@ -163,10 +163,10 @@ export const fingerprint = (data: Pick<Datasets, "trainRoot" | "valRoot">) =>
 /** Prepared data (`prepareData`'s, or taken from a DataCache) and the fingerprint this run computed for it. */
 const fingerprinted = new WeakMap<object, string>()
 
-const scanFingerprint = (data: Pick<Datasets, "trainRoot" | "valRoot">, trainListing?: ImageFolder.Listing) =>
+const scanFingerprint = (data: Pick<Datasets, "trainRoot" | "valRoot">) =>
   Effect.gen(function* () {
     const listed: Array<readonly [string, ImageFolder.Listing]> = [
-      [data.trainRoot, trainListing ?? (yield* ImageFolder.scan(data.trainRoot))]
+      [data.trainRoot, yield* ImageFolder.scan(data.trainRoot)]
     ]
     if (data.valRoot !== undefined) listed.push([data.valRoot, yield* ImageFolder.scan(data.valRoot)])
     return fingerprintOf(listed)
@@ -193,7 +193,8 @@ const fingerprintOf = (listed: ReadonlyArray<readonly [string, ImageFolder.Listi
  */
 export const prepareData = (
   recipe: Recipe.Recipe,
-  trainListing?: ImageFolder.Listing
+  trainListing?: ImageFolder.Listing,
+  valListing?: ImageFolder.Listing
 ): Effect.Effect<
   Datasets,
   | DataErrors.ImageFolderError
@@ -236,7 +237,7 @@ export const prepareData = (
       val = TensorDataset.subset(full, valIdx)
       train = TensorDataset.subset(full, trainIdx)
     } else if (valRoot !== undefined) {
-      const valListed = yield* ImageFolder.scan(valRoot)
+      const valListed = valListing ?? (yield* ImageFolder.scan(valRoot))
       listed.push([valRoot, valListed])
       val = yield* loadFolder(valRoot, recipe.data.resize, valListed)
       yield* sameClasses(`the training data ${trainRoot}`, full.classes ?? [], valRoot, val.classes ?? [])
@@ -281,13 +282,20 @@ const preparedData = (recipe: Recipe.Recipe, trainListing: ImageFolder.Listing) 
     const valRoot = Option.getOrUndefined(Option.map(Option.fromNullable(valRootOf(recipe)), resolvePath))
     // what prepareData reads: the data settings, the batch size (statistics), the seed (valSplit)
     const settings = { data: recipe.data, batchSize: recipe.batchSize, seed: recipe.seed }
-    // (the training folder as `setup` listed it, this run: not listed again)
-    return Effect.flatMap(scanFingerprint({ trainRoot, valRoot }, trainListing), (files) =>
-      Effect.tap(
-        cache.value(JSON.stringify({ ...settings, files }), prepareData(recipe, trainListing)),
-        (data) => Effect.sync(() => fingerprinted.set(data, files))
+    // Each folder listed once: the training folder as `setup` listed it, the validation folder
+    // here; a cache miss decodes these listings.
+    return Effect.gen(function* () {
+      const listed: Array<readonly [string, ImageFolder.Listing]> = [[trainRoot, trainListing]]
+      const valListing = valRoot === undefined ? undefined : yield* ImageFolder.scan(valRoot)
+      if (valRoot !== undefined && valListing !== undefined) listed.push([valRoot, valListing])
+      const files = fingerprintOf(listed)
+      const data = yield* cache.value(
+        JSON.stringify({ ...settings, files }),
+        prepareData(recipe, trainListing, valListing)
       )
-    )
+      fingerprinted.set(data, files)
+      return data
+    })
   })
 
 /**

@@ -19,9 +19,9 @@ import { Worker } from "node:worker_threads"
 import { ClusterWorkflowEngine, RunnerAddress } from "@effect/cluster"
 import * as NodeClusterSocket from "@effect/platform-node/NodeClusterSocket"
 import { Activity, Workflow } from "@effect/workflow"
-import { Console, Context, Effect, Fiber, Layer, Option, Schedule, Schema } from "effect"
+import { Cause, Console, Context, Effect, Fiber, Layer, Option, Schedule, Schema } from "effect"
 import type * as Cli from "./Cli.js"
-import { TrialFailed } from "./Errors.js"
+import { formatError, TrialFailed } from "./Errors.js"
 import { OutputStreams } from "./Progress.js"
 import * as SweepStore from "./SweepStore.js"
 import * as SweepTerms from "./SweepTerms.js"
@@ -323,6 +323,21 @@ export const run = (
       Effect.retry({ schedule: Schedule.spaced("1 second"), times: 5, while: ofSql })
     )
   })
+
+/**
+ * `run`, its failure (anything but an interrupt) written as one `stepwise: ` line to the console:
+ * a runner a sweep started, whose console is its log (a process's stderr, the hosted runner's file).
+ */
+export const runReported = (args: Args, here: Parameters<typeof run>[1] = {}) =>
+  run(args, here).pipe(
+    Effect.tapErrorCause((cause) =>
+      Cause.isInterruptedOnly(cause)
+        ? Effect.void
+        : Console.error(
+            `stepwise: ${formatError(Option.getOrElse(Cause.failureOption(cause), () => Cause.squash(cause)))}`
+          )
+    )
+  )
 
 /** An SQL error, or a migration error caused by one (its cause chain, a few levels deep). */
 const ofSql = (e: unknown): boolean => {

@@ -10,21 +10,13 @@
  */
 import * as NodeContext from "@effect/platform-node/NodeContext"
 import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
-import { Cause, Console, Effect, Exit, Option } from "effect"
-import { formatError } from "./Errors.js"
+import { Cause, Effect, Exit, Option } from "effect"
 import { exitWith } from "./ProcessExit.js"
 import * as Runner from "./Runner.js"
 
 export const runProcess = (storage: string, port: number, warm: ReadonlyArray<string>): void =>
   NodeRuntime.runMain(
-    Runner.run({ storage, host: Option.none(), port: Option.some(port) }, { inline: warm }).pipe(
-      Effect.tapErrorCause((cause) =>
-        Cause.isInterruptedOnly(cause)
-          ? Effect.void
-          : Console.error(
-              `stepwise: ${formatError(Option.getOrElse(Cause.failureOption(cause), () => Cause.squash(cause)))}`
-            )
-      ),
+    Runner.runReported({ storage, host: Option.none(), port: Option.some(port) }, { inline: warm }).pipe(
       Effect.provide(NodeContext.layer)
     ),
     {

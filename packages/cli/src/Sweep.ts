@@ -23,7 +23,6 @@ import * as FileSystem from "@effect/platform/FileSystem"
 import * as Path from "@effect/platform/Path"
 import { SqlClient } from "@effect/sql"
 import {
-  Cause,
   Clock,
   Console,
   Context,
@@ -195,7 +194,7 @@ const startRunners = (
       if (i === 1) {
         const fiber = yield* hostRunner(storage, sql, port, log, warm)
         fiber.addObserver(gone(log))
-        stops.push(Effect.asVoid(Effect.forkDaemon(Fiber.interrupt(fiber))))
+        stops.push(Fiber.interruptFork(fiber))
         continue
       }
       const child = yield* Effect.acquireRelease(
@@ -238,17 +237,10 @@ const hostRunner = (
     const out = createWriteStream(log, { flags: "a" })
     const file = new NodeConsole(out, out)
     const pretty = Logger.prettyLogger({ colors: false })
-    const runner = Runner.run(
+    const runner = Runner.runReported(
       { storage, host: Option.none(), port: Option.some(port) },
       { sql, inline: warm, output: out }
     ).pipe(
-      Effect.tapErrorCause((cause) =>
-        Cause.isInterruptedOnly(cause)
-          ? Effect.void
-          : Console.error(
-              `stepwise: ${formatError(Option.getOrElse(Cause.failureOption(cause), () => Cause.squash(cause)))}`
-            )
-      ),
       (self) =>
         Console.consoleWith((base) =>
           Effect.withConsole(self, {
@@ -272,16 +264,14 @@ const hostRunner = (
     // Its shutdown waits, as a runner process's does, for the cluster to let its trial go: given
     // 10 s, as a process gets between SIGTERM and SIGKILL (a trial cut short is a killed runner's).
     return yield* Effect.acquireRelease(Effect.forkDaemon(Effect.interruptible(runner)), (fiber) =>
-      Effect.zipRight(
-        Effect.zipRight(
-          Fiber.interruptFork(fiber),
-          // (interruptible: a finalizer's timeout could not end the wait otherwise)
-          Effect.ignore(Effect.timeout(Effect.interruptible(Fiber.await(fiber)), "10 seconds"))
-        ),
-        Effect.async<void>((resume) => {
+      Effect.gen(function* () {
+        yield* Fiber.interruptFork(fiber)
+        // (interruptible: a finalizer's timeout could not end the wait otherwise)
+        yield* Effect.ignore(Effect.timeout(Effect.interruptible(Fiber.await(fiber)), "10 seconds"))
+        yield* Effect.async<void>((resume) => {
           out.end(() => resume(Effect.void))
         })
-      )
+      })
     )
   })
 

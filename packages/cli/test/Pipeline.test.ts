@@ -117,6 +117,31 @@ describe("data checks before decoding", () => {
     expect(scanned).not.toBe(trainOnly)
   })
 
+  it("warmData fills a DataCache under the key a run then finds, its fingerprint a fresh scan's", async () => {
+    const train = await folder({ a: [[4, 4]], b: [[4, 4]] })
+    const val = await folder({ a: [[4, 4]], b: [[4, 4]] })
+    const recipe = Effect.runSync(
+      Recipe.decode({ data: { train, val, resize: 4, normalize: false }, batchSize: 2 }, "r.json")
+    )
+    const kept = new Map<string, Pipeline.Datasets>()
+    let prepared = 0
+    const cache = <E, R>(key: string, prepare: Effect.Effect<Pipeline.Datasets, E, R>) =>
+      Effect.suspend(() => {
+        const hit = kept.get(key)
+        if (hit !== undefined) return Effect.succeed(hit)
+        prepared += 1
+        return Effect.tap(prepare, (d) => Effect.sync(() => kept.set(key, d)))
+      })
+    const warm = () => run(Effect.provideService(Pipeline.warmData(recipe), Pipeline.DataCache, cache))
+    const first = Either.getOrThrow(await warm())
+    const again = Either.getOrThrow(await warm())
+    expect([prepared, kept.size]).toEqual([1, 1])
+    expect(again).toBe(first)
+    const scanned = Either.getOrThrow(await run(Pipeline.fingerprint({ trainRoot: train, valRoot: val })))
+    expect(Either.getOrThrow(await run(Pipeline.fingerprint(first)))).toBe(scanned)
+    expect(JSON.parse([...kept.keys()][0]).files).toBe(scanned)
+  })
+
   it("images that resize to different sizes name --resize HxW, not a transform", async () => {
     const root = await folder({ a: [[20, 20]], b: [[30, 20]] })
     const m = messageOf(await run(Pipeline.loadFolder(root, 10)))

@@ -4,6 +4,7 @@ import { Effect, Either } from "effect"
 import { Engine } from "./Engine.js"
 import { type InvalidLayer, InvalidTargets, type WeightMismatch } from "./Errors.js"
 import { registerGradients } from "./Gradients.js"
+import * as Simd from "./kernels/Simd.js"
 
 type InvalidArgument = DataErrors.InvalidArgument
 
@@ -160,22 +161,20 @@ export const unsafeInputTensor = (x: Float32Array, shape: ReadonlyArray<number>)
  */
 const wasmNhwc = (x: Float32Array, n: number, c: number, h: number, w: number): tf.Tensor | undefined => {
   const backend = tf.backend() as unknown as {
-    readonly wasm?: { readonly HEAPF32?: unknown }
-    readonly dataIdMap: { get(id: object): { readonly memoryOffset: number } }
+    readonly typedArrayFromHeap?: unknown
     write(values: null, shape: ReadonlyArray<number>, dtype: "float32"): object
   }
-  if (!(backend.wasm?.HEAPF32 instanceof Float32Array)) return undefined
+  if (typeof backend.typedArrayFromHeap !== "function") return undefined
   const shape = [n, h, w, c]
   // As `tf.tensor` makes one (write, then the engine tracks it), without values: only allocated.
   const dataId = backend.write(null, shape, "float32")
   const t = tf.engine().makeTensorFromTensorInfo({ dataId, shape, dtype: "float32" }, backend as never)
-  // The heap view after the allocation (which may have grown the memory and replaced it).
-  const heap = backend.wasm.HEAPF32 as Float32Array
-  const at = backend.dataIdMap.get(dataId).memoryOffset / 4
+  // (the view taken after the allocation, which may have grown the heap and replaced its buffer)
+  const heap = Simd.heapView(backend, t)!
   const hw = h * w
   if (c === 3) {
     // RGB, the usual case: each pixel's three values written in a row (~30% faster).
-    for (let b = 0, o = at; b < n; b++) {
+    for (let b = 0, o = 0; b < n; b++) {
       const r = b * 3 * hw
       const g = r + hw
       const bl = g + hw
@@ -191,7 +190,7 @@ const wasmNhwc = (x: Float32Array, n: number, c: number, h: number, w: number): 
     const base = b * c * hw
     for (let ch = 0; ch < c; ch++) {
       const src = base + ch * hw
-      let o = at + base + ch
+      let o = base + ch
       for (let p = 0; p < hw; p++, o += c) heap[o] = x[src + p]
     }
   }

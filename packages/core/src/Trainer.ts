@@ -41,6 +41,7 @@ import {
   type WeightMismatch
 } from "./Errors.js"
 import * as Events from "./Events.js"
+import * as Simd from "./kernels/Simd.js"
 import * as Loss from "./Loss.js"
 import * as LrRangeTest from "./LrRangeTest.js"
 import * as Metrics from "./Metrics.js"
@@ -270,17 +271,8 @@ export const firstNonFinite = (
  * the tensor lives (a step's parameters and gradients, read every step, would otherwise be
  * copied into fresh memory each time), elsewhere `dataSync`. Valid until the next kernel runs.
  */
-const hostValues = (t: tf.Tensor): Float32Array => {
-  const backend = tf.backend() as {
-    readonly wasm?: { readonly HEAPF32?: unknown }
-    readonly dataIdMap?: { get(id: object): { readonly memoryOffset?: unknown } | undefined }
-  }
-  const heap = backend.wasm?.HEAPF32
-  const at = t.dtype === "float32" ? backend.dataIdMap?.get(t.dataId)?.memoryOffset : undefined
-  if (heap instanceof Float32Array && typeof at === "number" && at % 4 === 0)
-    return heap.subarray(at / 4, at / 4 + t.size)
-  return t.dataSync() as Float32Array
-}
+const hostValues = (t: tf.Tensor): Float32Array =>
+  Simd.heapView(tf.backend(), t) ?? (t.dataSync() as Float32Array)
 
 /**
  * One training step, the whole of it: loss and gradients at `params` (training mode, dropout from

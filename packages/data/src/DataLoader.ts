@@ -153,14 +153,8 @@ const buffers = <Y extends Targets>(
   dataset: TensorDataset.TensorDataset<Y>,
   batchSize: number,
   count: number
-): ReadonlyArray<{ readonly x: Float32Array; readonly y: Y }> => {
-  const n = Math.min(batchSize, dataset.length)
-  const ty = TensorDataset.targetSize(dataset)
-  return Array.from({ length: count }, () => ({
-    x: new Float32Array(n * TensorDataset.sampleSize(dataset)),
-    y: (dataset.y instanceof Int32Array ? new Int32Array(n * ty) : new Float32Array(n * ty)) as Y
-  }))
-}
+) =>
+  Array.from({ length: count }, () => TensorDataset.batchArrays(dataset, Math.min(batchSize, dataset.length)))
 
 /** Every batch of an epoch collected (convenient for small datasets and tests). */
 export const collect = <Y extends Targets, E, R>(

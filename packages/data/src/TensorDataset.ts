@@ -59,12 +59,19 @@ export const make = <Y extends Targets>(args: {
 }
 
 /** The samples at `indices`, in that order, as one batch (the loader's gather step). */
-export const gather = <Y extends Targets>(ds: TensorDataset<Y>, indices: ArrayLike<number>): Batch<Y> => {
-  const n = indices.length
-  const y =
-    ds.y instanceof Int32Array ? new Int32Array(n * targetSize(ds)) : new Float32Array(n * targetSize(ds))
-  return gatherInto(ds, indices, { x: new Float32Array(n * sampleSize(ds)), y: y as Y })
-}
+export const gather = <Y extends Targets>(ds: TensorDataset<Y>, indices: ArrayLike<number>): Batch<Y> =>
+  gatherInto(ds, indices, batchArrays(ds, indices.length))
+
+/** Zeroed arrays for a batch of `n` samples of `ds` (its targets' type: labels or values). */
+export const batchArrays = <Y extends Targets>(
+  ds: TensorDataset<Y>,
+  n: number
+): { readonly x: Float32Array; readonly y: Y } => ({
+  x: new Float32Array(n * sampleSize(ds)),
+  y: (ds.y instanceof Int32Array
+    ? new Int32Array(n * targetSize(ds))
+    : new Float32Array(n * targetSize(ds))) as Y
+})
 
 /**
  * `gather` into given arrays (at least `indices.length` samples and targets long): the batch

@@ -136,7 +136,7 @@ const wasmMatMul = (
     attrs: { transposeA, transposeB }
   } as any) as tf.TensorInfo
 
-const heap = (backend: AnyBackend, t: tf.TensorInfo): Float32Array => backend.typedArrayFromHeap(t)
+const heap = (backend: AnyBackend, t: tf.TensorInfo): Float32Array => Simd.heapView(backend, t)!
 
 const nhwcOnly = (info: tf.backend_util.Conv2DInfo, kernel: string) => {
   if (info.dataFormat !== "channelsLast") {

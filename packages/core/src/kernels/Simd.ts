@@ -96,6 +96,19 @@ export const on = (backend: AnyBackend): Exports | undefined => {
   return exports
 }
 
+/**
+ * A float32 tensor's values as a view of the wasm heap where it lives (tfjs' own
+ * `typedArrayFromHeap`), or undefined off the wasm backend. Valid until the next allocation or
+ * kernel (either may grow the heap and replace its buffer).
+ */
+export const heapView = (
+  backend: AnyBackend,
+  t: { readonly dataId: object; readonly shape: ReadonlyArray<number>; readonly dtype: string }
+): Float32Array | undefined =>
+  t.dtype === "float32" && typeof backend?.typedArrayFromHeap === "function"
+    ? (backend.typedArrayFromHeap(t) as Float32Array)
+    : undefined
+
 /** A tensor's byte offset on the wasm heap. */
 export const offset = (backend: AnyBackend, t: { readonly dataId: object }): number =>
   backend.dataIdMap.get(t.dataId).memoryOffset as number
